@@ -1,0 +1,111 @@
+"""Atomic writes and SHA-256 sidecars for every artifact.
+
+Each artifact ``X`` gets a sidecar ``X.sha256`` in ``sha256sum`` format (``<hex>  <name>``).
+Consumers call :func:`verify` before reading; a tampered or truncated file is refused by name.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+SUFFIX = ".sha256"
+
+
+class ChecksumError(RuntimeError):
+    """An artifact does not match its recorded SHA-256 (or has no record)."""
+
+
+def file_digest(path: str | os.PathLike, algo: str = "sha256", chunk: int = 1 << 20) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256(path: str | os.PathLike) -> str:
+    return file_digest(path, "sha256")
+
+
+def sidecar(path: str | os.PathLike) -> Path:
+    return Path(str(path) + SUFFIX)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched,
+    so no half-written artifact ever appears under its final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_sidecar(path: str | os.PathLike) -> str:
+    """Record the SHA-256 of ``path`` in ``path.sha256`` (atomically); return the digest."""
+    digest = sha256(path)
+    with atomic_path(sidecar(path)) as tmp:
+        tmp.write_text(f"{digest}  {Path(path).name}\n")
+    return digest
+
+
+@contextlib.contextmanager
+def artifact(path: str | os.PathLike) -> Iterator[Path]:
+    """Write an artifact atomically and record its SHA-256 sidecar.
+
+    >>> with artifact("out.json") as tmp:      # doctest: +SKIP
+    ...     tmp.write_text("{}")
+    """
+    with atomic_path(path) as tmp:
+        yield tmp
+    write_sidecar(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> str:
+    with artifact(path) as tmp:
+        tmp.write_bytes(data)
+    return sha256(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> str:
+    return write_bytes(path, text.encode())
+
+
+def recorded(path: str | os.PathLike) -> str:
+    side = sidecar(path)
+    if not side.exists():
+        raise ChecksumError(f"{path}: no checksum record {side.name}; the artifact was not "
+                            "written by this workflow or its record was deleted")
+    text = side.read_text().split()
+    if not text or len(text[0]) != 64:
+        raise ChecksumError(f"{side}: malformed checksum record")
+    return text[0]
+
+
+def verify(path: str | os.PathLike) -> str:
+    """Check ``path`` against its sidecar; return the digest or raise :class:`ChecksumError`."""
+    if not Path(path).exists():
+        raise ChecksumError(f"{path}: missing input artifact")
+    expected = recorded(path)
+    actual = sha256(path)
+    if actual != expected:
+        raise ChecksumError(
+            f"{path}: SHA-256 mismatch (recorded {expected}, actual {actual}); the file was "
+            "modified or truncated after it was written. Delete it and re-run the workflow.")
+    return actual
