@@ -1,0 +1,163 @@
+"""Collect per-run ``metrics.json`` files into tidy tables: runs, per-cell summary, ranking.
+
+Every input is checked with :func:`lnm.checksum.verify` before it is read and every output is
+written through :func:`lnm.checksum.artifact` (atomic, with a SHA-256 sidecar).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from lnm.checksum import artifact, verify
+
+#: Canonical method order (the benchmark's 11 methods); unknown names sort after these.
+METHODS = ("ce", "trevision", "volminnet", "sce", "cdr", "coteaching", "coteaching_plus",
+           "codis", "jocor", "disc", "dividemix")
+#: Canonical noise-pattern order; ``none`` is the clean ceiling.
+NOISES = ("none", "symmetric", "pairflip", "instance")
+
+#: Columns that identify one training run.
+RUN_KEYS = ["dataset", "noise", "rate", "noise_seed", "method", "backbone", "seed", "epochs", "size"]
+#: Columns that identify one summary cell (seeds are averaged over).
+CELL_KEYS = ["dataset", "noise", "rate", "backbone", "method"]
+HEADLINE = "test_acc_last5"
+#: Metrics summarised per cell as ``<metric>_mean`` / ``<metric>_std``.
+SUMMARY_METRICS = [HEADLINE, "test_acc_best_val", "balanced_acc_last5", "macro_f1_last5"]
+
+_SCALARS = ["identifiable", "num_classes", "num_test"]
+_METRICS = [HEADLINE, "test_acc_best_val", "best_val_epoch", "balanced_acc_last5",
+            "macro_f1_last5", "auc_last5", "ece_last5", "nll_last5"]
+_SELECTION = ["clean_ratio", "coverage", "purified_ratio", "t_error"]
+COLUMNS = (RUN_KEYS + _SCALARS + ["realised_rate", "realised_rate_val"] + _METRICS + _SELECTION
+           + ["data_sha256", "noise_sha256", "metrics_path"])
+
+DAGGER_NOTE = ("† Not identifiable: at this noise pattern and rate the true class is no longer "
+               "the most likely noisy label for at least one class, so the clean labels cannot "
+               "be recovered from the noisy ones even in principle; accuracies there are not "
+               "comparable with identifiable rows.")
+
+
+def ordered(values: Iterable[str], canonical: Iterable[str]) -> list[str]:
+    """Distinct ``values`` in ``canonical`` order, unknown ones after them alphabetically."""
+    values, canonical = set(values), list(canonical)
+    return [v for v in canonical if v in values] + sorted(values - set(canonical))
+
+
+def _sort(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Sort by ``by`` with methods and noise patterns in canonical (not alphabetical) order."""
+    rank = {"method": METHODS, "noise": NOISES}
+
+    def key(col: pd.Series) -> pd.Series:
+        if col.name in rank:
+            return col.map({v: i for i, v in enumerate(ordered(col, rank[col.name]))})
+        return col
+    return df.sort_values(by, key=key, kind="mergesort").reset_index(drop=True)
+
+
+def _row(path: Path) -> dict:
+    verify(path)
+    m = json.loads(path.read_text())
+    sel, inputs = m.get("selection") or {}, m.get("inputs") or {}
+    row = {k: m["run"][k] for k in RUN_KEYS}
+    row.update({k: m[k] for k in _SCALARS + _METRICS})
+    row["realised_rate"] = m["noise_rate_realised"]
+    row["realised_rate_val"] = m.get("noise_rate_realised_val")
+    row.update({k: sel.get(k) for k in _SELECTION})
+    for name in ("data", "noise"):
+        row[f"{name}_sha256"] = (inputs.get(name) or {}).get("sha256")
+    row["metrics_path"] = str(path)
+    return row
+
+
+def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One tidy row per run (columns :data:`COLUMNS`), from checksum-verified ``metrics.json``."""
+    df = pd.DataFrame([_row(Path(p)) for p in metrics_paths], columns=COLUMNS)
+    for col in _SELECTION + ["realised_rate_val"]:
+        df[col] = pd.to_numeric(df[col]).astype(float)
+    df["identifiable"] = df["identifiable"].astype(bool)
+    dup = df[df.duplicated(RUN_KEYS, keep=False)]
+    if len(dup):
+        raise ValueError("the same run appears in several metrics files: "
+                         + ", ".join(dup["metrics_path"]))
+    return _sort(df, RUN_KEYS + ["metrics_path"])
+
+
+def _write_csv(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> Path:
+    with artifact(path) as tmp:
+        df.to_csv(tmp, index=index)
+    return Path(path)
+
+
+def write_runs_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    return _write_csv(df, path)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (:data:`CELL_KEYS`): mean, std (ddof=1; NaN for one run) and ``n`` over all
+    (noise_seed, seed) runs of :data:`SUMMARY_METRICS`; ``identifiable`` = all runs identifiable;
+    ``realised_rate`` = mean realised training noise rate."""
+    agg = {f"{m}_{s}": (m, s) for m in SUMMARY_METRICS for s in ("mean", "std")}
+    agg.update(n=(HEADLINE, "size"), identifiable=("identifiable", "all"),
+               realised_rate=("realised_rate", "mean"))
+    out = runs.groupby(CELL_KEYS, sort=False).agg(**agg).reset_index()
+    return _sort(out, ["dataset", "backbone", "noise", "rate", "method"])
+
+
+def _fmt(mean: float, std: float, bold: bool) -> str:
+    if math.isnan(mean):
+        return "–"
+    text = f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+    return f"**{text}**" if bold else text
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """Markdown tables (one per dataset and backbone) of headline ``mean ± std`` over seeds:
+    rows = (noise, rate), columns = methods, best mean per row in bold, † = not identifiable."""
+    mean, std = f"{HEADLINE}_mean", f"{HEADLINE}_std"
+    parts = [f"# Test accuracy (%), mean of the last 5 epochs, mean ± std over seeds\n"]
+    for (dataset, backbone), cell in summary.groupby(["dataset", "backbone"], sort=False):
+        methods = ordered(cell["method"], METHODS)
+        lines = [f"## {dataset} ({backbone})", "",
+                 "| noise | rate | " + " | ".join(methods) + " |",
+                 "|---|---:|" + "---:|" * len(methods)]
+        for (noise, rate), row in cell.groupby(["noise", "rate"], sort=False):
+            row = row.set_index("method").reindex(methods)
+            best = row[mean].round(1).max()
+            cells = [_fmt(m, s, round(m, 1) == best) for m, s in zip(row[mean], row[std])]
+            dagger = "" if row["identifiable"].dropna().all() else " †"
+            lines.append(f"| {noise} | {rate:g}{dagger} | " + " | ".join(cells) + " |")
+        if not cell["identifiable"].all():
+            lines += ["", DAGGER_NOTE]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def ranking(runs: pd.DataFrame) -> pd.DataFrame:
+    """The paper's aggregation: per method (index), the mean headline accuracy over *all* runs
+    (datasets × rates × seeds) of each noise pattern except ``none`` (one column per pattern),
+    and ``overall`` = unweighted mean of the pattern columns; sorted by ``overall`` descending."""
+    noisy = runs[runs["noise"] != "none"]
+    table = noisy.pivot_table(index="method", columns="noise", values=HEADLINE, aggfunc="mean")
+    table = table[ordered(table.columns, NOISES)]
+    table["overall"] = table.mean(axis=1)
+    table.columns.name = None
+    table = table.reset_index()
+    table = table.sort_values(["overall", "method"], ascending=[False, True], kind="mergesort")
+    return table.set_index("method")
+
+
+def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``summary.csv``, ``summary.md`` and ``ranking.csv`` into ``out_dir``."""
+    out = Path(out_dir)
+    summary = summarize(runs)
+    paths = {"summary.csv": _write_csv(summary, out / "summary.csv"),
+             "ranking.csv": _write_csv(ranking(runs), out / "ranking.csv", index=True)}
+    with artifact(out / "summary.md") as tmp:
+        tmp.write_text(summary_markdown(summary))
+    paths["summary.md"] = out / "summary.md"
+    return paths
