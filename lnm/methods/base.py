@@ -1,0 +1,97 @@
+"""The Method interface: what a noisy-label method says about training; the trainer does the rest.
+
+A method owns its networks, optimisers and per-sample state. The trainer owns the epoch loop,
+evaluation, metrics, checkpointing, seeding and logging. ``train_epoch`` may report, besides
+scalar diagnostics, a ``selected`` boolean mask over training samples (the samples it trusted this
+epoch), a ``seen`` mask, and ``corrected`` (indices, new labels); the trainer scores them against
+the clean mask, which methods never see.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+
+from ..train.data import Batch, DeviceData
+from ..train.optim import apply_schedule, make_optimizer
+from ..train.spec import RunSpec
+
+
+class Method:
+    name = "base"
+    num_nets = 1
+    #: defaults of the method's hyperparameters (config ``method_params.<name>`` overrides)
+    defaults: dict = {}
+
+    def __init__(self, spec: RunSpec, model_factory: Callable[[], nn.Module], num_classes: int,
+                 device: torch.device, data: DeviceData):
+        self.spec, self.device, self.num_classes, self.data = spec, device, num_classes, data
+        unknown = set(spec.method_params) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"method {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
+                             f"allowed: {sorted(self.defaults) or 'none'}")
+        self.hp = {**self.defaults, **spec.method_params}
+        self.nets = nn.ModuleList(model_factory() for _ in range(self.num_nets)).to(device)
+        if device.type == "cuda":
+            self.nets = self.nets.to(memory_format=torch.channels_last)
+        self.optimizers = self.build_optimizers()
+
+    # ----------------------------------------------------------------- hooks to override
+    def build_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [make_optimizer(self.spec.optimizer, net.parameters()) for net in self.nets]
+
+    def train_epoch(self, epoch: int, batches: Iterable[Batch]) -> dict:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """Per-sample memories, thresholds, estimated matrices... (tensors or plain values)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    # ----------------------------------------------------------------- shared machinery
+    def start_epoch(self, epoch: int) -> None:
+        for opt in self.optimizers:
+            apply_schedule(opt, self.spec.optimizer["lr"], self.spec.schedule, epoch,
+                           self.spec.epochs)
+
+    def autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Logits in float32 (bf16 autocast on CUDA); call ``backward`` outside this."""
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            return net(x).float()
+
+    @staticmethod
+    def step(opt: torch.optim.Optimizer, loss: torch.Tensor, params=None,
+             clip_norm: float | None = None) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        opt.step()
+
+    @torch.no_grad()
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every network, shape (num_nets, B, C); evaluation averages their softmax."""
+        self.nets.eval()
+        return torch.stack([self.forward(net, x) for net in self.nets])
+
+    def state_dict(self) -> dict:
+        return {"nets": self.nets.state_dict(),
+                "optimizers": [o.state_dict() for o in self.optimizers],
+                "extra": self.extra_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.nets.load_state_dict(state["nets"])
+        for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+        self.load_extra_state(state["extra"])

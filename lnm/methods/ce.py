@@ -1,0 +1,22 @@
+"""CE: plain cross-entropy on the noisy labels (the baseline)."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from .base import Method
+
+
+class CE(Method):
+    name = "ce"
+    defaults = {"label_smoothing": 0.0}  # the reference code used 0.1 (reference-protocol §4.1)
+
+    def train_epoch(self, epoch, batches):
+        net, opt = self.nets[0], self.optimizers[0]
+        net.train()
+        total, n = 0.0, 0
+        for b in batches:
+            loss = F.cross_entropy(self.forward(net, b.x), b.y,
+                                   label_smoothing=self.hp["label_smoothing"])
+            self.step(opt, loss)
+            total, n = total + loss.item() * len(b), n + len(b)
+        return {"train_loss": total / max(n, 1)}

@@ -1,0 +1,82 @@
+"""Training data held on the training device as uint8 tensors, served as seeded batches."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .augment import Augmenter
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator that depends only on (seed, epoch, stream): resuming needs no RNG state."""
+    g = torch.Generator()
+    g.manual_seed(int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0]))
+    return g
+
+
+@dataclass
+class Batch:
+    idx: torch.Tensor        # indices into the training set (on the device)
+    x: torch.Tensor          # one augmented, normalised view (float)
+    y: torch.Tensor          # noisy labels
+    raw: torch.Tensor        # the uint8 images, for methods that need more views
+    augmenter: Augmenter
+    gen: torch.Generator
+
+    def view(self) -> torch.Tensor:
+        """Another independently augmented view of the same images."""
+        return self.augmenter(self.raw, self.gen)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+
+class DeviceData:
+    """All splits as uint8 NCHW tensors on ``device``; noisy train/val labels; clean masks."""
+
+    def __init__(self, dataset, noise: dict, device: torch.device, augment: dict,
+                 batch_size: int, drop_last: bool = True):
+        self.device = device
+        mean, std = np.atleast_1d(dataset.attrs["mean"]), np.atleast_1d(dataset.attrs["std"])
+        self.augmenter = Augmenter(mean, std, device=device, **augment)
+        to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+        self.images = {s: to(im.transpose(0, 3, 1, 2)) for s, im in dataset.images.items()}
+        self.num_classes = dataset.num_classes
+        self.train_labels = to(noise["train_noisy"])
+        self.train_clean_labels = noise["train_clean"]
+        self.is_clean = np.asarray(noise["train_is_clean"], dtype=bool)
+        self.labels = {"train": self.train_labels, "val": to(noise["val_noisy"]),
+                       "val_clean": to(noise["val_clean"]), "test": to(dataset.labels["test"])}
+        self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_labels)
+
+    def batches_per_epoch(self) -> int:
+        n, b = self.num_train, min(self.batch_size, self.num_train)
+        return n // b if self.drop_last else -(-n // b)
+
+    def epoch_batches(self, seed: int, epoch: int, stream: int = 0,
+                      batch_size: int | None = None) -> Iterator[Batch]:
+        """Shuffled training batches for one epoch (same (seed, epoch) → same batches)."""
+        gen = epoch_generator(seed, epoch, stream)
+        n = self.num_train
+        b = min(batch_size or self.batch_size, n)
+        perm = torch.randperm(n, generator=gen).to(self.device)
+        stop = n - n % b if self.drop_last else n
+        for start in range(0, stop, b):
+            idx = perm[start:start + b]
+            raw = self.images["train"][idx]
+            yield Batch(idx, self.augmenter(raw, gen), self.train_labels[idx], raw,
+                        self.augmenter, gen)
+
+    def eval_batches(self, split: str, batch_size: int = 512) -> Iterator[torch.Tensor]:
+        """Unaugmented, normalised images of a split, in order."""
+        images = self.images[split]
+        for start in range(0, len(images), batch_size):
+            yield self.augmenter.normalize(images[start:start + batch_size])

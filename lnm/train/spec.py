@@ -1,0 +1,55 @@
+"""RunSpec: everything that determines one training run's result, built from the config."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    size: int
+    noise: str
+    rate: float
+    noise_seed: int
+    method: str
+    backbone: str
+    seed: int
+    pretrained: bool = False
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: dict = field(default_factory=lambda: {"name": "sgd", "lr": 0.01})
+    schedule: dict = field(default_factory=lambda: {"name": "constant"})
+    augment: dict = field(default_factory=lambda: {"crop_padding": 4, "hflip": True})
+    drop_last: bool = True
+    last_k: int = 5
+    method_params: dict = field(default_factory=dict)
+    noisy_val: bool = True
+    instance_std: float = 0.1
+
+    @classmethod
+    def from_config(cls, config: dict, dataset: str, noise: str, rate, noise_seed, method: str,
+                    backbone: str, seed) -> "RunSpec":
+        train = config["train"]
+        return cls(
+            dataset=dataset, size=int(config["size"]), noise=noise, rate=float(rate),
+            noise_seed=int(noise_seed), method=method, backbone=backbone, seed=int(seed),
+            pretrained=bool(config.get("pretrained", False)), epochs=int(train["epochs"]),
+            batch_size=int(train["batch_size"]), optimizer=dict(train["optimizer"]),
+            schedule=dict(train["schedule"]), augment=dict(train["augment"]),
+            drop_last=bool(train.get("drop_last", True)), last_k=int(train.get("last_k", 5)),
+            method_params=dict(config.get("method_params", {}).get(method, {})),
+            noisy_val=bool(config["noise"].get("noisy_val", True)),
+            instance_std=float(config["noise"].get("instance_std", 0.1)))
+
+    def to_dict(self) -> dict:
+        """Canonical (key-sorted, JSON round-tripped) dict of the result-relevant values."""
+        return json.loads(json.dumps(asdict(self), sort_keys=True))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        return cls(**d)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,238 @@
+"""The trainer: epoch loop, evaluation on val and test every epoch, metrics, checkpoints.
+
+Outputs of one run (all written atomically, each with a SHA-256 sidecar)::
+
+    metrics.json    headline (mean test accuracy of the last k epochs) and secondary metrics
+    per_epoch.csv   the curves: losses, val/test metrics, selection diagnostics per epoch
+    test_probs.npz  test-set probabilities of the final epoch, with the labels
+
+The maximum test accuracy over epochs is never reported.
+"""
+from __future__ import annotations
+
+import io
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..checksum import artifact, atomic_path, verify
+from ..data.hdf5 import load_h5
+from ..methods import get_method
+from ..models import build_model
+from ..noise import load_noise
+from .data import DeviceData
+from .metrics import classification_metrics, selection_scores
+from .provenance import provenance
+from .spec import RunSpec
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class CheckpointMismatch(RuntimeError):
+    pass
+
+
+def resolve_device(pref: str = "auto") -> torch.device:
+    if pref == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if pref.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {pref!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(pref)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+@torch.no_grad()
+def predict_probs(method, data: DeviceData, split: str) -> np.ndarray:
+    """Per-network softmax probabilities, shape (num_nets, N, C)."""
+    chunks = [torch.softmax(method.predict_logits(x), -1).cpu() for x in data.eval_batches(split)]
+    return torch.cat(chunks, 1).numpy().astype(np.float64)
+
+
+def evaluate(method, data: DeviceData) -> tuple[dict, np.ndarray]:
+    """Val accuracy on noisy and clean labels, test metrics of the ensemble and of each net."""
+    row = {}
+    val = predict_probs(method, data, "val").mean(0).argmax(1)
+    row["val_acc"] = 100.0 * float((val == data.labels["val"].cpu().numpy()).mean())
+    row["val_acc_clean"] = 100.0 * float((val == data.labels["val_clean"].cpu().numpy()).mean())
+    per_net = predict_probs(method, data, "test")
+    probs = per_net.mean(0)
+    y = data.labels["test"].cpu().numpy()
+    m = classification_metrics(probs, y)
+    row.update({f"test_{k}": v for k, v in m.items() if k != "per_class_recall"})
+    row["test_per_class_recall"] = json.dumps([round(r, 4) for r in m["per_class_recall"]])
+    if len(per_net) > 1:
+        for i, p in enumerate(per_net):
+            row[f"test_acc_net{i}"] = 100.0 * float((p.argmax(1) == y).mean())
+    return row, probs
+
+
+def _diagnostics(diag: dict, data: DeviceData) -> dict:
+    """Turn a method's reported sets into scores against the clean mask; keep scalar values."""
+    out = {k: float(v) for k, v in diag.items() if np.isscalar(v)}
+    is_clean = data.is_clean
+    seen = diag.get("seen")
+    seen = np.ones_like(is_clean) if seen is None else np.asarray(seen, dtype=bool)
+    for key in [k for k in diag if k == "selected" or k.startswith("selected_")]:
+        suffix = key[len("selected"):]
+        scores = selection_scores(np.asarray(diag[key], dtype=bool), seen, is_clean)
+        out.update({f"{k}{suffix}": v for k, v in scores.items()})
+    if diag.get("corrected") is not None:
+        idx, new = (np.asarray(a) for a in diag["corrected"])
+        clean = data.train_clean_labels[idx]
+        out["purified_ratio"] = 100.0 * float((new == clean).mean()) if len(idx) else float("nan")
+        out["corrected_frac"] = 100.0 * len(idx) / len(is_clean)
+    return out
+
+
+def _finite(obj):
+    """JSON-safe copy: NaN/inf become null, numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _last_k_mean(history: pd.DataFrame, col: str, k: int) -> float | None:
+    if col not in history:
+        return None
+    vals = history[col].iloc[-k:].astype(float)
+    return None if vals.isna().all() else float(vals.mean())
+
+
+def summarize(spec: RunSpec, history: pd.DataFrame, noise: dict, inputs: dict,
+              method, dev: torch.device) -> dict:
+    k = min(spec.last_k, len(history))
+    best = int(history["val_acc"].to_numpy().argmax())  # first epoch with the best noisy-val acc
+    recalls = np.array([json.loads(r) for r in history["test_per_class_recall"].iloc[-k:]])
+    sel = {c: _last_k_mean(history, c, 1) for c in ("clean_ratio", "coverage", "purified_ratio",
+                                                    "t_error", "gmm_auc")}
+    out = {
+        "run": {f: getattr(spec, f) for f in ("dataset", "size", "noise", "rate", "noise_seed",
+                                              "method", "backbone", "seed", "epochs")},
+        "identifiable": bool(noise["identifiable"]),
+        "num_classes": method.num_classes, "num_test": int(len(method.data.labels["test"])),
+        "noise_rate_realised": float(noise["realised_rate"]),
+        "noise_rate_realised_val": float(noise["realised_rate_val"]),
+        "last_k": k,
+        "test_acc_last5": _last_k_mean(history, "test_acc", k),
+        "test_acc_best_val": float(history["test_acc"].iloc[best]), "best_val_epoch": best,
+        "val_acc_last5": _last_k_mean(history, "val_acc", k),
+        **{f"{m}_last5": _last_k_mean(history, f"test_{m}", k)
+           for m in ("balanced_acc", "macro_f1", "auc", "ece", "nll")},
+        "per_class_recall_last5": recalls.mean(0).tolist(),
+        "selection": sel,
+        "spec": spec.to_dict(),
+        "inputs": inputs,
+        "provenance": provenance(dev),
+    }
+    nets = [c for c in history if c.startswith("test_acc_net")]
+    if nets:
+        out["test_acc_last5_per_net"] = [_last_k_mean(history, c, k) for c in sorted(nets)]
+    return out
+
+
+def train_run(spec: RunSpec, data_path: str | Path, noise_path: str | Path, out_dir: str | Path,
+              device: str = "auto", threads: int = 1, keep_checkpoint: bool = False,
+              log: Callable[[str], None] | None = None) -> dict:
+    """Train one run and write its outputs; resume from ``out_dir/checkpoint.pt`` if present."""
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    out_dir = Path(out_dir)
+    inputs = {"data": {"path": str(data_path), "sha256": verify(data_path)},
+              "noise": {"path": str(noise_path), "sha256": verify(noise_path)}}
+    ds = load_h5(data_path, check=False)
+    noise = load_noise(noise_path, check=False)
+    for key, want in (("pattern", spec.noise), ("rate", spec.rate), ("noise_seed", spec.noise_seed)):
+        if noise[key] != want:
+            raise ValueError(f"{noise_path}: noise file has {key}={noise[key]!r}, run expects {want!r}")
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(max(1, int(threads)))
+    seed_everything(spec.seed)
+    data = DeviceData(ds, noise, dev, spec.augment, spec.batch_size, spec.drop_last)
+    in_chans = int(ds.attrs["n_channels"])
+    factory = lambda: build_model(spec.backbone, in_chans, data.num_classes, spec.size,  # noqa: E731
+                                  spec.pretrained)
+    method = get_method(spec.method)(spec, factory, data.num_classes, dev, data)
+
+    ckpt = out_dir / CHECKPOINT
+    history: list[dict] = []
+    start = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        if state["spec_digest"] != spec.digest():
+            diff = sorted(k for k, v in spec.to_dict().items() if state["spec"].get(k) != v)
+            raise CheckpointMismatch(f"{ckpt}: checkpoint was written for a different run "
+                                     f"configuration (differs in: {', '.join(diff)}); delete it "
+                                     "to start this run from scratch")
+        method.load_state_dict(state["method"])
+        _set_rng_state(state["rng"])
+        history, start = state["history"], state["epoch"] + 1
+        log(f"resuming {out_dir} after epoch {state['epoch']} (of {spec.epochs})")
+
+    probs = None
+    for epoch in range(start, spec.epochs):
+        t0 = time.perf_counter()
+        method.start_epoch(epoch)
+        diag = method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
+        row = {"epoch": epoch, **_diagnostics(diag, data)}
+        ev, probs = evaluate(method, data)
+        row.update(ev, seconds=time.perf_counter() - t0)
+        history.append(row)
+        log(f"[{spec.method} {spec.dataset} {spec.noise}-{spec.rate} s{spec.seed}] epoch "
+            f"{epoch + 1}/{spec.epochs} loss {row.get('train_loss', float('nan')):.4f} "
+            f"val {row['val_acc']:.2f} test {row['test_acc']:.2f} ({row['seconds']:.1f}s)")
+        with atomic_path(ckpt) as tmp:
+            torch.save({"epoch": epoch, "spec": spec.to_dict(), "spec_digest": spec.digest(),
+                        "method": method.state_dict(), "rng": _rng_state(), "history": history},
+                       tmp)
+    if probs is None:  # resumed after the last epoch had already been checkpointed
+        probs = predict_probs(method, data, "test").mean(0)
+
+    frame = pd.DataFrame(history)
+    metrics = summarize(spec, frame, noise, inputs, method, dev)
+    with artifact(out_dir / "per_epoch.csv") as tmp:
+        frame.drop(columns=["seconds"]).to_csv(tmp, index=False, float_format="%.6g")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, probs=probs.astype(np.float32),
+                        labels=data.labels["test"].cpu().numpy())
+    with artifact(out_dir / "test_probs.npz") as tmp:
+        tmp.write_bytes(buf.getvalue())
+    with artifact(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True, allow_nan=False)
+                       + "\n")
+    if not keep_checkpoint:
+        ckpt.unlink(missing_ok=True)
+    return metrics
