@@ -1,0 +1,26 @@
+"""Glue for workflow_scripts/: send a stage's log lines to its Snakemake log file."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def logged(snakemake) -> Iterator[logging.Logger]:
+    """Redirect stderr (progress lines, warnings) to the rule's log; log any failure in full."""
+    path = snakemake.log[0] if snakemake.log else None
+    stream = open(path, "w", buffering=1) if path else sys.stderr
+    old, sys.stderr = sys.stderr, stream
+    log = logging.getLogger(f"lnm.{snakemake.rule}")
+    try:
+        yield log
+    except BaseException:
+        traceback.print_exc(file=stream)
+        raise
+    finally:
+        sys.stderr = old
+        if path:
+            stream.close()

@@ -1,0 +1,36 @@
+# train: one run per (dataset, noise, rate, noise_seed, method, backbone, seed).
+from lnm.train.spec import RunSpec
+
+
+def run_spec(w):
+    """Canonical, result-relevant parameters only: they decide when a run is redone."""
+    return RunSpec.from_config(config, w.dataset, w.noise, w.rate, w.noise_seed, w.method,
+                               w.backbone, w.seed).to_dict()
+
+
+rule train:
+    input:
+        data=sums(f"{RES}/data/{{dataset}}_{SIZE}.h5"),
+        noise=sums(f"{RES}/noise/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}.npz"),
+        code=lambda w: CODE_TRAIN + pkg(f"methods/{w.method}.py"),
+    output:
+        multiext(
+            f"{RES}/runs/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}/{{method}}/{{backbone}}/s{{seed}}/",
+            "metrics.json", "metrics.json.sha256", "per_epoch.csv", "per_epoch.csv.sha256",
+            "test_probs.npz", "test_probs.npz.sha256",
+        ),
+    params:
+        spec=run_spec,
+        device=config["runtime"]["device"],
+        keep_checkpoint=config["runtime"]["keep_checkpoints"],
+    log:
+        f"{RES}/logs/train/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}/{{method}}/{{backbone}}/s{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/train/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}/{{method}}/{{backbone}}/s{{seed}}.tsv"
+    threads: config["resources"]["threads"]
+    resources:
+        gpu=config["resources"]["gpu"],
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+    script:
+        "../workflow_scripts/train.py"

@@ -1,0 +1,44 @@
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from lnm.checksum import write_sidecar
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"
+
+
+def make_h5(path: Path, n=(96, 32, 48), num_classes=3, size=8, channels=1, seed=0) -> Path:
+    """A tiny learnable dataset in the layout of lnm.data.hdf5: class c brightens band c."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as h5:
+        for split, count in zip(("train", "val", "test"), n):
+            y = rng.integers(0, num_classes, count)
+            x = rng.integers(0, 60, (count, size, size, channels))
+            for c in range(num_classes):
+                rows = slice(c * size // num_classes, (c + 1) * size // num_classes)
+                x[y == c, rows] += 150
+            g = h5.create_group(split)
+            g["images"] = x.clip(0, 255).astype(np.uint8)
+            g["labels"] = y.astype(np.int64)
+        h5.attrs.update(dataset="synthetic", size=size, task="multi-class", n_channels=channels,
+                        n_classes=num_classes, classes=json.dumps([f"c{i}" for i in range(num_classes)]),
+                        source_md5="0" * 32, source_sha256="0" * 64,
+                        mean=np.full(channels, 0.35), std=np.full(channels, 0.3))
+    write_sidecar(path)
+    return path
+
+
+@pytest.fixture
+def tiny_h5(tmp_path):
+    return make_h5(tmp_path / "tiny.h5")
+
+
+@pytest.fixture
+def shared_medmnist():
+    if not (SHARED_MEDMNIST / "breastmnist.npz").exists():
+        pytest.skip(f"real MedMNIST files not found at {SHARED_MEDMNIST}")
+    return SHARED_MEDMNIST

@@ -1,0 +1,106 @@
+"""Raw-file verification, download failures, preprocessing and checksum refusals."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from lnm.checksum import ChecksumError, sha256, verify, write_sidecar
+from lnm.data import medmnist_io as mio
+from lnm.data.hdf5 import load_h5, preprocess
+
+
+def test_dataset_and_size_errors_name_value_and_allowed():
+    with pytest.raises(mio.DataError, match=r"'chestmnist'.*multi-label.*allowed: pathmnist"):
+        mio.raw_filename("chestmnist", 28)
+    with pytest.raises(mio.DataError, match=r"'nodulemnist3d'.*3D"):
+        mio.raw_filename("nodulemnist3d", 28)
+    with pytest.raises(mio.DataError, match=r"image size 32 .*allowed: 28, 64, 128, 224"):
+        mio.raw_filename("breastmnist", 32)
+    assert mio.raw_filename("breastmnist", 28) == "breastmnist.npz"
+    assert mio.raw_filename("breastmnist", 224) == "breastmnist_224.npz"
+
+
+def _fake_npz(path, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {f"{s}_images": rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
+              for s, n in (("train", 546), ("val", 78), ("test", 156))}
+    arrays |= {f"{s}_labels": rng.integers(0, 2, (n, 1), dtype=np.uint8)
+               for s, n in (("train", 546), ("val", 78), ("test", 156))}
+    np.savez(path, **arrays)
+
+
+def test_wrong_md5_fails_naming_file_expected_actual_and_leaves_no_output(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _fake_npz(raw / "breastmnist.npz")
+    rec = tmp_path / "out" / "rec.json"
+    actual = __import__("hashlib").md5((raw / "breastmnist.npz").read_bytes()).hexdigest()
+    with pytest.raises(mio.DataError) as err:
+        mio.fetch("breastmnist", 28, raw, rec, allow_download=False)
+    msg = str(err.value)
+    assert "breastmnist.npz" in msg and "750601b1f35ba3300ea97c75c52ff8f6" in msg and actual in msg
+    assert not rec.exists() and not (tmp_path / "out" / "rec.json.sha256").exists()
+    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_failed_download_says_where_to_get_and_put_the_file(tmp_path, monkeypatch):
+    import medmnist
+
+    def offline(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(medmnist.dataset.MedMNIST, "download", offline)
+    with pytest.raises(mio.DataError) as err:
+        mio.fetch("pneumoniamnist", 28, tmp_path / "raw", tmp_path / "rec.json")
+    msg = str(err.value)
+    assert "zenodo.org" in msg and "pneumoniamnist.npz" in msg
+    assert str(tmp_path / "raw" / "pneumoniamnist.npz") in msg
+    assert "28209eda62fecd6e6a2d98b1501bb15f" in msg
+    assert not (tmp_path / "rec.json").exists()
+    assert not (tmp_path / "raw" / "pneumoniamnist.npz").exists()
+
+
+def test_real_file_is_accepted_offline_and_preprocessed(tmp_path, shared_medmnist):
+    rec = mio.fetch("breastmnist", 28, shared_medmnist, tmp_path / "rec.json", allow_download=False)
+    assert rec["md5"] == "750601b1f35ba3300ea97c75c52ff8f6"
+    preprocess(tmp_path / "rec.json", tmp_path / "b.h5")
+    ds = load_h5(tmp_path / "b.h5")
+    assert {s: len(v) for s, v in ds.labels.items()} == {"train": 546, "val": 78, "test": 156}
+    assert ds.images["train"].shape == (546, 28, 28, 1) and ds.images["train"].dtype == np.uint8
+    assert np.bincount(ds.labels["train"]).tolist() == [147, 399]
+    assert ds.attrs["source_md5"] == rec["md5"] and ds.num_classes == 2
+    assert ds.attrs["task"] == "binary-class"
+
+
+def test_tampered_or_truncated_artifact_is_refused_by_name(tmp_path, tiny_h5):
+    verify(tiny_h5)
+    data = tiny_h5.read_bytes()
+    tiny_h5.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(ChecksumError, match=r"tiny\.h5: SHA-256 mismatch"):
+        load_h5(tiny_h5)
+    tiny_h5.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one flipped bit
+    with pytest.raises(ChecksumError, match="tiny.h5"):
+        verify(tiny_h5)
+    tiny_h5.write_bytes(data)
+    assert verify(tiny_h5) == sha256(tiny_h5)
+
+
+def test_preprocess_refuses_raw_file_changed_after_download(tmp_path, shared_medmnist):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(shared_medmnist / "breastmnist.npz", raw)
+    mio.fetch("breastmnist", 28, raw, tmp_path / "rec.json", allow_download=False)
+    _fake_npz(raw / "breastmnist.npz", seed=1)
+    with pytest.raises(mio.DataError, match="MD5 mismatch"):
+        preprocess(tmp_path / "rec.json", tmp_path / "b.h5")
+    assert not (tmp_path / "b.h5").exists()
+
+
+def test_missing_sidecar_is_refused(tmp_path):
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps({}))
+    with pytest.raises(ChecksumError, match="no checksum record"):
+        verify(p)
+    write_sidecar(p)
+    verify(p)

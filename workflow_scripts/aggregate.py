@@ -1,0 +1,9 @@
+from pathlib import Path
+
+from lnm.report.aggregate import collect_runs, write_runs_csv, write_tables
+from lnm.workflow import logged
+
+with logged(snakemake):
+    runs = collect_runs(snakemake.input.metrics)
+    write_runs_csv(runs, snakemake.output[0])
+    write_tables(runs, Path(snakemake.output[0]).parent)
