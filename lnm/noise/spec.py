@@ -1,0 +1,83 @@
+"""Noise patterns, argument validation and seed derivation shared by the noise module.
+
+Every random stream is derived from ``np.random.SeedSequence([noise_seed, pattern_code, stream])``
+so that (i) the same ``noise_seed`` always reproduces the same labels, (ii) different noise seeds
+give different labels, (iii) train and val get independent streams, and (iv) the instance-noise
+projection ``W`` has its own stream keyed on ``(noise_seed, pattern)`` only, shared by both splits.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+PATTERNS = ("none", "symmetric", "pairflip", "instance")
+SPLITS = ("train", "val")
+# Stream identifiers inside one (noise_seed, pattern): one per split, one for the projection W.
+STREAM_CODES = {"train": 0, "val": 1, "projection": 2}
+
+
+class NoiseError(ValueError):
+    """Invalid noise specification (pattern, rate, seed, class count, labels, ...)."""
+
+
+def check_pattern(pattern) -> str:
+    if pattern not in PATTERNS:
+        raise NoiseError(f"unknown noise pattern {pattern!r}; allowed: {', '.join(PATTERNS)}")
+    return pattern
+
+
+def check_rate(pattern, rate) -> float:
+    """Validate ``rate`` for ``pattern``: ``none`` needs 0, the others 0 <= rate < 1."""
+    check_pattern(pattern)
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not math.isfinite(rate):
+        raise NoiseError(f"noise rate {rate!r} is not a finite number; allowed: 0 <= rate < 1")
+    rate = float(rate)
+    if pattern == "none" and rate != 0.0:
+        raise NoiseError(f"noise rate {rate!r} with pattern 'none'; allowed: rate 0 only "
+                         f"(use one of {', '.join(p for p in PATTERNS if p != 'none')} for noise)")
+    if not 0.0 <= rate < 1.0:
+        raise NoiseError(f"noise rate {rate!r} out of range; allowed: 0 <= rate < 1")
+    return rate
+
+
+def check_num_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
+            or num_classes < 2:
+        raise NoiseError(f"num_classes {num_classes!r} invalid; allowed: an integer >= 2")
+    return int(num_classes)
+
+
+def check_seed(noise_seed) -> int:
+    if isinstance(noise_seed, bool) or not isinstance(noise_seed, numbers.Integral) \
+            or noise_seed < 0:
+        raise NoiseError(f"noise_seed {noise_seed!r} invalid; allowed: an integer >= 0")
+    return int(noise_seed)
+
+
+def check_std(std) -> float:
+    if isinstance(std, bool) or not isinstance(std, numbers.Real) or not (
+            math.isfinite(std) and std > 0):
+        raise NoiseError(f"flip-rate std {std!r} invalid; allowed: a finite number > 0")
+    return float(std)
+
+
+def check_labels(labels, num_classes: int, name: str = "labels") -> np.ndarray:
+    """Return ``labels`` as a 1-D int64 array with values in ``0..num_classes-1``."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise NoiseError(f"{name}: expected a 1-D integer array, got shape {arr.shape} "
+                         f"dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+        raise NoiseError(f"{name}: values {arr.min()}..{arr.max()} outside the allowed "
+                         f"0..{num_classes - 1}")
+    return arr
+
+
+def stream_rng(noise_seed: int, pattern: str, stream: str) -> np.random.Generator:
+    """Independent generator for ``stream`` ('train', 'val' or 'projection')."""
+    seq = np.random.SeedSequence([check_seed(noise_seed), PATTERNS.index(check_pattern(pattern)),
+                                  STREAM_CODES[stream]])
+    return np.random.default_rng(seq)

@@ -1,0 +1,380 @@
+"""Tests for lnm.noise (synthetic data, fixed seeds, a few seconds in total).
+
+Tolerances: a realised count of N independent Bernoulli(r) events is Binomial(N, r), so a realised
+rate deviates from r by more than 4 * sqrt(r (1 - r) / N) with probability < 1e-4 (normal
+approximation, two-sided 4 sigma ~ 6e-5). The same bound applies per entry of an empirical
+transition matrix with N = number of samples of the row's class. Seeds are fixed, so the tests are
+deterministic; the bounds state how far a correct implementation may legitimately land.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+from scipy import stats
+
+import lnm.noise as noise
+from lnm.checksum import ChecksumError, sidecar, verify, write_sidecar
+from lnm.noise import NoiseError
+from lnm.noise.spec import stream_rng
+
+
+def binomial_bound(p: float, n: int, sigmas: float = 4.0) -> float:
+    return sigmas * math.sqrt(p * (1 - p) / n)
+
+
+def labels_and_images(n: int, num_classes: int, seed: int, shape=(4, 4, 3)):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, n)
+    images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    return labels, images
+
+
+def noisy(pattern, rate, seed=0, n=20000, val=5000, num_classes=9, **kw):
+    y, x = labels_and_images(n + val, num_classes, 123)
+    return noise.make_noisy_labels(pattern, rate, seed, num_classes,
+                                   {"train": y[:n], "val": y[n:]},
+                                   {"train": x[:n], "val": x[n:]}, **kw)
+
+
+# --- matrices -----------------------------------------------------------------------------------
+
+def test_nominal_matrices():
+    T = noise.symmetric_matrix(4, 0.3)
+    np.testing.assert_allclose(np.diag(T), 0.7)
+    np.testing.assert_allclose(T[~np.eye(4, dtype=bool)], 0.1)  # rate/(C-1), not rate/C
+    P = noise.pairflip_matrix(4, 0.3)
+    expected = np.array([[.7, .3, 0, 0], [0, .7, .3, 0], [0, 0, .7, .3], [.3, 0, 0, .7]])
+    np.testing.assert_allclose(P, expected)
+    for M in (T, P):
+        np.testing.assert_allclose(M.sum(axis=1), 1.0)
+
+
+def test_empirical_transition_counts_and_nan_rows():
+    clean = np.array([0, 0, 0, 0, 2, 2])
+    noisy_ = np.array([0, 1, 1, 2, 2, 0])
+    T = noise.empirical_transition(clean, noisy_, 3)
+    np.testing.assert_allclose(T[0], [0.25, 0.5, 0.25])
+    assert np.all(np.isnan(T[1]))  # class 1 has no samples
+    np.testing.assert_allclose(T[2], [0.5, 0, 0.5])
+
+
+def test_flip_with_matrix_identity_and_forbidden_cells():
+    y = np.random.default_rng(0).integers(0, 5, 5000)
+    np.testing.assert_array_equal(noise.flip_with_matrix(y, np.eye(5), np.random.default_rng(1)), y)
+    out = noise.flip_with_matrix(y, noise.pairflip_matrix(5, 0.4), np.random.default_rng(1))
+    assert out.dtype == np.int64
+    assert set(np.unique((out - y) % 5)) == {0, 1}  # only the diagonal and the next class
+
+
+# --- realised rates -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pattern,rate", [("symmetric", 0.5), ("symmetric", 0.8),
+                                          ("pairflip", 0.3), ("instance", 0.9),
+                                          ("instance", 0.2)])
+def test_realised_rate_within_binomial_bound(pattern, rate):
+    # Symmetric/pairflip: each sample flips with probability `rate`. Instance: sample i flips with
+    # probability q_i, q_i i.i.d. truncnorm, so marginally Bernoulli(E[q]) = expected_rate; both
+    # give Binomial counts. (Instance 0.9: E[q] = 0.871, 0.029 away from 0.9 >> the 0.0095 bound,
+    # so an implementation that ignored the truncation would fail.)
+    r = noisy(pattern, rate)
+    m = noise.expected_rate(pattern, rate)
+    assert abs(r["realised_rate"] - m) <= binomial_bound(m, 20000)
+    assert abs(r["realised_rate_val"] - m) <= binomial_bound(m, 5000)
+    assert r["realised_rate"] == pytest.approx(1 - r["train_is_clean"].mean())
+    np.testing.assert_array_equal(r["train_is_clean"], r["train_noisy"] == r["train_clean"])
+    np.testing.assert_array_equal(r["val_is_clean"], r["val_noisy"] == r["val_clean"])
+
+
+def test_expected_rate_values():
+    for rate, ref in ((0.8, 0.794), (0.9, 0.871)):
+        a, b = (0 - rate) / 0.1, (1 - rate) / 0.1
+        scipy_mean = stats.truncnorm.mean(a, b, loc=rate, scale=0.1)
+        assert noise.expected_rate("instance", rate) == pytest.approx(scipy_mean, abs=1e-12)
+        assert noise.expected_rate("instance", rate) == pytest.approx(ref, abs=5e-4)
+    assert noise.expected_rate("symmetric", 0.8) == 0.8
+    assert noise.expected_rate("pairflip", 0.3) == 0.3
+    assert noise.expected_rate("none", 0) == 0.0
+
+
+def test_instance_flip_probabilities_follow_truncnorm():
+    r = noisy("instance", 0.8)
+    q = r["train_flip_prob"]
+    assert q.shape == (20000,) and q.min() >= 0 and q.max() <= 1
+    # mean of 20000 draws with sd <= 0.1: |mean - E[q]| <= 4 * 0.1 / sqrt(20000) = 0.0028
+    assert abs(q.mean() - noise.expected_rate("instance", 0.8)) <= 4 * 0.1 / math.sqrt(20000)
+    # flips are driven by q: flipped samples have a larger mean q than kept ones
+    assert q[~r["train_is_clean"]].mean() > q[r["train_is_clean"]].mean()
+
+
+# --- symmetric specifics and transition matrices ------------------------------------------------
+
+def test_symmetric_flips_spread_uniformly_over_other_classes():
+    r = noisy("symmetric", 0.5, n=30000)
+    clean, noisy_ = r["train_clean"], r["train_noisy"]
+    C = 9
+    counts = noise.empirical_transition(clean, noisy_, C) * np.bincount(clean, minlength=C)[:, None]
+    off = ~np.eye(C, dtype=bool)
+    # Under H0 every flipped sample of class i lands on each of the C-1 other classes with
+    # probability 1/(C-1): chi-square over the C(C-1) off-diagonal cells, C row totals fixed,
+    # so dof = C(C-1) - C  ->  ddof = C - 1 in scipy's k - 1 - ddof.
+    flipped_per_row = counts.sum(axis=1) - np.diag(counts)
+    f_exp = np.repeat(flipped_per_row / (C - 1), C - 1)
+    p = stats.chisquare(counts[off], f_exp, ddof=C - 1).pvalue
+    assert p > 1e-3
+
+
+@pytest.mark.parametrize("pattern,rate", [("symmetric", 0.6), ("pairflip", 0.35)])
+def test_empirical_transition_matches_nominal(pattern, rate):
+    r = noisy(pattern, rate, num_classes=5)
+    T_hat, T = r["transition"], r["nominal_transition"]
+    np.testing.assert_allclose(T, noise.symmetric_matrix(5, rate) if pattern == "symmetric"
+                               else noise.pairflip_matrix(5, rate))
+    n_i = np.bincount(r["train_clean"], minlength=5)
+    # T_hat[i, j] = count / n_i with count ~ Binomial(n_i, T[i, j]); zero cells must be exactly 0
+    bound = 4 * np.sqrt(T * (1 - T) / n_i[:, None])
+    assert np.all(np.abs(T_hat - T) <= bound)
+
+
+# --- identifiability ----------------------------------------------------------------------------
+
+def test_identifiability():
+    assert not noise.is_identifiable(noise.symmetric_matrix(9, 0.9))  # 0.1 < 0.9/8 = 0.1125
+    assert noise.is_identifiable(noise.symmetric_matrix(9, 0.8))      # 0.2 > 0.8/8 = 0.1
+    assert not noise.is_identifiable(noise.symmetric_matrix(2, 0.5))  # tie 0.5 == 0.5
+    assert not noise.is_identifiable(noise.pairflip_matrix(5, 0.5))
+    assert noise.is_identifiable(noise.pairflip_matrix(5, 0.45))
+    T = noise.symmetric_matrix(3, 0.2)
+    T[1] = np.nan
+    assert noise.is_identifiable(T)  # class without samples is ignored
+    assert noisy("symmetric", 0.9)["identifiable"] is False
+    assert noisy("symmetric", 0.8)["identifiable"] is True
+
+
+# --- seeding and reproducible files -------------------------------------------------------------
+
+@pytest.mark.parametrize("pattern", ["symmetric", "instance"])
+def test_same_seed_gives_byte_identical_files(tmp_path, pattern):
+    a, b = tmp_path / "a" / "noise.npz", tmp_path / "b" / "noise.npz"
+    noise.save_noise(a, noisy(pattern, 0.5, seed=3, n=3000, val=1000))
+    noise.save_noise(b, noisy(pattern, 0.5, seed=3, n=3000, val=1000))
+    assert a.read_bytes() == b.read_bytes()
+    assert sidecar(a).read_text().split()[0] == sidecar(b).read_text().split()[0] \
+        == hashlib.sha256(a.read_bytes()).hexdigest()
+    with zipfile.ZipFile(a) as zf:  # np.savez would stamp the current time here
+        infos = zf.infolist()
+    assert [i.filename for i in infos] == sorted(i.filename for i in infos)
+    assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in infos)
+    with np.load(a) as npz:  # plain numpy can read it
+        assert npz["pattern"].shape == () and npz["pattern"].item() == pattern
+
+
+@pytest.mark.parametrize("pattern", ["symmetric", "pairflip", "instance"])
+def test_seeds_and_splits_give_independent_streams(pattern):
+    y, x = labels_and_images(4000, 5, 7)
+    def run(seed):
+        return noise.make_noisy_labels(pattern, 0.5, seed, 5, {"train": y, "val": y},
+                                       {"train": x, "val": x})
+    r0, r0b, r1 = run(0), run(0), run(1)
+    np.testing.assert_array_equal(r0["train_noisy"], r0b["train_noisy"])
+    np.testing.assert_array_equal(r0["val_noisy"], r0b["val_noisy"])
+    # With ~2000 flips each, two independent realisations disagree on hundreds of samples;
+    # identical outputs would mean the seed / split does not reach the stream.
+    assert (r0["train_noisy"] != r1["train_noisy"]).mean() > 0.1
+    assert (r0["train_is_clean"] != r0["val_is_clean"]).mean() > 0.1  # same inputs, other stream
+
+
+def test_noisy_val_false_keeps_val_clean_and_test_untouched():
+    y, _ = labels_and_images(3000, 4, 0)
+    r = noise.make_noisy_labels("symmetric", 0.5, 0, 4,
+                                {"train": y[:2000], "val": y[2000:], "test": y}, noisy_val=False)
+    np.testing.assert_array_equal(r["val_noisy"], y[2000:])
+    assert r["realised_rate_val"] == 0.0 and r["realised_rate"] > 0.4
+    assert not any(k.startswith("test") for k in r)
+
+
+# --- instance noise -----------------------------------------------------------------------------
+
+def test_instance_targets_depend_on_image_and_W_is_shared_across_splits():
+    # 2-pixel gray images: logits z = x @ W[y] have sd ~ |x| ~ sqrt(2), so target rows are spread
+    # (not one-hot) and a chi-square goodness of fit is well conditioned.
+    C, K, reps, seed = 5, 6, 800, 11
+    rng = np.random.default_rng(0)
+    protos = rng.integers(0, 256, (K, 1, 2, 1), dtype=np.uint8)
+    x = np.repeat(protos, reps, axis=0)
+    y = np.zeros(K * reps, dtype=np.int64)  # all class 0: differences come from the pixels only
+    proto_id = np.repeat(np.arange(K), reps)
+    r = noise.make_noisy_labels("instance", 0.5, seed, C, {"train": y, "val": y},
+                                {"train": x, "val": x})
+    # The documented generator: one W from the (seed, "instance") projection stream, pixel
+    # statistics from the train images, used for both splits.
+    W = noise.instance_projection(2, C, stream_rng(seed, "instance", "projection"))
+    mean, sd = noise.channel_stats(x)
+    rows = noise.instance_targets(protos, np.zeros(K, dtype=np.int64), C, W, mean, sd)
+    assert np.all(rows[:, 0] == 0) and np.allclose(rows.sum(axis=1), 1)
+    # image dependence: same class, different pixels -> different target distributions
+    tv = 0.5 * np.abs(rows[:, None, :] - rows[None, :, :]).sum(-1)
+    assert tv.max() > 0.3
+    # End to end, per split and prototype, flipped targets ~ Categorical(rows[k]) over classes 1..4:
+    # pooled chi-square (dof = 2 * K * (C - 2)). A per-split W would make one split fail badly.
+    stat, dof = 0.0, 0
+    for split in ("train", "val"):
+        flipped = ~r[f"{split}_is_clean"]
+        for k in range(K):
+            t = r[f"{split}_noisy"][flipped & (proto_id == k)]
+            obs = np.bincount(t, minlength=C)[1:]
+            exp = rows[k, 1:] * len(t)
+            stat += ((obs - exp) ** 2 / exp).sum()
+            dof += C - 2
+    assert stats.chi2.sf(stat, dof) > 1e-3
+    # and the two most different prototypes really produce different noisy labels
+    i, j = np.unravel_index(tv.argmax(), tv.shape)
+    table = [np.bincount(r["train_noisy"][~r["train_is_clean"] & (proto_id == k)], minlength=C)[1:]
+             for k in (i, j)]
+    table = np.array(table)[:, np.array(table).sum(0) > 0]
+    assert stats.chi2_contingency(table).pvalue < 1e-6
+
+
+def test_instance_noise_chunks_give_same_result(monkeypatch):
+    y, x = labels_and_images(600, 4, 5, shape=(6, 6, 3))
+    W = noise.instance_projection(108, 4, np.random.default_rng(0))
+    full = noise.instance_targets(x, y, 4, W)
+    import lnm.noise.instance as inst
+    monkeypatch.setattr(inst, "CHUNK_BYTES", 8 * 108 * 7)  # 7 images per chunk
+    np.testing.assert_allclose(noise.instance_targets(x, y, 4, W), full, rtol=1e-12, atol=1e-15)
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pattern,rate,needles", [
+    ("gaussian", 0.2, ["'gaussian'", "none, symmetric, pairflip, instance"]),
+    ("symmetric", 1.5, ["1.5", "0 <= rate < 1"]),
+    ("instance", -0.1, ["-0.1", "0 <= rate < 1"]),
+    ("pairflip", 1.0, ["1.0", "0 <= rate < 1"]),
+    ("none", 0.2, ["0.2", "rate 0 only"]),
+])
+def test_bad_pattern_or_rate_is_rejected(pattern, rate, needles):
+    y = np.zeros(10, dtype=np.int64)
+    with pytest.raises(NoiseError) as err:
+        noise.make_noisy_labels(pattern, rate, 0, 3, {"train": y, "val": y})
+    for needle in needles:
+        assert needle in str(err.value)
+    with pytest.raises(NoiseError):
+        noise.expected_rate(pattern, rate)
+
+
+def test_bad_num_classes_labels_and_seed():
+    with pytest.raises(NoiseError, match="num_classes 1.*>= 2"):
+        noise.symmetric_matrix(1, 0.2)
+    with pytest.raises(NoiseError, match=r"0\.\.2"):
+        noise.make_noisy_labels("symmetric", 0.2, 0, 3, {"train": np.array([0, 3]),
+                                                         "val": np.array([0])})
+    with pytest.raises(NoiseError, match="noise_seed -1"):
+        noise.make_noisy_labels("symmetric", 0.2, -1, 3, {"train": np.array([0]),
+                                                          "val": np.array([0])})
+    with pytest.raises(NoiseError, match="needs images"):
+        noise.make_noisy_labels("instance", 0.2, 0, 3, {"train": np.array([0]),
+                                                        "val": np.array([0])})
+
+
+# --- files end to end ---------------------------------------------------------------------------
+
+def make_h5(path, n=(400, 100, 100), num_classes=4, shape=(5, 5, 3)):
+    rng = np.random.default_rng(42)
+    with h5py.File(path, "w") as h5:
+        train_images = None
+        for split, size in zip(("train", "val", "test"), n):
+            g = h5.create_group(split)
+            images = rng.integers(0, 256, (size, *shape), dtype=np.uint8)
+            train_images = images if split == "train" else train_images
+            g.create_dataset("images", data=images)
+            g.create_dataset("labels", data=rng.integers(0, num_classes, size).astype(np.int64))
+        flat = train_images.reshape(-1, shape[-1]) / 255.0
+        h5.attrs.update(dataset="synthmnist", size=shape[0], task="multi-class",
+                        n_channels=shape[-1], n_classes=num_classes,
+                        classes=json.dumps([str(i) for i in range(num_classes)]),
+                        source_md5="0" * 32, source_sha256="0" * 64,
+                        mean=flat.mean(0), std=flat.std(0))
+    write_sidecar(path)
+    return path
+
+
+KEYS = {"train_noisy", "train_clean", "train_is_clean", "val_noisy", "val_clean", "val_is_clean",
+        "realised_rate", "realised_rate_val", "transition", "nominal_transition", "identifiable",
+        "pattern", "rate", "noise_seed", "noisy_val", "std", "expected_rate"}
+
+
+@pytest.mark.parametrize("pattern,noisy_val", [("symmetric", True), ("instance", True),
+                                               ("instance", False), ("none", True)])
+def test_generate_noise_file_end_to_end(tmp_path, pattern, noisy_val):
+    h5_path = make_h5(tmp_path / "data.h5")
+    out = tmp_path / "noise" / "out.npz"
+    rate = 0.0 if pattern == "none" else 0.4
+    result = noise.generate_noise_file(h5_path, out, pattern, rate, 5, noisy_val=noisy_val)
+    verify(out)
+    loaded = noise.load_noise(out)
+    extra = {"train_flip_prob", "val_flip_prob"} if pattern == "instance" else set()
+    assert set(loaded) == KEYS | extra == set(result)
+    with h5py.File(h5_path, "r") as h5:
+        np.testing.assert_array_equal(loaded["train_clean"], h5["train/labels"][()])
+        np.testing.assert_array_equal(loaded["val_clean"], h5["val/labels"][()])
+    for key in KEYS | extra:
+        if isinstance(result[key], np.ndarray):
+            np.testing.assert_array_equal(loaded[key], result[key])
+            assert loaded[key].dtype == result[key].dtype
+        else:
+            assert loaded[key] == result[key] and type(loaded[key]) is type(result[key])
+    assert loaded["train_noisy"].dtype == np.int64 and loaded["train_is_clean"].dtype == bool
+    assert loaded["pattern"] == pattern and loaded["noise_seed"] == 5
+    assert loaded["noisy_val"] is noisy_val and loaded["rate"] == rate
+    if pattern == "none" or not noisy_val:
+        np.testing.assert_array_equal(loaded["val_noisy"], loaded["val_clean"])
+    if pattern == "none":
+        assert loaded["realised_rate"] == 0.0
+        np.testing.assert_array_equal(loaded["nominal_transition"], np.eye(4))
+    if pattern == "instance":
+        np.testing.assert_array_equal(loaded["nominal_transition"], loaded["transition"])
+    else:
+        assert (loaded["val_noisy"] != loaded["val_clean"]).any() == (pattern != "none")
+
+
+def test_load_noise_refuses_tampered_file(tmp_path):
+    h5_path = make_h5(tmp_path / "data.h5")
+    out = tmp_path / "out.npz"
+    noise.generate_noise_file(h5_path, out, "symmetric", 0.3, 0)
+    data = bytearray(out.read_bytes())
+    data[-30] ^= 0xFF
+    out.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="SHA-256 mismatch"):
+        noise.load_noise(out)
+    sidecar(out).unlink()
+    with pytest.raises(ChecksumError, match="no checksum record"):
+        noise.load_noise(out)
+
+
+def test_generate_noise_file_refuses_tampered_hdf5(tmp_path):
+    h5_path = make_h5(tmp_path / "data.h5")
+    with open(h5_path, "ab") as fh:
+        fh.write(b"x")
+    out = tmp_path / "out.npz"
+    with pytest.raises(ChecksumError):
+        noise.generate_noise_file(h5_path, out, "symmetric", 0.3, 0)
+    assert not out.exists() and not sidecar(out).exists()
+
+
+def test_failed_generation_leaves_no_file(tmp_path):
+    h5_path = make_h5(tmp_path / "data.h5")
+    out = tmp_path / "out" / "noise.npz"
+    with pytest.raises(NoiseError, match="'gauss'"):
+        noise.generate_noise_file(h5_path, out, "gauss", 0.3, 0)
+    assert not out.exists() and not sidecar(out).exists()
+    # a failure while writing (object array) leaves neither the file, its sidecar nor a temp file
+    with pytest.raises(NoiseError, match="object dtype"):
+        noise.save_noise(out, {"a": np.arange(3), "b": np.array([None], dtype=object)})
+    assert not out.exists() and not sidecar(out).exists()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
