@@ -25,7 +25,10 @@ def load_schema() -> dict:
 
 
 def _key(path) -> str:
-    return ".".join(str(p) for p in path) or "<top level>"
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
 
 
 def _explain(err: jsonschema.ValidationError) -> str:

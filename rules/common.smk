@@ -4,7 +4,8 @@ import os
 
 from snakemake.utils import validate
 
-from lnm.config import fmt_rate, noise_cells, run_dirs, validate_config
+from lnm.config import noise_cells, run_dirs, validate_config
+from lnm.train.spec import RunSpec
 
 validate_config(config)  # clear messages naming key, value and what is allowed
 validate(config, "../schemas/config.schema.yaml")
@@ -72,3 +73,18 @@ def table_targets():
 
 def final_targets():
     return table_targets() + figure_targets() + [f"{RES}/MANIFEST.sha256"]
+
+
+def manifest_inputs(w):
+    raws = [f"{RES}/raw/{d}_{SIZE}.json" for d in config["datasets"]]
+    data = [f"{RES}/data/{d}_{SIZE}.h5" for d in config["datasets"]]
+    noise = [f"{RES}/noise/{c.dataset}/{c.tag}.npz" for c in noise_cells(config)]
+    runs = [f"{RES}/{d}/{f}" for d in run_dirs(config)
+            for f in ("metrics.json", "per_epoch.csv", "test_probs.npz")]
+    return sums(*raws, *data, *noise, *runs, *table_targets(), *figure_targets())
+
+
+def run_spec(w):
+    """Canonical, result-relevant parameters only: they decide when a run is redone."""
+    return RunSpec.from_config(config, w.dataset, w.noise, w.rate, w.noise_seed, w.method,
+                               w.backbone, w.seed).to_dict()

@@ -7,6 +7,8 @@ rule download:
     params:
         raw_dir=config["raw_dir"],
         allow_download=config["allow_download"],
+    conda:
+        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/download/{{dataset}}_{{size}}.log",
     localrule: True
@@ -20,6 +22,8 @@ rule preprocess:
         code=CODE_CORE,
     output:
         multiext(f"{RES}/data/{{dataset}}_{{size}}", ".h5", ".h5.sha256"),
+    conda:
+        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/preprocess/{{dataset}}_{{size}}.log",
     benchmark:

@@ -10,6 +10,8 @@ rule noise:
     params:
         noisy_val=config["noise"]["noisy_val"],
         instance_std=config["noise"]["instance_std"],
+    conda:
+        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/noise/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}.log",
     script:

@@ -8,6 +8,8 @@ rule aggregate:
         code=CODE_TABLES,
     output:
         sums(*table_targets()),
+    conda:
+        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/aggregate.log",
     localrule: True
@@ -21,6 +23,8 @@ rule figure_acc_vs_rate:
         code=CODE_FIGURES,
     output:
         sums(f"{RES}/figures/acc_vs_rate_{{dataset}}.png"),
+    conda:
+        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/figures/acc_vs_rate_{{dataset}}.log",
     localrule: True
@@ -34,20 +38,13 @@ rule figure_ranking:
         code=CODE_FIGURES,
     output:
         sums(f"{RES}/figures/ranking_{{pattern}}.png"),
+    conda:
+        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/figures/ranking_{{pattern}}.log",
     localrule: True
     script:
         "../workflow_scripts/figures.py"
-
-
-def manifest_inputs(w):
-    raws = [f"{RES}/raw/{d}_{SIZE}.json" for d in config["datasets"]]
-    data = [f"{RES}/data/{d}_{SIZE}.h5" for d in config["datasets"]]
-    noise = [f"{RES}/noise/{c.dataset}/{c.tag}.npz" for c in noise_cells(config)]
-    runs = [f"{RES}/{d}/{f}" for d in run_dirs(config)
-            for f in ("metrics.json", "per_epoch.csv", "test_probs.npz")]
-    return sums(*raws, *data, *noise, *runs, *table_targets(), *figure_targets())
 
 
 rule manifest:
@@ -56,7 +53,9 @@ rule manifest:
     output:
         f"{RES}/MANIFEST.sha256",
     params:
-        root=RES,
+        root=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/manifest.log",
     localrule: True

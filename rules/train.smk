@@ -1,12 +1,4 @@
 # train: one run per (dataset, noise, rate, noise_seed, method, backbone, seed).
-from lnm.train.spec import RunSpec
-
-
-def run_spec(w):
-    """Canonical, result-relevant parameters only: they decide when a run is redone."""
-    return RunSpec.from_config(config, w.dataset, w.noise, w.rate, w.noise_seed, w.method,
-                               w.backbone, w.seed).to_dict()
-
 
 rule train:
     input:
@@ -23,6 +15,8 @@ rule train:
         spec=run_spec,
         device=config["runtime"]["device"],
         keep_checkpoint=config["runtime"]["keep_checkpoints"],
+    conda:
+        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/train/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}/{{method}}/{{backbone}}/s{{seed}}.log",
     benchmark:

@@ -14,6 +14,7 @@ SHARED_MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"
 def make_h5(path: Path, n=(96, 32, 48), num_classes=3, size=8, channels=1, seed=0) -> Path:
     """A tiny learnable dataset in the layout of lnm.data.hdf5: class c brightens band c."""
     rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as h5:
         for split, count in zip(("train", "val", "test"), n):
             y = rng.integers(0, num_classes, count)

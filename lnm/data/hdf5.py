@@ -67,11 +67,12 @@ class Dataset:
         return int(self.attrs["n_classes"])
 
 
-def load_h5(path: str | Path, check: bool = True) -> Dataset:
+def load_h5(path: str | Path, check: bool = True, image_splits=SPLITS) -> Dataset:
+    """Load labels of every split and images of ``image_splits`` (all by default) into memory."""
     if check:
         verify(path)
     with h5py.File(path, "r") as h5:
-        images = {s: h5[s]["images"][()] for s in SPLITS}
+        images = {s: h5[s]["images"][()] for s in image_splits}
         labels = {s: h5[s]["labels"][()] for s in SPLITS}
         attrs = {k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v)
                  for k, v in h5.attrs.items()}

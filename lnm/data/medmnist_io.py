@@ -104,7 +104,7 @@ def fetch(flag: str, size: int, raw_dir: str | Path, record: str | Path,
     The record (``{"dataset", "size", "path", "md5", "sha256", "bytes"}``) is the download
     step's artifact; it is written only after the MD5 matched.
     """
-    path = Path(raw_dir) / raw_filename(flag, size)
+    path = Path(raw_dir).expanduser() / raw_filename(flag, size)
     if not path.exists():
         if not allow_download:
             raise DataError(f"{path} does not exist and downloads are disabled; get it from "

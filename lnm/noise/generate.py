@@ -108,8 +108,8 @@ def generate_noise_file(h5_path, out_path, pattern, rate, noise_seed, noisy_val=
     check_rate(pattern, rate)
     check_seed(noise_seed)
     check_std(std)
-    data = load_h5(h5_path)
-    images = {s: data.images[s] for s in SPLITS} if pattern == "instance" else None
+    data = load_h5(h5_path, image_splits=SPLITS if pattern == "instance" else ())
+    images = data.images if pattern == "instance" else None
     mean, sd = data.attrs.get("mean"), data.attrs.get("std")
     result = make_noisy_labels(pattern, rate, noise_seed, data.num_classes,
                                {s: data.labels[s] for s in SPLITS}, images, noisy_val, std,

@@ -1,0 +1,69 @@
+"""Config validation: every bad value is named with its key and what is allowed."""
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lnm.config import ConfigError, load_config, load_schema, noise_cells, run_dirs, validate_config
+from lnm.data import DATASETS
+from lnm.methods import METHODS
+from lnm.models import BACKBONES
+
+REPO = Path(__file__).resolve().parent.parent
+BASE = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def bad(**patch):
+    cfg = copy.deepcopy(BASE)
+    for dotted, value in patch.items():
+        *parents, last = dotted.split("__")
+        node = cfg
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    return str(err.value)
+
+
+def test_shipped_configs_are_valid():
+    assert len(run_dirs(load_config(REPO / "config.yaml"))) == 4 * 9 * 3
+    demo = load_config(REPO / "config.yaml", REPO / "presets" / "demo.yaml")
+    assert demo["datasets"] == ["breastmnist", "retinamnist"]
+    assert [c.tag for c in noise_cells(demo)][:5] == [
+        "none-0.0-n0", "symmetric-0.2-n0", "symmetric-0.4-n0", "instance-0.2-n0", "instance-0.4-n0"]
+    smoke = load_config(REPO / "config.yaml", REPO / "presets" / "smoke.yaml")
+    assert [c.tag for c in noise_cells(smoke)] == ["none-0.0-n0", "symmetric-0.4-n0"]
+
+
+@pytest.mark.parametrize("patch, needles", [
+    ({"noise__patterns": {"symmetric": [1.5]}}, ["noise.patterns.symmetric[0]", "1.5", "< 1"]),
+    ({"methods": ["ce", "coteching"]}, ["methods[1]", "'coteching'", "allowed values", "'ce'"]),
+    ({"datasets": ["mnist"]}, ["datasets[0]", "'mnist'", "pathmnist"]),
+    ({"train__epochs": -3}, ["train.epochs", "-3", ">= 1"]),
+    ({"seeds": [-1]}, ["seeds[0]", "-1", ">= 0"]),
+    ({"size": 32}, ["size", "32", "[28, 64, 128, 224]"]),
+    ({"train__optimizer": {"name": "sgd", "lr": 0.1, "momentun": 0.9}},
+     ["'momentun'", "train.optimizer", "'momentum'"]),
+    ({"epcohs": 3}, ["'epcohs'", "top level", "allowed keys"]),
+])
+def test_bad_values_are_named(patch, needles):
+    msg = bad(**patch)
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+def test_schema_enums_match_the_code():
+    props = load_schema()["properties"]
+    assert props["methods"]["items"]["enum"] == list(METHODS)
+    assert props["datasets"]["items"]["enum"] == list(DATASETS)
+    assert props["backbones"]["items"]["enum"] == list(BACKBONES)
+    assert set(props["method_params"]["properties"]) == set(METHODS)
+
+
+def test_defaults_are_filled():
+    cfg = copy.deepcopy(BASE)
+    del cfg["runtime"]
+    validate_config(cfg)
+    assert cfg["runtime"] == {"device": "auto", "keep_checkpoints": False}
