@@ -51,12 +51,26 @@ def _explain(err: jsonschema.ValidationError) -> str:
     return f"{key}: {value!r}: {err.message}"
 
 
-def _defaults(schema: dict, config: dict) -> None:
-    for name, sub in schema.get("properties", {}).items():
-        if name not in config and "default" in sub:
-            config[name] = copy.deepcopy(sub["default"])
-        if isinstance(config.get(name), dict) and sub.get("type") == "object":
-            _defaults(sub, config[name])
+def _resolve(schema: dict, root: dict) -> list[dict]:
+    """A sub-schema and everything it pulls in through $ref and allOf."""
+    if "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        return _resolve(node, root)
+    return [schema] + [s for sub in schema.get("allOf", []) for s in _resolve(sub, root)]
+
+
+def _defaults(schema: dict, config: dict, root: dict) -> None:
+    """Fill in the schema's defaults (following $ref/allOf), recursively into objects."""
+    for part in _resolve(schema, root):
+        for name, sub in part.get("properties", {}).items():
+            subs = _resolve(sub, root)
+            default = next((s["default"] for s in subs if "default" in s), None)
+            if name not in config and default is not None:
+                config[name] = copy.deepcopy(default)
+            if isinstance(config.get(name), dict):
+                _defaults(sub, config[name], root)
 
 
 def validate_config(config: dict) -> dict:
@@ -66,8 +80,28 @@ def validate_config(config: dict) -> dict:
                     key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_explain(e) for e in errors))
-    _defaults(schema, config)
+    _defaults(schema, config, schema)
+    _check_method_params(config)
     return config
+
+
+def _check_method_params(config: dict) -> None:
+    """Each method's hyperparameter keys must be ones that method defines."""
+    from .methods import REGISTRY
+
+    problems = []
+    for name, params in config.get("method_params", {}).items():
+        if name not in REGISTRY:
+            continue  # a schema-listed method not implemented yet: refused when it is used
+        unknown = sorted(set(params) - set(REGISTRY[name].defaults))
+        if unknown:
+            problems.append(f"method_params.{name}: unknown key(s) {unknown}; allowed keys: "
+                            f"{sorted(REGISTRY[name].defaults)}")
+    missing = [m for m in config["methods"] if m not in REGISTRY]
+    if missing:
+        problems.append(f"methods: {missing} not implemented; implemented: {sorted(REGISTRY)}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
 def load_config(*paths: str | Path, overrides: dict | None = None) -> dict:
@@ -77,6 +111,11 @@ def load_config(*paths: str | Path, overrides: dict | None = None) -> dict:
         _merge(config, yaml.safe_load(Path(p).read_text()) or {})
     _merge(config, overrides or {})
     return validate_config(config)
+
+
+def merged(base: dict, new: dict) -> dict:
+    """A deep copy of ``base`` updated with ``new`` (nested dicts merged, lists replaced)."""
+    return _merge(copy.deepcopy(base), new)
 
 
 def _merge(base: dict, new: dict) -> dict:

@@ -43,3 +43,28 @@ def shared_medmnist():
     if not (SHARED_MEDMNIST / "breastmnist.npz").exists():
         pytest.skip(f"real MedMNIST files not found at {SHARED_MEDMNIST}")
     return SHARED_MEDMNIST
+
+
+def run_method(tmp_path, method: str, epochs: int = 3, noise: str = "symmetric", rate: float = 0.4,
+               params: dict | None = None, log=None, out: str = "run", h5: Path | None = None,
+               **spec_kw):
+    """Train ``method`` on a tiny synthetic problem; returns (metrics, out_dir)."""
+    from lnm.noise import generate_noise_file
+    from lnm.train.spec import RunSpec
+    from lnm.train.trainer import train_run
+
+    h5 = h5 or tmp_path / "tiny.h5"
+    if not h5.exists():
+        make_h5(h5)
+    npz = tmp_path / f"noise-{noise}-{rate}.npz"
+    if not npz.exists():
+        generate_noise_file(h5, npz, noise, rate, 0)
+    kw = dict(dataset="synthetic", size=8, noise=noise, rate=rate, noise_seed=0, method=method,
+              backbone="resnet8", seed=0, epochs=epochs, batch_size=32,
+              optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9},
+              schedule={"name": "constant"}, augment={"crop_padding": 1, "hflip": True},
+              method_params=params or {}, last_k=2)
+    kw.update(spec_kw)
+    out_dir = tmp_path / out
+    metrics = train_run(RunSpec(**kw), h5, npz, out_dir, device="cpu", log=log or (lambda s: None))
+    return metrics, out_dir

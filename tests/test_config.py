@@ -7,7 +7,7 @@ import yaml
 
 from lnm.config import ConfigError, load_config, load_schema, noise_cells, run_dirs, validate_config
 from lnm.data import DATASETS
-from lnm.methods import METHODS
+from lnm.methods import METHODS, ORDER
 from lnm.models import BACKBONES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,10 +56,31 @@ def test_bad_values_are_named(patch, needles):
 
 def test_schema_enums_match_the_code():
     props = load_schema()["properties"]
-    assert props["methods"]["items"]["enum"] == list(METHODS)
+    assert props["methods"]["items"]["enum"] == list(ORDER)
+    assert set(METHODS) <= set(ORDER)
     assert props["datasets"]["items"]["enum"] == list(DATASETS)
     assert props["backbones"]["items"]["enum"] == list(BACKBONES)
-    assert set(props["method_params"]["properties"]) == set(METHODS)
+
+
+def test_method_params_keys_are_checked_against_the_method():
+    msg = bad(method_params={"ce": {"label_smoothin": 0.1}})
+    assert "method_params.ce" in msg and "'label_smoothin'" in msg and "'label_smoothing'" in msg
+    msg = bad(method_params={"cee": {}})
+    assert "'cee'" in msg and "method_params" in msg
+
+
+def test_reference_protocol_applies_the_method_recipe():
+    from lnm.train.spec import RunSpec
+
+    cfg = load_config(REPO / "config.yaml", overrides={
+        "protocol": "reference",
+        "recipes": {"ce": {"batch_size": 16, "optimizer": {"name": "adam", "lr": 0.001}}}})
+    spec = RunSpec.from_config(cfg, "pathmnist", "symmetric", "0.2", "0", "ce", "resnet50", "0")
+    assert spec.batch_size == 16 and spec.optimizer["name"] == "adam"
+    assert spec.optimizer["lr"] == 0.001 and spec.epochs == cfg["train"]["epochs"]
+    cfg["protocol"] = "harmonized"
+    spec = RunSpec.from_config(cfg, "pathmnist", "symmetric", "0.2", "0", "ce", "resnet50", "0")
+    assert spec.batch_size == cfg["train"]["batch_size"] and spec.optimizer["name"] == "sgd"
 
 
 def test_defaults_are_filled():

@@ -24,6 +24,8 @@ class Method:
     num_nets = 1
     #: defaults of the method's hyperparameters (config ``method_params.<name>`` overrides)
     defaults: dict = {}
+    #: the noise rate the method was told (None: it needs none); set by :meth:`assumed_rate`
+    assumed_noise_rate: float | None = None
 
     def __init__(self, spec: RunSpec, model_factory: Callable[[], nn.Module], num_classes: int,
                  device: torch.device, data: DeviceData):
@@ -53,6 +55,22 @@ class Method:
         pass
 
     # ----------------------------------------------------------------- shared machinery
+    def assumed_rate(self, key: str) -> float:
+        """The noise rate this method assumes: ``hp[key]``, or the cell's nominal rate if null.
+
+        Recorded in metrics.json with ``uses_true_noise_rate`` (true when it equals the
+        injected rate, i.e. the method was given knowledge it would not have in practice).
+        """
+        value = self.hp.get(key)
+        self.assumed_noise_rate = float(self.spec.rate if value is None else value)
+        return self.assumed_noise_rate
+
+    @property
+    def uses_true_noise_rate(self) -> bool | None:
+        if self.assumed_noise_rate is None:
+            return None
+        return abs(self.assumed_noise_rate - self.spec.rate) < 1e-9
+
     def start_epoch(self, epoch: int) -> None:
         for opt in self.optimizers:
             apply_schedule(opt, self.spec.optimizer["lr"], self.spec.schedule, epoch,

@@ -32,12 +32,16 @@ class RunSpec:
     def from_config(cls, config: dict, dataset: str, noise: str, rate, noise_seed, method: str,
                     backbone: str, seed) -> "RunSpec":
         train = config["train"]
+        if config.get("protocol") == "reference":  # the method's own recipe overrides `train`
+            from ..config import merged
+
+            train = merged(train, config.get("recipes", {}).get(method, {}))
         return cls(
             dataset=dataset, size=int(config["size"]), noise=noise, rate=float(rate),
             noise_seed=int(noise_seed), method=method, backbone=backbone, seed=int(seed),
             pretrained=bool(config.get("pretrained", False)), epochs=int(train["epochs"]),
             batch_size=int(train["batch_size"]), optimizer=dict(train["optimizer"]),
-            schedule=dict(train["schedule"]), augment=dict(train["augment"]),
+            schedule=dict(train["schedule"]), augment=dict(train.get("augment", {})),
             drop_last=bool(train.get("drop_last", True)), last_k=int(train.get("last_k", 5)),
             method_params=dict(config.get("method_params", {}).get(method, {})),
             noisy_val=bool(config["noise"].get("noisy_val", True)),

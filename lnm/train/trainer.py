@@ -104,6 +104,10 @@ def _diagnostics(diag: dict, data: DeviceData) -> dict:
         suffix = key[len("selected"):]
         scores = selection_scores(np.asarray(diag[key], dtype=bool), seen, is_clean)
         out.update({f"{k}{suffix}": v for k, v in scores.items()})
+    for score in ("clean_ratio", "coverage"):  # two-net methods: the mean over their nets
+        per_net = [v for k, v in out.items() if k.startswith(f"{score}_net")]
+        if score not in out and per_net:
+            out[score] = float(np.mean(per_net))
     if diag.get("corrected") is not None:
         idx, new = (np.asarray(a) for a in diag["corrected"])
         clean = data.train_clean_labels[idx]
@@ -154,6 +158,8 @@ def summarize(spec: RunSpec, history: pd.DataFrame, noise: dict, inputs: dict,
            for m in ("balanced_acc", "macro_f1", "auc", "ece", "nll")},
         "per_class_recall_last5": recalls.mean(0).tolist(),
         "selection": sel,
+        "assumed_noise_rate": method.assumed_noise_rate,
+        "uses_true_noise_rate": method.uses_true_noise_rate,
         "spec": spec.to_dict(),
         "inputs": inputs,
         "provenance": provenance(dev),
