@@ -1,10 +1,16 @@
 """The Method interface: what a noisy-label method says about training; the trainer does the rest.
 
 A method owns its networks, optimisers and per-sample state. The trainer owns the epoch loop,
-evaluation, metrics, checkpointing, seeding and logging. ``train_epoch`` may report, besides
-scalar diagnostics, a ``selected`` boolean mask over training samples (the samples it trusted this
-epoch), a ``seen`` mask, and ``corrected`` (indices, new labels); the trainer scores them against
-the clean mask, which methods never see.
+evaluation, metrics, checkpointing, seeding and logging. ``train_epoch`` returns a dict of scalar
+diagnostics (``train_loss``, ...) and may also report, for the trainer to score against the
+clean labels (which methods never see):
+
+- ``selected`` or ``selected_net0``/``selected_net1``: boolean masks over training samples that
+  were trusted this epoch -> clean ratio (precision) and coverage (recall), per net and mean;
+- ``seen``: boolean mask of samples that took part this epoch (default: all);
+- ``corrected``: (indices, new labels) of relabelled samples -> purified ratio;
+- ``T_hat``: the estimated C x C transition matrix -> relative L1 error vs the empirical one;
+- ``clean_prob``: per-sample probability of being clean -> its AUC against the clean mask.
 """
 from __future__ import annotations
 

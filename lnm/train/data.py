@@ -48,6 +48,7 @@ class DeviceData:
         self.train_labels = to(noise["train_noisy"])
         self.train_clean_labels = noise["train_clean"]
         self.is_clean = np.asarray(noise["train_is_clean"], dtype=bool)
+        self.transition = np.asarray(noise["transition"], dtype=float)  # empirical, for T-error
         self.labels = {"train": self.train_labels, "val": to(noise["val_noisy"]),
                        "val_clean": to(noise["val_clean"]), "test": to(dataset.labels["test"])}
         self.batch_size = int(batch_size)

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
 
 from ..checksum import artifact, atomic_path, verify
 from ..data.hdf5 import load_h5
@@ -98,6 +99,11 @@ def _diagnostics(diag: dict, data: DeviceData) -> dict:
     """Turn a method's reported sets into scores against the clean mask; keep scalar values."""
     out = {k: float(v) for k, v in diag.items() if np.isscalar(v)}
     is_clean = data.is_clean
+    if diag.get("T_hat") is not None:  # relative L1 error against the empirical matrix
+        t_hat, t = np.asarray(diag["T_hat"], dtype=float), np.nan_to_num(data.transition)
+        out["t_error"] = float(np.abs(t_hat - t).sum() / np.abs(t).sum())
+    if diag.get("clean_prob") is not None and 0 < is_clean.mean() < 1:
+        out["gmm_auc"] = float(roc_auc_score(is_clean, np.asarray(diag["clean_prob"])))
     seen = diag.get("seen")
     seen = np.ones_like(is_clean) if seen is None else np.asarray(seen, dtype=bool)
     for key in [k for k in diag if k == "selected" or k.startswith("selected_")]:
