@@ -1,0 +1,166 @@
+"""Small-loss sample selection shared by the Co-teaching family (Co-teaching, Co-teaching+, CoDis,
+JoCoR): the forget-rate schedule, "keep the ⌊(1 − τ_e)·n⌋ smallest", the cross update (each net
+learns from what its PEER kept) and the per-epoch selection masks reported as diagnostics.
+
+Not a method itself (the module name starts with ``_``, so discovery skips it).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .base import Method
+
+
+def forget_rate_schedule(tau: float, epoch: int, num_gradual: int, exponent: float = 1.0) -> float:
+    """τ_e = τ · min(e / num_gradual, 1) ** exponent (Han et al. 2018): a ramp from 0 at epoch 0
+    to τ at epoch ``num_gradual`` (epochs counted from 0), constant afterwards."""
+    ramp = 1.0 if num_gradual <= 0 else min(epoch / num_gradual, 1.0)
+    return float(tau * ramp ** exponent)
+
+
+def num_keep(n: int, tau: float) -> int:
+    """⌊(1 − τ)·n⌋, robust to float error ((1 − 0.9)·10 is 0.999…, which must give 1)."""
+    return max(0, math.floor(round((1.0 - tau) * n, 6)))
+
+
+def small_loss_mask(scores: torch.Tensor, keep: int,
+                    eligible: torch.Tensor | None = None) -> torch.Tensor:
+    """Boolean mask of the ``keep`` smallest ``scores`` (among the ``eligible`` ones).
+
+    Ties go to the earlier position (stable sort), so the choice is deterministic. ``keep`` must
+    not exceed the number of eligible samples.
+    """
+    s = scores.detach()
+    if eligible is not None:
+        s = s.masked_fill(~eligible, float("inf"))
+    mask = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
+    mask[torch.argsort(s, stable=True)[:keep]] = True
+    return mask
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, count: int) -> torch.Tensor:
+    """Mean of ``values`` over ``mask`` (which holds ``count`` samples); others get no gradient."""
+    return torch.where(mask, values, torch.zeros_like(values)).sum() / count
+
+
+def per_sample_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+@dataclass
+class Selection:
+    """What one batch contributes: the loss to minimise (None: no update from this batch), the
+    per-network losses (for reporting/tests), the diagnostic masks over the batch (key -> (B,)
+    bool), and counts to sum over the epoch (reported as % of the samples seen)."""
+    loss: torch.Tensor | None
+    parts: tuple = ()
+    masks: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def value(self) -> torch.Tensor:
+        return torch.stack([p.detach() for p in self.parts]).mean()
+
+
+def cross_small_loss(loss0: torch.Tensor, loss1: torch.Tensor, tau: float,
+                     eligible: torch.Tensor | None = None) -> Selection:
+    """Co-teaching's exchange on per-sample losses ``loss0``/``loss1`` (B,) of nets 0 and 1.
+
+    Each net keeps the ⌊(1 − τ)·n⌋ samples with its own smallest loss (n = batch size, or the
+    number of ``eligible`` samples); net 0 is trained on the mean of ``loss0`` over the set net 1
+    kept, and vice versa. ``selected_net<k>`` is the set net k kept (i.e. taught its peer with).
+    If nothing would be kept, there is no update (``loss`` None) and nothing is selected.
+    """
+    n = len(loss0) if eligible is None else int(eligible.sum())
+    keep = num_keep(n, tau)
+    if keep == 0:
+        empty = torch.zeros(len(loss0), dtype=torch.bool, device=loss0.device)
+        return Selection(None, masks={"selected_net0": empty, "selected_net1": empty})
+    kept0 = small_loss_mask(loss0, keep, eligible)
+    kept1 = small_loss_mask(loss1, keep, eligible)
+    part0, part1 = masked_mean(loss0, kept1, keep), masked_mean(loss1, kept0, keep)
+    return Selection(part0 + part1, (part0, part1),
+                     {"selected_net0": kept0, "selected_net1": kept1})
+
+
+class SelectionTracker:
+    """Accumulates the batches' masks into masks over all training samples (kept on device)."""
+
+    def __init__(self, num_train: int, device: torch.device):
+        self.n, self.device = num_train, device
+        self.seen = torch.zeros(num_train, dtype=torch.bool, device=device)
+        self.masks: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, torch.Tensor] = {}
+
+    def add(self, idx: torch.Tensor, sel: Selection) -> None:
+        self.seen[idx] = True  # indices are unique within an epoch
+        for key, m in sel.masks.items():
+            acc = self.masks.setdefault(key, torch.zeros(self.n, dtype=torch.bool,
+                                                         device=self.device))
+            acc[idx] |= m
+        for key, c in sel.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + c
+
+    def result(self) -> dict:
+        seen = int(self.seen.sum())
+        out = {k: m.cpu().numpy() for k, m in self.masks.items()}
+        out.update({k: 100.0 * float(c) / max(seen, 1) for k, c in self.counts.items()})
+        out["seen"] = self.seen.cpu().numpy()
+        return out
+
+
+class SmallLossMethod(Method):
+    """Two networks trained on a per-batch small-loss selection (the Co-teaching family).
+
+    Subclasses implement :meth:`select` (the per-batch losses and selection); one backward pass of
+    the selection's loss, then every optimiser steps. For the cross-update methods that loss is
+    the sum of the per-net losses, each depending on its own net only, so this equals stepping
+    each net on its own loss.
+
+    τ comes from ``forget_rate`` (null: the cell's nominal noise rate, recorded as such).
+    ``num_gradual`` is capped at half the run (at least 1), so τ is reached in short runs
+    (e.g. 3 epochs: τ_0 = 0, then τ); with the reference's 50 epochs it stays 10.
+    """
+    num_nets = 2
+    defaults = {"forget_rate": None, "num_gradual": 10, "exponent": 1.0}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tau = self.assumed_rate("forget_rate")
+        if not 0.0 <= self.tau < 1.0:
+            raise ValueError(f"method {self.name!r}: forget_rate must be in [0, 1), got {self.tau}")
+
+    @property
+    def num_gradual(self) -> int:
+        return min(int(self.hp["num_gradual"]), max(1, self.spec.epochs // 2))
+
+    def forget_rate(self, epoch: int) -> float:
+        return forget_rate_schedule(self.tau, epoch, self.num_gradual, float(self.hp["exponent"]))
+
+    def select(self, epoch: int, tau: float, z0: torch.Tensor, z1: torch.Tensor,
+               y: torch.Tensor) -> Selection:
+        raise NotImplementedError
+
+    def train_epoch(self, epoch, batches):
+        tau = self.forget_rate(epoch)
+        self.nets.train()
+        track = SelectionTracker(self.data.num_train, self.device)
+        total, n = torch.zeros((), device=self.device), 0
+        for b in batches:
+            z0, z1 = (self.forward(net, b.x) for net in self.nets)
+            sel = self.select(epoch, tau, z0, z1, b.y)
+            track.add(b.idx, sel)
+            if sel.loss is None:
+                continue
+            for opt in self.optimizers:
+                opt.zero_grad(set_to_none=True)
+            sel.loss.backward()
+            for opt in self.optimizers:
+                opt.step()
+            total, n = total + sel.value * len(b), n + len(b)
+        return {"train_loss": float(total) / n if n else float("nan"), "forget_rate": tau,
+                **track.result()}

@@ -1,0 +1,373 @@
+"""The Co-teaching family: Co-teaching, Co-teaching+, CoDis, JoCoR (lnm/methods/_selection.py).
+
+Most tests use "lookup" networks whose logits for training sample j are row j of a weight
+matrix (the input is the one-hot of the sample's global index), so the logits are set by hand and
+the rows that changed after one SGD step are exactly the samples a network was trained on.
+"""
+import copy
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from lnm.methods import REGISTRY, get_method
+from lnm.methods._selection import (cross_small_loss, forget_rate_schedule, num_keep,
+                                    per_sample_ce, small_loss_mask)
+from lnm.methods.codis import codis_scores, js_divergence
+from lnm.methods.jocor import jocor_loss, jocor_select
+from lnm.train.data import Batch
+from lnm.train.spec import RunSpec
+
+N, C = 10, 3
+FAMILY = ("coteaching", "coteaching_plus", "codis", "jocor")
+
+
+class Lookup(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(N, C))
+
+    def forward(self, x):
+        return x @ self.w
+
+
+def make(name, w0, w1, epochs=50, optimizer=None, **params):
+    spec = RunSpec(dataset="t", size=8, noise="symmetric", rate=0.4, noise_seed=0, method=name,
+                   backbone="lookup", seed=0, epochs=epochs,
+                   optimizer=optimizer or {"name": "sgd", "lr": 0.1}, method_params=params)
+    m = get_method(name)(spec, Lookup, C, torch.device("cpu"), SimpleNamespace(num_train=N))
+    with torch.no_grad():
+        m.nets[0].w.copy_(torch.as_tensor(w0, dtype=torch.float32))
+        m.nets[1].w.copy_(torch.as_tensor(w1, dtype=torch.float32))
+    return m
+
+
+def batch(y, order=(3, 7, 0, 9, 1, 5, 2, 8, 4, 6)):
+    """All N samples in one batch, in a shuffled order (global index 0 is not at position 0)."""
+    idx = torch.tensor(order)
+    return Batch(idx, torch.eye(N)[idx], torch.as_tensor(y)[idx], None, None, None)
+
+
+def train(m, epoch, y):
+    before = [net.w.detach().clone() for net in m.nets]
+    diag = m.train_epoch(epoch, [batch(y)])
+    trained = [set(np.flatnonzero((net.w.detach() - b).abs().sum(1).numpy() > 0))
+               for net, b in zip(m.nets, before)]
+    return diag, trained
+
+
+def as_set(mask):
+    return set(np.flatnonzero(mask))
+
+
+def ce_of_true_logit(a):
+    """CE of label 0 for logits [a, 0, 0]."""
+    return np.log(np.exp(a) + 2) - a
+
+
+# --------------------------------------------------------------------------- shared pieces
+def test_forget_rate_ramps_linearly_over_num_gradual_epochs():
+    m = make("coteaching", np.zeros((N, C)), np.zeros((N, C)), forget_rate=0.5)
+    assert m.num_gradual == 10
+    assert [m.forget_rate(e) for e in range(13)] == pytest.approx(
+        [0.5 * min(e / 10, 1) for e in range(13)])
+    m = make("coteaching", np.zeros((N, C)), np.zeros((N, C)), forget_rate=0.5, num_gradual=4,
+             exponent=2)
+    assert [m.forget_rate(e) for e in range(6)] == pytest.approx(
+        [0, 0.5 / 16, 0.5 / 4, 0.5 * 9 / 16, 0.5, 0.5])
+    # short runs reach τ: the ramp is capped at half the run
+    m = make("coteaching", np.zeros((N, C)), np.zeros((N, C)), epochs=3, forget_rate=0.5)
+    assert [m.forget_rate(e) for e in range(3)] == [0.0, 0.5, 0.5]
+    assert forget_rate_schedule(0.3, 7, 0) == 0.3
+
+
+def test_num_keep_is_floor_and_robust_to_float_error():
+    assert [num_keep(10, t) for t in (0.0, 0.2, 0.25, 0.7, 0.9, 1.0)] == [10, 8, 7, 3, 1, 0]
+    assert num_keep(7, 0.5) == 3 and num_keep(128, 0.4) == 76
+
+
+def test_small_loss_mask_respects_eligibility_and_index_zero():
+    s = torch.tensor([0.5, 0.1, 0.3, 0.2, 0.9])
+    assert small_loss_mask(s, 2).tolist() == [False, True, False, True, False]
+    eligible = torch.tensor([True, False, True, False, True])
+    assert small_loss_mask(s, 2, eligible).tolist() == [True, False, True, False, False]
+
+
+def test_forget_rate_defaults_to_the_cells_noise_rate_and_is_recorded():
+    m = make("codis", np.zeros((N, C)), np.zeros((N, C)))
+    assert m.tau == 0.4 and m.assumed_noise_rate == 0.4 and m.uses_true_noise_rate is True
+    m = make("jocor", np.zeros((N, C)), np.zeros((N, C)), forget_rate=0.25)
+    assert m.tau == 0.25 and m.uses_true_noise_rate is False
+    with pytest.raises(ValueError, match="forget_rate"):
+        make("coteaching", np.zeros((N, C)), np.zeros((N, C)), forget_rate=1.0)
+
+
+def test_methods_are_discovered_as_two_net_methods():
+    for name in FAMILY:
+        cls = REGISTRY[name]
+        assert cls.num_nets == 2 and cls.defaults["forget_rate"] is None
+        assert cls.defaults["num_gradual"] == 10 and cls.defaults["exponent"] == 1.0
+    assert REGISTRY["coteaching_plus"].defaults["init_epoch"] == 5
+    assert REGISTRY["codis"].defaults["co_lambda"] == 0.15
+    assert REGISTRY["jocor"].defaults["co_lambda"] == 0.1
+
+
+# --------------------------------------------------------------------------- Co-teaching
+A0 = np.arange(N, dtype=float)          # net 0: CE smallest for samples 9, 8, 7, ...
+A1 = A0[::-1].copy()                    # net 1: CE smallest for samples 0, 1, 2, ...
+
+
+def true_logit(a):
+    w = np.zeros((N, C))
+    w[:, 0] = a
+    return w
+
+
+def test_coteaching_trains_each_net_on_the_peers_small_loss_set():
+    y = torch.zeros(N, dtype=torch.long)
+    m = make("coteaching", true_logit(A0), true_logit(A1), forget_rate=0.4)
+    diag, trained = train(m, 10, y)  # τ_10 = 0.4 -> keep ⌊0.6·10⌋ = 6
+    assert diag["forget_rate"] == pytest.approx(0.4)
+    assert as_set(diag["selected_net0"]) == {4, 5, 6, 7, 8, 9}  # net 0's own smallest
+    assert as_set(diag["selected_net1"]) == {0, 1, 2, 3, 4, 5}
+    assert trained[0] == {0, 1, 2, 3, 4, 5}  # net 0 learnt from net 1's choice
+    assert trained[1] == {4, 5, 6, 7, 8, 9}
+    assert diag["seen"].all()
+    ce0, ce1 = ce_of_true_logit(A0), ce_of_true_logit(A1)
+    want = (ce0[:6].mean() + ce1[4:].mean()) / 2
+    assert diag["train_loss"] == pytest.approx(want, rel=1e-5)
+
+
+def test_coteaching_kept_count_follows_the_schedule():
+    y = torch.zeros(N, dtype=torch.long)
+    for epoch, tau_e, keep in [(0, 0.0, 10), (3, 0.12, 8), (5, 0.2, 8), (8, 0.32, 6),
+                               (25, 0.4, 6)]:
+        m = make("coteaching", true_logit(A0), true_logit(A1), forget_rate=0.4)
+        diag, trained = train(m, epoch, y)
+        assert diag["forget_rate"] == pytest.approx(tau_e)
+        assert diag["selected_net0"].sum() == diag["selected_net1"].sum() == keep
+        assert len(trained[0]) == len(trained[1]) == keep
+
+
+def test_cross_small_loss_value_and_gradient():
+    ce0 = torch.tensor([0.1, 0.9, 0.5, 0.3], requires_grad=True)
+    ce1 = torch.tensor([0.8, 0.2, 0.4, 0.1], requires_grad=True)
+    sel = cross_small_loss(ce0, ce1, 0.5)  # keep 2: net 0 keeps {0, 3}, net 1 keeps {1, 3}
+    assert sel.masks["selected_net0"].tolist() == [True, False, False, True]
+    assert sel.masks["selected_net1"].tolist() == [False, True, False, True]
+    assert sel.parts[0].item() == pytest.approx((0.9 + 0.3) / 2)
+    assert sel.parts[1].item() == pytest.approx((0.8 + 0.1) / 2)
+    sel.loss.backward()
+    assert ce0.grad.tolist() == [0, 0.5, 0, 0.5] and ce1.grad.tolist() == [0.5, 0, 0, 0.5]
+
+
+# --------------------------------------------------------------------------- Co-teaching+
+AGREE = [1, 4, 6, 8, 9]                           # both nets predict 0 with CE ≈ 0.013
+DIS0 = {0: 3.0, 2: 1.0, 3: 2.5, 5: 0.5, 7: 2.0}   # net 0 predicts 0, logits [a, 0, 0]
+DIS1 = {0: 0.1, 2: 0.2, 3: 3.0, 5: 0.3, 7: 2.0}   # net 1 predicts 1, logits [0, b, 0]
+
+
+def disagreement_nets():
+    w0, w1 = np.zeros((N, C)), np.zeros((N, C))
+    w0[AGREE, 0] = w1[AGREE, 0] = 5.0
+    for j, a in DIS0.items():
+        w0[j, 0] = a
+    for j, b in DIS1.items():
+        w1[j, 1] = b
+    return w0, w1
+
+
+def test_coteaching_plus_uses_only_disagreement_samples_after_init_epoch():
+    y = torch.zeros(N, dtype=torch.long)
+    m = make("coteaching_plus", *disagreement_nets(), forget_rate=0.4)
+    assert m.init_epoch == 5
+    diag, trained = train(m, 10, y)  # |D| = 5, keep ⌊0.6·5⌋ = 3
+    # net 0 keeps its 3 smallest CE in D (largest a): 0, 3, 7; net 1 (smallest b): 0, 2, 5
+    assert as_set(diag["selected_net0"]) == {0, 3, 7}
+    assert as_set(diag["selected_net1"]) == {0, 2, 5}
+    assert trained[0] == {0, 2, 5} and trained[1] == {0, 3, 7}  # index 0 is used by both
+    assert diag["disagreement"] == pytest.approx(50.0)
+    ce0 = {j: ce_of_true_logit(a) for j, a in DIS0.items()}
+    ce1 = {j: np.log(2 + np.exp(b)) for j, b in DIS1.items()}
+    want = (np.mean([ce0[j] for j in (0, 2, 5)]) + np.mean([ce1[j] for j in (0, 3, 7)])) / 2
+    assert diag["train_loss"] == pytest.approx(want, rel=1e-5)
+
+
+def test_coteaching_plus_is_coteaching_before_init_epoch():
+    y = torch.zeros(N, dtype=torch.long)
+    m = make("coteaching_plus", *disagreement_nets(), forget_rate=0.4)
+    diag, trained = train(m, 4, y)  # τ_4 = 0.16 -> keep 8 of all 10
+    assert set(AGREE) <= as_set(diag["selected_net0"]) and diag["selected_net0"].sum() == 8
+    assert len(trained[0]) == 8 and "disagreement" not in diag
+    # short runs reach the disagreement stage: init_epoch is capped at a third of the run
+    short = make("coteaching_plus", *disagreement_nets(), epochs=3, forget_rate=0.4)
+    assert short.init_epoch == 1
+
+
+def test_coteaching_plus_makes_no_update_without_disagreement():
+    y = torch.zeros(N, dtype=torch.long)
+    w = true_logit(A0)
+    m = make("coteaching_plus", w, w, forget_rate=0.4)
+    diag, trained = train(m, 10, y)
+    assert trained == [set(), set()]
+    assert not diag["selected_net0"].any() and not diag["selected_net1"].any()
+    assert diag["seen"].all() and math.isnan(diag["train_loss"])
+    assert diag["disagreement"] == 0.0
+
+
+# --------------------------------------------------------------------------- CoDis
+def np_js(p, q):
+    m = (p + q) / 2
+    return 0.5 * (p * np.log(p / m)).sum(-1) + 0.5 * (q * np.log(q / m)).sum(-1)
+
+
+def test_js_divergence_hand_computed():
+    p, q = np.array([0.7, 0.2, 0.1]), np.array([0.1, 0.2, 0.7])
+    # m = [0.4, 0.2, 0.4]: KL(p‖m) = KL(q‖m) = 0.7 ln(7/4) + 0.1 ln(1/4)
+    want = 0.7 * math.log(7 / 4) + 0.1 * math.log(1 / 4)
+    assert want == pytest.approx(np_js(p, q))
+    z = torch.log(torch.tensor(np.stack([p, q]), dtype=torch.float32))
+    got = js_divergence(z[:1] + 3.0, z[1:] - 1.0)  # logits up to a constant
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    assert js_divergence(z, z).abs().max() < 1e-6
+
+
+# four samples, label 0; sample 1 has a slightly larger CE than sample 0 but a large discrepancy
+P0 = np.array([[0.6, 0.2, 0.2], [0.59, 0.40, 0.01], [0.2, 0.4, 0.4], [0.9, 0.05, 0.05]])
+P1 = np.array([[0.6, 0.2, 0.2], [0.59, 0.01, 0.40], [0.2, 0.4, 0.4], [0.9, 0.05, 0.05]])
+
+
+def test_codis_score_subtracts_lambda_js_and_changes_the_selection():
+    z0 = torch.tensor(np.log(P0), dtype=torch.float32, requires_grad=True)
+    z1 = torch.tensor(np.log(P1), dtype=torch.float32, requires_grad=True)
+    y = torch.zeros(4, dtype=torch.long)
+    l0, l1 = codis_scores(z0, z1, y, 0.15)
+    ce, js = -np.log(P0[:, 0]), np_js(P0, P1)
+    want = ce - 0.15 * js
+    np.testing.assert_allclose(l0.detach().numpy(), want, rtol=1e-5)
+    np.testing.assert_allclose(l1.detach().numpy(), -np.log(P1[:, 0]) - 0.15 * js, rtol=1e-5)
+    sel = cross_small_loss(l0, l1, 0.5)
+    assert as_set(sel.masks["selected_net0"]) == as_set(sel.masks["selected_net1"]) == {1, 3}
+    # by CE alone sample 0 would have been kept instead of sample 1
+    assert as_set(small_loss_mask(per_sample_ce(z0, y), 2)) == {0, 3}
+    assert sel.parts[0].item() == pytest.approx(want[[1, 3]].mean(), rel=1e-5)
+    # the JS term is not detached: net 0's gradient includes -λ·∂JS/∂z0 (p1 held fixed)
+    sel.parts[0].backward()
+    z0r = torch.tensor(np.log(P0), dtype=torch.float64, requires_grad=True)
+    p0, p1 = torch.softmax(z0r, 1), torch.tensor(P1)
+    m = (p0 + p1) / 2
+    ref = -torch.log(p0[:, 0]) - 0.15 * 0.5 * ((p0 * (p0 / m).log()).sum(1)
+                                               + (p1 * (p1 / m).log()).sum(1))
+    ref[[1, 3]].mean().backward()
+    np.testing.assert_allclose(z0.grad.numpy(), z0r.grad.numpy(), atol=1e-6)
+    assert z0.grad[1].abs().sum() > 0 and z1.grad is None  # net 0's loss does not move net 1
+
+
+def test_codis_with_identical_networks_is_coteaching():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(16, 5, generator=g) * 2
+    y = torch.randint(0, 5, (16,), generator=g)
+    za, zb = z.clone().requires_grad_(), z.clone().requires_grad_()
+    codis = cross_small_loss(*codis_scores(za, za, y, 0.15), 0.3)
+    cot = cross_small_loss(per_sample_ce(zb, y), per_sample_ce(zb, y), 0.3)
+    for k in ("selected_net0", "selected_net1"):
+        assert codis.masks[k].tolist() == cot.masks[k].tolist() and codis.masks[k].sum() == 11
+    for a, b in zip(codis.parts, cot.parts):
+        assert a.item() == pytest.approx(b.item(), abs=1e-6)
+    codis.loss.backward()
+    cot.loss.backward()
+    np.testing.assert_allclose(za.grad.numpy(), zb.grad.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["coteaching", "codis"])
+def test_cross_update_wiring_in_train_epoch(name):
+    """Net k's parameters move exactly on the peer's kept set, for the method's own scores."""
+    g = torch.Generator().manual_seed(1)
+    w0, w1 = torch.randn(N, C, generator=g) * 2, torch.randn(N, C, generator=g) * 2
+    y = torch.randint(0, C, (N,), generator=g)
+    m = make(name, w0, w1, forget_rate=0.3)
+    diag, trained = train(m, 20, y)
+    p0, p1 = torch.softmax(w0.double(), 1).numpy(), torch.softmax(w1.double(), 1).numpy()
+    lam = 0.15 if name == "codis" else 0.0
+    s0 = -np.log(p0[np.arange(N), y]) - lam * np_js(p0, p1)
+    s1 = -np.log(p1[np.arange(N), y]) - lam * np_js(p0, p1)
+    own0, own1 = set(np.argsort(s0)[:7]), set(np.argsort(s1)[:7])
+    assert own0 != own1
+    assert as_set(diag["selected_net0"]) == own0 and as_set(diag["selected_net1"]) == own1
+    assert trained[0] == own1 and trained[1] == own0
+
+
+# --------------------------------------------------------------------------- JoCoR
+def np_jocor(p0, p1, y, lam):
+    ce = -np.log(p0[np.arange(len(y)), y]) - np.log(p1[np.arange(len(y)), y])
+    kl = (p0 * np.log(p0 / p1)).sum(1) + (p1 * np.log(p1 / p0)).sum(1)
+    return (1 - lam) * ce + lam * kl
+
+
+def jocor_case():
+    """Samples 0-3: both nets agree confidently on a wrong class (KL 0, CE large); samples 4-9:
+    right class, the nets differ a little. Ranking by KL alone (the reference's batch-mean CE
+    bug) would keep 0-3; the per-sample joint loss keeps 4-9."""
+    w0, w1 = np.zeros((N, C)), np.zeros((N, C))
+    w0[:4, 1] = w1[:4, 1] = 4.0
+    w0[4:, 0] = 3.0 + 0.1 * np.arange(6)
+    w1[4:, 0] = 2.0
+    w1[4:, 2] = 0.5 + 0.1 * np.arange(6)
+    return w0, w1
+
+
+def test_jocor_ranks_by_the_per_sample_joint_loss():
+    w0, w1 = jocor_case()
+    y = torch.zeros(N, dtype=torch.long)
+    z0 = torch.tensor(w0, dtype=torch.float32, requires_grad=True)
+    z1 = torch.tensor(w1, dtype=torch.float32, requires_grad=True)
+    p0, p1 = (torch.softmax(torch.tensor(w), 1).numpy() for w in (w0, w1))
+    want = np_jocor(p0, p1, np.zeros(N, dtype=int), 0.1)
+    np.testing.assert_allclose(jocor_loss(z0, z1, y, 0.1).detach().numpy(), want, rtol=1e-5)
+    sel = jocor_select(z0, z1, y, 0.4, 0.1)
+    assert as_set(sel.masks["selected"]) == set(range(4, 10)) == set(np.argsort(want)[:6])
+    kl = want - 0.9 * (-np.log(p0[:, 0]) - np.log(p1[:, 0]))
+    assert set(np.argsort(kl, kind="stable")[:6]) != set(range(4, 10))  # KL-only would differ
+    assert sel.loss.item() == pytest.approx(want[4:].mean(), rel=1e-5)
+    # neither KL term is detached: gradients match the full formula in float64
+    sel.loss.backward()
+    r0 = torch.tensor(w0, requires_grad=True)
+    r1 = torch.tensor(w1, requires_grad=True)
+    q0, q1 = torch.softmax(r0, 1), torch.softmax(r1, 1)
+    full = (0.9 * (-q0[:, 0].log() - q1[:, 0].log())
+            + 0.1 * ((q0 * (q0 / q1).log()).sum(1) + (q1 * (q1 / q0).log()).sum(1)))
+    full[4:].mean().backward()
+    np.testing.assert_allclose(z0.grad.numpy(), r0.grad.numpy(), atol=1e-6)
+    np.testing.assert_allclose(z1.grad.numpy(), r1.grad.numpy(), atol=1e-6)
+
+
+def test_jocor_one_optimiser_trains_both_nets_on_the_joint_selection():
+    m = make("jocor", *jocor_case(), forget_rate=0.4)
+    assert len(m.optimizers) == 1
+    assert len(m.optimizers[0].param_groups[0]["params"]) == 2
+    diag, trained = train(m, 10, torch.zeros(N, dtype=torch.long))
+    assert as_set(diag["selected"]) == set(range(4, 10))
+    assert trained[0] == trained[1] == set(range(4, 10))
+    assert "selected_net0" not in diag
+
+
+# --------------------------------------------------------------------------- resume
+@pytest.mark.parametrize("name", FAMILY)
+def test_state_dict_round_trip(name):
+    g = torch.Generator().manual_seed(2)
+    w0, w1 = torch.randn(N, C, generator=g), torch.randn(N, C, generator=g)
+    y = torch.randint(0, C, (N,), generator=g)
+    adam = {"name": "adam", "lr": 0.05}
+    a = make(name, w0, w1, optimizer=adam, forget_rate=0.3)
+    a.train_epoch(6, [batch(y)])
+    state = copy.deepcopy(a.state_dict())
+    b = make(name, torch.zeros(N, C), torch.zeros(N, C), optimizer=adam, forget_rate=0.3)
+    b.load_state_dict(state)
+    da, db = a.train_epoch(7, [batch(y)]), b.train_epoch(7, [batch(y)])
+    for k in da:
+        np.testing.assert_array_equal(da[k], db[k])
+    for na, nb in zip(a.nets, b.nets):
+        assert torch.equal(na.w, nb.w)
