@@ -187,3 +187,17 @@ def test_acc_vs_rate_one_pattern_one_rate(make_runs, tmp_path):
     runs = make_runs([(80.0, dict(method="ce")), (75.0, dict(method="disc"))])
     check_png(figures.plot_acc_vs_rate(runs, "breastmnist", tmp_path / "one.png"),
               figures.FIGSIZE_ACC)
+
+
+def test_single_method_rows_are_all_bold_whatever_the_float_rounding():
+    """Regression (found in the demo): a mean on a .x5 boundary (52.85) was rounded one way for
+    the row's best and another way for the cell, leaving the only cell of a row unbolded."""
+    from lnm.report.aggregate import summarize, summary_markdown
+
+    rows = [dict(dataset="d", noise="symmetric", rate=0.2, backbone="b", method="ce", seed=s,
+                 noise_seed=0, identifiable=True, realised_rate=0.2, test_acc_last5=v,
+                 test_acc_best_val=v, balanced_acc_last5=v, macro_f1_last5=v)
+            for s, v in enumerate([51.25, 54.45])]
+    md = summary_markdown(summarize(pd.DataFrame(rows)))
+    line = next(l for l in md.splitlines() if l.startswith("| symmetric"))
+    assert line.count("**") == 2, line

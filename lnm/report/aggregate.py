@@ -127,8 +127,9 @@ def summary_markdown(summary: pd.DataFrame) -> str:
                  "|---|---:|" + "---:|" * len(methods)]
         for (noise, rate), row in cell.groupby(["noise", "rate"], sort=False):
             row = row.set_index("method").reindex(methods)
-            best = row[mean].round(1).max()
-            cells = [_fmt(m, s, round(m, 1) == best) for m, s in zip(row[mean], row[std])]
+            rounded = row[mean].round(1)  # ties at the printed precision are all best
+            bold = rounded == rounded.max()
+            cells = [_fmt(m, s, b) for m, s, b in zip(row[mean], row[std], bold)]
             dagger = "" if row["identifiable"].dropna().all() else " †"
             lines.append(f"| {noise} | {rate:g}{dagger} | " + " | ".join(cells) + " |")
         if not cell["identifiable"].all():
