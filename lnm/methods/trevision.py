@@ -1,0 +1,130 @@
+"""T-Revision (Xia et al., NeurIPS 2019), reference-protocol §4.2.
+
+Three stages share the run's ``spec.epochs`` (reference: 5 + 50 + 50 epochs):
+
+1. **estimation** (``estimation_epochs``): plain cross-entropy on the noisy labels. At the end of
+   the last estimation epoch the network's softmax on every (unaugmented) training image is an
+   estimate of the noisy class posterior, and T̂ is built from it with the anchor-point
+   estimator (:func:`~._transition.anchor_transition`). Methods never see validation labels, so
+   instead of the reference's "best noisy-val epoch" the *last* estimation epoch is used (the
+   paper's estimation stage is a short warm-up that stops before memorisation; the lowest
+   training CE on the noisy labels would almost always pick the last epoch too).
+2. **reweighting**: importance-reweighted CE, ``L = mean_i β_i · CE(z_i, ỹ_i)`` with
+   ``β_i = p(ỹ_i|x_i) / (p(x_i) @ T̂)[ỹ_i]`` (the clean over the noisy posterior), β a constant.
+3. **revision** (``revision_epochs``; default: half of what is left after estimation, as in
+   5 + 50 + 50): the same loss with ``T = T̂ + ΔT``; the slack ΔT (C x C, zero at the start) is
+   learned through β (β is computed from the detached softmax, so the network's gradient is the
+   β-weighted CE exactly as in stage 2, and ΔT's comes from β alone). As in the official code,
+   the network and ΔT are fine-tuned together by one Adam optimiser (lr 5e-7, weight decay 1e-4).
+
+Fixes of §6.9: T̂ is row-normalised (the reference divided columns) with every column's
+percentile taken on an unmodified copy; ΔT is added once per batch (the reference re-added it
+for every sample, T̂ + i·ΔT); there is no checkpoint reload between stages (the reference
+reloaded the "best" reweighting epoch off by one): revision continues from the current weights.
+
+Transition-matrix orientation: ``T[i, j] = P(ỹ = j | y = i)``. ``T_hat`` (T̂, then T̂ + ΔT clamped
+at zero and row-normalised) is reported for every epoch from the end of estimation on.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..train.optim import apply_schedule, make_optimizer
+from ._transition import anchor_transition, importance_weights, row_normalize
+from .base import Method
+
+
+def reweighted_ce(logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``mean_i β_i · CE(z_i, ỹ_i)``; β uses the detached softmax, so only ``t`` (if it requires
+    grad) gets a gradient through it."""
+    beta = importance_weights(torch.softmax(logits.detach(), 1), y, t)
+    return (beta * F.cross_entropy(logits, y, reduction="none")).mean()
+
+
+def stage_lengths(epochs: int, estimation: int, revision: int | None) -> tuple[int, int, int]:
+    """(estimation, reweighting, revision) epochs within ``epochs``; estimation gets at least
+    one epoch and, when the budget allows, the two later stages at least one each."""
+    est = max(1, min(int(estimation), epochs - 2)) if epochs >= 3 else min(1, epochs)
+    rest = epochs - est
+    rev = rest // 2 if revision is None else min(int(revision), rest)
+    return est, rest - rev, rev
+
+
+class TRevision(Method):
+    name = "trevision"
+    defaults = {
+        "estimation_epochs": 5,      # reference 5
+        "revision_epochs": None,     # None: half of the epochs after estimation (reference 50/100)
+        "anchor_percentile": 97.0,   # anchors: largest p(i|x) below this percentile of column i
+        "revision_lr": 5e-7,         # reference Adam lr of the revision stage
+        "revision_weight_decay": 1e-4,
+    }
+
+    def build_optimizers(self):
+        net = self.nets[0]
+        self.delta = nn.Parameter(torch.zeros(self.num_classes, self.num_classes,
+                                              device=self.device))
+        self.t_hat: torch.Tensor | None = None
+        revision = torch.optim.Adam(list(net.parameters()) + [self.delta],
+                                    lr=self.hp["revision_lr"],
+                                    weight_decay=self.hp["revision_weight_decay"])
+        return [make_optimizer(self.spec.optimizer, net.parameters()), revision]
+
+    def stages(self) -> tuple[int, int, int]:
+        return stage_lengths(self.spec.epochs, self.hp["estimation_epochs"],
+                             self.hp["revision_epochs"])
+
+    def start_epoch(self, epoch):
+        # the configured schedule drives the network optimiser; the revision Adam keeps its lr
+        apply_schedule(self.optimizers[0], self.spec.optimizer["lr"], self.spec.schedule, epoch,
+                       self.spec.epochs)
+
+    def current_t(self) -> torch.Tensor:
+        """The transition matrix in use: T̂ + ΔT (ΔT is zero before revision)."""
+        return self.t_hat + self.delta
+
+    def reported_t(self) -> torch.Tensor:
+        return row_normalize(self.current_t().detach().clamp_min(0))
+
+    @torch.no_grad()
+    def train_probs(self) -> torch.Tensor:
+        net = self.nets[0]
+        net.eval()
+        probs = torch.cat([torch.softmax(self.forward(net, x), 1)
+                           for x in self.data.eval_batches("train")])
+        net.train()
+        return probs
+
+    def train_epoch(self, epoch, batches):
+        est, reweight, _ = self.stages()
+        stage = 0 if epoch < est else 1 if epoch < est + reweight else 2
+        net = self.nets[0]
+        opt = self.optimizers[1 if stage == 2 else 0]
+        net.train()
+        total, n = 0.0, 0
+        for b in batches:
+            logits = self.forward(net, b.x)
+            if stage == 0:
+                loss = F.cross_entropy(logits, b.y)
+            else:  # stage 1: T̂ is constant; stage 2: ΔT gets its gradient through β
+                loss = reweighted_ce(logits, b.y, self.t_hat if stage == 1 else self.current_t())
+            self.step(opt, loss)
+            total, n = total + loss.item() * len(b), n + len(b)
+        if stage == 0 and epoch == est - 1:
+            self.t_hat = anchor_transition(self.train_probs(), self.hp["anchor_percentile"])
+        out = {"train_loss": total / max(n, 1), "stage": stage}
+        if self.t_hat is not None:
+            out["T_hat"] = self.reported_t().cpu().numpy()
+        return out
+
+    def extra_state(self):
+        return {"t_hat": None if self.t_hat is None else self.t_hat.clone(),
+                "delta": self.delta.detach().clone()}
+
+    def load_extra_state(self, state):
+        t_hat = state["t_hat"]
+        self.t_hat = None if t_hat is None else t_hat.to(self.device)
+        with torch.no_grad():
+            self.delta.copy_(state["delta"])

@@ -1,0 +1,341 @@
+"""SCE, CDR, T-Revision, VolMinNet and the transition-matrix utilities they share.
+
+Orientation everywhere: T[i, j] = P(noisy = j | clean = i); noisy posterior = p_clean @ T.
+"""
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lnm.data.hdf5 import load_h5
+from lnm.methods import get_method
+from lnm.methods._transition import (SigmoidTransition, anchor_transition, importance_weights,
+                                     noisy_posterior, row_normalize)
+from lnm.methods.cdr import keep_fraction, mask_noncritical_, prunable
+from lnm.methods.sce import sce_loss
+from lnm.methods.trevision import reweighted_ce, stage_lengths
+from lnm.methods.volminnet import volmin_loss
+from lnm.models import build_model
+from lnm.noise import generate_noise_file, load_noise
+from lnm.train.data import Batch, DeviceData
+from lnm.train.spec import RunSpec
+from tests.conftest import make_h5
+
+CPU = torch.device("cpu")
+# non-symmetric, diagonally dominant: using Tᵀ instead of T changes every derived quantity
+T_ASYM = torch.tensor([[0.7, 0.2, 0.1],
+                       [0.05, 0.8, 0.15],
+                       [0.25, 0.05, 0.7]])
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared; tiny problems gain nothing from threads
+    yield
+    torch.set_num_threads(before)
+
+
+def build(tmp_path, method, epochs=3, params=None, seed=0, optimizer=None):
+    """A method on the tiny synthetic problem of conftest (symmetric 40% noise), plus its data."""
+    h5 = tmp_path / "tiny.h5"
+    npz = tmp_path / "noise.npz"
+    if not h5.exists():
+        make_h5(h5)
+        generate_noise_file(h5, npz, "symmetric", 0.4, 0)
+    spec = RunSpec(dataset="synthetic", size=8, noise="symmetric", rate=0.4, noise_seed=0,
+                   method=method, backbone="resnet8", seed=0, epochs=epochs, batch_size=32,
+                   optimizer=optimizer or {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+                   augment={"crop_padding": 1, "hflip": True}, method_params=params or {})
+    data = DeviceData(load_h5(h5, check=False), load_noise(npz, check=False), CPU, spec.augment,
+                      spec.batch_size, spec.drop_last)
+    torch.manual_seed(seed)
+    m = get_method(method)(spec, lambda: build_model("resnet8", 1, data.num_classes, 8),
+                           data.num_classes, CPU, data)
+    return m, data
+
+
+def run_epochs(m, data, epochs):
+    out = []
+    for e in epochs:
+        m.start_epoch(e)
+        out.append(m.train_epoch(e, data.epoch_batches(0, e)))
+    return out
+
+
+# ------------------------------------------------------------------------------------- SCE
+def test_sce_is_alpha_ce_plus_beta_rce_with_log_1e4():
+    # p = [1/4, 1/2, 1/4] with label 1 and p = [3/5, 1/5, 1/5] with label 2
+    logits = torch.tensor([[0.0, math.log(2), 0.0], [math.log(3), 0.0, 0.0]])
+    y = torch.tensor([1, 2])
+    a = math.log(1e-4)
+    ce = [math.log(2), math.log(5)]                 # -log p_y
+    rce = [-a * (1 - 1 / 2), -a * (1 - 1 / 5)]      # -A (1 - p_y) = 9.21 (1 - p_y)
+    for alpha, beta in ((0.1, 1.0), (1.0, 0.0), (0.0, 1.0), (6.0, 0.1)):
+        want = alpha * np.mean(ce) + beta * np.mean(rce)
+        assert sce_loss(logits, y, alpha, beta).item() == pytest.approx(want, rel=1e-6)
+    assert get_method("sce").defaults == {"alpha": 0.1, "beta": 1.0, "grad_clip": 5.0}
+
+
+def test_sce_clamps_p_at_1e7():
+    # a confidently right sample: p_k ≈ 4e-18 for k ≠ y, clamped up to 1e-7 each, so
+    # RCE = −A·2e-7 instead of ≈ 0 (CE switched off with α = 0)
+    logits = torch.tensor([[0.0, -40.0, -40.0]])
+    got = sce_loss(logits, torch.tensor([0]), 0.0, 1.0).item()
+    assert got == pytest.approx(-math.log(1e-4) * 2e-7, rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------- CDR
+def test_cdr_keeps_gradient_of_top_fraction_only_in_conv_and_linear_weights():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, bias=True), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    F.cross_entropy(net(torch.randn(8, 1, 8, 8)), torch.randint(0, 3, (8,))).backward()
+    before = {n: p.grad.clone() for n, p in net.named_parameters()}
+    weights = ["0.weight", "4.weight"]
+    scores = torch.cat([(net.get_parameter(n) * before[n]).abs().flatten() for n in weights])
+    keep = 0.3
+    k = int(keep * scores.numel())
+    kept = torch.zeros_like(scores, dtype=torch.bool)
+    kept[scores.argsort(descending=True)[:k]] = True
+
+    mask_noncritical_(prunable(net.parameters()), keep)
+    after = torch.cat([net.get_parameter(n).grad.flatten() for n in weights])
+    orig = torch.cat([before[n].flatten() for n in weights])
+    assert torch.equal(after[kept], orig[kept])          # kept: unscaled (no "× clip")
+    assert torch.all(after[~kept] == 0)                  # the rest: no loss gradient
+    assert int((after != 0).sum()) == k
+    for n in ("0.bias", "1.weight", "1.bias", "4.bias"):  # BatchNorm and biases untouched
+        assert torch.equal(net.get_parameter(n).grad, before[n])
+
+
+def test_cdr_keep_fraction_schedule():
+    tau = 0.4
+    assert keep_fraction(0, tau, 10) == 1.0
+    assert keep_fraction(9, tau, 10) == pytest.approx(0.6)
+    assert keep_fraction(4, tau, 10) == pytest.approx(1 - tau * 4 / 9)
+    assert keep_fraction(30, tau, 10) == pytest.approx(0.6)
+
+
+def test_cdr_forwards_each_batch_once_and_zeroes_noncritical_updates(tmp_path):
+    m, data = build(tmp_path, "cdr", epochs=3, params={"num_gradual": 2, "forget_rate": 0.5})
+    bn = m.nets[0].stem[1]
+    calls = []
+    m.nets[0].register_forward_hook(lambda *a: calls.append(1))
+    diag = run_epochs(m, data, [0, 1])
+    per_epoch = data.batches_per_epoch()
+    assert len(calls) == 2 * per_epoch                   # the reference forwarded twice
+    assert int(bn.num_batches_tracked) == 2 * per_epoch
+    assert [d["keep_frac"] for d in diag] == [1.0, 0.5]
+    assert m.assumed_noise_rate == 0.5 and m.uses_true_noise_rate is False
+
+
+def test_cdr_step_moves_only_the_critical_weights(tmp_path):
+    # plain SGD (no momentum, no weight decay): a non-critical weight must not move at all
+    m, data = build(tmp_path, "cdr", epochs=3, params={"num_gradual": 2, "forget_rate": 0.6},
+                    optimizer={"name": "sgd", "lr": 0.05})
+    m.start_epoch(1)
+    weights = [p for p in m.nets[0].parameters() if p.dim() in (2, 4)]
+    before = [p.detach().clone() for p in weights]
+    bn_before = m.nets[0].stem[1].weight.detach().clone()
+    m.train_epoch(1, [next(data.epoch_batches(0, 1))])   # keep_frac 0.4, one step
+    total = sum(p.numel() for p in weights)
+    moved = sum(int((p != b).sum()) for p, b in zip(weights, before))
+    assert 0.3 * total < moved <= int(0.4 * total)
+    assert not torch.equal(m.nets[0].stem[1].weight, bn_before)  # BatchNorm trained as usual
+
+
+# ------------------------------------------------------------------------------- T-Revision
+def test_anchor_estimator_recovers_a_known_transition_matrix():
+    """Clean posteriors: 10% near-one-hot anchors per class, p = (1 − δ) e_i + δ u with
+    δ ≤ 0.02 and u a random distribution, the rest Dirichlet(1); the noisy posterior fed to the
+    estimator is p @ T. If an anchor is picked, T̂_i − T_i = δ (u @ T − T_i), whose entries are
+    bounded by δ·max|T_kj − T_ij| ≤ δ, hence the tolerance 0.02. A further 2% per class are
+    over-confident outliers (noisy posterior exactly one-hot): the 97th-percentile filter must
+    skip them (without it row i would be e_i)."""
+    rng = np.random.default_rng(0)
+    c, n_anchor, n_out, n_rest = 3, 300, 60, 2100
+    clean, noisy_extra = [], []
+    for i in range(c):
+        delta = rng.uniform(0, 0.02, (n_anchor, 1))
+        clean.append((1 - delta) * np.eye(c)[i] + delta * rng.dirichlet(np.ones(c), n_anchor))
+        noisy_extra.append(np.tile(np.eye(c)[i], (n_out, 1)))
+    clean.append(rng.dirichlet(np.ones(c), n_rest))
+    t = T_ASYM.double().numpy()
+    probs = np.concatenate([np.concatenate(clean) @ t] + noisy_extra)
+    probs = torch.tensor(probs[rng.permutation(len(probs))], dtype=torch.float32)
+
+    t_hat = anchor_transition(probs, 97.0).double().numpy()
+    assert np.abs(t_hat - t).max() <= 0.02
+    np.testing.assert_allclose(t_hat.sum(1), 1, atol=1e-6)
+    unfiltered = anchor_transition(probs, 100.0).numpy()
+    np.testing.assert_allclose(unfiltered, np.eye(c), atol=1e-6)  # the outliers, if not skipped
+
+
+def test_anchor_estimator_row_normalises_and_reads_unmodified_columns():
+    # unnormalised scores: row i of T̂ must be the anchor's vector divided by ITS OWN sum;
+    # row 0 is the excluded maximum of column 0 and the anchor of class 1: an in-place
+    # exclusion (the reference zeroed entries of the shared matrix) would hand class 1 [0, 6, 1]
+    probs = torch.tensor([[8.0, 6.0, 1.0],
+                          [6.0, 3.0, 1.0],    # class-0 anchor
+                          [1.0, 4.0, 2.0],
+                          [1.0, 9.0, 2.0],    # excluded maximum of column 1
+                          [2.0, 1.0, 9.0],    # excluded maximum of column 2
+                          [1.0, 2.0, 5.0]])   # class-2 anchor
+    t_hat = anchor_transition(probs, 90.0)    # "higher" 90th percentile of 6 values: the maximum
+    want = torch.stack([probs[1] / 10, probs[0] / 15, probs[5] / 8])
+    torch.testing.assert_close(t_hat, want)
+
+
+def test_importance_weights_use_p_times_t_not_its_transpose():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
+    y = torch.tensor([1, 0, 2])
+    t = T_ASYM
+    # β_i = p[i, y_i] / Σ_k p[i, k] T[k, y_i]
+    want = torch.tensor([0.2 / (0.7 * 0.2 + 0.2 * 0.8 + 0.1 * 0.05),
+                         0.1 / (0.1 * 0.7 + 0.3 * 0.05 + 0.6 * 0.25),
+                         0.3 / (0.2 * 0.1 + 0.5 * 0.15 + 0.3 * 0.7)])
+    torch.testing.assert_close(importance_weights(p, y, t), want)
+    torch.testing.assert_close(noisy_posterior(p, t).sum(1), torch.ones(3))
+    wrong = importance_weights(p, y, t.T)
+    assert (wrong - want).abs().min() > 0.05
+
+    # the reweighted CE: mean β_i CE_i, β constant for the network
+    logits = torch.log(p).requires_grad_()
+    loss = reweighted_ce(logits, y, t)
+    ce = -torch.log(p[torch.arange(3), y])
+    assert loss.item() == pytest.approx((want * ce).mean().item(), rel=1e-6)
+    loss.backward()
+    ref = logits.detach().clone().requires_grad_()
+    (want * F.cross_entropy(ref, y, reduction="none")).mean().backward()
+    torch.testing.assert_close(logits.grad, ref.grad)
+
+
+def test_revision_adds_delta_once_and_learns_it_through_beta():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 3)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    delta = (0.05 * torch.randn(3, 3)).requires_grad_()
+    loss = reweighted_ce(logits, y, T_ASYM + delta)
+    p = torch.softmax(logits, 1)
+    t = (T_ASYM + delta).detach()                   # the same T for every sample of the batch
+    beta = torch.stack([p[i, y[i]] / (p[i] @ t[:, y[i]]) for i in range(5)])
+    ce = F.cross_entropy(logits, y, reduction="none")
+    assert loss.item() == pytest.approx((beta * ce).mean().item(), rel=1e-6)
+    loss.backward()
+    assert delta.grad is not None and delta.grad.abs().sum() > 0
+
+
+def test_trevision_stage_lengths():
+    assert stage_lengths(105, 5, None) == (5, 50, 50)   # the reference 5 + 50 + 50
+    assert stage_lengths(50, 5, None) == (5, 23, 22)
+    assert stage_lengths(3, 5, None) == (1, 1, 1)
+    assert stage_lengths(2, 5, None) == (1, 1, 0)
+    assert stage_lengths(1, 5, None) == (1, 0, 0)
+    assert stage_lengths(20, 5, 3) == (5, 12, 3)
+
+
+def test_trevision_stages_t_hat_and_revision(tmp_path):
+    m, data = build(tmp_path, "trevision", epochs=3, params={"revision_lr": 1e-3})
+    (d0,) = run_epochs(m, data, [0])
+    # T̂: the anchor estimate from the softmax of all unaugmented training images after the
+    # last estimation epoch
+    probs = m.train_probs()
+    assert probs.shape == (data.num_train, 3)
+    torch.testing.assert_close(m.t_hat, anchor_transition(probs, 97.0))
+    d1, d2 = run_epochs(m, data, [1, 2])
+    assert [d["stage"] for d in (d0, d1, d2)] == [0, 1, 2]
+    np.testing.assert_allclose(d0["T_hat"], d1["T_hat"])        # T̂ fixed during reweighting
+    np.testing.assert_allclose(d0["T_hat"].sum(1), 1, atol=1e-6)
+    assert m.delta.abs().sum() > 0                                # ΔT learned in revision
+    want = row_normalize((m.t_hat + m.delta).detach().clamp_min(0)).numpy()
+    np.testing.assert_allclose(d2["T_hat"], want, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------- VolMinNet
+def test_volminnet_transition_parametrisation_and_loss_by_hand():
+    tr = SigmoidTransition(3, init=-2.0)
+    s = 1 / (1 + math.exp(2))
+    t0 = tr().detach()
+    torch.testing.assert_close(t0, torch.tensor([[1.0, s, s], [s, 1.0, s], [s, s, 1.0]])
+                               / (1 + 2 * s))
+    with torch.no_grad():
+        tr.w.copy_(torch.tensor([[0.0, 1.0, -1.0], [-3.0, 5.0, 0.5], [2.0, -2.0, 0.0]]))
+    t = tr()
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    raw = np.array([[1, sig(1.0), sig(-1.0)], [sig(-3.0), 1, sig(0.5)], [sig(2.0), sig(-2.0), 1]])
+    t_np = raw / raw.sum(1, keepdims=True)   # the diagonal stays 1 before normalisation
+    np.testing.assert_allclose(t.detach().numpy(), t_np, rtol=1e-6)
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    y = torch.tensor([2, 0])
+    p = torch.softmax(logits, 1).double().numpy()
+    lam = 0.3
+    nll = -np.mean([np.log(p[i] @ t_np[:, y[i]]) for i in range(2)])
+    want = nll + lam * np.log(abs(np.linalg.det(t_np)))
+    got = volmin_loss(logits, y, t, lam)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    # the reference's bug (softmax-CE of logits @ T) gives something else
+    bug = F.cross_entropy(logits @ t, y) + lam * torch.linalg.slogdet(t)[1]
+    assert abs(bug.item() - want) > 0.05
+
+
+def test_volminnet_learns_a_known_transition_matrix():
+    """A linear model on three Gaussian clusters, noisy labels drawn from a non-symmetric T.
+    T's learning rate is raised to 0.2 so that 400 steps suffice (the default 0.01 is meant
+    for ~50 epochs of hundreds of batches)."""
+    t_true = np.array([[0.6, 0.3, 0.1], [0.1, 0.6, 0.3], [0.3, 0.1, 0.6]])
+    rng = np.random.default_rng(0)
+    n, d, c = 2560, 8, 3
+    y = rng.integers(0, c, n)
+    x = 3 * rng.normal(0, 1, (c, d))[y] + rng.normal(0, 1, (n, d))
+    y_noisy = (rng.random(n)[:, None] > np.cumsum(t_true[y], 1)).sum(1)
+    x, y_noisy = torch.tensor(x, dtype=torch.float32), torch.tensor(y_noisy)
+    spec = RunSpec(dataset="synthetic", size=8, noise="pairflip", rate=0.4, noise_seed=0,
+                   method="volminnet", backbone="resnet8", seed=0, epochs=40, batch_size=256,
+                   optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9},
+                   method_params={"t_lr": 0.2})
+    torch.manual_seed(0)
+    m = get_method("volminnet")(spec, lambda: nn.Linear(d, c), c, CPU, None)
+    err = lambda a: np.abs(np.asarray(a) - t_true).sum()  # noqa: E731
+    err_init = err(m.transition().detach())
+    for e in range(spec.epochs):
+        m.start_epoch(e)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(e))
+        diag = m.train_epoch(e, [Batch(i, x[i], y_noisy[i], None, None, None)
+                                 for i in perm.split(spec.batch_size)])
+    assert err(diag["T_hat"]) < err(np.eye(c))
+    assert err(diag["T_hat"]) < 0.4 * err_init
+    np.testing.assert_allclose(diag["T_hat"].sum(1), 1, atol=1e-6)
+
+
+# -------------------------------------------------------------------- state_dict round trip
+@pytest.mark.parametrize("method,params,epochs,split", [
+    ("sce", {}, 3, 2),
+    ("cdr", {"num_gradual": 3}, 3, 1),
+    ("trevision", {"revision_lr": 1e-3, "estimation_epochs": 1, "revision_epochs": 2}, 4, 3),
+    ("volminnet", {}, 3, 2),
+])
+def test_state_dict_round_trip(tmp_path, method, params, epochs, split):
+    a, data = build(tmp_path, method, epochs, params)
+    run_epochs(a, data, range(split))
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    b, _ = build(tmp_path, method, epochs, params, seed=1)  # differently initialised
+    b.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=False))
+    (da,), (db,) = run_epochs(a, data, [split]), run_epochs(b, data, [split])
+    assert da.keys() == db.keys()
+    for k in da:
+        np.testing.assert_array_equal(da[k], db[k])
+    for pa, pb in zip(a.nets.parameters(), b.nets.parameters()):
+        assert torch.equal(pa, pb)
+    sa, sb = a.extra_state(), b.extra_state()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert (sa[k] is None and sb[k] is None) or torch.equal(sa[k], sb[k])
+    if method == "trevision":
+        assert sa["t_hat"] is not None and sa["delta"].abs().sum() > 0
