@@ -11,17 +11,18 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"
 
 
-def make_h5(path: Path, n=(96, 32, 48), num_classes=3, size=8, channels=1, seed=0) -> Path:
+def make_h5(path: Path, n=(96, 32, 48), num_classes=3, size=8, channels=1, seed=0,
+            signal=150, noise=60) -> Path:
     """A tiny learnable dataset in the layout of lnm.data.hdf5: class c brightens band c."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as h5:
         for split, count in zip(("train", "val", "test"), n):
             y = rng.integers(0, num_classes, count)
-            x = rng.integers(0, 60, (count, size, size, channels))
+            x = rng.integers(0, noise, (count, size, size, channels))
             for c in range(num_classes):
                 rows = slice(c * size // num_classes, (c + 1) * size // num_classes)
-                x[y == c, rows] += 150
+                x[y == c, rows] += signal
             g = h5.create_group(split)
             g["images"] = x.clip(0, 255).astype(np.uint8)
             g["labels"] = y.astype(np.int64)

@@ -78,9 +78,9 @@ def test_forget_rate_ramps_linearly_over_num_gradual_epochs():
              exponent=2)
     assert [m.forget_rate(e) for e in range(6)] == pytest.approx(
         [0, 0.5 / 16, 0.5 / 4, 0.5 * 9 / 16, 0.5, 0.5])
-    # short runs reach τ: the ramp is capped at half the run
+    # the configured ramp is used as it is, also in short runs (no hidden capping)
     m = make("coteaching", np.zeros((N, C)), np.zeros((N, C)), epochs=3, forget_rate=0.5)
-    assert [m.forget_rate(e) for e in range(3)] == [0.0, 0.5, 0.5]
+    assert [m.forget_rate(e) for e in range(3)] == pytest.approx([0.0, 0.05, 0.1])
     assert forget_rate_schedule(0.3, 7, 0) == 0.3
 
 
@@ -202,9 +202,9 @@ def test_coteaching_plus_is_coteaching_before_init_epoch():
     diag, trained = train(m, 4, y)  # τ_4 = 0.16 -> keep 8 of all 10
     assert set(AGREE) <= as_set(diag["selected_net0"]) and diag["selected_net0"].sum() == 8
     assert len(trained[0]) == 8 and "disagreement" not in diag
-    # short runs reach the disagreement stage: init_epoch is capped at a third of the run
+    # the configured init_epoch is used as it is, also in short runs (no hidden capping)
     short = make("coteaching_plus", *disagreement_nets(), epochs=3, forget_rate=0.4)
-    assert short.init_epoch == 1
+    assert short.init_epoch == 5
 
 
 def test_coteaching_plus_makes_no_update_without_disagreement():

@@ -30,7 +30,9 @@ def nothing_to_do(*args):
 
 def check_outputs(res: Path, datasets):
     runs = pd.read_csv(res / "tables" / "runs.csv")
-    assert len(runs) == 2 * len(datasets)  # clean + symmetric 0.4, one seed, CE
+    assert len(runs) == 2 * 2 * len(datasets)  # clean + symmetric 0.4, CE + Co-teaching, one seed
+    assert runs.query("method == 'coteaching'").clean_ratio.notna().all()
+    assert runs.query("method == 'ce'").clean_ratio.isna().all()
     assert set(runs.noise) == {"none", "symmetric"}
     assert runs.test_acc_last5.between(0, 100).all()
     for f in ["tables/summary.csv", "tables/summary.md", "tables/ranking.csv",

@@ -30,7 +30,7 @@ class CoTeachingPlus(SmallLossMethod):
 
     @property
     def init_epoch(self) -> int:
-        return min(int(self.hp["init_epoch"]), max(1, self.spec.epochs // 3))
+        return int(self.hp["init_epoch"])
 
     def select(self, epoch, tau, z0, z1, y):
         ce0, ce1 = per_sample_ce(z0, y), per_sample_ce(z1, y)

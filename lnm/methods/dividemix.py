@@ -20,6 +20,11 @@ ramp 16 epochs; the GMM input is the mean of the last ``loss_avg_epochs`` epochs
 losses (the original uses 5 at 90 % noise, else 1). If no sample passes the threshold, the
 top ``min_labelled_frac`` (1 %) by ``w`` are labelled.
 
+Diagnostics: ``selected_net{k}`` (labelled set net k trains on), ``clean_prob`` (mean GMM
+probability of both nets, scored as an AUC), and ``corrected``: every sample whose training
+target (refined label if labelled, co-guessed label if unlabelled) has an argmax other than ỹ,
+with that argmax, scored as the purified ratio (precision of the corrected labels).
+
 Fixed (reference-protocol §6.9): every sample's loss enters the GMM (the reference left the
 loss of skipped, non-finite batches at 0); losses are asserted finite. MedMNIST views are
 augmented here (the reference's two MixMatch views were identical, §6.8).
@@ -201,8 +206,11 @@ class DivideMix(Method):
                     tu = sharpen(pu, T)
                 else:
                     tu = tx.new_zeros(0, self.num_classes)
-            refined_sum.index_add_(0, idx_x, tx)
-            refined_cnt.index_add_(0, idx_x, torch.ones(nx, device=dev))
+            # the labels the net is trained towards: refined (labelled) and co-guessed
+            # (unlabelled); where their argmax differs from ỹ the sample counts as corrected
+            idx_t = torch.cat([idx_x, idx_u])
+            refined_sum.index_add_(0, idx_t, torch.cat([tx, tu]))
+            refined_cnt.index_add_(0, idx_t, torch.ones(len(idx_t), device=dev))
 
             inputs = torch.cat([x1, x2, u1, u2])
             targets = torch.cat([tx, tx, tu, tu])

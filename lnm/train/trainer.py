@@ -147,7 +147,7 @@ def summarize(spec: RunSpec, history: pd.DataFrame, noise: dict, inputs: dict,
     k = min(spec.last_k, len(history))
     best = int(history["val_acc"].to_numpy().argmax())  # first epoch with the best noisy-val acc
     recalls = np.array([json.loads(r) for r in history["test_per_class_recall"].iloc[-k:]])
-    sel = {c: _last_k_mean(history, c, 1) for c in ("clean_ratio", "coverage", "purified_ratio",
+    sel = {c: _last_k_mean(history, c, k) for c in ("clean_ratio", "coverage", "purified_ratio",
                                                     "t_error", "gmm_auc")}
     out = {
         "run": {f: getattr(spec, f) for f in ("dataset", "size", "noise", "rate", "noise_seed",
