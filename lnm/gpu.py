@@ -19,6 +19,8 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -85,24 +87,37 @@ class GpuPool:
             time.sleep(poll)
 
 
+def default_lock_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "lnm-gpu-locks"
+
+
 @contextlib.contextmanager
-def assigned_device(gpus: int, lock_dir: str | os.PathLike, slots_per_device: int = 1,
-                    threads: int = 1) -> Iterator[str]:
+def assigned_device(gpus: int, lock_dir: str | os.PathLike | None = None,
+                    slots_per_device: int = 1, threads: int = 1,
+                    prefer: str = "auto") -> Iterator[str]:
     """The torch device string for a training job, holding a GPU slot while it runs.
 
-    ``gpus == 0`` or no GPU visible: ``"cpu"`` (with ``torch.set_num_threads(threads)``).
-    Under SLURM: the allocation's GPU as ``cuda``. Otherwise a pool slot: sets
-    ``CUDA_VISIBLE_DEVICES`` to that one device before CUDA is initialised.
+    ``prefer`` other than ``auto`` (``cpu``, ``cuda:1``) is used as it is. ``gpus == 0`` or no
+    GPU visible: ``"cpu"`` (with ``torch.set_num_threads(threads)``). Under SLURM: the
+    allocation's GPU as ``cuda``. Otherwise a pool slot: sets ``CUDA_VISIBLE_DEVICES`` to that
+    one device before CUDA is initialised, and releases the slot when the block ends (or the
+    process dies).
     """
     import torch
 
+    if prefer != "auto":
+        if prefer == "cpu":
+            torch.set_num_threads(max(1, threads))
+        yield prefer
+        return
     if gpus <= 0 or "SLURM_JOB_ID" in os.environ:
         ok = gpus > 0 and torch.cuda.is_available()
         if not ok:
             torch.set_num_threads(max(1, threads))
         yield "cuda" if ok else "cpu"
         return
-    with GpuPool(lock_dir, slots_per_device=slots_per_device).acquire() as device:
+    pool = GpuPool(lock_dir or default_lock_dir(), slots_per_device=slots_per_device)
+    with pool.acquire() as device:
         if device is None:
             torch.set_num_threads(max(1, threads))
             yield "cpu"
@@ -112,6 +127,6 @@ def assigned_device(gpus: int, lock_dir: str | os.PathLike, slots_per_device: in
                 yield "cuda"
             else:  # a driver without a CUDA-enabled torch: say so, then use the CPU
                 print(f"GPU {device} assigned but this torch build has no CUDA; using the CPU",
-                      file=__import__("sys").stderr)
+                      file=sys.stderr)
                 torch.set_num_threads(max(1, threads))
                 yield "cpu"

@@ -12,9 +12,7 @@ rule train:
             "test_probs.npz", "test_probs.npz.sha256",
         ),
     params:
-        spec=run_spec,
-        device=config["runtime"]["device"],
-        keep_checkpoint=config["runtime"]["keep_checkpoints"],
+        spec=run_spec,  # canonical and result-relevant only: a change here reruns the job
     conda:
         "../envs/lnm.yaml"
     log:

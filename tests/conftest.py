@@ -48,7 +48,7 @@ def shared_medmnist():
 
 def run_method(tmp_path, method: str, epochs: int = 3, noise: str = "symmetric", rate: float = 0.4,
                params: dict | None = None, log=None, out: str = "run", h5: Path | None = None,
-               **spec_kw):
+               device_override: str = "cpu", **spec_kw):
     """Train ``method`` on a tiny synthetic problem; returns (metrics, out_dir)."""
     from lnm.noise import generate_noise_file
     from lnm.train.spec import RunSpec
@@ -67,5 +67,5 @@ def run_method(tmp_path, method: str, epochs: int = 3, noise: str = "symmetric",
               method_params=params or {}, last_k=2)
     kw.update(spec_kw)
     out_dir = tmp_path / out
-    metrics = train_run(RunSpec(**kw), h5, npz, out_dir, device="cpu", log=log or (lambda s: None))
+    metrics = train_run(RunSpec(**kw), h5, npz, out_dir, device=device_override, log=log or (lambda s: None))
     return metrics, out_dir

@@ -1,11 +1,14 @@
 from pathlib import Path
 
+from lnm.gpu import assigned_device
 from lnm.train.spec import RunSpec
 from lnm.train.trainer import train_run
 from lnm.workflow import logged
 
-with logged(snakemake):
+runtime, res = snakemake.config["runtime"], snakemake.config["resources"]
+with logged(snakemake), assigned_device(
+        snakemake.resources.gpu, runtime.get("gpu_lock_dir"), res.get("gpu_slots_per_device", 1),
+        snakemake.threads, prefer=runtime["device"]) as device:
     train_run(RunSpec.from_dict(snakemake.params.spec), snakemake.input.data[0],
-              snakemake.input.noise[0], Path(snakemake.output[0]).parent,
-              device=snakemake.params.device, threads=snakemake.threads,
-              keep_checkpoint=snakemake.params.keep_checkpoint)
+              snakemake.input.noise[0], Path(snakemake.output[0]).parent, device=device,
+              threads=snakemake.threads, keep_checkpoint=runtime["keep_checkpoints"])
