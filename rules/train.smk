@@ -22,6 +22,7 @@ rule train:
     threads: config["resources"]["threads"]
     resources:
         gpu=config["resources"]["gpu"],
+        cpus_per_gpu=config["resources"]["threads"],  # SLURM: --cpus-per-gpu when gpu > 0
         mem_mb=config["resources"]["mem_mb"],
         runtime=config["resources"]["runtime"],
     script:
