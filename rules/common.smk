@@ -61,14 +61,20 @@ def patterns():
 
 
 def figure_targets():
+    """Every figure of the report (see rules/report.smk); report_targets() lists the rest."""
     figs = [f"{RES}/figures/acc_vs_rate_{d}.png" for d in config["datasets"]] if patterns() else []
     if patterns():
         figs += [f"{RES}/figures/ranking_{p}.png" for p in patterns() + ["overall"]]
+        figs += [f"{RES}/figures/selection_{d}_{s}.png" for d in config["datasets"]
+                 for s in noisy_settings()]
+        figs.append(f"{RES}/figures/cd_diagram.png")
+    figs += [f"{RES}/figures/recall_{d}.png" for d in config["datasets"]]
     return figs
 
 
 def table_targets():
-    return [f"{RES}/tables/{t}" for t in ("runs.csv", "summary.csv", "summary.md", "ranking.csv")]
+    return [f"{RES}/tables/{t}" for t in
+            AGGREGATE_TABLES + STAT_TABLES + DIAGNOSTIC_TABLES + METADATA_TABLES]
 
 
 def final_targets():
@@ -88,3 +94,50 @@ def run_spec(w):
     """Canonical, result-relevant parameters only: they decide when a run is redone."""
     return RunSpec.from_config(config, w.dataset, w.noise, w.rate, w.noise_seed, w.method,
                                w.backbone, w.seed).to_dict()
+
+
+# ---------------------------------------------------------------- report: tables, statistics
+from lnm.config import fmt_rate  # noqa: E402
+
+# Files each report rule writes under {RES}/tables (tests check them against lnm.report).
+AGGREGATE_TABLES = ("runs.csv", "summary.csv", "summary.md", "summary.tex", "summary.html",
+                    "ranking.csv", "ranking.html")
+STAT_TABLES = ("cells.csv", "cells.md", "cells.tex", "cells.html", "resolution.csv",
+               "ranks.csv", "friedman.csv", "ranks.html", "wilcoxon.csv", "wilcoxon.html",
+               "variance.csv", "variance.html", "imbalance.csv", "imbalance.html",
+               "statistics.md")
+DIAGNOSTIC_TABLES = ("per_epoch.csv", "selection.csv", "selection.md", "selection.html")
+METADATA_TABLES = ("config.yaml", "versions.csv", "run_metadata.html")
+
+CODE_RENDER = CODE_TABLES + pkg("report/render.py")
+CODE_STATS = CODE_RENDER + pkg("report/stats.py", "report/tables.py")
+CODE_DIAGNOSTICS = CODE_RENDER + pkg("report/diagnostics.py")
+CODE_METADATA = CODE_RENDER + pkg("report/metadata.py")
+CODE_PLOTS = CODE_STATS + pkg("report/figures.py")
+
+
+def noisy_settings():
+    """'{noise}-{rate}' of every noisy setting, as in noise-file and figure names."""
+    return [f"{p}-{fmt_rate(r)}" for p, rates in config["noise"]["patterns"].items()
+            for r in rates]
+
+
+def run_files(*names):
+    """Files of every run, e.g. run_files("per_epoch.csv")."""
+    return [f"{RES}/{d}/{n}" for d in run_dirs(config) for n in names]
+
+
+def sidecars(paths):
+    """The SHA-256 sidecars of ``paths``."""
+    return [f"{p}.sha256" for p in paths]
+
+
+def reported(path, caption, category, subcategory=None):
+    """An artifact marked for `snakemake --report` (caption report/<caption>.rst), and its
+    SHA-256 sidecar."""
+    return [report(path, caption=f"../report/{caption}.rst", category=category,
+                   subcategory=subcategory), f"{path}.sha256"]
+
+
+def tables(*names):
+    return [f"{RES}/tables/{n}" for n in names]

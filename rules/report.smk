@@ -1,13 +1,19 @@
-# aggregate -> tables; figures; manifest of every artifact.
+# aggregate -> tables; statistics; selection diagnostics; run metadata; figures; manifest.
+# Everything a reader needs is marked report(...) (captions in report/*.rst), so
+#   snakemake --report results/report.html
+# gathers it into one page. Categories are numbered in reading order.
 
 
 rule aggregate:
     input:
-        metrics=all_metrics(),
-        sums=[f"{m}.sha256" for m in all_metrics()],
-        code=CODE_TABLES,
+        metrics=run_files("metrics.json"),
+        probs=run_files("test_probs.npz"),
+        sums=sidecars(run_files("metrics.json", "test_probs.npz")),
+        code=CODE_STATS,
     output:
-        sums(*table_targets()),
+        sums(*tables("runs.csv", "summary.csv", "summary.md", "summary.tex", "ranking.csv")),
+        reported(f"{RES}/tables/ranking.html", "ranking_table", "1. Ranking"),
+        reported(f"{RES}/tables/summary.html", "summary", "3. Per-cell results"),
     conda:
         "../envs/lnm.yaml"
     log:
@@ -17,12 +23,73 @@ rule aggregate:
         "../workflow_scripts/aggregate.py"
 
 
+rule statistics:
+    input:
+        sums(f"{RES}/tables/runs.csv"),
+        code=CODE_STATS,
+    output:
+        sums(*tables("cells.csv", "cells.md", "cells.tex", "resolution.csv", "ranks.csv",
+                     "friedman.csv", "wilcoxon.csv", "variance.csv", "imbalance.csv",
+                     "statistics.md")),
+        reported(f"{RES}/tables/cells.html", "cells", "3. Per-cell results"),
+        reported(f"{RES}/tables/ranks.html", "ranks", "4. Statistics"),
+        reported(f"{RES}/tables/wilcoxon.html", "wilcoxon", "4. Statistics"),
+        reported(f"{RES}/tables/variance.html", "variance", "4. Statistics"),
+        reported(f"{RES}/tables/imbalance.html", "imbalance", "6. Imbalance"),
+    conda:
+        "../envs/lnm.yaml"
+    log:
+        f"{RES}/logs/statistics.log",
+    localrule: True
+    script:
+        "../workflow_scripts/statistics.py"
+
+
+rule diagnostics:
+    input:
+        sums(f"{RES}/tables/runs.csv"),
+        epochs=run_files("per_epoch.csv"),
+        sums=sidecars(run_files("per_epoch.csv")),
+        code=CODE_DIAGNOSTICS,
+    output:
+        sums(*tables("per_epoch.csv", "selection.csv", "selection.md")),
+        reported(f"{RES}/tables/selection.html", "selection_table", "5. Selection diagnostics"),
+    conda:
+        "../envs/lnm.yaml"
+    log:
+        f"{RES}/logs/diagnostics.log",
+    localrule: True
+    script:
+        "../workflow_scripts/diagnostics.py"
+
+
+rule run_metadata:
+    input:
+        metrics=run_files("metrics.json"),
+        sums=sidecars(run_files("metrics.json")),
+        code=CODE_METADATA,
+    output:
+        reported(f"{RES}/tables/run_metadata.html", "run_metadata", "7. Run metadata"),
+        reported(f"{RES}/tables/config.yaml", "config", "7. Run metadata"),
+        reported(f"{RES}/tables/versions.csv", "versions", "7. Run metadata"),
+    params:
+        config=config,
+    conda:
+        "../envs/lnm.yaml"
+    log:
+        f"{RES}/logs/run_metadata.log",
+    localrule: True
+    script:
+        "../workflow_scripts/metadata.py"
+
+
 rule figure_acc_vs_rate:
     input:
         sums(f"{RES}/tables/runs.csv"),
-        code=CODE_FIGURES,
+        code=CODE_PLOTS,
     output:
-        sums(f"{RES}/figures/acc_vs_rate_{{dataset}}.png"),
+        reported(f"{RES}/figures/acc_vs_rate_{{dataset}}.png", "acc_vs_rate",
+                 "2. Accuracy vs noise rate"),
     conda:
         "../envs/lnm.yaml"
     log:
@@ -35,9 +102,9 @@ rule figure_acc_vs_rate:
 rule figure_ranking:
     input:
         sums(f"{RES}/tables/runs.csv"),
-        code=CODE_FIGURES,
+        code=CODE_PLOTS,
     output:
-        sums(f"{RES}/figures/ranking_{{pattern}}.png"),
+        reported(f"{RES}/figures/ranking_{{pattern}}.png", "ranking", "1. Ranking"),
     conda:
         "../envs/lnm.yaml"
     log:
@@ -47,11 +114,58 @@ rule figure_ranking:
         "../workflow_scripts/figures.py"
 
 
+rule figure_selection:
+    input:
+        sums(f"{RES}/tables/per_epoch.csv"),
+        code=CODE_PLOTS,
+    output:
+        reported(f"{RES}/figures/selection_{{dataset}}_{{noise}}-{{rate}}.png", "selection",
+                 "5. Selection diagnostics", "{dataset}"),
+    conda:
+        "../envs/lnm.yaml"
+    log:
+        f"{RES}/logs/figures/selection_{{dataset}}_{{noise}}-{{rate}}.log",
+    localrule: True
+    script:
+        "../workflow_scripts/figures.py"
+
+
+rule figure_cd_diagram:
+    input:
+        sums(f"{RES}/tables/runs.csv"),
+        code=CODE_PLOTS,
+    output:
+        reported(f"{RES}/figures/cd_diagram.png", "cd_diagram", "4. Statistics"),
+    conda:
+        "../envs/lnm.yaml"
+    log:
+        f"{RES}/logs/figures/cd_diagram.log",
+    localrule: True
+    script:
+        "../workflow_scripts/figures.py"
+
+
+rule figure_recall:
+    input:
+        sums(f"{RES}/tables/runs.csv"),
+        code=CODE_PLOTS,
+    output:
+        reported(f"{RES}/figures/recall_{{dataset}}.png", "recall", "6. Imbalance"),
+    conda:
+        "../envs/lnm.yaml"
+    log:
+        f"{RES}/logs/figures/recall_{{dataset}}.log",
+    localrule: True
+    script:
+        "../workflow_scripts/figures.py"
+
+
 rule manifest:
     input:
         manifest_inputs,
     output:
-        f"{RES}/MANIFEST.sha256",
+        report(f"{RES}/MANIFEST.sha256", caption="../report/manifest.rst",
+               category="7. Run metadata"),
     params:
         root=lambda w, output: os.path.dirname(output[0]),
     conda:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from lnm.checksum import artifact, verify
@@ -32,9 +33,12 @@ SUMMARY_METRICS = [HEADLINE, "test_acc_best_val", "balanced_acc_last5", "macro_f
 _SCALARS = ["identifiable", "num_classes", "num_test"]
 _METRICS = [HEADLINE, "test_acc_best_val", "best_val_epoch", "balanced_acc_last5",
             "macro_f1_last5", "auc_last5", "ece_last5", "nll_last5"]
-_SELECTION = ["clean_ratio", "coverage", "purified_ratio", "t_error"]
+_SELECTION = ["clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc"]
+#: Class-level columns: per-class test recall (JSON list, %, last-5 mean), test-set class counts
+#: (JSON list, from the labels in the run's ``test_probs.npz``) and the majority-class rate (%).
+_CLASSES = ["per_class_recall", "test_class_counts", "majority_acc"]
 COLUMNS = (RUN_KEYS + _SCALARS + ["realised_rate", "realised_rate_val"] + _METRICS + _SELECTION
-           + ["data_sha256", "noise_sha256", "metrics_path"])
+           + _CLASSES + ["data_sha256", "noise_sha256", "metrics_path"])
 
 DAGGER_NOTE = ("† Not identifiable: at this noise pattern and rate the true class is no longer "
                "the most likely noisy label for at least one class, so the clean labels cannot "
@@ -59,6 +63,18 @@ def _sort(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return df.sort_values(by, key=key, kind="mergesort").reset_index(drop=True)
 
 
+def test_class_counts(metrics_path: Path, num_classes: int) -> list[int] | None:
+    """Test-set class counts from the labels stored next to ``metrics.json`` in
+    ``test_probs.npz`` (verified against its sidecar); None when the file is absent."""
+    probs = Path(metrics_path).with_name("test_probs.npz")
+    if not probs.exists():
+        return None
+    verify(probs)
+    with np.load(probs) as npz:
+        labels = np.asarray(npz["labels"]).astype(int).ravel()
+    return np.bincount(labels, minlength=int(num_classes)).tolist()
+
+
 def _row(path: Path) -> dict:
     verify(path)
     m = json.loads(path.read_text())
@@ -68,6 +84,11 @@ def _row(path: Path) -> dict:
     row["realised_rate"] = m["noise_rate_realised"]
     row["realised_rate_val"] = m.get("noise_rate_realised_val")
     row.update({k: sel.get(k) for k in _SELECTION})
+    recall = m.get("per_class_recall_last5")
+    row["per_class_recall"] = json.dumps([round(float(r), 4) for r in recall]) if recall else None
+    counts = test_class_counts(path, m["num_classes"])
+    row["test_class_counts"] = json.dumps(counts) if counts else None
+    row["majority_acc"] = 100.0 * max(counts) / sum(counts) if counts else None
     for name in ("data", "noise"):
         row[f"{name}_sha256"] = (inputs.get(name) or {}).get("sha256")
     row["metrics_path"] = str(path)
@@ -77,7 +98,7 @@ def _row(path: Path) -> dict:
 def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """One tidy row per run (columns :data:`COLUMNS`), from checksum-verified ``metrics.json``."""
     df = pd.DataFrame([_row(Path(p)) for p in metrics_paths], columns=COLUMNS)
-    for col in _SELECTION + ["realised_rate_val"]:
+    for col in _SELECTION + ["realised_rate_val", "majority_acc"]:
         df[col] = pd.to_numeric(df[col]).astype(float)
     df["identifiable"] = df["identifiable"].astype(bool)
     dup = df[df.duplicated(RUN_KEYS, keep=False)]

@@ -1,0 +1,150 @@
+"""Selection diagnostics: the per-epoch curves of every run in one table, and per-cell tables of
+the last-5-epoch clean ratio, coverage, purified ratio, GMM AUC and transition-matrix error.
+
+Definitions (scored by the trainer against the clean mask, see ``lnm.train.trainer``):
+clean ratio = |selected ∩ clean| / |selected| (precision), coverage = |selected ∩ clean| /
+|clean| (recall), purified ratio = share of relabelled samples whose new label is the clean one,
+T error = ‖T̂ − T‖₁ / ‖T‖₁ against the empirical transition matrix of the noise file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lnm.checksum import artifact, verify
+from lnm.report.aggregate import CELL_KEYS, METHODS, RUN_KEYS, _sort, ordered
+from lnm.report.render import Table, to_html, to_markdown
+
+#: Per-epoch columns kept in ``per_epoch.csv`` (absent ones are NaN for that run).
+EPOCH_COLUMNS = ["test_acc", "val_acc", "val_acc_clean", "clean_ratio", "coverage",
+                 "selected_frac", "purified_ratio", "corrected_frac", "t_error", "gmm_auc"]
+#: Last-5 diagnostics in ``runs.csv`` summarised per cell.
+DIAGNOSTICS = {"clean_ratio": "clean ratio (%)", "coverage": "coverage (%)",
+               "purified_ratio": "purified ratio (%)", "gmm_auc": "GMM AUC",
+               "t_error": "T error (rel. L1)"}
+#: Methods that estimate a transition matrix.
+TRANSITION_METHODS = ("trevision", "volminnet")
+
+
+def collect_epochs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run's ``per_epoch.csv`` (next to its ``metrics.json``, verified) with the run keys:
+    one row per run and epoch (``epoch`` 1-based), columns :data:`EPOCH_COLUMNS`."""
+    frames = []
+    for _, run in runs.iterrows():
+        path = Path(run["metrics_path"]).with_name("per_epoch.csv")
+        verify(path)
+        df = pd.read_csv(path)
+        df = df.reindex(columns=["epoch"] + EPOCH_COLUMNS)
+        df["epoch"] = df["epoch"].astype(int) + 1
+        for k in reversed(RUN_KEYS):
+            df.insert(0, k, run[k])
+        frames.append(df)
+    cols = RUN_KEYS + ["epoch"] + EPOCH_COLUMNS
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(frames, ignore_index=True)[cols]
+    for c in EPOCH_COLUMNS:
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+    return _sort(out, RUN_KEYS + ["epoch"])
+
+
+def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per noisy cell and method with any diagnostic: mean, std and n over seeds of each of
+    :data:`DIAGNOSTICS` (last-5-epoch means)."""
+    noisy = runs[runs["noise"] != "none"]
+    cols = [c for c in DIAGNOSTICS if c in noisy]
+    has = noisy[noisy[cols].notna().any(axis=1)] if cols else noisy.iloc[:0]
+    if has.empty:
+        return pd.DataFrame(columns=CELL_KEYS + ["n"] + [f"{c}_{s}" for c in DIAGNOSTICS
+                                                         for s in ("mean", "std")])
+    agg = {f"{c}_{s}": (c, s) for c in cols for s in ("mean", "std")}
+    out = has.groupby(CELL_KEYS, sort=False).agg(n=("seed", "size"), **agg).reset_index()
+    return _sort(out, ["dataset", "backbone", "noise", "rate", "method"])
+
+
+def _ms(mean, std, digits=1) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    return f"{mean:.{digits}f}" + ("" if not np.isfinite(std) else f" ± {std:.{digits}f}")
+
+
+def selection_render(diag: pd.DataFrame) -> list[Table]:
+    """Long table of the selection diagnostics and the T-error matrix table."""
+    if diag.empty:
+        return [Table("Selection diagnostics (last 5 epochs)", ["result"], [[
+            "no method in this grid reports selection or transition-matrix diagnostics on a "
+            "noisy cell"]], align="l")]
+    show = [c for c in DIAGNOSTICS if c != "t_error" and f"{c}_mean" in diag
+            and diag[f"{c}_mean"].notna().any()]
+    tables = []
+    sel = diag[diag[[f"{c}_mean" for c in show]].notna().any(axis=1)] if show else diag.iloc[:0]
+    if len(sel):
+        rows = [[r["dataset"], r["noise"], f"{r['rate']:g}", r["method"], str(r["n"])]
+                + [_ms(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1) for c in show]
+                for _, r in sel.iterrows()]
+        tables.append(Table("Sample selection and label correction, mean ± std over seeds of "
+                            "the last-5-epoch means",
+                            ["dataset", "noise", "rate", "method", "runs"]
+                            + [DIAGNOSTICS[c] for c in show], rows,
+                            align="llrlr" + "r" * len(show),
+                            notes=["clean ratio = precision of the selected set against the "
+                                   "clean mask; coverage = recall of the truly clean samples; "
+                                   "purified ratio = share of relabelled samples whose new "
+                                   "label is the clean one; GMM AUC = AUC of the clean "
+                                   "probability (DivideMix) against the clean mask."]))
+    tables += t_error_render(diag)
+    return tables
+
+
+def t_error_render(diag: pd.DataFrame) -> list[Table]:
+    t = diag[diag["method"].isin(TRANSITION_METHODS)] if "t_error_mean" in diag else diag.iloc[:0]
+    t = t[t["t_error_mean"].notna()] if len(t) else t
+    if t.empty:
+        return [Table("Transition-matrix estimation error", ["result"], [[
+            "n/a: no transition-matrix method (T-Revision, VolMinNet) in this grid"]], align="l")]
+    tables = []
+    for (dataset, backbone), ds in t.groupby(["dataset", "backbone"], sort=False):
+        methods = ordered(ds["method"], METHODS)
+        rows, bold = [], []
+        for (noise, rate), block in ds.groupby(["noise", "rate"], sort=False):
+            block = block.set_index("method").reindex(methods)
+            rows.append([noise, f"{rate:g}"] + [_ms(block.loc[m, "t_error_mean"],
+                                                    block.loc[m, "t_error_std"], 3)
+                                                for m in methods])
+            best = block["t_error_mean"].round(3).min()
+            bold.append([False, False] + [bool(block.loc[m, "t_error_mean"].round(3) == best)
+                                          if np.isfinite(block.loc[m, "t_error_mean"]) else False
+                                          for m in methods])
+        tables.append(Table(f"{dataset} ({backbone}): transition-matrix estimation error "
+                            "‖T̂ − T‖₁ / ‖T‖₁ (last 5 epochs, mean ± std over seeds; lower is "
+                            "better)", ["noise", "rate", *methods], rows, bold,
+                            align="lr" + "r" * len(methods),
+                            notes=["T = the empirical transition matrix of the training labels "
+                                   "(counts of clean → noisy in the noise file), row-normalised; "
+                                   "for instance-dependent noise it is the average over samples, "
+                                   "so a class-conditional T̂ cannot reach 0 there."]))
+    return tables
+
+
+def write_diagnostics(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """``per_epoch.csv`` (all curves), ``selection.csv`` (per-cell diagnostics),
+    ``selection.md`` and ``selection.html``."""
+    out = Path(out_dir)
+    epochs = collect_epochs(runs)
+    diag = diagnostic_cells(runs)
+    tables = selection_render(diag)
+    head = "Selection diagnostics and transition-matrix error"
+    paths = {}
+    for name, write in (("per_epoch.csv", lambda p: epochs.to_csv(p, index=False,
+                                                                   float_format="%.6g")),
+                        ("selection.csv", lambda p: diag.to_csv(p, index=False,
+                                                                float_format="%.6g")),
+                        ("selection.md", lambda p: p.write_text(to_markdown(tables, head))),
+                        ("selection.html", lambda p: p.write_text(to_html(tables, head)))):
+        with artifact(out / name) as tmp:
+            write(tmp)
+        paths[name] = out / name
+    return paths

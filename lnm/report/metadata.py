@@ -1,0 +1,101 @@
+"""Run metadata for the report: the effective config, package versions and provenance.
+
+``config.yaml``      the config the workflow ran with (after presets, overrides and defaults)
+``versions.csv``     package versions recorded by the runs (``metrics.json`` provenance) and
+                     those of the environment that built the tables and figures
+``run_metadata.html`` both, plus git commits, devices, determinism flags and run counts
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+from collections import Counter
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import yaml
+
+from lnm.checksum import artifact, verify
+from lnm.report.render import Table, to_html
+
+REPORT_PACKAGES = ("lnm", "numpy", "scipy", "pandas", "matplotlib", "snakemake", "PyYAML")
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib_metadata.version(name)
+    except importlib_metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance_table(metrics_paths: Iterable[str | os.PathLike]) -> tuple[pd.DataFrame, dict]:
+    """(versions, facts) from the verified ``metrics.json`` files: one row per (package,
+    version) with the number of runs that used it; facts = Counters of commits, devices, ..."""
+    versions: Counter = Counter()
+    facts: dict[str, Counter] = {k: Counter() for k in ("git commit", "device", "python",
+                                                        "CUDA", "cuDNN", "determinism",
+                                                        "torch threads")}
+    n = 0
+    for path in metrics_paths:
+        verify(path)
+        prov = json.loads(Path(path).read_text()).get("provenance") or {}
+        n += 1
+        for pkg, ver in sorted((prov.get("packages") or {}).items()):
+            versions[(pkg, str(ver))] += 1
+        facts["git commit"][str(prov.get("git_commit"))] += 1
+        facts["device"][str(prov.get("device") or prov.get("device_type"))] += 1
+        facts["python"][str(prov.get("python"))] += 1
+        facts["CUDA"][str(prov.get("cuda"))] += 1
+        facts["cuDNN"][str(prov.get("cudnn"))] += 1
+        facts["determinism"][json.dumps(prov.get("deterministic"), sort_keys=True)] += 1
+        facts["torch threads"][str(prov.get("torch_threads"))] += 1
+    rows = [{"scope": "training runs", "package": p, "version": v, "runs": c}
+            for (p, v), c in sorted(versions.items())]
+    rows += [{"scope": "report environment", "package": p, "version": _version(p), "runs": None}
+             for p in REPORT_PACKAGES]
+    rows.append({"scope": "report environment", "package": "python",
+                 "version": platform.python_version(), "runs": None})
+    facts["runs"] = Counter({str(n): n})
+    return pd.DataFrame(rows, columns=["scope", "package", "version", "runs"]), facts
+
+
+def write_metadata(config: dict, metrics_paths: Iterable[str | os.PathLike],
+                   out_dir: str | os.PathLike) -> dict[str, Path]:
+    out = Path(out_dir)
+    metrics_paths = list(metrics_paths)
+    versions, facts = provenance_table(metrics_paths)
+    config_text = yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False,
+                                 allow_unicode=True)
+    with artifact(out / "config.yaml") as tmp:
+        tmp.write_text(config_text)
+    with artifact(out / "versions.csv") as tmp:
+        versions.to_csv(tmp, index=False)
+
+    several = [k for k, c in facts.items() if len(c) > 1 and k != "runs"]
+    fact_rows = [[k, "; ".join(f"{v} ({c} runs)" if k != "runs" else v for v, c in cnt.items())]
+                 for k, cnt in facts.items()]
+    tables = [Table("Provenance of the training runs", ["what", "value (number of runs)"],
+                    fact_rows, align="ll",
+                    notes=[f"Differs between runs: {', '.join(several)}." if several else
+                           "Every run has the same provenance."]),
+              Table("Package versions", list(versions.columns),
+                    [[str(x) if pd.notna(x) else "" for x in r] for r in
+                     versions.itertuples(index=False)], align="lllr")]
+    extra = ["<h2>Effective configuration</h2>",
+             '<p class="note">After presets, <code>--config</code> overrides and schema '
+             "defaults; the same as <code>config.yaml</code> next to this file.</p>",
+             f"<pre>{html.escape(config_text)}</pre>",
+             "<h2>Checksums</h2>",
+             '<p class="note">Every artifact has a SHA-256 sidecar; <code>MANIFEST.sha256</code> '
+             "(its own entry in this report) lists them all: <code>cd results &amp;&amp; "
+             "sha256sum -c MANIFEST.sha256</code>.</p>"]
+    with artifact(out / "run_metadata.html") as tmp:
+        tmp.write_text(to_html(tables, "Run metadata: configuration, versions, provenance",
+                               extra=extra))
+    return {"config.yaml": out / "config.yaml", "versions.csv": out / "versions.csv",
+            "run_metadata.html": out / "run_metadata.html"}
+
