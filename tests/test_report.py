@@ -201,3 +201,19 @@ def test_single_method_rows_are_all_bold_whatever_the_float_rounding():
     md = summary_markdown(summarize(pd.DataFrame(rows)))
     line = next(l for l in md.splitlines() if l.startswith("| symmetric"))
     assert line.count("**") == 2, line
+
+
+def test_overall_column_from_the_papers_pattern_columns(make_runs):
+    """One run per method and pattern at exactly the paper's per-pattern value: the overall
+    column and the order are the paper's (LNMBench fig. 2, reference-protocol.md §5.1)."""
+    specs = [(v, dict(method=m, noise=noise))
+             for m, vals in PAPER.items()
+             for noise, v in zip(["symmetric", "instance", "real"], vals)]
+    rank = agg.ranking(make_runs(specs))
+    assert list(rank.index) == list(PAPER)
+    for m, (*_, overall) in PAPER.items():
+        assert abs(rank.loc[m, "overall"] - overall) <= 0.01       # the paper rounds to 2 dp
+    from lnm.report.tables import ranking_tables
+    table = ranking_tables(rank)[0]
+    assert table.rows[0] == ["coteaching", "60.41", "60.00", "45.31", "55.24"]
+    assert table.bold[0][-1] and not table.bold[1][-1]                # best overall in bold

@@ -111,10 +111,16 @@ def plot_ranking(runs: pd.DataFrame, pattern: str, out_png: str | os.PathLike) -
                    color=[colors[m] for m in values.index])
     ax.bar_label(bars, fmt="%.2f", padding=3, fontsize="small")
     ax.set_xlim(0, max(100.0, float(np.nanmax(values.to_numpy(), initial=0)) * 1.1))
-    what = ("unweighted mean over noise patterns" if pattern == "overall"
-            else f"mean over all {pattern}-noise runs (datasets × rates × seeds)")
+    noisy = runs[runs["noise"] != "none"]
+    sub = noisy if pattern == "overall" else noisy[noisy["noise"] == pattern]
+    per_method = sub.groupby("method").size()
+    n = (f"{per_method.min()}" if per_method.min() == per_method.max()
+         else f"{per_method.min()}–{per_method.max()}") if len(per_method) else "0"
+    what = (f"unweighted mean over noise patterns ({n} noisy runs per method)"
+            if pattern == "overall" else
+            f"mean over all {pattern}-noise runs ({n} per method: datasets × rates × seeds)")
     ax.set(xlabel="test accuracy (%), mean of last 5 epochs", ylabel="method",
-           title=f"Method ranking, {pattern}: {what}")
+           title=f"Method ranking, {pattern}{'' if pattern == 'overall' else ' noise'}\n{what}")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, out_png)
 
@@ -257,7 +263,8 @@ def _class_names(dataset: str, n: int) -> list[str]:
     try:  # MedMNIST's own class names, when the package is there
         from medmnist.info import INFO
         labels = INFO[dataset]["label"]
-        return [labels[str(i)] for i in range(n)]
+        names = [labels[str(i)] for i in range(n)]
+        return [nm if len(nm) <= 18 else nm[:17] + "…" for nm in names]
     except Exception:
         return [f"class {i}" for i in range(n)]
 

@@ -1,0 +1,92 @@
+"""End to end: the smoke preset on synthetic data through every table and figure rule, then
+`snakemake --report` builds one page holding every reported output."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+
+from lnm.checksum import verify, write_text
+from lnm.report import figures, tables
+from tests.conftest import REPO, make_h5
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
+             str(REPO / "presets" / "smoke.yaml")]
+#: every rule but download and preprocess (the test supplies the HDF5 itself)
+RULES = ["noise", "train", "aggregate", "statistics", "diagnostics", "run_metadata",
+         "figure_acc_vs_rate", "figure_ranking", "figure_selection", "figure_cd_diagram",
+         "figure_recall", "manifest", "all"]
+FIGURES = {"acc_vs_rate_pathmnist.png": figures.FIGSIZE_ACC,
+           "ranking_symmetric.png": figures.FIGSIZE_RANKING,
+           "ranking_overall.png": figures.FIGSIZE_RANKING,
+           "selection_pathmnist_symmetric-0.4.png": figures.FIGSIZE_SELECTION,
+           "cd_diagram.png": figures.FIGSIZE_CD,
+           "recall_pathmnist.png": figures.FIGSIZE_RECALL}
+
+
+def snakemake(*args):
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=REPO, capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc.stdout + proc.stderr
+
+
+def declared_tables():
+    """The table names rules/common.smk declares, parsed from its source."""
+    text = (REPO / "rules" / "common.smk").read_text()
+    names = []
+    for var in ("AGGREGATE_TABLES", "STAT_TABLES", "DIAGNOSTIC_TABLES", "METADATA_TABLES"):
+        body = re.search(rf"{var} = \(([^)]*)\)", text).group(1)
+        names += re.findall(r'"([^"]+)"', body)
+    return names
+
+
+@pytest.mark.slow
+def test_smoke_report(tmp_path):
+    res = tmp_path / "results"
+    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(128, 40, 60), size=28, num_classes=3)
+    write_text(res / "raw" / "pathmnist_28.json", json.dumps(
+        {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic",
+         "sha256": verify(h5), "bytes": h5.stat().st_size}))
+    cfg = ["--config", f"results={res}", "datasets=[pathmnist]", "--allowed-rules", *RULES]
+    log = snakemake(*cfg)
+    assert "rule download" not in log
+
+    names = declared_tables()
+    assert set(tables.STAT_FILES) <= set(names)
+    for name in names:
+        verify(res / "tables" / name)
+    for name, size in FIGURES.items():
+        path = res / "figures" / name
+        verify(path)
+        img = mpimg.imread(path)
+        assert img.shape[:2] == (round(size[1] * figures.DPI), round(size[0] * figures.DPI))
+        assert img[..., :3].std() > 0.01, name
+    assert sorted(p.name for p in (res / "figures").glob("*.png")) == sorted(FIGURES)
+
+    runs = pd.read_csv(res / "tables" / "runs.csv")
+    assert runs["test_class_counts"].notna().all()
+    cells = pd.read_csv(res / "tables" / "cells.csv")
+    assert len(cells) == 4 and cells["note"].str.contains("needs ≥2 seeds").all()
+    assert pd.read_csv(res / "tables" / "selection.csv")["method"].eq("coteaching").all()
+    listed = (res / "MANIFEST.sha256").read_text()
+    assert "tables/cells.csv" in listed and "figures/cd_diagram.png" in listed
+
+    report = res / "report.html"
+    log = snakemake(*cfg, "--report", str(report))
+    html = report.read_text()
+    assert report.stat().st_size > 100_000 and "Report created" in log
+    for name in [*FIGURES, "cells.html", "ranks.html", "wilcoxon.html", "variance.html",
+                 "imbalance.html", "selection.html", "summary.html", "ranking.html",
+                 "run_metadata.html", "config.yaml", "versions.csv", "MANIFEST.sha256"]:
+        assert name in html, name
+    for category in ("1. Ranking", "3. Per-cell results", "4. Statistics",
+                     "5. Selection diagnostics", "6. Imbalance", "7. Run metadata"):
+        assert category in html, category
+    assert "How to read this report" in html and "{{" not in html
+    assert "Undefined substitution" not in log and "ERROR/" not in log
