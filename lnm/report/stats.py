@@ -132,8 +132,9 @@ def friedman(matrix: pd.DataFrame) -> dict:
         ff = (n - 1) * chi2 / denom
         out.update(iman_davenport=ff,
                    pvalue_id=float(sps.f.sf(ff, k - 1, (k - 1) * (n - 1))))
-    else:  # perfect agreement of all blocks: F is infinite
-        out.update(iman_davenport=float("inf"), pvalue_id=0.0)
+    else:  # every block ranks the methods identically: F = x / 0, no usable p-value
+        out.update(iman_davenport=float("inf"), pvalue_id=float("nan"),
+                   note="Iman–Davenport F undefined: every cell ranks the methods identically")
     return out
 
 

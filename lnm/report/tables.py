@@ -47,7 +47,14 @@ TIE_NOTE = ("≈ = cannot be told apart from the row's best: the gap is below th
 
 
 def _f(x, digits: int = 1) -> str:
-    return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "–"
+    return ("∞" if x > 0 else "−∞") if np.isinf(x) else f"{x:.{digits}f}"
+
+
+def _pm(x, digits: int = 1) -> str:
+    """A ± half-width, or – when there is none."""
+    return "–" if x is None or not np.isfinite(x) else f"±{x:.{digits}f}"
 
 
 def _p(p: float) -> str:
@@ -117,6 +124,10 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
                              zip(cells["mean"], cells["chance"], cells["clean_ce"])]
     best, tied = [], []
     for _, block in cells.groupby(BLOCK_KEYS, sort=False):
+        if block["mean"].isna().all():
+            best += [(i, False) for i in block.index]
+            tied += [(i, False) for i in block.index]
+            continue
         top = block.loc[block["mean"].idxmax()]
         for i, row in block.iterrows():
             is_best = round(row["mean"], 1) == block["mean"].round(1).max()
@@ -197,7 +208,8 @@ def ci_tables(cells: pd.DataFrame) -> list[Table]:
         return text + (" ≈" if r["tied"] else ""), bool(r["best"])
 
     def res(block):
-        return f"±{block['test_hw'][block['mean'].idxmax()]:.1f}"
+        return _pm(block["test_hw"][block["mean"].idxmax()]) if block["mean"].notna().any() \
+            else "–"
     return _grid_tables(cells, fmt, "test accuracy (%), mean of the last 5 epochs, with 95 % CI "
                         "over seeds; best per row in bold", [CI_NOTE, RES_NOTE, TIE_NOTE],
                         extra_col=("±test", res))
@@ -216,7 +228,8 @@ def ceiling_tables(cells: pd.DataFrame) -> list[Table]:
     for t, ((dataset, backbone), ds) in zip(tables, noisy.groupby(["dataset", "backbone"],
                                                                   sort=False)):
         chance, ce = ds["chance"].iloc[0], ds["clean_ce"].iloc[0]
-        t.intro = f"chance = {_f(chance)} %, clean CE = {_f(ce)} %."
+        t.intro = (f"chance = {_f(chance)} %, clean CE = "
+                   + (f"{_f(ce)} %." if np.isfinite(ce) else "n/a (no clean CE run)."))
         if not (np.isfinite(chance) and np.isfinite(ce) and ce > chance):
             t.notes.insert(0, "n/a: " + (ds["note"].iloc[0].split("ceiling fraction n/a: ")[-1]
                                          or "undefined"))
@@ -245,8 +258,8 @@ def resolution_table(cells: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
 
 def resolution_render(res: pd.DataFrame) -> Table:
     rows = [[r["dataset"], str(r["num_test"]), str(r["num_classes"]), r["class_counts"] or "–",
-             _f(r["chance"]), _f(r["one_image"], 2), f"±{_f(r['hw_at_50'])}",
-             f"±{_f(r['hw_at_clean_ce'])}", f"±{_f(r['hw_at_median'])}"]
+             _f(r["chance"]), _f(r["one_image"], 2), _pm(r["hw_at_50"]),
+             _pm(r["hw_at_clean_ce"]), _pm(r["hw_at_median"])]
             for _, r in res.iterrows()]
     return Table("Test-set resolution per dataset",
                  ["dataset", "N test", "classes", "test class counts", "chance (%)",
@@ -294,8 +307,10 @@ def friedman_text(ra: dict) -> str:
     if fr["note"] and not np.isfinite(fr["statistic"]):
         return f"Friedman test {fr['note']}."
     text = (f"Friedman test over {ra['n']} cells and {ra['k']} methods: χ² = "
-            f"{fr['statistic']:.2f} (df {ra['k'] - 1}), p = {_p(fr['pvalue'])}; Iman–Davenport "
-            f"F = {_f(fr['iman_davenport'], 2)}, p = {_p(fr['pvalue_id'])}.")
+            f"{fr['statistic']:.2f} (df {ra['k'] - 1}), p = {_p(fr['pvalue'])}")
+    if np.isfinite(fr["pvalue_id"]):
+        text += f"; Iman–Davenport F = {_f(fr['iman_davenport'], 2)}, p = {_p(fr['pvalue_id'])}"
+    text += "."
     return text + (f" ({fr['note']})" if fr["note"] else "")
 
 
