@@ -13,7 +13,7 @@ from tests.conftest import make_h5, run_method
 
 SELECTION = {  # selection starts after 3 epochs (the reference schedules scaled to 20 epochs)
     "coteaching": {"num_gradual": 3},
-    "coteaching_plus": {"num_gradual": 3, "init_epoch": 3},
+    "coteaching_plus": {"num_gradual": 3, "init_epoch": 3, "warm_steps": 30},
     "codis": {"num_gradual": 3},
     "jocor": {"num_gradual": 3},
     "disc": {"start_epoch": 3, "momentum": 0.8},

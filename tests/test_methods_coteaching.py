@@ -38,7 +38,7 @@ def make(name, w0, w1, epochs=50, optimizer=None, **params):
     spec = RunSpec(dataset="t", size=8, noise="symmetric", rate=0.4, noise_seed=0, method=name,
                    backbone="lookup", seed=0, epochs=epochs,
                    optimizer=optimizer or {"name": "sgd", "lr": 0.1}, method_params=params)
-    m = get_method(name)(spec, Lookup, C, torch.device("cpu"), SimpleNamespace(num_train=N))
+    m = get_method(name)(spec, Lookup, C, torch.device("cpu"), SimpleNamespace(num_train=N, batches_per_epoch=lambda: 1))
     with torch.no_grad():
         m.nets[0].w.copy_(torch.as_tensor(w0, dtype=torch.float32))
         m.nets[1].w.copy_(torch.as_tensor(w1, dtype=torch.float32))
@@ -207,11 +207,16 @@ def test_coteaching_plus_is_coteaching_before_init_epoch():
     assert short.init_epoch == 5
 
 
-def test_coteaching_plus_makes_no_update_without_disagreement():
+def test_coteaching_plus_without_disagreement_warm_starts_then_stops():
+    """As in the original code: full-batch CE for both nets while step < warm_steps, then none."""
     y = torch.zeros(N, dtype=torch.long)
     w = true_logit(A0)
-    m = make("coteaching_plus", w, w, forget_rate=0.4)
-    diag, trained = train(m, 10, y)
+    m = make("coteaching_plus", w, w, forget_rate=0.4, warm_steps=11)
+    diag, trained = train(m, 10, y)  # one batch per epoch: global step 10 < 11
+    assert trained == [set(range(N)), set(range(N))]
+    assert diag["selected_net0"].all() and diag["disagreement"] == 0.0
+    m = make("coteaching_plus", w, w, forget_rate=0.4, warm_steps=10)
+    diag, trained = train(m, 10, y)  # step 10 is past the warm start
     assert trained == [set(), set()]
     assert not diag["selected_net0"].any() and not diag["selected_net1"].any()
     assert diag["seen"].all() and math.isnan(diag["train_loss"])

@@ -318,3 +318,14 @@ def test_resume_after_warmup_matches_uninterrupted(tmp_path, name, params):
     pd.testing.assert_frame_equal(curve, pd.read_csv(tmp_path / "full" / "per_epoch.csv"))
     scored = "gmm_auc" if name == "dividemix" else "clean_ratio"
     assert curve[scored].iloc[1:].notna().all()
+
+
+def test_dividemix_regulariser_prior_uniform_or_label_frequencies(tmp_path):
+    m = make_method(tmp_path, "dividemix", {})
+    torch.testing.assert_close(m.reg_prior(), torch.full((m.num_classes,), 1 / m.num_classes))
+    m = make_method(tmp_path, "dividemix", {"reg_prior": "labels"})
+    counts = torch.bincount(m.data.train_labels, minlength=m.num_classes).float()
+    torch.testing.assert_close(m.reg_prior(), counts / counts.sum())
+    m = make_method(tmp_path, "dividemix", {"reg_prior": "balanced"})
+    with pytest.raises(ValueError, match="'balanced'.*allowed: 'uniform', 'labels'"):
+        m.reg_prior()

@@ -9,24 +9,33 @@ Reference bugs fixed (§6.9): the CE is computed on logits (the reference applie
 outputs, a double softmax); the disagreement set is a boolean mask, so the sample at global index
 0 is selectable (the reference filtered indices by ``index * mask != 0``); the reported selections
 are the samples actually used, mapped to their own indices (the reference mapped subset positions
-to the wrong samples). A batch with no disagreement (or too few samples to keep one) makes no
-update at all: the reference instead used the full-batch CE while ``epoch × batch_idx < 5000``
-and a zero loss later, i.e. an arbitrary warm-start rule.
+to the wrong samples).
 
-``init_epoch`` is capped at a third of the run (at least 1) so that short runs reach the
-disagreement stage; with the reference's 50 epochs it stays 5. The epoch diagnostic
-``disagreement`` is the % of the samples seen that were in a disagreement set.
+A batch with no disagreement (or too few samples to keep one): as in the original code, both nets
+take a plain full-batch CE step while the global step is below ``warm_steps`` (5000), and no
+update later. The original counted the step as ``epoch × batch_idx`` (a bug: 0 for the whole first
+epoch and every first batch); here it is the true step ``epoch × batches_per_epoch + batch_idx``.
+Without that warm start, two nets that agree early (easy or binary tasks) never train again.
+
+The epoch diagnostic ``disagreement`` is the % of the samples seen that were in a disagreement set.
 """
 from __future__ import annotations
 
-from ._selection import SmallLossMethod, cross_small_loss, per_sample_ce
+import torch
+
+from ._selection import Selection, SmallLossMethod, cross_small_loss, per_sample_ce
 
 
 class CoTeachingPlus(SmallLossMethod):
     name = "coteaching_plus"
     # reference values (coteaching_plus/main.py as run by LNMBench): init_epoch 5, num_gradual 10,
     # exponent 1, forget_rate = noise rate
-    defaults = {"forget_rate": None, "num_gradual": 10, "exponent": 1.0, "init_epoch": 5}
+    defaults = {"forget_rate": None, "num_gradual": 10, "exponent": 1.0, "init_epoch": 5,
+                "warm_steps": 5000}
+
+    def train_epoch(self, epoch, batches):
+        self._step = epoch * self.data.batches_per_epoch()  # global step of the next batch
+        return super().train_epoch(epoch, batches)
 
     @property
     def init_epoch(self) -> int:
@@ -36,7 +45,13 @@ class CoTeachingPlus(SmallLossMethod):
         ce0, ce1 = per_sample_ce(z0, y), per_sample_ce(z1, y)
         if epoch < self.init_epoch:
             return cross_small_loss(ce0, ce1, tau)
+        step, self._step = self._step, self._step + 1
         disagree = z0.detach().argmax(1) != z1.detach().argmax(1)
         sel = cross_small_loss(ce0, ce1, tau, eligible=disagree)
+        if sel.loss is None and step < int(self.hp["warm_steps"]):  # the original's warm start
+            part0, part1 = ce0.mean(), ce1.mean()
+            used = torch.ones_like(disagree)
+            sel = Selection(part0 + part1, (part0, part1),
+                            {"selected_net0": used, "selected_net1": used})
         sel.counts["disagreement"] = disagree.sum()
         return sel

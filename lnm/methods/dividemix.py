@@ -90,6 +90,8 @@ class DivideMix(Method):
         "rampup_epochs": 16,       # length of the linear ramp of λ_u after warm-up
         "loss_avg_epochs": 1,      # GMM input = mean of this many epochs' normalised losses
         "gmm_random_state": 0,
+        "reg_prior": "uniform",    # L_reg target: uniform (original) or "labels" (noisy-label
+                                   # class frequencies, for imbalanced data such as BreastMNIST)
     }
 
     def __init__(self, *args, **kwargs):
@@ -149,6 +151,16 @@ class DivideMix(Method):
         diag["lambda_u"] = self._lambda_u(epoch + 1.0)
         return diag
 
+    def reg_prior(self) -> torch.Tensor:
+        """The class distribution L_reg pulls the mean prediction towards."""
+        kind = self.hp["reg_prior"]
+        if kind == "uniform":
+            return torch.full((self.num_classes,), 1.0 / self.num_classes, device=self.device)
+        if kind == "labels":
+            counts = torch.bincount(self.data.train_labels, minlength=self.num_classes).float()
+            return counts / counts.sum()
+        raise ValueError(f"dividemix: reg_prior {kind!r}; allowed: 'uniform', 'labels'")
+
     def _lambda_u(self, progress: float) -> float:
         ramp = max(float(self.hp["rampup_epochs"]), 1e-12)
         frac = (progress - int(self.hp["warmup_epochs"])) / ramp
@@ -186,7 +198,7 @@ class DivideMix(Method):
         unl = _cycle(torch.nonzero(~mask).squeeze(1), data.batch_size, gen_u)
         bs = min(data.batch_size, data.num_train)
         num_iter = max(1, math.ceil(len(lab) / bs))
-        prior = torch.full((self.num_classes,), 1.0 / self.num_classes, device=dev)
+        prior = self.reg_prior()
         total, count = 0.0, 0
         for i, start in enumerate(range(0, len(lab), bs)):
             idx_x, idx_u = lab[start:start + bs], next(unl)
