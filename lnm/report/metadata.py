@@ -60,7 +60,9 @@ def provenance_table(metrics_paths: Iterable[str | os.PathLike]) -> tuple[pd.Dat
     rows.append({"scope": "report environment", "package": "python",
                  "version": platform.python_version(), "runs": None})
     facts["runs"] = Counter({str(n): n})
-    return pd.DataFrame(rows, columns=["scope", "package", "version", "runs"]), facts
+    versions = pd.DataFrame(rows, columns=["scope", "package", "version", "runs"])
+    versions["runs"] = versions["runs"].astype("Int64")
+    return versions, facts
 
 
 def write_metadata(config: dict, metrics_paths: Iterable[str | os.PathLike],
@@ -76,12 +78,16 @@ def write_metadata(config: dict, metrics_paths: Iterable[str | os.PathLike],
         versions.to_csv(tmp, index=False)
 
     several = [k for k, c in facts.items() if len(c) > 1 and k != "runs"]
-    fact_rows = [[k, "; ".join(f"{v} ({c} runs)" if k != "runs" else v for v, c in cnt.items())]
-                 for k, cnt in facts.items()]
+    fact_rows = [[k, "; ".join(f"{v} ({c} runs)" if k != "runs" else v
+                               for v, c in cnt.most_common())] for k, cnt in facts.items()]
     tables = [Table("Provenance of the training runs", ["what", "value (number of runs)"],
                     fact_rows, align="ll",
-                    notes=[f"Differs between runs: {', '.join(several)}." if several else
-                           "Every run has the same provenance."]),
+                    notes=[(f"Differs between runs: {', '.join(several)}." if several else
+                            "Every run has the same provenance.")
+                           + (" The git commit is the repository's at training time; the "
+                              "workflow redoes a run only when its own inputs or code change, "
+                              "so differing commits alone do not mean differing training code."
+                              if "git commit" in several else "")]),
               Table("Package versions", list(versions.columns),
                     [[str(x) if pd.notna(x) else "" for x in r] for r in
                      versions.itertuples(index=False)], align="lllr")]
