@@ -11,7 +11,9 @@ rule aggregate:
         sums=sidecars(run_files("metrics.json", "test_probs.npz")),
         code=CODE_STATS,
     output:
-        sums(*tables("runs.csv", "summary.csv", "summary.md", "summary.tex", "ranking.csv")),
+        reported(f"{RES}/tables/runs.csv", "runs_csv", "8. Data files"),
+        sums(*tables("summary.csv", "summary.md", "ranking.csv")),
+        reported(f"{RES}/tables/summary.tex", "latex", "8. Data files"),
         reported(f"{RES}/tables/ranking.html", "ranking_table", "1. Ranking"),
         reported(f"{RES}/tables/summary.html", "summary", "3. Per-cell results"),
     conda:
@@ -28,9 +30,11 @@ rule statistics:
         sums(f"{RES}/tables/runs.csv"),
         code=CODE_STATS,
     output:
-        sums(*tables("cells.csv", "cells.md", "cells.tex", "resolution.csv", "ranks.csv",
-                     "friedman.csv", "wilcoxon.csv", "variance.csv", "imbalance.csv",
-                     "statistics.md")),
+        reported(f"{RES}/tables/cells.csv", "cells_csv", "8. Data files"),
+        sums(*tables("cells.md", "resolution.csv", "ranks.csv", "friedman.csv", "wilcoxon.csv",
+                     "variance.csv", "imbalance.csv")),
+        reported(f"{RES}/tables/cells.tex", "latex", "8. Data files"),
+        reported(f"{RES}/tables/statistics.md", "statistics_md", "8. Data files"),
         reported(f"{RES}/tables/cells.html", "cells", "3. Per-cell results"),
         reported(f"{RES}/tables/ranks.html", "ranks", "4. Statistics"),
         reported(f"{RES}/tables/wilcoxon.html", "wilcoxon", "4. Statistics"),

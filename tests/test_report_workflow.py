@@ -83,10 +83,12 @@ def test_smoke_report(tmp_path):
     assert report.stat().st_size > 100_000 and "Report created" in log
     for name in [*FIGURES, "cells.html", "ranks.html", "wilcoxon.html", "variance.html",
                  "imbalance.html", "selection.html", "summary.html", "ranking.html",
-                 "run_metadata.html", "config.yaml", "versions.csv", "MANIFEST.sha256"]:
+                 "run_metadata.html", "config.yaml", "versions.csv", "MANIFEST.sha256",
+                 "runs.csv", "cells.csv", "summary.tex", "cells.tex", "statistics.md"]:
         assert name in html, name
     for category in ("1. Ranking", "3. Per-cell results", "4. Statistics",
-                     "5. Selection diagnostics", "6. Imbalance", "7. Run metadata"):
+                     "5. Selection diagnostics", "6. Imbalance", "7. Run metadata",
+                     "8. Data files"):
         assert category in html, category
     assert "How to read this report" in html and "{{" not in html
     assert "Undefined substitution" not in log and "ERROR/" not in log
