@@ -1,7 +1,13 @@
-"""Aggregation of per-run ``metrics.json`` files into tables and figures.
+"""Aggregation of per-run ``metrics.json`` files into tables, statistics and figures.
 
-``lnm.report.aggregate`` (pandas only) builds the tidy run table, the per-cell summary, the
-Markdown report and the paper-style ranking; ``lnm.report.figures`` (matplotlib, Agg) draws them.
+``aggregate``    the tidy run table, the per-cell summary (Markdown) and the paper's ranking
+``stats``        CIs, test-set resolution, ranks, Friedman, Nemenyi, Wilcoxon, variance split
+``tables``       per-cell statistics and the statistics tables (CSV, Markdown, LaTeX, HTML)
+``diagnostics``  per-epoch curves of every run; selection and transition-matrix tables
+``metadata``     effective config, package versions, provenance
+``render``       one table model rendered as Markdown, LaTeX (booktabs) and HTML
+``figures``      every figure (matplotlib Agg canvas, fixed sizes, one colour per method)
+``manifest``     MANIFEST.sha256
 """
 from .aggregate import (METHODS, NOISES, collect_runs, ranking, summarize, summary_markdown,
                         write_runs_csv, write_tables)
