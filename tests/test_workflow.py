@@ -10,6 +10,7 @@ import pytest
 
 from lnm.checksum import verify, write_text
 from tests.conftest import REPO, make_h5
+from tests.test_report_workflow import RULES  # every rule but download and preprocess
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
              str(REPO / "presets" / "smoke.yaml")]
@@ -68,9 +69,7 @@ def test_smoke_on_synthetic_data(tmp_path):
     write_text(res / "raw" / "pathmnist_28.json", json.dumps(
         {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic",
          "sha256": verify(h5), "bytes": h5.stat().st_size}))
-    rules = ["noise", "train", "aggregate", "figure_acc_vs_rate", "figure_ranking", "manifest",
-             "all"]
-    cfg = ["--config", f"results={res}", "datasets=[pathmnist]", "--allowed-rules", *rules]
+    cfg = ["--config", f"results={res}", "datasets=[pathmnist]", "--allowed-rules", *RULES]
     out = snakemake(*cfg)
     assert "rule download" not in out.stdout + out.stderr
     check_outputs(res, ["pathmnist"])
