@@ -88,3 +88,19 @@ def test_defaults_are_filled():
     del cfg["runtime"]
     validate_config(cfg)
     assert cfg["runtime"] == {"device": "auto", "keep_checkpoints": False}
+
+
+def test_run_params_keep_only_settings_the_run_uses():
+    """A cosine schedule ignores milestones and SGD ignores betas: neither may enter params."""
+    from lnm.train.spec import RunSpec
+
+    cfg = load_config(REPO / "config.yaml", REPO / "presets" / "demo.yaml")
+    assert "milestones" in cfg["train"]["schedule"]  # inherited from config.yaml by the merge
+    spec = RunSpec.from_config(cfg, "breastmnist", "none", "0.0", "0", "ce", "resnet8", "0")
+    assert spec.schedule == {"name": "cosine"}
+    other = copy.deepcopy(cfg)
+    other["train"]["schedule"]["milestones"] = [3, 7]
+    other["train"]["optimizer"]["betas"] = [0.5, 0.9]
+    assert RunSpec.from_config(other, "breastmnist", "none", "0.0", "0", "ce", "resnet8",
+                               "0").to_dict() == spec.to_dict()
+    assert set(spec.optimizer) == {"name", "lr", "momentum", "nesterov", "weight_decay"}

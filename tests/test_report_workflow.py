@@ -1,25 +1,15 @@
 """End to end: the smoke preset on synthetic data through every table and figure rule, then
 `snakemake --report` builds one page holding every reported output."""
-import json
-import os
 import re
-import subprocess
-import sys
 
 import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
-from lnm.checksum import verify, write_text
+from lnm.checksum import verify
 from lnm.report import figures, tables
-from tests.conftest import REPO, make_h5
+from tests.conftest import REPO, snakemake as run_snakemake
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
-             str(REPO / "presets" / "smoke.yaml")]
-#: every rule but download and preprocess (the test supplies the HDF5 itself)
-RULES = ["noise", "train", "aggregate", "statistics", "diagnostics", "run_metadata",
-         "figure_acc_vs_rate", "figure_ranking", "figure_selection", "figure_cd_diagram",
-         "figure_recall", "manifest", "all"]
 FIGURES = {"acc_vs_rate_pathmnist.png": figures.FIGSIZE_ACC,
            "ranking_symmetric.png": figures.FIGSIZE_RANKING,
            "ranking_overall.png": figures.FIGSIZE_RANKING,
@@ -29,10 +19,7 @@ FIGURES = {"acc_vs_rate_pathmnist.png": figures.FIGSIZE_ACC,
 
 
 def snakemake(*args):
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=REPO, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    proc = run_snakemake(*args)
     return proc.stdout + proc.stderr
 
 
@@ -47,15 +34,8 @@ def declared_tables():
 
 
 @pytest.mark.slow
-def test_smoke_report(tmp_path):
-    res = tmp_path / "results"
-    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(128, 40, 60), size=28, num_classes=3)
-    write_text(res / "raw" / "pathmnist_28.json", json.dumps(
-        {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic",
-         "sha256": verify(h5), "bytes": h5.stat().st_size}))
-    cfg = ["--config", f"results={res}", "datasets=[pathmnist]", "--allowed-rules", *RULES]
-    log = snakemake(*cfg)
-    assert "rule download" not in log
+def test_smoke_report(synthetic_smoke):
+    res, cfg = synthetic_smoke
 
     names = declared_tables()
     assert set(tables.STAT_FILES) <= set(names)

@@ -1,6 +1,5 @@
 """End-to-end Snakemake runs: real BreastMNIST (when present) and synthetic data; lint."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,20 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lnm.checksum import verify, write_text
-from tests.conftest import REPO, make_h5
-from tests.test_report_workflow import RULES  # every rule but download and preprocess
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
-             str(REPO / "presets" / "smoke.yaml")]
-
-
-def snakemake(*args, check=True):
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=REPO, capture_output=True, text=True, env=env)
-    if check and proc.returncode:
-        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+from lnm.checksum import verify
+from tests.conftest import REPO, snakemake
 
 
 def nothing_to_do(*args):
@@ -61,17 +48,9 @@ def test_smoke_on_real_breastmnist(tmp_path, shared_medmnist):
 
 
 @pytest.mark.slow
-def test_smoke_on_synthetic_data(tmp_path):
+def test_smoke_on_synthetic_data(synthetic_smoke):
     """The data stages are skipped (--allowed-rules): the test supplies the HDF5 itself."""
-    res = tmp_path / "results"
-    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(128, 40, 60), size=28, num_classes=3)
-    # the record the download step would have written, pointing at the synthetic source
-    write_text(res / "raw" / "pathmnist_28.json", json.dumps(
-        {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic",
-         "sha256": verify(h5), "bytes": h5.stat().st_size}))
-    cfg = ["--config", f"results={res}", "datasets=[pathmnist]", "--allowed-rules", *RULES]
-    out = snakemake(*cfg)
-    assert "rule download" not in out.stdout + out.stderr
+    res, cfg = synthetic_smoke
     check_outputs(res, ["pathmnist"])
     runs = pd.read_csv(res / "tables" / "runs.csv")
     assert runs.num_classes.eq(3).all()

@@ -6,6 +6,18 @@ import json
 from dataclasses import asdict, dataclass, field
 
 
+OPTIMIZER_KEYS = {"sgd": ("name", "lr", "momentum", "nesterov", "weight_decay"),
+                  "adam": ("name", "lr", "betas", "weight_decay")}
+SCHEDULE_KEYS = {"constant": ("name",), "cosine": ("name",),
+                 "multistep": ("name", "milestones", "gamma"),
+                 "linear_decay": ("name", "decay_start", "beta1_decayed")}
+
+
+def _only(cfg: dict, keys: dict) -> dict:
+    allowed = keys.get(cfg.get("name"))
+    return dict(cfg) if allowed is None else {k: v for k, v in cfg.items() if k in allowed}
+
+
 @dataclass(frozen=True)
 class RunSpec:
     dataset: str
@@ -46,6 +58,12 @@ class RunSpec:
             method_params=dict(config.get("method_params", {}).get(method, {})),
             noisy_val=bool(config["noise"].get("noisy_val", True)),
             instance_std=float(config["noise"].get("instance_std", 0.1)))
+
+    def __post_init__(self):
+        # keep only the keys the chosen optimiser/schedule uses: params stay canonical, so an
+        # irrelevant setting (milestones of a cosine schedule, betas of SGD) never reruns a job
+        object.__setattr__(self, "optimizer", _only(self.optimizer, OPTIMIZER_KEYS))
+        object.__setattr__(self, "schedule", _only(self.schedule, SCHEDULE_KEYS))
 
     def to_dict(self) -> dict:
         """Canonical (key-sorted, JSON round-tripped) dict of the result-relevant values."""
