@@ -38,7 +38,8 @@ IMBALANCE_RATIO = 1.5
 CHANCE_NOTE = ("chance = accuracy of always predicting the test set's majority class "
                "(the best constant predictor; datasets are imbalanced, so this is above 1/C)")
 CI_NOTE = ("[lo, hi] = 95 % confidence interval of the mean over seeds, "
-           "mean ± t(0.975, n−1)·s/√n; " + stats.NEEDS_SEEDS + " means one run per cell.")
+           "mean ± t(0.975, n−1)·s/√n; (n=1) = one run in the cell, no interval ("
+           + stats.NEEDS_SEEDS + ").")
 RES_NOTE = ("±test = test-set resolution: binomial 95 % half-width 1.96·√(p(1−p)/N) at the "
             "row's best accuracy p with N test images; a gap smaller than this cannot be "
             "resolved by this test set, whatever the number of seeds.")
@@ -202,7 +203,7 @@ def _grid_tables(cells: pd.DataFrame, fmt, title: str, notes, extra_col=None) ->
 def ci_tables(cells: pd.DataFrame) -> list[Table]:
     def fmt(r):
         if r["n"] < 2:
-            text = f"{r['mean']:.1f} ({stats.NEEDS_SEEDS})"
+            text = f"{r['mean']:.1f} (n=1)"  # the note explains once, not in every cell
         else:
             text = f"{r['mean']:.1f} [{r['ci_lo']:.1f}, {r['ci_hi']:.1f}]"
         return text + (" ≈" if r["tied"] else ""), bool(r["best"])
