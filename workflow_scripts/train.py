@@ -7,7 +7,7 @@ from lnm.workflow import logged
 
 runtime, res = snakemake.config["runtime"], snakemake.config["resources"]
 with logged(snakemake), assigned_device(
-        snakemake.resources.gpu, runtime.get("gpu_lock_dir"), res.get("gpu_slots_per_device", 1),
+        snakemake.resources.gpu, runtime["gpu_lock_dir"], res["gpu_slots_per_device"],
         snakemake.threads, prefer=runtime["device"]) as device:
     train_run(RunSpec.from_dict(snakemake.params.spec), snakemake.input.data[0],
               snakemake.input.noise[0], Path(snakemake.output[0]).parent, device=device,
