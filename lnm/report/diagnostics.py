@@ -17,6 +17,7 @@ import pandas as pd
 from lnm.checksum import artifact, verify
 from lnm.report.aggregate import CELL_KEYS, METHODS, RUN_KEYS, _sort, ordered
 from lnm.report.render import Table, to_html, to_markdown
+from lnm.report.tables import grid_tables
 
 #: Per-epoch columns kept in ``per_epoch.csv`` (absent ones are NaN for that run).
 EPOCH_COLUMNS = ["test_acc", "val_acc", "val_acc_clean", "clean_ratio", "coverage",
@@ -105,28 +106,17 @@ def t_error_render(diag: pd.DataFrame) -> list[Table]:
     if t.empty:
         return [Table("Transition-matrix estimation error", ["result"], [[
             "n/a: no transition-matrix method (T-Revision, VolMinNet) in this grid"]], align="l")]
-    tables = []
-    for (dataset, backbone), ds in t.groupby(["dataset", "backbone"], sort=False):
-        methods = ordered(ds["method"], METHODS)
-        rows, bold = [], []
-        for (noise, rate), block in ds.groupby(["noise", "rate"], sort=False):
-            block = block.set_index("method").reindex(methods)
-            rows.append([noise, f"{rate:g}"] + [_ms(block.loc[m, "t_error_mean"],
-                                                    block.loc[m, "t_error_std"], 3)
-                                                for m in methods])
-            best = block["t_error_mean"].round(3).min()
-            bold.append([False, False] + [bool(block.loc[m, "t_error_mean"].round(3) == best)
-                                          if np.isfinite(block.loc[m, "t_error_mean"]) else False
-                                          for m in methods])
-        tables.append(Table(f"{dataset} ({backbone}): transition-matrix estimation error "
-                            "‖T̂ − T‖₁ / ‖T‖₁ (last 5 epochs, mean ± std over seeds; lower is "
-                            "better)", ["noise", "rate", *methods], rows, bold,
-                            align="lr" + "r" * len(methods),
-                            notes=["T = the empirical transition matrix of the training labels "
-                                   "(counts of clean → noisy in the noise file), row-normalised; "
-                                   "for instance-dependent noise it is the average over samples, "
-                                   "so a class-conditional T̂ cannot reach 0 there."]))
-    return tables
+    rounded = t["t_error_mean"].round(3)  # lower is better; ties at the printed precision
+    t = t.assign(best=rounded == rounded.groupby(
+        [t["dataset"], t["backbone"], t["noise"], t["rate"]]).transform("min"))
+    return grid_tables(
+        t, lambda r: (_ms(r["t_error_mean"], r["t_error_std"], 3), bool(r["best"])),
+        "transition-matrix estimation error ‖T̂ − T‖₁ / ‖T‖₁ (last 5 epochs, mean ± std over "
+        "seeds; lower is better)",
+        ["T = the empirical transition matrix of the training labels (counts of clean → noisy "
+         "in the noise file), row-normalised; for instance-dependent noise it is the average "
+         "over samples, so a class-conditional T̂ cannot reach 0 there."],
+        value="t_error_mean")
 
 
 def write_diagnostics(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -172,18 +172,22 @@ def block_matrix(cells: pd.DataFrame, value: str = "mean", noisy_only: bool = Tr
     return m
 
 
-def _grid_tables(cells: pd.DataFrame, fmt, title: str, notes, extra_col=None) -> list[Table]:
+def grid_tables(cells: pd.DataFrame, fmt, title: str, notes, extra_col=None,
+                value: str = "mean") -> list[Table]:
     """Per dataset and backbone: rows (noise, rate), columns methods, ``fmt(cell_row)`` ->
-    (text, bold); ``extra_col`` = (name, fn(block_df) -> text) appended on the right."""
+    (text, bold) where ``cell_row[value]`` is set (else "–"); ``extra_col`` = (name,
+    fn(block_df) -> text) appended on the right. Rows get † where an ``identifiable`` column
+    says the setting is not identifiable."""
     tables = []
     for (dataset, backbone), ds in cells.groupby(["dataset", "backbone"], sort=False):
         methods = ordered(ds["method"], METHODS)
         rows, bold = [], []
         for (noise, rate), block in ds.groupby(["noise", "rate"], sort=False):
             block = block.set_index("method").reindex(methods)
-            texts = [fmt(block.loc[m]) if pd.notna(block.loc[m, "mean"]) else ("–", False)
+            texts = [fmt(block.loc[m]) if pd.notna(block.loc[m, value]) else ("–", False)
                      for m in methods]
-            row = [noise, _rate(rate, bool(block["identifiable"].dropna().all()))]
+            ident = bool(block["identifiable"].dropna().all()) if "identifiable" in block else True
+            row = [noise, _rate(rate, ident)]
             row += [t for t, _ in texts]
             b = [False, False] + [x for _, x in texts]
             if extra_col:
@@ -193,7 +197,7 @@ def _grid_tables(cells: pd.DataFrame, fmt, title: str, notes, extra_col=None) ->
             bold.append(b)
         cols = ["noise", "rate", *methods] + ([extra_col[0]] if extra_col else [])
         t_notes = list(notes)
-        if not ds["identifiable"].all():
+        if "identifiable" in ds and not ds["identifiable"].all():
             t_notes.append(DAGGER_NOTE)
         tables.append(Table(f"{dataset} ({backbone}): {title}", cols, rows, bold,
                             align="lr" + "r" * (len(cols) - 2), notes=t_notes))
@@ -211,7 +215,7 @@ def ci_tables(cells: pd.DataFrame) -> list[Table]:
     def res(block):
         return _pm(block["test_hw"][block["mean"].idxmax()]) if block["mean"].notna().any() \
             else "–"
-    return _grid_tables(cells, fmt, "test accuracy (%), mean of the last 5 epochs, with 95 % CI "
+    return grid_tables(cells, fmt, "test accuracy (%), mean of the last 5 epochs, with 95 % CI "
                         "over seeds; best per row in bold", [CI_NOTE, RES_NOTE, TIE_NOTE],
                         extra_col=("±test", res))
 
@@ -224,7 +228,7 @@ def ceiling_tables(cells: pd.DataFrame) -> list[Table]:
     def fmt(r):
         ok = bool(np.isfinite(r["ceiling_frac"]))
         return (_f(r["ceiling_frac"], 2) if ok else "n/a"), ok and bool(r["best"])
-    tables = _grid_tables(noisy, fmt, "fraction of the clean ceiling recovered, "
+    tables = grid_tables(noisy, fmt, "fraction of the clean ceiling recovered, "
                           "(method − chance) / (clean CE − chance)", [CHANCE_NOTE])
     for t, ((dataset, backbone), ds) in zip(tables, noisy.groupby(["dataset", "backbone"],
                                                                   sort=False)):
@@ -482,7 +486,7 @@ def imbalance_render(imb: pd.DataFrame, info: pd.DataFrame, cells: pd.DataFrame)
                    "per-class F1; all means of the last 5 epochs. A method that ranks high on "
                    "accuracy but low on balanced accuracy is favouring the majority class."]))
         ds = cells[(cells["dataset"] == dataset) & (cells["backbone"] == backbone)]
-        tables += _grid_tables(ds, lambda r: (f"{r['mean']:.1f} / {r['balanced_acc']:.1f} / "
+        tables += grid_tables(ds, lambda r: (f"{r['mean']:.1f} / {r['balanced_acc']:.1f} / "
                                                f"{r['macro_f1']:.1f}", False),
                                "per cell, accuracy / balanced accuracy / macro-F1 (%)", [])
     return tables
@@ -507,7 +511,7 @@ def summary_tables(summary: pd.DataFrame) -> list[Table]:
     best = cells.groupby(["dataset", "backbone", "noise", "rate"], sort=False)["mean"] \
         .transform(lambda s: s.round(1).max())
     cells["best"] = cells["mean"].round(1) == best
-    return _grid_tables(cells, fmt, SUMMARY_TITLE, [])
+    return grid_tables(cells, fmt, SUMMARY_TITLE, [])
 
 
 def ranking_tables(rank: pd.DataFrame) -> list[Table]:
