@@ -6,7 +6,6 @@ written through :func:`lnm.checksum.artifact` (atomic, with a SHA-256 sidecar).
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Iterable
@@ -129,34 +128,15 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return _sort(out, ["dataset", "backbone", "noise", "rate", "method"])
 
 
-def _fmt(mean: float, std: float, bold: bool) -> str:
-    if math.isnan(mean):
-        return "–"
-    text = f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
-    return f"**{text}**" if bold else text
-
-
 def summary_markdown(summary: pd.DataFrame) -> str:
     """Markdown tables (one per dataset and backbone) of headline ``mean ± std`` over seeds:
-    rows = (noise, rate), columns = methods, best mean per row in bold, † = not identifiable."""
-    mean, std = f"{HEADLINE}_mean", f"{HEADLINE}_std"
-    parts = [f"# Test accuracy (%), mean of the last 5 epochs, mean ± std over seeds\n"]
-    for (dataset, backbone), cell in summary.groupby(["dataset", "backbone"], sort=False):
-        methods = ordered(cell["method"], METHODS)
-        lines = [f"## {dataset} ({backbone})", "",
-                 "| noise | rate | " + " | ".join(methods) + " |",
-                 "|---|---:|" + "---:|" * len(methods)]
-        for (noise, rate), row in cell.groupby(["noise", "rate"], sort=False):
-            row = row.set_index("method").reindex(methods)
-            rounded = row[mean].round(1)  # ties at the printed precision are all best
-            bold = rounded == rounded.max()
-            cells = [_fmt(m, s, b) for m, s, b in zip(row[mean], row[std], bold)]
-            dagger = "" if row["identifiable"].dropna().all() else " †"
-            lines.append(f"| {noise} | {rate:g}{dagger} | " + " | ".join(cells) + " |")
-        if not cell["identifiable"].all():
-            lines += ["", DAGGER_NOTE]
-        parts.append("\n".join(lines) + "\n")
-    return "\n".join(parts)
+    rows = (noise, rate), columns = methods, best mean per row in bold, † = not identifiable.
+    The same tables as ``summary.tex``/``summary.html`` (:func:`lnm.report.tables.summary_tables`)."""
+    from lnm.report.render import to_markdown
+    from lnm.report.tables import summary_tables  # tables builds on this module
+
+    return to_markdown(summary_tables(summary, title=""),
+                       "Test accuracy (%), mean of the last 5 epochs, mean ± std over seeds")
 
 
 def ranking(runs: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lnm.checksum import artifact, verify
-from lnm.report.aggregate import CELL_KEYS, METHODS, RUN_KEYS, _sort, ordered
+from lnm.report.aggregate import CELL_KEYS, RUN_KEYS, _sort
 from lnm.report.render import Table, to_html, to_markdown
 from lnm.report.tables import grid_tables
 

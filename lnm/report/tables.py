@@ -26,7 +26,7 @@ import pandas as pd
 
 from lnm.checksum import artifact
 from lnm.report import stats
-from lnm.report.aggregate import (CELL_KEYS, DAGGER_NOTE, HEADLINE, METHODS, NOISES, _sort,
+from lnm.report.aggregate import (CELL_KEYS, DAGGER_NOTE, HEADLINE, METHODS, _sort,
                                   ordered)
 from lnm.report.render import Table, to_html, to_latex, to_markdown
 
@@ -199,7 +199,8 @@ def grid_tables(cells: pd.DataFrame, fmt, title: str, notes, extra_col=None,
         t_notes = list(notes)
         if "identifiable" in ds and not ds["identifiable"].all():
             t_notes.append(DAGGER_NOTE)
-        tables.append(Table(f"{dataset} ({backbone}): {title}", cols, rows, bold,
+        name = f"{dataset} ({backbone})" + (f": {title}" if title else "")
+        tables.append(Table(name, cols, rows, bold,
                             align="lr" + "r" * (len(cols) - 2), notes=t_notes))
     return tables
 
@@ -498,7 +499,7 @@ SUMMARY_TITLE = ("test accuracy (%), mean of the last 5 epochs, mean ± std over
                  "row in bold")
 
 
-def summary_tables(summary: pd.DataFrame) -> list[Table]:
+def summary_tables(summary: pd.DataFrame, title: str = SUMMARY_TITLE) -> list[Table]:
     """The per-cell table of :func:`lnm.report.aggregate.summary_markdown` (same rounding, bold
     and †) as :class:`Table` objects, for the LaTeX and HTML renderings."""
     mean, std = f"{HEADLINE}_mean", f"{HEADLINE}_std"
@@ -511,7 +512,7 @@ def summary_tables(summary: pd.DataFrame) -> list[Table]:
     best = cells.groupby(["dataset", "backbone", "noise", "rate"], sort=False)["mean"] \
         .transform(lambda s: s.round(1).max())
     cells["best"] = cells["mean"].round(1) == best
-    return grid_tables(cells, fmt, SUMMARY_TITLE, [])
+    return grid_tables(cells, fmt, title, [])
 
 
 def ranking_tables(rank: pd.DataFrame) -> list[Table]:
