@@ -80,7 +80,7 @@ def artifact(path: str | os.PathLike) -> Iterator[Path]:
 def write_bytes(path: str | os.PathLike, data: bytes) -> str:
     with artifact(path) as tmp:
         tmp.write_bytes(data)
-    return sha256(path)
+    return hashlib.sha256(data).hexdigest()  # what the sidecar recorded, without re-reading
 
 
 def write_text(path: str | os.PathLike, text: str) -> str:
