@@ -11,6 +11,7 @@ conventional pipeline is a torch Dataset returning PIL images through torchvisio
 
 Prints one line per (device, pipeline) with images/s, and the speed-up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,7 +72,7 @@ def lnm_batches(images_dev, labels_dev, aug, batch, epoch):
     gen = epoch_generator(0, epoch)
     perm = torch.randperm(len(images_dev), generator=gen).to(images_dev.device)
     for s in range(0, len(perm) - len(perm) % batch, batch):
-        idx = perm[s:s + batch]
+        idx = perm[s : s + batch]
         yield aug(images_dev[idx], gen), labels_dev[idx]
 
 
@@ -96,25 +97,41 @@ def bench(device, images, labels, num_classes, args):
             aug = Augmenter(mean, std, crop_padding=4, hflip=True, device=device)
             x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
             y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
-            fn = lambda e: train_steps(model, opt, lnm_batches(x, y, aug, args.batch, e), device)  # noqa: E731
+            fn = lambda e: train_steps(model, opt, lnm_batches(x, y, aug, args.batch, e), device)  # noqa: B023 (called in this iteration)
         else:
-            tf = transforms.Compose([transforms.RandomCrop(images.shape[1], padding=4),
-                                     transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-                                     transforms.Normalize(mean.tolist(), std.tolist())])
-            loader = DataLoader(PILDataset(images, labels, tf), batch_size=args.batch,
-                                shuffle=True, drop_last=True, num_workers=args.workers,
-                                pin_memory=device.type == "cuda",
-                                persistent_workers=args.workers > 0)
-            fn = lambda e: train_steps(model, opt, loader, device)  # noqa: E731
+            tf = transforms.Compose(
+                [
+                    transforms.RandomCrop(images.shape[1], padding=4),
+                    transforms.RandomHorizontalFlip(),
+                    transforms.ToTensor(),
+                    transforms.Normalize(mean.tolist(), std.tolist()),
+                ]
+            )
+            loader = DataLoader(
+                PILDataset(images, labels, tf),
+                batch_size=args.batch,
+                shuffle=True,
+                drop_last=True,
+                num_workers=args.workers,
+                pin_memory=device.type == "cuda",
+                persistent_workers=args.workers > 0,
+            )
+            fn = lambda e: train_steps(model, opt, loader, device)  # noqa: B023 (called in this iteration)
         results[pipeline] = measure(fn, args.epochs)
-        print(f"{device.type:5s} {args.backbone:9s} {pipeline:10s} {results[pipeline]:9.1f} images/s",
-              flush=True)
-    print(f"{device.type:5s} {args.backbone:9s} speed-up   {results['lnm'] / results['dataloader']:9.2f}x",
-          flush=True)
+        print(
+            f"{device.type:5s} {args.backbone:9s} {pipeline:10s} {results[pipeline]:9.1f} images/s",
+            flush=True,
+        )
+    print(
+        f"{device.type:5s} {args.backbone:9s} speed-up   {results['lnm'] / results['dataloader']:9.2f}x",
+        flush=True,
+    )
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--h5", help="an lnm HDF5 file (default: synthetic images)")
     p.add_argument("--n", type=int, default=2048, help="synthetic: number of images")
     p.add_argument("--size", type=int, default=28)
@@ -127,8 +144,10 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     images, labels, num_classes = load(args)
-    print(f"{len(images)} images {images.shape[1:]}, batch {args.batch}, {args.epochs} timed epochs, "
-          f"{args.threads} torch threads, {args.workers} DataLoader workers")
+    print(
+        f"{len(images)} images {images.shape[1:]}, batch {args.batch}, {args.epochs} timed epochs, "
+        f"{args.threads} torch threads, {args.workers} DataLoader workers"
+    )
     bench(torch.device("cpu"), images, labels, num_classes, args)
     if torch.cuda.is_available():
         bench(torch.device("cuda"), images, labels, num_classes, args)

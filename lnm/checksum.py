@@ -3,14 +3,15 @@
 Each artifact ``X`` gets a sidecar ``X.sha256`` in ``sha256sum`` format (``<hex>  <name>``).
 Consumers call :func:`verify` before reading; a tampered or truncated file is refused by name.
 """
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 SUFFIX = ".sha256"
 
@@ -90,8 +91,10 @@ def write_text(path: str | os.PathLike, text: str) -> str:
 def recorded(path: str | os.PathLike) -> str:
     side = sidecar(path)
     if not side.exists():
-        raise ChecksumError(f"{path}: no checksum record {side.name}; the artifact was not "
-                            "written by this workflow or its record was deleted")
+        raise ChecksumError(
+            f"{path}: no checksum record {side.name}; the artifact was not "
+            "written by this workflow or its record was deleted"
+        )
     text = side.read_text().split()
     if not text or len(text[0]) != 64:
         raise ChecksumError(f"{side}: malformed checksum record")
@@ -107,5 +110,6 @@ def verify(path: str | os.PathLike) -> str:
     if actual != expected:
         raise ChecksumError(
             f"{path}: SHA-256 mismatch (recorded {expected}, actual {actual}); the file was "
-            "modified or truncated after it was written. Delete it and re-run the workflow.")
+            "modified or truncated after it was written. Delete it and re-run the workflow."
+        )
     return actual

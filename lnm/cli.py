@@ -8,6 +8,7 @@
     lnm aggregate  --out results/tables runs/*/metrics.json
     lnm validate   --config config.yaml [--config presets/demo.yaml]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,15 @@ def _cmd_preprocess(a):
 def _cmd_noise(a):
     from .noise import generate_noise_file
 
-    res = generate_noise_file(a.data, a.out, a.pattern, a.rate, a.noise_seed,
-                              noisy_val=not a.clean_val, std=a.instance_std)
+    res = generate_noise_file(
+        a.data,
+        a.out,
+        a.pattern,
+        a.rate,
+        a.noise_seed,
+        noisy_val=not a.clean_val,
+        std=a.instance_std,
+    )
     print(f"{a.out}: realised rate {res['realised_rate']:.4f}, identifiable {res['identifiable']}")
 
 
@@ -53,10 +61,25 @@ def _cmd_train(a):
     cfg = load_config(*a.config)
     attrs = load_h5(a.data).attrs
     nz = load_noise(a.noise)
-    spec = RunSpec.from_config(cfg, attrs["dataset"], nz["pattern"], nz["rate"], nz["noise_seed"],
-                               a.method, a.backbone, a.seed)
-    m = train_run(spec, a.data, a.noise, a.out, device=a.device or cfg["runtime"]["device"],
-                  threads=a.threads, keep_checkpoint=a.keep_checkpoint)
+    spec = RunSpec.from_config(
+        cfg,
+        attrs["dataset"],
+        nz["pattern"],
+        nz["rate"],
+        nz["noise_seed"],
+        a.method,
+        a.backbone,
+        a.seed,
+    )
+    m = train_run(
+        spec,
+        a.data,
+        a.noise,
+        a.out,
+        device=a.device or cfg["runtime"]["device"],
+        threads=a.threads,
+        keep_checkpoint=a.keep_checkpoint,
+    )
     print(f"{a.out}: test acc (mean of last {m['last_k']} epochs) {m['test_acc_last5']:.2f}%")
 
 
@@ -69,8 +92,9 @@ def _cmd_aggregate(a):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="lnm", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="lnm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("download", help="verify (or download) a MedMNIST file")
     s.add_argument("--dataset", required=True)

@@ -3,6 +3,7 @@
 The same validation runs in the Snakefile (at parse time) and in the ``lnm`` command. Errors
 name the key, the bad value and what is allowed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,8 +43,14 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"{key}: {value!r} is not allowed; allowed values: {arg}"
     if v == "required":
         return f"{key}: {err.message}"
-    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<",
-              "minItems": "at least", "pattern": "matching"}
+    bounds = {
+        "minimum": ">=",
+        "maximum": "<=",
+        "exclusiveMinimum": ">",
+        "exclusiveMaximum": "<",
+        "minItems": "at least",
+        "pattern": "matching",
+    }
     if v in bounds:
         return f"{key}: {value!r} is not allowed; must be {bounds[v]} {arg}"
     if v == "type":
@@ -76,8 +83,10 @@ def _defaults(schema: dict, config: dict, root: dict) -> None:
 def validate_config(config: dict) -> dict:
     """Validate in place (adding schema defaults); raise ConfigError listing every problem."""
     schema = load_schema()
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
-                    key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(config),
+        key=lambda e: list(map(str, e.absolute_path)),
+    )
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_explain(e) for e in errors))
     _defaults(schema, config, schema)
@@ -95,8 +104,10 @@ def _check_method_params(config: dict) -> None:
             continue  # a schema-listed method not implemented yet: refused when it is used
         unknown = sorted(set(params) - set(REGISTRY[name].defaults))
         if unknown:
-            problems.append(f"method_params.{name}: unknown key(s) {unknown}; allowed keys: "
-                            f"{sorted(REGISTRY[name].defaults)}")
+            problems.append(
+                f"method_params.{name}: unknown key(s) {unknown}; allowed keys: "
+                f"{sorted(REGISTRY[name].defaults)}"
+            )
     missing = [m for m in config["methods"] if m not in REGISTRY]
     if missing:
         problems.append(f"methods: {missing} not implemented; implemented: {sorted(REGISTRY)}")
@@ -131,7 +142,7 @@ def _merge(base: dict, new: dict) -> dict:
 class NoiseCell:
     dataset: str
     noise: str
-    rate: str          # formatted as in file names, e.g. "0.2"
+    rate: str  # formatted as in file names, e.g. "0.2"
     noise_seed: int
 
     @property
@@ -148,11 +159,19 @@ def noise_cells(config: dict) -> list[NoiseCell]:
     settings = [(p, fmt_rate(r)) for p, rates in noise["patterns"].items() for r in rates]
     if noise.get("clean", True):
         settings.insert(0, ("none", "0.0"))
-    return [NoiseCell(d, p, r, s) for d in config["datasets"] for p, r in settings
-            for s in noise.get("noise_seeds", [0])]
+    return [
+        NoiseCell(d, p, r, s)
+        for d in config["datasets"]
+        for p, r in settings
+        for s in noise.get("noise_seeds", [0])
+    ]
 
 
 def run_dirs(config: dict) -> list[str]:
     """Run folders relative to the results folder, in a stable order."""
-    return [f"runs/{c.dataset}/{c.tag}/{m}/{b}/s{s}" for c, m, b, s in itertools.product(
-        noise_cells(config), config["methods"], config["backbones"], config["seeds"])]
+    return [
+        f"runs/{c.dataset}/{c.tag}/{m}/{b}/s{s}"
+        for c, m, b, s in itertools.product(
+            noise_cells(config), config["methods"], config["backbones"], config["seeds"]
+        )
+    ]

@@ -12,6 +12,7 @@ fraction of a modern GPU): pass ``--resources gpu=<devices x slots>``.
 Under SLURM (``SLURM_JOB_ID`` set) the scheduler already sets ``CUDA_VISIBLE_DEVICES``; the pool
 is not used. Without any GPU, jobs run on the CPU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def visible_gpus() -> list[str]:
@@ -33,8 +34,12 @@ def visible_gpus() -> list[str]:
         return [d for d in env.split(",") if d.strip() not in ("", "-1")]
     if shutil.which("nvidia-smi"):
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=30)
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             if out.returncode == 0:
                 return [line.strip() for line in out.stdout.splitlines() if line.strip()]
         except (OSError, subprocess.SubprocessError):
@@ -43,8 +48,12 @@ def visible_gpus() -> list[str]:
 
 
 class GpuPool:
-    def __init__(self, lock_dir: str | os.PathLike, devices: list[str] | None = None,
-                 slots_per_device: int = 1):
+    def __init__(
+        self,
+        lock_dir: str | os.PathLike,
+        devices: list[str] | None = None,
+        slots_per_device: int = 1,
+    ):
         if slots_per_device < 1:
             raise ValueError(f"slots_per_device {slots_per_device!r}; allowed: an integer >= 1")
         self.lock_dir = Path(lock_dir)
@@ -53,8 +62,11 @@ class GpuPool:
 
     def _slot_paths(self) -> list[tuple[str, Path]]:
         # device-major order over slots: fill every device's first slot before any second slot
-        return [(d, self.lock_dir / f"gpu{d}.slot{k}.lock")
-                for k in range(self.slots) for d in self.devices]
+        return [
+            (d, self.lock_dir / f"gpu{d}.slot{k}.lock")
+            for k in range(self.slots)
+            for d in self.devices
+        ]
 
     @contextlib.contextmanager
     def acquire(self, timeout: float = 3600.0, poll: float = 0.5) -> Iterator[str | None]:
@@ -81,9 +93,11 @@ class GpuPool:
                     os.close(fd)
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no free GPU slot in {self.lock_dir} after {timeout:.0f} s "
-                                   f"({len(self.devices)} devices x {self.slots} slots); is "
-                                   "--resources gpu larger than devices x gpu_slots_per_device?")
+                raise TimeoutError(
+                    f"no free GPU slot in {self.lock_dir} after {timeout:.0f} s "
+                    f"({len(self.devices)} devices x {self.slots} slots); is "
+                    "--resources gpu larger than devices x gpu_slots_per_device?"
+                )
             time.sleep(poll)
 
 
@@ -92,9 +106,13 @@ def default_lock_dir() -> Path:
 
 
 @contextlib.contextmanager
-def assigned_device(gpus: int, lock_dir: str | os.PathLike | None = None,
-                    slots_per_device: int = 1, threads: int = 1,
-                    prefer: str = "auto") -> Iterator[str]:
+def assigned_device(
+    gpus: int,
+    lock_dir: str | os.PathLike | None = None,
+    slots_per_device: int = 1,
+    threads: int = 1,
+    prefer: str = "auto",
+) -> Iterator[str]:
     """The torch device string for a training job, holding a GPU slot while it runs.
 
     ``prefer`` other than ``auto`` (``cpu``, ``cuda:1``) is used as it is. ``gpus == 0`` or no
@@ -126,7 +144,9 @@ def assigned_device(gpus: int, lock_dir: str | os.PathLike | None = None,
             if torch.cuda.is_available():
                 yield "cuda"
             else:  # a driver without a CUDA-enabled torch: say so, then use the CPU
-                print(f"GPU {device} assigned but this torch build has no CUDA; using the CPU",
-                      file=sys.stderr)
+                print(
+                    f"GPU {device} assigned but this torch build has no CUDA; using the CPU",
+                    file=sys.stderr,
+                )
                 torch.set_num_threads(max(1, threads))
                 yield "cpu"

@@ -1,11 +1,12 @@
 """Glue for workflow_scripts/: send a stage's log lines to its Snakemake log file."""
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import sys
 import traceback
-from typing import Iterator
+from collections.abc import Iterator
 
 
 @contextlib.contextmanager

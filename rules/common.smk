@@ -36,8 +36,15 @@ def pkg(*names):
 
     A name ending in ``/`` stands for every module of that sub-package."""
     root = os.path.join(workflow.basedir, "lnm")
-    return [f for n in names for f in (
-        sorted(glob.glob(os.path.join(root, n, "*.py"))) if n.endswith("/") else [os.path.join(root, n)])]
+    return [
+        f
+        for n in names
+        for f in (
+            sorted(glob.glob(os.path.join(root, n, "*.py")))
+            if n.endswith("/")
+            else [os.path.join(root, n)]
+        )
+    ]
 
 
 # Code each stage executes: editing a file reruns exactly the stages that run it.
@@ -62,19 +69,28 @@ def patterns():
 
 def figure_targets():
     """Every figure of the report (see rules/report.smk); report_targets() lists the rest."""
-    figs = [f"{RES}/figures/acc_vs_rate_{d}.png" for d in config["datasets"]] if patterns() else []
+    figs = (
+        [f"{RES}/figures/acc_vs_rate_{d}.png" for d in config["datasets"]]
+        if patterns()
+        else []
+    )
     if patterns():
         figs += [f"{RES}/figures/ranking_{p}.png" for p in patterns() + ["overall"]]
-        figs += [f"{RES}/figures/selection_{d}_{s}.png" for d in config["datasets"]
-                 for s in noisy_settings()]
+        figs += [
+            f"{RES}/figures/selection_{d}_{s}.png"
+            for d in config["datasets"]
+            for s in noisy_settings()
+        ]
         figs.append(f"{RES}/figures/cd_diagram.png")
     figs += [f"{RES}/figures/recall_{d}.png" for d in config["datasets"]]
     return figs
 
 
 def table_targets():
-    return [f"{RES}/tables/{t}" for t in
-            AGGREGATE_TABLES + STAT_TABLES + DIAGNOSTIC_TABLES + METADATA_TABLES]
+    return [
+        f"{RES}/tables/{t}"
+        for t in AGGREGATE_TABLES + STAT_TABLES + DIAGNOSTIC_TABLES + METADATA_TABLES
+    ]
 
 
 def final_targets():
@@ -85,27 +101,51 @@ def manifest_inputs(w):
     raws = [f"{RES}/raw/{d}_{SIZE}.json" for d in config["datasets"]]
     data = [f"{RES}/data/{d}_{SIZE}.h5" for d in config["datasets"]]
     noise = [f"{RES}/noise/{c.dataset}/{c.tag}.npz" for c in noise_cells(config)]
-    runs = [f"{RES}/{d}/{f}" for d in run_dirs(config)
-            for f in ("metrics.json", "per_epoch.csv", "test_probs.npz")]
+    runs = [
+        f"{RES}/{d}/{f}"
+        for d in run_dirs(config)
+        for f in ("metrics.json", "per_epoch.csv", "test_probs.npz")
+    ]
     return sums(*raws, *data, *noise, *runs, *table_targets(), *figure_targets())
 
 
 def run_spec(w):
     """Canonical, result-relevant parameters only: they decide when a run is redone."""
-    return RunSpec.from_config(config, w.dataset, w.noise, w.rate, w.noise_seed, w.method,
-                               w.backbone, w.seed).to_dict()
+    return RunSpec.from_config(
+        config, w.dataset, w.noise, w.rate, w.noise_seed, w.method, w.backbone, w.seed
+    ).to_dict()
 
 
 # ---------------------------------------------------------------- report: tables, statistics
 from lnm.config import fmt_rate  # noqa: E402
 
 # Files each report rule writes under {RES}/tables (tests check them against lnm.report).
-AGGREGATE_TABLES = ("runs.csv", "summary.csv", "summary.md", "summary.tex", "summary.html",
-                    "ranking.csv", "ranking.html")
-STAT_TABLES = ("cells.csv", "cells.md", "cells.tex", "cells.html", "resolution.csv",
-               "ranks.csv", "friedman.csv", "ranks.html", "wilcoxon.csv", "wilcoxon.html",
-               "variance.csv", "variance.html", "imbalance.csv", "imbalance.html",
-               "statistics.md")
+AGGREGATE_TABLES = (
+    "runs.csv",
+    "summary.csv",
+    "summary.md",
+    "summary.tex",
+    "summary.html",
+    "ranking.csv",
+    "ranking.html",
+)
+STAT_TABLES = (
+    "cells.csv",
+    "cells.md",
+    "cells.tex",
+    "cells.html",
+    "resolution.csv",
+    "ranks.csv",
+    "friedman.csv",
+    "ranks.html",
+    "wilcoxon.csv",
+    "wilcoxon.html",
+    "variance.csv",
+    "variance.html",
+    "imbalance.csv",
+    "imbalance.html",
+    "statistics.md",
+)
 DIAGNOSTIC_TABLES = ("per_epoch.csv", "selection.csv", "selection.md", "selection.html")
 METADATA_TABLES = ("config.yaml", "versions.csv", "run_metadata.html")
 
@@ -118,8 +158,11 @@ CODE_PLOTS = CODE_STATS + pkg("report/figures.py")
 
 def noisy_settings():
     """'{noise}-{rate}' of every noisy setting, as in noise-file and figure names."""
-    return [f"{p}-{fmt_rate(r)}" for p, rates in config["noise"]["patterns"].items()
-            for r in rates]
+    return [
+        f"{p}-{fmt_rate(r)}"
+        for p, rates in config["noise"]["patterns"].items()
+        for r in rates
+    ]
 
 
 def run_files(*names):
@@ -135,8 +178,15 @@ def sidecars(paths):
 def reported(path, caption, category, subcategory=None):
     """An artifact marked for `snakemake --report` (caption report/<caption>.rst), and its
     SHA-256 sidecar."""
-    return [report(path, caption=f"../report/{caption}.rst", category=category,
-                   subcategory=subcategory), f"{path}.sha256"]
+    return [
+        report(
+            path,
+            caption=f"../report/{caption}.rst",
+            category=category,
+            subcategory=subcategory,
+        ),
+        f"{path}.sha256",
+    ]
 
 
 def tables(*names):

@@ -4,14 +4,14 @@
 rule download:
     output:
         multiext(f"{RES}/raw/{{dataset}}_{{size}}", ".json", ".json.sha256"),
-    params:
-        raw_dir=config["raw_dir"],
-        allow_download=config["allow_download"],
-    conda:
-        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/download/{{dataset}}_{{size}}.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
+    params:
+        raw_dir=config["raw_dir"],
+        allow_download=config["allow_download"],
     script:
         "../workflow_scripts/download.py"
 
@@ -22,11 +22,11 @@ rule preprocess:
         code=CODE_CORE,
     output:
         multiext(f"{RES}/data/{{dataset}}_{{size}}", ".h5", ".h5.sha256"),
-    conda:
-        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/preprocess/{{dataset}}_{{size}}.log",
     benchmark:
         f"{RES}/benchmarks/preprocess/{{dataset}}_{{size}}.tsv"
+    conda:
+        "../envs/lnm.yaml"
     script:
         "../workflow_scripts/preprocess.py"

@@ -6,13 +6,17 @@ rule noise:
         sums(f"{RES}/data/{{dataset}}_{SIZE}.h5"),
         code=CODE_NOISE,
     output:
-        multiext(f"{RES}/noise/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}", ".npz", ".npz.sha256"),
+        multiext(
+            f"{RES}/noise/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}",
+            ".npz",
+            ".npz.sha256",
+        ),
+    log:
+        f"{RES}/logs/noise/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}.log",
+    conda:
+        "../envs/lnm.yaml"
     params:
         noisy_val=config["noise"]["noisy_val"],
         instance_std=config["noise"]["instance_std"],
-    conda:
-        "../envs/lnm.yaml"
-    log:
-        f"{RES}/logs/noise/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}.log",
     script:
         "../workflow_scripts/noise.py"

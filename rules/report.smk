@@ -16,11 +16,11 @@ rule aggregate:
         reported(f"{RES}/tables/summary.tex", "latex", "8. Data files"),
         reported(f"{RES}/tables/ranking.html", "ranking_table", "1. Ranking"),
         reported(f"{RES}/tables/summary.html", "summary", "3. Per-cell results"),
-    conda:
-        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/aggregate.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -31,8 +31,17 @@ rule statistics:
         code=CODE_STATS,
     output:
         reported(f"{RES}/tables/cells.csv", "cells_csv", "8. Data files"),
-        sums(*tables("cells.md", "resolution.csv", "ranks.csv", "friedman.csv", "wilcoxon.csv",
-                     "variance.csv", "imbalance.csv")),
+        sums(
+            *tables(
+                "cells.md",
+                "resolution.csv",
+                "ranks.csv",
+                "friedman.csv",
+                "wilcoxon.csv",
+                "variance.csv",
+                "imbalance.csv",
+            )
+        ),
         reported(f"{RES}/tables/cells.tex", "latex", "8. Data files"),
         reported(f"{RES}/tables/statistics.md", "statistics_md", "8. Data files"),
         reported(f"{RES}/tables/cells.html", "cells", "3. Per-cell results"),
@@ -40,11 +49,11 @@ rule statistics:
         reported(f"{RES}/tables/wilcoxon.html", "wilcoxon", "4. Statistics"),
         reported(f"{RES}/tables/variance.html", "variance", "4. Statistics"),
         reported(f"{RES}/tables/imbalance.html", "imbalance", "6. Imbalance"),
-    conda:
-        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/statistics.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
     script:
         "../workflow_scripts/statistics.py"
 
@@ -57,12 +66,16 @@ rule diagnostics:
         code=CODE_DIAGNOSTICS,
     output:
         sums(*tables("per_epoch.csv", "selection.csv", "selection.md")),
-        reported(f"{RES}/tables/selection.html", "selection_table", "5. Selection diagnostics"),
-    conda:
-        "../envs/lnm.yaml"
+        reported(
+            f"{RES}/tables/selection.html",
+            "selection_table",
+            "5. Selection diagnostics",
+        ),
     log:
         f"{RES}/logs/diagnostics.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
     script:
         "../workflow_scripts/diagnostics.py"
 
@@ -76,13 +89,13 @@ rule run_metadata:
         reported(f"{RES}/tables/run_metadata.html", "run_metadata", "7. Run metadata"),
         reported(f"{RES}/tables/config.yaml", "config", "7. Run metadata"),
         reported(f"{RES}/tables/versions.csv", "versions", "7. Run metadata"),
-    params:
-        config=config,
-    conda:
-        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/run_metadata.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
+    params:
+        config=config,
     script:
         "../workflow_scripts/metadata.py"
 
@@ -92,13 +105,16 @@ rule figure_acc_vs_rate:
         sums(f"{RES}/tables/runs.csv"),
         code=CODE_PLOTS,
     output:
-        reported(f"{RES}/figures/acc_vs_rate_{{dataset}}.png", "acc_vs_rate",
-                 "2. Accuracy vs noise rate"),
-    conda:
-        "../envs/lnm.yaml"
+        reported(
+            f"{RES}/figures/acc_vs_rate_{{dataset}}.png",
+            "acc_vs_rate",
+            "2. Accuracy vs noise rate",
+        ),
     log:
         f"{RES}/logs/figures/acc_vs_rate_{{dataset}}.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
     script:
         "../workflow_scripts/figures.py"
 
@@ -109,11 +125,11 @@ rule figure_ranking:
         code=CODE_PLOTS,
     output:
         reported(f"{RES}/figures/ranking_{{pattern}}.png", "ranking", "1. Ranking"),
-    conda:
-        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/figures/ranking_{{pattern}}.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
     script:
         "../workflow_scripts/figures.py"
 
@@ -123,13 +139,17 @@ rule figure_selection:
         sums(f"{RES}/tables/per_epoch.csv"),
         code=CODE_PLOTS,
     output:
-        reported(f"{RES}/figures/selection_{{dataset}}_{{noise}}-{{rate}}.png", "selection",
-                 "5. Selection diagnostics", "{dataset}"),
-    conda:
-        "../envs/lnm.yaml"
+        reported(
+            f"{RES}/figures/selection_{{dataset}}_{{noise}}-{{rate}}.png",
+            "selection",
+            "5. Selection diagnostics",
+            "{dataset}",
+        ),
     log:
         f"{RES}/logs/figures/selection_{{dataset}}_{{noise}}-{{rate}}.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
     script:
         "../workflow_scripts/figures.py"
 
@@ -140,11 +160,11 @@ rule figure_cd_diagram:
         code=CODE_PLOTS,
     output:
         reported(f"{RES}/figures/cd_diagram.png", "cd_diagram", "4. Statistics"),
-    conda:
-        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/figures/cd_diagram.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
     script:
         "../workflow_scripts/figures.py"
 
@@ -155,11 +175,11 @@ rule figure_recall:
         code=CODE_PLOTS,
     output:
         reported(f"{RES}/figures/recall_{{dataset}}.png", "recall", "6. Imbalance"),
-    conda:
-        "../envs/lnm.yaml"
     log:
         f"{RES}/logs/figures/recall_{{dataset}}.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
     script:
         "../workflow_scripts/figures.py"
 
@@ -168,14 +188,17 @@ rule manifest:
     input:
         manifest_inputs,
     output:
-        report(f"{RES}/MANIFEST.sha256", caption="../report/manifest.rst",
-               category="7. Run metadata"),
-    params:
-        root=lambda w, output: os.path.dirname(output[0]),
-    conda:
-        "../envs/lnm.yaml"
+        report(
+            f"{RES}/MANIFEST.sha256",
+            caption="../report/manifest.rst",
+            category="7. Run metadata",
+        ),
     log:
         f"{RES}/logs/manifest.log",
     localrule: True
+    conda:
+        "../envs/lnm.yaml"
+    params:
+        root=lambda w, output: os.path.dirname(output[0]),
     script:
         "../workflow_scripts/manifest.py"

@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_MEDMNIST = REPO.parent / "shared" / "data" / "medmnist"
 
 
-def make_h5(path: Path, n=(96, 32, 48), num_classes=3, size=8, channels=1, seed=0,
-            signal=150, noise=60) -> Path:
+def make_h5(
+    path: Path, n=(96, 32, 48), num_classes=3, size=8, channels=1, seed=0, signal=150, noise=60
+) -> Path:
     """A tiny learnable dataset in the layout of lnm.data.hdf5: class c brightens band c."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,10 +30,18 @@ def make_h5(path: Path, n=(96, 32, 48), num_classes=3, size=8, channels=1, seed=
             g = h5.create_group(split)
             g["images"] = x.clip(0, 255).astype(np.uint8)
             g["labels"] = y.astype(np.int64)
-        h5.attrs.update(dataset="synthetic", size=size, task="multi-class", n_channels=channels,
-                        n_classes=num_classes, classes=json.dumps([f"c{i}" for i in range(num_classes)]),
-                        source_md5="0" * 32, source_sha256="0" * 64,
-                        mean=np.full(channels, 0.35), std=np.full(channels, 0.3))
+        h5.attrs.update(
+            dataset="synthetic",
+            size=size,
+            task="multi-class",
+            n_channels=channels,
+            n_classes=num_classes,
+            classes=json.dumps([f"c{i}" for i in range(num_classes)]),
+            source_md5="0" * 32,
+            source_sha256="0" * 64,
+            mean=np.full(channels, 0.35),
+            std=np.full(channels, 0.3),
+        )
     write_sidecar(path)
     return path
 
@@ -49,9 +58,19 @@ def shared_medmnist():
     return SHARED_MEDMNIST
 
 
-def run_method(tmp_path, method: str, epochs: int = 3, noise: str = "symmetric", rate: float = 0.4,
-               params: dict | None = None, log=None, out: str = "run", h5: Path | None = None,
-               device_override: str = "cpu", **spec_kw):
+def run_method(
+    tmp_path,
+    method: str,
+    epochs: int = 3,
+    noise: str = "symmetric",
+    rate: float = 0.4,
+    params: dict | None = None,
+    log=None,
+    out: str = "run",
+    h5: Path | None = None,
+    device_override: str = "cpu",
+    **spec_kw,
+):
     """Train ``method`` on a tiny synthetic problem; returns (metrics, out_dir)."""
     from lnm.noise import generate_noise_file
     from lnm.train.spec import RunSpec
@@ -63,29 +82,64 @@ def run_method(tmp_path, method: str, epochs: int = 3, noise: str = "symmetric",
     npz = tmp_path / f"noise-{noise}-{rate}.npz"
     if not npz.exists():
         generate_noise_file(h5, npz, noise, rate, 0)
-    kw = dict(dataset="synthetic", size=8, noise=noise, rate=rate, noise_seed=0, method=method,
-              backbone="resnet8", seed=0, epochs=epochs, batch_size=32,
-              optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9},
-              schedule={"name": "constant"}, augment={"crop_padding": 1, "hflip": True},
-              method_params=params or {}, last_k=2)
+    kw = dict(
+        dataset="synthetic",
+        size=8,
+        noise=noise,
+        rate=rate,
+        noise_seed=0,
+        method=method,
+        backbone="resnet8",
+        seed=0,
+        epochs=epochs,
+        batch_size=32,
+        optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        schedule={"name": "constant"},
+        augment={"crop_padding": 1, "hflip": True},
+        method_params=params or {},
+        last_k=2,
+    )
     kw.update(spec_kw)
     out_dir = tmp_path / out
-    metrics = train_run(RunSpec(**kw), h5, npz, out_dir, device=device_override, log=log or (lambda s: None))
+    metrics = train_run(
+        RunSpec(**kw), h5, npz, out_dir, device=device_override, log=log or (lambda s: None)
+    )
     return metrics, out_dir
 
 
 #: every rule but download and preprocess (the synthetic tests supply the HDF5 themselves)
-SYNTHETIC_RULES = ["noise", "train", "aggregate", "statistics", "diagnostics", "run_metadata",
-                   "figure_acc_vs_rate", "figure_ranking", "figure_selection",
-                   "figure_cd_diagram", "figure_recall", "manifest", "all"]
+SYNTHETIC_RULES = [
+    "noise",
+    "train",
+    "aggregate",
+    "statistics",
+    "diagnostics",
+    "run_metadata",
+    "figure_acc_vs_rate",
+    "figure_ranking",
+    "figure_selection",
+    "figure_cd_diagram",
+    "figure_recall",
+    "manifest",
+    "all",
+]
 
 
 def snakemake(*args, check=True, cwd=REPO) -> subprocess.CompletedProcess:
     """Run the workflow on the smoke preset (plus ``args``) in a subprocess."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
-           str(REPO / "presets" / "smoke.yaml"), *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONHASHSEED": "0"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--configfile",
+        str(REPO / "presets" / "smoke.yaml"),
+        *args,
+    ]
+    proc = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}
+    )
     if check and proc.returncode:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -99,11 +153,26 @@ def synthetic_smoke(tmp_path_factory):
     res = tmp_path_factory.mktemp("synthetic") / "results"
     h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(128, 40, 60), size=28, num_classes=3)
     # the record the download step would have written, pointing at the synthetic source
-    write_text(res / "raw" / "pathmnist_28.json", json.dumps(
-        {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic",
-         "sha256": verify(h5), "bytes": h5.stat().st_size}))
-    cfg = ["--config", f"results={res}", "datasets=[pathmnist]", "--allowed-rules",
-           *SYNTHETIC_RULES]
+    write_text(
+        res / "raw" / "pathmnist_28.json",
+        json.dumps(
+            {
+                "dataset": "pathmnist",
+                "size": 28,
+                "path": str(h5),
+                "md5": "synthetic",
+                "sha256": verify(h5),
+                "bytes": h5.stat().st_size,
+            }
+        ),
+    )
+    cfg = [
+        "--config",
+        f"results={res}",
+        "datasets=[pathmnist]",
+        "--allowed-rules",
+        *SYNTHETIC_RULES,
+    ]
     proc = snakemake(*cfg)
     assert "rule download" not in proc.stdout + proc.stderr
     return res, cfg

@@ -6,6 +6,7 @@ long enough for CE to start fitting the wrong labels (its test accuracy wobbles 
 1 − 0.4 = 60 %, what a random selection would get) and end at least as accurate as CE. Seeds are
 fixed, so the numbers are deterministic on a given CPU and torch version.
 """
+
 import pytest
 
 from lnm.methods import ORDER, REGISTRY
@@ -30,8 +31,9 @@ def test_all_eleven_methods_are_registered():
 @pytest.fixture(scope="module")
 def problem(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("behaviour")
-    h5 = make_h5(tmp / "tiny.h5", n=(300, 100, 300), num_classes=3, size=8, seed=3,
-                 signal=30, noise=120)
+    h5 = make_h5(
+        tmp / "tiny.h5", n=(300, 100, 300), num_classes=3, size=8, seed=3, signal=30, noise=120
+    )
     ce, _ = run_method(tmp, "ce", epochs=EPOCHS, h5=h5, out="ce", **RECIPE)
     return tmp, h5, ce
 
@@ -39,7 +41,8 @@ def problem(tmp_path_factory):
 @pytest.mark.parametrize("method", list(SELECTION))
 def test_selection_methods_trust_clean_samples_and_beat_ce(problem, method):
     tmp, h5, ce = problem
-    m, _ = run_method(tmp, method, epochs=EPOCHS, h5=h5, out=method, params=SELECTION[method],
-                      **RECIPE)
+    m, _ = run_method(
+        tmp, method, epochs=EPOCHS, h5=h5, out=method, params=SELECTION[method], **RECIPE
+    )
     assert m["selection"]["clean_ratio"] > 60.0, m["selection"]
     assert m["test_acc_last5"] >= ce["test_acc_last5"], (m["test_acc_last5"], ce["test_acc_last5"])

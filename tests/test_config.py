@@ -1,4 +1,5 @@
 """Config validation: every bad value is named with its key and what is allowed."""
+
 import copy
 from pathlib import Path
 
@@ -28,26 +29,38 @@ def bad(**patch):
 
 
 def test_shipped_configs_are_valid():
-    assert len(run_dirs(load_config(REPO / "config.yaml"))) == 4 * 9 * 11 * 3  # datasets x cells x methods x seeds
+    assert (
+        len(run_dirs(load_config(REPO / "config.yaml"))) == 4 * 9 * 11 * 3
+    )  # datasets x cells x methods x seeds
     demo = load_config(REPO / "config.yaml", REPO / "presets" / "demo.yaml")
     assert demo["datasets"] == ["breastmnist", "retinamnist"]
     assert [c.tag for c in noise_cells(demo)][:5] == [
-        "none-0.0-n0", "symmetric-0.2-n0", "symmetric-0.4-n0", "instance-0.2-n0", "instance-0.4-n0"]
+        "none-0.0-n0",
+        "symmetric-0.2-n0",
+        "symmetric-0.4-n0",
+        "instance-0.2-n0",
+        "instance-0.4-n0",
+    ]
     smoke = load_config(REPO / "config.yaml", REPO / "presets" / "smoke.yaml")
     assert [c.tag for c in noise_cells(smoke)] == ["none-0.0-n0", "symmetric-0.4-n0"]
 
 
-@pytest.mark.parametrize("patch, needles", [
-    ({"noise__patterns": {"symmetric": [1.5]}}, ["noise.patterns.symmetric[0]", "1.5", "< 1"]),
-    ({"methods": ["ce", "coteching"]}, ["methods[1]", "'coteching'", "allowed values", "'ce'"]),
-    ({"datasets": ["mnist"]}, ["datasets[0]", "'mnist'", "pathmnist"]),
-    ({"train__epochs": -3}, ["train.epochs", "-3", ">= 1"]),
-    ({"seeds": [-1]}, ["seeds[0]", "-1", ">= 0"]),
-    ({"size": 32}, ["size", "32", "[28, 64, 128, 224]"]),
-    ({"train__optimizer": {"name": "sgd", "lr": 0.1, "momentun": 0.9}},
-     ["'momentun'", "train.optimizer", "'momentum'"]),
-    ({"epcohs": 3}, ["'epcohs'", "top level", "allowed keys"]),
-])
+@pytest.mark.parametrize(
+    "patch, needles",
+    [
+        ({"noise__patterns": {"symmetric": [1.5]}}, ["noise.patterns.symmetric[0]", "1.5", "< 1"]),
+        ({"methods": ["ce", "coteching"]}, ["methods[1]", "'coteching'", "allowed values", "'ce'"]),
+        ({"datasets": ["mnist"]}, ["datasets[0]", "'mnist'", "pathmnist"]),
+        ({"train__epochs": -3}, ["train.epochs", "-3", ">= 1"]),
+        ({"seeds": [-1]}, ["seeds[0]", "-1", ">= 0"]),
+        ({"size": 32}, ["size", "32", "[28, 64, 128, 224]"]),
+        (
+            {"train__optimizer": {"name": "sgd", "lr": 0.1, "momentun": 0.9}},
+            ["'momentun'", "train.optimizer", "'momentum'"],
+        ),
+        ({"epcohs": 3}, ["'epcohs'", "top level", "allowed keys"]),
+    ],
+)
 def test_bad_values_are_named(patch, needles):
     msg = bad(**patch)
     for needle in needles:
@@ -72,9 +85,13 @@ def test_method_params_keys_are_checked_against_the_method():
 def test_reference_protocol_applies_the_method_recipe():
     from lnm.train.spec import RunSpec
 
-    cfg = load_config(REPO / "config.yaml", overrides={
-        "protocol": "reference",
-        "recipes": {"ce": {"batch_size": 16, "optimizer": {"name": "adam", "lr": 0.001}}}})
+    cfg = load_config(
+        REPO / "config.yaml",
+        overrides={
+            "protocol": "reference",
+            "recipes": {"ce": {"batch_size": 16, "optimizer": {"name": "adam", "lr": 0.001}}},
+        },
+    )
     spec = RunSpec.from_config(cfg, "pathmnist", "symmetric", "0.2", "0", "ce", "resnet50", "0")
     assert spec.batch_size == 16 and spec.optimizer["name"] == "adam"
     assert spec.optimizer["lr"] == 0.001 and spec.epochs == cfg["train"]["epochs"]
@@ -101,6 +118,10 @@ def test_run_params_keep_only_settings_the_run_uses():
     other = copy.deepcopy(cfg)
     other["train"]["schedule"]["milestones"] = [3, 7]
     other["train"]["optimizer"]["betas"] = [0.5, 0.9]
-    assert RunSpec.from_config(other, "breastmnist", "none", "0.0", "0", "ce", "resnet8",
-                               "0").to_dict() == spec.to_dict()
+    assert (
+        RunSpec.from_config(
+            other, "breastmnist", "none", "0.0", "0", "ce", "resnet8", "0"
+        ).to_dict()
+        == spec.to_dict()
+    )
     assert set(spec.optimizer) == {"name", "lr", "momentum", "nesterov", "weight_decay"}

@@ -1,4 +1,5 @@
 """Raw-file verification, download failures, preprocessing and checksum refusals."""
+
 import json
 import shutil
 
@@ -23,10 +24,14 @@ def test_dataset_and_size_errors_name_value_and_allowed():
 
 def _fake_npz(path, seed=0):
     rng = np.random.default_rng(seed)
-    arrays = {f"{s}_images": rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
-              for s, n in (("train", 546), ("val", 78), ("test", 156))}
-    arrays |= {f"{s}_labels": rng.integers(0, 2, (n, 1), dtype=np.uint8)
-               for s, n in (("train", 546), ("val", 78), ("test", 156))}
+    arrays = {
+        f"{s}_images": rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
+        for s, n in (("train", 546), ("val", 78), ("test", 156))
+    }
+    arrays |= {
+        f"{s}_labels": rng.integers(0, 2, (n, 1), dtype=np.uint8)
+        for s, n in (("train", 546), ("val", 78), ("test", 156))
+    }
     np.savez(path, **arrays)
 
 

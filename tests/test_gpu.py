@@ -1,4 +1,5 @@
 """The GPU slot pool: distinct devices for concurrent jobs, reclaiming dead holders, CPU fallback."""
+
 import os
 import signal
 import subprocess
@@ -23,8 +24,18 @@ with GpuPool(lock_dir, devices, slots).acquire(timeout=30, poll=0.05) as dev:
 
 def start_holder(tmp_path, name, devices="0,1,2", slots=1, hold=30.0):
     out = tmp_path / f"{name}.dev"
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "locks"), devices,
-                             str(slots), str(out), str(hold)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLDER,
+            str(tmp_path / "locks"),
+            devices,
+            str(slots),
+            str(out),
+            str(hold),
+        ]
+    )
     return proc, out
 
 

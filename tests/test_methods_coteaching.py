@@ -4,6 +4,7 @@ Most tests use "lookup" networks whose logits for training sample j are row j of
 matrix (the input is the one-hot of the sample's global index), so the logits are set by hand and
 the rows that changed after one SGD step are exactly the samples a network was trained on.
 """
+
 import copy
 import math
 from types import SimpleNamespace
@@ -14,8 +15,13 @@ import torch
 import torch.nn as nn
 
 from lnm.methods import REGISTRY, get_method
-from lnm.methods._selection import (cross_small_loss, forget_rate_schedule, num_keep,
-                                    per_sample_ce, small_loss_mask)
+from lnm.methods._selection import (
+    cross_small_loss,
+    forget_rate_schedule,
+    num_keep,
+    per_sample_ce,
+    small_loss_mask,
+)
 from lnm.methods.codis import codis_scores, js_divergence
 from lnm.methods.jocor import jocor_loss, jocor_select
 from lnm.train.data import Batch
@@ -35,10 +41,26 @@ class Lookup(nn.Module):
 
 
 def make(name, w0, w1, epochs=50, optimizer=None, **params):
-    spec = RunSpec(dataset="t", size=8, noise="symmetric", rate=0.4, noise_seed=0, method=name,
-                   backbone="lookup", seed=0, epochs=epochs,
-                   optimizer=optimizer or {"name": "sgd", "lr": 0.1}, method_params=params)
-    m = get_method(name)(spec, Lookup, C, torch.device("cpu"), SimpleNamespace(num_train=N, batches_per_epoch=lambda: 1))
+    spec = RunSpec(
+        dataset="t",
+        size=8,
+        noise="symmetric",
+        rate=0.4,
+        noise_seed=0,
+        method=name,
+        backbone="lookup",
+        seed=0,
+        epochs=epochs,
+        optimizer=optimizer or {"name": "sgd", "lr": 0.1},
+        method_params=params,
+    )
+    m = get_method(name)(
+        spec,
+        Lookup,
+        C,
+        torch.device("cpu"),
+        SimpleNamespace(num_train=N, batches_per_epoch=lambda: 1),
+    )
     with torch.no_grad():
         m.nets[0].w.copy_(torch.as_tensor(w0, dtype=torch.float32))
         m.nets[1].w.copy_(torch.as_tensor(w1, dtype=torch.float32))
@@ -54,8 +76,10 @@ def batch(y, order=(3, 7, 0, 9, 1, 5, 2, 8, 4, 6)):
 def train(m, epoch, y):
     before = [net.w.detach().clone() for net in m.nets]
     diag = m.train_epoch(epoch, [batch(y)])
-    trained = [set(np.flatnonzero((net.w.detach() - b).abs().sum(1).numpy() > 0))
-               for net, b in zip(m.nets, before)]
+    trained = [
+        set(np.flatnonzero((net.w.detach() - b).abs().sum(1).numpy() > 0))
+        for net, b in zip(m.nets, before)
+    ]
     return diag, trained
 
 
@@ -73,11 +97,14 @@ def test_forget_rate_ramps_linearly_over_num_gradual_epochs():
     m = make("coteaching", np.zeros((N, C)), np.zeros((N, C)), forget_rate=0.5)
     assert m.num_gradual == 10
     assert [m.forget_rate(e) for e in range(13)] == pytest.approx(
-        [0.5 * min(e / 10, 1) for e in range(13)])
-    m = make("coteaching", np.zeros((N, C)), np.zeros((N, C)), forget_rate=0.5, num_gradual=4,
-             exponent=2)
+        [0.5 * min(e / 10, 1) for e in range(13)]
+    )
+    m = make(
+        "coteaching", np.zeros((N, C)), np.zeros((N, C)), forget_rate=0.5, num_gradual=4, exponent=2
+    )
     assert [m.forget_rate(e) for e in range(6)] == pytest.approx(
-        [0, 0.5 / 16, 0.5 / 4, 0.5 * 9 / 16, 0.5, 0.5])
+        [0, 0.5 / 16, 0.5 / 4, 0.5 * 9 / 16, 0.5, 0.5]
+    )
     # the configured ramp is used as it is, also in short runs (no hidden capping)
     m = make("coteaching", np.zeros((N, C)), np.zeros((N, C)), epochs=3, forget_rate=0.5)
     assert [m.forget_rate(e) for e in range(3)] == pytest.approx([0.0, 0.05, 0.1])
@@ -116,8 +143,8 @@ def test_methods_are_discovered_as_two_net_methods():
 
 
 # --------------------------------------------------------------------------- Co-teaching
-A0 = np.arange(N, dtype=float)          # net 0: CE smallest for samples 9, 8, 7, ...
-A1 = A0[::-1].copy()                    # net 1: CE smallest for samples 0, 1, 2, ...
+A0 = np.arange(N, dtype=float)  # net 0: CE smallest for samples 9, 8, 7, ...
+A1 = A0[::-1].copy()  # net 1: CE smallest for samples 0, 1, 2, ...
 
 
 def true_logit(a):
@@ -143,8 +170,7 @@ def test_coteaching_trains_each_net_on_the_peers_small_loss_set():
 
 def test_coteaching_kept_count_follows_the_schedule():
     y = torch.zeros(N, dtype=torch.long)
-    for epoch, tau_e, keep in [(0, 0.0, 10), (3, 0.12, 8), (5, 0.2, 8), (8, 0.32, 6),
-                               (25, 0.4, 6)]:
+    for epoch, tau_e, keep in [(0, 0.0, 10), (3, 0.12, 8), (5, 0.2, 8), (8, 0.32, 6), (25, 0.4, 6)]:
         m = make("coteaching", true_logit(A0), true_logit(A1), forget_rate=0.4)
         diag, trained = train(m, epoch, y)
         assert diag["forget_rate"] == pytest.approx(tau_e)
@@ -165,9 +191,9 @@ def test_cross_small_loss_value_and_gradient():
 
 
 # --------------------------------------------------------------------------- Co-teaching+
-AGREE = [1, 4, 6, 8, 9]                           # both nets predict 0 with CE ≈ 0.013
-DIS0 = {0: 3.0, 2: 1.0, 3: 2.5, 5: 0.5, 7: 2.0}   # net 0 predicts 0, logits [a, 0, 0]
-DIS1 = {0: 0.1, 2: 0.2, 3: 3.0, 5: 0.3, 7: 2.0}   # net 1 predicts 1, logits [0, b, 0]
+AGREE = [1, 4, 6, 8, 9]  # both nets predict 0 with CE ≈ 0.013
+DIS0 = {0: 3.0, 2: 1.0, 3: 2.5, 5: 0.5, 7: 2.0}  # net 0 predicts 0, logits [a, 0, 0]
+DIS1 = {0: 0.1, 2: 0.2, 3: 3.0, 5: 0.3, 7: 2.0}  # net 1 predicts 1, logits [0, b, 0]
 
 
 def disagreement_nets():
@@ -264,8 +290,9 @@ def test_codis_score_subtracts_lambda_js_and_changes_the_selection():
     z0r = torch.tensor(np.log(P0), dtype=torch.float64, requires_grad=True)
     p0, p1 = torch.softmax(z0r, 1), torch.tensor(P1)
     m = (p0 + p1) / 2
-    ref = -torch.log(p0[:, 0]) - 0.15 * 0.5 * ((p0 * (p0 / m).log()).sum(1)
-                                               + (p1 * (p1 / m).log()).sum(1))
+    ref = -torch.log(p0[:, 0]) - 0.15 * 0.5 * (
+        (p0 * (p0 / m).log()).sum(1) + (p1 * (p1 / m).log()).sum(1)
+    )
     ref[[1, 3]].mean().backward()
     np.testing.assert_allclose(z0.grad.numpy(), z0r.grad.numpy(), atol=1e-6)
     assert z0.grad[1].abs().sum() > 0 and z1.grad is None  # net 0's loss does not move net 1
@@ -342,8 +369,9 @@ def test_jocor_ranks_by_the_per_sample_joint_loss():
     r0 = torch.tensor(w0, requires_grad=True)
     r1 = torch.tensor(w1, requires_grad=True)
     q0, q1 = torch.softmax(r0, 1), torch.softmax(r1, 1)
-    full = (0.9 * (-q0[:, 0].log() - q1[:, 0].log())
-            + 0.1 * ((q0 * (q0 / q1).log()).sum(1) + (q1 * (q1 / q0).log()).sum(1)))
+    full = 0.9 * (-q0[:, 0].log() - q1[:, 0].log()) + 0.1 * (
+        (q0 * (q0 / q1).log()).sum(1) + (q1 * (q1 / q0).log()).sum(1)
+    )
     full[4:].mean().backward()
     np.testing.assert_allclose(z0.grad.numpy(), r0.grad.numpy(), atol=1e-6)
     np.testing.assert_allclose(z1.grad.numpy(), r1.grad.numpy(), atol=1e-6)

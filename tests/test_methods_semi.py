@@ -1,4 +1,5 @@
 """DivideMix and DISC, and their shared pieces (mixup, sharpening, the loss GMM, GCE)."""
+
 import io
 
 import numpy as np
@@ -41,12 +42,29 @@ def make_method(tmp_path, name, params=None, seed=0):
     if not h5.exists():
         make_h5(h5)
         generate_noise_file(h5, npz, "symmetric", 0.4, 0)
-    spec = RunSpec(dataset="synthetic", size=8, noise="symmetric", rate=0.4, noise_seed=0,
-                   method=name, backbone="resnet8", seed=0, epochs=4, batch_size=32,
-                   optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9},
-                   augment={"crop_padding": 1, "hflip": True}, method_params=params or {})
-    data = DeviceData(load_h5(h5, check=False), load_noise(npz, check=False), CPU, spec.augment,
-                      spec.batch_size, spec.drop_last)
+    spec = RunSpec(
+        dataset="synthetic",
+        size=8,
+        noise="symmetric",
+        rate=0.4,
+        noise_seed=0,
+        method=name,
+        backbone="resnet8",
+        seed=0,
+        epochs=4,
+        batch_size=32,
+        optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        augment={"crop_padding": 1, "hflip": True},
+        method_params=params or {},
+    )
+    data = DeviceData(
+        load_h5(h5, check=False),
+        load_noise(npz, check=False),
+        CPU,
+        spec.augment,
+        spec.batch_size,
+        spec.drop_last,
+    )
     torch.manual_seed(seed)
     return get_method(name)(spec, lambda: build_model("resnet8", 1, 3, 8), 3, CPU, data)
 
@@ -95,18 +113,18 @@ def test_sharpen_and_label_refinement_match_their_formulas():
 def test_gce_formula():
     logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
     y = torch.tensor([0, 1])
-    want = torch.tensor([(1 - 0.5 ** 0.7) / 0.7, (1 - 0.1 ** 0.7) / 0.7])
+    want = torch.tensor([(1 - 0.5**0.7) / 0.7, (1 - 0.1**0.7) / 0.7])
     torch.testing.assert_close(gce(logits, y, 0.7, reduction="none"), want)
     torch.testing.assert_close(gce(logits, y), want.mean())
 
 
 def test_gmm_clean_probability_separates_clean_from_noisy_losses():
     rng = np.random.default_rng(0)
-    clean = rng.gamma(2.0, 0.15, 700)                 # small losses, long right tail
-    noisy = rng.normal(1.3, 0.45, 300).clip(0.0)      # large losses, overlapping the tail
+    clean = rng.gamma(2.0, 0.15, 700)  # small losses, long right tail
+    noisy = rng.normal(1.3, 0.45, 300).clip(0.0)  # large losses, overlapping the tail
     losses = np.concatenate([clean, noisy])
     is_clean = np.r_[np.ones(700, bool), np.zeros(300, bool)]
-    assert roc_auc_score(is_clean, losses) < 0.99     # the two groups do overlap
+    assert roc_auc_score(is_clean, losses) < 0.99  # the two groups do overlap
     prob = clean_probability(losses)
     assert roc_auc_score(is_clean, prob) >= 0.9
     assert (prob[is_clean] > 0.5).mean() > 0.8 and (prob[~is_clean] > 0.5).mean() < 0.2
@@ -127,7 +145,7 @@ def test_strong_augmentation_keeps_colour_channels_and_range():
     assert out.shape == img.shape and torch.isfinite(out).all()
     assert back.min() >= -1e-5 and back.max() <= 1 + 1e-5
     assert (back[:, 0] - back[:, 1]).abs().mean() > 0.05  # not a grayscale view
-    assert (back - img).abs().mean() > 0.01               # something was done
+    assert (back - img).abs().mean() > 0.01  # something was done
     v, s = torch.full((64,), 0.3), torch.where(torch.rand(64) < 0.5, -1.0, 1.0)
     for op in OPS:
         r = op(img.clone(), v, s)
@@ -136,8 +154,9 @@ def test_strong_augmentation_keeps_colour_channels_and_range():
 
 # ----------------------------------------------------------------------------- DivideMix
 def test_partition_threshold_and_fallback():
-    np.testing.assert_array_equal(partition(np.array([0.9, 0.2, 0.6, 0.5]), 0.5),
-                                  [True, False, True, False])
+    np.testing.assert_array_equal(
+        partition(np.array([0.9, 0.2, 0.6, 0.5]), 0.5), [True, False, True, False]
+    )
     w = np.linspace(0.0, 0.4, 250)
     mask = partition(w, 0.5, 0.01)  # nobody passes: top 1 % (3 of 250) by w
     assert mask.sum() == 3 and mask[-3:].all()
@@ -175,9 +194,9 @@ def test_dividemix_co_divide_each_net_learns_from_the_other_nets_division(tmp_pa
     monkeypatch.setattr(dm_module, "refine_labels", spy_refine)
     diag = run_epoch(m, 0)
     assert [c[0] for c in calls] == [0, 1]
-    np.testing.assert_array_equal(calls[0][1], ~first)   # net 0 <- net 1's labelled set
+    np.testing.assert_array_equal(calls[0][1], ~first)  # net 0 <- net 1's labelled set
     np.testing.assert_array_equal(calls[0][2], probs[1])
-    np.testing.assert_array_equal(calls[1][1], first)    # net 1 <- net 0's labelled set
+    np.testing.assert_array_equal(calls[1][1], first)  # net 1 <- net 0's labelled set
     np.testing.assert_array_equal(calls[1][2], probs[0])
     np.testing.assert_array_equal(diag["selected_net0"], ~first)
     np.testing.assert_array_equal(diag["selected_net1"], first)
@@ -230,22 +249,30 @@ def test_disc_method_sets_then_ema_once_per_epoch(tmp_path):
 
 def test_disc_clean_hard_corrected_sets_follow_the_rule():
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 0, 0])
-    w = torch.tensor([[0.7, 0.2, 0.1],     # 0: both views pass -> clean
-                      [0.7, 0.2, 0.1],     # 1: weak only -> hard
-                      [0.5, 0.2, 0.3],     # 2: strong only -> hard
-                      [0.9, 0.05, 0.05],   # 3: neither, confident on 0 -> corrected to 0
-                      [0.6, 0.2, 0.2],     # 4: neither, not confident enough -> no set
-                      [0.7, 0.28, 0.02],   # 5: neither, low thresholds -> corrected to 0
-                      [0.02, 0.975, 0.005],  # 6: threshold capped at 0.99, 0.98 < 0.99
-                      [0.0, 0.995, 0.005]])  # 7: 0.995 > cap 0.99 -> corrected to 1
-    s = torch.tensor([[0.6, 0.3, 0.1],
-                      [0.1, 0.8, 0.1],
-                      [0.2, 0.5, 0.3],
-                      [0.85, 0.1, 0.05],
-                      [0.5, 0.3, 0.2],
-                      [0.8, 0.18, 0.02],
-                      [0.02, 0.985, 0.005],
-                      [0.0, 0.995, 0.005]])
+    w = torch.tensor(
+        [
+            [0.7, 0.2, 0.1],  # 0: both views pass -> clean
+            [0.7, 0.2, 0.1],  # 1: weak only -> hard
+            [0.5, 0.2, 0.3],  # 2: strong only -> hard
+            [0.9, 0.05, 0.05],  # 3: neither, confident on 0 -> corrected to 0
+            [0.6, 0.2, 0.2],  # 4: neither, not confident enough -> no set
+            [0.7, 0.28, 0.02],  # 5: neither, low thresholds -> corrected to 0
+            [0.02, 0.975, 0.005],  # 6: threshold capped at 0.99, 0.98 < 0.99
+            [0.0, 0.995, 0.005],
+        ]
+    )  # 7: 0.995 > cap 0.99 -> corrected to 1
+    s = torch.tensor(
+        [
+            [0.6, 0.3, 0.1],
+            [0.1, 0.8, 0.1],
+            [0.2, 0.5, 0.3],
+            [0.85, 0.1, 0.05],
+            [0.5, 0.3, 0.2],
+            [0.8, 0.18, 0.02],
+            [0.02, 0.985, 0.005],
+            [0.0, 0.995, 0.005],
+        ]
+    )
     tau = torch.tensor([0.3, 0.3, 0.3, 0.3, 0.3, 0.05, 0.95, 0.95])
     sets = disc_sets(w, s, labels, tau, tau, sigma=0.5, cap=0.99)
     as_idx = lambda m: torch.nonzero(m).squeeze(1).tolist()  # noqa: E731
@@ -283,8 +310,10 @@ def _state_equal(a, b):
     return a == b
 
 
-@pytest.mark.parametrize("name,params", [
-    ("dividemix", {"warmup_epochs": 1, "loss_avg_epochs": 3}), ("disc", {"start_epoch": 1})])
+@pytest.mark.parametrize(
+    "name,params",
+    [("dividemix", {"warmup_epochs": 1, "loss_avg_epochs": 3}), ("disc", {"start_epoch": 1})],
+)
 def test_state_dict_round_trip_continues_identically(tmp_path, name, params):
     a = make_method(tmp_path, name, params, seed=0)
     for epoch in (0, 1):
@@ -300,8 +329,10 @@ def test_state_dict_round_trip_continues_identically(tmp_path, name, params):
     assert _state_equal(a.state_dict(), b.state_dict())
 
 
-@pytest.mark.parametrize("name,params", [
-    ("dividemix", {"warmup_epochs": 1, "rampup_epochs": 2}), ("disc", {"start_epoch": 1})])
+@pytest.mark.parametrize(
+    "name,params",
+    [("dividemix", {"warmup_epochs": 1, "rampup_epochs": 2}), ("disc", {"start_epoch": 1})],
+)
 def test_resume_after_warmup_matches_uninterrupted(tmp_path, name, params):
     full, _ = run_method(tmp_path, name, epochs=3, params=params, out="full")
 

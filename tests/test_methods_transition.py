@@ -2,6 +2,7 @@
 
 Orientation everywhere: T[i, j] = P(noisy = j | clean = i); noisy posterior = p_clean @ T.
 """
+
 import io
 import math
 
@@ -13,8 +14,13 @@ import torch.nn.functional as F
 
 from lnm.data.hdf5 import load_h5
 from lnm.methods import get_method
-from lnm.methods._transition import (SigmoidTransition, anchor_transition, importance_weights,
-                                     noisy_posterior, row_normalize)
+from lnm.methods._transition import (
+    SigmoidTransition,
+    anchor_transition,
+    importance_weights,
+    noisy_posterior,
+    row_normalize,
+)
 from lnm.methods.cdr import keep_fraction, mask_noncritical_, prunable
 from lnm.methods.sce import sce_loss
 from lnm.methods.trevision import reweighted_ce, stage_lengths
@@ -27,9 +33,7 @@ from tests.conftest import make_h5
 
 CPU = torch.device("cpu")
 # non-symmetric, diagonally dominant: using Tᵀ instead of T changes every derived quantity
-T_ASYM = torch.tensor([[0.7, 0.2, 0.1],
-                       [0.05, 0.8, 0.15],
-                       [0.25, 0.05, 0.7]])
+T_ASYM = torch.tensor([[0.7, 0.2, 0.1], [0.05, 0.8, 0.15], [0.25, 0.05, 0.7]])
 
 
 @pytest.fixture(autouse=True)
@@ -47,15 +51,33 @@ def build(tmp_path, method, epochs=3, params=None, seed=0, optimizer=None):
     if not h5.exists():
         make_h5(h5)
         generate_noise_file(h5, npz, "symmetric", 0.4, 0)
-    spec = RunSpec(dataset="synthetic", size=8, noise="symmetric", rate=0.4, noise_seed=0,
-                   method=method, backbone="resnet8", seed=0, epochs=epochs, batch_size=32,
-                   optimizer=optimizer or {"name": "sgd", "lr": 0.05, "momentum": 0.9},
-                   augment={"crop_padding": 1, "hflip": True}, method_params=params or {})
-    data = DeviceData(load_h5(h5, check=False), load_noise(npz, check=False), CPU, spec.augment,
-                      spec.batch_size, spec.drop_last)
+    spec = RunSpec(
+        dataset="synthetic",
+        size=8,
+        noise="symmetric",
+        rate=0.4,
+        noise_seed=0,
+        method=method,
+        backbone="resnet8",
+        seed=0,
+        epochs=epochs,
+        batch_size=32,
+        optimizer=optimizer or {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        augment={"crop_padding": 1, "hflip": True},
+        method_params=params or {},
+    )
+    data = DeviceData(
+        load_h5(h5, check=False),
+        load_noise(npz, check=False),
+        CPU,
+        spec.augment,
+        spec.batch_size,
+        spec.drop_last,
+    )
     torch.manual_seed(seed)
-    m = get_method(method)(spec, lambda: build_model("resnet8", 1, data.num_classes, 8),
-                           data.num_classes, CPU, data)
+    m = get_method(method)(
+        spec, lambda: build_model("resnet8", 1, data.num_classes, 8), data.num_classes, CPU, data
+    )
     return m, data
 
 
@@ -73,8 +95,8 @@ def test_sce_is_alpha_ce_plus_beta_rce_with_log_1e4():
     logits = torch.tensor([[0.0, math.log(2), 0.0], [math.log(3), 0.0, 0.0]])
     y = torch.tensor([1, 2])
     a = math.log(1e-4)
-    ce = [math.log(2), math.log(5)]                 # -log p_y
-    rce = [-a * (1 - 1 / 2), -a * (1 - 1 / 5)]      # -A (1 - p_y) = 9.21 (1 - p_y)
+    ce = [math.log(2), math.log(5)]  # -log p_y
+    rce = [-a * (1 - 1 / 2), -a * (1 - 1 / 5)]  # -A (1 - p_y) = 9.21 (1 - p_y)
     for alpha, beta in ((0.1, 1.0), (1.0, 0.0), (0.0, 1.0), (6.0, 0.1)):
         want = alpha * np.mean(ce) + beta * np.mean(rce)
         assert sce_loss(logits, y, alpha, beta).item() == pytest.approx(want, rel=1e-6)
@@ -92,8 +114,13 @@ def test_sce_clamps_p_at_1e7():
 # ------------------------------------------------------------------------------------- CDR
 def test_cdr_keeps_gradient_of_top_fraction_only_in_conv_and_linear_weights():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, bias=True), nn.BatchNorm2d(4), nn.ReLU(),
-                        nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, bias=True),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 3),
+    )
     F.cross_entropy(net(torch.randn(8, 1, 8, 8)), torch.randint(0, 3, (8,))).backward()
     before = {n: p.grad.clone() for n, p in net.named_parameters()}
     weights = ["0.weight", "4.weight"]
@@ -106,8 +133,8 @@ def test_cdr_keeps_gradient_of_top_fraction_only_in_conv_and_linear_weights():
     mask_noncritical_(prunable(net.parameters()), keep)
     after = torch.cat([net.get_parameter(n).grad.flatten() for n in weights])
     orig = torch.cat([before[n].flatten() for n in weights])
-    assert torch.equal(after[kept], orig[kept])          # kept: unscaled (no "× clip")
-    assert torch.all(after[~kept] == 0)                  # the rest: no loss gradient
+    assert torch.equal(after[kept], orig[kept])  # kept: unscaled (no "× clip")
+    assert torch.all(after[~kept] == 0)  # the rest: no loss gradient
     assert int((after != 0).sum()) == k
     for n in ("0.bias", "1.weight", "1.bias", "4.bias"):  # BatchNorm and biases untouched
         assert torch.equal(net.get_parameter(n).grad, before[n])
@@ -128,7 +155,7 @@ def test_cdr_forwards_each_batch_once_and_zeroes_noncritical_updates(tmp_path):
     m.nets[0].register_forward_hook(lambda *a: calls.append(1))
     diag = run_epochs(m, data, [0, 1])
     per_epoch = data.batches_per_epoch()
-    assert len(calls) == 2 * per_epoch                   # the reference forwarded twice
+    assert len(calls) == 2 * per_epoch  # the reference forwarded twice
     assert int(bn.num_batches_tracked) == 2 * per_epoch
     assert [d["keep_frac"] for d in diag] == [1.0, 0.5]
     assert m.assumed_noise_rate == 0.5 and m.uses_true_noise_rate is False
@@ -136,13 +163,18 @@ def test_cdr_forwards_each_batch_once_and_zeroes_noncritical_updates(tmp_path):
 
 def test_cdr_step_moves_only_the_critical_weights(tmp_path):
     # plain SGD (no momentum, no weight decay): a non-critical weight must not move at all
-    m, data = build(tmp_path, "cdr", epochs=3, params={"num_gradual": 2, "forget_rate": 0.6},
-                    optimizer={"name": "sgd", "lr": 0.05})
+    m, data = build(
+        tmp_path,
+        "cdr",
+        epochs=3,
+        params={"num_gradual": 2, "forget_rate": 0.6},
+        optimizer={"name": "sgd", "lr": 0.05},
+    )
     m.start_epoch(1)
     weights = [p for p in m.nets[0].parameters() if p.dim() in (2, 4)]
     before = [p.detach().clone() for p in weights]
     bn_before = m.nets[0].stem[1].weight.detach().clone()
-    m.train_epoch(1, [next(data.epoch_batches(0, 1))])   # keep_frac 0.4, one step
+    m.train_epoch(1, [next(data.epoch_batches(0, 1))])  # keep_frac 0.4, one step
     total = sum(p.numel() for p in weights)
     moved = sum(int((p != b).sum()) for p, b in zip(weights, before))
     assert 0.3 * total < moved <= int(0.4 * total)
@@ -180,13 +212,17 @@ def test_anchor_estimator_row_normalises_and_reads_unmodified_columns():
     # unnormalised scores: row i of T̂ must be the anchor's vector divided by ITS OWN sum;
     # row 0 is the excluded maximum of column 0 and the anchor of class 1: an in-place
     # exclusion (the reference zeroed entries of the shared matrix) would hand class 1 [0, 6, 1]
-    probs = torch.tensor([[8.0, 6.0, 1.0],
-                          [6.0, 3.0, 1.0],    # class-0 anchor
-                          [1.0, 4.0, 2.0],
-                          [1.0, 9.0, 2.0],    # excluded maximum of column 1
-                          [2.0, 1.0, 9.0],    # excluded maximum of column 2
-                          [1.0, 2.0, 5.0]])   # class-2 anchor
-    t_hat = anchor_transition(probs, 90.0)    # "higher" 90th percentile of 6 values: the maximum
+    probs = torch.tensor(
+        [
+            [8.0, 6.0, 1.0],
+            [6.0, 3.0, 1.0],  # class-0 anchor
+            [1.0, 4.0, 2.0],
+            [1.0, 9.0, 2.0],  # excluded maximum of column 1
+            [2.0, 1.0, 9.0],  # excluded maximum of column 2
+            [1.0, 2.0, 5.0],
+        ]
+    )  # class-2 anchor
+    t_hat = anchor_transition(probs, 90.0)  # "higher" 90th percentile of 6 values: the maximum
     want = torch.stack([probs[1] / 10, probs[0] / 15, probs[5] / 8])
     torch.testing.assert_close(t_hat, want)
 
@@ -196,9 +232,13 @@ def test_importance_weights_use_p_times_t_not_its_transpose():
     y = torch.tensor([1, 0, 2])
     t = T_ASYM
     # β_i = p[i, y_i] / Σ_k p[i, k] T[k, y_i]
-    want = torch.tensor([0.2 / (0.7 * 0.2 + 0.2 * 0.8 + 0.1 * 0.05),
-                         0.1 / (0.1 * 0.7 + 0.3 * 0.05 + 0.6 * 0.25),
-                         0.3 / (0.2 * 0.1 + 0.5 * 0.15 + 0.3 * 0.7)])
+    want = torch.tensor(
+        [
+            0.2 / (0.7 * 0.2 + 0.2 * 0.8 + 0.1 * 0.05),
+            0.1 / (0.1 * 0.7 + 0.3 * 0.05 + 0.6 * 0.25),
+            0.3 / (0.2 * 0.1 + 0.5 * 0.15 + 0.3 * 0.7),
+        ]
+    )
     torch.testing.assert_close(importance_weights(p, y, t), want)
     torch.testing.assert_close(noisy_posterior(p, t).sum(1), torch.ones(3))
     wrong = importance_weights(p, y, t.T)
@@ -222,7 +262,7 @@ def test_revision_adds_delta_once_and_learns_it_through_beta():
     delta = (0.05 * torch.randn(3, 3)).requires_grad_()
     loss = reweighted_ce(logits, y, T_ASYM + delta)
     p = torch.softmax(logits, 1)
-    t = (T_ASYM + delta).detach()                   # the same T for every sample of the batch
+    t = (T_ASYM + delta).detach()  # the same T for every sample of the batch
     beta = torch.stack([p[i, y[i]] / (p[i] @ t[:, y[i]]) for i in range(5)])
     ce = F.cross_entropy(logits, y, reduction="none")
     assert loss.item() == pytest.approx((beta * ce).mean().item(), rel=1e-6)
@@ -231,7 +271,7 @@ def test_revision_adds_delta_once_and_learns_it_through_beta():
 
 
 def test_trevision_stage_lengths():
-    assert stage_lengths(105, 5, None) == (5, 50, 50)   # the reference 5 + 50 + 50
+    assert stage_lengths(105, 5, None) == (5, 50, 50)  # the reference 5 + 50 + 50
     assert stage_lengths(50, 5, None) == (5, 23, 22)
     assert stage_lengths(3, 5, None) == (1, 1, 1)
     assert stage_lengths(2, 5, None) == (1, 1, 0)
@@ -249,9 +289,9 @@ def test_trevision_stages_t_hat_and_revision(tmp_path):
     torch.testing.assert_close(m.t_hat, anchor_transition(probs, 97.0))
     d1, d2 = run_epochs(m, data, [1, 2])
     assert [d["stage"] for d in (d0, d1, d2)] == [0, 1, 2]
-    np.testing.assert_allclose(d0["T_hat"], d1["T_hat"])        # T̂ fixed during reweighting
+    np.testing.assert_allclose(d0["T_hat"], d1["T_hat"])  # T̂ fixed during reweighting
     np.testing.assert_allclose(d0["T_hat"].sum(1), 1, atol=1e-6)
-    assert m.delta.abs().sum() > 0                                # ΔT learned in revision
+    assert m.delta.abs().sum() > 0  # ΔT learned in revision
     want = row_normalize((m.t_hat + m.delta).detach().clamp_min(0)).numpy()
     np.testing.assert_allclose(d2["T_hat"], want, atol=1e-7)
 
@@ -261,14 +301,15 @@ def test_volminnet_transition_parametrisation_and_loss_by_hand():
     tr = SigmoidTransition(3, init=-2.0)
     s = 1 / (1 + math.exp(2))
     t0 = tr().detach()
-    torch.testing.assert_close(t0, torch.tensor([[1.0, s, s], [s, 1.0, s], [s, s, 1.0]])
-                               / (1 + 2 * s))
+    torch.testing.assert_close(
+        t0, torch.tensor([[1.0, s, s], [s, 1.0, s], [s, s, 1.0]]) / (1 + 2 * s)
+    )
     with torch.no_grad():
         tr.w.copy_(torch.tensor([[0.0, 1.0, -1.0], [-3.0, 5.0, 0.5], [2.0, -2.0, 0.0]]))
     t = tr()
     sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
     raw = np.array([[1, sig(1.0), sig(-1.0)], [sig(-3.0), 1, sig(0.5)], [sig(2.0), sig(-2.0), 1]])
-    t_np = raw / raw.sum(1, keepdims=True)   # the diagonal stays 1 before normalisation
+    t_np = raw / raw.sum(1, keepdims=True)  # the diagonal stays 1 before normalisation
     np.testing.assert_allclose(t.detach().numpy(), t_np, rtol=1e-6)
 
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
@@ -295,10 +336,20 @@ def test_volminnet_learns_a_known_transition_matrix():
     x = 3 * rng.normal(0, 1, (c, d))[y] + rng.normal(0, 1, (n, d))
     y_noisy = (rng.random(n)[:, None] > np.cumsum(t_true[y], 1)).sum(1)
     x, y_noisy = torch.tensor(x, dtype=torch.float32), torch.tensor(y_noisy)
-    spec = RunSpec(dataset="synthetic", size=8, noise="pairflip", rate=0.4, noise_seed=0,
-                   method="volminnet", backbone="resnet8", seed=0, epochs=40, batch_size=256,
-                   optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9},
-                   method_params={"t_lr": 0.2})
+    spec = RunSpec(
+        dataset="synthetic",
+        size=8,
+        noise="pairflip",
+        rate=0.4,
+        noise_seed=0,
+        method="volminnet",
+        backbone="resnet8",
+        seed=0,
+        epochs=40,
+        batch_size=256,
+        optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9},
+        method_params={"t_lr": 0.2},
+    )
     torch.manual_seed(0)
     m = get_method("volminnet")(spec, lambda: nn.Linear(d, c), c, CPU, None)
     err = lambda a: np.abs(np.asarray(a) - t_true).sum()  # noqa: E731
@@ -306,20 +357,24 @@ def test_volminnet_learns_a_known_transition_matrix():
     for e in range(spec.epochs):
         m.start_epoch(e)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(e))
-        diag = m.train_epoch(e, [Batch(i, x[i], y_noisy[i], None, None, None)
-                                 for i in perm.split(spec.batch_size)])
+        diag = m.train_epoch(
+            e, [Batch(i, x[i], y_noisy[i], None, None, None) for i in perm.split(spec.batch_size)]
+        )
     assert err(diag["T_hat"]) < err(np.eye(c))
     assert err(diag["T_hat"]) < 0.4 * err_init
     np.testing.assert_allclose(diag["T_hat"].sum(1), 1, atol=1e-6)
 
 
 # -------------------------------------------------------------------- state_dict round trip
-@pytest.mark.parametrize("method,params,epochs,split", [
-    ("sce", {}, 3, 2),
-    ("cdr", {"num_gradual": 3}, 3, 1),
-    ("trevision", {"revision_lr": 1e-3, "estimation_epochs": 1, "revision_epochs": 2}, 4, 3),
-    ("volminnet", {}, 3, 2),
-])
+@pytest.mark.parametrize(
+    "method,params,epochs,split",
+    [
+        ("sce", {}, 3, 2),
+        ("cdr", {"num_gradual": 3}, 3, 1),
+        ("trevision", {"revision_lr": 1e-3, "estimation_epochs": 1, "revision_epochs": 2}, 4, 3),
+        ("volminnet", {}, 3, 2),
+    ],
+)
 def test_state_dict_round_trip(tmp_path, method, params, epochs, split):
     a, data = build(tmp_path, method, epochs, params)
     run_epochs(a, data, range(split))

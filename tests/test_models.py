@@ -1,4 +1,5 @@
 """Backbones: shapes, the small-input stem, and a clear error for offline pretrained weights."""
+
 import pytest
 import torch
 
@@ -25,8 +26,11 @@ def test_pretrained_weights_offline_fail_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)  # read at import time: patch it too
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
-    with pytest.raises(ModelError, match=r"pretrained timm weights for 'resnet18'.*"
-                                         r"pretrained: false"):
+    with pytest.raises(
+        ModelError,
+        match=r"pretrained timm weights for 'resnet18'.*"
+        r"pretrained: false",
+    ):
         build_model("resnet18", 3, 2, 28, pretrained=True)
 
 

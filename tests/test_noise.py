@@ -6,6 +6,7 @@ approximation, two-sided 4 sigma ~ 6e-5). The same bound applies per entry of an
 transition matrix with N = number of samples of the row's class. Seeds are fixed, so the tests are
 deterministic; the bounds state how far a correct implementation may legitimately land.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,19 +38,26 @@ def labels_and_images(n: int, num_classes: int, seed: int, shape=(4, 4, 3)):
 
 def noisy(pattern, rate, seed=0, n=20000, val=5000, num_classes=9, **kw):
     y, x = labels_and_images(n + val, num_classes, 123)
-    return noise.make_noisy_labels(pattern, rate, seed, num_classes,
-                                   {"train": y[:n], "val": y[n:]},
-                                   {"train": x[:n], "val": x[n:]}, **kw)
+    return noise.make_noisy_labels(
+        pattern,
+        rate,
+        seed,
+        num_classes,
+        {"train": y[:n], "val": y[n:]},
+        {"train": x[:n], "val": x[n:]},
+        **kw,
+    )
 
 
 # --- matrices -----------------------------------------------------------------------------------
+
 
 def test_nominal_matrices():
     T = noise.symmetric_matrix(4, 0.3)
     np.testing.assert_allclose(np.diag(T), 0.7)
     np.testing.assert_allclose(T[~np.eye(4, dtype=bool)], 0.1)  # rate/(C-1), not rate/C
     P = noise.pairflip_matrix(4, 0.3)
-    expected = np.array([[.7, .3, 0, 0], [0, .7, .3, 0], [0, 0, .7, .3], [.3, 0, 0, .7]])
+    expected = np.array([[0.7, 0.3, 0, 0], [0, 0.7, 0.3, 0], [0, 0, 0.7, 0.3], [0.3, 0, 0, 0.7]])
     np.testing.assert_allclose(P, expected)
     for M in (T, P):
         np.testing.assert_allclose(M.sum(axis=1), 1.0)
@@ -74,9 +82,17 @@ def test_flip_with_matrix_identity_and_forbidden_cells():
 
 # --- realised rates -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern,rate", [("symmetric", 0.5), ("symmetric", 0.8),
-                                          ("pairflip", 0.3), ("instance", 0.9),
-                                          ("instance", 0.2)])
+
+@pytest.mark.parametrize(
+    "pattern,rate",
+    [
+        ("symmetric", 0.5),
+        ("symmetric", 0.8),
+        ("pairflip", 0.3),
+        ("instance", 0.9),
+        ("instance", 0.2),
+    ],
+)
 def test_realised_rate_within_binomial_bound(pattern, rate):
     # Symmetric/pairflip: each sample flips with probability `rate`. Instance: sample i flips with
     # probability q_i, q_i i.i.d. truncnorm, so marginally Bernoulli(E[q]) = expected_rate; both
@@ -114,6 +130,7 @@ def test_instance_flip_probabilities_follow_truncnorm():
 
 # --- symmetric specifics and transition matrices ------------------------------------------------
 
+
 def test_symmetric_flips_spread_uniformly_over_other_classes():
     r = noisy("symmetric", 0.5, n=30000)
     clean, noisy_ = r["train_clean"], r["train_noisy"]
@@ -133,8 +150,12 @@ def test_symmetric_flips_spread_uniformly_over_other_classes():
 def test_empirical_transition_matches_nominal(pattern, rate):
     r = noisy(pattern, rate, num_classes=5)
     T_hat, T = r["transition"], r["nominal_transition"]
-    np.testing.assert_allclose(T, noise.symmetric_matrix(5, rate) if pattern == "symmetric"
-                               else noise.pairflip_matrix(5, rate))
+    np.testing.assert_allclose(
+        T,
+        noise.symmetric_matrix(5, rate)
+        if pattern == "symmetric"
+        else noise.pairflip_matrix(5, rate),
+    )
     n_i = np.bincount(r["train_clean"], minlength=5)
     # T_hat[i, j] = count / n_i with count ~ Binomial(n_i, T[i, j]); zero cells must be exactly 0
     bound = 4 * np.sqrt(T * (1 - T) / n_i[:, None])
@@ -143,9 +164,10 @@ def test_empirical_transition_matches_nominal(pattern, rate):
 
 # --- identifiability ----------------------------------------------------------------------------
 
+
 def test_identifiability():
     assert not noise.is_identifiable(noise.symmetric_matrix(9, 0.9))  # 0.1 < 0.9/8 = 0.1125
-    assert noise.is_identifiable(noise.symmetric_matrix(9, 0.8))      # 0.2 > 0.8/8 = 0.1
+    assert noise.is_identifiable(noise.symmetric_matrix(9, 0.8))  # 0.2 > 0.8/8 = 0.1
     assert not noise.is_identifiable(noise.symmetric_matrix(2, 0.5))  # tie 0.5 == 0.5
     assert not noise.is_identifiable(noise.pairflip_matrix(5, 0.5))
     assert noise.is_identifiable(noise.pairflip_matrix(5, 0.45))
@@ -158,14 +180,18 @@ def test_identifiability():
 
 # --- seeding and reproducible files -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("pattern", ["symmetric", "instance"])
 def test_same_seed_gives_byte_identical_files(tmp_path, pattern):
     a, b = tmp_path / "a" / "noise.npz", tmp_path / "b" / "noise.npz"
     noise.save_noise(a, noisy(pattern, 0.5, seed=3, n=3000, val=1000))
     noise.save_noise(b, noisy(pattern, 0.5, seed=3, n=3000, val=1000))
     assert a.read_bytes() == b.read_bytes()
-    assert sidecar(a).read_text().split()[0] == sidecar(b).read_text().split()[0] \
+    assert (
+        sidecar(a).read_text().split()[0]
+        == sidecar(b).read_text().split()[0]
         == hashlib.sha256(a.read_bytes()).hexdigest()
+    )
     with zipfile.ZipFile(a) as zf:  # np.savez would stamp the current time here
         infos = zf.infolist()
     assert [i.filename for i in infos] == sorted(i.filename for i in infos)
@@ -177,9 +203,12 @@ def test_same_seed_gives_byte_identical_files(tmp_path, pattern):
 @pytest.mark.parametrize("pattern", ["symmetric", "pairflip", "instance"])
 def test_seeds_and_splits_give_independent_streams(pattern):
     y, x = labels_and_images(4000, 5, 7)
+
     def run(seed):
-        return noise.make_noisy_labels(pattern, 0.5, seed, 5, {"train": y, "val": y},
-                                       {"train": x, "val": x})
+        return noise.make_noisy_labels(
+            pattern, 0.5, seed, 5, {"train": y, "val": y}, {"train": x, "val": x}
+        )
+
     r0, r0b, r1 = run(0), run(0), run(1)
     np.testing.assert_array_equal(r0["train_noisy"], r0b["train_noisy"])
     np.testing.assert_array_equal(r0["val_noisy"], r0b["val_noisy"])
@@ -191,14 +220,16 @@ def test_seeds_and_splits_give_independent_streams(pattern):
 
 def test_noisy_val_false_keeps_val_clean_and_test_untouched():
     y, _ = labels_and_images(3000, 4, 0)
-    r = noise.make_noisy_labels("symmetric", 0.5, 0, 4,
-                                {"train": y[:2000], "val": y[2000:], "test": y}, noisy_val=False)
+    r = noise.make_noisy_labels(
+        "symmetric", 0.5, 0, 4, {"train": y[:2000], "val": y[2000:], "test": y}, noisy_val=False
+    )
     np.testing.assert_array_equal(r["val_noisy"], y[2000:])
     assert r["realised_rate_val"] == 0.0 and r["realised_rate"] > 0.4
     assert not any(k.startswith("test") for k in r)
 
 
 # --- instance noise -----------------------------------------------------------------------------
+
 
 def test_instance_targets_depend_on_image_and_W_is_shared_across_splits():
     # 2-pixel gray images: logits z = x @ W[y] have sd ~ |x| ~ sqrt(2), so target rows are spread
@@ -209,8 +240,9 @@ def test_instance_targets_depend_on_image_and_W_is_shared_across_splits():
     x = np.repeat(protos, reps, axis=0)
     y = np.zeros(K * reps, dtype=np.int64)  # all class 0: differences come from the pixels only
     proto_id = np.repeat(np.arange(K), reps)
-    r = noise.make_noisy_labels("instance", 0.5, seed, C, {"train": y, "val": y},
-                                {"train": x, "val": x})
+    r = noise.make_noisy_labels(
+        "instance", 0.5, seed, C, {"train": y, "val": y}, {"train": x, "val": x}
+    )
     # The documented generator: one W from the (seed, "instance") projection stream, pixel
     # statistics from the train images, used for both splits.
     W = noise.instance_projection(2, C, stream_rng(seed, "instance", "projection"))
@@ -234,8 +266,10 @@ def test_instance_targets_depend_on_image_and_W_is_shared_across_splits():
     assert stats.chi2.sf(stat, dof) > 1e-3
     # and the two most different prototypes really produce different noisy labels
     i, j = np.unravel_index(tv.argmax(), tv.shape)
-    table = [np.bincount(r["train_noisy"][~r["train_is_clean"] & (proto_id == k)], minlength=C)[1:]
-             for k in (i, j)]
+    table = [
+        np.bincount(r["train_noisy"][~r["train_is_clean"] & (proto_id == k)], minlength=C)[1:]
+        for k in (i, j)
+    ]
     table = np.array(table)[:, np.array(table).sum(0) > 0]
     assert stats.chi2_contingency(table).pvalue < 1e-6
 
@@ -245,19 +279,24 @@ def test_instance_noise_chunks_give_same_result(monkeypatch):
     W = noise.instance_projection(108, 4, np.random.default_rng(0))
     full = noise.instance_targets(x, y, 4, W)
     import lnm.noise.instance as inst
+
     monkeypatch.setattr(inst, "CHUNK_BYTES", 8 * 108 * 7)  # 7 images per chunk
     np.testing.assert_allclose(noise.instance_targets(x, y, 4, W), full, rtol=1e-12, atol=1e-15)
 
 
 # --- validation ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern,rate,needles", [
-    ("gaussian", 0.2, ["'gaussian'", "none, symmetric, pairflip, instance"]),
-    ("symmetric", 1.5, ["1.5", "0 <= rate < 1"]),
-    ("instance", -0.1, ["-0.1", "0 <= rate < 1"]),
-    ("pairflip", 1.0, ["1.0", "0 <= rate < 1"]),
-    ("none", 0.2, ["0.2", "rate 0 only"]),
-])
+
+@pytest.mark.parametrize(
+    "pattern,rate,needles",
+    [
+        ("gaussian", 0.2, ["'gaussian'", "none, symmetric, pairflip, instance"]),
+        ("symmetric", 1.5, ["1.5", "0 <= rate < 1"]),
+        ("instance", -0.1, ["-0.1", "0 <= rate < 1"]),
+        ("pairflip", 1.0, ["1.0", "0 <= rate < 1"]),
+        ("none", 0.2, ["0.2", "rate 0 only"]),
+    ],
+)
 def test_bad_pattern_or_rate_is_rejected(pattern, rate, needles):
     y = np.zeros(10, dtype=np.int64)
     with pytest.raises(NoiseError) as err:
@@ -272,17 +311,21 @@ def test_bad_num_classes_labels_and_seed():
     with pytest.raises(NoiseError, match="num_classes 1.*>= 2"):
         noise.symmetric_matrix(1, 0.2)
     with pytest.raises(NoiseError, match=r"0\.\.2"):
-        noise.make_noisy_labels("symmetric", 0.2, 0, 3, {"train": np.array([0, 3]),
-                                                         "val": np.array([0])})
+        noise.make_noisy_labels(
+            "symmetric", 0.2, 0, 3, {"train": np.array([0, 3]), "val": np.array([0])}
+        )
     with pytest.raises(NoiseError, match="noise_seed -1"):
-        noise.make_noisy_labels("symmetric", 0.2, -1, 3, {"train": np.array([0]),
-                                                          "val": np.array([0])})
+        noise.make_noisy_labels(
+            "symmetric", 0.2, -1, 3, {"train": np.array([0]), "val": np.array([0])}
+        )
     with pytest.raises(NoiseError, match="needs images"):
-        noise.make_noisy_labels("instance", 0.2, 0, 3, {"train": np.array([0]),
-                                                        "val": np.array([0])})
+        noise.make_noisy_labels(
+            "instance", 0.2, 0, 3, {"train": np.array([0]), "val": np.array([0])}
+        )
 
 
 # --- files end to end ---------------------------------------------------------------------------
+
 
 def make_h5(path, n=(400, 100, 100), num_classes=4, shape=(5, 5, 3)):
     rng = np.random.default_rng(42)
@@ -295,22 +338,47 @@ def make_h5(path, n=(400, 100, 100), num_classes=4, shape=(5, 5, 3)):
             g.create_dataset("images", data=images)
             g.create_dataset("labels", data=rng.integers(0, num_classes, size).astype(np.int64))
         flat = train_images.reshape(-1, shape[-1]) / 255.0
-        h5.attrs.update(dataset="synthmnist", size=shape[0], task="multi-class",
-                        n_channels=shape[-1], n_classes=num_classes,
-                        classes=json.dumps([str(i) for i in range(num_classes)]),
-                        source_md5="0" * 32, source_sha256="0" * 64,
-                        mean=flat.mean(0), std=flat.std(0))
+        h5.attrs.update(
+            dataset="synthmnist",
+            size=shape[0],
+            task="multi-class",
+            n_channels=shape[-1],
+            n_classes=num_classes,
+            classes=json.dumps([str(i) for i in range(num_classes)]),
+            source_md5="0" * 32,
+            source_sha256="0" * 64,
+            mean=flat.mean(0),
+            std=flat.std(0),
+        )
     write_sidecar(path)
     return path
 
 
-KEYS = {"train_noisy", "train_clean", "train_is_clean", "val_noisy", "val_clean", "val_is_clean",
-        "realised_rate", "realised_rate_val", "transition", "nominal_transition", "identifiable",
-        "pattern", "rate", "noise_seed", "noisy_val", "std", "expected_rate"}
+KEYS = {
+    "train_noisy",
+    "train_clean",
+    "train_is_clean",
+    "val_noisy",
+    "val_clean",
+    "val_is_clean",
+    "realised_rate",
+    "realised_rate_val",
+    "transition",
+    "nominal_transition",
+    "identifiable",
+    "pattern",
+    "rate",
+    "noise_seed",
+    "noisy_val",
+    "std",
+    "expected_rate",
+}
 
 
-@pytest.mark.parametrize("pattern,noisy_val", [("symmetric", True), ("instance", True),
-                                               ("instance", False), ("none", True)])
+@pytest.mark.parametrize(
+    "pattern,noisy_val",
+    [("symmetric", True), ("instance", True), ("instance", False), ("none", True)],
+)
 def test_generate_noise_file_end_to_end(tmp_path, pattern, noisy_val):
     h5_path = make_h5(tmp_path / "data.h5")
     out = tmp_path / "noise" / "out.npz"

@@ -1,4 +1,5 @@
 """Report aggregation and figures on synthetic, checksummed metrics.json files."""
+
 from __future__ import annotations
 
 import itertools
@@ -20,29 +21,67 @@ from lnm.report import figures
 
 # LNMBench fig. 2: method -> (symmetric, instance, real-world) and overall.
 PAPER = {
-    "coteaching": (60.41, 60.00, 45.31, 55.24), "disc": (61.38, 58.37, 43.54, 54.43),
-    "cdr": (52.63, 55.48, 52.22, 53.44), "sce": (52.43, 53.02, 54.11, 53.19),
-    "dividemix": (63.23, 57.27, 38.75, 53.09), "codis": (56.95, 58.88, 42.73, 52.86),
-    "coteaching_plus": (64.60, 54.55, 39.31, 52.82), "ce": (48.82, 53.61, 49.68, 50.70),
-    "jocor": (47.10, 53.03, 46.48, 48.87), "volminnet": (51.49, 50.16, 43.44, 48.36),
+    "coteaching": (60.41, 60.00, 45.31, 55.24),
+    "disc": (61.38, 58.37, 43.54, 54.43),
+    "cdr": (52.63, 55.48, 52.22, 53.44),
+    "sce": (52.43, 53.02, 54.11, 53.19),
+    "dividemix": (63.23, 57.27, 38.75, 53.09),
+    "codis": (56.95, 58.88, 42.73, 52.86),
+    "coteaching_plus": (64.60, 54.55, 39.31, 52.82),
+    "ce": (48.82, 53.61, 49.68, 50.70),
+    "jocor": (47.10, 53.03, 46.48, 48.87),
+    "volminnet": (51.49, 50.16, 43.44, 48.36),
     "trevision": (48.64, 49.17, 43.84, 47.22),
 }
 
 
-def metrics(acc, dataset="breastmnist", noise="symmetric", rate=0.2, method="ce", seed=0,
-            noise_seed=0, identifiable=True, backbone="resnet8"):
+def metrics(
+    acc,
+    dataset="breastmnist",
+    noise="symmetric",
+    rate=0.2,
+    method="ce",
+    seed=0,
+    noise_seed=0,
+    identifiable=True,
+    backbone="resnet8",
+):
     return {
-        "run": {"dataset": dataset, "noise": noise, "rate": rate, "noise_seed": noise_seed,
-                "method": method, "backbone": backbone, "seed": seed, "epochs": 10, "size": 28},
-        "identifiable": identifiable, "num_classes": 2, "num_test": 156,
-        "noise_rate_realised": rate, "noise_rate_realised_val": rate,
-        "test_acc_last5": acc, "test_acc_best_val": acc - 1, "best_val_epoch": 7,
-        "balanced_acc_last5": acc - 10, "macro_f1_last5": acc - 12, "auc_last5": 0.8,
-        "ece_last5": 0.05, "nll_last5": 0.45, "per_class_recall_last5": [55.0, 90.1],
-        "selection": {"clean_ratio": None, "coverage": 80.0, "purified_ratio": None,
-                      "t_error": None},
-        "inputs": {"data": {"path": "d.h5", "sha256": "a" * 64},
-                   "noise": {"path": "n.npz", "sha256": "b" * 64}},
+        "run": {
+            "dataset": dataset,
+            "noise": noise,
+            "rate": rate,
+            "noise_seed": noise_seed,
+            "method": method,
+            "backbone": backbone,
+            "seed": seed,
+            "epochs": 10,
+            "size": 28,
+        },
+        "identifiable": identifiable,
+        "num_classes": 2,
+        "num_test": 156,
+        "noise_rate_realised": rate,
+        "noise_rate_realised_val": rate,
+        "test_acc_last5": acc,
+        "test_acc_best_val": acc - 1,
+        "best_val_epoch": 7,
+        "balanced_acc_last5": acc - 10,
+        "macro_f1_last5": acc - 12,
+        "auc_last5": 0.8,
+        "ece_last5": 0.05,
+        "nll_last5": 0.45,
+        "per_class_recall_last5": [55.0, 90.1],
+        "selection": {
+            "clean_ratio": None,
+            "coverage": 80.0,
+            "purified_ratio": None,
+            "t_error": None,
+        },
+        "inputs": {
+            "data": {"path": "d.h5", "sha256": "a" * 64},
+            "noise": {"path": "n.npz", "sha256": "b" * 64},
+        },
         "provenance": {},
     }
 
@@ -50,6 +89,7 @@ def metrics(acc, dataset="breastmnist", noise="symmetric", rate=0.2, method="ce"
 @pytest.fixture
 def make_runs(tmp_path):
     """Write metrics.json files (with sidecars) and return collect_runs over them."""
+
     def make(specs):
         paths = []
         for i, (acc, kw) in enumerate(specs):
@@ -57,14 +97,16 @@ def make_runs(tmp_path):
             write_text(path, json.dumps(metrics(acc, **kw)))
             paths.append(path)
         return agg.collect_runs(paths)
+
     return make
 
 
 def test_collect_runs_columns_and_values(make_runs):
-    runs = make_runs([(70.0, dict(method="sce")), (60.0, dict(method="ce", seed=1)),
-                      (50.0, dict(method="ce"))])
+    runs = make_runs(
+        [(70.0, dict(method="sce")), (60.0, dict(method="ce", seed=1)), (50.0, dict(method="ce"))]
+    )
     assert list(runs.columns) == agg.COLUMNS
-    assert list(runs["method"]) == ["ce", "ce", "sce"]       # canonical method order, then seed
+    assert list(runs["method"]) == ["ce", "ce", "sce"]  # canonical method order, then seed
     assert list(runs["test_acc_last5"]) == [50.0, 60.0, 70.0]
     assert runs["coverage"].tolist() == [80.0] * 3 and runs["clean_ratio"].isna().all()
     assert runs["noise_sha256"].iloc[0] == "b" * 64
@@ -85,40 +127,50 @@ def test_collect_runs_refuses_duplicate_runs(make_runs):
 
 def test_ranking_reproduces_paper_arithmetic(make_runs):
     # Two seeds per (method, pattern) at value ± d: the pattern mean is the paper's value.
-    specs = [(v + d, dict(method=m, noise=noise, seed=s))
-             for m, vals in PAPER.items()
-             for noise, v in zip(["symmetric", "instance", "real"], vals)
-             for s, d in enumerate([-2.5, 2.5])]
+    specs = [
+        (v + d, dict(method=m, noise=noise, seed=s))
+        for m, vals in PAPER.items()
+        for noise, v in zip(["symmetric", "instance", "real"], vals)
+        for s, d in enumerate([-2.5, 2.5])
+    ]
     specs += [(99.0, dict(method=m, noise="none", rate=0.0)) for m in PAPER]  # clean: ignored
     rank = agg.ranking(make_runs(specs))
     assert list(rank.columns) == ["symmetric", "instance", "real", "overall"]
-    assert list(rank.index) == list(PAPER)                     # the paper's order
+    assert list(rank.index) == list(PAPER)  # the paper's order
     for m, (sym, inst, real, overall) in PAPER.items():
         assert rank.loc[m, ["symmetric", "instance", "real"]].tolist() == pytest.approx(
-            [sym, inst, real])
+            [sym, inst, real]
+        )
         assert abs(rank.loc[m, "overall"] - overall) < 0.01
 
 
 def test_ranking_pattern_mean_is_over_all_cells(make_runs):
     # dataset a: 2 rates x 2 seeds, dataset b: 1 rate x 1 seed -> 5 runs, not a mean of means.
-    a = [(acc, dict(dataset="a", rate=r, seed=s))
-         for (r, s), acc in zip(itertools.product([0.2, 0.4], [0, 1]), [60, 62, 50, 52])]
+    a = [
+        (acc, dict(dataset="a", rate=r, seed=s))
+        for (r, s), acc in zip(itertools.product([0.2, 0.4], [0, 1]), [60, 62, 50, 52])
+    ]
     b = [(30.0, dict(dataset="b"))]
     inst = [(40.0, dict(dataset="a", noise="instance"))]
     rank = agg.ranking(make_runs(a + b + inst))
-    assert rank.loc["ce", "symmetric"] == pytest.approx(254 / 5)   # 50.8, not (56 + 30) / 2
+    assert rank.loc["ce", "symmetric"] == pytest.approx(254 / 5)  # 50.8, not (56 + 30) / 2
     assert rank.loc["ce", "overall"] == pytest.approx((254 / 5 + 40) / 2)
 
 
 @pytest.fixture
 def grid(make_runs):
     """breastmnist: none/0, symmetric 0.2 & 0.6 (non-identifiable), 2 seeds, ce/sce/dividemix."""
-    acc = {("none", 0.0): {"ce": 90, "sce": 91, "dividemix": 92},
-           ("symmetric", 0.2): {"ce": 80, "sce": 84, "dividemix": 82},
-           ("symmetric", 0.6): {"ce": 40, "sce": 45, "dividemix": 50}}
-    specs = [(v + d, dict(noise=n, rate=r, method=m, seed=s, identifiable=r < 0.5))
-             for (n, r), row in acc.items() for m, v in row.items()
-             for s, d in enumerate([-1.0, 3.0])]
+    acc = {
+        ("none", 0.0): {"ce": 90, "sce": 91, "dividemix": 92},
+        ("symmetric", 0.2): {"ce": 80, "sce": 84, "dividemix": 82},
+        ("symmetric", 0.6): {"ce": 40, "sce": 45, "dividemix": 50},
+    }
+    specs = [
+        (v + d, dict(noise=n, rate=r, method=m, seed=s, identifiable=r < 0.5))
+        for (n, r), row in acc.items()
+        for m, v in row.items()
+        for s, d in enumerate([-1.0, 3.0])
+    ]
     specs.append((70.0, dict(noise="pairflip", rate=0.2, method="ce")))  # one seed only
     return make_runs(specs)
 
@@ -126,8 +178,8 @@ def grid(make_runs):
 def test_summarize_mean_std_n(grid):
     s = agg.summarize(grid).set_index(["noise", "rate", "method"])
     cell = s.loc[("symmetric", 0.2, "sce")]
-    assert cell["test_acc_last5_mean"] == pytest.approx(85.0)        # (83 + 87) / 2
-    assert cell["test_acc_last5_std"] == pytest.approx(np.sqrt(8))   # ddof=1: sqrt(2*2^2/1)
+    assert cell["test_acc_last5_mean"] == pytest.approx(85.0)  # (83 + 87) / 2
+    assert cell["test_acc_last5_std"] == pytest.approx(np.sqrt(8))  # ddof=1: sqrt(2*2^2/1)
     assert cell["test_acc_best_val_mean"] == pytest.approx(84.0)
     assert cell["n"] == 2 and bool(cell["identifiable"])
     assert not s.loc[("symmetric", 0.6, "ce"), "identifiable"]
@@ -144,7 +196,7 @@ def test_summary_markdown_bold_and_dagger(grid):
     assert "| symmetric | 0.2 | 81.0 ± 2.8 | **85.0 ± 2.8** | 83.0 ± 2.8 |" in lines
     assert "| symmetric | 0.6 † | 41.0 ± 2.8 | 46.0 ± 2.8 | **51.0 ± 2.8** |" in lines
     assert "| pairflip | 0.2 | **70.0** | – | – |" in lines
-    assert sum("†" in line for line in lines) == 2          # the one row + the footnote
+    assert sum("†" in line for line in lines) == 2  # the one row + the footnote
     assert "most likely noisy label" in md
 
 
@@ -164,7 +216,9 @@ def test_method_colors_are_stable():
     everyone = figures.method_colors(agg.METHODS)
     assert len(set(everyone.values())) == len(agg.METHODS)
     assert figures.method_colors(["dividemix", "ce"]) == {
-        "ce": everyone["ce"], "dividemix": everyone["dividemix"]}
+        "ce": everyone["ce"],
+        "dividemix": everyone["dividemix"],
+    }
     assert "mystery" in figures.method_colors(["mystery", "ce"])
 
 
@@ -176,17 +230,21 @@ def check_png(path, figsize):
 
 
 def test_figures(grid, tmp_path):
-    check_png(figures.plot_acc_vs_rate(grid, "breastmnist", tmp_path / "acc.png"),
-              figures.FIGSIZE_ACC)
+    check_png(
+        figures.plot_acc_vs_rate(grid, "breastmnist", tmp_path / "acc.png"), figures.FIGSIZE_ACC
+    )
     for pattern in ("symmetric", "overall"):
-        check_png(figures.plot_ranking(grid, pattern, tmp_path / f"rank_{pattern}.png"),
-                  figures.FIGSIZE_RANKING)
+        check_png(
+            figures.plot_ranking(grid, pattern, tmp_path / f"rank_{pattern}.png"),
+            figures.FIGSIZE_RANKING,
+        )
 
 
 def test_acc_vs_rate_one_pattern_one_rate(make_runs, tmp_path):
     runs = make_runs([(80.0, dict(method="ce")), (75.0, dict(method="disc"))])
-    check_png(figures.plot_acc_vs_rate(runs, "breastmnist", tmp_path / "one.png"),
-              figures.FIGSIZE_ACC)
+    check_png(
+        figures.plot_acc_vs_rate(runs, "breastmnist", tmp_path / "one.png"), figures.FIGSIZE_ACC
+    )
 
 
 def test_single_method_rows_are_all_bold_whatever_the_float_rounding():
@@ -194,26 +252,43 @@ def test_single_method_rows_are_all_bold_whatever_the_float_rounding():
     the row's best and another way for the cell, leaving the only cell of a row unbolded."""
     from lnm.report.aggregate import summarize, summary_markdown
 
-    rows = [dict(dataset="d", noise="symmetric", rate=0.2, backbone="b", method="ce", seed=s,
-                 noise_seed=0, identifiable=True, realised_rate=0.2, test_acc_last5=v,
-                 test_acc_best_val=v, balanced_acc_last5=v, macro_f1_last5=v)
-            for s, v in enumerate([51.25, 54.45])]
+    rows = [
+        dict(
+            dataset="d",
+            noise="symmetric",
+            rate=0.2,
+            backbone="b",
+            method="ce",
+            seed=s,
+            noise_seed=0,
+            identifiable=True,
+            realised_rate=0.2,
+            test_acc_last5=v,
+            test_acc_best_val=v,
+            balanced_acc_last5=v,
+            macro_f1_last5=v,
+        )
+        for s, v in enumerate([51.25, 54.45])
+    ]
     md = summary_markdown(summarize(pd.DataFrame(rows)))
-    line = next(l for l in md.splitlines() if l.startswith("| symmetric"))
+    line = next(ln for ln in md.splitlines() if ln.startswith("| symmetric"))
     assert line.count("**") == 2, line
 
 
 def test_overall_column_from_the_papers_pattern_columns(make_runs):
     """One run per method and pattern at exactly the paper's per-pattern value: the overall
     column and the order are the paper's (LNMBench fig. 2, reference-protocol.md §5.1)."""
-    specs = [(v, dict(method=m, noise=noise))
-             for m, vals in PAPER.items()
-             for noise, v in zip(["symmetric", "instance", "real"], vals)]
+    specs = [
+        (v, dict(method=m, noise=noise))
+        for m, vals in PAPER.items()
+        for noise, v in zip(["symmetric", "instance", "real"], vals)
+    ]
     rank = agg.ranking(make_runs(specs))
     assert list(rank.index) == list(PAPER)
     for m, (*_, overall) in PAPER.items():
-        assert abs(rank.loc[m, "overall"] - overall) <= 0.01       # the paper rounds to 2 dp
+        assert abs(rank.loc[m, "overall"] - overall) <= 0.01  # the paper rounds to 2 dp
     from lnm.report.tables import ranking_tables
+
     table = ranking_tables(rank)[0]
     assert table.rows[0] == ["coteaching", "60.41", "60.00", "45.31", "55.24"]
-    assert table.bold[0][-1] and not table.bold[1][-1]                # best overall in bold
+    assert table.bold[0][-1] and not table.bold[1][-1]  # best overall in bold

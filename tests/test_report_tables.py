@@ -1,5 +1,6 @@
 """Statistics tables, selection diagnostics, run metadata and the new figures on synthetic,
 checksummed run folders (metrics.json + per_epoch.csv + test_probs.npz)."""
+
 from __future__ import annotations
 
 import io
@@ -22,17 +23,33 @@ DATASETS = {"breastmnist": [42, 114], "retinamnist": [174, 46, 92, 68, 20]}
 BIAS = {"ce": 0.0, "coteaching": 4.0, "disc": 6.0, "trevision": -2.0, "coteaching_plus": 1.0}
 
 
-def write_run(root, dataset, noise, rate, method, noise_seed, seed, acc, epochs=4,
-              identifiable=True, rng=None):
+def write_run(
+    root, dataset, noise, rate, method, noise_seed, seed, acc, epochs=4, identifiable=True, rng=None
+):
     """One run folder as the trainer writes it (all files with sidecars)."""
     rng = rng or np.random.default_rng(0)
     counts = DATASETS[dataset]
     c, n = len(counts), sum(counts)
-    d = root / "runs" / dataset / f"{noise}-{rate:g}-n{noise_seed}" / method / "resnet8" / f"s{seed}"
+    d = (
+        root
+        / "runs"
+        / dataset
+        / f"{noise}-{rate:g}-n{noise_seed}"
+        / method
+        / "resnet8"
+        / f"s{seed}"
+    )
     recall = [float(v) for v in np.clip(acc + rng.normal(0, 15, c), 0, 100)]
-    ep = pd.DataFrame({"epoch": range(epochs), "train_loss": 1.0, "val_acc": acc,
-                       "val_acc_clean": acc, "test_acc": acc + rng.normal(0, 1, epochs),
-                       "test_per_class_recall": [json.dumps(recall)] * epochs})
+    ep = pd.DataFrame(
+        {
+            "epoch": range(epochs),
+            "train_loss": 1.0,
+            "val_acc": acc,
+            "val_acc_clean": acc,
+            "test_acc": acc + rng.normal(0, 1, epochs),
+            "test_per_class_recall": [json.dumps(recall)] * epochs,
+        }
+    )
     sel = dict.fromkeys(["clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc"])
     if method in ("coteaching", "coteaching_plus", "disc"):
         ep["clean_ratio"] = 100 - 50 * rate + np.arange(epochs)
@@ -45,19 +62,44 @@ def write_run(root, dataset, noise, rate, method, noise_seed, seed, acc, epochs=
     for k in sel:
         if k in ep:
             sel[k] = float(ep[k].iloc[-2:].mean())
-    m = {"run": {"dataset": dataset, "noise": noise, "rate": rate, "noise_seed": noise_seed,
-                 "method": method, "backbone": "resnet8", "seed": seed, "epochs": epochs,
-                 "size": 28},
-         "identifiable": identifiable, "num_classes": c, "num_test": n,
-         "noise_rate_realised": rate, "noise_rate_realised_val": rate, "test_acc_last5": acc,
-         "test_acc_best_val": acc - 1, "best_val_epoch": 2,
-         "balanced_acc_last5": float(np.mean(recall)), "macro_f1_last5": acc - 15,
-         "auc_last5": 0.8, "ece_last5": 0.05, "nll_last5": 0.5,
-         "per_class_recall_last5": recall, "selection": sel,
-         "inputs": {"data": {"path": "d.h5", "sha256": "a" * 64},
-                    "noise": {"path": "n.npz", "sha256": "b" * 64}},
-         "provenance": {"git_commit": "abc123", "device": "cpu", "python": "3.11.7",
-                        "packages": {"torch": "2.14.1", "numpy": "2.4.6"}}}
+    m = {
+        "run": {
+            "dataset": dataset,
+            "noise": noise,
+            "rate": rate,
+            "noise_seed": noise_seed,
+            "method": method,
+            "backbone": "resnet8",
+            "seed": seed,
+            "epochs": epochs,
+            "size": 28,
+        },
+        "identifiable": identifiable,
+        "num_classes": c,
+        "num_test": n,
+        "noise_rate_realised": rate,
+        "noise_rate_realised_val": rate,
+        "test_acc_last5": acc,
+        "test_acc_best_val": acc - 1,
+        "best_val_epoch": 2,
+        "balanced_acc_last5": float(np.mean(recall)),
+        "macro_f1_last5": acc - 15,
+        "auc_last5": 0.8,
+        "ece_last5": 0.05,
+        "nll_last5": 0.5,
+        "per_class_recall_last5": recall,
+        "selection": sel,
+        "inputs": {
+            "data": {"path": "d.h5", "sha256": "a" * 64},
+            "noise": {"path": "n.npz", "sha256": "b" * 64},
+        },
+        "provenance": {
+            "git_commit": "abc123",
+            "device": "cpu",
+            "python": "3.11.7",
+            "packages": {"torch": "2.14.1", "numpy": "2.4.6"},
+        },
+    }
     write_text(d / "metrics.json", json.dumps(m))
     buf = io.StringIO()
     ep.to_csv(buf, index=False)
@@ -69,13 +111,20 @@ def write_run(root, dataset, noise, rate, method, noise_seed, seed, acc, epochs=
     return d / "metrics.json"
 
 
-def make_grid(root, methods=("ce", "coteaching", "disc", "trevision"),
-              settings=(("none", 0.0), ("symmetric", 0.2), ("symmetric", 0.6), ("instance", 0.4)),
-              noise_seeds=(0, 1), seeds=(0, 1), datasets=tuple(DATASETS), seed=0):
+def make_grid(
+    root,
+    methods=("ce", "coteaching", "disc", "trevision"),
+    settings=(("none", 0.0), ("symmetric", 0.2), ("symmetric", 0.6), ("instance", 0.4)),
+    noise_seeds=(0, 1),
+    seeds=(0, 1),
+    datasets=tuple(DATASETS),
+    seed=0,
+):
     rng = np.random.default_rng(seed)
     paths = []
-    for ds, (noise, rate), m, ns, s in itertools.product(datasets, settings, methods,
-                                                         noise_seeds, seeds):
+    for ds, (noise, rate), m, ns, s in itertools.product(
+        datasets, settings, methods, noise_seeds, seeds
+    ):
         acc = float(np.clip(85 - 60 * rate + BIAS[m] + 2 * ns - 1 + rng.normal(0, 1), 0, 100))
         ident = not (len(DATASETS[ds]) == 2 and rate >= 0.5)
         paths.append(write_run(root, ds, noise, rate, m, ns, s, acc, identifiable=ident, rng=rng))
@@ -92,10 +141,11 @@ def check_png(path, figsize):
     verify(path)
     img = mpimg.imread(path)
     assert img.shape[:2] == (round(figsize[1] * figures.DPI), round(figsize[0] * figures.DPI))
-    assert img[..., :3].std() > 0.01                  # not a blank canvas
+    assert img[..., :3].std() > 0.01  # not a blank canvas
 
 
 # ---------------------------------------------------------------- run table
+
 
 def test_runs_carry_class_counts_and_recall(grid):
     runs, _ = grid
@@ -117,15 +167,18 @@ def test_runs_without_test_probs_have_no_counts(tmp_path):
 
 # ---------------------------------------------------------------- cells
 
+
 def test_cell_table_statistics(grid):
     runs, _ = grid
     cells = tables.cell_table(runs).set_index(["dataset", "noise", "rate", "method"])
-    sel = runs.query("dataset == 'retinamnist' and noise == 'symmetric' and rate == 0.2 "
-                     "and method == 'disc'")["test_acc_last5"]
+    sel = runs.query(
+        "dataset == 'retinamnist' and noise == 'symmetric' and rate == 0.2 and method == 'disc'"
+    )["test_acc_last5"]
     c = cells.loc[("retinamnist", "symmetric", 0.2, "disc")]
     assert c["n"] == 4 and c["n_noise_seeds"] == 2 and c["n_seeds"] == 2
     assert c["mean"] == pytest.approx(sel.mean())
     from scipy import stats as sps
+
     lo, hi = sps.t.interval(0.95, 3, loc=sel.mean(), scale=sps.sem(sel))
     assert (c["ci_lo"], c["ci_hi"]) == pytest.approx((lo, hi))
     p = sel.mean() / 100
@@ -142,8 +195,14 @@ def test_cell_table_statistics(grid):
 
 
 def test_one_seed_cells_say_na(tmp_path):
-    paths = make_grid(tmp_path, methods=("ce", "disc"), noise_seeds=(0,), seeds=(0,),
-                      settings=(("none", 0.0), ("symmetric", 0.4)), datasets=("breastmnist",))
+    paths = make_grid(
+        tmp_path,
+        methods=("ce", "disc"),
+        noise_seeds=(0,),
+        seeds=(0,),
+        settings=(("none", 0.0), ("symmetric", 0.4)),
+        datasets=("breastmnist",),
+    )
     runs = agg.collect_runs(paths)
     out = tables.write_statistics(runs, tmp_path / "tables")
     md = (tmp_path / "tables" / "cells.md").read_text()
@@ -152,7 +211,7 @@ def test_one_seed_cells_say_na(tmp_path):
     assert cells["ci_hw"].isna().all() and cells["note"].str.contains(NEEDS_SEEDS).all()
     stats_md = (tmp_path / "tables" / "statistics.md").read_text()
     assert "Friedman test n/a: needs ≥3 methods" in stats_md
-    assert "n/a: needs ≥2 cells" in stats_md                        # Wilcoxon, one noisy cell
+    assert "n/a: needs ≥2 cells" in stats_md  # Wilcoxon, one noisy cell
     assert "n/a: needs ≥2 noise seeds × ≥2 training seeds" in stats_md
 
 
@@ -167,6 +226,7 @@ def test_write_statistics_files_and_content(grid, tmp_path):
     fr = pd.read_csv(out["friedman.csv"]).iloc[0]
     matrix = tables.block_matrix(tables.cell_table(runs))
     from scipy import stats as sps
+
     ref = sps.friedmanchisquare(*(matrix[c] for c in matrix))
     assert fr["chi2"] == pytest.approx(ref.statistic) and fr["k"] == 4
     assert fr["cd"] == pytest.approx(2.569 * np.sqrt(4 * 5 / (6 * 6)), abs=1e-3)
@@ -176,11 +236,11 @@ def test_write_statistics_files_and_content(grid, tmp_path):
     var = pd.read_csv(out["variance.csv"])
     assert var["share_noise"].between(0, 1).all() and "all" in set(var["method"])
     imb = pd.read_csv(out["imbalance.csv"])
-    assert set(imb["dataset"]) == {"breastmnist", "retinamnist"}   # both are imbalanced
+    assert set(imb["dataset"]) == {"breastmnist", "retinamnist"}  # both are imbalanced
     html = (tmp_path / "ranks.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<table>" in html and "Friedman" in html
     cells_md = (tmp_path / "cells.md").read_text()
-    assert re.search(r"\*\*\d+\.\d \[\d+\.\d, \d+\.\d\]\*\*", cells_md)   # best bold, with CI
+    assert re.search(r"\*\*\d+\.\d \[\d+\.\d, \d+\.\d\]\*\*", cells_md)  # best bold, with CI
     assert "±test" in cells_md and "† Not identifiable" in cells_md
 
 
@@ -192,9 +252,12 @@ def test_summary_latex_booktabs_bold_dagger(grid, tmp_path):
         assert token in tex
     row = next(line for line in tex.splitlines() if line.startswith("symmetric & 0.6"))
     assert r"$^\dagger$" in row and row.count(r"\textbf{") == 1 and r"$\pm$" in row
-    assert r"\textbf{" in next(l for l in tex.splitlines() if l.startswith("none"))
-    md_row = next(line for line in agg.summary_markdown(agg.summarize(runs)).splitlines()
-                  if line.startswith("| symmetric | 0.6"))
+    assert r"\textbf{" in next(ln for ln in tex.splitlines() if ln.startswith("none"))
+    md_row = next(
+        line
+        for line in agg.summary_markdown(agg.summarize(runs)).splitlines()
+        if line.startswith("| symmetric | 0.6")
+    )
     # the same cell is bold in Markdown and in LaTeX
     bold_md = [i for i, c in enumerate(md_row.split("|")[3:-1]) if "**" in c]
     bold_tex = [i for i, c in enumerate(row.rstrip(" \\").split(" & ")[2:]) if r"\textbf" in c]
@@ -205,10 +268,12 @@ def test_summary_latex_booktabs_bold_dagger(grid, tmp_path):
 
 def test_tex_escape():
     from lnm.report.render import tex_escape
+
     assert tex_escape("coteaching_plus 50 % ± 1") == r"coteaching\_plus 50 \% $\pm$ 1"
 
 
 # ---------------------------------------------------------------- diagnostics
+
 
 def test_diagnostics(grid, tmp_path):
     runs, _ = grid
@@ -227,13 +292,20 @@ def test_diagnostics(grid, tmp_path):
 
 
 def test_diagnostics_without_diagnostic_methods(tmp_path):
-    paths = make_grid(tmp_path, methods=("ce",), noise_seeds=(0,), seeds=(0,),
-                      settings=(("symmetric", 0.4),), datasets=("breastmnist",))
+    paths = make_grid(
+        tmp_path,
+        methods=("ce",),
+        noise_seeds=(0,),
+        seeds=(0,),
+        settings=(("symmetric", 0.4),),
+        datasets=("breastmnist",),
+    )
     out = diagnostics.write_diagnostics(agg.collect_runs(paths), tmp_path / "t")
     assert "no method in this grid reports" in out["selection.md"].read_text()
 
 
 # ---------------------------------------------------------------- metadata
+
 
 def test_metadata(grid, tmp_path):
     runs, _ = grid
@@ -252,29 +324,38 @@ def test_metadata(grid, tmp_path):
 
 # ---------------------------------------------------------------- figures
 
+
 def test_new_figures_have_the_expected_size(grid, tmp_path):
     runs, _ = grid
     ep = diagnostics.collect_epochs(runs)
-    check_png(figures.plot_selection(ep, "retinamnist", "symmetric", 0.2, tmp_path / "s.png"),
-              figures.FIGSIZE_SELECTION)
+    check_png(
+        figures.plot_selection(ep, "retinamnist", "symmetric", 0.2, tmp_path / "s.png"),
+        figures.FIGSIZE_SELECTION,
+    )
     check_png(figures.plot_cd_diagram(runs, tmp_path / "cd.png"), figures.FIGSIZE_CD)
     for ds in DATASETS:
-        check_png(figures.plot_recall(runs, ds, tmp_path / f"r_{ds}.png"),
-                  figures.FIGSIZE_RECALL)
+        check_png(figures.plot_recall(runs, ds, tmp_path / f"r_{ds}.png"), figures.FIGSIZE_RECALL)
 
 
 def test_figures_on_a_minimal_grid(tmp_path):
     """One method, one dataset, one seed, no diagnostics: every figure still draws."""
-    paths = make_grid(tmp_path, methods=("ce",), noise_seeds=(0,), seeds=(0,),
-                      settings=(("none", 0.0), ("symmetric", 0.4)), datasets=("breastmnist",))
+    paths = make_grid(
+        tmp_path,
+        methods=("ce",),
+        noise_seeds=(0,),
+        seeds=(0,),
+        settings=(("none", 0.0), ("symmetric", 0.4)),
+        datasets=("breastmnist",),
+    )
     runs = agg.collect_runs(paths)
     ep = diagnostics.collect_epochs(runs)
-    check_png(figures.plot_selection(ep, "breastmnist", "symmetric", 0.4, tmp_path / "s.png"),
-              figures.FIGSIZE_SELECTION)
+    check_png(
+        figures.plot_selection(ep, "breastmnist", "symmetric", 0.4, tmp_path / "s.png"),
+        figures.FIGSIZE_SELECTION,
+    )
     check_png(figures.plot_cd_diagram(runs, tmp_path / "cd.png"), figures.FIGSIZE_CD)
-    check_png(figures.plot_recall(runs, "breastmnist", tmp_path / "r.png"),
-              figures.FIGSIZE_RECALL)
-    check_png(figures.plot_ranking(runs, "overall", tmp_path / "rank.png"),
-              figures.FIGSIZE_RANKING)
-    check_png(figures.plot_acc_vs_rate(runs, "breastmnist", tmp_path / "acc.png"),
-              figures.FIGSIZE_ACC)
+    check_png(figures.plot_recall(runs, "breastmnist", tmp_path / "r.png"), figures.FIGSIZE_RECALL)
+    check_png(figures.plot_ranking(runs, "overall", tmp_path / "rank.png"), figures.FIGSIZE_RANKING)
+    check_png(
+        figures.plot_acc_vs_rate(runs, "breastmnist", tmp_path / "acc.png"), figures.FIGSIZE_ACC
+    )

@@ -1,5 +1,6 @@
 """End to end: the smoke preset on synthetic data through every table and figure rule, then
 `snakemake --report` builds one page holding every reported output."""
+
 import re
 
 import matplotlib.image as mpimg
@@ -8,14 +9,17 @@ import pytest
 
 from lnm.checksum import verify
 from lnm.report import figures, tables
-from tests.conftest import REPO, snakemake as run_snakemake
+from tests.conftest import REPO
+from tests.conftest import snakemake as run_snakemake
 
-FIGURES = {"acc_vs_rate_pathmnist.png": figures.FIGSIZE_ACC,
-           "ranking_symmetric.png": figures.FIGSIZE_RANKING,
-           "ranking_overall.png": figures.FIGSIZE_RANKING,
-           "selection_pathmnist_symmetric-0.4.png": figures.FIGSIZE_SELECTION,
-           "cd_diagram.png": figures.FIGSIZE_CD,
-           "recall_pathmnist.png": figures.FIGSIZE_RECALL}
+FIGURES = {
+    "acc_vs_rate_pathmnist.png": figures.FIGSIZE_ACC,
+    "ranking_symmetric.png": figures.FIGSIZE_RANKING,
+    "ranking_overall.png": figures.FIGSIZE_RANKING,
+    "selection_pathmnist_symmetric-0.4.png": figures.FIGSIZE_SELECTION,
+    "cd_diagram.png": figures.FIGSIZE_CD,
+    "recall_pathmnist.png": figures.FIGSIZE_RECALL,
+}
 
 
 def snakemake(*args):
@@ -61,14 +65,36 @@ def test_smoke_report(synthetic_smoke):
     log = snakemake(*cfg, "--report", str(report))
     html = report.read_text()
     assert report.stat().st_size > 100_000 and "Report created" in log
-    for name in [*FIGURES, "cells.html", "ranks.html", "wilcoxon.html", "variance.html",
-                 "imbalance.html", "selection.html", "summary.html", "ranking.html",
-                 "run_metadata.html", "config.yaml", "versions.csv", "MANIFEST.sha256",
-                 "runs.csv", "cells.csv", "summary.tex", "cells.tex", "statistics.md"]:
+    for name in [
+        *FIGURES,
+        "cells.html",
+        "ranks.html",
+        "wilcoxon.html",
+        "variance.html",
+        "imbalance.html",
+        "selection.html",
+        "summary.html",
+        "ranking.html",
+        "run_metadata.html",
+        "config.yaml",
+        "versions.csv",
+        "MANIFEST.sha256",
+        "runs.csv",
+        "cells.csv",
+        "summary.tex",
+        "cells.tex",
+        "statistics.md",
+    ]:
         assert name in html, name
-    for category in ("1. Ranking", "3. Per-cell results", "4. Statistics",
-                     "5. Selection diagnostics", "6. Imbalance", "7. Run metadata",
-                     "8. Data files"):
+    for category in (
+        "1. Ranking",
+        "3. Per-cell results",
+        "4. Statistics",
+        "5. Selection diagnostics",
+        "6. Imbalance",
+        "7. Run metadata",
+        "8. Data files",
+    ):
         assert category in html, category
     assert "How to read this report" in html and "{{" not in html
     assert "Undefined substitution" not in log and "ERROR/" not in log

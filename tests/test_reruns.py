@@ -1,4 +1,5 @@
 """Reruns follow code changes exactly; a training job killed mid-epoch resumes and matches."""
+
 import json
 import os
 import re
@@ -14,13 +15,31 @@ import pytest
 
 from tests.conftest import REPO, SHARED_MEDMNIST
 
-WORKFLOW = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "presets", "envs",
-            "lnm", "report"]
+WORKFLOW = [
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "workflow_scripts",
+    "schemas",
+    "presets",
+    "envs",
+    "lnm",
+    "report",
+]
 
 
 def snakemake(cwd, *args, check=True, extra_config=None):
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
-           "presets/smoke.yaml", *([str(extra_config)] if extra_config else []), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--configfile",
+        "presets/smoke.yaml",
+        *([str(extra_config)] if extra_config else []),
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if check and proc.returncode:
         raise AssertionError(proc.stdout[-3000:] + proc.stderr[-3000:])
@@ -32,8 +51,11 @@ def planned(cwd, *args):
     out = snakemake(cwd, "--dry-run", "--quiet", "rules", *args)
     if "Nothing to be done" in out:
         return {}
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)
-            if m[1] not in ("total", "count")}
+    return {
+        m[1]: int(m[2])
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)
+        if m[1] not in ("total", "count")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +66,9 @@ def workflow_copy(tmp_path_factory):
     for name in WORKFLOW:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, root / name, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                src, root / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
         elif src.exists():
             shutil.copy2(src, root / name)
     cfg = ["--config", f"results={root / 'results'}", f"raw_dir={SHARED_MEDMNIST}"]
@@ -89,17 +112,31 @@ def test_reruns_follow_exactly_the_code_that_changed(workflow_copy):
 def test_training_killed_mid_epoch_resumes_and_matches(tmp_path, workflow_copy):
     root, _ = workflow_copy
     extra = tmp_path / "one_run.yaml"  # one CE run of 8 epochs on symmetric 0.4
-    extra.write_text("methods: [ce]\nnoise: {patterns: {symmetric: [0.4], instance: []}, "
-                     "clean: false}\ntrain: {epochs: 8}\n")
+    extra.write_text(
+        "methods: [ce]\nnoise: {patterns: {symmetric: [0.4], instance: []}, "
+        "clean: false}\ntrain: {epochs: 8}\n"
+    )
     cfg = [f"raw_dir={SHARED_MEDMNIST}"]
     run = "runs/breastmnist/symmetric-0.4-n0/ce/resnet8/s0"
     snakemake(root, "--config", f"results={tmp_path / 'a'}", *cfg, extra_config=extra)
 
     b = tmp_path / "b"
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "presets/smoke.yaml",
-           str(extra), "--config", f"results={b}", *cfg]
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--configfile",
+        "presets/smoke.yaml",
+        str(extra),
+        "--config",
+        f"results={b}",
+        *cfg,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     ckpt = b / run / "checkpoint.pt"
     deadline = time.monotonic() + 120
     while not ckpt.exists():
@@ -112,7 +149,7 @@ def test_training_killed_mid_epoch_resumes_and_matches(tmp_path, workflow_copy):
 
     snakemake(root, "--unlock", "--config", f"results={b}", *cfg, extra_config=extra)
     snakemake(root, "--rerun-incomplete", "--config", f"results={b}", *cfg, extra_config=extra)
-    log = (b / "logs" / "train" / "breastmnist" / "symmetric-0.4-n0" / "ce" / "resnet8" / "s0.log")
+    log = b / "logs" / "train" / "breastmnist" / "symmetric-0.4-n0" / "ce" / "resnet8" / "s0.log"
     assert "resuming" in log.read_text()
 
     ma, mb = (json.loads((d / run / "metrics.json").read_text()) for d in (tmp_path / "a", b))
@@ -121,6 +158,7 @@ def test_training_killed_mid_epoch_resumes_and_matches(tmp_path, workflow_copy):
         for item in m["inputs"].values():
             item.pop("path")
     assert ma == mb
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / run / "per_epoch.csv"),
-                                  pd.read_csv(b / run / "per_epoch.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "a" / run / "per_epoch.csv"), pd.read_csv(b / run / "per_epoch.csv")
+    )
     assert not ckpt.exists()

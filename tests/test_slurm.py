@@ -3,6 +3,7 @@
 Set LNM_TEST_SLURM=1 to run it (CI does); it needs root and apt-get, and skips with the reason
 where SLURM cannot be installed.
 """
+
 import os
 import subprocess
 import sys
@@ -14,12 +15,19 @@ SCRIPT = Path(__file__).parent / "slurm" / "run_slurm_test.sh"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("LNM_TEST_SLURM") != "1",
-                    reason="opt-in: set LNM_TEST_SLURM=1 (installs and starts slurm-wlm as root)")
+@pytest.mark.skipif(
+    os.environ.get("LNM_TEST_SLURM") != "1",
+    reason="opt-in: set LNM_TEST_SLURM=1 (installs and starts slurm-wlm as root)",
+)
 def test_smoke_workflow_through_the_slurm_profile(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "results")], env=env,
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), str(tmp_path / "results")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     out = proc.stdout + proc.stderr
     if proc.returncode == 77:
         pytest.skip(out.strip().splitlines()[-1])

@@ -1,4 +1,5 @@
 """lnm.report.stats against scipy and hand-computed examples; graceful degradation."""
+
 import math
 
 import numpy as np
@@ -35,9 +36,9 @@ def test_binomial_halfwidth():
 
 def test_ceiling_fraction():
     assert stats.ceiling_fraction(60.0, 50.0, 90.0) == pytest.approx(0.25)
-    assert stats.ceiling_fraction(45.0, 50.0, 90.0) == pytest.approx(-0.125)   # below chance
+    assert stats.ceiling_fraction(45.0, 50.0, 90.0) == pytest.approx(-0.125)  # below chance
     assert stats.ceiling_fraction(90.0, 50.0, 90.0) == pytest.approx(1.0)
-    assert math.isnan(stats.ceiling_fraction(60.0, 73.0, 67.0))                # CE <= chance
+    assert math.isnan(stats.ceiling_fraction(60.0, 73.0, 67.0))  # CE <= chance
     assert math.isnan(stats.ceiling_fraction(60.0, float("nan"), 90.0))
 
 
@@ -47,8 +48,9 @@ def test_ceiling_fraction():
 #   2:     1 3 2           = 12 / 48 * 210 - 48 = 4.5
 #   3:     2 1 3      Iman-Davenport F = (N-1) chi2 / (N (k-1) - chi2) = 13.5 / 3.5
 #   4:     1 2 3
-HAND = pd.DataFrame({"A": [90, 80, 70, 60], "B": [85, 70, 75, 55], "C": [80, 75, 65, 50]},
-                    dtype=float)
+HAND = pd.DataFrame(
+    {"A": [90, 80, 70, 60], "B": [85, 70, 75, 55], "C": [80, 75, 65, 50]}, dtype=float
+)
 
 
 def test_ranks_and_friedman_by_hand_and_scipy():
@@ -56,7 +58,7 @@ def test_ranks_and_friedman_by_hand_and_scipy():
     res = stats.friedman(HAND)
     assert res["k"] == 3 and res["n"] == 4 and res["note"] == ""
     assert res["statistic"] == pytest.approx(4.5)
-    assert res["pvalue"] == pytest.approx(math.exp(-4.5 / 2))          # chi2 with 2 df
+    assert res["pvalue"] == pytest.approx(math.exp(-4.5 / 2))  # chi2 with 2 df
     ref = sps.friedmanchisquare(*(HAND[c] for c in HAND))
     assert (res["statistic"], res["pvalue"]) == pytest.approx((ref.statistic, ref.pvalue))
     assert res["iman_davenport"] == pytest.approx(13.5 / 3.5)
@@ -64,12 +66,13 @@ def test_ranks_and_friedman_by_hand_and_scipy():
 
 
 def test_ties_share_the_mean_rank_and_match_scipy():
-    m = pd.DataFrame({"A": [90, 80, 70], "B": [80, 80, 60], "C": [80, 70, 70], "D": [10, 20, 30]},
-                     dtype=float)
+    m = pd.DataFrame(
+        {"A": [90, 80, 70], "B": [80, 80, 60], "C": [80, 70, 70], "D": [10, 20, 30]}, dtype=float
+    )
     ranks = stats.block_ranks(m)
     assert ranks.iloc[0].tolist() == [1.0, 2.5, 2.5, 4.0]
     assert ranks.iloc[2].tolist() == [1.5, 3.0, 1.5, 4.0]
-    ref = sps.friedmanchisquare(*(m[c] for c in m))                    # tie-corrected
+    ref = sps.friedmanchisquare(*(m[c] for c in m))  # tie-corrected
     assert stats.friedman(m)["statistic"] == pytest.approx(ref.statistic)
 
 
@@ -80,8 +83,20 @@ def test_incomplete_blocks_are_dropped():
     assert stats.average_ranks(m).to_dict() == {"A": 1.25, "B": 2.0, "C": 2.75}
 
 
-@pytest.mark.parametrize("k, q", [(2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728), (6, 2.850),
-                                  (7, 2.949), (8, 3.031), (9, 3.102), (10, 3.164)])
+@pytest.mark.parametrize(
+    "k, q",
+    [
+        (2, 1.960),
+        (3, 2.343),
+        (4, 2.569),
+        (5, 2.728),
+        (6, 2.850),
+        (7, 2.949),
+        (8, 3.031),
+        (9, 3.102),
+        (10, 3.164),
+    ],
+)
 def test_nemenyi_q_matches_demsar_table(k, q):
     assert stats.nemenyi_q(k) == pytest.approx(q, abs=1e-3)
 
@@ -123,9 +138,15 @@ def test_holm():
 def test_wilcoxon_against_ce_matches_scipy():
     rng = np.random.default_rng(0)
     ce = rng.uniform(40, 80, 12)
-    m = pd.DataFrame({"ce": ce, "good": ce + rng.normal(3, 2, 12), "same": ce,
-                      "bad": ce - rng.uniform(0.5, 4, 12)})
-    m.loc[0, "good"] = m.loc[0, "ce"]                                   # one tie
+    m = pd.DataFrame(
+        {
+            "ce": ce,
+            "good": ce + rng.normal(3, 2, 12),
+            "same": ce,
+            "bad": ce - rng.uniform(0.5, 4, 12),
+        }
+    )
+    m.loc[0, "good"] = m.loc[0, "ce"]  # one tie
     out = stats.wilcoxon_vs(m).set_index("method")
     assert list(out.index) == ["good", "same", "bad"]
     d = (m["good"] - m["ce"]).to_numpy()

@@ -1,4 +1,5 @@
 """The shared trainer: exact resume for every method, determinism, metrics, checkpoints."""
+
 import json
 
 import numpy as np
@@ -36,8 +37,9 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, method):
     resumed, out = run_method(tmp_path, method, epochs=3, out="resumed", log=lines.append)
     assert any("resuming" in line and "after epoch 0" in line for line in lines)
     assert comparable(resumed) == comparable(full)
-    pd.testing.assert_frame_equal(pd.read_csv(out / "per_epoch.csv"),
-                                  pd.read_csv(tmp_path / "full" / "per_epoch.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "per_epoch.csv"), pd.read_csv(tmp_path / "full" / "per_epoch.csv")
+    )
     assert not (out / "checkpoint.pt").exists()
 
 

@@ -1,4 +1,5 @@
 """End-to-end Snakemake runs: real BreastMNIST (when present) and synthetic data; lint."""
+
 import json
 import subprocess
 import sys
@@ -23,9 +24,14 @@ def check_outputs(res: Path, datasets):
     assert runs.query("method == 'ce'").clean_ratio.isna().all()
     assert set(runs.noise) == {"none", "symmetric"}
     assert runs.test_acc_last5.between(0, 100).all()
-    for f in ["tables/summary.csv", "tables/summary.md", "tables/ranking.csv",
-              "figures/ranking_symmetric.png", "figures/ranking_overall.png",
-              *[f"figures/acc_vs_rate_{d}.png" for d in datasets]]:
+    for f in [
+        "tables/summary.csv",
+        "tables/summary.md",
+        "tables/ranking.csv",
+        "figures/ranking_symmetric.png",
+        "figures/ranking_overall.png",
+        *[f"figures/acc_vs_rate_{d}.png" for d in datasets],
+    ]:
         verify(res / f)
     listed = {line.split("  ", 1)[1] for line in (res / "MANIFEST.sha256").read_text().splitlines()}
     assert "tables/runs.csv" in listed and "figures/ranking_overall.png" in listed
@@ -58,18 +64,25 @@ def test_smoke_on_synthetic_data(synthetic_smoke):
 
 
 def test_bad_config_fails_at_parse_time_naming_key_value_allowed(tmp_path):
-    out = snakemake("--dry-run", "--config", "methods=[ce,coteching]", f"results={tmp_path}",
-                    check=False)
+    out = snakemake(
+        "--dry-run", "--config", "methods=[ce,coteching]", f"results={tmp_path}", check=False
+    )
     text = out.stdout + out.stderr
     assert out.returncode != 0
     assert "methods[1]" in text and "'coteching'" in text and "allowed values" in text
-    out = snakemake("--dry-run", "--config", "noise={patterns: {symmetric: [1.5]}}",
-                    f"results={tmp_path}", check=False)
+    out = snakemake(
+        "--dry-run",
+        "--config",
+        "noise={patterns: {symmetric: [1.5]}}",
+        f"results={tmp_path}",
+        check=False,
+    )
     assert out.returncode != 0 and "1.5" in out.stdout + out.stderr
 
 
 def test_lint_is_clean():
-    out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Lints for" not in out.stdout + out.stderr, out.stdout + out.stderr

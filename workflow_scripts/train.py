@@ -6,9 +6,22 @@ from lnm.train.trainer import train_run
 from lnm.workflow import logged
 
 runtime, res = snakemake.config["runtime"], snakemake.config["resources"]
-with logged(snakemake), assigned_device(
-        snakemake.resources.gpu, runtime["gpu_lock_dir"], res["gpu_slots_per_device"],
-        snakemake.threads, prefer=runtime["device"]) as device:
-    train_run(RunSpec.from_dict(snakemake.params.spec), snakemake.input.data[0],
-              snakemake.input.noise[0], Path(snakemake.output[0]).parent, device=device,
-              threads=snakemake.threads, keep_checkpoint=runtime["keep_checkpoints"])
+with (
+    logged(snakemake),
+    assigned_device(
+        snakemake.resources.gpu,
+        runtime["gpu_lock_dir"],
+        res["gpu_slots_per_device"],
+        snakemake.threads,
+        prefer=runtime["device"],
+    ) as device,
+):
+    train_run(
+        RunSpec.from_dict(snakemake.params.spec),
+        snakemake.input.data[0],
+        snakemake.input.noise[0],
+        Path(snakemake.output[0]).parent,
+        device=device,
+        threads=snakemake.threads,
+        keep_checkpoint=runtime["keep_checkpoints"],
+    )

@@ -7,6 +7,7 @@ Layout::
     attrs: dataset, size, task, n_channels, n_classes, classes (JSON list),
            source_md5, source_sha256, mean (per channel, train split, in [0, 1]), std
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ def preprocess(record_path: str | Path, out_path: str | Path) -> None:
             labels = labels.reshape(-1).astype(np.int64)
             n = info["n_samples"][split]
             if len(images) != n or len(labels) != n:
-                raise DataError(f"{raw}: split {split} has {len(images)} images / {len(labels)} "
-                                f"labels, medmnist INFO says {n}")
+                raise DataError(
+                    f"{raw}: split {split} has {len(images)} images / {len(labels)} "
+                    f"labels, medmnist INFO says {n}"
+                )
             if labels.min() < 0 or labels.max() >= len(classes):
                 raise DataError(f"{raw}: {split} labels outside 0..{len(classes) - 1}")
             g = h5.create_group(split)
@@ -49,9 +52,17 @@ def preprocess(record_path: str | Path, out_path: str | Path) -> None:
             g.create_dataset("labels", data=labels)
         train = arrays["train"][0].reshape(len(arrays["train"][0]), -1, images.shape[-1]) / 255.0
         h5.attrs.update(
-            dataset=flag, size=size, task=info["task"], n_channels=images.shape[-1],
-            n_classes=len(classes), classes=json.dumps(classes), source_md5=rec["md5"],
-            source_sha256=rec["sha256"], mean=train.mean(axis=(0, 1)), std=train.std(axis=(0, 1)))
+            dataset=flag,
+            size=size,
+            task=info["task"],
+            n_channels=images.shape[-1],
+            n_classes=len(classes),
+            classes=json.dumps(classes),
+            source_md5=rec["md5"],
+            source_sha256=rec["sha256"],
+            mean=train.mean(axis=(0, 1)),
+            std=train.std(axis=(0, 1)),
+        )
 
 
 @dataclass
@@ -74,7 +85,9 @@ def load_h5(path: str | Path, check: bool = True, image_splits=SPLITS) -> Datase
     with h5py.File(path, "r") as h5:
         images = {s: h5[s]["images"][()] for s in image_splits}
         labels = {s: h5[s]["labels"][()] for s in SPLITS}
-        attrs = {k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v)
-                 for k, v in h5.attrs.items()}
+        attrs = {
+            k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v)
+            for k, v in h5.attrs.items()
+        }
     attrs["classes"] = json.loads(attrs["classes"])
     return Dataset(images, labels, attrs)

@@ -4,6 +4,7 @@ A raw file that already exists with the MD5 medmnist lists is used as it is, wit
 network access. A missing file is downloaded through the ``medmnist`` package into a temporary
 folder, verified, and only then moved into place.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..checksum import atomic_path, file_digest, artifact
+from ..checksum import artifact, atomic_path, file_digest
 
 SIZES = (28, 64, 128, 224)
 
@@ -27,8 +28,11 @@ def _info() -> dict:
 
 
 def _single_label_2d() -> tuple[str, ...]:
-    return tuple(flag for flag, inf in _info().items()
-                 if not flag.endswith("3d") and inf["task"] != "multi-label, binary-class")
+    return tuple(
+        flag
+        for flag, inf in _info().items()
+        if not flag.endswith("3d") and inf["task"] != "multi-label, binary-class"
+    )
 
 
 DATASETS = _single_label_2d()
@@ -37,15 +41,24 @@ DATASETS = _single_label_2d()
 def dataset_info(flag: str) -> dict:
     info = _info()
     if flag not in DATASETS:
-        why = ("it is multi-label" if flag in info and "multi-label" in info[flag]["task"]
-               else "it is 3D" if flag in info else "it is not a MedMNIST dataset")
-        raise DataError(f"dataset {flag!r} is not supported ({why}); allowed: {', '.join(DATASETS)}")
+        why = (
+            "it is multi-label"
+            if flag in info and "multi-label" in info[flag]["task"]
+            else "it is 3D"
+            if flag in info
+            else "it is not a MedMNIST dataset"
+        )
+        raise DataError(
+            f"dataset {flag!r} is not supported ({why}); allowed: {', '.join(DATASETS)}"
+        )
     return info[flag]
 
 
 def _check_size(size: int) -> None:
     if size not in SIZES:
-        raise DataError(f"image size {size!r} is not available; allowed: {', '.join(map(str, SIZES))}")
+        raise DataError(
+            f"image size {size!r} is not available; allowed: {', '.join(map(str, SIZES))}"
+        )
 
 
 def raw_filename(flag: str, size: int) -> str:
@@ -70,9 +83,11 @@ def check_md5(path: Path, flag: str, size: int) -> str:
     want = expected_md5(flag, size)
     got = file_digest(path, "md5")
     if got != want:
-        raise DataError(f"{path}: MD5 mismatch for {flag} at {size} px: expected {want} "
-                        f"(medmnist INFO), actual {got}. The file is corrupt or a different "
-                        "version; delete it and download it again.")
+        raise DataError(
+            f"{path}: MD5 mismatch for {flag} at {size} px: expected {want} "
+            f"(medmnist INFO), actual {got}. The file is corrupt or a different "
+            "version; delete it and download it again."
+        )
     return got
 
 
@@ -89,7 +104,8 @@ def _download(flag: str, size: int, dest: Path) -> None:
                 f"could not download {flag} ({size} px) through medmnist: {err}.\n"
                 f"Get the file from {_url(flag, size)} (MD5 {expected_md5(flag, size)}) "
                 f"and put it at {dest}, or point `raw_dir` in the config at a folder that "
-                f"holds {dest.name}.") from err
+                f"holds {dest.name}."
+            ) from err
         got = Path(tmp) / dest.name
         check_md5(got, flag, size)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -97,8 +113,9 @@ def _download(flag: str, size: int, dest: Path) -> None:
             shutil.copyfile(got, part)
 
 
-def fetch(flag: str, size: int, raw_dir: str | Path, record: str | Path,
-          allow_download: bool = True) -> dict:
+def fetch(
+    flag: str, size: int, raw_dir: str | Path, record: str | Path, allow_download: bool = True
+) -> dict:
     """Make sure ``raw_dir`` holds the verified raw file; write a JSON record of it.
 
     The record (``{"dataset", "size", "path", "md5", "sha256", "bytes"}``) is the download
@@ -107,12 +124,20 @@ def fetch(flag: str, size: int, raw_dir: str | Path, record: str | Path,
     path = Path(raw_dir).expanduser() / raw_filename(flag, size)
     if not path.exists():
         if not allow_download:
-            raise DataError(f"{path} does not exist and downloads are disabled; get it from "
-                            f"{_url(flag, size)} (MD5 {expected_md5(flag, size)})")
+            raise DataError(
+                f"{path} does not exist and downloads are disabled; get it from "
+                f"{_url(flag, size)} (MD5 {expected_md5(flag, size)})"
+            )
         _download(flag, size, path)
     md5 = check_md5(path, flag, size)
-    rec = {"dataset": flag, "size": size, "path": str(path), "md5": md5,
-           "sha256": file_digest(path, "sha256"), "bytes": path.stat().st_size}
+    rec = {
+        "dataset": flag,
+        "size": size,
+        "path": str(path),
+        "md5": md5,
+        "sha256": file_digest(path, "sha256"),
+        "bytes": path.stat().st_size,
+    }
     with artifact(record) as tmp:
         tmp.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
     return rec

@@ -3,6 +3,7 @@
 Every module in this package that defines a :class:`Method` subclass with a ``name`` registers
 it; shared building blocks live in modules whose names start with ``_`` (and in ``base``).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -10,8 +11,19 @@ import pkgutil
 
 from .base import Method
 
-ORDER = ("ce", "trevision", "volminnet", "sce", "cdr", "coteaching", "coteaching_plus", "codis",
-         "jocor", "disc", "dividemix")
+ORDER = (
+    "ce",
+    "trevision",
+    "volminnet",
+    "sce",
+    "cdr",
+    "coteaching",
+    "coteaching_plus",
+    "codis",
+    "jocor",
+    "disc",
+    "dividemix",
+)
 
 
 def _discover() -> dict[str, type[Method]]:
@@ -21,8 +33,12 @@ def _discover() -> dict[str, type[Method]]:
             continue
         module = importlib.import_module(f"{__name__}.{mod.name}")
         for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Method) and obj.name != "base" \
-                    and obj.__module__ == module.__name__:
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, Method)
+                and obj.name != "base"
+                and obj.__module__ == module.__name__
+            ):
                 found[obj.name] = obj
     rank = {n: i for i, n in enumerate(ORDER)}
     return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))

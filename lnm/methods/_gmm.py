@@ -5,6 +5,7 @@ Per-sample losses are min–max normalised to [0, 1]; a 2-component 1-D GMM is f
 fixed ``random_state`` so the fit is deterministic); the clean probability of a sample is
 its posterior under the component with the smaller mean.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,15 +24,17 @@ def minmax_normalise(losses) -> np.ndarray:
     return (x - lo) / max(hi - lo, 1e-12)
 
 
-def gmm_clean_probability(values, random_state: int = 0, max_iter: int = 10, tol: float = 1e-2,
-                          reg_covar: float = 5e-4) -> np.ndarray:
+def gmm_clean_probability(
+    values, random_state: int = 0, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4
+) -> np.ndarray:
     """Posterior of the low-mean component of a 2-component GMM fitted to ``values``.
 
     ``values`` should already be normalised (see :func:`minmax_normalise`).
     """
     x = np.asarray(values, dtype=np.float64).reshape(-1, 1)
-    gmm = GaussianMixture(n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
-                          random_state=random_state)
+    gmm = GaussianMixture(
+        n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar, random_state=random_state
+    )
     with warnings.catch_warnings():  # 10 EM steps is the method's choice, not a failure
         warnings.simplefilter("ignore", ConvergenceWarning)
         gmm.fit(x)

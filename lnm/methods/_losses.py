@@ -1,12 +1,14 @@
 """Loss functions shared by several methods (modules starting with ``_`` are not registered)."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def gce(logits: torch.Tensor, targets: torch.Tensor, q: float = 0.7,
-        reduction: str = "mean") -> torch.Tensor:
+def gce(
+    logits: torch.Tensor, targets: torch.Tensor, q: float = 0.7, reduction: str = "mean"
+) -> torch.Tensor:
     """Generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018): ``(1 - p_y^q) / q``.
 
     q -> 0 recovers CE, q = 1 is MAE; DISC uses q = 0.7 on its hard set. ``p_y`` is clamped

@@ -6,6 +6,7 @@ view over its mix set). Randomness: the mixing coefficient comes from the global
 ``torch.Generator`` (the batch generator) or, if none is given, the global torch CPU RNG;
 the trainer seeds and checkpoints both, so a resumed run draws the same numbers.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,13 @@ def sample_lambda(alpha: float) -> float:
     return max(lam, 1.0 - lam)
 
 
-def mixup(x: torch.Tensor, targets: torch.Tensor, alpha: float,
-          gen: torch.Generator | None = None, lam: float | None = None):
+def mixup(
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float,
+    gen: torch.Generator | None = None,
+    lam: float | None = None,
+):
     """Mix ``x`` and its soft ``targets`` with a random partner from the same batch.
 
     Returns ``(mixed_x, mixed_targets, lam, perm)`` with

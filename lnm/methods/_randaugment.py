@@ -7,6 +7,7 @@ the whole batch at once with per-sample parameters; images keep all their channe
 reference converted colour images to grayscale by mistake, §6.9). Random numbers come from
 the given CPU generator (the batch generator), so views are identical across devices.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,7 +62,7 @@ def _sharpness(img, v, s):
 
 
 def _posterize(img, v, s):
-    bits = (8 - torch.floor(v * 8)).clamp(4, 8)            # 8..5 bits for v in [0.1, 0.5)
+    bits = (8 - torch.floor(v * 8)).clamp(4, 8)  # 8..5 bits for v in [0.1, 0.5)
     q = (2.0 ** (8 - bits)).view(-1, 1, 1, 1)
     return torch.floor(torch.round(img * 255) / q) * q / 255
 
@@ -111,8 +112,21 @@ def _translate_y(img, v, s):
     return _affine(img, th)
 
 
-OPS = (_identity, _autocontrast, _brightness, _contrast, _color, _sharpness, _posterize,
-       _solarize, _rotate, _shear_x, _shear_y, _translate_x, _translate_y)
+OPS = (
+    _identity,
+    _autocontrast,
+    _brightness,
+    _contrast,
+    _color,
+    _sharpness,
+    _posterize,
+    _solarize,
+    _rotate,
+    _shear_x,
+    _shear_y,
+    _translate_x,
+    _translate_y,
+)
 
 
 def cutout(img: torch.Tensor, frac: float, gen: torch.Generator, fill: float = 0.5):
@@ -126,15 +140,22 @@ def cutout(img: torch.Tensor, frac: float, gen: torch.Generator, fill: float = 0
     rows = torch.arange(h, device=img.device)
     cols = torch.arange(w, device=img.device)
     y0, x0 = (cy - side // 2)[:, None], (cx - side // 2)[:, None]
-    in_r = (rows[None] >= y0) & (rows[None] < y0 + side)             # (B, H)
-    in_c = (cols[None] >= x0) & (cols[None] < x0 + side)             # (B, W)
-    box = (in_r[:, :, None] & in_c[:, None, :])[:, None]             # (B, 1, H, W)
+    in_r = (rows[None] >= y0) & (rows[None] < y0 + side)  # (B, H)
+    in_c = (cols[None] >= x0) & (cols[None] < x0 + side)  # (B, W)
+    box = (in_r[:, :, None] & in_c[:, None, :])[:, None]  # (B, 1, H, W)
     return torch.where(box, torch.full_like(img, fill), img)
 
 
-def rand_augment(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, gen: torch.Generator,
-                 num_ops: int = 2, max_magnitude: float = 5.0, prob: float = 0.5,
-                 cutout_frac: float = 0.15) -> torch.Tensor:
+def rand_augment(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    gen: torch.Generator,
+    num_ops: int = 2,
+    max_magnitude: float = 5.0,
+    prob: float = 0.5,
+    cutout_frac: float = 0.15,
+) -> torch.Tensor:
     """Strong view of a normalised batch ``x`` (B, C, H, W); returns it normalised."""
     b, dev = len(x), x.device
     img = (x * std + mean).clamp(0.0, 1.0)

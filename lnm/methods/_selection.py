@@ -4,6 +4,7 @@ learns from what its PEER kept) and the per-epoch selection masks reported as di
 
 Not a method itself (the module name starts with ``_``, so discovery skips it).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ def forget_rate_schedule(tau: float, epoch: int, num_gradual: int, exponent: flo
     """τ_e = τ · min(e / num_gradual, 1) ** exponent (Han et al. 2018): a ramp from 0 at epoch 0
     to τ at epoch ``num_gradual`` (epochs counted from 0), constant afterwards."""
     ramp = 1.0 if num_gradual <= 0 else min(epoch / num_gradual, 1.0)
-    return float(tau * ramp ** exponent)
+    return float(tau * ramp**exponent)
 
 
 def num_keep(n: int, tau: float) -> int:
@@ -27,8 +28,9 @@ def num_keep(n: int, tau: float) -> int:
     return max(0, math.floor(round((1.0 - tau) * n, 6)))
 
 
-def small_loss_mask(scores: torch.Tensor, keep: int,
-                    eligible: torch.Tensor | None = None) -> torch.Tensor:
+def small_loss_mask(
+    scores: torch.Tensor, keep: int, eligible: torch.Tensor | None = None
+) -> torch.Tensor:
     """Boolean mask of the ``keep`` smallest ``scores`` (among the ``eligible`` ones).
 
     Ties go to the earlier position (stable sort), so the choice is deterministic. ``keep`` must
@@ -56,6 +58,7 @@ class Selection:
     """What one batch contributes: the loss to minimise (None: no update from this batch), the
     per-network losses (for reporting/tests), the diagnostic masks over the batch (key -> (B,)
     bool), and counts to sum over the epoch (reported as % of the samples seen)."""
+
     loss: torch.Tensor | None
     parts: tuple = ()
     masks: dict = field(default_factory=dict)
@@ -66,8 +69,9 @@ class Selection:
         return torch.stack([p.detach() for p in self.parts]).mean()
 
 
-def cross_small_loss(loss0: torch.Tensor, loss1: torch.Tensor, tau: float,
-                     eligible: torch.Tensor | None = None) -> Selection:
+def cross_small_loss(
+    loss0: torch.Tensor, loss1: torch.Tensor, tau: float, eligible: torch.Tensor | None = None
+) -> Selection:
     """Co-teaching's exchange on per-sample losses ``loss0``/``loss1`` (B,) of nets 0 and 1.
 
     Each net keeps the ⌊(1 − τ)·n⌋ samples with its own smallest loss (n = batch size, or the
@@ -83,8 +87,9 @@ def cross_small_loss(loss0: torch.Tensor, loss1: torch.Tensor, tau: float,
     kept0 = small_loss_mask(loss0, keep, eligible)
     kept1 = small_loss_mask(loss1, keep, eligible)
     part0, part1 = masked_mean(loss0, kept1, keep), masked_mean(loss1, kept0, keep)
-    return Selection(part0 + part1, (part0, part1),
-                     {"selected_net0": kept0, "selected_net1": kept1})
+    return Selection(
+        part0 + part1, (part0, part1), {"selected_net0": kept0, "selected_net1": kept1}
+    )
 
 
 class SelectionTracker:
@@ -99,8 +104,9 @@ class SelectionTracker:
     def add(self, idx: torch.Tensor, sel: Selection) -> None:
         self.seen[idx] = True  # indices are unique within an epoch
         for key, m in sel.masks.items():
-            acc = self.masks.setdefault(key, torch.zeros(self.n, dtype=torch.bool,
-                                                         device=self.device))
+            acc = self.masks.setdefault(
+                key, torch.zeros(self.n, dtype=torch.bool, device=self.device)
+            )
             acc[idx] |= m
         for key, c in sel.counts.items():
             self.counts[key] = self.counts.get(key, 0) + c
@@ -125,6 +131,7 @@ class SmallLossMethod(Method):
     reached after ``num_gradual`` epochs, exactly as configured (short runs should set it lower;
     the effective τ_e is logged every epoch as ``forget_rate``).
     """
+
     num_nets = 2
     defaults = {"forget_rate": None, "num_gradual": 10, "exponent": 1.0}
 
@@ -141,8 +148,9 @@ class SmallLossMethod(Method):
     def forget_rate(self, epoch: int) -> float:
         return forget_rate_schedule(self.tau, epoch, self.num_gradual, float(self.hp["exponent"]))
 
-    def select(self, epoch: int, tau: float, z0: torch.Tensor, z1: torch.Tensor,
-               y: torch.Tensor) -> Selection:
+    def select(
+        self, epoch: int, tau: float, z0: torch.Tensor, z1: torch.Tensor, y: torch.Tensor
+    ) -> Selection:
         raise NotImplementedError
 
     def train_epoch(self, epoch, batches):
@@ -162,5 +170,8 @@ class SmallLossMethod(Method):
             for opt in self.optimizers:
                 opt.step()
             total, n = total + sel.value * len(b), n + len(b)
-        return {"train_loss": float(total) / n if n else float("nan"), "forget_rate": tau,
-                **track.result()}
+        return {
+            "train_loss": float(total) / n if n else float("nan"),
+            "forget_rate": tau,
+            **track.result(),
+        }

@@ -3,6 +3,7 @@
 Orientation everywhere: ``T[i, j] = P(noisy = j | clean = i)``; rows sum to one, and the noisy
 class posterior of a sample is ``p_clean @ T`` (row vector times matrix, i.e. ``Tᵀ p``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ def noisy_posterior(p_clean: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return p_clean @ t
 
 
-def importance_weights(p_clean: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
-                       eps: float = 1e-12) -> torch.Tensor:
+def importance_weights(
+    p_clean: torch.Tensor, y: torch.Tensor, t: torch.Tensor, eps: float = 1e-12
+) -> torch.Tensor:
     """T-Revision's ``β_i = p(ỹ_i | x_i) / (p(x_i) @ T)[ỹ_i]`` (clean over noisy posterior)."""
     num = p_clean.gather(1, y[:, None]).squeeze(1)
     den = noisy_posterior(p_clean, t).gather(1, y[:, None]).squeeze(1)

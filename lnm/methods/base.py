@@ -12,10 +12,11 @@ clean labels (which methods never see):
 - ``T_hat``: the estimated C x C transition matrix -> relative L1 error vs the empirical one;
 - ``clean_prob``: per-sample probability of being clean -> its AUC against the clean mask.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -33,13 +34,21 @@ class Method:
     #: the noise rate the method was told (None: it needs none); set by :meth:`assumed_rate`
     assumed_noise_rate: float | None = None
 
-    def __init__(self, spec: RunSpec, model_factory: Callable[[], nn.Module], num_classes: int,
-                 device: torch.device, data: DeviceData):
+    def __init__(
+        self,
+        spec: RunSpec,
+        model_factory: Callable[[], nn.Module],
+        num_classes: int,
+        device: torch.device,
+        data: DeviceData,
+    ):
         self.spec, self.device, self.num_classes, self.data = spec, device, num_classes, data
         unknown = set(spec.method_params) - set(self.defaults)
         if unknown:
-            raise ValueError(f"method {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
-                             f"allowed: {sorted(self.defaults) or 'none'}")
+            raise ValueError(
+                f"method {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
+                f"allowed: {sorted(self.defaults) or 'none'}"
+            )
         self.hp = {**self.defaults, **spec.method_params}
         self.nets = nn.ModuleList(model_factory() for _ in range(self.num_nets)).to(device)
         if device.type == "cuda":
@@ -79,8 +88,9 @@ class Method:
 
     def start_epoch(self, epoch: int) -> None:
         for opt in self.optimizers:
-            apply_schedule(opt, self.spec.optimizer["lr"], self.spec.schedule, epoch,
-                           self.spec.epochs)
+            apply_schedule(
+                opt, self.spec.optimizer["lr"], self.spec.schedule, epoch, self.spec.epochs
+            )
 
     def autocast(self):
         if self.device.type == "cuda":
@@ -95,8 +105,9 @@ class Method:
             return net(x).float()
 
     @staticmethod
-    def step(opt: torch.optim.Optimizer, loss: torch.Tensor, params=None,
-             clip_norm: float | None = None) -> None:
+    def step(
+        opt: torch.optim.Optimizer, loss: torch.Tensor, params=None, clip_norm: float | None = None
+    ) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip_norm:
@@ -110,9 +121,11 @@ class Method:
         return torch.stack([self.forward(net, x) for net in self.nets])
 
     def state_dict(self) -> dict:
-        return {"nets": self.nets.state_dict(),
-                "optimizers": [o.state_dict() for o in self.optimizers],
-                "extra": self.extra_state()}
+        return {
+            "nets": self.nets.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "extra": self.extra_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.nets.load_state_dict(state["nets"])

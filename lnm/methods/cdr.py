@@ -13,6 +13,7 @@ also multiplied by ``clip_e`` (the official code did this; the paper's update ru
 parameters is the plain gradient step), and every batch is forwarded once (the reference
 forwarded it twice in train mode, updating the BatchNorm statistics twice).
 """
+
 from __future__ import annotations
 
 import numpy as np

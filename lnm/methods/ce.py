@@ -1,4 +1,5 @@
 """CE: plain cross-entropy on the noisy labels (the baseline)."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -15,8 +16,9 @@ class CE(Method):
         net.train()
         total, n = 0.0, 0
         for b in batches:
-            loss = F.cross_entropy(self.forward(net, b.x), b.y,
-                                   label_smoothing=self.hp["label_smoothing"])
+            loss = F.cross_entropy(
+                self.forward(net, b.x), b.y, label_smoothing=self.hp["label_smoothing"]
+            )
             self.step(opt, loss)
             total, n = total + loss.item() * len(b), n + len(b)
         return {"train_loss": total / max(n, 1)}

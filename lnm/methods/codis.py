@@ -10,6 +10,7 @@ gradient of its own loss only: in net k's loss the peer's probabilities enter as
 gives the same gradients with one backward pass. With identical networks JS = 0 and CoDis is
 Co-teaching.
 """
+
 from __future__ import annotations
 
 import math

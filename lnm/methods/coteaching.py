@@ -5,6 +5,7 @@ smallest; net 1 is updated on the set net 2 kept and vice versa (reference-proto
 τ_e ramps linearly from 0 to τ over ``num_gradual`` epochs (see ``_selection``). The loss is the
 plain mean over the kept samples (the original code also divided that mean by the number kept).
 """
+
 from __future__ import annotations
 
 from ._selection import SmallLossMethod, cross_small_loss, per_sample_ce

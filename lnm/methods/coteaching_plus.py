@@ -19,6 +19,7 @@ Without that warm start, two nets that agree early (easy or binary tasks) never 
 
 The epoch diagnostic ``disagreement`` is the % of the samples seen that were in a disagreement set.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,13 @@ class CoTeachingPlus(SmallLossMethod):
     name = "coteaching_plus"
     # reference values (coteaching_plus/main.py as run by LNMBench): init_epoch 5, num_gradual 10,
     # exponent 1, forget_rate = noise rate
-    defaults = {"forget_rate": None, "num_gradual": 10, "exponent": 1.0, "init_epoch": 5,
-                "warm_steps": 5000}
+    defaults = {
+        "forget_rate": None,
+        "num_gradual": 10,
+        "exponent": 1.0,
+        "init_epoch": 5,
+        "warm_steps": 5000,
+    }
 
     def train_epoch(self, epoch, batches):
         self._step = epoch * self.data.batches_per_epoch()  # global step of the next batch
@@ -51,7 +57,8 @@ class CoTeachingPlus(SmallLossMethod):
         if sel.loss is None and step < int(self.hp["warm_steps"]):  # the original's warm start
             part0, part1 = ce0.mean(), ce1.mean()
             used = torch.ones_like(disagree)
-            sel = Selection(part0 + part1, (part0, part1),
-                            {"selected_net0": used, "selected_net1": used})
+            sel = Selection(
+                part0 + part1, (part0, part1), {"selected_net0": used, "selected_net1": used}
+            )
         sel.counts["disagreement"] = disagree.sum()
         return sel

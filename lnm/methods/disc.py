@@ -23,6 +23,7 @@ Reference values (reference-protocol §4.10, original code): start_epoch 5, m 0.
 of a second crop/flip view, keeping every colour channel (fixes the reference's grayscale
 views, §6.9). ``strong_aug: false`` makes the strong view a plain second crop/flip view.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,15 @@ def ema_thresholds(tau: torch.Tensor, probs: torch.Tensor, momentum: float) -> t
     return momentum * tau + (1.0 - momentum) * probs.max(1).values
 
 
-def disc_sets(w_probs: torch.Tensor, s_probs: torch.Tensor, labels: torch.Tensor,
-              tau_w: torch.Tensor, tau_s: torch.Tensor, sigma: float, cap: float) -> dict:
+def disc_sets(
+    w_probs: torch.Tensor,
+    s_probs: torch.Tensor,
+    labels: torch.Tensor,
+    tau_w: torch.Tensor,
+    tau_s: torch.Tensor,
+    sigma: float,
+    cap: float,
+) -> dict:
     """DISC's division of the training set from its memory and thresholds (all per sample)."""
     w_sel = w_probs.gather(1, labels.view(-1, 1)).squeeze(1) > tau_w
     s_sel = s_probs.gather(1, labels.view(-1, 1)).squeeze(1) > tau_s
@@ -48,24 +56,30 @@ def disc_sets(w_probs: torch.Tensor, s_probs: torch.Tensor, labels: torch.Tensor
     ws_max, ws_label = ((w_probs + s_probs) / 2).max(1)
     threshold = ((tau_w + tau_s) / 2 + sigma).clamp(max=cap)
     corrected = (ws_max > threshold) & ~selected
-    return {"clean": w_sel & s_sel, "hard": w_sel ^ s_sel, "corrected": corrected,
-            "mix": selected | corrected, "mix_labels": torch.where(corrected, ws_label, labels),
-            "weak_selected": w_sel, "strong_selected": s_sel}
+    return {
+        "clean": w_sel & s_sel,
+        "hard": w_sel ^ s_sel,
+        "corrected": corrected,
+        "mix": selected | corrected,
+        "mix_labels": torch.where(corrected, ws_label, labels),
+        "weak_selected": w_sel,
+        "strong_selected": s_sel,
+    }
 
 
 class DISC(Method):
     name = "disc"
     defaults = {
-        "start_epoch": 5,        # warm-up epochs (reference MedMNIST config)
-        "momentum": 0.99,        # m of the threshold EMA (0.95 in the high-noise setting)
-        "lambda_ce": 1.0,        # weight of CE on the clean set
-        "lambda_h": 1.0,         # weight of GCE on the hard set (0.2 in the high-noise setting)
-        "sigma": 0.5,            # margin of the correction threshold
+        "start_epoch": 5,  # warm-up epochs (reference MedMNIST config)
+        "momentum": 0.99,  # m of the threshold EMA (0.95 in the high-noise setting)
+        "lambda_ce": 1.0,  # weight of CE on the clean set
+        "lambda_h": 1.0,  # weight of GCE on the hard set (0.2 in the high-noise setting)
+        "sigma": 0.5,  # margin of the correction threshold
         "correction_cap": 0.99,  # upper bound of the correction threshold
         "gce_q": 0.7,
-        "alpha": 5.0,            # Beta(α, α) of mixup
-        "tau_init": None,        # initial thresholds; None: 1/N as in the original code
-        "strong_aug": True,      # RandAugment (2 ops, magnitude in [1, 5)) + Cutout 15 %
+        "alpha": 5.0,  # Beta(α, α) of mixup
+        "tau_init": None,  # initial thresholds; None: 1/N as in the original code
+        "strong_aug": True,  # RandAugment (2 ops, magnitude in [1, 5)) + Cutout 15 %
         "strong_ops": 2,
         "strong_max_magnitude": 5.0,
         "cutout": 0.15,
@@ -80,13 +94,15 @@ class DISC(Method):
         self.tau_w = torch.full((n,), tau0, device=dev)
         self.tau_s = torch.full((n,), tau0, device=dev)
         labels = self.data.train_labels
-        self.sets = {"clean": torch.zeros(n, dtype=torch.bool, device=dev),
-                     "hard": torch.zeros(n, dtype=torch.bool, device=dev),
-                     "corrected": torch.zeros(n, dtype=torch.bool, device=dev),
-                     "mix": torch.zeros(n, dtype=torch.bool, device=dev),
-                     "mix_labels": labels.clone(),
-                     "weak_selected": torch.zeros(n, dtype=torch.bool, device=dev),
-                     "strong_selected": torch.zeros(n, dtype=torch.bool, device=dev)}
+        self.sets = {
+            "clean": torch.zeros(n, dtype=torch.bool, device=dev),
+            "hard": torch.zeros(n, dtype=torch.bool, device=dev),
+            "corrected": torch.zeros(n, dtype=torch.bool, device=dev),
+            "mix": torch.zeros(n, dtype=torch.bool, device=dev),
+            "mix_labels": labels.clone(),
+            "weak_selected": torch.zeros(n, dtype=torch.bool, device=dev),
+            "strong_selected": torch.zeros(n, dtype=torch.bool, device=dev),
+        }
         self.sets_epoch = 0  # the epoch whose start last recomputed the sets
 
     # ------------------------------------------------------------------ sets
@@ -94,9 +110,15 @@ class DISC(Method):
         """Recompute the sets from the memory, then move the thresholds (once per epoch)."""
         if epoch <= self.sets_epoch:
             return
-        self.sets = disc_sets(self.w_probs, self.s_probs, self.data.train_labels, self.tau_w,
-                              self.tau_s, float(self.hp["sigma"]),
-                              float(self.hp["correction_cap"]))
+        self.sets = disc_sets(
+            self.w_probs,
+            self.s_probs,
+            self.data.train_labels,
+            self.tau_w,
+            self.tau_s,
+            float(self.hp["sigma"]),
+            float(self.hp["correction_cap"]),
+        )
         m = float(self.hp["momentum"])
         self.tau_w = ema_thresholds(self.tau_w, self.w_probs, m)
         self.tau_s = ema_thresholds(self.tau_s, self.s_probs, m)
@@ -107,8 +129,16 @@ class DISC(Method):
         if not self.hp["strong_aug"]:
             return x
         aug = self.data.augmenter
-        return rand_augment(x, aug.mean, aug.std, b.gen, int(self.hp["strong_ops"]),
-                            float(self.hp["strong_max_magnitude"]), 0.5, float(self.hp["cutout"]))
+        return rand_augment(
+            x,
+            aug.mean,
+            aug.std,
+            b.gen,
+            int(self.hp["strong_ops"]),
+            float(self.hp["strong_max_magnitude"]),
+            0.5,
+            float(self.hp["cutout"]),
+        )
 
     def _mixup_loss(self, net, x, labels, gen) -> torch.Tensor:
         targets = F.one_hot(labels, self.num_classes).float()
@@ -143,12 +173,16 @@ class DISC(Method):
         if not warm:
             s = self.sets
             idx = torch.nonzero(s["corrected"]).squeeze(1)
-            diag.update({
-                "selected": s["clean"].cpu().numpy(),
-                "corrected": (idx.cpu().numpy(), s["mix_labels"][idx].cpu().numpy()),
-                "clean_count": int(s["clean"].sum()), "hard_count": int(s["hard"].sum()),
-                "corrected_count": int(len(idx)), "mix_count": int(s["mix"].sum()),
-            })
+            diag.update(
+                {
+                    "selected": s["clean"].cpu().numpy(),
+                    "corrected": (idx.cpu().numpy(), s["mix_labels"][idx].cpu().numpy()),
+                    "clean_count": int(s["clean"].sum()),
+                    "hard_count": int(s["hard"].sum()),
+                    "corrected_count": int(len(idx)),
+                    "mix_count": int(s["mix"].sum()),
+                }
+            )
         return diag
 
     def _disc_loss(self, net, b, xw, xs, lw, ls, lam_ce, lam_h, q):
@@ -163,15 +197,22 @@ class DISC(Method):
         hard_loss = gce(lw, y, q, reduction="none") + gce(ls, y, q, reduction="none")
         loss = (lam_ce * (clean * ce).sum() + lam_h * (hard * hard_loss).sum()) / bs
         labels = s["mix_labels"][b.idx][mix]
-        return (loss + self._mixup_loss(net, xw[mix], labels, b.gen)
-                + self._mixup_loss(net, xs[mix], labels, b.gen))
+        return (
+            loss
+            + self._mixup_loss(net, xw[mix], labels, b.gen)
+            + self._mixup_loss(net, xs[mix], labels, b.gen)
+        )
 
     # ------------------------------------------------------------------ state
     def extra_state(self) -> dict:
-        return {"w_probs": self.w_probs.clone(), "s_probs": self.s_probs.clone(),
-                "tau_w": self.tau_w.clone(), "tau_s": self.tau_s.clone(),
-                "sets": {k: v.clone() for k, v in self.sets.items()},
-                "sets_epoch": self.sets_epoch}
+        return {
+            "w_probs": self.w_probs.clone(),
+            "s_probs": self.s_probs.clone(),
+            "tau_w": self.tau_w.clone(),
+            "tau_s": self.tau_s.clone(),
+            "sets": {k: v.clone() for k, v in self.sets.items()},
+            "sets_epoch": self.sets_epoch,
+        }
 
     def load_extra_state(self, state: dict) -> None:
         dev = self.device

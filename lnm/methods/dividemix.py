@@ -31,6 +31,7 @@ augmented here (the reference's two MixMatch views were identical, §6.8).
 Implementation note: the no-grad guessing forward of the training network runs on all four
 views in one batch (the original made four forwards); BatchNorm sees one mixed batch instead.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,26 +73,26 @@ def _cycle(indices: torch.Tensor, batch_size: int, gen: torch.Generator):
             continue
         perm = indices[torch.randperm(len(indices), generator=gen).to(indices.device)]
         for start in range(0, len(perm), batch_size):
-            yield perm[start:start + batch_size]
+            yield perm[start : start + batch_size]
 
 
 class DivideMix(Method):
     name = "dividemix"
     num_nets = 2
     defaults = {
-        "warmup_epochs": 5,        # reference: 5 on MedMNIST (8 on the real-world sets)
-        "warmup_batch_mult": 2,    # the warm-up loader uses twice the batch size
-        "penalty": False,          # negative-entropy confidence penalty during warm-up
-        "p_threshold": 0.5,        # clean-probability threshold of the labelled set
+        "warmup_epochs": 5,  # reference: 5 on MedMNIST (8 on the real-world sets)
+        "warmup_batch_mult": 2,  # the warm-up loader uses twice the batch size
+        "penalty": False,  # negative-entropy confidence penalty during warm-up
+        "p_threshold": 0.5,  # clean-probability threshold of the labelled set
         "min_labelled_frac": 0.01,  # fallback when no sample passes the threshold
-        "T": 0.5,                  # sharpening temperature
-        "alpha": 4.0,              # Beta(α, α) of mixup
-        "lambda_u": 25.0,          # weight of the unlabelled MSE loss
-        "rampup_epochs": 16,       # length of the linear ramp of λ_u after warm-up
-        "loss_avg_epochs": 1,      # GMM input = mean of this many epochs' normalised losses
+        "T": 0.5,  # sharpening temperature
+        "alpha": 4.0,  # Beta(α, α) of mixup
+        "lambda_u": 25.0,  # weight of the unlabelled MSE loss
+        "rampup_epochs": 16,  # length of the linear ramp of λ_u after warm-up
+        "loss_avg_epochs": 1,  # GMM input = mean of this many epochs' normalised losses
         "gmm_random_state": 0,
-        "reg_prior": "uniform",    # L_reg target: uniform (original) or "labels" (noisy-label
-                                   # class frequencies, for imbalanced data such as BreastMNIST)
+        "reg_prior": "uniform",  # L_reg target: uniform (original) or "labels" (noisy-label
+        # class frequencies, for imbalanced data such as BreastMNIST)
     }
 
     def __init__(self, *args, **kwargs):
@@ -108,18 +109,19 @@ class DivideMix(Method):
         net.eval()
         chunks, start = [], 0
         for x in self.data.eval_batches("train"):
-            y = self.data.train_labels[start:start + len(x)]
+            y = self.data.train_labels[start : start + len(x)]
             chunks.append(F.cross_entropy(self.forward(net, x), y, reduction="none"))
             start += len(x)
         losses = torch.cat(chunks)
-        assert len(losses) == self.data.num_train and bool(torch.isfinite(losses).all()), \
+        assert len(losses) == self.data.num_train and bool(torch.isfinite(losses).all()), (
             "DivideMix: every per-sample loss must be finite"
+        )
         return losses
 
     def clean_probability(self, k: int) -> np.ndarray:
         """GMM clean probability of every training sample according to net ``k``."""
         norm = torch.from_numpy(minmax_normalise(self.per_sample_loss(k).double().cpu().numpy()))
-        hist = (self.loss_history[k] + [norm])[-int(self.hp["loss_avg_epochs"]):]
+        hist = (self.loss_history[k] + [norm])[-int(self.hp["loss_avg_epochs"]) :]
         self.loss_history[k] = hist if int(self.hp["loss_avg_epochs"]) > 1 else []
         values = torch.stack(hist).mean(0).numpy()
         return gmm_clean_probability(values, random_state=int(self.hp["gmm_random_state"]))
@@ -135,12 +137,12 @@ class DivideMix(Method):
         diag, losses = {}, []
         for k in range(self.num_nets):
             other = 1 - k  # co-divide: net k learns from the other net's division
-            labelled = partition(probs[other], self.hp["p_threshold"],
-                                 self.hp["min_labelled_frac"])
+            labelled = partition(probs[other], self.hp["p_threshold"], self.hp["min_labelled_frac"])
             diag[f"selected_net{k}"] = labelled
             diag[f"labelled_net{k}"] = int(labelled.sum())
-            losses.append(self._train_net(k, epoch, labelled, probs[other], refined_sum,
-                                          refined_cnt))
+            losses.append(
+                self._train_net(k, epoch, labelled, probs[other], refined_sum, refined_cnt)
+            )
         seen = refined_cnt > 0
         new = refined_sum.argmax(1)
         changed = seen & (new != self.data.train_labels)
@@ -181,8 +183,15 @@ class DivideMix(Method):
                 total, n = total + loss.item() * len(b), n + len(b)
         return {"train_loss": total / max(n, 1)}
 
-    def _train_net(self, k: int, epoch: int, labelled: np.ndarray, w: np.ndarray,
-                   refined_sum: torch.Tensor, refined_cnt: torch.Tensor) -> float:
+    def _train_net(
+        self,
+        k: int,
+        epoch: int,
+        labelled: np.ndarray,
+        w: np.ndarray,
+        refined_sum: torch.Tensor,
+        refined_cnt: torch.Tensor,
+    ) -> float:
         """One MixMatch pass of net ``k`` over the labelled set ``labelled`` (weights ``w``)."""
         net, other, opt = self.nets[k], self.nets[1 - k], self.optimizers[k]
         net.train()
@@ -201,20 +210,21 @@ class DivideMix(Method):
         prior = self.reg_prior()
         total, count = 0.0, 0
         for i, start in enumerate(range(0, len(lab), bs)):
-            idx_x, idx_u = lab[start:start + bs], next(unl)
+            idx_x, idx_u = lab[start : start + bs], next(unl)
             raw_x, raw_u = images[idx_x], images[idx_u]
             x1, x2 = aug(raw_x, gen_x), aug(raw_x, gen_x)
             u1, u2 = aug(raw_u, gen_u), aug(raw_u, gen_u)
             nx, nu = len(idx_x), len(idx_u)
             with torch.no_grad():
                 p_net = torch.softmax(self.forward(net, torch.cat([x1, x2, u1, u2])), 1)
-                px = (p_net[:nx] + p_net[nx:2 * nx]) / 2
+                px = (p_net[:nx] + p_net[nx : 2 * nx]) / 2
                 y1h = F.one_hot(data.train_labels[idx_x], self.num_classes).float()
                 tx = refine_labels(w_all[idx_x], y1h, px, T)
                 if nu:
                     p_oth = torch.softmax(self.forward(other, torch.cat([u1, u2])), 1)
-                    pu = (p_net[2 * nx:2 * nx + nu] + p_net[2 * nx + nu:] + p_oth[:nu]
-                          + p_oth[nu:]) / 4
+                    pu = (
+                        p_net[2 * nx : 2 * nx + nu] + p_net[2 * nx + nu :] + p_oth[:nu] + p_oth[nu:]
+                    ) / 4
                     tu = sharpen(pu, T)
                 else:
                     tu = tx.new_zeros(0, self.num_classes)
@@ -228,9 +238,9 @@ class DivideMix(Method):
             targets = torch.cat([tx, tx, tu, tu])
             mixed_x, mixed_t, _, _ = mixup(inputs, targets, float(self.hp["alpha"]), gen_x)
             logits = self.forward(net, mixed_x)
-            loss_x = soft_cross_entropy(logits[:2 * nx], mixed_t[:2 * nx])
+            loss_x = soft_cross_entropy(logits[: 2 * nx], mixed_t[: 2 * nx])
             if nu:
-                loss_u = ((torch.softmax(logits[2 * nx:], 1) - mixed_t[2 * nx:]) ** 2).mean()
+                loss_u = ((torch.softmax(logits[2 * nx :], 1) - mixed_t[2 * nx :]) ** 2).mean()
             else:
                 loss_u = logits.new_zeros(())
             pred_mean = torch.softmax(logits, 1).mean(0)

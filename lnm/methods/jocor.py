@@ -8,18 +8,26 @@ Reference bug fixed (§6.9): the CE terms are per sample (the reference's ``redu
 returned the batch-mean CE, so it ranked samples by the KL term alone and applied CE to the whole
 batch). As in the original JoCoR, neither KL term is detached.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from ..train.optim import make_optimizer
-from ._selection import (Selection, SmallLossMethod, masked_mean, num_keep, per_sample_ce,
-                         small_loss_mask)
+from ._selection import (
+    Selection,
+    SmallLossMethod,
+    masked_mean,
+    num_keep,
+    per_sample_ce,
+    small_loss_mask,
+)
 
 
-def jocor_loss(z0: torch.Tensor, z1: torch.Tensor, y: torch.Tensor,
-               co_lambda: float) -> torch.Tensor:
+def jocor_loss(
+    z0: torch.Tensor, z1: torch.Tensor, y: torch.Tensor, co_lambda: float
+) -> torch.Tensor:
     """Per-sample joint loss (B,)."""
     lp0, lp1 = F.log_softmax(z0, 1), F.log_softmax(z1, 1)
     sym_kl = ((lp0.exp() - lp1.exp()) * (lp0 - lp1)).sum(1)  # KL(p¹‖p²) + KL(p²‖p¹)

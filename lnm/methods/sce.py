@@ -5,6 +5,7 @@ the softmax clamped to [1e-7, 1] and q the one-hot noisy label clamped to [1e-4,
 ``RCE = −A·Σ_{k≠ỹ} p_k = −A·(1 − p_ỹ)`` with ``A = log(1e-4)``. α = 0.1, β = 1.0 and the
 gradient-norm clipping at 5.0 are the reference (and the paper's CIFAR-10) values.
 """
+
 from __future__ import annotations
 
 import math

@@ -25,6 +25,7 @@ reloaded the "best" reweighting epoch off by one): revision continues from the c
 Transition-matrix orientation: ``T[i, j] = P(ỹ = j | y = i)``. ``T_hat`` (T̂, then T̂ + ΔT clamped
 at zero and row-normalised) is reported for every epoch from the end of estimation on.
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,31 +56,40 @@ def stage_lengths(epochs: int, estimation: int, revision: int | None) -> tuple[i
 class TRevision(Method):
     name = "trevision"
     defaults = {
-        "estimation_epochs": 5,      # reference 5
-        "revision_epochs": None,     # None: half of the epochs after estimation (reference 50/100)
-        "anchor_percentile": 97.0,   # anchors: largest p(i|x) below this percentile of column i
-        "revision_lr": 5e-7,         # reference Adam lr of the revision stage
+        "estimation_epochs": 5,  # reference 5
+        "revision_epochs": None,  # None: half of the epochs after estimation (reference 50/100)
+        "anchor_percentile": 97.0,  # anchors: largest p(i|x) below this percentile of column i
+        "revision_lr": 5e-7,  # reference Adam lr of the revision stage
         "revision_weight_decay": 1e-4,
     }
 
     def build_optimizers(self):
         net = self.nets[0]
-        self.delta = nn.Parameter(torch.zeros(self.num_classes, self.num_classes,
-                                              device=self.device))
+        self.delta = nn.Parameter(
+            torch.zeros(self.num_classes, self.num_classes, device=self.device)
+        )
         self.t_hat: torch.Tensor | None = None
-        revision = torch.optim.Adam(list(net.parameters()) + [self.delta],
-                                    lr=self.hp["revision_lr"],
-                                    weight_decay=self.hp["revision_weight_decay"])
+        revision = torch.optim.Adam(
+            list(net.parameters()) + [self.delta],
+            lr=self.hp["revision_lr"],
+            weight_decay=self.hp["revision_weight_decay"],
+        )
         return [make_optimizer(self.spec.optimizer, net.parameters()), revision]
 
     def stages(self) -> tuple[int, int, int]:
-        return stage_lengths(self.spec.epochs, self.hp["estimation_epochs"],
-                             self.hp["revision_epochs"])
+        return stage_lengths(
+            self.spec.epochs, self.hp["estimation_epochs"], self.hp["revision_epochs"]
+        )
 
     def start_epoch(self, epoch):
         # the configured schedule drives the network optimiser; the revision Adam keeps its lr
-        apply_schedule(self.optimizers[0], self.spec.optimizer["lr"], self.spec.schedule, epoch,
-                       self.spec.epochs)
+        apply_schedule(
+            self.optimizers[0],
+            self.spec.optimizer["lr"],
+            self.spec.schedule,
+            epoch,
+            self.spec.epochs,
+        )
 
     def current_t(self) -> torch.Tensor:
         """The transition matrix in use: T̂ + ΔT (ΔT is zero before revision)."""
@@ -92,8 +102,9 @@ class TRevision(Method):
     def train_probs(self) -> torch.Tensor:
         net = self.nets[0]
         net.eval()
-        probs = torch.cat([torch.softmax(self.forward(net, x), 1)
-                           for x in self.data.eval_batches("train")])
+        probs = torch.cat(
+            [torch.softmax(self.forward(net, x), 1) for x in self.data.eval_batches("train")]
+        )
         net.train()
         return probs
 
@@ -120,8 +131,10 @@ class TRevision(Method):
         return out
 
     def extra_state(self):
-        return {"t_hat": None if self.t_hat is None else self.t_hat.clone(),
-                "delta": self.delta.detach().clone()}
+        return {
+            "t_hat": None if self.t_hat is None else self.t_hat.clone(),
+            "delta": self.delta.detach().clone(),
+        }
 
     def load_extra_state(self, state):
         t_hat = state["t_hat"]

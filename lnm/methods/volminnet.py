@@ -15,6 +15,7 @@ the paper and the official code, T multiplies the softmax probabilities. Orienta
 ``T[i, j] = P(ỹ = j | y = i)``; the estimate ``T_hat`` is reported after every epoch. The
 network alone (the clean posterior) is evaluated.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,7 @@ from ._transition import SigmoidTransition, noisy_posterior
 from .base import Method
 
 
-def volmin_loss(logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
-                lam: float) -> torch.Tensor:
+def volmin_loss(logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor, lam: float) -> torch.Tensor:
     """NLL of the forward-corrected posterior ``softmax(z) @ T`` plus ``λ·log|det T|``."""
     noisy = noisy_posterior(torch.softmax(logits, 1), t)
     return F.nll_loss(torch.log(noisy.clamp_min(1e-12)), y) + lam * torch.linalg.slogdet(t)[1]
@@ -34,15 +34,19 @@ def volmin_loss(logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
 
 class VolMinNet(Method):
     name = "volminnet"
-    defaults = {"lam": 1e-4, "t_init": -2.0, "t_lr": 0.01, "t_momentum": 0.9,
-                "t_weight_decay": 0.0}
+    defaults = {"lam": 1e-4, "t_init": -2.0, "t_lr": 0.01, "t_momentum": 0.9, "t_weight_decay": 0.0}
 
     def build_optimizers(self):
         opts = super().build_optimizers()
         self.transition = SigmoidTransition(self.num_classes, self.hp["t_init"]).to(self.device)
-        opts.append(torch.optim.SGD(self.transition.parameters(), lr=self.hp["t_lr"],
-                                    momentum=self.hp["t_momentum"],
-                                    weight_decay=self.hp["t_weight_decay"]))
+        opts.append(
+            torch.optim.SGD(
+                self.transition.parameters(),
+                lr=self.hp["t_lr"],
+                momentum=self.hp["t_momentum"],
+                weight_decay=self.hp["t_weight_decay"],
+            )
+        )
         return opts
 
     def start_epoch(self, epoch):

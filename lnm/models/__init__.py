@@ -1,4 +1,5 @@
 """Backbones: timm ResNets (CIFAR-style stem under 64 px) and a small CPU-friendly ResNet."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -14,8 +15,9 @@ class ModelError(RuntimeError):
     pass
 
 
-def build_model(name: str, in_chans: int, num_classes: int, img_size: int,
-                pretrained: bool = False) -> nn.Module:
+def build_model(
+    name: str, in_chans: int, num_classes: int, img_size: int, pretrained: bool = False
+) -> nn.Module:
     """Create a classifier. ``resnet8`` is ours; the rest come from timm.
 
     For inputs under 64 px the timm stem is replaced by a 3x3 stride-1 convolution and the
@@ -31,15 +33,17 @@ def build_model(name: str, in_chans: int, num_classes: int, img_size: int,
     import timm
 
     try:
-        model = timm.create_model(name, pretrained=pretrained, in_chans=in_chans,
-                                  num_classes=num_classes)
+        model = timm.create_model(
+            name, pretrained=pretrained, in_chans=in_chans, num_classes=num_classes
+        )
     except Exception as err:  # hub/network errors surface as many types
         if not pretrained:
             raise
         raise ModelError(
             f"could not load pretrained timm weights for {name!r} ({type(err).__name__}: {err}). "
             "This machine may be offline: pre-fill the Hugging Face cache (HF_HOME) on a "
-            "machine with network access, or set pretrained: false") from err
+            "machine with network access, or set pretrained: false"
+        ) from err
     if img_size < SMALL_INPUT:
         model.conv1 = nn.Conv2d(in_chans, model.conv1.out_channels, 3, 1, 1, bias=False)
         model.maxpool = nn.Identity()

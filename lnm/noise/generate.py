@@ -1,4 +1,5 @@
 """Noisy labels for the train and val splits of one dataset, and the on-disk noise file."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +8,23 @@ import numpy as np
 
 from .instance import channel_stats, expected_flip_rate, instance_noise, instance_projection
 from .io import save_noise
-from .matrix import (empirical_transition, flip_with_matrix, is_identifiable, pairflip_matrix,
-                     symmetric_matrix)
-from .spec import (SPLITS, NoiseError, check_labels, check_num_classes, check_rate, check_seed,
-                   check_std, stream_rng)
+from .matrix import (
+    empirical_transition,
+    flip_with_matrix,
+    is_identifiable,
+    pairflip_matrix,
+    symmetric_matrix,
+)
+from .spec import (
+    SPLITS,
+    NoiseError,
+    check_labels,
+    check_num_classes,
+    check_rate,
+    check_seed,
+    check_std,
+    stream_rng,
+)
 
 
 def expected_rate(pattern, rate, std=0.1) -> float:
@@ -37,8 +51,18 @@ def _realised(is_clean: np.ndarray) -> float:
     return float(1.0 - is_clean.mean()) if is_clean.size else float("nan")
 
 
-def make_noisy_labels(pattern, rate, noise_seed, num_classes, labels, images=None,
-                      noisy_val=True, std=0.1, channel_mean=None, channel_std=None) -> dict:
+def make_noisy_labels(
+    pattern,
+    rate,
+    noise_seed,
+    num_classes,
+    labels,
+    images=None,
+    noisy_val=True,
+    std=0.1,
+    channel_mean=None,
+    channel_std=None,
+) -> dict:
     """Noise ``labels["train"]`` and (if ``noisy_val``) ``labels["val"]``; other keys are ignored.
 
     Each split draws from its own stream of ``(noise_seed, pattern)``; instance noise additionally
@@ -73,9 +97,17 @@ def make_noisy_labels(pattern, rate, noise_seed, num_classes, labels, images=Non
         if split not in noised or pattern == "none":
             noisy, q = y.copy(), np.zeros(len(y))
         elif pattern == "instance":
-            noisy, q = instance_noise(images[split], y, c, rate, stream_rng(seed, pattern, split),
-                                      std, W=W, channel_mean=channel_mean,
-                                      channel_std=channel_std)
+            noisy, q = instance_noise(
+                images[split],
+                y,
+                c,
+                rate,
+                stream_rng(seed, pattern, split),
+                std,
+                W=W,
+                channel_mean=channel_mean,
+                channel_std=channel_std,
+            )
         else:
             noisy = flip_with_matrix(y, T_nominal, stream_rng(seed, pattern, split))
         result[f"{split}_noisy"] = noisy
@@ -85,19 +117,24 @@ def make_noisy_labels(pattern, rate, noise_seed, num_classes, labels, images=Non
             result[f"{split}_flip_prob"] = q
 
     result["transition"] = empirical_transition(clean["train"], result["train_noisy"], c)
-    result["nominal_transition"] = (result["transition"].copy() if T_nominal is None
-                                    else T_nominal)
+    result["nominal_transition"] = result["transition"].copy() if T_nominal is None else T_nominal
     result.update(
         realised_rate=_realised(result["train_is_clean"]),
         realised_rate_val=_realised(result["val_is_clean"]),
         identifiable=is_identifiable(result["nominal_transition"]),
-        pattern=pattern, rate=rate, noise_seed=seed, noisy_val=noisy_val, std=std,
-        expected_rate=expected_rate(pattern, rate, std))
+        pattern=pattern,
+        rate=rate,
+        noise_seed=seed,
+        noisy_val=noisy_val,
+        std=std,
+        expected_rate=expected_rate(pattern, rate, std),
+    )
     return result
 
 
-def generate_noise_file(h5_path, out_path, pattern, rate, noise_seed, noisy_val=True,
-                        std=0.1) -> dict:
+def generate_noise_file(
+    h5_path, out_path, pattern, rate, noise_seed, noisy_val=True, std=0.1
+) -> dict:
     """Read a verified HDF5 (``lnm.data.hdf5.load_h5``), noise train/val, write ``out_path``.
 
     Arguments are validated before anything is read; on any error no output (nor sidecar) appears.
@@ -111,8 +148,17 @@ def generate_noise_file(h5_path, out_path, pattern, rate, noise_seed, noisy_val=
     data = load_h5(h5_path, image_splits=SPLITS if pattern == "instance" else ())
     images = data.images if pattern == "instance" else None
     mean, sd = data.attrs.get("mean"), data.attrs.get("std")
-    result = make_noisy_labels(pattern, rate, noise_seed, data.num_classes,
-                               {s: data.labels[s] for s in SPLITS}, images, noisy_val, std,
-                               channel_mean=mean, channel_std=sd)
+    result = make_noisy_labels(
+        pattern,
+        rate,
+        noise_seed,
+        data.num_classes,
+        {s: data.labels[s] for s in SPLITS},
+        images,
+        noisy_val,
+        std,
+        channel_mean=mean,
+        channel_std=sd,
+    )
     save_noise(Path(out_path), result)
     return result

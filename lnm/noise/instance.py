@@ -13,6 +13,7 @@ Differences from the reference code: numpy/scipy only (no torch), per-noise-seed
 the global RNG, HWC instead of CHW flattening order (irrelevant for an i.i.d. Gaussian ``W``), and
 computation grouped by class in bounded-memory chunks instead of one sample at a time.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,7 +37,7 @@ def _as_nhwc(images) -> np.ndarray:
 def _chunks(idx: np.ndarray, dim: int):
     step = max(1, CHUNK_BYTES // (8 * dim))
     for start in range(0, len(idx), step):
-        yield idx[start:start + step]
+        yield idx[start : start + step]
 
 
 def channel_stats(images) -> tuple[np.ndarray, np.ndarray]:
@@ -45,11 +46,21 @@ def channel_stats(images) -> tuple[np.ndarray, np.ndarray]:
     ch = images.shape[-1]
     count = max(1, images.size // ch)
     idx = np.arange(len(images))
-    total = sum((images[c].reshape(-1, ch).sum(0, dtype=np.float64)
-                 for c in _chunks(idx, images[0].size)), np.zeros(ch)) / 255.0
+    total = (
+        sum(
+            (
+                images[c].reshape(-1, ch).sum(0, dtype=np.float64)
+                for c in _chunks(idx, images[0].size)
+            ),
+            np.zeros(ch),
+        )
+        / 255.0
+    )
     mean = total / count
-    sq = sum((((images[c].reshape(-1, ch) / 255.0) - mean) ** 2).sum(0)
-             for c in _chunks(idx, images[0].size))
+    sq = sum(
+        (((images[c].reshape(-1, ch) / 255.0) - mean) ** 2).sum(0)
+        for c in _chunks(idx, images[0].size)
+    )
     return mean, np.sqrt(np.asarray(sq, dtype=np.float64) / count)
 
 
@@ -109,8 +120,9 @@ def instance_targets(images, labels, num_classes, W, channel_mean=None, channel_
     return out
 
 
-def instance_noise(images, labels, num_classes, rate, rng, std=0.1, *, W=None,
-                   channel_mean=None, channel_std=None) -> tuple[np.ndarray, np.ndarray]:
+def instance_noise(
+    images, labels, num_classes, rate, rng, std=0.1, *, W=None, channel_mean=None, channel_std=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Xia et al. (2020) instance-dependent noise for one split; returns ``(noisy labels, q)``.
 
     ``W`` defaults to a fresh :func:`instance_projection` drawn from ``rng`` (first, before the flip

@@ -5,6 +5,7 @@ fixed entry metadata (date 1980-01-01, Unix attributes), keys in sorted order an
 (``ZIP_STORED``: the bytes then do not depend on the zlib build). Same inputs, same bytes, same
 hash.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,9 @@ from .spec import NoiseError
 def _npy_bytes(key: str, value) -> bytes:
     arr = np.asarray(value)
     if arr.dtype.hasobject:
-        raise NoiseError(f"noise file entry {key!r} has object dtype; allowed: plain arrays "
-                         "and scalars")
+        raise NoiseError(
+            f"noise file entry {key!r} has object dtype; allowed: plain arrays and scalars"
+        )
     buf = io.BytesIO()
     np.lib.format.write_array(buf, arr, allow_pickle=False)  # keeps 0-d arrays 0-d
     return buf.getvalue()

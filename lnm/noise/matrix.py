@@ -1,4 +1,5 @@
 """Class-conditional noise: transition matrices, sampling from them, and diagnostics."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ so that (i) the same ``noise_seed`` always reproduces the same labels, (ii) diff
 give different labels, (iii) train and val get independent streams, and (iv) the instance-noise
 projection ``W`` has its own stream keyed on ``(noise_seed, pattern)`` only, shared by both splits.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,30 +36,41 @@ def check_rate(pattern, rate) -> float:
         raise NoiseError(f"noise rate {rate!r} is not a finite number; allowed: 0 <= rate < 1")
     rate = float(rate)
     if pattern == "none" and rate != 0.0:
-        raise NoiseError(f"noise rate {rate!r} with pattern 'none'; allowed: rate 0 only "
-                         f"(use one of {', '.join(p for p in PATTERNS if p != 'none')} for noise)")
+        raise NoiseError(
+            f"noise rate {rate!r} with pattern 'none'; allowed: rate 0 only "
+            f"(use one of {', '.join(p for p in PATTERNS if p != 'none')} for noise)"
+        )
     if not 0.0 <= rate < 1.0:
         raise NoiseError(f"noise rate {rate!r} out of range; allowed: 0 <= rate < 1")
     return rate
 
 
 def check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
-            or num_classes < 2:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, numbers.Integral)
+        or num_classes < 2
+    ):
         raise NoiseError(f"num_classes {num_classes!r} invalid; allowed: an integer >= 2")
     return int(num_classes)
 
 
 def check_seed(noise_seed) -> int:
-    if isinstance(noise_seed, bool) or not isinstance(noise_seed, numbers.Integral) \
-            or noise_seed < 0:
+    if (
+        isinstance(noise_seed, bool)
+        or not isinstance(noise_seed, numbers.Integral)
+        or noise_seed < 0
+    ):
         raise NoiseError(f"noise_seed {noise_seed!r} invalid; allowed: an integer >= 0")
     return int(noise_seed)
 
 
 def check_std(std) -> float:
-    if isinstance(std, bool) or not isinstance(std, numbers.Real) or not (
-            math.isfinite(std) and std > 0):
+    if (
+        isinstance(std, bool)
+        or not isinstance(std, numbers.Real)
+        or not (math.isfinite(std) and std > 0)
+    ):
         raise NoiseError(f"flip-rate std {std!r} invalid; allowed: a finite number > 0")
     return float(std)
 
@@ -67,17 +79,20 @@ def check_labels(labels, num_classes: int, name: str = "labels") -> np.ndarray:
     """Return ``labels`` as a 1-D int64 array with values in ``0..num_classes-1``."""
     arr = np.asarray(labels)
     if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise NoiseError(f"{name}: expected a 1-D integer array, got shape {arr.shape} "
-                         f"dtype {arr.dtype}")
+        raise NoiseError(
+            f"{name}: expected a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}"
+        )
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
-        raise NoiseError(f"{name}: values {arr.min()}..{arr.max()} outside the allowed "
-                         f"0..{num_classes - 1}")
+        raise NoiseError(
+            f"{name}: values {arr.min()}..{arr.max()} outside the allowed 0..{num_classes - 1}"
+        )
     return arr
 
 
 def stream_rng(noise_seed: int, pattern: str, stream: str) -> np.random.Generator:
     """Independent generator for ``stream`` ('train', 'val' or 'projection')."""
-    seq = np.random.SeedSequence([check_seed(noise_seed), PATTERNS.index(check_pattern(pattern)),
-                                  STREAM_CODES[stream]])
+    seq = np.random.SeedSequence(
+        [check_seed(noise_seed), PATTERNS.index(check_pattern(pattern)), STREAM_CODES[stream]]
+    )
     return np.random.default_rng(seq)

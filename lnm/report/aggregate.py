@@ -3,12 +3,13 @@
 Every input is checked with :func:`lnm.checksum.verify` before it is read and every output is
 written through :func:`lnm.checksum.artifact` (atomic, with a SHA-256 sidecar).
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -16,13 +17,34 @@ import pandas as pd
 from lnm.checksum import artifact, verify
 
 #: Canonical method order (the benchmark's 11 methods); unknown names sort after these.
-METHODS = ("ce", "trevision", "volminnet", "sce", "cdr", "coteaching", "coteaching_plus",
-           "codis", "jocor", "disc", "dividemix")
+METHODS = (
+    "ce",
+    "trevision",
+    "volminnet",
+    "sce",
+    "cdr",
+    "coteaching",
+    "coteaching_plus",
+    "codis",
+    "jocor",
+    "disc",
+    "dividemix",
+)
 #: Canonical noise-pattern order; ``none`` is the clean ceiling.
 NOISES = ("none", "symmetric", "pairflip", "instance")
 
 #: Columns that identify one training run.
-RUN_KEYS = ["dataset", "noise", "rate", "noise_seed", "method", "backbone", "seed", "epochs", "size"]
+RUN_KEYS = [
+    "dataset",
+    "noise",
+    "rate",
+    "noise_seed",
+    "method",
+    "backbone",
+    "seed",
+    "epochs",
+    "size",
+]
 #: Columns that identify one summary cell (seeds are averaged over).
 CELL_KEYS = ["dataset", "noise", "rate", "backbone", "method"]
 HEADLINE = "test_acc_last5"
@@ -30,19 +52,36 @@ HEADLINE = "test_acc_last5"
 SUMMARY_METRICS = [HEADLINE, "test_acc_best_val", "balanced_acc_last5", "macro_f1_last5"]
 
 _SCALARS = ["identifiable", "num_classes", "num_test"]
-_METRICS = [HEADLINE, "test_acc_best_val", "best_val_epoch", "balanced_acc_last5",
-            "macro_f1_last5", "auc_last5", "ece_last5", "nll_last5"]
+_METRICS = [
+    HEADLINE,
+    "test_acc_best_val",
+    "best_val_epoch",
+    "balanced_acc_last5",
+    "macro_f1_last5",
+    "auc_last5",
+    "ece_last5",
+    "nll_last5",
+]
 _SELECTION = ["clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc"]
 #: Class-level columns: per-class test recall (JSON list, %, last-5 mean), test-set class counts
 #: (JSON list, from the labels in the run's ``test_probs.npz``) and the majority-class rate (%).
 _CLASSES = ["per_class_recall", "test_class_counts", "majority_acc"]
-COLUMNS = (RUN_KEYS + _SCALARS + ["realised_rate", "realised_rate_val"] + _METRICS + _SELECTION
-           + _CLASSES + ["data_sha256", "noise_sha256", "metrics_path"])
+COLUMNS = (
+    RUN_KEYS
+    + _SCALARS
+    + ["realised_rate", "realised_rate_val"]
+    + _METRICS
+    + _SELECTION
+    + _CLASSES
+    + ["data_sha256", "noise_sha256", "metrics_path"]
+)
 
-DAGGER_NOTE = ("† Not identifiable: at this noise pattern and rate the true class is no longer "
-               "the most likely noisy label for at least one class, so the clean labels cannot "
-               "be recovered from the noisy ones even in principle; accuracies there are not "
-               "comparable with identifiable rows.")
+DAGGER_NOTE = (
+    "† Not identifiable: at this noise pattern and rate the true class is no longer "
+    "the most likely noisy label for at least one class, so the clean labels cannot "
+    "be recovered from the noisy ones even in principle; accuracies there are not "
+    "comparable with identifiable rows."
+)
 
 
 def ordered(values: Iterable[str], canonical: Iterable[str]) -> list[str]:
@@ -59,6 +98,7 @@ def _sort(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         if col.name in rank:
             return col.map({v: i for i, v in enumerate(ordered(col, rank[col.name]))})
         return col
+
     return df.sort_values(by, key=key, kind="mergesort").reset_index(drop=True)
 
 
@@ -102,8 +142,9 @@ def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     df["identifiable"] = df["identifiable"].astype(bool)
     dup = df[df.duplicated(RUN_KEYS, keep=False)]
     if len(dup):
-        raise ValueError("the same run appears in several metrics files: "
-                         + ", ".join(dup["metrics_path"]))
+        raise ValueError(
+            "the same run appears in several metrics files: " + ", ".join(dup["metrics_path"])
+        )
     return _sort(df, RUN_KEYS + ["metrics_path"])
 
 
@@ -122,8 +163,11 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     (noise_seed, seed) runs of :data:`SUMMARY_METRICS`; ``identifiable`` = all runs identifiable;
     ``realised_rate`` = mean realised training noise rate."""
     agg = {f"{m}_{s}": (m, s) for m in SUMMARY_METRICS for s in ("mean", "std")}
-    agg.update(n=(HEADLINE, "size"), identifiable=("identifiable", "all"),
-               realised_rate=("realised_rate", "mean"))
+    agg.update(
+        n=(HEADLINE, "size"),
+        identifiable=("identifiable", "all"),
+        realised_rate=("realised_rate", "mean"),
+    )
     out = runs.groupby(CELL_KEYS, sort=False).agg(**agg).reset_index()
     return _sort(out, ["dataset", "backbone", "noise", "rate", "method"])
 
@@ -135,8 +179,10 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     from lnm.report.render import to_markdown
     from lnm.report.tables import summary_tables  # tables builds on this module
 
-    return to_markdown(summary_tables(summary, title=""),
-                       "Test accuracy (%), mean of the last 5 epochs, mean ± std over seeds")
+    return to_markdown(
+        summary_tables(summary, title=""),
+        "Test accuracy (%), mean of the last 5 epochs, mean ± std over seeds",
+    )
 
 
 def ranking(runs: pd.DataFrame) -> pd.DataFrame:
@@ -157,8 +203,10 @@ def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Pa
     """Write ``summary.csv``, ``summary.md`` and ``ranking.csv`` into ``out_dir``."""
     out = Path(out_dir)
     summary = summarize(runs)
-    paths = {"summary.csv": _write_csv(summary, out / "summary.csv"),
-             "ranking.csv": _write_csv(ranking(runs), out / "ranking.csv", index=True)}
+    paths = {
+        "summary.csv": _write_csv(summary, out / "summary.csv"),
+        "ranking.csv": _write_csv(ranking(runs), out / "ranking.csv", index=True),
+    }
     with artifact(out / "summary.md") as tmp:
         tmp.write_text(summary_markdown(summary))
     paths["summary.md"] = out / "summary.md"

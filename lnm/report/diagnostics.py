@@ -6,6 +6,7 @@ clean ratio = |selected ∩ clean| / |selected| (precision), coverage = |selecte
 |clean| (recall), purified ratio = share of relabelled samples whose new label is the clean one,
 T error = ‖T̂ − T‖₁ / ‖T‖₁ against the empirical transition matrix of the noise file.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,12 +21,26 @@ from lnm.report.render import Table, to_html, to_markdown
 from lnm.report.tables import grid_tables
 
 #: Per-epoch columns kept in ``per_epoch.csv`` (absent ones are NaN for that run).
-EPOCH_COLUMNS = ["test_acc", "val_acc", "val_acc_clean", "clean_ratio", "coverage",
-                 "selected_frac", "purified_ratio", "corrected_frac", "t_error", "gmm_auc"]
+EPOCH_COLUMNS = [
+    "test_acc",
+    "val_acc",
+    "val_acc_clean",
+    "clean_ratio",
+    "coverage",
+    "selected_frac",
+    "purified_ratio",
+    "corrected_frac",
+    "t_error",
+    "gmm_auc",
+]
 #: Last-5 diagnostics in ``runs.csv`` summarised per cell.
-DIAGNOSTICS = {"clean_ratio": "clean ratio (%)", "coverage": "coverage (%)",
-               "purified_ratio": "purified ratio (%)", "gmm_auc": "GMM AUC",
-               "t_error": "T error (rel. L1)"}
+DIAGNOSTICS = {
+    "clean_ratio": "clean ratio (%)",
+    "coverage": "coverage (%)",
+    "purified_ratio": "purified ratio (%)",
+    "gmm_auc": "GMM AUC",
+    "t_error": "T error (rel. L1)",
+}
 #: Methods that estimate a transition matrix.
 TRANSITION_METHODS = ("trevision", "volminnet")
 
@@ -59,8 +74,9 @@ def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in DIAGNOSTICS if c in noisy]
     has = noisy[noisy[cols].notna().any(axis=1)] if cols else noisy.iloc[:0]
     if has.empty:
-        return pd.DataFrame(columns=CELL_KEYS + ["n"] + [f"{c}_{s}" for c in DIAGNOSTICS
-                                                         for s in ("mean", "std")])
+        return pd.DataFrame(
+            columns=CELL_KEYS + ["n"] + [f"{c}_{s}" for c in DIAGNOSTICS for s in ("mean", "std")]
+        )
     agg = {f"{c}_{s}": (c, s) for c in cols for s in ("mean", "std")}
     out = has.groupby(CELL_KEYS, sort=False).agg(n=("seed", "size"), **agg).reset_index()
     return _sort(out, ["dataset", "backbone", "noise", "rate", "method"])
@@ -75,27 +91,48 @@ def _ms(mean, std, digits=1) -> str:
 def selection_render(diag: pd.DataFrame) -> list[Table]:
     """Long table of the selection diagnostics and the T-error matrix table."""
     if diag.empty:
-        return [Table("Selection diagnostics (last 5 epochs)", ["result"], [[
-            "no method in this grid reports selection or transition-matrix diagnostics on a "
-            "noisy cell"]], align="l")]
-    show = [c for c in DIAGNOSTICS if c != "t_error" and f"{c}_mean" in diag
-            and diag[f"{c}_mean"].notna().any()]
+        return [
+            Table(
+                "Selection diagnostics (last 5 epochs)",
+                ["result"],
+                [
+                    [
+                        "no method in this grid reports selection or transition-matrix diagnostics on a "
+                        "noisy cell"
+                    ]
+                ],
+                align="l",
+            )
+        ]
+    show = [
+        c
+        for c in DIAGNOSTICS
+        if c != "t_error" and f"{c}_mean" in diag and diag[f"{c}_mean"].notna().any()
+    ]
     tables = []
     sel = diag[diag[[f"{c}_mean" for c in show]].notna().any(axis=1)] if show else diag.iloc[:0]
     if len(sel):
-        rows = [[r["dataset"], r["noise"], f"{r['rate']:g}", r["method"], str(r["n"])]
-                + [_ms(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1) for c in show]
-                for _, r in sel.iterrows()]
-        tables.append(Table("Sample selection and label correction, mean ± std over seeds of "
-                            "the last-5-epoch means",
-                            ["dataset", "noise", "rate", "method", "runs"]
-                            + [DIAGNOSTICS[c] for c in show], rows,
-                            align="llrlr" + "r" * len(show),
-                            notes=["clean ratio = precision of the selected set against the "
-                                   "clean mask; coverage = recall of the truly clean samples; "
-                                   "purified ratio = share of relabelled samples whose new "
-                                   "label is the clean one; GMM AUC = AUC of the clean "
-                                   "probability (DivideMix) against the clean mask."]))
+        rows = [
+            [r["dataset"], r["noise"], f"{r['rate']:g}", r["method"], str(r["n"])]
+            + [_ms(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1) for c in show]
+            for _, r in sel.iterrows()
+        ]
+        tables.append(
+            Table(
+                "Sample selection and label correction, mean ± std over seeds of "
+                "the last-5-epoch means",
+                ["dataset", "noise", "rate", "method", "runs"] + [DIAGNOSTICS[c] for c in show],
+                rows,
+                align="llrlr" + "r" * len(show),
+                notes=[
+                    "clean ratio = precision of the selected set against the "
+                    "clean mask; coverage = recall of the truly clean samples; "
+                    "purified ratio = share of relabelled samples whose new "
+                    "label is the clean one; GMM AUC = AUC of the clean "
+                    "probability (DivideMix) against the clean mask."
+                ],
+            )
+        )
     tables += t_error_render(diag)
     return tables
 
@@ -104,19 +141,31 @@ def t_error_render(diag: pd.DataFrame) -> list[Table]:
     t = diag[diag["method"].isin(TRANSITION_METHODS)] if "t_error_mean" in diag else diag.iloc[:0]
     t = t[t["t_error_mean"].notna()] if len(t) else t
     if t.empty:
-        return [Table("Transition-matrix estimation error", ["result"], [[
-            "n/a: no transition-matrix method (T-Revision, VolMinNet) in this grid"]], align="l")]
+        return [
+            Table(
+                "Transition-matrix estimation error",
+                ["result"],
+                [["n/a: no transition-matrix method (T-Revision, VolMinNet) in this grid"]],
+                align="l",
+            )
+        ]
     rounded = t["t_error_mean"].round(3)  # lower is better; ties at the printed precision
-    t = t.assign(best=rounded == rounded.groupby(
-        [t["dataset"], t["backbone"], t["noise"], t["rate"]]).transform("min"))
+    t = t.assign(
+        best=rounded
+        == rounded.groupby([t["dataset"], t["backbone"], t["noise"], t["rate"]]).transform("min")
+    )
     return grid_tables(
-        t, lambda r: (_ms(r["t_error_mean"], r["t_error_std"], 3), bool(r["best"])),
+        t,
+        lambda r: (_ms(r["t_error_mean"], r["t_error_std"], 3), bool(r["best"])),
         "transition-matrix estimation error ‖T̂ − T‖₁ / ‖T‖₁ (last 5 epochs, mean ± std over "
         "seeds; lower is better)",
-        ["T = the empirical transition matrix of the training labels (counts of clean → noisy "
-         "in the noise file), row-normalised; for instance-dependent noise it is the average "
-         "over samples, so a class-conditional T̂ cannot reach 0 there."],
-        value="t_error_mean")
+        [
+            "T = the empirical transition matrix of the training labels (counts of clean → noisy "
+            "in the noise file), row-normalised; for instance-dependent noise it is the average "
+            "over samples, so a class-conditional T̂ cannot reach 0 there."
+        ],
+        value="t_error_mean",
+    )
 
 
 def write_diagnostics(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -128,12 +177,12 @@ def write_diagnostics(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[st
     tables = selection_render(diag)
     head = "Selection diagnostics and transition-matrix error"
     paths = {}
-    for name, write in (("per_epoch.csv", lambda p: epochs.to_csv(p, index=False,
-                                                                   float_format="%.6g")),
-                        ("selection.csv", lambda p: diag.to_csv(p, index=False,
-                                                                float_format="%.6g")),
-                        ("selection.md", lambda p: p.write_text(to_markdown(tables, head))),
-                        ("selection.html", lambda p: p.write_text(to_html(tables, head)))):
+    for name, write in (
+        ("per_epoch.csv", lambda p: epochs.to_csv(p, index=False, float_format="%.6g")),
+        ("selection.csv", lambda p: diag.to_csv(p, index=False, float_format="%.6g")),
+        ("selection.md", lambda p: p.write_text(to_markdown(tables, head))),
+        ("selection.html", lambda p: p.write_text(to_html(tables, head))),
+    ):
         with artifact(out / name) as tmp:
             write(tmp)
         paths[name] = out / name

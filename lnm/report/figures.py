@@ -4,11 +4,12 @@ Sizes are fixed (``FIGSIZE_* × DPI`` pixels) and every PNG is written through
 :func:`lnm.checksum.artifact`. PNG metadata omits the matplotlib version, so a figure's bytes
 depend only on its data and the installed fonts/renderer.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from lnm.checksum import artifact
 from lnm.report.aggregate import HEADLINE, METHODS, NOISES, _sort, ordered, ranking
 
 DPI = 120
-FIGSIZE_ACC = (12.0, 4.5)     # inches -> 1440 x 540 px
+FIGSIZE_ACC = (12.0, 4.5)  # inches -> 1440 x 540 px
 FIGSIZE_RANKING = (8.0, 5.0)  # inches -> 960 x 600 px
 # tab10 for the first 10 methods, navy for the 11th, then light colours for unknown names.
 _PALETTE = [f"C{i}" for i in range(10)] + ["#000080", "#a6cee3", "#fb9a99", "#fdbf6f", "#cab2d6"]
@@ -59,8 +60,10 @@ def plot_acc_vs_rate(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLik
     one line per method (mean over seeds, band ± 1 std), clean ceilings as dashed lines."""
     df = runs[runs["dataset"] == dataset]
     if df["backbone"].nunique() > 1:
-        raise ValueError(f"{dataset}: several backbones {sorted(df['backbone'].unique())}; "
-                         "filter runs to one backbone first")
+        raise ValueError(
+            f"{dataset}: several backbones {sorted(df['backbone'].unique())}; "
+            "filter runs to one backbone first"
+        )
     patterns = ordered(df.loc[df["noise"] != "none", "noise"], NOISES)
     if not patterns:
         raise ValueError(f"{dataset}: no runs with label noise to plot")
@@ -76,22 +79,33 @@ def plot_acc_vs_rate(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLik
             ax.plot(x, y, "o-", color=colors[method], label=method, ms=4)
             ax.fill_between(x, y - s, y + s, color=colors[method], alpha=0.15, lw=0)
         for method, level in clean.items():
-            ax.axhline(level, color="black" if method == "ce" else colors[method],
-                       ls="--", lw=1.6 if method == "ce" else 0.8, alpha=0.9)
+            ax.axhline(
+                level,
+                color="black" if method == "ce" else colors[method],
+                ls="--",
+                lw=1.6 if method == "ce" else 0.8,
+                alpha=0.9,
+            )
         ax.set_xticks(sorted(noisy.loc[noisy["noise"] == pattern, "rate"].unique()))
         ax.set(title=f"{pattern} noise", xlabel="nominal noise rate (fraction of labels flipped)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%), mean of last 5 epochs")
 
-    handles = [Line2D([], [], color=colors[m], marker="o", label=m)
-               for m in ordered(df["method"], METHODS)]
+    handles = [
+        Line2D([], [], color=colors[m], marker="o", label=m) for m in ordered(df["method"], METHODS)
+    ]
     if len(clean):
         ce = f"CE {clean['ce']:.1f}%, bold" if "ce" in clean else "per method"
-        handles.append(Line2D([], [], color="black", ls="--",
-                              label=f"clean ceiling (no noise)\n{ce}; others thin"))
+        handles.append(
+            Line2D(
+                [], [], color="black", ls="--", label=f"clean ceiling (no noise)\n{ce}; others thin"
+            )
+        )
     fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-    fig.suptitle(f"{dataset} ({df['backbone'].iloc[0]}): test accuracy vs noise rate (line = mean over seeds, "
-                 "band = ± 1 std)")
+    fig.suptitle(
+        f"{dataset} ({df['backbone'].iloc[0]}): test accuracy vs noise rate (line = mean over seeds, "
+        "band = ± 1 std)"
+    )
     return _save(fig, out_png)
 
 
@@ -107,20 +121,31 @@ def plot_ranking(runs: pd.DataFrame, pattern: str, out_png: str | os.PathLike) -
 
     fig = _figure(FIGSIZE_RANKING)
     ax = fig.subplots()
-    bars = ax.barh(values.index, values.to_numpy(),
-                   color=[colors[m] for m in values.index])
+    bars = ax.barh(values.index, values.to_numpy(), color=[colors[m] for m in values.index])
     ax.bar_label(bars, fmt="%.2f", padding=3, fontsize="small")
     ax.set_xlim(0, max(100.0, float(np.nanmax(values.to_numpy(), initial=0)) * 1.1))
     noisy = runs[runs["noise"] != "none"]
     sub = noisy if pattern == "overall" else noisy[noisy["noise"] == pattern]
     per_method = sub.groupby("method").size()
-    n = (f"{per_method.min()}" if per_method.min() == per_method.max()
-         else f"{per_method.min()}–{per_method.max()}") if len(per_method) else "0"
-    what = (f"unweighted mean over noise patterns ({n} noisy runs per method)"
-            if pattern == "overall" else
-            f"mean over all {pattern}-noise runs ({n} per method: datasets × rates × seeds)")
-    ax.set(xlabel="test accuracy (%), mean of last 5 epochs", ylabel="method",
-           title=f"Method ranking, {pattern}{'' if pattern == 'overall' else ' noise'}\n{what}")
+    n = (
+        (
+            f"{per_method.min()}"
+            if per_method.min() == per_method.max()
+            else f"{per_method.min()}–{per_method.max()}"
+        )
+        if len(per_method)
+        else "0"
+    )
+    what = (
+        f"unweighted mean over noise patterns ({n} noisy runs per method)"
+        if pattern == "overall"
+        else f"mean over all {pattern}-noise runs ({n} per method: datasets × rates × seeds)"
+    )
+    ax.set(
+        xlabel="test accuracy (%), mean of last 5 epochs",
+        ylabel="method",
+        title=f"Method ranking, {pattern}{'' if pattern == 'overall' else ' noise'}\n{what}",
+    )
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, out_png)
 
@@ -128,39 +153,66 @@ def plot_ranking(runs: pd.DataFrame, pattern: str, out_png: str | os.PathLike) -
 # ---------------------------------------------------------------- selection diagnostics
 
 FIGSIZE_SELECTION = (12.0, 7.5)  # inches -> 1440 x 900 px
-FIGSIZE_CD = (10.0, 5.0)         # inches -> 1200 x 600 px
-FIGSIZE_RECALL = (13.0, 5.5)     # inches -> 1560 x 660 px
+FIGSIZE_CD = (10.0, 5.0)  # inches -> 1200 x 600 px
+FIGSIZE_RECALL = (13.0, 5.5)  # inches -> 1560 x 660 px
 
 _SELECTION_PANELS = [  # column, y label, panel title, what (for the n/a note)
-    ("clean_ratio", "clean ratio (%)", "clean ratio: precision of the selected set",
-     "a clean ratio"),
+    (
+        "clean_ratio",
+        "clean ratio (%)",
+        "clean ratio: precision of the selected set",
+        "a clean ratio",
+    ),
     ("coverage", "coverage (%)", "coverage: recall of the truly clean samples", "a coverage"),
-    ("purified_ratio", "purified ratio (%)",
-     "purified ratio: relabelled samples now correct", "a purified ratio (label correction)"),
-    ("t_error", "‖T̂ − T‖₁ / ‖T‖₁ (relative L1)", "transition-matrix estimation error",
-     "a transition-matrix estimate"),
+    (
+        "purified_ratio",
+        "purified ratio (%)",
+        "purified ratio: relabelled samples now correct",
+        "a purified ratio (label correction)",
+    ),
+    (
+        "t_error",
+        "‖T̂ − T‖₁ / ‖T‖₁ (relative L1)",
+        "transition-matrix estimation error",
+        "a transition-matrix estimate",
+    ),
 ]
 
 
 def _one_backbone(df: pd.DataFrame, what: str) -> str:
     if df["backbone"].nunique() > 1:
-        raise ValueError(f"{what}: several backbones {sorted(df['backbone'].unique())}; "
-                         "filter runs to one backbone first")
+        raise ValueError(
+            f"{what}: several backbones {sorted(df['backbone'].unique())}; "
+            "filter runs to one backbone first"
+        )
     return str(df["backbone"].iloc[0]) if len(df) else "?"
 
 
 def _note(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", wrap=True,
-            color="0.35", fontsize="medium")
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        wrap=True,
+        color="0.35",
+        fontsize="medium",
+    )
 
 
-def plot_selection(epochs: pd.DataFrame, dataset: str, noise: str, rate: float,
-                   out_png: str | os.PathLike) -> Path:
+def plot_selection(
+    epochs: pd.DataFrame, dataset: str, noise: str, rate: float, out_png: str | os.PathLike
+) -> Path:
     """Per-epoch selection diagnostics of one noisy setting: clean ratio, coverage, purified
     ratio and transition-matrix error, one line per method (mean over seeds and noise seeds,
     band ± 1 std); a panel no method reports says so."""
-    df = epochs[(epochs["dataset"] == dataset) & (epochs["noise"] == noise)
-                & np.isclose(epochs["rate"].astype(float), float(rate))]
+    df = epochs[
+        (epochs["dataset"] == dataset)
+        & (epochs["noise"] == noise)
+        & np.isclose(epochs["rate"].astype(float), float(rate))
+    ]
     backbone = _one_backbone(df, f"{dataset} {noise}-{rate}")
     colors = method_colors(df["method"]) if len(df) else {}
     fig = _figure(FIGSIZE_SELECTION)
@@ -183,15 +235,17 @@ def plot_selection(epochs: pd.DataFrame, dataset: str, noise: str, rate: float,
     for ax in axes[2:]:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"{dataset} ({backbone}), {noise} noise at rate {float(rate):g}: selection "
-                 "diagnostics per epoch (line = mean over seeds, band = ± 1 std)")
+    fig.suptitle(
+        f"{dataset} ({backbone}), {noise} noise at rate {float(rate):g}: selection "
+        "diagnostics per epoch (line = mean over seeds, band = ± 1 std)"
+    )
     return _save(fig, out_png)
 
 
 # ---------------------------------------------------------------- critical-difference diagram
 
-def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike,
-                    alpha: float = 0.05) -> Path:
+
+def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike, alpha: float = 0.05) -> Path:
     """Demšar's critical-difference diagram: average rank of each method over the noisy cells
     (1 = best, on the left), the Nemenyi CD as a scale bar, thick bars joining methods that are
     not significantly different; the Friedman result in the title."""
@@ -203,11 +257,17 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike,
     ax = fig.subplots()
     ax.set_axis_off()
     k, cd = len(avg), ra["cd"]
-    title = (f"Critical-difference diagram: average rank of {k} method(s) over {ra['n']} noisy "
-             "cell(s) (dataset × pattern × rate; 1 = best)")
+    title = (
+        f"Critical-difference diagram: average rank of {k} method(s) over {ra['n']} noisy "
+        "cell(s) (dataset × pattern × rate; 1 = best)"
+    )
     if k < 2:
-        _note(ax, "n/a: needs ≥2 methods with results on a common noisy cell"
-              if k else "n/a: no noisy cells")
+        _note(
+            ax,
+            "n/a: needs ≥2 methods with results on a common noisy cell"
+            if k
+            else "n/a: no noisy cells",
+        )
         fig.suptitle(title)
         return _save(fig, out_png)
     colors = method_colors(avg.index)
@@ -216,7 +276,7 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike,
     left_n = (k + 1) // 2
     step = 1.0
     cliques = ra["cliques"]
-    top = -0.6 - 0.35 * len(cliques)          # first label row, below the clique bars
+    top = -0.6 - 0.35 * len(cliques)  # first label row, below the clique bars
     rows = max(left_n, k - left_n)
     ax.set_xlim(lo - 0.55 * span, hi + 0.55 * span)
     ax.set_ylim(top - step * rows - 0.5, 2.4)
@@ -232,14 +292,22 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike,
         edge = lo - 0.08 * span if left else hi + 0.08 * span
         ax.plot([r, r, edge], [0, y, y], color=colors[method], lw=1.4)
         ax.plot([r], [0], "o", color=colors[method], ms=5)
-        ax.text(edge + (-0.02 if left else 0.02) * span, y, f"{method}  {r:.2f}" if left
-                else f"{r:.2f}  {method}", ha="right" if left else "left", va="center",
-                color=colors[method], fontsize="medium", fontweight="bold")
+        ax.text(
+            edge + (-0.02 if left else 0.02) * span,
+            y,
+            f"{method}  {r:.2f}" if left else f"{r:.2f}  {method}",
+            ha="right" if left else "left",
+            va="center",
+            color=colors[method],
+            fontsize="medium",
+            fontweight="bold",
+        )
     for j, group in enumerate(cliques):
         y = -0.45 - 0.35 * j
         a, b = avg[group].min(), avg[group].max()
-        ax.plot([a - 0.03 * span, b + 0.03 * span], [y, y], color="black", lw=4,
-                solid_capstyle="round")
+        ax.plot(
+            [a - 0.03 * span, b + 0.03 * span], [y, y], color="black", lw=4, solid_capstyle="round"
+        )
     if np.isfinite(cd):
         end = min(lo + cd, hi)
         ax.plot([lo, end], [1.9, 1.9], color="black", lw=1.4)
@@ -247,8 +315,12 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike,
             ax.plot([x, x], [1.8, 2.0], color="black", lw=1.4)
         label = f"CD = {cd:.2f} (Nemenyi, α = {alpha:g})"
         if lo + cd > hi:
-            ax.annotate("", xy=(hi + 0.04 * span, 1.9), xytext=(end, 1.9),
-                        arrowprops={"arrowstyle": "->", "lw": 1.4})
+            ax.annotate(
+                "",
+                xy=(hi + 0.04 * span, 1.9),
+                xytext=(end, 1.9),
+                arrowprops={"arrowstyle": "->", "lw": 1.4},
+            )
             label += ": wider than the rank range, no difference can be significant"
         ax.text((lo + end) / 2, 2.05, label, ha="center", va="bottom", fontsize="small")
     else:
@@ -259,9 +331,11 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike,
 
 # ---------------------------------------------------------------- per-class recall
 
+
 def _class_names(dataset: str, n: int) -> list[str]:
     try:  # MedMNIST's own class names, when the package is there
         from medmnist.info import INFO
+
         labels = INFO[dataset]["label"]
         names = [labels[str(i)] for i in range(n)]
         return [nm if len(nm) <= 18 else nm[:17] + "…" for nm in names]
@@ -285,8 +359,9 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
     order = ordered(score.index, METHODS)
     score = score.reindex(order).sort_values(ascending=False, kind="mergesort")
     picks = [("best", score.index[0]), ("worst", score.index[-1])]
-    counts = next((json.loads(c) for c in df.get("test_class_counts", []) if isinstance(c, str)),
-                  None)
+    counts = next(
+        (json.loads(c) for c in df.get("test_class_counts", []) if isinstance(c, str)), None
+    )
     n_cls = int(df["num_classes"].iloc[0])
     names = _class_names(dataset, n_cls)
     xlabels = [f"{nm}\n(n={counts[i]})" if counts else nm for i, nm in enumerate(names)]
@@ -299,24 +374,46 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
         g = df[df["method"] == method].copy()
         g["recall"] = g["per_class_recall"].map(lambda s: np.asarray(json.loads(s), float))
         settings = _sort(g[["noise", "rate"]].drop_duplicates(), ["noise", "rate"])
-        mat = np.vstack([np.mean(np.vstack(g[(g["noise"] == n) & (g["rate"] == r)]["recall"]),
-                                 axis=0) for n, r in settings.itertuples(index=False)])
+        mat = np.vstack(
+            [
+                np.mean(np.vstack(g[(g["noise"] == n) & (g["rate"] == r)]["recall"]), axis=0)
+                for n, r in settings.itertuples(index=False)
+            ]
+        )
         image = ax.imshow(mat, vmin=0, vmax=100, cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(mat):
-            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize="small",
-                    color="white" if v < 60 else "black")
-        ax.set_xticks(range(n_cls), xlabels, fontsize="small",
-                      rotation=30 if n_cls > 4 else 0, ha="right" if n_cls > 4 else "center")
-        ax.set_yticks(range(len(settings)),
-                      [f"{n} {r:g}" if n != "none" else "clean" for n, r in
-                       settings.itertuples(index=False)])
+            ax.text(
+                j,
+                i,
+                f"{v:.0f}",
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="white" if v < 60 else "black",
+            )
+        ax.set_xticks(
+            range(n_cls),
+            xlabels,
+            fontsize="small",
+            rotation=30 if n_cls > 4 else 0,
+            ha="right" if n_cls > 4 else "center",
+        )
+        ax.set_yticks(
+            range(len(settings)),
+            [f"{n} {r:g}" if n != "none" else "clean" for n, r in settings.itertuples(index=False)],
+        )
         tag = "best = worst (only one method)" if picks[0][1] == picks[1][1] else which
-        ax.set_title(f"{tag}: {method} (mean {score[method]:.1f} % over "
-                     f"{'noisy' if len(noisy) else 'all'} runs)", color=colors[method],
-                     fontweight="bold")
+        ax.set_title(
+            f"{tag}: {method} (mean {score[method]:.1f} % over "
+            f"{'noisy' if len(noisy) else 'all'} runs)",
+            color=colors[method],
+            fontweight="bold",
+        )
         ax.set_xlabel("true class (test count)")
     axes[0].set_ylabel("noise pattern and rate")
     fig.colorbar(image, ax=list(axes), label="per-class test recall (%), mean of last 5 epochs")
-    fig.suptitle(f"{dataset} ({backbone}): per-class test recall (%), mean over seeds, of the "
-                 "best and the worst method by mean accuracy")
+    fig.suptitle(
+        f"{dataset} ({backbone}): per-class test recall (%), mean over seeds, of the "
+        "best and the worst method by mean accuracy"
+    )
     return _save(fig, out_png)

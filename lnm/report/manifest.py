@@ -1,4 +1,5 @@
 """results/MANIFEST.sha256: every artifact of the run, verified, in ``sha256sum -c`` format."""
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@
                      those of the environment that built the tables and figures
 ``run_metadata.html`` both, plus git commits, devices, determinism flags and run counts
 """
+
 from __future__ import annotations
 
 import html
@@ -12,9 +13,9 @@ import json
 import os
 import platform
 from collections import Counter
+from collections.abc import Iterable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 import yaml
@@ -36,9 +37,10 @@ def provenance_table(metrics_paths: Iterable[str | os.PathLike]) -> tuple[pd.Dat
     """(versions, facts) from the verified ``metrics.json`` files: one row per (package,
     version) with the number of runs that used it; facts = Counters of commits, devices, ..."""
     versions: Counter = Counter()
-    facts: dict[str, Counter] = {k: Counter() for k in ("git commit", "device", "python",
-                                                        "CUDA", "cuDNN", "determinism",
-                                                        "torch threads")}
+    facts: dict[str, Counter] = {
+        k: Counter()
+        for k in ("git commit", "device", "python", "CUDA", "cuDNN", "determinism", "torch threads")
+    }
     n = 0
     for path in metrics_paths:
         verify(path)
@@ -53,55 +55,91 @@ def provenance_table(metrics_paths: Iterable[str | os.PathLike]) -> tuple[pd.Dat
         facts["cuDNN"][str(prov.get("cudnn"))] += 1
         facts["determinism"][json.dumps(prov.get("deterministic"), sort_keys=True)] += 1
         facts["torch threads"][str(prov.get("torch_threads"))] += 1
-    rows = [{"scope": "training runs", "package": p, "version": v, "runs": c}
-            for (p, v), c in sorted(versions.items())]
-    rows += [{"scope": "report environment", "package": p, "version": _version(p), "runs": None}
-             for p in REPORT_PACKAGES]
-    rows.append({"scope": "report environment", "package": "python",
-                 "version": platform.python_version(), "runs": None})
+    rows = [
+        {"scope": "training runs", "package": p, "version": v, "runs": c}
+        for (p, v), c in sorted(versions.items())
+    ]
+    rows += [
+        {"scope": "report environment", "package": p, "version": _version(p), "runs": None}
+        for p in REPORT_PACKAGES
+    ]
+    rows.append(
+        {
+            "scope": "report environment",
+            "package": "python",
+            "version": platform.python_version(),
+            "runs": None,
+        }
+    )
     facts["runs"] = Counter({str(n): n})
     versions = pd.DataFrame(rows, columns=["scope", "package", "version", "runs"])
     versions["runs"] = versions["runs"].astype("Int64")
     return versions, facts
 
 
-def write_metadata(config: dict, metrics_paths: Iterable[str | os.PathLike],
-                   out_dir: str | os.PathLike) -> dict[str, Path]:
+def write_metadata(
+    config: dict, metrics_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
+) -> dict[str, Path]:
     out = Path(out_dir)
     metrics_paths = list(metrics_paths)
     versions, facts = provenance_table(metrics_paths)
-    config_text = yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False,
-                                 allow_unicode=True)
+    config_text = yaml.safe_dump(
+        json.loads(json.dumps(config, default=str)), sort_keys=False, allow_unicode=True
+    )
     with artifact(out / "config.yaml") as tmp:
         tmp.write_text(config_text)
     with artifact(out / "versions.csv") as tmp:
         versions.to_csv(tmp, index=False)
 
     several = [k for k, c in facts.items() if len(c) > 1 and k != "runs"]
-    fact_rows = [[k, "; ".join(f"{v} ({c} runs)" if k != "runs" else v
-                               for v, c in cnt.most_common())] for k, cnt in facts.items()]
-    tables = [Table("Provenance of the training runs", ["what", "value (number of runs)"],
-                    fact_rows, align="ll",
-                    notes=[(f"Differs between runs: {', '.join(several)}." if several else
-                            "Every run has the same provenance.")
-                           + (" The git commit is the repository's at training time; the "
-                              "workflow redoes a run only when its own inputs or code change, "
-                              "so differing commits alone do not mean differing training code."
-                              if "git commit" in several else "")]),
-              Table("Package versions", list(versions.columns),
-                    [[str(x) if pd.notna(x) else "" for x in r] for r in
-                     versions.itertuples(index=False)], align="lllr")]
-    extra = ["<h2>Effective configuration</h2>",
-             '<p class="note">After presets, <code>--config</code> overrides and schema '
-             "defaults; the same as <code>config.yaml</code> next to this file.</p>",
-             f"<pre>{html.escape(config_text)}</pre>",
-             "<h2>Checksums</h2>",
-             '<p class="note">Every artifact has a SHA-256 sidecar; <code>MANIFEST.sha256</code> '
-             "(its own entry in this report) lists them all: <code>cd results &amp;&amp; "
-             "sha256sum -c MANIFEST.sha256</code>.</p>"]
+    fact_rows = [
+        [k, "; ".join(f"{v} ({c} runs)" if k != "runs" else v for v, c in cnt.most_common())]
+        for k, cnt in facts.items()
+    ]
+    tables = [
+        Table(
+            "Provenance of the training runs",
+            ["what", "value (number of runs)"],
+            fact_rows,
+            align="ll",
+            notes=[
+                (
+                    f"Differs between runs: {', '.join(several)}."
+                    if several
+                    else "Every run has the same provenance."
+                )
+                + (
+                    " The git commit is the repository's at training time; the "
+                    "workflow redoes a run only when its own inputs or code change, "
+                    "so differing commits alone do not mean differing training code."
+                    if "git commit" in several
+                    else ""
+                )
+            ],
+        ),
+        Table(
+            "Package versions",
+            list(versions.columns),
+            [[str(x) if pd.notna(x) else "" for x in r] for r in versions.itertuples(index=False)],
+            align="lllr",
+        ),
+    ]
+    extra = [
+        "<h2>Effective configuration</h2>",
+        '<p class="note">After presets, <code>--config</code> overrides and schema '
+        "defaults; the same as <code>config.yaml</code> next to this file.</p>",
+        f"<pre>{html.escape(config_text)}</pre>",
+        "<h2>Checksums</h2>",
+        '<p class="note">Every artifact has a SHA-256 sidecar; <code>MANIFEST.sha256</code> '
+        "(its own entry in this report) lists them all: <code>cd results &amp;&amp; "
+        "sha256sum -c MANIFEST.sha256</code>.</p>",
+    ]
     with artifact(out / "run_metadata.html") as tmp:
-        tmp.write_text(to_html(tables, "Run metadata: configuration, versions, provenance",
-                               extra=extra))
-    return {"config.yaml": out / "config.yaml", "versions.csv": out / "versions.csv",
-            "run_metadata.html": out / "run_metadata.html"}
-
+        tmp.write_text(
+            to_html(tables, "Run metadata: configuration, versions, provenance", extra=extra)
+        )
+    return {
+        "config.yaml": out / "config.yaml",
+        "versions.csv": out / "versions.csv",
+        "run_metadata.html": out / "run_metadata.html",
+    }

@@ -3,12 +3,13 @@
 A :class:`Table` holds already formatted cell strings plus a bold mask, so the three renderings
 always show the same numbers with the same emphasis.
 """
+
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 
 @dataclass
@@ -17,7 +18,7 @@ class Table:
     columns: list[str]
     rows: list[list[str]]
     bold: list[list[bool]] | None = None
-    align: str = ""                      # one of l/r per column; default: first l, rest r
+    align: str = ""  # one of l/r per column; default: first l, rest r
     notes: list[str] = field(default_factory=list)
     intro: str = ""
 
@@ -33,6 +34,7 @@ class Table:
 
 
 # ---------------------------------------------------------------- Markdown
+
 
 def _md_cell(text: str, bold: bool) -> str:
     text = str(text).replace("|", "\\|")
@@ -57,13 +59,36 @@ def to_markdown(tables: Iterable[Table], heading: str = "", intro: str = "") -> 
 
 # ---------------------------------------------------------------- LaTeX (booktabs)
 
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                "^": r"\textasciicircum{}"}
-_TEX_UNICODE = {"±": r"$\pm$", "†": r"$^\dagger$", "≈": r"$\approx$", "≥": r"$\geq$",
-                "≤": r"$\leq$", "–": "--", "—": "---", "×": r"$\times$", "χ²": r"$\chi^2$",
-                "α": r"$\alpha$", "σ²": r"$\sigma^2$", "²": r"$^2$", "Δ": r"$\Delta$",
-                "−": "--", "…": r"\dots{}", "√": r"$\surd$"}
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+_TEX_UNICODE = {
+    "±": r"$\pm$",
+    "†": r"$^\dagger$",
+    "≈": r"$\approx$",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "–": "--",
+    "—": "---",
+    "×": r"$\times$",
+    "χ²": r"$\chi^2$",
+    "α": r"$\alpha$",
+    "σ²": r"$\sigma^2$",
+    "²": r"$^2$",
+    "Δ": r"$\Delta$",
+    "−": "--",
+    "…": r"\dots{}",
+    "√": r"$\surd$",
+}
 _TEX_RE = re.compile("|".join(re.escape(k) for k in sorted(_TEX_SPECIAL, key=len, reverse=True)))
 _UNI_RE = re.compile("|".join(re.escape(k) for k in sorted(_TEX_UNICODE, key=len, reverse=True)))
 
@@ -86,10 +111,17 @@ def to_latex(tables: Iterable[Table], label_prefix: str = "tab") -> str:
         caption = tex_escape(t.title + (f". {t.intro}" if t.intro else ""))
         if t.notes:
             caption += " " + " ".join(tex_escape(n) for n in t.notes)
-        out += [r"\begin{table}[t]", r"\centering", r"\small",
-                rf"\caption{{{caption}}}", rf"\label{{{label_prefix}:{i}}}",
-                rf"\begin{{tabular}}{{{t.align}}}", r"\toprule",
-                " & ".join(tex_escape(c) for c in t.columns) + r" \\", r"\midrule"]
+        out += [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            rf"\caption{{{caption}}}",
+            rf"\label{{{label_prefix}:{i}}}",
+            rf"\begin{{tabular}}{{{t.align}}}",
+            r"\toprule",
+            " & ".join(tex_escape(c) for c in t.columns) + r" \\",
+            r"\midrule",
+        ]
         out += [" & ".join(_tex_cell(c, b) for c, b in cells) + r" \\" for cells in t.cells()]
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(out)
@@ -119,8 +151,10 @@ def html_table(t: Table) -> str:
     head = "".join(f'<th class="{a}">{_h(c)}</th>' for c, a in zip(t.columns, t.align))
     body = []
     for cells in t.cells():
-        tds = "".join(f'<td class="{a}">' + (f"<b>{_h(c)}</b>" if b and c else _h(c)) + "</td>"
-                      for (c, b), a in zip(cells, t.align))
+        tds = "".join(
+            f'<td class="{a}">' + (f"<b>{_h(c)}</b>" if b and c else _h(c)) + "</td>"
+            for (c, b), a in zip(cells, t.align)
+        )
         body.append(f"<tr>{tds}</tr>")
     parts = [f"<h2>{_h(t.title)}</h2>"]
     if t.intro:
@@ -130,14 +164,18 @@ def html_table(t: Table) -> str:
     return "\n".join(parts)
 
 
-def to_html(tables: Iterable[Table], heading: str, intro: str = "",
-            extra: Sequence[str] = ()) -> str:
+def to_html(
+    tables: Iterable[Table], heading: str, intro: str = "", extra: Sequence[str] = ()
+) -> str:
     """A standalone page (the report embeds it); ``extra`` = raw HTML blocks appended."""
     body = [f"<h1>{_h(heading)}</h1>"]
     if intro:
         body += [f'<p class="note">{_h(p)}</p>' for p in intro.split("\n\n")]
     body += [html_table(t) for t in tables]
     body += list(extra)
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-            f"<title>{_h(heading)}</title><style>{_CSS}</style></head><body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{_h(heading)}</title><style>{_CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

@@ -30,10 +30,11 @@ Formulas
 * Fraction of the clean ceiling recovered: ``(acc − chance) / (clean CE − chance)``, chance = the
   accuracy of always predicting the test set's majority class; undefined when clean CE ≤ chance.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,7 @@ NEEDS_VARIANCE = "n/a: needs ≥2 noise seeds × ≥2 training seeds"
 
 
 # ---------------------------------------------------------------- per-cell uncertainty
+
 
 def t_halfwidth(std: float, n: int, level: float = 0.95) -> float:
     """Half-width ``t_{(1+level)/2, n-1} · std / √n`` of a t confidence interval; NaN if n < 2."""
@@ -85,6 +87,7 @@ def ceiling_fraction(acc: float, chance: float, clean: float) -> float:
 
 # ---------------------------------------------------------------- ranks, Friedman, Nemenyi
 
+
 def complete_blocks(matrix: pd.DataFrame) -> pd.DataFrame:
     """Rows (blocks) of a blocks × methods matrix that have a value for every method."""
     return matrix.dropna(axis=0, how="any")
@@ -93,8 +96,11 @@ def complete_blocks(matrix: pd.DataFrame) -> pd.DataFrame:
 def block_ranks(matrix: pd.DataFrame) -> pd.DataFrame:
     """Per block (row), the rank of each method (column): 1 = highest value, ties averaged."""
     values = -matrix.to_numpy(dtype=float)
-    ranks = np.vstack([sps.rankdata(row, method="average") for row in values]) if len(values) \
+    ranks = (
+        np.vstack([sps.rankdata(row, method="average") for row in values])
+        if len(values)
         else np.empty((0, matrix.shape[1]))
+    )
     return pd.DataFrame(ranks, index=matrix.index, columns=matrix.columns)
 
 
@@ -111,8 +117,15 @@ def friedman(matrix: pd.DataFrame) -> dict:
     ``iman_davenport`` and its ``pvalue_id``, and ``note`` (empty when the test was run)."""
     full = complete_blocks(matrix)
     k, n = full.shape[1], full.shape[0]
-    out = {"k": k, "n": n, "statistic": float("nan"), "pvalue": float("nan"),
-           "iman_davenport": float("nan"), "pvalue_id": float("nan"), "note": ""}
+    out = {
+        "k": k,
+        "n": n,
+        "statistic": float("nan"),
+        "pvalue": float("nan"),
+        "iman_davenport": float("nan"),
+        "pvalue_id": float("nan"),
+        "note": "",
+    }
     if k < 3:
         out["note"] = f"{NEEDS_METHODS} (have {k}); see the Wilcoxon comparison against CE"
         return out
@@ -121,8 +134,13 @@ def friedman(matrix: pd.DataFrame) -> dict:
         return out
     values = full.to_numpy(dtype=float)
     if np.all(values == values[:, :1]):  # every block all-tied: the statistic is 0/0
-        out.update(statistic=0.0, pvalue=1.0, iman_davenport=0.0, pvalue_id=1.0,
-                   note="all methods tied in every cell")
+        out.update(
+            statistic=0.0,
+            pvalue=1.0,
+            iman_davenport=0.0,
+            pvalue_id=1.0,
+            note="all methods tied in every cell",
+        )
         return out
     res = sps.friedmanchisquare(*values.T)
     chi2, p = float(res.statistic), float(res.pvalue)
@@ -130,11 +148,13 @@ def friedman(matrix: pd.DataFrame) -> dict:
     denom = n * (k - 1) - chi2
     if denom > 0:
         ff = (n - 1) * chi2 / denom
-        out.update(iman_davenport=ff,
-                   pvalue_id=float(sps.f.sf(ff, k - 1, (k - 1) * (n - 1))))
+        out.update(iman_davenport=ff, pvalue_id=float(sps.f.sf(ff, k - 1, (k - 1) * (n - 1))))
     else:  # every block ranks the methods identically: F = x / 0, no usable p-value
-        out.update(iman_davenport=float("inf"), pvalue_id=float("nan"),
-                   note="Iman–Davenport F undefined: every cell ranks the methods identically")
+        out.update(
+            iman_davenport=float("inf"),
+            pvalue_id=float("nan"),
+            note="Iman–Davenport F undefined: every cell ranks the methods identically",
+        )
     return out
 
 
@@ -165,13 +185,14 @@ def nemenyi_cliques(avg_ranks: pd.Series, cd: float) -> list[list[str]]:
         j = i
         while j + 1 < len(vals) and vals[j + 1] - vals[i] < cd:
             j += 1
-        group = names[i:j + 1]
+        group = names[i : j + 1]
         if len(group) > 1 and not any(set(group) <= set(g) for g in groups):
             groups.append(group)
     return groups
 
 
 # ---------------------------------------------------------------- paired comparisons
+
 
 def holm(pvalues: Iterable[float]) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values (NaNs stay NaN and do not count as tests)."""
@@ -197,20 +218,31 @@ def wilcoxon_vs(matrix: pd.DataFrame, reference: str = "ce") -> pd.DataFrame:
     (Wilcoxon W), ``pvalue``, ``pvalue_holm`` and ``note``."""
     rows = []
     if reference not in matrix.columns:
-        return pd.DataFrame([{"method": m, "n_cells": 0, "note": f"n/a: no {reference} runs"}
-                             for m in matrix.columns])
+        return pd.DataFrame(
+            [
+                {"method": m, "n_cells": 0, "note": f"n/a: no {reference} runs"}
+                for m in matrix.columns
+            ]
+        )
     for m in matrix.columns:
         if m == reference:
             continue
         pair = matrix[[m, reference]].dropna()
         d = (pair[m] - pair[reference]).to_numpy(dtype=float)
         n = len(d)
-        row = {"method": m, "n_cells": n, "wins": int((d > 0).sum()), "ties": int((d == 0).sum()),
-               "losses": int((d < 0).sum()),
-               "win_share": float((d > 0).mean()) if n else float("nan"),
-               "mean_diff": float(d.mean()) if n else float("nan"),
-               "median_diff": float(np.median(d)) if n else float("nan"),
-               "statistic": float("nan"), "pvalue": float("nan"), "note": ""}
+        row = {
+            "method": m,
+            "n_cells": n,
+            "wins": int((d > 0).sum()),
+            "ties": int((d == 0).sum()),
+            "losses": int((d < 0).sum()),
+            "win_share": float((d > 0).mean()) if n else float("nan"),
+            "mean_diff": float(d.mean()) if n else float("nan"),
+            "median_diff": float(np.median(d)) if n else float("nan"),
+            "statistic": float("nan"),
+            "pvalue": float("nan"),
+            "note": "",
+        }
         if n < 2:
             row["note"] = f"{NEEDS_CELLS} (have {n})"
         elif not np.any(d != 0):
@@ -221,22 +253,43 @@ def wilcoxon_vs(matrix: pd.DataFrame, reference: str = "ce") -> pd.DataFrame:
             if np.count_nonzero(d) < 6:
                 row["note"] = "fewer than 6 non-tied cells: p cannot fall below 0.05"
         rows.append(row)
-    out = pd.DataFrame(rows, columns=["method", "n_cells", "wins", "ties", "losses", "win_share",
-                                      "mean_diff", "median_diff", "statistic", "pvalue", "note"])
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "method",
+            "n_cells",
+            "wins",
+            "ties",
+            "losses",
+            "win_share",
+            "mean_diff",
+            "median_diff",
+            "statistic",
+            "pvalue",
+            "note",
+        ],
+    )
     out.insert(out.columns.get_loc("note"), "pvalue_holm", holm(out["pvalue"]))
     return out
 
 
 # ---------------------------------------------------------------- variance split
 
+
 def variance_components(values: pd.Series, groups: pd.Series) -> dict:
     """One-way random-effects split of ``values`` by ``groups`` (noise seeds); see the module
     docstring. Returns ``var_noise``, ``var_train``, ``share_noise``, ``share_train``, ``note``."""
     df = pd.DataFrame({"y": np.asarray(values, dtype=float), "g": np.asarray(groups)}).dropna()
     sizes = df.groupby("g")["y"].size()
-    out = {"n_noise_seeds": int(len(sizes)), "n_runs": int(len(df)),
-           "var_noise": float("nan"), "var_train": float("nan"),
-           "share_noise": float("nan"), "share_train": float("nan"), "note": ""}
+    out = {
+        "n_noise_seeds": int(len(sizes)),
+        "n_runs": int(len(df)),
+        "var_noise": float("nan"),
+        "var_train": float("nan"),
+        "share_noise": float("nan"),
+        "share_train": float("nan"),
+        "note": "",
+    }
     if len(sizes) >= 1 and (sizes >= 2).any():
         within = df.groupby("g")["y"].transform("mean")
         dfw = len(df) - len(sizes)
@@ -248,7 +301,7 @@ def variance_components(values: pd.Series, groups: pd.Series) -> dict:
     grand = df["y"].mean()
     means = df.groupby("g")["y"].mean()
     msb = float((sizes * (means - grand) ** 2).sum() / (i - 1))
-    n0 = (n - float((sizes ** 2).sum()) / n) / (i - 1)
+    n0 = (n - float((sizes**2).sum()) / n) / (i - 1)
     var_noise = max(0.0, (msb - out["var_train"]) / n0)
     total = var_noise + out["var_train"]
     out["var_noise"] = var_noise

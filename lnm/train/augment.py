@@ -1,4 +1,5 @@
 """Vectorised on-device augmentation of uint8 NCHW batches (no PIL, no DataLoader)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,15 @@ class Augmenter:
     moved to the data's device in one transfer.
     """
 
-    def __init__(self, mean, std, crop_padding: int = 4, hflip: bool = True, vflip: bool = False,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        mean,
+        std,
+        crop_padding: int = 4,
+        hflip: bool = True,
+        vflip: bool = False,
+        device: torch.device | str = "cpu",
+    ):
         self.pad = int(crop_padding)
         self.hflip, self.vflip = bool(hflip), bool(vflip)
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -30,8 +38,8 @@ class Augmenter:
             p = self.pad
             padded = F.pad(x, (p, p, p, p))
             off = torch.randint(0, 2 * p + 1, (2, b), generator=gen).to(dev)
-            rows = (off[0, :, None] + torch.arange(h, device=dev))[:, :, None]   # (B, H, 1)
-            cols = (off[1, :, None] + torch.arange(w, device=dev))[:, None, :]   # (B, 1, W)
+            rows = (off[0, :, None] + torch.arange(h, device=dev))[:, :, None]  # (B, H, 1)
+            cols = (off[1, :, None] + torch.arange(w, device=dev))[:, None, :]  # (B, 1, W)
             bidx = torch.arange(b, device=dev)[:, None, None]
             x = padded.permute(0, 2, 3, 1)[bidx, rows, cols].permute(0, 3, 1, 2)
         flips = torch.rand((2, b), generator=gen).to(dev) < 0.5

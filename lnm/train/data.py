@@ -1,8 +1,9 @@
 """Training data held on the training device as uint8 tensors, served as seeded batches."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -19,10 +20,10 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
 
 @dataclass
 class Batch:
-    idx: torch.Tensor        # indices into the training set (on the device)
-    x: torch.Tensor          # one augmented, normalised view (float)
-    y: torch.Tensor          # noisy labels
-    raw: torch.Tensor        # the uint8 images, for methods that need more views
+    idx: torch.Tensor  # indices into the training set (on the device)
+    x: torch.Tensor  # one augmented, normalised view (float)
+    y: torch.Tensor  # noisy labels
+    raw: torch.Tensor  # the uint8 images, for methods that need more views
     augmenter: Augmenter
     gen: torch.Generator
 
@@ -37,8 +38,15 @@ class Batch:
 class DeviceData:
     """All splits as uint8 NCHW tensors on ``device``; noisy train/val labels; clean masks."""
 
-    def __init__(self, dataset, noise: dict, device: torch.device, augment: dict,
-                 batch_size: int, drop_last: bool = True):
+    def __init__(
+        self,
+        dataset,
+        noise: dict,
+        device: torch.device,
+        augment: dict,
+        batch_size: int,
+        drop_last: bool = True,
+    ):
         self.device = device
         mean, std = np.atleast_1d(dataset.attrs["mean"]), np.atleast_1d(dataset.attrs["std"])
         self.augmenter = Augmenter(mean, std, device=device, **augment)
@@ -49,8 +57,12 @@ class DeviceData:
         self.train_clean_labels = noise["train_clean"]
         self.is_clean = np.asarray(noise["train_is_clean"], dtype=bool)
         self.transition = np.asarray(noise["transition"], dtype=float)  # empirical, for T-error
-        self.labels = {"train": self.train_labels, "val": to(noise["val_noisy"]),
-                       "val_clean": to(noise["val_clean"]), "test": to(dataset.labels["test"])}
+        self.labels = {
+            "train": self.train_labels,
+            "val": to(noise["val_noisy"]),
+            "val_clean": to(noise["val_clean"]),
+            "test": to(dataset.labels["test"]),
+        }
         self.batch_size = int(batch_size)
         self.drop_last = bool(drop_last)
 
@@ -62,8 +74,9 @@ class DeviceData:
         n, b = self.num_train, min(self.batch_size, self.num_train)
         return n // b if self.drop_last else -(-n // b)
 
-    def epoch_batches(self, seed: int, epoch: int, stream: int = 0,
-                      batch_size: int | None = None) -> Iterator[Batch]:
+    def epoch_batches(
+        self, seed: int, epoch: int, stream: int = 0, batch_size: int | None = None
+    ) -> Iterator[Batch]:
         """Shuffled training batches for one epoch (same (seed, epoch) → same batches)."""
         gen = epoch_generator(seed, epoch, stream)
         n = self.num_train
@@ -71,13 +84,14 @@ class DeviceData:
         perm = torch.randperm(n, generator=gen).to(self.device)
         stop = n - n % b if self.drop_last else n
         for start in range(0, stop, b):
-            idx = perm[start:start + b]
+            idx = perm[start : start + b]
             raw = self.images["train"][idx]
-            yield Batch(idx, self.augmenter(raw, gen), self.train_labels[idx], raw,
-                        self.augmenter, gen)
+            yield Batch(
+                idx, self.augmenter(raw, gen), self.train_labels[idx], raw, self.augmenter, gen
+            )
 
     def eval_batches(self, split: str, batch_size: int = 512) -> Iterator[torch.Tensor]:
         """Unaugmented, normalised images of a split, in order."""
         images = self.images[split]
         for start in range(0, len(images), batch_size):
-            yield self.augmenter.normalize(images[start:start + batch_size])
+            yield self.augmenter.normalize(images[start : start + batch_size])

@@ -1,4 +1,5 @@
 """Classification metrics on predicted probabilities (scikit-learn where it has them)."""
+
 from __future__ import annotations
 
 import warnings
@@ -9,7 +10,9 @@ from sklearn import metrics as skm
 ECE_BINS = 15
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
+) -> float:
     """Top-label ECE with equal-width confidence bins (Guo et al., 2017)."""
     conf = probs.max(1)
     correct = probs.argmax(1) == labels
@@ -30,7 +33,9 @@ def auc(probs: np.ndarray, labels: np.ndarray) -> float:
         return float("nan")
     if probs.shape[1] == 2:
         return float(skm.roc_auc_score(labels, probs[:, 1]))
-    if len(present) < probs.shape[1]:  # OvR needs every class in the labels: average the present ones
+    if (
+        len(present) < probs.shape[1]
+    ):  # OvR needs every class in the labels: average the present ones
         return float(np.mean([skm.roc_auc_score(labels == c, probs[:, c]) for c in present]))
     return float(skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
 
@@ -47,8 +52,8 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
         return {
             "acc": 100.0 * float((pred == labels).mean()),
             "balanced_acc": 100.0 * float(recall[present].mean()),
-            "macro_f1": 100.0 * float(skm.f1_score(labels, pred, labels=classes, average="macro",
-                                                   zero_division=0)),
+            "macro_f1": 100.0
+            * float(skm.f1_score(labels, pred, labels=classes, average="macro", zero_division=0)),
             "auc": auc(probs, labels),
             "ece": expected_calibration_error(probs, labels),
             "nll": float(skm.log_loss(labels, np.clip(probs, 1e-12, 1.0), labels=classes)),
@@ -65,6 +70,8 @@ def selection_scores(selected: np.ndarray, seen: np.ndarray, is_clean: np.ndarra
     sel = selected & seen
     clean_seen = is_clean & seen
     n_sel = int(sel.sum())
-    return {"clean_ratio": 100.0 * float((sel & is_clean).sum()) / n_sel if n_sel else float("nan"),
-            "coverage": 100.0 * float((sel & is_clean).sum()) / max(int(clean_seen.sum()), 1),
-            "selected_frac": 100.0 * n_sel / max(int(seen.sum()), 1)}
+    return {
+        "clean_ratio": 100.0 * float((sel & is_clean).sum()) / n_sel if n_sel else float("nan"),
+        "coverage": 100.0 * float((sel & is_clean).sum()) / max(int(clean_seen.sum()), 1),
+        "selected_frac": 100.0 * n_sel / max(int(seen.sum()), 1),
+    }

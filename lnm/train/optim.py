@@ -3,6 +3,7 @@
 Schedules are pure functions of the epoch (applied at the start of each epoch), so resuming
 needs no scheduler state and a run resumed at epoch k sees exactly the same rates.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,12 +17,20 @@ SCHEDULES = ("constant", "multistep", "cosine", "linear_decay")
 def make_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
     name = cfg["name"]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.0),
-                               nesterov=cfg.get("nesterov", False),
-                               weight_decay=cfg.get("weight_decay", 0.0))
+        return torch.optim.SGD(
+            params,
+            lr=cfg["lr"],
+            momentum=cfg.get("momentum", 0.0),
+            nesterov=cfg.get("nesterov", False),
+            weight_decay=cfg.get("weight_decay", 0.0),
+        )
     if name == "adam":
-        return torch.optim.Adam(params, lr=cfg["lr"], betas=tuple(cfg.get("betas", (0.9, 0.999))),
-                                weight_decay=cfg.get("weight_decay", 0.0))
+        return torch.optim.Adam(
+            params,
+            lr=cfg["lr"],
+            betas=tuple(cfg.get("betas", (0.9, 0.999))),
+            weight_decay=cfg.get("weight_decay", 0.0),
+        )
     raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
 
 
@@ -39,13 +48,16 @@ def lr_factor(schedule: dict, epoch: int, epochs: int) -> float:
     raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULES)}")
 
 
-def apply_schedule(opt: torch.optim.Optimizer, base_lr: float, schedule: dict, epoch: int,
-                   epochs: int) -> None:
+def apply_schedule(
+    opt: torch.optim.Optimizer, base_lr: float, schedule: dict, epoch: int, epochs: int
+) -> None:
     """Set the learning rate (and, for ``linear_decay``, Adam's beta1) for ``epoch``."""
     lr = base_lr * lr_factor(schedule, epoch, epochs)
     for group in opt.param_groups:
         group["lr"] = lr
         if schedule["name"] == "linear_decay" and "betas" in group:
             decayed = epoch >= schedule["decay_start"]
-            group["betas"] = (schedule.get("beta1_decayed", 0.1) if decayed else 0.9,
-                              group["betas"][1])
+            group["betas"] = (
+                schedule.get("beta1_decayed", 0.1) if decayed else 0.9,
+                group["betas"][1],
+            )

@@ -1,16 +1,21 @@
 """RunSpec: everything that determines one training run's result, built from the config."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-
-OPTIMIZER_KEYS = {"sgd": ("name", "lr", "momentum", "nesterov", "weight_decay"),
-                  "adam": ("name", "lr", "betas", "weight_decay")}
-SCHEDULE_KEYS = {"constant": ("name",), "cosine": ("name",),
-                 "multistep": ("name", "milestones", "gamma"),
-                 "linear_decay": ("name", "decay_start", "beta1_decayed")}
+OPTIMIZER_KEYS = {
+    "sgd": ("name", "lr", "momentum", "nesterov", "weight_decay"),
+    "adam": ("name", "lr", "betas", "weight_decay"),
+}
+SCHEDULE_KEYS = {
+    "constant": ("name",),
+    "cosine": ("name",),
+    "multistep": ("name", "milestones", "gamma"),
+    "linear_decay": ("name", "decay_start", "beta1_decayed"),
+}
 
 
 def _only(cfg: dict, keys: dict) -> dict:
@@ -41,23 +46,43 @@ class RunSpec:
     instance_std: float = 0.1
 
     @classmethod
-    def from_config(cls, config: dict, dataset: str, noise: str, rate, noise_seed, method: str,
-                    backbone: str, seed) -> "RunSpec":
+    def from_config(
+        cls,
+        config: dict,
+        dataset: str,
+        noise: str,
+        rate,
+        noise_seed,
+        method: str,
+        backbone: str,
+        seed,
+    ) -> RunSpec:
         train = config["train"]
         if config.get("protocol") == "reference":  # the method's own recipe overrides `train`
             from ..config import merged
 
             train = merged(train, config.get("recipes", {}).get(method, {}))
         return cls(
-            dataset=dataset, size=int(config["size"]), noise=noise, rate=float(rate),
-            noise_seed=int(noise_seed), method=method, backbone=backbone, seed=int(seed),
-            pretrained=bool(config.get("pretrained", False)), epochs=int(train["epochs"]),
-            batch_size=int(train["batch_size"]), optimizer=dict(train["optimizer"]),
-            schedule=dict(train["schedule"]), augment=dict(train.get("augment", {})),
-            drop_last=bool(train.get("drop_last", True)), last_k=int(train.get("last_k", 5)),
+            dataset=dataset,
+            size=int(config["size"]),
+            noise=noise,
+            rate=float(rate),
+            noise_seed=int(noise_seed),
+            method=method,
+            backbone=backbone,
+            seed=int(seed),
+            pretrained=bool(config.get("pretrained", False)),
+            epochs=int(train["epochs"]),
+            batch_size=int(train["batch_size"]),
+            optimizer=dict(train["optimizer"]),
+            schedule=dict(train["schedule"]),
+            augment=dict(train.get("augment", {})),
+            drop_last=bool(train.get("drop_last", True)),
+            last_k=int(train.get("last_k", 5)),
             method_params=dict(config.get("method_params", {}).get(method, {})),
             noisy_val=bool(config["noise"].get("noisy_val", True)),
-            instance_std=float(config["noise"].get("instance_std", 0.1)))
+            instance_std=float(config["noise"].get("instance_std", 0.1)),
+        )
 
     def __post_init__(self):
         # keep only the keys the chosen optimiser/schedule uses: params stay canonical, so an
@@ -70,7 +95,7 @@ class RunSpec:
         return json.loads(json.dumps(asdict(self), sort_keys=True))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunSpec":
+    def from_dict(cls, d: dict) -> RunSpec:
         return cls(**d)
 
     def digest(self) -> str:

@@ -8,6 +8,7 @@ Outputs of one run (all written atomically, each with a SHA-256 sidecar)::
 
 The maximum test accuracy over epochs is never reported.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,8 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,9 @@ def resolve_device(pref: str = "auto") -> torch.device:
     if pref == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if pref.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {pref!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+        raise RuntimeError(
+            f"device {pref!r} requested but CUDA is not available; use 'auto' or 'cpu'"
+        )
     return torch.device(pref)
 
 
@@ -57,9 +60,12 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def _set_rng_state(s: dict) -> None:
@@ -107,7 +113,7 @@ def _diagnostics(diag: dict, data: DeviceData) -> dict:
     seen = diag.get("seen")
     seen = np.ones_like(is_clean) if seen is None else np.asarray(seen, dtype=bool)
     for key in [k for k in diag if k == "selected" or k.startswith("selected_")]:
-        suffix = key[len("selected"):]
+        suffix = key[len("selected") :]
         scores = selection_scores(np.asarray(diag[key], dtype=bool), seen, is_clean)
         out.update({f"{k}{suffix}": v for k, v in scores.items()})
     for score in ("clean_ratio", "coverage"):  # two-net methods: the mean over their nets
@@ -142,26 +148,45 @@ def _last_k_mean(history: pd.DataFrame, col: str, k: int) -> float | None:
     return None if vals.isna().all() else float(vals.mean())
 
 
-def summarize(spec: RunSpec, history: pd.DataFrame, noise: dict, inputs: dict,
-              method, dev: torch.device) -> dict:
+def summarize(
+    spec: RunSpec, history: pd.DataFrame, noise: dict, inputs: dict, method, dev: torch.device
+) -> dict:
     k = min(spec.last_k, len(history))
     best = int(history["val_acc"].to_numpy().argmax())  # first epoch with the best noisy-val acc
     recalls = np.array([json.loads(r) for r in history["test_per_class_recall"].iloc[-k:]])
-    sel = {c: _last_k_mean(history, c, k) for c in ("clean_ratio", "coverage", "purified_ratio",
-                                                    "t_error", "gmm_auc")}
+    sel = {
+        c: _last_k_mean(history, c, k)
+        for c in ("clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc")
+    }
     out = {
-        "run": {f: getattr(spec, f) for f in ("dataset", "size", "noise", "rate", "noise_seed",
-                                              "method", "backbone", "seed", "epochs")},
+        "run": {
+            f: getattr(spec, f)
+            for f in (
+                "dataset",
+                "size",
+                "noise",
+                "rate",
+                "noise_seed",
+                "method",
+                "backbone",
+                "seed",
+                "epochs",
+            )
+        },
         "identifiable": bool(noise["identifiable"]),
-        "num_classes": method.num_classes, "num_test": int(len(method.data.labels["test"])),
+        "num_classes": method.num_classes,
+        "num_test": int(len(method.data.labels["test"])),
         "noise_rate_realised": float(noise["realised_rate"]),
         "noise_rate_realised_val": float(noise["realised_rate_val"]),
         "last_k": k,
         "test_acc_last5": _last_k_mean(history, "test_acc", k),
-        "test_acc_best_val": float(history["test_acc"].iloc[best]), "best_val_epoch": best,
+        "test_acc_best_val": float(history["test_acc"].iloc[best]),
+        "best_val_epoch": best,
         "val_acc_last5": _last_k_mean(history, "val_acc", k),
-        **{f"{m}_last5": _last_k_mean(history, f"test_{m}", k)
-           for m in ("balanced_acc", "macro_f1", "auc", "ece", "nll")},
+        **{
+            f"{m}_last5": _last_k_mean(history, f"test_{m}", k)
+            for m in ("balanced_acc", "macro_f1", "auc", "ece", "nll")
+        },
         "per_class_recall_last5": recalls.mean(0).tolist(),
         "selection": sel,
         "assumed_noise_rate": method.assumed_noise_rate,
@@ -176,27 +201,47 @@ def summarize(spec: RunSpec, history: pd.DataFrame, noise: dict, inputs: dict,
     return out
 
 
-def train_run(spec: RunSpec, data_path: str | Path, noise_path: str | Path, out_dir: str | Path,
-              device: str = "auto", threads: int = 1, keep_checkpoint: bool = False,
-              log: Callable[[str], None] | None = None) -> dict:
+def train_run(
+    spec: RunSpec,
+    data_path: str | Path,
+    noise_path: str | Path,
+    out_dir: str | Path,
+    device: str = "auto",
+    threads: int = 1,
+    keep_checkpoint: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Train one run and write its outputs; resume from ``out_dir/checkpoint.pt`` if present."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     out_dir = Path(out_dir)
-    inputs = {"data": {"path": str(data_path), "sha256": verify(data_path)},
-              "noise": {"path": str(noise_path), "sha256": verify(noise_path)}}
+    inputs = {
+        "data": {"path": str(data_path), "sha256": verify(data_path)},
+        "noise": {"path": str(noise_path), "sha256": verify(noise_path)},
+    }
     ds = load_h5(data_path, check=False)
     noise = load_noise(noise_path, check=False)
-    for key, want in (("pattern", spec.noise), ("rate", spec.rate), ("noise_seed", spec.noise_seed)):
+    for key, want in (
+        ("pattern", spec.noise),
+        ("rate", spec.rate),
+        ("noise_seed", spec.noise_seed),
+    ):
         if noise[key] != want:
-            raise ValueError(f"{noise_path}: noise file has {key}={noise[key]!r}, run expects {want!r}")
+            raise ValueError(
+                f"{noise_path}: noise file has {key}={noise[key]!r}, run expects {want!r}"
+            )
     dev = resolve_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, int(threads)))
     seed_everything(spec.seed)
     data = DeviceData(ds, noise, dev, spec.augment, spec.batch_size, spec.drop_last)
     in_chans = int(ds.attrs["n_channels"])
-    factory = lambda: build_model(spec.backbone, in_chans, data.num_classes, spec.size,  # noqa: E731
-                                  spec.pretrained)
+    factory = lambda: build_model(
+        spec.backbone,
+        in_chans,
+        data.num_classes,
+        spec.size,  # noqa: E731
+        spec.pretrained,
+    )
     method = get_method(spec.method)(spec, factory, data.num_classes, dev, data)
 
     ckpt = out_dir / CHECKPOINT
@@ -206,9 +251,11 @@ def train_run(spec: RunSpec, data_path: str | Path, noise_path: str | Path, out_
         state = torch.load(ckpt, map_location=dev, weights_only=False)
         if state["spec_digest"] != spec.digest():
             diff = sorted(k for k, v in spec.to_dict().items() if state["spec"].get(k) != v)
-            raise CheckpointMismatch(f"{ckpt}: checkpoint was written for a different run "
-                                     f"configuration (differs in: {', '.join(diff)}); delete it "
-                                     "to start this run from scratch")
+            raise CheckpointMismatch(
+                f"{ckpt}: checkpoint was written for a different run "
+                f"configuration (differs in: {', '.join(diff)}); delete it "
+                "to start this run from scratch"
+            )
         method.load_state_dict(state["method"])
         _set_rng_state(state["rng"])
         history, start = state["history"], state["epoch"] + 1
@@ -223,13 +270,23 @@ def train_run(spec: RunSpec, data_path: str | Path, noise_path: str | Path, out_
         ev, probs = evaluate(method, data)
         row.update(ev, seconds=time.perf_counter() - t0)
         history.append(row)
-        log(f"[{spec.method} {spec.dataset} {spec.noise}-{spec.rate} s{spec.seed}] epoch "
+        log(
+            f"[{spec.method} {spec.dataset} {spec.noise}-{spec.rate} s{spec.seed}] epoch "
             f"{epoch + 1}/{spec.epochs} loss {row.get('train_loss', float('nan')):.4f} "
-            f"val {row['val_acc']:.2f} test {row['test_acc']:.2f} ({row['seconds']:.1f}s)")
+            f"val {row['val_acc']:.2f} test {row['test_acc']:.2f} ({row['seconds']:.1f}s)"
+        )
         with atomic_path(ckpt) as tmp:
-            torch.save({"epoch": epoch, "spec": spec.to_dict(), "spec_digest": spec.digest(),
-                        "method": method.state_dict(), "rng": _rng_state(), "history": history},
-                       tmp)
+            torch.save(
+                {
+                    "epoch": epoch,
+                    "spec": spec.to_dict(),
+                    "spec_digest": spec.digest(),
+                    "method": method.state_dict(),
+                    "rng": _rng_state(),
+                    "history": history,
+                },
+                tmp,
+            )
     if probs is None:  # resumed after the last epoch had already been checkpointed
         probs = predict_probs(method, data, "test").mean(0)
 
@@ -238,13 +295,15 @@ def train_run(spec: RunSpec, data_path: str | Path, noise_path: str | Path, out_
     with artifact(out_dir / "per_epoch.csv") as tmp:
         frame.drop(columns=["seconds"]).to_csv(tmp, index=False, float_format="%.6g")
     buf = io.BytesIO()
-    np.savez_compressed(buf, probs=probs.astype(np.float32),
-                        labels=data.labels["test"].cpu().numpy())
+    np.savez_compressed(
+        buf, probs=probs.astype(np.float32), labels=data.labels["test"].cpu().numpy()
+    )
     with artifact(out_dir / "test_probs.npz") as tmp:
         tmp.write_bytes(buf.getvalue())
     with artifact(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True, allow_nan=False)
-                       + "\n")
+        tmp.write_text(
+            json.dumps(_finite(metrics), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        )
     if not keep_checkpoint:
         ckpt.unlink(missing_ok=True)
     return metrics
