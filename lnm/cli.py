@@ -19,18 +19,18 @@ from pathlib import Path
 def _cmd_download(a):
     from .data.medmnist_io import fetch
 
-    rec = fetch(a.dataset, a.size, a.raw_dir, a.out, allow_download=not a.no_download)
-    print(f"{rec['path']}: MD5 {rec['md5']} OK")
+    path, rec = fetch(a.dataset, a.size, a.raw_dir, a.out, allow_download=not a.no_download)
+    print(f"{path}: MD5 {rec['md5']} OK")
 
 
 def _cmd_preprocess(a):
     from .data.hdf5 import preprocess
 
-    preprocess(a.record, a.out)
+    preprocess(a.record, a.raw_dir, a.out)
 
 
 def _cmd_noise(a):
-    from .noise import generate_noise_file
+    from .noise.generate import generate_noise_file
 
     res = generate_noise_file(
         a.data,
@@ -45,23 +45,24 @@ def _cmd_noise(a):
 
 
 def _cmd_validate(a):
-    from .config import load_config, run_dirs
+    from .config import load_config
+    from .grid import run_dirs
 
     cfg = load_config(*a.config)
     print(f"config OK: {len(run_dirs(cfg))} training runs")
 
 
 def _cmd_train(a):
-    from .config import load_config
+    from .config import load_config, run_spec
     from .data.hdf5 import load_h5
-    from .noise import load_noise
-    from .train.spec import RunSpec
+    from .grid import HEADLINE, headline_text
+    from .noise.io import load_noise
     from .train.trainer import train_run
 
     cfg = load_config(*a.config)
     attrs = load_h5(a.data).attrs
     nz = load_noise(a.noise)
-    spec = RunSpec.from_config(
+    spec = run_spec(
         cfg,
         attrs["dataset"],
         nz["pattern"],
@@ -80,7 +81,7 @@ def _cmd_train(a):
         threads=a.threads,
         keep_checkpoint=a.keep_checkpoint,
     )
-    print(f"{a.out}: test acc (mean of last {m['last_k']} epochs) {m['test_acc_last5']:.2f}%")
+    print(f"{a.out}: {headline_text(m['last_k'])} {m[HEADLINE]:.2f}")
 
 
 def _cmd_aggregate(a):
@@ -105,6 +106,7 @@ def main(argv=None) -> int:
     s.set_defaults(fn=_cmd_download)
     s = sub.add_parser("preprocess", help="raw .npz -> HDF5")
     s.add_argument("--record", required=True)
+    s.add_argument("--raw-dir", required=True, help="folder holding the raw .npz")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_preprocess)
     s = sub.add_parser("noise", help="noisy-label file")

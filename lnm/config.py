@@ -1,20 +1,34 @@
-"""Config loading, validation against ``schemas/config.schema.yaml``, and the run grid.
+"""Config loading and validation, and the run specs of a config.
 
-The same validation runs in the Snakefile (at parse time) and in the ``lnm`` command. Errors
-name the key, the bad value and what is allowed.
+``config.yaml`` is the base of every config and holds every workflow-level default; presets and
+``--config`` values are merged over it (dicts deeply, lists replaced), exactly as Snakemake's
+``configfile:`` + ``--configfile`` do. Method hyperparameter defaults live next to each method
+(its ``params``); ``method_params`` in a config holds only overrides. One validation pass
+(:func:`validate_config`) runs in the Snakefile at parse time and in the ``lnm`` command: the
+JSON schema in ``schemas/config.schema.yaml`` with its enums and per-method parameter schemas
+filled from :mod:`lnm.grid`, then the checks a schema cannot express. Errors name the key, the
+bad value and what is allowed; YAML syntax errors name the file and line. Torch-free.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+from . import grid
+from .train.spec import RunSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "schemas" / "config.schema.yaml"
+BASE_CONFIG = ROOT / "config.yaml"
+
+STRING_HINT = (
+    "a value given with --config on the command line arrives as a string when it is nested or "
+    "typed ({...}, [...]); put such values in a YAML file and pass it with --configfile"
+)
 
 
 class ConfigError(ValueError):
@@ -22,7 +36,17 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The config schema with its enums and method parameter schemas filled from lnm.grid."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    props, defs = schema["properties"], schema["definitions"]
+    catalog = grid.method_catalog()
+    defs["method"] = {"type": "string", "enum": list(catalog)}
+    props["noise"]["properties"]["patterns"]["properties"] = {
+        p: {"$ref": "#/definitions/rates"} for p in grid.NOISY_PATTERNS
+    }
+    props["backbones"]["items"]["enum"] = list(grid.BACKBONES)
+    props["method_params"]["properties"] = {n: info.schema() for n, info in catalog.items()}
+    return schema
 
 
 def _key(path) -> str:
@@ -34,6 +58,8 @@ def _key(path) -> str:
 
 def _explain(err: jsonschema.ValidationError) -> str:
     key, value, v, arg = _key(err.absolute_path), err.instance, err.validator, err.validator_value
+    if "errorMessage" in err.schema:
+        return f"{key}: {err.schema['errorMessage'].strip()}"
     if v == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(value) - set(allowed))
@@ -54,72 +80,77 @@ def _explain(err: jsonschema.ValidationError) -> str:
     if v in bounds:
         return f"{key}: {value!r} is not allowed; must be {bounds[v]} {arg}"
     if v == "type":
-        return f"{key}: {value!r} is not allowed; must be of type {arg}"
+        hint = f" ({STRING_HINT})" if isinstance(value, str) else ""
+        return f"{key}: {value!r} is not allowed; must be of type {arg}{hint}"
     return f"{key}: {value!r}: {err.message}"
 
 
-def _resolve(schema: dict, root: dict) -> list[dict]:
-    """A sub-schema and everything it pulls in through $ref and allOf."""
-    if "$ref" in schema:
-        node = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            node = node[part]
-        return _resolve(node, root)
-    return [schema] + [s for sub in schema.get("allOf", []) for s in _resolve(sub, root)]
-
-
-def _defaults(schema: dict, config: dict, root: dict) -> None:
-    """Fill in the schema's defaults (following $ref/allOf), recursively into objects."""
-    for part in _resolve(schema, root):
-        for name, sub in part.get("properties", {}).items():
-            subs = _resolve(sub, root)
-            default = next((s["default"] for s in subs if "default" in s), None)
-            if name not in config and default is not None:
-                config[name] = copy.deepcopy(default)
-            if isinstance(config.get(name), dict):
-                _defaults(sub, config[name], root)
-
-
 def validate_config(config: dict) -> dict:
-    """Validate in place (adding schema defaults); raise ConfigError listing every problem."""
+    """Validate ``config`` (a merged config, ``config.yaml`` first); raise ConfigError listing
+    every problem. Returns ``config`` unchanged: every default is already in ``config.yaml``."""
     schema = load_schema()
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(config),
         key=lambda e: list(map(str, e.absolute_path)),
     )
-    if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(_explain(e) for e in errors))
-    _defaults(schema, config, schema)
-    _check_method_params(config)
+    problems = [_explain(e) for e in errors] or _semantic_problems(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
 
 
-def _check_method_params(config: dict) -> None:
-    """Each method's hyperparameter keys must be ones that method defines."""
-    from .methods import REGISTRY
-
+def _semantic_problems(config: dict) -> list[str]:
+    """What the schema cannot say: the headline's last_k must fit every method's epochs."""
     problems = []
-    for name, params in config.get("method_params", {}).items():
-        if name not in REGISTRY:
-            continue  # a schema-listed method not implemented yet: refused when it is used
-        unknown = sorted(set(params) - set(REGISTRY[name].defaults))
-        if unknown:
-            problems.append(
-                f"method_params.{name}: unknown key(s) {unknown}; allowed keys: "
-                f"{sorted(REGISTRY[name].defaults)}"
+    k = config["train"]["last_k"]
+    for method in config["methods"]:
+        epochs = train_settings(config, method)["epochs"]
+        if k > epochs:
+            where = (
+                f"recipes.{method}.epochs"
+                if "epochs" in config["recipes"].get(method, {})
+                and config["protocol"] == "reference"
+                else "train.epochs"
             )
-    missing = [m for m in config["methods"] if m not in REGISTRY]
-    if missing:
-        problems.append(f"methods: {missing} not implemented; implemented: {sorted(REGISTRY)}")
-    if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+            problems.append(
+                f"train.last_k: {k} is larger than {where} = {epochs} (method {method}); the "
+                f"headline averages the last {k} epochs: set last_k <= {epochs}"
+            )
+    return problems
 
 
-def load_config(*paths: str | Path, overrides: dict | None = None) -> dict:
-    """Merge YAML files left to right (later wins, dicts merged deeply), then validate."""
+def _read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {err.problem or err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a config file must be a mapping of keys, got {type(data).__name__}"
+        )
+    return data
+
+
+def load_config(
+    *paths: str | Path, overrides: dict | None = None, base: str | Path | None = BASE_CONFIG
+) -> dict:
+    """Merge ``base`` (``config.yaml``) and the YAML files left to right (later wins, dicts
+    merged deeply, lists replaced), then ``overrides``; validate."""
+    files = [Path(p) for p in paths]
+    if base is not None and not any(f.resolve() == Path(base).resolve() for f in files):
+        files.insert(0, Path(base))
     config: dict = {}
-    for p in paths:
-        _merge(config, yaml.safe_load(Path(p).read_text()) or {})
+    for f in files:
+        _merge(config, _read_yaml(f))
     _merge(config, overrides or {})
     return validate_config(config)
 
@@ -138,40 +169,37 @@ def _merge(base: dict, new: dict) -> dict:
     return base
 
 
-@dataclass(frozen=True)
-class NoiseCell:
-    dataset: str
-    noise: str
-    rate: str  # formatted as in file names, e.g. "0.2"
-    noise_seed: int
-
-    @property
-    def tag(self) -> str:
-        return f"{self.noise}-{self.rate}-n{self.noise_seed}"
+def train_settings(config: dict, method: str) -> dict:
+    """``train``, overridden by the method's recipe under ``protocol: reference``."""
+    if config["protocol"] == "reference":
+        return merged(config["train"], config["recipes"].get(method, {}))
+    return config["train"]
 
 
-def fmt_rate(rate: float) -> str:
-    return f"{float(rate):g}" if rate else "0.0"
+def method_params(config: dict, method: str) -> dict:
+    """The method's hyperparameters: its declared defaults updated with ``method_params``."""
+    return {**grid.method_info(method).defaults, **config["method_params"].get(method, {})}
 
 
-def noise_cells(config: dict) -> list[NoiseCell]:
-    noise = config["noise"]
-    settings = [(p, fmt_rate(r)) for p, rates in noise["patterns"].items() for r in rates]
-    if noise.get("clean", True):
-        settings.insert(0, ("none", "0.0"))
-    return [
-        NoiseCell(d, p, r, s)
-        for d in config["datasets"]
-        for p, r in settings
-        for s in noise.get("noise_seeds", [0])
-    ]
-
-
-def run_dirs(config: dict) -> list[str]:
-    """Run folders relative to the results folder, in a stable order."""
-    return [
-        f"runs/{c.dataset}/{c.tag}/{m}/{b}/s{s}"
-        for c, m, b, s in itertools.product(
-            noise_cells(config), config["methods"], config["backbones"], config["seeds"]
-        )
-    ]
+def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, seed) -> RunSpec:
+    """The canonical spec of one run (wildcard values may be strings)."""
+    train = train_settings(config, method)
+    return RunSpec(
+        dataset=dataset,
+        size=int(config["size"]),
+        noise=noise,
+        rate=float(rate),
+        noise_seed=int(noise_seed),
+        method=method,
+        backbone=backbone,
+        seed=int(seed),
+        pretrained=bool(config["pretrained"]),
+        epochs=int(train["epochs"]),
+        batch_size=int(train["batch_size"]),
+        optimizer=dict(train["optimizer"]),
+        schedule=dict(train["schedule"]),
+        augment=dict(train["augment"]),
+        drop_last=bool(train["drop_last"]),
+        last_k=int(config["train"]["last_k"]),
+        method_params=method_params(config, method),
+    )

@@ -1,29 +1,37 @@
-# Config validation, the run grid, wildcard constraints and input functions.
-import glob
+# Config validation, the run grid, wildcard constraints, code inputs and input functions.
+# Every name and path template comes from lnm.grid (torch-free: parsing imports no torch).
 import os
 
-from snakemake.utils import validate
+from lnm import grid
+from lnm.codedeps import closure
+from lnm.config import ConfigError, run_spec, validate_config
 
-from lnm.config import noise_cells, run_dirs, validate_config
-from lnm.train.spec import RunSpec
-
-validate_config(config)  # clear messages naming key, value and what is allowed
-validate(config, "../schemas/config.schema.yaml")
+try:  # one validation pass: schema (enums from lnm.grid) and every method's parameter types
+    validate_config(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 RES = config["results"]
 SIZE = config["size"]
+LNM = os.path.join(workflow.basedir, "lnm")
+SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
 
 
 wildcard_constraints:
-    dataset="[a-z]+",
+    dataset="[a-z0-9_]+",
     size="[0-9]+",
-    noise="none|symmetric|pairflip|instance",
+    noise="|".join(grid.PATTERNS),
     rate="[0-9.]+",
     noise_seed="[0-9]+",
-    method="[a-z_]+",
-    backbone="[a-z0-9_]+",
+    method="|".join(grid.methods()),
+    backbone="|".join(grid.BACKBONES),
     seed="[0-9]+",
     pattern="[a-z_]+",
+
+
+def res(template):
+    """A path template of lnm.grid below the results folder (its fields stay wildcards)."""
+    return f"{RES}/{template}"
 
 
 def sums(*paths):
@@ -31,143 +39,17 @@ def sums(*paths):
     return [p for path in paths for p in (path, f"{path}.sha256")]
 
 
-def pkg(*names):
-    """Source files of the lnm package, as inputs (Snakemake compares small files by checksum).
-
-    A name ending in ``/`` stands for every module of that sub-package."""
-    root = os.path.join(workflow.basedir, "lnm")
-    return [
-        f
-        for n in names
-        for f in (
-            sorted(glob.glob(os.path.join(root, n, "*.py")))
-            if n.endswith("/")
-            else [os.path.join(root, n)]
-        )
-    ]
-
-
-# Code each stage executes: editing a file reruns exactly the stages that run it.
-CODE_CORE = pkg("checksum.py", "data/")
-CODE_NOISE = CODE_CORE + pkg("noise/")
-CODE_TRAIN = CODE_NOISE + pkg("models/", "train/", "methods/base.py")
-CODE_TABLES = CODE_CORE + pkg("report/aggregate.py")
-CODE_FIGURES = CODE_TABLES + pkg("report/figures.py")
-
-
-def run_dir(w):
-    return f"{RES}/runs/{w.dataset}/{w.noise}-{w.rate}-n{w.noise_seed}/{w.method}/{w.backbone}/s{w.seed}"
-
-
-def all_metrics():
-    return [f"{RES}/{d}/metrics.json" for d in run_dirs(config)]
-
-
-def patterns():
-    return [p for p, rates in config["noise"]["patterns"].items() if rates]
-
-
-def figure_targets():
-    """Every figure of the report (see rules/report.smk); report_targets() lists the rest."""
-    figs = (
-        [f"{RES}/figures/acc_vs_rate_{d}.png" for d in config["datasets"]]
-        if patterns()
-        else []
+def reported(path, caption, category, subcategory=None):
+    """An artifact marked for `snakemake --report` (caption report/<caption>.rst), and its
+    SHA-256 sidecar."""
+    # (`report(` must not start a line here: Snakemake's parser would take it for the keyword)
+    item = report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category=category,
+        subcategory=subcategory,
     )
-    if patterns():
-        figs += [f"{RES}/figures/ranking_{p}.png" for p in patterns() + ["overall"]]
-        figs += [
-            f"{RES}/figures/selection_{d}_{s}.png"
-            for d in config["datasets"]
-            for s in noisy_settings()
-        ]
-        figs.append(f"{RES}/figures/cd_diagram.png")
-    figs += [f"{RES}/figures/recall_{d}.png" for d in config["datasets"]]
-    return figs
-
-
-def table_targets():
-    return [
-        f"{RES}/tables/{t}"
-        for t in AGGREGATE_TABLES + STAT_TABLES + DIAGNOSTIC_TABLES + METADATA_TABLES
-    ]
-
-
-def final_targets():
-    return table_targets() + figure_targets() + [f"{RES}/MANIFEST.sha256"]
-
-
-def manifest_inputs(w):
-    raws = [f"{RES}/raw/{d}_{SIZE}.json" for d in config["datasets"]]
-    data = [f"{RES}/data/{d}_{SIZE}.h5" for d in config["datasets"]]
-    noise = [f"{RES}/noise/{c.dataset}/{c.tag}.npz" for c in noise_cells(config)]
-    runs = [
-        f"{RES}/{d}/{f}"
-        for d in run_dirs(config)
-        for f in ("metrics.json", "per_epoch.csv", "test_probs.npz")
-    ]
-    return sums(*raws, *data, *noise, *runs, *table_targets(), *figure_targets())
-
-
-def run_spec(w):
-    """Canonical, result-relevant parameters only: they decide when a run is redone."""
-    return RunSpec.from_config(
-        config, w.dataset, w.noise, w.rate, w.noise_seed, w.method, w.backbone, w.seed
-    ).to_dict()
-
-
-# ---------------------------------------------------------------- report: tables, statistics
-from lnm.config import fmt_rate  # noqa: E402
-
-# Files each report rule writes under {RES}/tables (tests check them against lnm.report).
-AGGREGATE_TABLES = (
-    "runs.csv",
-    "summary.csv",
-    "summary.md",
-    "summary.tex",
-    "summary.html",
-    "ranking.csv",
-    "ranking.html",
-)
-STAT_TABLES = (
-    "cells.csv",
-    "cells.md",
-    "cells.tex",
-    "cells.html",
-    "resolution.csv",
-    "ranks.csv",
-    "friedman.csv",
-    "ranks.html",
-    "wilcoxon.csv",
-    "wilcoxon.html",
-    "variance.csv",
-    "variance.html",
-    "imbalance.csv",
-    "imbalance.html",
-    "statistics.md",
-)
-DIAGNOSTIC_TABLES = ("per_epoch.csv", "selection.csv", "selection.md", "selection.html")
-METADATA_TABLES = ("config.yaml", "versions.csv", "run_metadata.html")
-
-CODE_RENDER = CODE_TABLES + pkg("report/render.py")
-CODE_STATS = CODE_RENDER + pkg("report/stats.py", "report/tables.py")
-CODE_DIAGNOSTICS = CODE_RENDER + pkg("report/diagnostics.py")
-CODE_METADATA = CODE_RENDER + pkg("report/metadata.py")
-CODE_PLOTS = CODE_STATS + pkg("report/figures.py")
-
-
-def noisy_settings():
-    """'{noise}-{rate}' of every noisy setting, as in noise-file and figure names."""
-    return [
-        f"{p}-{fmt_rate(r)}"
-        for p, rates in config["noise"]["patterns"].items()
-        for r in rates
-    ]
-
-
-def run_files(*names):
-    """Files of every run, e.g. run_files("per_epoch.csv")."""
-    return [f"{RES}/{d}/{n}" for d in run_dirs(config) for n in names]
+    return [item, f"{path}.sha256"]
 
 
 def sidecars(paths):
@@ -175,19 +57,85 @@ def sidecars(paths):
     return [f"{p}.sha256" for p in paths]
 
 
-def reported(path, caption, category, subcategory=None):
-    """An artifact marked for `snakemake --report` (caption report/<caption>.rst), and its
-    SHA-256 sidecar."""
-    return [
-        report(
-            path,
-            caption=f"../report/{caption}.rst",
-            category=category,
-            subcategory=subcategory,
-        ),
-        f"{path}.sha256",
-    ]
+def code(script, *modules):
+    """Code inputs of a rule: its workflow script and the closure of lnm modules it (and the
+    extra ``modules``, paths below lnm/) imports, read statically. Snakemake compares these
+    small files by checksum, so an edit reruns exactly the jobs that execute it."""
+    entries = [os.path.join(SCRIPTS, script)] + [os.path.join(LNM, m) for m in modules]
+    return [str(p) for p in closure(entries, LNM)]
+
+
+def train_code(w):
+    """The trainer's closure plus the method's own (its module and the helpers it imports)."""
+    return code("train.py", f"methods/{grid.method_info(w.method).module}.py")
+
+
+def noise_params(w):
+    """Only what changes this pattern's labels: instance_std reruns instance noise only."""
+    noise = config["noise"]
+    params = {"noisy_val": noise["noisy_val"]}
+    if w.noise == "instance":
+        params["instance_std"] = noise["instance_std"]
+    return params
+
+
+def run_params(w):
+    """Canonical, result-relevant parameters only: they decide when a run is redone."""
+    return run_spec(
+        config, w.dataset, w.noise, w.rate, w.noise_seed, w.method, w.backbone, w.seed
+    ).to_dict()
+
+
+def run_files(*names):
+    """Files of every run, e.g. run_files("per_epoch.csv")."""
+    return [f"{RES}/{d}/{n}" for d in grid.run_dirs(config) for n in names]
+
+
+def patterns():
+    return [p for p, rates in config["noise"]["patterns"].items() if rates]
+
+
+def noisy_settings():
+    """'{noise}-{rate}' of every noisy setting, as in noise-file and figure names."""
+    return [f"{p}-{r}" for p, r in grid.noise_settings(config) if p != grid.CLEAN]
+
+
+def figure(rule, **fields):
+    return f"{RES}/figures/" + grid.FIGURES[rule].format(**fields)
+
+
+def figure_targets():
+    """Every figure of the report (see rules/report.smk)."""
+    datasets, figs = config["datasets"], []
+    if patterns():
+        figs += [figure("figure_acc_vs_rate", dataset=d) for d in datasets]
+        figs += [figure("figure_ranking", pattern=p) for p in patterns() + ["overall"]]
+        figs += [
+            f"{RES}/figures/selection_{d}_{s}.png"
+            for d in datasets
+            for s in noisy_settings()
+        ]
+        figs.append(figure("figure_cd_diagram"))
+    figs += [figure("figure_recall", dataset=d) for d in datasets]
+    return figs
 
 
 def tables(*names):
     return [f"{RES}/tables/{n}" for n in names]
+
+
+def table_targets():
+    return tables(*(t for names in grid.TABLES.values() for t in names))
+
+
+def final_targets():
+    return table_targets() + figure_targets() + [res(grid.MANIFEST)]
+
+
+def manifest_inputs(w):
+    datasets = [dict(dataset=d, size=SIZE) for d in config["datasets"]]
+    raws = [res(grid.RAW_RECORD.format(**d)) for d in datasets]
+    data = [res(grid.DATA_FILE.format(**d)) for d in datasets]
+    noise = [res(grid.NOISE_FILE.format(**vars(c))) for c in grid.noise_cells(config)]
+    runs = run_files(*grid.RUN_FILES)
+    return sums(*raws, *data, *noise, *runs, *table_targets(), *figure_targets())

@@ -3,20 +3,15 @@
 
 rule noise:
     input:
-        sums(f"{RES}/data/{{dataset}}_{SIZE}.h5"),
-        code=CODE_NOISE,
+        sums(res(grid.DATA_FILE.format(dataset="{dataset}", size=SIZE))),
+        code=code("noise.py"),
     output:
-        multiext(
-            f"{RES}/noise/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}",
-            ".npz",
-            ".npz.sha256",
-        ),
+        sums(res(grid.NOISE_FILE)),
     log:
-        f"{RES}/logs/noise/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}.log",
+        res("logs/" + grid.NOISE_FILE.removesuffix(".npz") + ".log"),
     conda:
         "../envs/lnm.yaml"
     params:
-        noisy_val=config["noise"]["noisy_val"],
-        instance_std=config["noise"]["instance_std"],
+        noise_params,  # only what changes this pattern's labels
     script:
         "../workflow_scripts/noise.py"

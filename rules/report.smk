@@ -9,7 +9,7 @@ rule aggregate:
         metrics=run_files("metrics.json"),
         probs=run_files("test_probs.npz"),
         sums=sidecars(run_files("metrics.json", "test_probs.npz")),
-        code=CODE_STATS,
+        code=code("aggregate.py"),
     output:
         reported(f"{RES}/tables/runs.csv", "runs_csv", "8. Data files"),
         sums(*tables("summary.csv", "summary.md", "ranking.csv")),
@@ -28,7 +28,7 @@ rule aggregate:
 rule statistics:
     input:
         sums(f"{RES}/tables/runs.csv"),
-        code=CODE_STATS,
+        code=code("statistics.py"),
     output:
         reported(f"{RES}/tables/cells.csv", "cells_csv", "8. Data files"),
         sums(
@@ -63,7 +63,7 @@ rule diagnostics:
         sums(f"{RES}/tables/runs.csv"),
         epochs=run_files("per_epoch.csv"),
         sums=sidecars(run_files("per_epoch.csv")),
-        code=CODE_DIAGNOSTICS,
+        code=code("diagnostics.py"),
     output:
         sums(*tables("per_epoch.csv", "selection.csv", "selection.md")),
         reported(
@@ -84,7 +84,7 @@ rule run_metadata:
     input:
         metrics=run_files("metrics.json"),
         sums=sidecars(run_files("metrics.json")),
-        code=CODE_METADATA,
+        code=code("metadata.py"),
     output:
         reported(f"{RES}/tables/run_metadata.html", "run_metadata", "7. Run metadata"),
         reported(f"{RES}/tables/config.yaml", "config", "7. Run metadata"),
@@ -103,7 +103,7 @@ rule run_metadata:
 rule figure_acc_vs_rate:
     input:
         sums(f"{RES}/tables/runs.csv"),
-        code=CODE_PLOTS,
+        code=code("figures.py"),
     output:
         reported(
             f"{RES}/figures/acc_vs_rate_{{dataset}}.png",
@@ -122,7 +122,7 @@ rule figure_acc_vs_rate:
 rule figure_ranking:
     input:
         sums(f"{RES}/tables/runs.csv"),
-        code=CODE_PLOTS,
+        code=code("figures.py"),
     output:
         reported(f"{RES}/figures/ranking_{{pattern}}.png", "ranking", "1. Ranking"),
     log:
@@ -137,7 +137,7 @@ rule figure_ranking:
 rule figure_selection:
     input:
         sums(f"{RES}/tables/per_epoch.csv"),
-        code=CODE_PLOTS,
+        code=code("figures.py"),
     output:
         reported(
             f"{RES}/figures/selection_{{dataset}}_{{noise}}-{{rate}}.png",
@@ -157,7 +157,7 @@ rule figure_selection:
 rule figure_cd_diagram:
     input:
         sums(f"{RES}/tables/runs.csv"),
-        code=CODE_PLOTS,
+        code=code("figures.py"),
     output:
         reported(f"{RES}/figures/cd_diagram.png", "cd_diagram", "4. Statistics"),
     log:
@@ -172,7 +172,7 @@ rule figure_cd_diagram:
 rule figure_recall:
     input:
         sums(f"{RES}/tables/runs.csv"),
-        code=CODE_PLOTS,
+        code=code("figures.py"),
     output:
         reported(f"{RES}/figures/recall_{{dataset}}.png", "recall", "6. Imbalance"),
     log:
@@ -186,7 +186,8 @@ rule figure_recall:
 
 rule manifest:
     input:
-        manifest_inputs,
+        artifacts=manifest_inputs,
+        code=code("manifest.py"),
     output:
         report(
             f"{RES}/MANIFEST.sha256",

@@ -3,23 +3,15 @@
 
 rule train:
     input:
-        data=sums(f"{RES}/data/{{dataset}}_{SIZE}.h5"),
-        noise=sums(f"{RES}/noise/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}.npz"),
-        code=lambda w: CODE_TRAIN + pkg(f"methods/{w.method}.py"),
+        data=sums(res(grid.DATA_FILE.format(dataset="{dataset}", size=SIZE))),
+        noise=sums(res(grid.NOISE_FILE)),
+        code=train_code,
     output:
-        multiext(
-            f"{RES}/runs/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}/{{method}}/{{backbone}}/s{{seed}}/",
-            "metrics.json",
-            "metrics.json.sha256",
-            "per_epoch.csv",
-            "per_epoch.csv.sha256",
-            "test_probs.npz",
-            "test_probs.npz.sha256",
-        ),
+        multiext(f"{res(grid.RUN_DIR)}/", *sums(*grid.RUN_FILES)),
     log:
-        f"{RES}/logs/train/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}/{{method}}/{{backbone}}/s{{seed}}.log",
+        res(f"logs/train/{grid.RUN_ID}.log"),
     benchmark:
-        f"{RES}/benchmarks/train/{{dataset}}/{{noise}}-{{rate}}-n{{noise_seed}}/{{method}}/{{backbone}}/s{{seed}}.tsv"
+        res(f"benchmarks/train/{grid.RUN_ID}.tsv")
     conda:
         "../envs/lnm.yaml"
     threads: config["resources"]["threads"]
@@ -29,6 +21,6 @@ rule train:
         mem_mb=config["resources"]["mem_mb"],
         runtime=config["resources"]["runtime"],
     params:
-        spec=run_spec,  # canonical and result-relevant only: a change here reruns the job
+        spec=run_params,  # canonical and result-relevant only: a change here reruns the job
     script:
         "../workflow_scripts/train.py"

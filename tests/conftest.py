@@ -58,6 +58,35 @@ def shared_medmnist():
     return SHARED_MEDMNIST
 
 
+#: Defaults of the hand-built specs of unit tests (a config gives every value of a real run).
+TINY_SPEC = dict(
+    dataset="synthetic",
+    size=8,
+    noise="symmetric",
+    rate=0.4,
+    noise_seed=0,
+    method="ce",
+    backbone="resnet8",
+    seed=0,
+    pretrained=False,
+    epochs=10,
+    batch_size=128,
+    optimizer={"name": "sgd", "lr": 0.01},
+    schedule={"name": "constant"},
+    augment={"crop_padding": 4, "hflip": True},
+    drop_last=True,
+    last_k=2,
+    method_params={},
+)
+
+
+def tiny_spec(**kw):
+    """A RunSpec for unit tests: :data:`TINY_SPEC` updated with ``kw``."""
+    from lnm.train.spec import RunSpec
+
+    return RunSpec(**{**TINY_SPEC, **kw})
+
+
 def run_method(
     tmp_path,
     method: str,
@@ -72,8 +101,7 @@ def run_method(
     **spec_kw,
 ):
     """Train ``method`` on a tiny synthetic problem; returns (metrics, out_dir)."""
-    from lnm.noise import generate_noise_file
-    from lnm.train.spec import RunSpec
+    from lnm.noise.generate import generate_noise_file
     from lnm.train.trainer import train_run
 
     h5 = h5 or tmp_path / "tiny.h5"
@@ -102,7 +130,7 @@ def run_method(
     kw.update(spec_kw)
     out_dir = tmp_path / out
     metrics = train_run(
-        RunSpec(**kw), h5, npz, out_dir, device=device_override, log=log or (lambda s: None)
+        tiny_spec(**kw), h5, npz, out_dir, device=device_override, log=log or (lambda s: None)
     )
     return metrics, out_dir
 

@@ -9,7 +9,6 @@ fixed, so the numbers are deterministic on a given CPU and torch version.
 
 import pytest
 
-from lnm.methods import ORDER, REGISTRY
 from tests.conftest import make_h5, run_method
 
 SELECTION = {  # selection starts after 3 epochs (the reference schedules scaled to 20 epochs)
@@ -22,10 +21,6 @@ SELECTION = {  # selection starts after 3 epochs (the reference schedules scaled
 }
 EPOCHS = 20
 RECIPE = dict(optimizer={"name": "adam", "lr": 0.003}, batch_size=32)
-
-
-def test_all_eleven_methods_are_registered():
-    assert list(REGISTRY) == list(ORDER)
 
 
 @pytest.fixture(scope="module")
@@ -45,4 +40,7 @@ def test_selection_methods_trust_clean_samples_and_beat_ce(problem, method):
         tmp, method, epochs=EPOCHS, h5=h5, out=method, params=SELECTION[method], **RECIPE
     )
     assert m["selection"]["clean_ratio"] > 60.0, m["selection"]
-    assert m["test_acc_last5"] >= ce["test_acc_last5"], (m["test_acc_last5"], ce["test_acc_last5"])
+    assert m["test_acc_last_k"] >= ce["test_acc_last_k"], (
+        m["test_acc_last_k"],
+        ce["test_acc_last_k"],
+    )

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lnm.config import ConfigError, load_config, load_schema, noise_cells, run_dirs, validate_config
-from lnm.data import DATASETS
-from lnm.methods import METHODS, ORDER
+from lnm import grid
+from lnm.config import ConfigError, load_config, load_schema, run_spec, validate_config
+from lnm.data.medmnist_io import DATASETS
+from lnm.grid import noise_cells, run_dirs
 from lnm.models import BACKBONES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,12 +68,14 @@ def test_bad_values_are_named(patch, needles):
         assert needle in msg, (needle, msg)
 
 
-def test_schema_enums_match_the_code():
-    props = load_schema()["properties"]
-    assert props["methods"]["items"]["enum"] == list(ORDER)
-    assert set(METHODS) <= set(ORDER)
-    assert props["datasets"]["items"]["enum"] == list(DATASETS)
-    assert props["backbones"]["items"]["enum"] == list(BACKBONES)
+def test_schema_enums_come_from_the_code():
+    schema = load_schema()
+    props = schema["properties"]
+    assert schema["definitions"]["method"]["enum"] == list(grid.methods())
+    assert list(props["noise"]["properties"]["patterns"]["properties"]) == list(grid.NOISY_PATTERNS)
+    assert props["datasets"]["items"]["enum"] == list(DATASETS)  # medmnist's list, checked
+    assert props["backbones"]["items"]["enum"] == list(BACKBONES) == list(grid.BACKBONES)
+    assert set(props["method_params"]["properties"]) == set(grid.methods())
 
 
 def test_method_params_keys_are_checked_against_the_method():
@@ -83,7 +86,6 @@ def test_method_params_keys_are_checked_against_the_method():
 
 
 def test_reference_protocol_applies_the_method_recipe():
-    from lnm.train.spec import RunSpec
 
     cfg = load_config(
         REPO / "config.yaml",
@@ -92,36 +94,110 @@ def test_reference_protocol_applies_the_method_recipe():
             "recipes": {"ce": {"batch_size": 16, "optimizer": {"name": "adam", "lr": 0.001}}},
         },
     )
-    spec = RunSpec.from_config(cfg, "pathmnist", "symmetric", "0.2", "0", "ce", "resnet50", "0")
+    spec = run_spec(cfg, "pathmnist", "symmetric", "0.2", "0", "ce", "resnet50", "0")
     assert spec.batch_size == 16 and spec.optimizer["name"] == "adam"
     assert spec.optimizer["lr"] == 0.001 and spec.epochs == cfg["train"]["epochs"]
     cfg["protocol"] = "harmonized"
-    spec = RunSpec.from_config(cfg, "pathmnist", "symmetric", "0.2", "0", "ce", "resnet50", "0")
+    spec = run_spec(cfg, "pathmnist", "symmetric", "0.2", "0", "ce", "resnet50", "0")
     assert spec.batch_size == cfg["train"]["batch_size"] and spec.optimizer["name"] == "sgd"
 
 
-def test_defaults_are_filled():
+def test_every_default_is_in_config_yaml_and_nothing_is_filled_in():
+    """config.yaml is the base of every config: a key missing after the merge is an error, and
+    validation never adds a default of its own (same result with and without Snakemake)."""
     cfg = copy.deepcopy(BASE)
-    del cfg["runtime"]
     validate_config(cfg)
-    assert cfg["runtime"] == {"device": "auto", "keep_checkpoints": False}
+    assert cfg == BASE
+    raw = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+
+    def keys(node):
+        if isinstance(node, dict):
+            yield from node
+            for v in node.values():
+                yield from keys(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from keys(v)
+
+    assert "default" not in set(keys(raw))
+    del cfg["runtime"]
+    with pytest.raises(ConfigError, match="'runtime' is a required property"):
+        validate_config(cfg)
+
+
+def test_presets_validate_merged_over_config_yaml():
+    demo = load_config(REPO / "presets" / "demo.yaml")  # config.yaml is merged first
+    assert demo["methods"] == BASE["methods"] and demo["train"]["epochs"] == 8
+    assert load_config(REPO / "config.yaml", REPO / "presets" / "demo.yaml") == demo
+
+
+def test_method_defaults_live_with_the_method_and_config_holds_only_overrides():
+    assert BASE["method_params"] == {}
+    cfg = load_config(REPO / "presets" / "demo.yaml")
+    spec = run_spec(cfg, "breastmnist", "symmetric", "0.2", "0", "coteaching", "resnet8", "0")
+    want = {**grid.method_info("coteaching").defaults, **cfg["method_params"]["coteaching"]}
+    assert spec.method_params == want and want["num_gradual"] == 3 and want["exponent"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "params, needles",
+    [
+        (
+            {"coteaching": {"num_gradual": "ten"}},
+            ["method_params.coteaching.num_gradual", "'ten'", "integer"],
+        ),
+        ({"coteaching": {"num_gradual": 0}}, ["method_params.coteaching.num_gradual", ">= 1"]),
+        ({"coteaching": {"forget_rate": 1.2}}, ["method_params.coteaching.forget_rate", "< 1"]),
+        (
+            {"dividemix": {"reg_prior": "flat"}},
+            ["method_params.dividemix.reg_prior", "'flat'", "'labels'"],
+        ),
+        ({"disc": {"strong_aug": "yes"}}, ["method_params.disc.strong_aug", "boolean"]),
+    ],
+)
+def test_method_param_values_are_checked_at_parse_time(params, needles):
+    msg = bad(method_params=params)
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+def test_last_k_larger_than_epochs_fails_naming_both():
+    msg = bad(train__epochs=3)
+    assert "train.last_k: 5" in msg and "train.epochs = 3" in msg
+    cfg = copy.deepcopy(BASE)
+    cfg.update(protocol="reference")
+    cfg["recipes"]["sce"] = {"epochs": 4}
+    with pytest.raises(ConfigError, match=r"recipes\.sce\.epochs = 4 \(method sce\)"):
+        validate_config(cfg)
+    cfg["recipes"]["sce"] = {"last_k": 2}
+    with pytest.raises(ConfigError, match="last_k is set once"):
+        validate_config(cfg)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    f = tmp_path / "broken.yaml"
+    f.write_text("train:\n  epochs: 3\n  batch_size: [64\nseeds: [0]\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml, line \d+, column \d+: YAML syntax error"):
+        load_config(f)
+
+
+def test_a_string_from_the_command_line_gets_a_hint():
+    msg = bad(train="{epochs: 6}")
+    assert "train: '{epochs: 6}'" in msg and "--configfile" in msg
 
 
 def test_run_params_keep_only_settings_the_run_uses():
     """A cosine schedule ignores milestones and SGD ignores betas: neither may enter params."""
-    from lnm.train.spec import RunSpec
 
     cfg = load_config(REPO / "config.yaml", REPO / "presets" / "demo.yaml")
     assert "milestones" in cfg["train"]["schedule"]  # inherited from config.yaml by the merge
-    spec = RunSpec.from_config(cfg, "breastmnist", "none", "0.0", "0", "ce", "resnet8", "0")
+    spec = run_spec(cfg, "breastmnist", "none", "0.0", "0", "ce", "resnet8", "0")
     assert spec.schedule == {"name": "cosine"}
     other = copy.deepcopy(cfg)
     other["train"]["schedule"]["milestones"] = [3, 7]
     other["train"]["optimizer"]["betas"] = [0.5, 0.9]
     assert (
-        RunSpec.from_config(
-            other, "breastmnist", "none", "0.0", "0", "ce", "resnet8", "0"
-        ).to_dict()
+        run_spec(other, "breastmnist", "none", "0.0", "0", "ce", "resnet8", "0").to_dict()
         == spec.to_dict()
     )
     assert set(spec.optimizer) == {"name", "lr", "momentum", "nesterov", "weight_decay"}

@@ -67,9 +67,12 @@ def test_failed_download_says_where_to_get_and_put_the_file(tmp_path, monkeypatc
 
 
 def test_real_file_is_accepted_offline_and_preprocessed(tmp_path, shared_medmnist):
-    rec = mio.fetch("breastmnist", 28, shared_medmnist, tmp_path / "rec.json", allow_download=False)
-    assert rec["md5"] == "750601b1f35ba3300ea97c75c52ff8f6"
-    preprocess(tmp_path / "rec.json", tmp_path / "b.h5")
+    path, rec = mio.fetch(
+        "breastmnist", 28, shared_medmnist, tmp_path / "rec.json", allow_download=False
+    )
+    assert rec["md5"] == "750601b1f35ba3300ea97c75c52ff8f6" and "path" not in rec
+    assert path == shared_medmnist / "breastmnist.npz"
+    preprocess(tmp_path / "rec.json", shared_medmnist, tmp_path / "b.h5")
     ds = load_h5(tmp_path / "b.h5")
     assert {s: len(v) for s, v in ds.labels.items()} == {"train": 546, "val": 78, "test": 156}
     assert ds.images["train"].shape == (546, 28, 28, 1) and ds.images["train"].dtype == np.uint8
@@ -98,7 +101,7 @@ def test_preprocess_refuses_raw_file_changed_after_download(tmp_path, shared_med
     mio.fetch("breastmnist", 28, raw, tmp_path / "rec.json", allow_download=False)
     _fake_npz(raw / "breastmnist.npz", seed=1)
     with pytest.raises(mio.DataError, match="MD5 mismatch"):
-        preprocess(tmp_path / "rec.json", tmp_path / "b.h5")
+        preprocess(tmp_path / "rec.json", raw, tmp_path / "b.h5")
     assert not (tmp_path / "b.h5").exists()
 
 

@@ -25,7 +25,7 @@ from lnm.methods._selection import (
 from lnm.methods.codis import codis_scores, js_divergence
 from lnm.methods.jocor import jocor_loss, jocor_select
 from lnm.train.data import Batch
-from lnm.train.spec import RunSpec
+from tests.conftest import tiny_spec
 
 N, C = 10, 3
 FAMILY = ("coteaching", "coteaching_plus", "codis", "jocor")
@@ -41,7 +41,7 @@ class Lookup(nn.Module):
 
 
 def make(name, w0, w1, epochs=50, optimizer=None, **params):
-    spec = RunSpec(
+    spec = tiny_spec(
         dataset="t",
         size=8,
         noise="symmetric",

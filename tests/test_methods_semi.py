@@ -19,11 +19,10 @@ from lnm.methods._randaugment import OPS, rand_augment
 from lnm.methods.disc import disc_sets, ema_thresholds
 from lnm.methods.dividemix import partition, refine_labels
 from lnm.models import build_model
-from lnm.noise import generate_noise_file
+from lnm.noise.generate import generate_noise_file
 from lnm.noise.io import load_noise
 from lnm.train.data import DeviceData
-from lnm.train.spec import RunSpec
-from tests.conftest import make_h5, run_method
+from tests.conftest import make_h5, run_method, tiny_spec
 
 CPU = torch.device("cpu")
 
@@ -42,7 +41,7 @@ def make_method(tmp_path, name, params=None, seed=0):
     if not h5.exists():
         make_h5(h5)
         generate_noise_file(h5, npz, "symmetric", 0.4, 0)
-    spec = RunSpec(
+    spec = tiny_spec(
         dataset="synthetic",
         size=8,
         noise="symmetric",

@@ -26,10 +26,10 @@ from lnm.methods.sce import sce_loss
 from lnm.methods.trevision import reweighted_ce, stage_lengths
 from lnm.methods.volminnet import volmin_loss
 from lnm.models import build_model
-from lnm.noise import generate_noise_file, load_noise
+from lnm.noise.generate import generate_noise_file
+from lnm.noise.io import load_noise
 from lnm.train.data import Batch, DeviceData
-from lnm.train.spec import RunSpec
-from tests.conftest import make_h5
+from tests.conftest import make_h5, tiny_spec
 
 CPU = torch.device("cpu")
 # non-symmetric, diagonally dominant: using Tᵀ instead of T changes every derived quantity
@@ -51,7 +51,7 @@ def build(tmp_path, method, epochs=3, params=None, seed=0, optimizer=None):
     if not h5.exists():
         make_h5(h5)
         generate_noise_file(h5, npz, "symmetric", 0.4, 0)
-    spec = RunSpec(
+    spec = tiny_spec(
         dataset="synthetic",
         size=8,
         noise="symmetric",
@@ -336,7 +336,7 @@ def test_volminnet_learns_a_known_transition_matrix():
     x = 3 * rng.normal(0, 1, (c, d))[y] + rng.normal(0, 1, (n, d))
     y_noisy = (rng.random(n)[:, None] > np.cumsum(t_true[y], 1)).sum(1)
     x, y_noisy = torch.tensor(x, dtype=torch.float32), torch.tensor(y_noisy)
-    spec = RunSpec(
+    spec = tiny_spec(
         dataset="synthetic",
         size=8,
         noise="pairflip",

@@ -19,10 +19,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import lnm.noise as noise
 from lnm.checksum import ChecksumError, sidecar, verify, write_sidecar
-from lnm.noise import NoiseError
-from lnm.noise.spec import stream_rng
+from lnm.noise.generate import expected_rate, generate_noise_file, make_noisy_labels
+from lnm.noise.instance import channel_stats, instance_projection, instance_targets
+from lnm.noise.io import load_noise, save_noise
+from lnm.noise.matrix import (
+    empirical_transition,
+    flip_with_matrix,
+    is_identifiable,
+    pairflip_matrix,
+    symmetric_matrix,
+)
+from lnm.noise.spec import NoiseError, stream_rng
 
 
 def binomial_bound(p: float, n: int, sigmas: float = 4.0) -> float:
@@ -38,7 +46,7 @@ def labels_and_images(n: int, num_classes: int, seed: int, shape=(4, 4, 3)):
 
 def noisy(pattern, rate, seed=0, n=20000, val=5000, num_classes=9, **kw):
     y, x = labels_and_images(n + val, num_classes, 123)
-    return noise.make_noisy_labels(
+    return make_noisy_labels(
         pattern,
         rate,
         seed,
@@ -53,10 +61,10 @@ def noisy(pattern, rate, seed=0, n=20000, val=5000, num_classes=9, **kw):
 
 
 def test_nominal_matrices():
-    T = noise.symmetric_matrix(4, 0.3)
+    T = symmetric_matrix(4, 0.3)
     np.testing.assert_allclose(np.diag(T), 0.7)
     np.testing.assert_allclose(T[~np.eye(4, dtype=bool)], 0.1)  # rate/(C-1), not rate/C
-    P = noise.pairflip_matrix(4, 0.3)
+    P = pairflip_matrix(4, 0.3)
     expected = np.array([[0.7, 0.3, 0, 0], [0, 0.7, 0.3, 0], [0, 0, 0.7, 0.3], [0.3, 0, 0, 0.7]])
     np.testing.assert_allclose(P, expected)
     for M in (T, P):
@@ -66,7 +74,7 @@ def test_nominal_matrices():
 def test_empirical_transition_counts_and_nan_rows():
     clean = np.array([0, 0, 0, 0, 2, 2])
     noisy_ = np.array([0, 1, 1, 2, 2, 0])
-    T = noise.empirical_transition(clean, noisy_, 3)
+    T = empirical_transition(clean, noisy_, 3)
     np.testing.assert_allclose(T[0], [0.25, 0.5, 0.25])
     assert np.all(np.isnan(T[1]))  # class 1 has no samples
     np.testing.assert_allclose(T[2], [0.5, 0, 0.5])
@@ -74,8 +82,8 @@ def test_empirical_transition_counts_and_nan_rows():
 
 def test_flip_with_matrix_identity_and_forbidden_cells():
     y = np.random.default_rng(0).integers(0, 5, 5000)
-    np.testing.assert_array_equal(noise.flip_with_matrix(y, np.eye(5), np.random.default_rng(1)), y)
-    out = noise.flip_with_matrix(y, noise.pairflip_matrix(5, 0.4), np.random.default_rng(1))
+    np.testing.assert_array_equal(flip_with_matrix(y, np.eye(5), np.random.default_rng(1)), y)
+    out = flip_with_matrix(y, pairflip_matrix(5, 0.4), np.random.default_rng(1))
     assert out.dtype == np.int64
     assert set(np.unique((out - y) % 5)) == {0, 1}  # only the diagonal and the next class
 
@@ -99,7 +107,7 @@ def test_realised_rate_within_binomial_bound(pattern, rate):
     # give Binomial counts. (Instance 0.9: E[q] = 0.871, 0.029 away from 0.9 >> the 0.0095 bound,
     # so an implementation that ignored the truncation would fail.)
     r = noisy(pattern, rate)
-    m = noise.expected_rate(pattern, rate)
+    m = expected_rate(pattern, rate)
     assert abs(r["realised_rate"] - m) <= binomial_bound(m, 20000)
     assert abs(r["realised_rate_val"] - m) <= binomial_bound(m, 5000)
     assert r["realised_rate"] == pytest.approx(1 - r["train_is_clean"].mean())
@@ -111,11 +119,11 @@ def test_expected_rate_values():
     for rate, ref in ((0.8, 0.794), (0.9, 0.871)):
         a, b = (0 - rate) / 0.1, (1 - rate) / 0.1
         scipy_mean = stats.truncnorm.mean(a, b, loc=rate, scale=0.1)
-        assert noise.expected_rate("instance", rate) == pytest.approx(scipy_mean, abs=1e-12)
-        assert noise.expected_rate("instance", rate) == pytest.approx(ref, abs=5e-4)
-    assert noise.expected_rate("symmetric", 0.8) == 0.8
-    assert noise.expected_rate("pairflip", 0.3) == 0.3
-    assert noise.expected_rate("none", 0) == 0.0
+        assert expected_rate("instance", rate) == pytest.approx(scipy_mean, abs=1e-12)
+        assert expected_rate("instance", rate) == pytest.approx(ref, abs=5e-4)
+    assert expected_rate("symmetric", 0.8) == 0.8
+    assert expected_rate("pairflip", 0.3) == 0.3
+    assert expected_rate("none", 0) == 0.0
 
 
 def test_instance_flip_probabilities_follow_truncnorm():
@@ -123,7 +131,7 @@ def test_instance_flip_probabilities_follow_truncnorm():
     q = r["train_flip_prob"]
     assert q.shape == (20000,) and q.min() >= 0 and q.max() <= 1
     # mean of 20000 draws with sd <= 0.1: |mean - E[q]| <= 4 * 0.1 / sqrt(20000) = 0.0028
-    assert abs(q.mean() - noise.expected_rate("instance", 0.8)) <= 4 * 0.1 / math.sqrt(20000)
+    assert abs(q.mean() - expected_rate("instance", 0.8)) <= 4 * 0.1 / math.sqrt(20000)
     # flips are driven by q: flipped samples have a larger mean q than kept ones
     assert q[~r["train_is_clean"]].mean() > q[r["train_is_clean"]].mean()
 
@@ -135,7 +143,7 @@ def test_symmetric_flips_spread_uniformly_over_other_classes():
     r = noisy("symmetric", 0.5, n=30000)
     clean, noisy_ = r["train_clean"], r["train_noisy"]
     C = 9
-    counts = noise.empirical_transition(clean, noisy_, C) * np.bincount(clean, minlength=C)[:, None]
+    counts = empirical_transition(clean, noisy_, C) * np.bincount(clean, minlength=C)[:, None]
     off = ~np.eye(C, dtype=bool)
     # Under H0 every flipped sample of class i lands on each of the C-1 other classes with
     # probability 1/(C-1): chi-square over the C(C-1) off-diagonal cells, C row totals fixed,
@@ -152,9 +160,7 @@ def test_empirical_transition_matches_nominal(pattern, rate):
     T_hat, T = r["transition"], r["nominal_transition"]
     np.testing.assert_allclose(
         T,
-        noise.symmetric_matrix(5, rate)
-        if pattern == "symmetric"
-        else noise.pairflip_matrix(5, rate),
+        symmetric_matrix(5, rate) if pattern == "symmetric" else pairflip_matrix(5, rate),
     )
     n_i = np.bincount(r["train_clean"], minlength=5)
     # T_hat[i, j] = count / n_i with count ~ Binomial(n_i, T[i, j]); zero cells must be exactly 0
@@ -166,14 +172,14 @@ def test_empirical_transition_matches_nominal(pattern, rate):
 
 
 def test_identifiability():
-    assert not noise.is_identifiable(noise.symmetric_matrix(9, 0.9))  # 0.1 < 0.9/8 = 0.1125
-    assert noise.is_identifiable(noise.symmetric_matrix(9, 0.8))  # 0.2 > 0.8/8 = 0.1
-    assert not noise.is_identifiable(noise.symmetric_matrix(2, 0.5))  # tie 0.5 == 0.5
-    assert not noise.is_identifiable(noise.pairflip_matrix(5, 0.5))
-    assert noise.is_identifiable(noise.pairflip_matrix(5, 0.45))
-    T = noise.symmetric_matrix(3, 0.2)
+    assert not is_identifiable(symmetric_matrix(9, 0.9))  # 0.1 < 0.9/8 = 0.1125
+    assert is_identifiable(symmetric_matrix(9, 0.8))  # 0.2 > 0.8/8 = 0.1
+    assert not is_identifiable(symmetric_matrix(2, 0.5))  # tie 0.5 == 0.5
+    assert not is_identifiable(pairflip_matrix(5, 0.5))
+    assert is_identifiable(pairflip_matrix(5, 0.45))
+    T = symmetric_matrix(3, 0.2)
     T[1] = np.nan
-    assert noise.is_identifiable(T)  # class without samples is ignored
+    assert is_identifiable(T)  # class without samples is ignored
     assert noisy("symmetric", 0.9)["identifiable"] is False
     assert noisy("symmetric", 0.8)["identifiable"] is True
 
@@ -184,8 +190,8 @@ def test_identifiability():
 @pytest.mark.parametrize("pattern", ["symmetric", "instance"])
 def test_same_seed_gives_byte_identical_files(tmp_path, pattern):
     a, b = tmp_path / "a" / "noise.npz", tmp_path / "b" / "noise.npz"
-    noise.save_noise(a, noisy(pattern, 0.5, seed=3, n=3000, val=1000))
-    noise.save_noise(b, noisy(pattern, 0.5, seed=3, n=3000, val=1000))
+    save_noise(a, noisy(pattern, 0.5, seed=3, n=3000, val=1000))
+    save_noise(b, noisy(pattern, 0.5, seed=3, n=3000, val=1000))
     assert a.read_bytes() == b.read_bytes()
     assert (
         sidecar(a).read_text().split()[0]
@@ -205,7 +211,7 @@ def test_seeds_and_splits_give_independent_streams(pattern):
     y, x = labels_and_images(4000, 5, 7)
 
     def run(seed):
-        return noise.make_noisy_labels(
+        return make_noisy_labels(
             pattern, 0.5, seed, 5, {"train": y, "val": y}, {"train": x, "val": x}
         )
 
@@ -220,7 +226,7 @@ def test_seeds_and_splits_give_independent_streams(pattern):
 
 def test_noisy_val_false_keeps_val_clean_and_test_untouched():
     y, _ = labels_and_images(3000, 4, 0)
-    r = noise.make_noisy_labels(
+    r = make_noisy_labels(
         "symmetric", 0.5, 0, 4, {"train": y[:2000], "val": y[2000:], "test": y}, noisy_val=False
     )
     np.testing.assert_array_equal(r["val_noisy"], y[2000:])
@@ -240,14 +246,12 @@ def test_instance_targets_depend_on_image_and_W_is_shared_across_splits():
     x = np.repeat(protos, reps, axis=0)
     y = np.zeros(K * reps, dtype=np.int64)  # all class 0: differences come from the pixels only
     proto_id = np.repeat(np.arange(K), reps)
-    r = noise.make_noisy_labels(
-        "instance", 0.5, seed, C, {"train": y, "val": y}, {"train": x, "val": x}
-    )
+    r = make_noisy_labels("instance", 0.5, seed, C, {"train": y, "val": y}, {"train": x, "val": x})
     # The documented generator: one W from the (seed, "instance") projection stream, pixel
     # statistics from the train images, used for both splits.
-    W = noise.instance_projection(2, C, stream_rng(seed, "instance", "projection"))
-    mean, sd = noise.channel_stats(x)
-    rows = noise.instance_targets(protos, np.zeros(K, dtype=np.int64), C, W, mean, sd)
+    W = instance_projection(2, C, stream_rng(seed, "instance", "projection"))
+    mean, sd = channel_stats(x)
+    rows = instance_targets(protos, np.zeros(K, dtype=np.int64), C, W, mean, sd)
     assert np.all(rows[:, 0] == 0) and np.allclose(rows.sum(axis=1), 1)
     # image dependence: same class, different pixels -> different target distributions
     tv = 0.5 * np.abs(rows[:, None, :] - rows[None, :, :]).sum(-1)
@@ -276,12 +280,12 @@ def test_instance_targets_depend_on_image_and_W_is_shared_across_splits():
 
 def test_instance_noise_chunks_give_same_result(monkeypatch):
     y, x = labels_and_images(600, 4, 5, shape=(6, 6, 3))
-    W = noise.instance_projection(108, 4, np.random.default_rng(0))
-    full = noise.instance_targets(x, y, 4, W)
+    W = instance_projection(108, 4, np.random.default_rng(0))
+    full = instance_targets(x, y, 4, W)
     import lnm.noise.instance as inst
 
     monkeypatch.setattr(inst, "CHUNK_BYTES", 8 * 108 * 7)  # 7 images per chunk
-    np.testing.assert_allclose(noise.instance_targets(x, y, 4, W), full, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(instance_targets(x, y, 4, W), full, rtol=1e-12, atol=1e-15)
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -300,28 +304,22 @@ def test_instance_noise_chunks_give_same_result(monkeypatch):
 def test_bad_pattern_or_rate_is_rejected(pattern, rate, needles):
     y = np.zeros(10, dtype=np.int64)
     with pytest.raises(NoiseError) as err:
-        noise.make_noisy_labels(pattern, rate, 0, 3, {"train": y, "val": y})
+        make_noisy_labels(pattern, rate, 0, 3, {"train": y, "val": y})
     for needle in needles:
         assert needle in str(err.value)
     with pytest.raises(NoiseError):
-        noise.expected_rate(pattern, rate)
+        expected_rate(pattern, rate)
 
 
 def test_bad_num_classes_labels_and_seed():
     with pytest.raises(NoiseError, match="num_classes 1.*>= 2"):
-        noise.symmetric_matrix(1, 0.2)
+        symmetric_matrix(1, 0.2)
     with pytest.raises(NoiseError, match=r"0\.\.2"):
-        noise.make_noisy_labels(
-            "symmetric", 0.2, 0, 3, {"train": np.array([0, 3]), "val": np.array([0])}
-        )
+        make_noisy_labels("symmetric", 0.2, 0, 3, {"train": np.array([0, 3]), "val": np.array([0])})
     with pytest.raises(NoiseError, match="noise_seed -1"):
-        noise.make_noisy_labels(
-            "symmetric", 0.2, -1, 3, {"train": np.array([0]), "val": np.array([0])}
-        )
+        make_noisy_labels("symmetric", 0.2, -1, 3, {"train": np.array([0]), "val": np.array([0])})
     with pytest.raises(NoiseError, match="needs images"):
-        noise.make_noisy_labels(
-            "instance", 0.2, 0, 3, {"train": np.array([0]), "val": np.array([0])}
-        )
+        make_noisy_labels("instance", 0.2, 0, 3, {"train": np.array([0]), "val": np.array([0])})
 
 
 # --- files end to end ---------------------------------------------------------------------------
@@ -383,9 +381,9 @@ def test_generate_noise_file_end_to_end(tmp_path, pattern, noisy_val):
     h5_path = make_h5(tmp_path / "data.h5")
     out = tmp_path / "noise" / "out.npz"
     rate = 0.0 if pattern == "none" else 0.4
-    result = noise.generate_noise_file(h5_path, out, pattern, rate, 5, noisy_val=noisy_val)
+    result = generate_noise_file(h5_path, out, pattern, rate, 5, noisy_val=noisy_val)
     verify(out)
-    loaded = noise.load_noise(out)
+    loaded = load_noise(out)
     extra = {"train_flip_prob", "val_flip_prob"} if pattern == "instance" else set()
     assert set(loaded) == KEYS | extra == set(result)
     with h5py.File(h5_path, "r") as h5:
@@ -414,15 +412,15 @@ def test_generate_noise_file_end_to_end(tmp_path, pattern, noisy_val):
 def test_load_noise_refuses_tampered_file(tmp_path):
     h5_path = make_h5(tmp_path / "data.h5")
     out = tmp_path / "out.npz"
-    noise.generate_noise_file(h5_path, out, "symmetric", 0.3, 0)
+    generate_noise_file(h5_path, out, "symmetric", 0.3, 0)
     data = bytearray(out.read_bytes())
     data[-30] ^= 0xFF
     out.write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match="SHA-256 mismatch"):
-        noise.load_noise(out)
+        load_noise(out)
     sidecar(out).unlink()
     with pytest.raises(ChecksumError, match="no checksum record"):
-        noise.load_noise(out)
+        load_noise(out)
 
 
 def test_generate_noise_file_refuses_tampered_hdf5(tmp_path):
@@ -431,7 +429,7 @@ def test_generate_noise_file_refuses_tampered_hdf5(tmp_path):
         fh.write(b"x")
     out = tmp_path / "out.npz"
     with pytest.raises(ChecksumError):
-        noise.generate_noise_file(h5_path, out, "symmetric", 0.3, 0)
+        generate_noise_file(h5_path, out, "symmetric", 0.3, 0)
     assert not out.exists() and not sidecar(out).exists()
 
 
@@ -439,10 +437,10 @@ def test_failed_generation_leaves_no_file(tmp_path):
     h5_path = make_h5(tmp_path / "data.h5")
     out = tmp_path / "out" / "noise.npz"
     with pytest.raises(NoiseError, match="'gauss'"):
-        noise.generate_noise_file(h5_path, out, "gauss", 0.3, 0)
+        generate_noise_file(h5_path, out, "gauss", 0.3, 0)
     assert not out.exists() and not sidecar(out).exists()
     # a failure while writing (object array) leaves neither the file, its sidecar nor a temp file
     with pytest.raises(NoiseError, match="object dtype"):
-        noise.save_noise(out, {"a": np.arange(3), "b": np.array([None], dtype=object)})
+        save_noise(out, {"a": np.arange(3), "b": np.array([None], dtype=object)})
     assert not out.exists() and not sidecar(out).exists()
     assert not out.parent.exists() or list(out.parent.iterdir()) == []

@@ -63,15 +63,15 @@ def metrics(
         "num_test": 156,
         "noise_rate_realised": rate,
         "noise_rate_realised_val": rate,
-        "test_acc_last5": acc,
+        "test_acc_last_k": acc,
         "test_acc_best_val": acc - 1,
         "best_val_epoch": 7,
-        "balanced_acc_last5": acc - 10,
-        "macro_f1_last5": acc - 12,
-        "auc_last5": 0.8,
-        "ece_last5": 0.05,
-        "nll_last5": 0.45,
-        "per_class_recall_last5": [55.0, 90.1],
+        "balanced_acc_last_k": acc - 10,
+        "macro_f1_last_k": acc - 12,
+        "auc_last_k": 0.8,
+        "ece_last_k": 0.05,
+        "nll_last_k": 0.45,
+        "per_class_recall_last_k": [55.0, 90.1],
         "selection": {
             "clean_ratio": None,
             "coverage": 80.0,
@@ -107,7 +107,7 @@ def test_collect_runs_columns_and_values(make_runs):
     )
     assert list(runs.columns) == agg.COLUMNS
     assert list(runs["method"]) == ["ce", "ce", "sce"]  # canonical method order, then seed
-    assert list(runs["test_acc_last5"]) == [50.0, 60.0, 70.0]
+    assert list(runs["test_acc_last_k"]) == [50.0, 60.0, 70.0]
     assert runs["coverage"].tolist() == [80.0] * 3 and runs["clean_ratio"].isna().all()
     assert runs["noise_sha256"].iloc[0] == "b" * 64
 
@@ -178,13 +178,13 @@ def grid(make_runs):
 def test_summarize_mean_std_n(grid):
     s = agg.summarize(grid).set_index(["noise", "rate", "method"])
     cell = s.loc[("symmetric", 0.2, "sce")]
-    assert cell["test_acc_last5_mean"] == pytest.approx(85.0)  # (83 + 87) / 2
-    assert cell["test_acc_last5_std"] == pytest.approx(np.sqrt(8))  # ddof=1: sqrt(2*2^2/1)
+    assert cell["test_acc_last_k_mean"] == pytest.approx(85.0)  # (83 + 87) / 2
+    assert cell["test_acc_last_k_std"] == pytest.approx(np.sqrt(8))  # ddof=1: sqrt(2*2^2/1)
     assert cell["test_acc_best_val_mean"] == pytest.approx(84.0)
     assert cell["n"] == 2 and bool(cell["identifiable"])
     assert not s.loc[("symmetric", 0.6, "ce"), "identifiable"]
     one = s.loc[("pairflip", 0.2, "ce")]
-    assert one["n"] == 1 and np.isnan(one["test_acc_last5_std"])
+    assert one["n"] == 1 and np.isnan(one["test_acc_last_k_std"])
     assert [n for n, _, _ in s.index][:3] == ["none"] * 3 and s.index[0][2] == "ce"
 
 
@@ -263,10 +263,10 @@ def test_single_method_rows_are_all_bold_whatever_the_float_rounding():
             noise_seed=0,
             identifiable=True,
             realised_rate=0.2,
-            test_acc_last5=v,
+            test_acc_last_k=v,
             test_acc_best_val=v,
-            balanced_acc_last5=v,
-            macro_f1_last5=v,
+            balanced_acc_last_k=v,
+            macro_f1_last_k=v,
         )
         for s, v in enumerate([51.25, 54.45])
     ]

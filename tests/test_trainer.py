@@ -48,19 +48,19 @@ def test_same_seed_same_metrics_and_different_seed_differs(tmp_path):
     b, _ = run_method(tmp_path, "ce", epochs=2, out="b")
     c, _ = run_method(tmp_path, "ce", epochs=2, out="c", seed=1)
     assert comparable(a) == comparable(b)
-    assert a["test_acc_last5"] != c["test_acc_last5"] or a["nll_last5"] != c["nll_last5"]
+    assert a["test_acc_last_k"] != c["test_acc_last_k"] or a["nll_last_k"] != c["nll_last_k"]
 
 
 def test_metrics_headline_is_last_k_mean_and_best_val_not_max(tmp_path):
     m, out = run_method(tmp_path, "ce", epochs=4)
     curve = pd.read_csv(out / "per_epoch.csv")
-    assert m["test_acc_last5"] == pytest.approx(curve.test_acc.iloc[-2:].mean())
+    assert m["test_acc_last_k"] == pytest.approx(curve.test_acc.iloc[-2:].mean())
     best = int(curve.val_acc.to_numpy().argmax())
     assert m["best_val_epoch"] == best and m["test_acc_best_val"] == curve.test_acc[best]
     assert "max" not in json.dumps(sorted(m)).lower()  # the test maximum is never reported
     assert m["noise_rate_realised"] == pytest.approx(0.4, abs=4 * (0.24 / 96) ** 0.5)
-    assert len(m["per_class_recall_last5"]) == 3 and m["identifiable"] is True
-    for key in ("balanced_acc_last5", "macro_f1_last5", "auc_last5", "ece_last5", "nll_last5"):
+    assert len(m["per_class_recall_last_k"]) == 3 and m["identifiable"] is True
+    for key in ("balanced_acc_last_k", "macro_f1_last_k", "auc_last_k", "ece_last_k", "nll_last_k"):
         assert m[key] is not None
     probs = np.load(out / "test_probs.npz")
     assert probs["probs"].shape == (48, 3)

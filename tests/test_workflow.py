@@ -23,7 +23,7 @@ def check_outputs(res: Path, datasets):
     assert runs.query("method == 'coteaching'").clean_ratio.notna().all()
     assert runs.query("method == 'ce'").clean_ratio.isna().all()
     assert set(runs.noise) == {"none", "symmetric"}
-    assert runs.test_acc_last5.between(0, 100).all()
+    assert runs.test_acc_last_k.between(0, 100).all()
     for f in [
         "tables/summary.csv",
         "tables/summary.md",

@@ -1,7 +1,7 @@
-from lnm.noise import generate_noise_file
+from lnm.noise.generate import generate_noise_file
 from lnm.workflow import logged
 
-w = snakemake.wildcards
+w, params = snakemake.wildcards, snakemake.params[0]
 with logged(snakemake):
     generate_noise_file(
         snakemake.input[0],
@@ -9,6 +9,7 @@ with logged(snakemake):
         w.noise,
         float(w.rate),
         int(w.noise_seed),
-        noisy_val=snakemake.params.noisy_val,
-        std=snakemake.params.instance_std,
+        noisy_val=params["noisy_val"],
+        # recorded in every noise file, used by instance noise only (a param of those alone)
+        std=params.get("instance_std", snakemake.config["noise"]["instance_std"]),
     )

@@ -20,16 +20,17 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..checksum import artifact, verify  # noqa: E402
-from .medmnist_io import DataError, check_md5, dataset_info  # noqa: E402
+from .medmnist_io import DataError, dataset_info, raw_path  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
 
-def preprocess(record_path: str | Path, out_path: str | Path) -> None:
+def preprocess(record_path: str | Path, raw_dir: str | Path, out_path: str | Path) -> None:
+    """The raw file of a verified download record (found in ``raw_dir``, MD5 checked) -> HDF5."""
     verify(record_path)
     rec = json.loads(Path(record_path).read_text())
-    flag, size, raw = rec["dataset"], int(rec["size"]), Path(rec["path"])
-    check_md5(raw, flag, size)  # the raw file may have changed since the record was made
+    flag, size = rec["dataset"], int(rec["size"])
+    raw = raw_path(rec, raw_dir)
     info = dataset_info(flag)
     classes = [info["label"][str(i)] for i in range(len(info["label"]))]
     with np.load(raw) as npz:

@@ -99,13 +99,13 @@ def _download(flag: str, size: int, dest: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="lnm-dl-") as tmp:
         try:
             cls(split="train", download=True, root=tmp, size=size)
-        except BaseException as err:  # network errors come in many types
+        except Exception as err:  # network errors come in many types
             raise DataError(
-                f"could not download {flag} ({size} px) through medmnist: {err}.\n"
-                f"Get the file from {_url(flag, size)} (MD5 {expected_md5(flag, size)}) "
-                f"and put it at {dest}, or point `raw_dir` in the config at a folder that "
-                f"holds {dest.name}."
-            ) from err
+                f"could not download {flag} ({size} px) through medmnist "
+                f"({type(err).__name__}; no network?). Put the file at {dest} "
+                f"(from {_url(flag, size)}, MD5 {expected_md5(flag, size)}), or point "
+                f"`raw_dir` at a folder that holds {dest.name}."
+            ) from None
         got = Path(tmp) / dest.name
         check_md5(got, flag, size)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -133,11 +133,26 @@ def fetch(
     rec = {
         "dataset": flag,
         "size": size,
-        "path": str(path),
         "md5": md5,
         "sha256": file_digest(path, "sha256"),
         "bytes": path.stat().st_size,
     }
     with artifact(record) as tmp:
         tmp.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
-    return rec
+    return path, rec
+
+
+def raw_path(record: dict, raw_dir: str | Path) -> Path:
+    """The raw file a download record describes, in ``raw_dir``, verified against the record's
+    MD5 (the raw file may have changed since the record was written)."""
+    flag, size = record["dataset"], int(record["size"])
+    path = Path(raw_dir).expanduser() / raw_filename(flag, size)
+    if not path.exists():
+        raise DataError(
+            f"{path} does not exist: the download record says {flag} ({size} px) is there "
+            f"(MD5 {record['md5']}); put the file back or point `raw_dir` at its folder"
+        )
+    got = check_md5(path, flag, size)
+    if got != record["md5"]:
+        raise DataError(f"{path}: MD5 {got} differs from the download record's {record['md5']}")
+    return path

@@ -1,55 +1,31 @@
-"""Registry of noisy-label methods: one module per method, discovered automatically.
+"""Registry of noisy-label methods: one module per method.
 
-Every module in this package that defines a :class:`Method` subclass with a ``name`` registers
-it; shared building blocks live in modules whose names start with ``_`` (and in ``base``).
+Which methods exist, and their hyperparameters, is read statically from the method files by
+:func:`lnm.grid.method_catalog` (no torch needed to list them). :func:`get_method` imports only
+the one module a run needs; :data:`REGISTRY` (every method class) imports them all on first use.
+Shared building blocks live in modules whose names start with ``_`` (and in ``base``).
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
+from ..grid import method_catalog, method_info, methods
 from .base import Method
 
-ORDER = (
-    "ce",
-    "trevision",
-    "volminnet",
-    "sce",
-    "cdr",
-    "coteaching",
-    "coteaching_plus",
-    "codis",
-    "jocor",
-    "disc",
-    "dividemix",
-)
-
-
-def _discover() -> dict[str, type[Method]]:
-    found: dict[str, type[Method]] = {}
-    for mod in pkgutil.iter_modules(__path__):
-        if mod.name.startswith("_") or mod.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{mod.name}")
-        for obj in vars(module).values():
-            if (
-                isinstance(obj, type)
-                and issubclass(obj, Method)
-                and obj.name != "base"
-                and obj.__module__ == module.__name__
-            ):
-                found[obj.name] = obj
-    rank = {n: i for i, n in enumerate(ORDER)}
-    return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
-
-
-REGISTRY: dict[str, type[Method]] = _discover()
-METHODS = tuple(REGISTRY)
+METHODS = methods()
 
 
 def get_method(name: str) -> type[Method]:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; allowed: {', '.join(METHODS)}") from None
+    """The class of method ``name`` (imports its module only)."""
+    info = method_info(name)
+    cls = getattr(importlib.import_module(f"{__name__}.{info.module}"), info.cls)
+    if not (isinstance(cls, type) and issubclass(cls, Method) and cls.name == name):
+        raise TypeError(f"{info.path}: {info.cls} is not the Method subclass named {name!r}")
+    return cls
+
+
+def __getattr__(attr: str):
+    if attr == "REGISTRY":  # every method class, in display order
+        return {name: get_method(name) for name in method_catalog()}
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

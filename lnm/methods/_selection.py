@@ -133,7 +133,27 @@ class SmallLossMethod(Method):
     """
 
     num_nets = 2
-    defaults = {"forget_rate": None, "num_gradual": 10, "exponent": 1.0}
+    params = {
+        "forget_rate": {
+            "default": None,
+            "type": ["number", "null"],
+            "minimum": 0,
+            "exclusiveMaximum": 1,
+            "description": "fraction dropped per batch at full schedule; null: the cell's nominal noise rate",
+        },
+        "num_gradual": {
+            "default": 10,
+            "type": "integer",
+            "minimum": 1,
+            "description": "epochs until the full forget rate",
+        },
+        "exponent": {
+            "default": 1.0,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "c of the schedule tau * min(e/T_k, 1)^c",
+        },
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -27,9 +27,19 @@ from ..train.spec import RunSpec
 
 
 class Method:
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.defaults = {k: spec["default"] for k, spec in cls.params.items()}
+
     name = "base"
     num_nets = 1
-    #: defaults of the method's hyperparameters (config ``method_params.<name>`` overrides)
+    #: display position in tables and figures (methods without one sort after, by name)
+    order: int | None = None
+    #: the method's hyperparameters: name -> JSON-schema fragment with its ``default`` (a plain
+    #: literal: :func:`lnm.grid.method_catalog` reads it without importing torch, and the config
+    #: check validates ``method_params.<name>`` against it at parse time)
+    params: dict = {}
+    #: ``{name: default}`` of :attr:`params`
     defaults: dict = {}
     #: the noise rate the method was told (None: it needs none); set by :meth:`assumed_rate`
     assumed_noise_rate: float | None = None

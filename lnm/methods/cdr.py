@@ -58,7 +58,17 @@ def mask_noncritical_(params, keep_frac: float) -> None:
 class CDR(Method):
     name = "cdr"
     # forget_rate None: the cell's nominal noise rate (reference: --noise_rate)
-    defaults = {"forget_rate": None, "num_gradual": 10}
+    order = 4
+    params = {
+        "forget_rate": {
+            "default": None,
+            "type": ["number", "null"],
+            "minimum": 0,
+            "exclusiveMaximum": 1,
+            "description": "fraction dropped per batch at full schedule; null: the cell's nominal noise rate",
+        },
+        "num_gradual": {"default": 10, "type": "integer", "minimum": 1},
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -9,7 +9,16 @@ from .base import Method
 
 class CE(Method):
     name = "ce"
-    defaults = {"label_smoothing": 0.0}  # the reference code used 0.1 (reference-protocol §4.1)
+    order = 0
+    params = {
+        "label_smoothing": {
+            "default": 0.0,
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMaximum": 1,
+            "description": "the reference code used 0.1",
+        },
+    }
 
     def train_epoch(self, epoch, batches):
         net, opt = self.nets[0], self.optimizers[0]

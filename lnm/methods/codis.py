@@ -39,7 +39,11 @@ class CoDis(SmallLossMethod):
     name = "codis"
     # reference values: co_lambda 0.15 (CoDis/main.py --co_lam), num_gradual 10, exponent 1,
     # forget_rate = noise rate
-    defaults = {"forget_rate": None, "num_gradual": 10, "exponent": 1.0, "co_lambda": 0.15}
+    order = 7
+    params = {
+        **SmallLossMethod.params,
+        "co_lambda": {"default": 0.15, "type": "number", "minimum": 0},
+    }
 
     def select(self, epoch, tau, z0, z1, y):
         return cross_small_loss(*codis_scores(z0, z1, y, float(self.hp["co_lambda"])), tau)

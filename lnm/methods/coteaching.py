@@ -14,7 +14,7 @@ from ._selection import SmallLossMethod, cross_small_loss, per_sample_ce
 class CoTeaching(SmallLossMethod):
     name = "coteaching"
     # reference values: forget_rate = noise rate (--forget_rate unset), num_gradual 10, exponent 1
-    defaults = {"forget_rate": None, "num_gradual": 10, "exponent": 1.0}
+    order = 5
 
     def select(self, epoch, tau, z0, z1, y):
         return cross_small_loss(per_sample_ce(z0, y), per_sample_ce(z1, y), tau)

@@ -31,12 +31,21 @@ class CoTeachingPlus(SmallLossMethod):
     name = "coteaching_plus"
     # reference values (coteaching_plus/main.py as run by LNMBench): init_epoch 5, num_gradual 10,
     # exponent 1, forget_rate = noise rate
-    defaults = {
-        "forget_rate": None,
-        "num_gradual": 10,
-        "exponent": 1.0,
-        "init_epoch": 5,
-        "warm_steps": 5000,
+    order = 6
+    params = {
+        **SmallLossMethod.params,
+        "init_epoch": {
+            "default": 5,
+            "type": "integer",
+            "minimum": 0,
+            "description": "epochs of plain co-teaching before disagreement",
+        },
+        "warm_steps": {
+            "default": 5000,
+            "type": "integer",
+            "minimum": 0,
+            "description": "global steps during which an empty disagreement set trains on the full batch",
+        },
     }
 
     def train_epoch(self, epoch, batches):

@@ -69,20 +69,68 @@ def disc_sets(
 
 class DISC(Method):
     name = "disc"
-    defaults = {
-        "start_epoch": 5,  # warm-up epochs (reference MedMNIST config)
-        "momentum": 0.99,  # m of the threshold EMA (0.95 in the high-noise setting)
-        "lambda_ce": 1.0,  # weight of CE on the clean set
-        "lambda_h": 1.0,  # weight of GCE on the hard set (0.2 in the high-noise setting)
-        "sigma": 0.5,  # margin of the correction threshold
-        "correction_cap": 0.99,  # upper bound of the correction threshold
-        "gce_q": 0.7,
-        "alpha": 5.0,  # Beta(α, α) of mixup
-        "tau_init": None,  # initial thresholds; None: 1/N as in the original code
-        "strong_aug": True,  # RandAugment (2 ops, magnitude in [1, 5)) + Cutout 15 %
-        "strong_ops": 2,
-        "strong_max_magnitude": 5.0,
-        "cutout": 0.15,
+    order = 9
+    params = {
+        "start_epoch": {
+            "default": 5,
+            "type": "integer",
+            "minimum": 0,
+            "description": "warm-up epochs (reference MedMNIST config)",
+        },
+        "momentum": {
+            "default": 0.99,
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMaximum": 1,
+            "description": "m of the threshold EMA (0.95 in the high-noise setting)",
+        },
+        "lambda_ce": {
+            "default": 1.0,
+            "type": "number",
+            "minimum": 0,
+            "description": "weight of CE on the clean set",
+        },
+        "lambda_h": {
+            "default": 1.0,
+            "type": "number",
+            "minimum": 0,
+            "description": "weight of GCE on the hard set (0.2 in the high-noise setting)",
+        },
+        "sigma": {
+            "default": 0.5,
+            "type": "number",
+            "minimum": 0,
+            "description": "margin of the correction threshold",
+        },
+        "correction_cap": {
+            "default": 0.99,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "description": "upper bound of the correction threshold",
+        },
+        "gce_q": {"default": 0.7, "type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "alpha": {
+            "default": 5.0,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Beta(alpha, alpha) of mixup",
+        },
+        "tau_init": {
+            "default": None,
+            "type": ["number", "null"],
+            "minimum": 0,
+            "maximum": 1,
+            "description": "initial thresholds; null: 1/N as in the original code",
+        },
+        "strong_aug": {
+            "default": True,
+            "type": "boolean",
+            "description": "RandAugment (2 ops, magnitude in [1, 5)) + Cutout 15 %",
+        },
+        "strong_ops": {"default": 2, "type": "integer", "minimum": 1},
+        "strong_max_magnitude": {"default": 5.0, "type": "number", "exclusiveMinimum": 0},
+        "cutout": {"default": 0.15, "type": "number", "minimum": 0, "exclusiveMaximum": 1},
     }
 
     def __init__(self, *args, **kwargs):

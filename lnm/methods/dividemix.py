@@ -79,20 +79,75 @@ def _cycle(indices: torch.Tensor, batch_size: int, gen: torch.Generator):
 class DivideMix(Method):
     name = "dividemix"
     num_nets = 2
-    defaults = {
-        "warmup_epochs": 5,  # reference: 5 on MedMNIST (8 on the real-world sets)
-        "warmup_batch_mult": 2,  # the warm-up loader uses twice the batch size
-        "penalty": False,  # negative-entropy confidence penalty during warm-up
-        "p_threshold": 0.5,  # clean-probability threshold of the labelled set
-        "min_labelled_frac": 0.01,  # fallback when no sample passes the threshold
-        "T": 0.5,  # sharpening temperature
-        "alpha": 4.0,  # Beta(α, α) of mixup
-        "lambda_u": 25.0,  # weight of the unlabelled MSE loss
-        "rampup_epochs": 16,  # length of the linear ramp of λ_u after warm-up
-        "loss_avg_epochs": 1,  # GMM input = mean of this many epochs' normalised losses
-        "gmm_random_state": 0,
-        "reg_prior": "uniform",  # L_reg target: uniform (original) or "labels" (noisy-label
-        # class frequencies, for imbalanced data such as BreastMNIST)
+    order = 10
+    params = {
+        "warmup_epochs": {
+            "default": 5,
+            "type": "integer",
+            "minimum": 0,
+            "description": "reference: 5 on MedMNIST (8 on the real-world sets)",
+        },
+        "warmup_batch_mult": {
+            "default": 2,
+            "type": "integer",
+            "minimum": 1,
+            "description": "the warm-up loader uses this many times the batch size",
+        },
+        "penalty": {
+            "default": False,
+            "type": "boolean",
+            "description": "negative-entropy confidence penalty during warm-up",
+        },
+        "p_threshold": {
+            "default": 0.5,
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "clean-probability threshold of the labelled set",
+        },
+        "min_labelled_frac": {
+            "default": 0.01,
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "fallback when no sample passes the threshold",
+        },
+        "T": {
+            "default": 0.5,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "sharpening temperature",
+        },
+        "alpha": {
+            "default": 4.0,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Beta(alpha, alpha) of mixup",
+        },
+        "lambda_u": {
+            "default": 25.0,
+            "type": "number",
+            "minimum": 0,
+            "description": "weight of the unlabelled MSE loss",
+        },
+        "rampup_epochs": {
+            "default": 16,
+            "type": "integer",
+            "minimum": 1,
+            "description": "length of the linear ramp of lambda_u after warm-up",
+        },
+        "loss_avg_epochs": {
+            "default": 1,
+            "type": "integer",
+            "minimum": 1,
+            "description": "GMM input = mean of this many epochs' normalised losses",
+        },
+        "gmm_random_state": {"default": 0, "type": "integer", "minimum": 0},
+        "reg_prior": {
+            "default": "uniform",
+            "enum": ["uniform", "labels"],
+            "description": "L_reg target: uniform (original) or the noisy-label class frequencies (imbalanced data)",
+        },
     }
 
     def __init__(self, *args, **kwargs):

@@ -48,7 +48,11 @@ class JoCoR(SmallLossMethod):
     name = "jocor"
     # reference values: co_lambda 0.1 (JoCoR default, no per-dataset value), num_gradual 10,
     # exponent 1, forget_rate = noise rate
-    defaults = {"forget_rate": None, "num_gradual": 10, "exponent": 1.0, "co_lambda": 0.1}
+    order = 8
+    params = {
+        **SmallLossMethod.params,
+        "co_lambda": {"default": 0.1, "type": "number", "minimum": 0, "maximum": 1},
+    }
 
     def build_optimizers(self):
         return [make_optimizer(self.spec.optimizer, self.nets.parameters())]

@@ -29,7 +29,17 @@ def sce_loss(logits: torch.Tensor, y: torch.Tensor, alpha: float, beta: float) -
 
 class SCE(Method):
     name = "sce"
-    defaults = {"alpha": 0.1, "beta": 1.0, "grad_clip": 5.0}  # reference-protocol §3.2, §4.4
+    order = 3
+    params = {
+        "alpha": {"default": 0.1, "type": "number", "minimum": 0},
+        "beta": {"default": 1.0, "type": "number", "minimum": 0},
+        "grad_clip": {
+            "default": 5.0,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "gradient-norm clip",
+        },
+    }
 
     def train_epoch(self, epoch, batches):
         net, opt = self.nets[0], self.optimizers[0]

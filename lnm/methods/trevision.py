@@ -55,12 +55,34 @@ def stage_lengths(epochs: int, estimation: int, revision: int | None) -> tuple[i
 
 class TRevision(Method):
     name = "trevision"
-    defaults = {
-        "estimation_epochs": 5,  # reference 5
-        "revision_epochs": None,  # None: half of the epochs after estimation (reference 50/100)
-        "anchor_percentile": 97.0,  # anchors: largest p(i|x) below this percentile of column i
-        "revision_lr": 5e-7,  # reference Adam lr of the revision stage
-        "revision_weight_decay": 1e-4,
+    order = 1
+    params = {
+        "estimation_epochs": {
+            "default": 5,
+            "type": "integer",
+            "minimum": 1,
+            "description": "reference 5",
+        },
+        "revision_epochs": {
+            "default": None,
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "description": "null: half of the epochs after estimation (reference 50/100)",
+        },
+        "anchor_percentile": {
+            "default": 97.0,
+            "type": "number",
+            "minimum": 0,
+            "maximum": 100,
+            "description": "anchors: largest p(i|x) below this percentile of column i",
+        },
+        "revision_lr": {
+            "default": 5e-07,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "reference Adam lr of the revision stage",
+        },
+        "revision_weight_decay": {"default": 0.0001, "type": "number", "minimum": 0},
     }
 
     def build_optimizers(self):

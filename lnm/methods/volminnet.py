@@ -34,7 +34,23 @@ def volmin_loss(logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor, lam: flo
 
 class VolMinNet(Method):
     name = "volminnet"
-    defaults = {"lam": 1e-4, "t_init": -2.0, "t_lr": 0.01, "t_momentum": 0.9, "t_weight_decay": 0.0}
+    order = 2
+    params = {
+        "lam": {
+            "default": 0.0001,
+            "type": "number",
+            "minimum": 0,
+            "description": "weight of the log-volume of T",
+        },
+        "t_init": {
+            "default": -2.0,
+            "type": "number",
+            "description": "initial off-diagonal logit of T",
+        },
+        "t_lr": {"default": 0.01, "type": "number", "exclusiveMinimum": 0},
+        "t_momentum": {"default": 0.9, "type": "number", "minimum": 0, "maximum": 1},
+        "t_weight_decay": {"default": 0.0, "type": "number", "minimum": 0},
+    }
 
     def build_optimizers(self):
         opts = super().build_optimizers()

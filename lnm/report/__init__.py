@@ -9,25 +9,3 @@
 ``figures``      every figure (matplotlib Agg canvas, fixed sizes, one colour per method)
 ``manifest``     MANIFEST.sha256
 """
-
-from .aggregate import (
-    METHODS,
-    NOISES,
-    collect_runs,
-    ranking,
-    summarize,
-    summary_markdown,
-    write_runs_csv,
-    write_tables,
-)
-
-__all__ = [
-    "METHODS",
-    "NOISES",
-    "collect_runs",
-    "ranking",
-    "summarize",
-    "summary_markdown",
-    "write_runs_csv",
-    "write_tables",
-]

@@ -14,56 +14,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lnm import grid
 from lnm.checksum import artifact, verify
+from lnm.grid import ordered
 
-#: Canonical method order (the benchmark's 11 methods); unknown names sort after these.
-METHODS = (
-    "ce",
-    "trevision",
-    "volminnet",
-    "sce",
-    "cdr",
-    "coteaching",
-    "coteaching_plus",
-    "codis",
-    "jocor",
-    "disc",
-    "dividemix",
-)
+#: Canonical method order (display order from lnm.grid); unknown names sort after these.
+METHODS = grid.methods()
 #: Canonical noise-pattern order; ``none`` is the clean ceiling.
-NOISES = ("none", "symmetric", "pairflip", "instance")
-
-#: Columns that identify one training run.
-RUN_KEYS = [
-    "dataset",
-    "noise",
-    "rate",
-    "noise_seed",
-    "method",
-    "backbone",
-    "seed",
-    "epochs",
-    "size",
-]
-#: Columns that identify one summary cell (seeds are averaged over).
-CELL_KEYS = ["dataset", "noise", "rate", "backbone", "method"]
-HEADLINE = "test_acc_last5"
+NOISES = grid.PATTERNS
+RUN_KEYS, CELL_KEYS, HEADLINE = grid.RUN_KEYS, grid.CELL_KEYS, grid.HEADLINE
 #: Metrics summarised per cell as ``<metric>_mean`` / ``<metric>_std``.
-SUMMARY_METRICS = [HEADLINE, "test_acc_best_val", "balanced_acc_last5", "macro_f1_last5"]
+SUMMARY_METRICS = [HEADLINE, "test_acc_best_val", "balanced_acc_last_k", "macro_f1_last_k"]
 
-_SCALARS = ["identifiable", "num_classes", "num_test"]
+_SCALARS = ["identifiable", "num_classes", "num_test", "last_k"]
 _METRICS = [
     HEADLINE,
     "test_acc_best_val",
     "best_val_epoch",
-    "balanced_acc_last5",
-    "macro_f1_last5",
-    "auc_last5",
-    "ece_last5",
-    "nll_last5",
+    "balanced_acc_last_k",
+    "macro_f1_last_k",
+    "auc_last_k",
+    "ece_last_k",
+    "nll_last_k",
 ]
 _SELECTION = ["clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc"]
-#: Class-level columns: per-class test recall (JSON list, %, last-5 mean), test-set class counts
+#: Class-level columns: per-class test recall (JSON list, %, last-k mean), test-set class counts
 #: (JSON list, from the labels in the run's ``test_probs.npz``) and the majority-class rate (%).
 _CLASSES = ["per_class_recall", "test_class_counts", "majority_acc"]
 COLUMNS = (
@@ -82,12 +57,6 @@ DAGGER_NOTE = (
     "be recovered from the noisy ones even in principle; accuracies there are not "
     "comparable with identifiable rows."
 )
-
-
-def ordered(values: Iterable[str], canonical: Iterable[str]) -> list[str]:
-    """Distinct ``values`` in ``canonical`` order, unknown ones after them alphabetically."""
-    values, canonical = set(values), list(canonical)
-    return [v for v in canonical if v in values] + sorted(values - set(canonical))
 
 
 def _sort(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -123,7 +92,7 @@ def _row(path: Path) -> dict:
     row["realised_rate"] = m["noise_rate_realised"]
     row["realised_rate_val"] = m.get("noise_rate_realised_val")
     row.update({k: sel.get(k) for k in _SELECTION})
-    recall = m.get("per_class_recall_last5")
+    recall = m.get("per_class_recall_last_k")
     row["per_class_recall"] = json.dumps([round(float(r), 4) for r in recall]) if recall else None
     counts = test_class_counts(path, m["num_classes"])
     row["test_class_counts"] = json.dumps(counts) if counts else None
@@ -140,6 +109,8 @@ def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     for col in _SELECTION + ["realised_rate_val", "majority_acc"]:
         df[col] = pd.to_numeric(df[col]).astype(float)
     df["identifiable"] = df["identifiable"].astype(bool)
+    if len(df):
+        grid.single_last_k(df["last_k"])  # one table, one k
     dup = df[df.duplicated(RUN_KEYS, keep=False)]
     if len(dup):
         raise ValueError(

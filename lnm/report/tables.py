@@ -145,8 +145,8 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         mean=(HEADLINE, "mean"),
         std=(HEADLINE, "std"),
         identifiable=("identifiable", "all"),
-        balanced_acc=("balanced_acc_last5", "mean"),
-        macro_f1=("macro_f1_last5", "mean"),
+        balanced_acc=("balanced_acc_last_k", "mean"),
+        macro_f1=("macro_f1_last_k", "mean"),
         num_test=("num_test", "first"),
         realised_rate=("realised_rate", "mean"),
     ).reset_index()

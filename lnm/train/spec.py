@@ -1,4 +1,5 @@
-"""RunSpec: everything that determines one training run's result, built from the config."""
+"""RunSpec: everything that determines one training run's result (built by
+:func:`lnm.config.run_spec`; torch-free)."""
 
 from __future__ import annotations
 
@@ -33,56 +34,15 @@ class RunSpec:
     method: str
     backbone: str
     seed: int
-    pretrained: bool = False
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: dict = field(default_factory=lambda: {"name": "sgd", "lr": 0.01})
-    schedule: dict = field(default_factory=lambda: {"name": "constant"})
-    augment: dict = field(default_factory=lambda: {"crop_padding": 4, "hflip": True})
-    drop_last: bool = True
-    last_k: int = 5
-    method_params: dict = field(default_factory=dict)
-    noisy_val: bool = True
-    instance_std: float = 0.1
-
-    @classmethod
-    def from_config(
-        cls,
-        config: dict,
-        dataset: str,
-        noise: str,
-        rate,
-        noise_seed,
-        method: str,
-        backbone: str,
-        seed,
-    ) -> RunSpec:
-        train = config["train"]
-        if config.get("protocol") == "reference":  # the method's own recipe overrides `train`
-            from ..config import merged
-
-            train = merged(train, config.get("recipes", {}).get(method, {}))
-        return cls(
-            dataset=dataset,
-            size=int(config["size"]),
-            noise=noise,
-            rate=float(rate),
-            noise_seed=int(noise_seed),
-            method=method,
-            backbone=backbone,
-            seed=int(seed),
-            pretrained=bool(config.get("pretrained", False)),
-            epochs=int(train["epochs"]),
-            batch_size=int(train["batch_size"]),
-            optimizer=dict(train["optimizer"]),
-            schedule=dict(train["schedule"]),
-            augment=dict(train.get("augment", {})),
-            drop_last=bool(train.get("drop_last", True)),
-            last_k=int(train.get("last_k", 5)),
-            method_params=dict(config.get("method_params", {}).get(method, {})),
-            noisy_val=bool(config["noise"].get("noisy_val", True)),
-            instance_std=float(config["noise"].get("instance_std", 0.1)),
-        )
+    pretrained: bool
+    epochs: int
+    batch_size: int
+    optimizer: dict
+    schedule: dict
+    augment: dict
+    drop_last: bool
+    last_k: int
+    method_params: dict = field(default_factory=dict)  # resolved: defaults + overrides
 
     def __post_init__(self):
         # keep only the keys the chosen optimiser/schedule uses: params stay canonical, so an

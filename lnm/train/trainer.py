@@ -28,7 +28,7 @@ from ..checksum import artifact, atomic_path, verify
 from ..data.hdf5 import load_h5
 from ..methods import get_method
 from ..models import build_model
-from ..noise import load_noise
+from ..noise.io import load_noise
 from .data import DeviceData
 from .metrics import classification_metrics, selection_scores
 from .provenance import provenance
@@ -151,7 +151,7 @@ def _last_k_mean(history: pd.DataFrame, col: str, k: int) -> float | None:
 def summarize(
     spec: RunSpec, history: pd.DataFrame, noise: dict, inputs: dict, method, dev: torch.device
 ) -> dict:
-    k = min(spec.last_k, len(history))
+    k = spec.last_k  # <= epochs (checked when the run starts)
     best = int(history["val_acc"].to_numpy().argmax())  # first epoch with the best noisy-val acc
     recalls = np.array([json.loads(r) for r in history["test_per_class_recall"].iloc[-k:]])
     sel = {
@@ -178,16 +178,17 @@ def summarize(
         "num_test": int(len(method.data.labels["test"])),
         "noise_rate_realised": float(noise["realised_rate"]),
         "noise_rate_realised_val": float(noise["realised_rate_val"]),
+        "noise_generation": {"noisy_val": bool(noise["noisy_val"]), "std": float(noise["std"])},
         "last_k": k,
-        "test_acc_last5": _last_k_mean(history, "test_acc", k),
+        "test_acc_last_k": _last_k_mean(history, "test_acc", k),
         "test_acc_best_val": float(history["test_acc"].iloc[best]),
         "best_val_epoch": best,
-        "val_acc_last5": _last_k_mean(history, "val_acc", k),
+        "val_acc_last_k": _last_k_mean(history, "val_acc", k),
         **{
-            f"{m}_last5": _last_k_mean(history, f"test_{m}", k)
+            f"{m}_last_k": _last_k_mean(history, f"test_{m}", k)
             for m in ("balanced_acc", "macro_f1", "auc", "ece", "nll")
         },
-        "per_class_recall_last5": recalls.mean(0).tolist(),
+        "per_class_recall_last_k": recalls.mean(0).tolist(),
         "selection": sel,
         "assumed_noise_rate": method.assumed_noise_rate,
         "uses_true_noise_rate": method.uses_true_noise_rate,
@@ -197,7 +198,7 @@ def summarize(
     }
     nets = [c for c in history if c.startswith("test_acc_net")]
     if nets:
-        out["test_acc_last5_per_net"] = [_last_k_mean(history, c, k) for c in sorted(nets)]
+        out["test_acc_last_k_per_net"] = [_last_k_mean(history, c, k) for c in sorted(nets)]
     return out
 
 
@@ -213,6 +214,11 @@ def train_run(
 ) -> dict:
     """Train one run and write its outputs; resume from ``out_dir/checkpoint.pt`` if present."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    if not 1 <= spec.last_k <= spec.epochs:
+        raise ValueError(
+            f"last_k = {spec.last_k} must be between 1 and epochs = {spec.epochs}: the headline "
+            "averages the last last_k epochs"
+        )
     out_dir = Path(out_dir)
     inputs = {
         "data": {"path": str(data_path), "sha256": verify(data_path)},

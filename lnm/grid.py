@@ -1,0 +1,318 @@
+"""The workflow's vocabulary, in one torch-free module.
+
+Everything that names a thing of the benchmark lives here and everything else derives from it:
+the Snakemake rules, the config schema (:func:`lnm.config.load_schema` fills its enums from
+here), the trainer, the report and the tests.
+
+- noise patterns (:data:`PATTERNS`), backbones (:data:`BACKBONES`);
+- methods: read *statically* from the method files (:func:`method_catalog`), so listing them,
+  their hyperparameters and their declared types needs no torch; the method registry
+  (:mod:`lnm.methods`) imports the same files to train;
+- run, cell and block keys, the headline's name and its label (built from ``last_k``);
+- path templates below the results folder, used as Snakemake wildcards and by ``str.format``;
+- the table and figure files of every report rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+
+# ---------------------------------------------------------------- noise patterns, backbones
+CLEAN = "none"  #: the clean ceiling (rate 0)
+#: Synthetic noise patterns, in display order (``none`` first).
+PATTERNS = (CLEAN, "symmetric", "pairflip", "instance")
+NOISY_PATTERNS = tuple(p for p in PATTERNS if p != CLEAN)
+#: Backbones: ``resnet8`` (ours, for CPUs) and timm's ResNets.
+SMALL_BACKBONES = ("resnet8",)
+TIMM_BACKBONES = ("resnet18", "resnet34", "resnet50")
+BACKBONES = SMALL_BACKBONES + TIMM_BACKBONES
+
+# ---------------------------------------------------------------- keys and metric names
+#: Columns that identify one training run.
+RUN_KEYS = [
+    "dataset",
+    "noise",
+    "rate",
+    "noise_seed",
+    "method",
+    "backbone",
+    "seed",
+    "epochs",
+    "size",
+]
+#: Columns that identify one summary cell (noise seeds and training seeds are averaged over).
+CELL_KEYS = ["dataset", "noise", "rate", "backbone", "method"]
+#: A cell without the method: the unit over which methods are ranked and compared.
+BLOCK_KEYS = ["dataset", "backbone", "noise", "rate"]
+
+
+def last_k(metric: str) -> str:
+    """Name of ``metric`` averaged over the last ``last_k`` epochs (``last_k`` is a column of
+    its own in ``metrics.json`` and ``runs.csv``)."""
+    return f"{metric}_last_k"
+
+
+#: The headline: test accuracy averaged over the last ``last_k`` epochs.
+HEADLINE = last_k("test_acc")
+#: Metrics averaged over the last ``last_k`` epochs, in metrics.json and runs.csv.
+LAST_K_METRICS = ("test_acc", "val_acc", "balanced_acc", "macro_f1", "auc", "ece", "nll")
+
+
+def last_k_text(k: int) -> str:
+    """What a ``*_last_k`` number is, for captions and headings."""
+    return f"mean of the last {k} epoch{'' if int(k) == 1 else 's'}"
+
+
+def headline_text(k: int) -> str:
+    return f"test accuracy (%), {last_k_text(k)}"
+
+
+def single_last_k(values) -> int:
+    """The one ``last_k`` of a set of runs; a table refuses to mix runs with different k."""
+    ks = sorted({int(v) for v in values})
+    if len(ks) != 1:
+        raise ValueError(
+            f"runs with different last_k {ks} cannot share one table: their headlines average "
+            "different numbers of epochs; aggregate them separately"
+        )
+    return ks[0]
+
+
+# ---------------------------------------------------------------- paths (below `results`)
+NOISE_TAG = "{noise}-{rate}-n{noise_seed}"
+RUN_ID = "{dataset}/" + NOISE_TAG + "/{method}/{backbone}/s{seed}"
+RAW_RECORD = "raw/{dataset}_{size}.json"
+DATA_FILE = "data/{dataset}_{size}.h5"
+NOISE_FILE = "noise/{dataset}/" + NOISE_TAG + ".npz"
+RUN_DIR = "runs/" + RUN_ID
+#: What every training run writes into its folder (each with a ``.sha256`` sidecar).
+RUN_FILES = ("metrics.json", "per_epoch.csv", "test_probs.npz")
+MANIFEST = "MANIFEST.sha256"
+
+#: Tables each report rule writes under ``tables/``.
+TABLES = {
+    "aggregate": (
+        "runs.csv",
+        "summary.csv",
+        "summary.md",
+        "summary.tex",
+        "summary.html",
+        "ranking.csv",
+        "ranking.html",
+    ),
+    "statistics": (
+        "cells.csv",
+        "cells.md",
+        "cells.tex",
+        "cells.html",
+        "resolution.csv",
+        "ranks.csv",
+        "friedman.csv",
+        "ranks.html",
+        "wilcoxon.csv",
+        "wilcoxon.html",
+        "variance.csv",
+        "variance.html",
+        "imbalance.csv",
+        "imbalance.html",
+        "statistics.md",
+    ),
+    "diagnostics": ("per_epoch.csv", "selection.csv", "selection.md", "selection.html"),
+    "run_metadata": ("config.yaml", "versions.csv", "run_metadata.html"),
+}
+#: Figure templates (below ``figures/``) per figure rule; ``{setting}`` = ``{noise}-{rate}``.
+FIGURES = {
+    "figure_acc_vs_rate": "acc_vs_rate_{dataset}.png",
+    "figure_ranking": "ranking_{pattern}.png",
+    "figure_selection": "selection_{dataset}_{noise}-{rate}.png",
+    "figure_cd_diagram": "cd_diagram.png",
+    "figure_recall": "recall_{dataset}.png",
+}
+
+
+def fmt_rate(rate: float) -> str:
+    """A rate as it appears in file names: ``0.2``, ``0.0``."""
+    return f"{float(rate):g}" if rate else "0.0"
+
+
+@dataclass(frozen=True)
+class NoiseCell:
+    dataset: str
+    noise: str
+    rate: str  # formatted as in file names, e.g. "0.2"
+    noise_seed: int
+
+    @property
+    def tag(self) -> str:
+        return NOISE_TAG.format(noise=self.noise, rate=self.rate, noise_seed=self.noise_seed)
+
+
+def noise_settings(config: dict) -> list[tuple[str, str]]:
+    """(pattern, formatted rate) of every noise setting of a config, clean first."""
+    noise = config["noise"]
+    settings = [(p, fmt_rate(r)) for p, rates in noise["patterns"].items() for r in rates]
+    return ([(CLEAN, fmt_rate(0))] if noise["clean"] else []) + settings
+
+
+def noise_cells(config: dict) -> list[NoiseCell]:
+    return [
+        NoiseCell(d, p, r, s)
+        for d in config["datasets"]
+        for p, r in noise_settings(config)
+        for s in config["noise"]["noise_seeds"]
+    ]
+
+
+def run_dirs(config: dict) -> list[str]:
+    """Run folders relative to the results folder, in a stable order."""
+    return [
+        RUN_DIR.format(
+            dataset=c.dataset,
+            noise=c.noise,
+            rate=c.rate,
+            noise_seed=c.noise_seed,
+            method=m,
+            backbone=b,
+            seed=s,
+        )
+        for c, m, b, s in itertools.product(
+            noise_cells(config), config["methods"], config["backbones"], config["seeds"]
+        )
+    ]
+
+
+# ---------------------------------------------------------------- methods, read statically
+METHODS_DIR = PACKAGE / "methods"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A method as its file declares it: ``name``, ``order`` (display position), ``num_nets``
+    and ``params`` (hyperparameter -> JSON-schema fragment with its ``default``)."""
+
+    name: str
+    module: str  # module name inside lnm.methods
+    cls: str
+    order: int
+    num_nets: int
+    params: dict = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> dict:
+        return {k: spec["default"] for k, spec in self.params.items()}
+
+    @property
+    def path(self) -> Path:
+        return METHODS_DIR / f"{self.module}.py"
+
+    def schema(self) -> dict:
+        """JSON schema of ``method_params.<name>``: the declared keys, types and ranges."""
+        props = {
+            k: {key: v for key, v in spec.items() if key != "default"}
+            for k, spec in self.params.items()
+        }
+        return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+class _ClassDecl:
+    def __init__(self, module: str, node: ast.ClassDef):
+        self.module, self.node = module, node
+        self.bases = [
+            b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+        ]
+        self.attrs = {
+            t.id: stmt.value
+            for stmt in node.body
+            if isinstance(stmt, ast.Assign)
+            for t in stmt.targets
+            if isinstance(t, ast.Name)
+        }
+
+
+def _literal(node: ast.AST, classes: dict[str, _ClassDecl], where: str):
+    """``ast.literal_eval`` plus ``{**Base.params, ...}`` for a class of the methods package."""
+    if isinstance(node, ast.Dict):
+        out = {}
+        for k, v in zip(node.keys, node.values):
+            if k is None:  # **Other.attr
+                if not (isinstance(v, ast.Attribute) and isinstance(v.value, ast.Name)):
+                    raise ValueError(f"{where}: only **<Class>.<attr> may be unpacked")
+                base = classes.get(v.value.id)
+                if base is None or v.attr not in base.attrs:
+                    raise ValueError(
+                        f"{where}: {v.value.id}.{v.attr} is not a literal of lnm.methods"
+                    )
+                out.update(_literal(base.attrs[v.attr], classes, where))
+            else:
+                out[ast.literal_eval(k)] = _literal(v, classes, where)
+        return out
+    return ast.literal_eval(node)
+
+
+def _inherited(decl: _ClassDecl, attr: str, classes: dict[str, _ClassDecl]):
+    seen = decl
+    while seen is not None:
+        if attr in seen.attrs:
+            return seen.attrs[attr]
+        seen = next((classes[b] for b in seen.bases if b in classes), None)
+    return None
+
+
+@functools.cache
+def method_catalog() -> dict[str, MethodInfo]:
+    """Every method of ``lnm/methods`` (a module not starting with ``_`` that defines a class
+    with a string ``name``), in display order, read from the source without importing it."""
+    classes: dict[str, _ClassDecl] = {}
+    for path in sorted(METHODS_DIR.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef):
+                classes[node.name] = _ClassDecl(path.stem, node)
+    found: dict[str, MethodInfo] = {}
+    for cname, decl in classes.items():
+        if decl.module.startswith("_") or decl.module == "base" or "name" not in decl.attrs:
+            continue
+        where = f"lnm/methods/{decl.module}.py, class {cname}"
+        name = ast.literal_eval(decl.attrs["name"])
+        if name in found:
+            raise ValueError(f"{where}: method name {name!r} is already used by {found[name].cls}")
+        params = _inherited(decl, "params", classes)
+        nets = _inherited(decl, "num_nets", classes)
+        order = decl.attrs.get("order")
+        found[name] = MethodInfo(
+            name=name,
+            module=decl.module,
+            cls=cname,
+            order=ast.literal_eval(order) if order is not None else 10**6,
+            num_nets=ast.literal_eval(nets) if nets is not None else 1,
+            params=_literal(params, classes, where) if params is not None else {},
+        )
+        missing = [k for k, s in found[name].params.items() if "default" not in s]
+        if missing:
+            raise ValueError(f"{where}: params {missing} declare no default")
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def methods() -> tuple[str, ...]:
+    """Method names in display order."""
+    return tuple(method_catalog())
+
+
+def method_info(name: str) -> MethodInfo:
+    try:
+        return method_catalog()[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; allowed: {', '.join(methods())}") from None
+
+
+def ordered(values, canonical) -> list[str]:
+    """Distinct ``values`` in ``canonical`` order, unknown ones after them alphabetically."""
+    values, canonical = set(values), list(canonical)
+    return [v for v in canonical if v in values] + sorted(values - set(canonical))
