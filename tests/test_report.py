@@ -16,8 +16,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lnm.checksum import ChecksumError, verify, write_text
+from lnm.grid import TABLES, methods
 from lnm.report import aggregate as agg
-from lnm.report import figures
+from lnm.report import figures, tables
+from lnm.report.fmt import runs_last_k
 
 # LNMBench fig. 2: method -> (symmetric, instance, real-world) and overall.
 PAPER = {
@@ -45,6 +47,7 @@ def metrics(
     noise_seed=0,
     identifiable=True,
     backbone="resnet8",
+    last_k=5,
 ):
     return {
         "run": {
@@ -59,6 +62,7 @@ def metrics(
             "size": 28,
         },
         "identifiable": identifiable,
+        "last_k": last_k,
         "num_classes": 2,
         "num_test": 156,
         "noise_rate_realised": rate,
@@ -189,7 +193,7 @@ def test_summarize_mean_std_n(grid):
 
 
 def test_summary_markdown_bold_and_dagger(grid):
-    md = agg.summary_markdown(agg.summarize(grid))
+    md = agg.summary_markdown(agg.summarize(grid), runs_last_k(grid))
     lines = md.splitlines()
     assert "## breastmnist (resnet8)" in lines
     assert "| noise | rate | ce | sce | dividemix |" in lines
@@ -203,7 +207,8 @@ def test_summary_markdown_bold_and_dagger(grid):
 def test_write_tables(grid, tmp_path):
     out = tmp_path / "tables"
     paths = agg.write_tables(grid, out)
-    assert sorted(paths) == ["ranking.csv", "summary.csv", "summary.md"]
+    assert sorted(paths) == sorted(TABLES["aggregate"])  # exactly the rule's files
+    assert {"ranking.csv", "summary.csv", "summary.md"} <= set(paths)
     for p in paths.values():
         verify(p)
     assert pd.read_csv(out / "ranking.csv", index_col="method").index[0] == "dividemix"
@@ -213,8 +218,8 @@ def test_write_tables(grid, tmp_path):
 
 
 def test_method_colors_are_stable():
-    everyone = figures.method_colors(agg.METHODS)
-    assert len(set(everyone.values())) == len(agg.METHODS)
+    everyone = figures.method_colors(methods())
+    assert len(set(everyone.values())) == len(methods())
     assert figures.method_colors(["dividemix", "ce"]) == {
         "ce": everyone["ce"],
         "dividemix": everyone["dividemix"],
@@ -262,6 +267,7 @@ def test_single_method_rows_are_all_bold_whatever_the_float_rounding():
             seed=s,
             noise_seed=0,
             identifiable=True,
+            last_k=5,
             realised_rate=0.2,
             test_acc_last_k=v,
             test_acc_best_val=v,
@@ -270,7 +276,8 @@ def test_single_method_rows_are_all_bold_whatever_the_float_rounding():
         )
         for s, v in enumerate([51.25, 54.45])
     ]
-    md = summary_markdown(summarize(pd.DataFrame(rows)))
+    runs = pd.DataFrame(rows)
+    md = summary_markdown(summarize(runs), runs_last_k(runs))
     line = next(ln for ln in md.splitlines() if ln.startswith("| symmetric"))
     assert line.count("**") == 2, line
 
@@ -287,8 +294,40 @@ def test_overall_column_from_the_papers_pattern_columns(make_runs):
     assert list(rank.index) == list(PAPER)
     for m, (*_, overall) in PAPER.items():
         assert abs(rank.loc[m, "overall"] - overall) <= 0.01  # the paper rounds to 2 dp
-    from lnm.report.tables import ranking_tables
+    from lnm.report.aggregate import ranking_tables
 
     table = ranking_tables(rank)[0]
     assert table.rows[0] == ["coteaching", "60.41", "60.00", "45.31", "55.24"]
     assert table.bold[0][-1] and not table.bold[1][-1]  # best overall in bold
+
+
+def test_runs_mixing_last_k_are_refused(make_runs, tmp_path):
+    """Two runs averaging different numbers of epochs cannot share one table: collect_runs,
+    and every writer handed such a run table, refuse it naming both values."""
+    with pytest.raises(ValueError, match=r"different last_k \[3, 5\]"):
+        make_runs([(80.0, dict(last_k=3)), (70.0, dict(last_k=5, seed=1))])
+    runs = make_runs([(80.0, dict(last_k=5)), (70.0, dict(last_k=5, seed=1))])
+    runs.loc[0, "last_k"] = 3  # a hand-edited runs.csv
+    for write in (agg.write_tables, tables.write_statistics):
+        with pytest.raises(ValueError, match=r"different last_k \[3, 5\]"):
+            write(runs, tmp_path / "t")
+    with pytest.raises(ValueError, match=r"different last_k \[3, 5\]"):
+        figures.plot_ranking(runs, "overall", tmp_path / "r.png")
+    assert not (tmp_path / "t").exists()  # refused before anything was written
+
+
+def test_summary_says_the_runs_last_k(make_runs, tmp_path):
+    runs = make_runs(
+        [(80.0 + s, dict(method=m, seed=s, last_k=3)) for m in ("ce", "sce") for s in (0, 1)]
+    )
+    md = agg.summary_markdown(agg.summarize(runs), runs_last_k(runs))
+    assert (
+        md.splitlines()[0]
+        == "# Test accuracy (%), mean of the last 3 epochs, mean ± std over seeds"
+    )
+    paths = agg.write_tables(runs, tmp_path)
+    assert paths["summary.md"].read_text() == md
+    for name in ("summary.md", "summary.tex", "summary.html"):
+        text = paths[name].read_text()
+        assert "mean of the last 3 epochs" in text, name
+        assert "5 epoch" not in text and "last 5" not in text and "last-5" not in text, name

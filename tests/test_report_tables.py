@@ -16,6 +16,7 @@ import yaml
 
 from lnm.checksum import verify, write_bytes, write_text
 from lnm.report import aggregate as agg
+from lnm.report import cells as cell_stats
 from lnm.report import diagnostics, figures, metadata, tables
 from lnm.report.stats import NEEDS_SEEDS
 
@@ -24,7 +25,18 @@ BIAS = {"ce": 0.0, "coteaching": 4.0, "disc": 6.0, "trevision": -2.0, "coteachin
 
 
 def write_run(
-    root, dataset, noise, rate, method, noise_seed, seed, acc, epochs=4, identifiable=True, rng=None
+    root,
+    dataset,
+    noise,
+    rate,
+    method,
+    noise_seed,
+    seed,
+    acc,
+    epochs=4,
+    identifiable=True,
+    rng=None,
+    last_k=2,
 ):
     """One run folder as the trainer writes it (all files with sidecars)."""
     rng = rng or np.random.default_rng(0)
@@ -61,7 +73,7 @@ def write_run(
         ep["t_error"] = 0.5 - 0.05 * np.arange(epochs) + rate
     for k in sel:
         if k in ep:
-            sel[k] = float(ep[k].iloc[-2:].mean())
+            sel[k] = float(ep[k].iloc[-last_k:].mean())
     m = {
         "run": {
             "dataset": dataset,
@@ -75,6 +87,7 @@ def write_run(
             "size": 28,
         },
         "identifiable": identifiable,
+        "last_k": last_k,
         "num_classes": c,
         "num_test": n,
         "noise_rate_realised": rate,
@@ -119,6 +132,7 @@ def make_grid(
     seeds=(0, 1),
     datasets=tuple(DATASETS),
     seed=0,
+    last_k=2,
 ):
     rng = np.random.default_rng(seed)
     paths = []
@@ -127,7 +141,11 @@ def make_grid(
     ):
         acc = float(np.clip(85 - 60 * rate + BIAS[m] + 2 * ns - 1 + rng.normal(0, 1), 0, 100))
         ident = not (len(DATASETS[ds]) == 2 and rate >= 0.5)
-        paths.append(write_run(root, ds, noise, rate, m, ns, s, acc, identifiable=ident, rng=rng))
+        paths.append(
+            write_run(
+                root, ds, noise, rate, m, ns, s, acc, identifiable=ident, rng=rng, last_k=last_k
+            )
+        )
     return paths
 
 
@@ -161,7 +179,7 @@ def test_runs_without_test_probs_have_no_counts(tmp_path):
     path.with_name("test_probs.npz").unlink()
     runs = agg.collect_runs([path])
     assert runs["test_class_counts"].isna().all() and runs["majority_acc"].isna().all()
-    cells = tables.cell_table(runs)
+    cells = cell_stats.cell_table(runs)
     assert "test class counts unknown" in cells["note"].iloc[0]
 
 
@@ -170,7 +188,7 @@ def test_runs_without_test_probs_have_no_counts(tmp_path):
 
 def test_cell_table_statistics(grid):
     runs, _ = grid
-    cells = tables.cell_table(runs).set_index(["dataset", "noise", "rate", "method"])
+    cells = cell_stats.cell_table(runs).set_index(["dataset", "noise", "rate", "method"])
     sel = runs.query(
         "dataset == 'retinamnist' and noise == 'symmetric' and rate == 0.2 and method == 'disc'"
     )["test_acc_last_k"]
@@ -224,7 +242,7 @@ def test_write_statistics_files_and_content(grid, tmp_path):
     ranks = pd.read_csv(out["ranks.csv"])
     assert ranks["method"].iloc[0] == "disc" and ranks["n_cells"].iloc[0] == 6
     fr = pd.read_csv(out["friedman.csv"]).iloc[0]
-    matrix = tables.block_matrix(tables.cell_table(runs))
+    matrix = cell_stats.block_matrix(cell_stats.cell_table(runs))
     from scipy import stats as sps
 
     ref = sps.friedmanchisquare(*(matrix[c] for c in matrix))
@@ -246,7 +264,7 @@ def test_write_statistics_files_and_content(grid, tmp_path):
 
 def test_summary_latex_booktabs_bold_dagger(grid, tmp_path):
     runs, _ = grid
-    out = tables.write_summary_renderings(runs, tmp_path)
+    out = agg.write_tables(runs, tmp_path)
     tex = out["summary.tex"].read_text()
     for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lrrrrr}"):
         assert token in tex
@@ -255,7 +273,7 @@ def test_summary_latex_booktabs_bold_dagger(grid, tmp_path):
     assert r"\textbf{" in next(ln for ln in tex.splitlines() if ln.startswith("none"))
     md_row = next(
         line
-        for line in agg.summary_markdown(agg.summarize(runs)).splitlines()
+        for line in agg.summary_markdown(agg.summarize(runs), 2).splitlines()
         if line.startswith("| symmetric | 0.6")
     )
     # the same cell is bold in Markdown and in LaTeX
@@ -270,6 +288,31 @@ def test_tex_escape():
     from lnm.report.render import tex_escape
 
     assert tex_escape("coteaching_plus 50 % ± 1") == r"coteaching\_plus 50 \% $\pm$ 1"
+
+
+def test_every_label_says_the_runs_last_k(tmp_path):
+    """Headings, captions and notes say how many epochs the *_last_k numbers average: the
+    runs' last_k (3 here), never a fixed 5."""
+    paths = make_grid(
+        tmp_path / "runs",
+        methods=("ce", "disc", "trevision"),
+        settings=(("none", 0.0), ("symmetric", 0.4)),
+        noise_seeds=(0,),
+        datasets=("retinamnist",),
+        last_k=3,
+    )
+    runs = agg.collect_runs(paths)
+    out = tmp_path / "tables"
+    written = {
+        **agg.write_tables(runs, out),
+        **tables.write_statistics(runs, out),
+        **diagnostics.write_diagnostics(runs, out),
+    }
+    says = {n: p.read_text() for n, p in written.items() if n.endswith((".md", ".html", ".tex"))}
+    for name, text in says.items():
+        assert not re.search(r"last.5|5.epoch", text), name
+    for name in ("summary.md", "cells.md", "imbalance.html", "selection.md", "statistics.md"):
+        assert "mean of the last 3 epochs" in says[name], name
 
 
 # ---------------------------------------------------------------- diagnostics

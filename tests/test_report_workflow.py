@@ -1,15 +1,13 @@
 """End to end: the smoke preset on synthetic data through every table and figure rule, then
 `snakemake --report` builds one page holding every reported output."""
 
-import re
-
 import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
+from lnm import grid
 from lnm.checksum import verify
 from lnm.report import figures, tables
-from tests.conftest import REPO
 from tests.conftest import snakemake as run_snakemake
 
 FIGURES = {
@@ -28,13 +26,8 @@ def snakemake(*args):
 
 
 def declared_tables():
-    """The table names rules/common.smk declares, parsed from its source."""
-    text = (REPO / "rules" / "common.smk").read_text()
-    names = []
-    for var in ("AGGREGATE_TABLES", "STAT_TABLES", "DIAGNOSTIC_TABLES", "METADATA_TABLES"):
-        body = re.search(rf"{var} = \(([^)]*)\)", text).group(1)
-        names += re.findall(r'"([^"]+)"', body)
-    return names
+    """The table files the report rules write (lnm.grid.TABLES, which the rules use)."""
+    return [t for names in grid.TABLES.values() for t in names]
 
 
 @pytest.mark.slow

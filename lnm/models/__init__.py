@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ..grid import BACKBONES, TIMM_BACKBONES
 from .small import SmallResNet
 
-TIMM_BACKBONES = ("resnet18", "resnet34", "resnet50")
-BACKBONES = ("resnet8",) + TIMM_BACKBONES
+__all__ = ["BACKBONES", "TIMM_BACKBONES", "build_model"]
 SMALL_INPUT = 64  # below this size the 7x7/2 stem and max-pool throw away most of the image
 
 

@@ -1,11 +1,22 @@
 """Aggregation of per-run ``metrics.json`` files into tables, statistics and figures.
 
-``aggregate``    the tidy run table, the per-cell summary (Markdown) and the paper's ranking
-``stats``        CIs, test-set resolution, ranks, Friedman, Nemenyi, Wilcoxon, variance split
-``tables``       per-cell statistics and the statistics tables (CSV, Markdown, LaTeX, HTML)
-``diagnostics``  per-epoch curves of every run; selection and transition-matrix tables
-``metadata``     effective config, package versions, provenance
-``render``       one table model rendered as Markdown, LaTeX (booktabs) and HTML
-``figures``      every figure (matplotlib Agg canvas, fixed sizes, one colour per method)
-``manifest``     MANIFEST.sha256
+One module per report rule (its writer writes exactly the files ``lnm.grid.TABLES`` lists):
+
+``aggregate``    rule aggregate: the run table (runs.csv), the per-cell summary and the paper's
+                 ranking, with their Markdown/LaTeX/HTML renderings
+``tables``       rule statistics: writes the statistics tables computed by the modules below
+``diagnostics``  rule diagnostics: per-epoch curves of every run; selection and T-error tables
+``metadata``     rule run_metadata: effective config, package versions, provenance
+``figures``      the figure rules (matplotlib Agg canvas, fixed sizes, one colour per method)
+``manifest``     rule manifest: MANIFEST.sha256
+
+What the statistics tables compute:
+
+``cells``        per-cell mean, CI, test-set resolution, clean ceiling; the per-cell grid layout
+``ranks``        average ranks, Friedman, Nemenyi CD, Wilcoxon against CE
+``variance``     noisy-label draw vs training randomness
+``imbalance``    accuracy vs balanced accuracy vs macro-F1 on imbalanced datasets
+
+Shared: ``stats`` (the formulas), ``render`` (one table model as Markdown, LaTeX, HTML),
+``fmt`` (row order, number formatting, the run table's ``last_k``), ``files`` (writing).
 """

@@ -1,4 +1,13 @@
-"""Collect per-run ``metrics.json`` files into tidy tables: runs, per-cell summary, ranking.
+"""The aggregate rule: per-run ``metrics.json`` files into the run table, the per-cell summary
+and the paper's ranking, with their renderings.
+
+- :func:`collect_runs` (``runs.csv``): one tidy row per run (:data:`COLUMNS`), with its
+  ``last_k`` (every ``*_last_k`` metric averages that many epochs; one table, one k);
+- :func:`summarize` (``summary.csv``) and :func:`summary_tables` (``summary.md``/``.tex``/
+  ``.html``): headline mean ± std over seeds per cell, the paper's table;
+- :func:`ranking` (``ranking.csv``) and :func:`ranking_tables` (``ranking.html``): the paper's
+  ranking, mean headline per noise pattern and overall;
+- :func:`write_tables`: every file :data:`lnm.grid.TABLES` lists for the rule.
 
 Every input is checked with :func:`lnm.checksum.verify` before it is read and every output is
 written through :func:`lnm.checksum.artifact` (atomic, with a SHA-256 sidecar).
@@ -15,27 +24,27 @@ import numpy as np
 import pandas as pd
 
 from lnm import grid
-from lnm.checksum import artifact, verify
-from lnm.grid import ordered
+from lnm.checksum import verify
+from lnm.grid import CELL_KEYS, HEADLINE, RUN_KEYS, ordered
+from lnm.report import files
+from lnm.report.cells import grid_tables
+from lnm.report.fmt import num, runs_last_k, sentence, sort_rows
+from lnm.report.render import Table, to_html, to_latex, to_markdown
 
-#: Canonical method order (display order from lnm.grid); unknown names sort after these.
-METHODS = grid.methods()
-#: Canonical noise-pattern order; ``none`` is the clean ceiling.
-NOISES = grid.PATTERNS
-RUN_KEYS, CELL_KEYS, HEADLINE = grid.RUN_KEYS, grid.CELL_KEYS, grid.HEADLINE
 #: Metrics summarised per cell as ``<metric>_mean`` / ``<metric>_std``.
-SUMMARY_METRICS = [HEADLINE, "test_acc_best_val", "balanced_acc_last_k", "macro_f1_last_k"]
+SUMMARY_METRICS = [
+    HEADLINE,
+    "test_acc_best_val",
+    grid.last_k("balanced_acc"),
+    grid.last_k("macro_f1"),
+]
 
 _SCALARS = ["identifiable", "num_classes", "num_test", "last_k"]
 _METRICS = [
     HEADLINE,
     "test_acc_best_val",
     "best_val_epoch",
-    "balanced_acc_last_k",
-    "macro_f1_last_k",
-    "auc_last_k",
-    "ece_last_k",
-    "nll_last_k",
+    *(grid.last_k(m) for m in ("balanced_acc", "macro_f1", "auc", "ece", "nll")),
 ]
 _SELECTION = ["clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc"]
 #: Class-level columns: per-class test recall (JSON list, %, last-k mean), test-set class counts
@@ -50,25 +59,6 @@ COLUMNS = (
     + _CLASSES
     + ["data_sha256", "noise_sha256", "metrics_path"]
 )
-
-DAGGER_NOTE = (
-    "† Not identifiable: at this noise pattern and rate the true class is no longer "
-    "the most likely noisy label for at least one class, so the clean labels cannot "
-    "be recovered from the noisy ones even in principle; accuracies there are not "
-    "comparable with identifiable rows."
-)
-
-
-def _sort(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Sort by ``by`` with methods and noise patterns in canonical (not alphabetical) order."""
-    rank = {"method": METHODS, "noise": NOISES}
-
-    def key(col: pd.Series) -> pd.Series:
-        if col.name in rank:
-            return col.map({v: i for i, v in enumerate(ordered(col, rank[col.name]))})
-        return col
-
-    return df.sort_values(by, key=key, kind="mergesort").reset_index(drop=True)
 
 
 def test_class_counts(metrics_path: Path, num_classes: int) -> list[int] | None:
@@ -92,7 +82,7 @@ def _row(path: Path) -> dict:
     row["realised_rate"] = m["noise_rate_realised"]
     row["realised_rate_val"] = m.get("noise_rate_realised_val")
     row.update({k: sel.get(k) for k in _SELECTION})
-    recall = m.get("per_class_recall_last_k")
+    recall = m.get(grid.last_k("per_class_recall"))
     row["per_class_recall"] = json.dumps([round(float(r), 4) for r in recall]) if recall else None
     counts = test_class_counts(path, m["num_classes"])
     row["test_class_counts"] = json.dumps(counts) if counts else None
@@ -116,17 +106,12 @@ def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         raise ValueError(
             "the same run appears in several metrics files: " + ", ".join(dup["metrics_path"])
         )
-    return _sort(df, RUN_KEYS + ["metrics_path"])
-
-
-def _write_csv(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> Path:
-    with artifact(path) as tmp:
-        df.to_csv(tmp, index=index)
-    return Path(path)
+    return sort_rows(df, RUN_KEYS + ["metrics_path"])
 
 
 def write_runs_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    return _write_csv(df, path)
+    """``runs.csv`` alone (:func:`write_tables` writes it with the rest of the rule's tables)."""
+    return files.write(path, files.csv(df))
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -140,20 +125,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         realised_rate=("realised_rate", "mean"),
     )
     out = runs.groupby(CELL_KEYS, sort=False).agg(**agg).reset_index()
-    return _sort(out, ["dataset", "backbone", "noise", "rate", "method"])
-
-
-def summary_markdown(summary: pd.DataFrame) -> str:
-    """Markdown tables (one per dataset and backbone) of headline ``mean ± std`` over seeds:
-    rows = (noise, rate), columns = methods, best mean per row in bold, † = not identifiable.
-    The same tables as ``summary.tex``/``summary.html`` (:func:`lnm.report.tables.summary_tables`)."""
-    from lnm.report.render import to_markdown
-    from lnm.report.tables import summary_tables  # tables builds on this module
-
-    return to_markdown(
-        summary_tables(summary, title=""),
-        "Test accuracy (%), mean of the last 5 epochs, mean ± std over seeds",
-    )
+    return sort_rows(out, ["dataset", "backbone", "noise", "rate", "method"])
 
 
 def ranking(runs: pd.DataFrame) -> pd.DataFrame:
@@ -162,7 +134,7 @@ def ranking(runs: pd.DataFrame) -> pd.DataFrame:
     and ``overall`` = unweighted mean of the pattern columns; sorted by ``overall`` descending."""
     noisy = runs[runs["noise"] != "none"]
     table = noisy.pivot_table(index="method", columns="noise", values=HEADLINE, aggfunc="mean")
-    table = table[ordered(table.columns, NOISES)]
+    table = table[ordered(table.columns, grid.PATTERNS)]
     table["overall"] = table.mean(axis=1)
     table.columns.name = None
     table = table.reset_index()
@@ -170,15 +142,83 @@ def ranking(runs: pd.DataFrame) -> pd.DataFrame:
     return table.set_index("method")
 
 
+# ---------------------------------------------------------------- renderings
+
+
+def summary_title(k: int) -> str:
+    """What the per-cell summary shows; ``k`` = the ``last_k`` its headline averages."""
+    return f"{grid.headline_text(k)}, mean ± std over seeds; best per row in bold"
+
+
+def summary_tables(summary: pd.DataFrame, title: str) -> list[Table]:
+    """The per-cell summary (:func:`summarize`) as :class:`Table` objects, one per dataset and
+    backbone: rows (noise, rate), columns methods, headline ``mean ± std`` over seeds, best mean
+    per row in bold (compared at the printed precision), † = not identifiable."""
+    mean, std = f"{HEADLINE}_mean", f"{HEADLINE}_std"
+    cells = summary.rename(columns={mean: "mean", std: "std"})
+
+    def fmt(r):
+        text = (
+            f"{r['mean']:.1f}" if not np.isfinite(r["std"]) else f"{r['mean']:.1f} ± {r['std']:.1f}"
+        )
+        return text, bool(r["best"])
+
+    best = cells.groupby(["dataset", "backbone", "noise", "rate"], sort=False)["mean"].transform(
+        lambda s: s.round(1).max()
+    )
+    cells["best"] = cells["mean"].round(1) == best
+    return grid_tables(cells, fmt, title, [])
+
+
+def summary_markdown(summary: pd.DataFrame, k: int) -> str:
+    """``summary.md``: :func:`summary_tables` in Markdown, under a heading that says what the
+    headline averages (``k`` = its ``last_k``)."""
+    heading = sentence(grid.headline_text(k)) + ", mean ± std over seeds"
+    return to_markdown(summary_tables(summary, title=""), heading)
+
+
+def ranking_tables(rank: pd.DataFrame) -> list[Table]:
+    """The paper's ranking (:func:`ranking`) as a :class:`Table`."""
+    cols = list(rank.columns)
+    rows = [[m] + [num(v, 2) for v in r] for m, r in zip(rank.index, rank.to_numpy())]
+    bold = [
+        [False] + [bool(np.isfinite(v) and v == rank[c].max()) for c, v in zip(cols, r)]
+        for r in rank.to_numpy()
+    ]
+    return [
+        Table(
+            "Ranking per noise pattern (the paper's figure 2)",
+            ["method", *cols],
+            rows,
+            bold,
+            align="l" + "r" * len(cols),
+            notes=[
+                "Per pattern: mean headline accuracy (%) over all runs (datasets × "
+                "rates × seeds) of that pattern; overall = unweighted mean of the "
+                "pattern columns present; sorted by overall. Best per column in bold."
+            ],
+        )
+    ]
+
+
 def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md`` and ``ranking.csv`` into ``out_dir``."""
-    out = Path(out_dir)
-    summary = summarize(runs)
-    paths = {
-        "summary.csv": _write_csv(summary, out / "summary.csv"),
-        "ranking.csv": _write_csv(ranking(runs), out / "ranking.csv", index=True),
-    }
-    with artifact(out / "summary.md") as tmp:
-        tmp.write_text(summary_markdown(summary))
-    paths["summary.md"] = out / "summary.md"
-    return paths
+    """Write every table of the aggregate rule (``lnm.grid.TABLES["aggregate"]``) into
+    ``out_dir``: ``runs.csv``, ``summary.csv``/``.md``/``.tex``/``.html``, ``ranking.csv``/
+    ``.html``; return name -> path."""
+    k = runs_last_k(runs)
+    summary, rank = summarize(runs), ranking(runs)
+    tables = summary_tables(summary, summary_title(k))
+    head = "Per-cell results: " + summary_title(k)
+    return files.write_rule_tables(
+        "aggregate",
+        out_dir,
+        {
+            "runs.csv": files.csv(runs),
+            "summary.csv": files.csv(summary),
+            "summary.md": summary_markdown(summary, k),
+            "summary.tex": to_latex(tables, "summary"),
+            "summary.html": to_html(tables, head),
+            "ranking.csv": files.csv(rank, index=True),
+            "ranking.html": to_html(ranking_tables(rank), "Method ranking"),
+        },
+    )

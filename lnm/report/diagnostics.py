@@ -1,5 +1,6 @@
-"""Selection diagnostics: the per-epoch curves of every run in one table, and per-cell tables of
-the last-5-epoch clean ratio, coverage, purified ratio, GMM AUC and transition-matrix error.
+"""The diagnostics rule: the per-epoch curves of every run in one table (``per_epoch.csv``), and
+per-cell tables (``selection.*``) of each run's last-k-epoch mean clean ratio, coverage,
+purified ratio, GMM AUC and transition-matrix error (k = the run table's ``last_k``).
 
 Definitions (scored by the trainer against the clean mask, see ``lnm.train.trainer``):
 clean ratio = |selected ∩ clean| / |selected| (precision), coverage = |selected ∩ clean| /
@@ -12,13 +13,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from lnm.checksum import artifact, verify
-from lnm.report.aggregate import CELL_KEYS, RUN_KEYS, _sort
+from lnm import grid
+from lnm.checksum import verify
+from lnm.grid import CELL_KEYS, RUN_KEYS
+from lnm.report import files
+from lnm.report.cells import grid_tables
+from lnm.report.fmt import mean_std, runs_last_k, sort_rows
 from lnm.report.render import Table, to_html, to_markdown
-from lnm.report.tables import grid_tables
 
 #: Per-epoch columns kept in ``per_epoch.csv`` (absent ones are NaN for that run).
 EPOCH_COLUMNS = [
@@ -33,7 +36,7 @@ EPOCH_COLUMNS = [
     "t_error",
     "gmm_auc",
 ]
-#: Last-5 diagnostics in ``runs.csv`` summarised per cell.
+#: Diagnostics in ``runs.csv`` (each run's mean of its last ``last_k`` epochs) summarised per cell.
 DIAGNOSTICS = {
     "clean_ratio": "clean ratio (%)",
     "coverage": "coverage (%)",
@@ -64,12 +67,12 @@ def collect_epochs(runs: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True)[cols]
     for c in EPOCH_COLUMNS:
         out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
-    return _sort(out, RUN_KEYS + ["epoch"])
+    return sort_rows(out, RUN_KEYS + ["epoch"])
 
 
 def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Per noisy cell and method with any diagnostic: mean, std and n over seeds of each of
-    :data:`DIAGNOSTICS` (last-5-epoch means)."""
+    :data:`DIAGNOSTICS` (each run's mean of its last ``last_k`` epochs)."""
     noisy = runs[runs["noise"] != "none"]
     cols = [c for c in DIAGNOSTICS if c in noisy]
     has = noisy[noisy[cols].notna().any(axis=1)] if cols else noisy.iloc[:0]
@@ -79,21 +82,16 @@ def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
         )
     agg = {f"{c}_{s}": (c, s) for c in cols for s in ("mean", "std")}
     out = has.groupby(CELL_KEYS, sort=False).agg(n=("seed", "size"), **agg).reset_index()
-    return _sort(out, ["dataset", "backbone", "noise", "rate", "method"])
+    return sort_rows(out, ["dataset", "backbone", "noise", "rate", "method"])
 
 
-def _ms(mean, std, digits=1) -> str:
-    if mean is None or not np.isfinite(mean):
-        return "–"
-    return f"{mean:.{digits}f}" + ("" if not np.isfinite(std) else f" ± {std:.{digits}f}")
-
-
-def selection_render(diag: pd.DataFrame) -> list[Table]:
-    """Long table of the selection diagnostics and the T-error matrix table."""
+def selection_render(diag: pd.DataFrame, k: int) -> list[Table]:
+    """Long table of the selection diagnostics and the T-error matrix table; ``k`` = the
+    ``last_k`` each run's diagnostics average."""
     if diag.empty:
         return [
             Table(
-                "Selection diagnostics (last 5 epochs)",
+                f"Selection diagnostics ({grid.last_k_text(k)})",
                 ["result"],
                 [
                     [
@@ -114,13 +112,13 @@ def selection_render(diag: pd.DataFrame) -> list[Table]:
     if len(sel):
         rows = [
             [r["dataset"], r["noise"], f"{r['rate']:g}", r["method"], str(r["n"])]
-            + [_ms(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1) for c in show]
+            + [mean_std(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1) for c in show]
             for _, r in sel.iterrows()
         ]
         tables.append(
             Table(
                 "Sample selection and label correction, mean ± std over seeds of "
-                "the last-5-epoch means",
+                f"each run's {grid.last_k_text(k)}",
                 ["dataset", "noise", "rate", "method", "runs"] + [DIAGNOSTICS[c] for c in show],
                 rows,
                 align="llrlr" + "r" * len(show),
@@ -133,11 +131,11 @@ def selection_render(diag: pd.DataFrame) -> list[Table]:
                 ],
             )
         )
-    tables += t_error_render(diag)
+    tables += t_error_render(diag, k)
     return tables
 
 
-def t_error_render(diag: pd.DataFrame) -> list[Table]:
+def t_error_render(diag: pd.DataFrame, k: int) -> list[Table]:
     t = diag[diag["method"].isin(TRANSITION_METHODS)] if "t_error_mean" in diag else diag.iloc[:0]
     t = t[t["t_error_mean"].notna()] if len(t) else t
     if t.empty:
@@ -156,9 +154,9 @@ def t_error_render(diag: pd.DataFrame) -> list[Table]:
     )
     return grid_tables(
         t,
-        lambda r: (_ms(r["t_error_mean"], r["t_error_std"], 3), bool(r["best"])),
-        "transition-matrix estimation error ‖T̂ − T‖₁ / ‖T‖₁ (last 5 epochs, mean ± std over "
-        "seeds; lower is better)",
+        lambda r: (mean_std(r["t_error_mean"], r["t_error_std"], 3), bool(r["best"])),
+        f"transition-matrix estimation error ‖T̂ − T‖₁ / ‖T‖₁ ({grid.last_k_text(k)}, mean ± "
+        "std over seeds; lower is better)",
         [
             "T = the empirical transition matrix of the training labels (counts of clean → noisy "
             "in the noise file), row-normalised; for instance-dependent noise it is the average "
@@ -169,21 +167,20 @@ def t_error_render(diag: pd.DataFrame) -> list[Table]:
 
 
 def write_diagnostics(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """``per_epoch.csv`` (all curves), ``selection.csv`` (per-cell diagnostics),
-    ``selection.md`` and ``selection.html``."""
-    out = Path(out_dir)
+    """Every table of ``lnm.grid.TABLES["diagnostics"]``: ``per_epoch.csv`` (all curves),
+    ``selection.csv`` (per-cell diagnostics), ``selection.md`` and ``selection.html``."""
+    k = runs_last_k(runs)
     epochs = collect_epochs(runs)
     diag = diagnostic_cells(runs)
-    tables = selection_render(diag)
+    tables = selection_render(diag, k)
     head = "Selection diagnostics and transition-matrix error"
-    paths = {}
-    for name, write in (
-        ("per_epoch.csv", lambda p: epochs.to_csv(p, index=False, float_format="%.6g")),
-        ("selection.csv", lambda p: diag.to_csv(p, index=False, float_format="%.6g")),
-        ("selection.md", lambda p: p.write_text(to_markdown(tables, head))),
-        ("selection.html", lambda p: p.write_text(to_html(tables, head))),
-    ):
-        with artifact(out / name) as tmp:
-            write(tmp)
-        paths[name] = out / name
-    return paths
+    return files.write_rule_tables(
+        "diagnostics",
+        out_dir,
+        {
+            "per_epoch.csv": files.csv(epochs, float_format="%.6g"),
+            "selection.csv": files.csv(diag, float_format="%.6g"),
+            "selection.md": to_markdown(tables, head),
+            "selection.html": to_html(tables, head),
+        },
+    )

@@ -7,6 +7,7 @@ depend only on its data and the installed fonts/renderer.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,8 +19,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from lnm import grid
 from lnm.checksum import artifact
-from lnm.report.aggregate import HEADLINE, METHODS, NOISES, _sort, ordered, ranking
+from lnm.grid import HEADLINE, ordered
+from lnm.report.aggregate import ranking
+from lnm.report.cells import cell_table
+from lnm.report.fmt import runs_last_k, sort_rows
+from lnm.report.ranks import friedman_text, rank_analysis
 
 DPI = 120
 FIGSIZE_ACC = (12.0, 4.5)  # inches -> 1440 x 540 px
@@ -29,10 +35,10 @@ _PALETTE = [f"C{i}" for i in range(10)] + ["#000080", "#a6cee3", "#fb9a99", "#fd
 
 
 def method_colors(methods: Iterable[str]) -> dict[str, str]:
-    """Colour per method, fixed by its position in :data:`METHODS` (unknown names after them),
-    so a method has the same colour in every figure whichever methods a figure shows."""
+    """Colour per method, fixed by its position in :func:`lnm.grid.methods` (unknown names after
+    them), so a method has the same colour in every figure whichever methods a figure shows."""
     wanted = set(methods)
-    names = ordered(wanted | set(METHODS), METHODS)
+    names = ordered(wanted | set(grid.methods()), grid.methods())
     return {m: _PALETTE[i % len(_PALETTE)] for i, m in enumerate(names) if m in wanted}
 
 
@@ -58,13 +64,14 @@ def _mean_std(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def plot_acc_vs_rate(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) -> Path:
     """Headline test accuracy vs nominal noise rate for ``dataset``: one panel per noise pattern,
     one line per method (mean over seeds, band ± 1 std), clean ceilings as dashed lines."""
+    k = runs_last_k(runs)
     df = runs[runs["dataset"] == dataset]
     if df["backbone"].nunique() > 1:
         raise ValueError(
             f"{dataset}: several backbones {sorted(df['backbone'].unique())}; "
             "filter runs to one backbone first"
         )
-    patterns = ordered(df.loc[df["noise"] != "none", "noise"], NOISES)
+    patterns = ordered(df.loc[df["noise"] != "none", "noise"], grid.PATTERNS)
     if not patterns:
         raise ValueError(f"{dataset}: no runs with label noise to plot")
     colors = method_colors(df["method"])
@@ -89,10 +96,11 @@ def plot_acc_vs_rate(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLik
         ax.set_xticks(sorted(noisy.loc[noisy["noise"] == pattern, "rate"].unique()))
         ax.set(title=f"{pattern} noise", xlabel="nominal noise rate (fraction of labels flipped)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%), mean of last 5 epochs")
+    axes[0].set_ylabel(grid.headline_text(k))
 
     handles = [
-        Line2D([], [], color=colors[m], marker="o", label=m) for m in ordered(df["method"], METHODS)
+        Line2D([], [], color=colors[m], marker="o", label=m)
+        for m in ordered(df["method"], grid.methods())
     ]
     if len(clean):
         ce = f"CE {clean['ce']:.1f}%, bold" if "ce" in clean else "per method"
@@ -112,6 +120,7 @@ def plot_acc_vs_rate(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLik
 def plot_ranking(runs: pd.DataFrame, pattern: str, out_png: str | os.PathLike) -> Path:
     """Horizontal bar chart of :func:`~lnm.report.aggregate.ranking` for one noise pattern (or
     ``overall``), best method on top, value printed on each bar."""
+    k = runs_last_k(runs)
     table = ranking(runs)
     if pattern not in table.columns:
         raise ValueError(f"no ranking column {pattern!r}; have {list(table.columns)}")
@@ -142,7 +151,7 @@ def plot_ranking(runs: pd.DataFrame, pattern: str, out_png: str | os.PathLike) -
         else f"mean over all {pattern}-noise runs ({n} per method: datasets × rates × seeds)"
     )
     ax.set(
-        xlabel="test accuracy (%), mean of last 5 epochs",
+        xlabel=grid.headline_text(k),
         ylabel="method",
         title=f"Method ranking, {pattern}{'' if pattern == 'overall' else ' noise'}\n{what}",
     )
@@ -219,7 +228,7 @@ def plot_selection(
     axes = fig.subplots(2, 2, sharex=True).ravel()
     for ax, (col, ylabel, title, what) in zip(axes, _SELECTION_PANELS):
         have = df[df[col].notna()] if col in df else df.iloc[:0]
-        for method in ordered(have["method"], METHODS):
+        for method in ordered(have["method"], grid.methods()):
             g = have[have["method"] == method].groupby("epoch")[col].agg(["mean", "std"])
             x, y, s = g.index.to_numpy(), g["mean"].to_numpy(), g["std"].fillna(0).to_numpy()
             ax.plot(x, y, "o-", ms=3, color=colors[method], label=method)
@@ -249,8 +258,6 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike, alpha: float
     """Demšar's critical-difference diagram: average rank of each method over the noisy cells
     (1 = best, on the left), the Nemenyi CD as a scale bar, thick bars joining methods that are
     not significantly different; the Friedman result in the title."""
-    from lnm.report.tables import cell_table, friedman_text, rank_analysis
-
     ra = rank_analysis(cell_table(runs), alpha)
     avg = ra["ranks"].set_index("method")["avg_rank"]
     fig = _figure(FIGSIZE_CD)
@@ -347,8 +354,7 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
     """Per-class test recall heat maps (rows = noise settings, columns = classes with their test
     counts) for the best and the worst method of ``dataset`` by mean headline accuracy over its
     noisy runs (all runs when there is no noisy one)."""
-    import json
-
+    k = runs_last_k(runs)
     df = runs[runs["dataset"] == dataset].copy()
     backbone = _one_backbone(df, dataset)
     df = df[df["per_class_recall"].notna()]
@@ -356,7 +362,7 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
         raise ValueError(f"{dataset}: no per-class recall in the run table")
     noisy = df[df["noise"] != "none"]
     score = (noisy if len(noisy) else df).groupby("method")[HEADLINE].mean()
-    order = ordered(score.index, METHODS)
+    order = ordered(score.index, grid.methods())
     score = score.reindex(order).sort_values(ascending=False, kind="mergesort")
     picks = [("best", score.index[0]), ("worst", score.index[-1])]
     counts = next(
@@ -373,7 +379,7 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
     for ax, (which, method) in zip(axes, picks):
         g = df[df["method"] == method].copy()
         g["recall"] = g["per_class_recall"].map(lambda s: np.asarray(json.loads(s), float))
-        settings = _sort(g[["noise", "rate"]].drop_duplicates(), ["noise", "rate"])
+        settings = sort_rows(g[["noise", "rate"]].drop_duplicates(), ["noise", "rate"])
         mat = np.vstack(
             [
                 np.mean(np.vstack(g[(g["noise"] == n) & (g["rate"] == r)]["recall"]), axis=0)
@@ -411,7 +417,7 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
         )
         ax.set_xlabel("true class (test count)")
     axes[0].set_ylabel("noise pattern and rate")
-    fig.colorbar(image, ax=list(axes), label="per-class test recall (%), mean of last 5 epochs")
+    fig.colorbar(image, ax=list(axes), label=f"per-class test recall (%), {grid.last_k_text(k)}")
     fig.suptitle(
         f"{dataset} ({backbone}): per-class test recall (%), mean over seeds, of the "
         "best and the worst method by mean accuracy"

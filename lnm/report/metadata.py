@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from lnm.checksum import artifact, verify
+from lnm.checksum import verify
+from lnm.report import files
 from lnm.report.render import Table, to_html
 
 REPORT_PACKAGES = ("lnm", "numpy", "scipy", "pandas", "matplotlib", "snakemake", "PyYAML")
@@ -80,17 +81,13 @@ def provenance_table(metrics_paths: Iterable[str | os.PathLike]) -> tuple[pd.Dat
 def write_metadata(
     config: dict, metrics_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
 ) -> dict[str, Path]:
-    out = Path(out_dir)
+    """Every table of ``lnm.grid.TABLES["run_metadata"]``: ``config.yaml``, ``versions.csv``
+    and ``run_metadata.html``."""
     metrics_paths = list(metrics_paths)
     versions, facts = provenance_table(metrics_paths)
     config_text = yaml.safe_dump(
         json.loads(json.dumps(config, default=str)), sort_keys=False, allow_unicode=True
     )
-    with artifact(out / "config.yaml") as tmp:
-        tmp.write_text(config_text)
-    with artifact(out / "versions.csv") as tmp:
-        versions.to_csv(tmp, index=False)
-
     several = [k for k, c in facts.items() if len(c) > 1 and k != "runs"]
     fact_rows = [
         [k, "; ".join(f"{v} ({c} runs)" if k != "runs" else v for v, c in cnt.most_common())]
@@ -134,12 +131,14 @@ def write_metadata(
         "(its own entry in this report) lists them all: <code>cd results &amp;&amp; "
         "sha256sum -c MANIFEST.sha256</code>.</p>",
     ]
-    with artifact(out / "run_metadata.html") as tmp:
-        tmp.write_text(
-            to_html(tables, "Run metadata: configuration, versions, provenance", extra=extra)
-        )
-    return {
-        "config.yaml": out / "config.yaml",
-        "versions.csv": out / "versions.csv",
-        "run_metadata.html": out / "run_metadata.html",
-    }
+    return files.write_rule_tables(
+        "run_metadata",
+        out_dir,
+        {
+            "config.yaml": config_text,
+            "versions.csv": files.csv(versions),
+            "run_metadata.html": to_html(
+                tables, "Run metadata: configuration, versions, provenance", extra=extra
+            ),
+        },
+    )
