@@ -46,6 +46,8 @@ def load_schema() -> dict:
     }
     props["backbones"]["items"]["enum"] = list(grid.BACKBONES)
     props["method_params"]["properties"] = {n: info.schema() for n, info in catalog.items()}
+    when = props["cell_overrides"]["items"]["properties"]["when"]["properties"]
+    when["patterns"]["items"]["enum"] = list(grid.PATTERNS)
     return schema
 
 
@@ -54,6 +56,17 @@ def _key(path) -> str:
     for p in path:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out or "<top level>"
+
+
+def _looks_typed(value) -> bool:
+    """A string that YAML would read as a mapping, list, number or boolean (so it probably came
+    from --config, which passes such values on as strings)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return not isinstance(yaml.safe_load(value), str)
+    except yaml.YAMLError:
+        return value.lstrip()[:1] in "{["
 
 
 def _explain(err: jsonschema.ValidationError) -> str:
@@ -80,7 +93,7 @@ def _explain(err: jsonschema.ValidationError) -> str:
     if v in bounds:
         return f"{key}: {value!r} is not allowed; must be {bounds[v]} {arg}"
     if v == "type":
-        hint = f" ({STRING_HINT})" if isinstance(value, str) else ""
+        hint = f" ({STRING_HINT})" if _looks_typed(value) else ""
         return f"{key}: {value!r} is not allowed; must be of type {arg}{hint}"
     return f"{key}: {value!r}: {err.message}"
 
@@ -176,9 +189,27 @@ def train_settings(config: dict, method: str) -> dict:
     return config["train"]
 
 
-def method_params(config: dict, method: str) -> dict:
-    """The method's hyperparameters: its declared defaults updated with ``method_params``."""
-    return {**grid.method_info(method).defaults, **config["method_params"].get(method, {})}
+def cell_matches(when: dict, noise: str, rate: float) -> bool:
+    """Whether a ``cell_overrides`` entry's ``when`` (patterns, rate_min, rate_max; bounds
+    inclusive, compared with a 1e-9 tolerance) selects the cell (noise, rate)."""
+    eps = 1e-9
+    return (
+        noise in when.get("patterns", [noise])
+        and float(rate) >= when.get("rate_min", 0.0) - eps
+        and float(rate) <= when.get("rate_max", 1.0) + eps
+    )
+
+
+def method_params(config: dict, method: str, noise: str | None = None, rate=None) -> dict:
+    """The method's hyperparameters in a cell: its declared defaults, updated with
+    ``method_params``, then with every ``cell_overrides`` entry that matches the cell (in order,
+    later wins). Without a cell, the cell-independent values."""
+    params = {**grid.method_info(method).defaults, **config["method_params"].get(method, {})}
+    if noise is not None:
+        for entry in config["cell_overrides"]:
+            if cell_matches(entry["when"], noise, rate):
+                params.update(entry["method_params"].get(method, {}))
+    return params
 
 
 def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, seed) -> RunSpec:
@@ -201,5 +232,5 @@ def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, s
         augment=dict(train["augment"]),
         drop_last=bool(train["drop_last"]),
         last_k=int(config["train"]["last_k"]),
-        method_params=method_params(config, method),
+        method_params=method_params(config, method, noise, rate),
     )

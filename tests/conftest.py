@@ -50,6 +50,19 @@ def make_h5(
     return path
 
 
+def check_png(path, figsize):
+    """A verified figure of ``figsize`` inches at the report's DPI that is not a blank canvas."""
+    import matplotlib.image as mpimg
+
+    from lnm.checksum import verify
+    from lnm.report import figures
+
+    verify(path)
+    img = mpimg.imread(path)
+    assert img.shape[:2] == (round(figsize[1] * figures.DPI), round(figsize[0] * figures.DPI))
+    assert img[..., :3].std() > 0.01  # not a blank canvas
+
+
 @pytest.fixture
 def tiny_h5(tmp_path):
     return make_h5(tmp_path / "tiny.h5")

@@ -201,3 +201,36 @@ def test_run_params_keep_only_settings_the_run_uses():
         == spec.to_dict()
     )
     assert set(spec.optimizer) == {"name", "lr", "momentum", "nesterov", "weight_decay"}
+
+
+def test_cell_overrides_give_one_method_different_params_per_cell():
+    cfg = load_config(REPO / "presets" / "reference.yaml")
+    spec = lambda noise, rate, m="disc": run_spec(  # noqa: E731
+        cfg, "pathmnist", noise, rate, "0", m, "resnet50", "0"
+    )
+    low, high = spec("symmetric", "0.5"), spec("symmetric", "0.6")
+    assert (low.method_params["lambda_h"], low.method_params["momentum"]) == (1.0, 0.99)
+    assert (high.method_params["lambda_h"], high.method_params["momentum"]) == (0.2, 0.95)
+    assert spec("instance", "0.9", "dividemix").method_params["penalty"] is True
+    assert spec("instance", "0.9", "dividemix").method_params["loss_avg_epochs"] == 5
+    assert spec("symmetric", "0.8", "dividemix").method_params == {
+        **grid.method_info("dividemix").defaults
+    }
+    assert spec("symmetric", "0.9", "ce").method_params == {"label_smoothing": 0.1}
+
+
+def test_cell_overrides_are_validated_like_method_params():
+    entry = {"when": {"patterns": ["symetric"]}, "method_params": {"disc": {"lambda_h": "x"}}}
+    msg = bad(cell_overrides=[entry])
+    assert "cell_overrides[0].when.patterns[0]: 'symetric'" in msg
+    assert "cell_overrides[0].method_params.disc.lambda_h: 'x'" in msg
+    assert "--configfile" not in msg  # a plain string from a file gets no --config hint
+    msg = bad(cell_overrides=[{"when": {}, "method_params": {}}])
+    assert "cell_overrides[0].when" in msg
+
+
+def test_reference_recipes_train_without_augmentation_except_disc():
+    cfg = load_config(REPO / "presets" / "reference.yaml")
+    for m in cfg["methods"]:
+        aug = run_spec(cfg, "pathmnist", "none", "0.0", "0", m, "resnet50", "0").augment
+        assert (aug["crop_padding"] > 0 or aug["hflip"]) == (m == "disc"), (m, aug)

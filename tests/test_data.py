@@ -46,7 +46,7 @@ def test_wrong_md5_fails_naming_file_expected_actual_and_leaves_no_output(tmp_pa
     msg = str(err.value)
     assert "breastmnist.npz" in msg and "750601b1f35ba3300ea97c75c52ff8f6" in msg and actual in msg
     assert not rec.exists() and not (tmp_path / "out" / "rec.json.sha256").exists()
-    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 def test_failed_download_says_where_to_get_and_put_the_file(tmp_path, monkeypatch):

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
-from pathlib import Path
 
-import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-
-# Until the project is installed / configures pytest's pythonpath, import lnm from this checkout.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lnm.checksum import ChecksumError, verify, write_text
 from lnm.grid import TABLES, methods
 from lnm.report import aggregate as agg
 from lnm.report import figures, tables
 from lnm.report.fmt import runs_last_k
+from tests.conftest import check_png
 
 # LNMBench fig. 2: method -> (symmetric, instance, real-world) and overall.
 PAPER = {
@@ -225,13 +220,6 @@ def test_method_colors_are_stable():
         "dividemix": everyone["dividemix"],
     }
     assert "mystery" in figures.method_colors(["mystery", "ce"])
-
-
-def check_png(path, figsize):
-    verify(path)
-    img = mpimg.imread(path)
-    assert img.shape[:2] == (round(figsize[1] * figures.DPI), round(figsize[0] * figures.DPI))
-    assert img[..., :3].std() > 0
 
 
 def test_figures(grid, tmp_path):

@@ -8,7 +8,6 @@ import itertools
 import json
 import re
 
-import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +18,7 @@ from lnm.report import aggregate as agg
 from lnm.report import cells as cell_stats
 from lnm.report import diagnostics, figures, metadata, tables
 from lnm.report.stats import NEEDS_SEEDS
+from tests.conftest import check_png
 
 DATASETS = {"breastmnist": [42, 114], "retinamnist": [174, 46, 92, 68, 20]}
 BIAS = {"ce": 0.0, "coteaching": 4.0, "disc": 6.0, "trevision": -2.0, "coteaching_plus": 1.0}
@@ -153,13 +153,6 @@ def make_grid(
 def grid(tmp_path_factory):
     root = tmp_path_factory.mktemp("grid")
     return agg.collect_runs(make_grid(root)), root
-
-
-def check_png(path, figsize):
-    verify(path)
-    img = mpimg.imread(path)
-    assert img.shape[:2] == (round(figsize[1] * figures.DPI), round(figsize[0] * figures.DPI))
-    assert img[..., :3].std() > 0.01  # not a blank canvas
 
 
 # ---------------------------------------------------------------- run table
