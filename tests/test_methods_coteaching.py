@@ -22,7 +22,7 @@ from lnm.methods._selection import (
     per_sample_ce,
     small_loss_mask,
 )
-from lnm.methods.codis import codis_scores, js_divergence
+from lnm.methods.codis import codis_scores, discrepancy, js_divergence, official_discrepancy
 from lnm.methods.jocor import jocor_loss, jocor_select
 from lnm.train.data import Batch
 from tests.conftest import tiny_spec
@@ -93,22 +93,39 @@ def ce_of_true_logit(a):
 
 
 # --------------------------------------------------------------------------- shared pieces
-def test_forget_rate_ramps_linearly_over_num_gradual_epochs():
-    m = make("coteaching", np.zeros((N, C)), np.zeros((N, C)), forget_rate=0.5)
-    assert m.num_gradual == 10
-    assert [m.forget_rate(e) for e in range(13)] == pytest.approx(
-        [0.5 * min(e / 10, 1) for e in range(13)]
-    )
-    m = make(
-        "coteaching", np.zeros((N, C)), np.zeros((N, C)), forget_rate=0.5, num_gradual=4, exponent=2
-    )
-    assert [m.forget_rate(e) for e in range(6)] == pytest.approx(
-        [0, 0.5 / 16, 0.5 / 4, 0.5 * 9 / 16, 0.5, 0.5]
-    )
+def test_forget_rate_schedule_is_the_original_linspace():
+    """The original ``rate_schedule``: ones(n_epoch)·τ with the first num_gradual entries
+    replaced by linspace(0, τ**exponent, num_gradual) (τ reached at epoch num_gradual − 1)."""
+
+    def original(tau, n_epoch, num_gradual, exponent=1.0):
+        rs = np.ones(n_epoch) * tau
+        rs[:num_gradual] = np.linspace(0, tau**exponent, num_gradual)
+        return rs
+
+    for tau, num_gradual, exponent in [
+        (0.5, 10, 1.0),
+        (0.4, 10, 1.0),
+        (0.5, 4, 2.0),
+        (0.8, 1, 1.0),
+    ]:
+        m = make(
+            "coteaching",
+            np.zeros((N, C)),
+            np.zeros((N, C)),
+            forget_rate=tau,
+            num_gradual=num_gradual,
+            exponent=exponent,
+        )
+        want = original(tau, 15, num_gradual, exponent)
+        got = [m.forget_rate(e) for e in range(15)]
+        assert got == want.tolist()  # element by element, bit for bit
+        assert got == [forget_rate_schedule(tau, e, num_gradual, exponent) for e in range(15)]
+    assert forget_rate_schedule(0.4, 9, 10) == pytest.approx(0.4)  # τ one epoch early
+    assert forget_rate_schedule(0.4, 1, 10) == pytest.approx(0.4 / 9)  # not 0.4 / 10
+    assert REGISTRY["coteaching"].defaults["num_gradual"] == 10
     # the configured ramp is used as it is, also in short runs (no hidden capping)
     m = make("coteaching", np.zeros((N, C)), np.zeros((N, C)), epochs=3, forget_rate=0.5)
-    assert [m.forget_rate(e) for e in range(3)] == pytest.approx([0.0, 0.05, 0.1])
-    assert forget_rate_schedule(0.3, 7, 0) == 0.3
+    assert [m.forget_rate(e) for e in range(3)] == pytest.approx([0.0, 0.5 / 9, 1.0 / 9])
 
 
 def test_num_keep_is_floor_and_robust_to_float_error():
@@ -170,7 +187,14 @@ def test_coteaching_trains_each_net_on_the_peers_small_loss_set():
 
 def test_coteaching_kept_count_follows_the_schedule():
     y = torch.zeros(N, dtype=torch.long)
-    for epoch, tau_e, keep in [(0, 0.0, 10), (3, 0.12, 8), (5, 0.2, 8), (8, 0.32, 6), (25, 0.4, 6)]:
+    # τ_e = 0.4·e/9 for e < 10: keep ⌊(1 − τ_e)·10⌋
+    for epoch, tau_e, keep in [
+        (0, 0.0, 10),
+        (3, 0.4 / 3, 8),
+        (5, 2 / 9, 7),
+        (8, 3.2 / 9, 6),
+        (25, 0.4, 6),
+    ]:
         m = make("coteaching", true_logit(A0), true_logit(A1), forget_rate=0.4)
         diag, trained = train(m, epoch, y)
         assert diag["forget_rate"] == pytest.approx(tau_e)
@@ -188,6 +212,15 @@ def test_cross_small_loss_value_and_gradient():
     assert sel.parts[1].item() == pytest.approx((0.8 + 0.1) / 2)
     sel.loss.backward()
     assert ce0.grad.tolist() == [0, 0.5, 0, 0.5] and ce1.grad.tolist() == [0.5, 0, 0, 0.5]
+    # ⌊(1 − 0.9)·4⌋ = 0: all four samples (the official loss_coteaching's fallback)
+    sel = cross_small_loss(ce0, ce1, 0.9)
+    assert sel.masks["selected_net0"].all() and sel.masks["selected_net1"].all()
+    assert sel.parts[0].item() == pytest.approx(0.45) and sel.parts[1].item() == pytest.approx(
+        0.375
+    )
+    # nothing eligible: no update
+    none = cross_small_loss(ce0, ce1, 0.5, eligible=torch.zeros(4, dtype=torch.bool))
+    assert none.loss is None and not none.masks["selected_net0"].any()
 
 
 # --------------------------------------------------------------------------- Co-teaching+
@@ -225,7 +258,7 @@ def test_coteaching_plus_uses_only_disagreement_samples_after_init_epoch():
 def test_coteaching_plus_is_coteaching_before_init_epoch():
     y = torch.zeros(N, dtype=torch.long)
     m = make("coteaching_plus", *disagreement_nets(), forget_rate=0.4)
-    diag, trained = train(m, 4, y)  # τ_4 = 0.16 -> keep 8 of all 10
+    diag, trained = train(m, 4, y)  # τ_4 = 0.4·4/9 = 0.18 -> keep 8 of all 10
     assert set(AGREE) <= as_set(diag["selected_net0"]) and diag["selected_net0"].sum() == 8
     assert len(trained[0]) == 8 and "disagreement" not in diag
     # the configured init_epoch is used as it is, also in short runs (no hidden capping)
@@ -233,26 +266,70 @@ def test_coteaching_plus_is_coteaching_before_init_epoch():
     assert short.init_epoch == 5
 
 
-def test_coteaching_plus_without_disagreement_warm_starts_then_stops():
-    """As in the original code: full-batch CE for both nets while step < warm_steps, then none."""
+def test_coteaching_plus_small_disagreement_set_trains_on_all_of_it_at_any_step():
+    """|D| = 5, τ = 0.9: ⌊0.1·5⌋ = 0, so (official loss_coteaching) both nets learn from all of D,
+    during the warm start and after it alike; the agreeing samples are never used."""
+    y = torch.zeros(N, dtype=torch.long)
+    dis = set(DIS0)
+    for warm_steps in (0, 10**6):
+        m = make("coteaching_plus", *disagreement_nets(), forget_rate=0.9, warm_steps=warm_steps)
+        diag, trained = train(m, 20, y)  # τ_20 = 0.9
+        assert diag["forget_rate"] == pytest.approx(0.9)
+        assert trained == [dis, dis]
+        assert as_set(diag["selected_net0"]) == as_set(diag["selected_net1"]) == dis
+        ce0 = np.mean([ce_of_true_logit(a) for a in DIS0.values()])
+        ce1 = np.mean([np.log(2 + np.exp(b)) for b in DIS1.values()])
+        assert diag["train_loss"] == pytest.approx((ce0 + ce1) / 2, rel=1e-5)
+
+
+def test_coteaching_plus_without_disagreement_warm_starts_then_steps_with_zero_loss():
+    """As in the original code: full-batch CE for both nets while step < warm_steps, then a zero
+    loss whose (zero) gradient still goes through optimizer.step()."""
     y = torch.zeros(N, dtype=torch.long)
     w = true_logit(A0)
     m = make("coteaching_plus", w, w, forget_rate=0.4, warm_steps=11)
     diag, trained = train(m, 10, y)  # one batch per epoch: global step 10 < 11
     assert trained == [set(range(N)), set(range(N))]
     assert diag["selected_net0"].all() and diag["disagreement"] == 0.0
-    m = make("coteaching_plus", w, w, forget_rate=0.4, warm_steps=10)
-    diag, trained = train(m, 10, y)  # step 10 is past the warm start
-    assert trained == [set(), set()]
-    assert not diag["selected_net0"].any() and not diag["selected_net1"].any()
-    assert diag["seen"].all() and math.isnan(diag["train_loss"])
-    assert diag["disagreement"] == 0.0
+    for empty_step in (True, False):
+        m = make("coteaching_plus", w, w, forget_rate=0.4, warm_steps=10, empty_step=empty_step)
+        diag, trained = train(m, 10, y)  # step 10 is past the warm start; plain SGD: no move
+        assert trained == [set(), set()]
+        assert not diag["selected_net0"].any() and not diag["selected_net1"].any()
+        assert diag["seen"].all() and diag["disagreement"] == 0.0
+        assert diag["train_loss"] == 0.0 if empty_step else math.isnan(diag["train_loss"])
+    # with momentum the zero-loss step still moves the weights (the original calls step())
+    moved = {}
+    for empty_step in (True, False):
+        m = make(
+            "coteaching_plus",
+            w,
+            w,
+            optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9},
+            forget_rate=0.4,
+            warm_steps=11,
+            empty_step=empty_step,
+        )
+        train(m, 10, y)  # warm start: a real step fills the momentum buffer
+        _, trained = train(m, 11, y)  # step 11: no disagreement, past the warm start
+        moved[empty_step] = trained
+    assert moved[True] == [set(range(N)), set(range(N))] and moved[False] == [set(), set()]
 
 
 # --------------------------------------------------------------------------- CoDis
 def np_js(p, q):
+    """Textbook Jensen–Shannon divergence ½[KL(p‖m) + KL(q‖m)]."""
     m = (p + q) / 2
     return 0.5 * (p * np.log(p / m)).sum(-1) + 0.5 * (q * np.log(q / m)).sum(-1)
+
+
+def np_official(p, q):
+    """What the official js_loss_compute computes: ½[KL(m‖p) + KL(m‖q)]."""
+    m = (p + q) / 2
+    return 0.5 * (m * np.log(m / p)).sum(-1) + 0.5 * (m * np.log(m / q)).sum(-1)
+
+
+NP_DISCREPANCY = {"official": np_official, "js": np_js}
 
 
 def test_js_divergence_hand_computed():
@@ -266,33 +343,66 @@ def test_js_divergence_hand_computed():
     assert js_divergence(z, z).abs().max() < 1e-6
 
 
+def test_codis_official_discrepancy_is_kl_from_the_mixture_hand_computed():
+    # p = (.98, .01, .01), q = (.01, .98, .01): m = (.495, .495, .01), and
+    # KL(m‖p) = KL(m‖q) = .495 ln(.495/.98) + .495 ln(.495/.01) + .01 ln(.01/.01) ≈ 1.593
+    p, q = np.array([0.98, 0.01, 0.01]), np.array([0.01, 0.98, 0.01])
+    want = 0.495 * math.log(0.495 / 0.98) + 0.495 * math.log(0.495 / 0.01)
+    assert want == pytest.approx(1.593, abs=1e-3) and np_official(p, q) == pytest.approx(want)
+    textbook = 0.98 * math.log(0.98 / 0.495) + 0.01 * math.log(0.01 / 0.495)  # KL(p‖m) = KL(q‖m)
+    assert textbook == pytest.approx(0.630, abs=1e-3) and np_js(p, q) == pytest.approx(textbook)
+    z = torch.log(torch.tensor(np.stack([p, q]), dtype=torch.float64))
+    zp, zq = z[:1] + 2.0, z[1:] - 0.5  # logits up to a constant
+    assert official_discrepancy(zp, zq).item() == pytest.approx(want, rel=1e-9)
+    assert discrepancy(zp, zq, "official").item() == pytest.approx(want, rel=1e-9)
+    assert discrepancy(zp, zq, "js").item() == pytest.approx(textbook, rel=1e-9)
+    # exactly the official call: F.kl_div(log p, m) element-wise, summed over classes, halved
+    import torch.nn.functional as F
+
+    lp, lq = torch.log_softmax(zp, 1), torch.log_softmax(zq, 1)
+    m = (lp.exp() + lq.exp()) / 2
+    official = (F.kl_div(lp, m, reduction="none") + F.kl_div(lq, m, reduction="none")) / 2
+    assert official.sum(1).item() == pytest.approx(want, rel=1e-9)
+    # a second, asymmetric pair, against the numpy formula
+    a, b = np.array([0.6, 0.3, 0.1]), np.array([0.2, 0.2, 0.6])
+    za, zb = (torch.log(torch.tensor(v[None], dtype=torch.float64)) for v in (a, b))
+    assert official_discrepancy(za, zb).item() == pytest.approx(np_official(a, b), rel=1e-9)
+    assert official_discrepancy(za, za).abs().item() < 1e-12
+    assert REGISTRY["codis"].defaults["discrepancy"] == "official"
+    with pytest.raises(ValueError, match="allowed: official, js"):
+        discrepancy(za, zb, "kl")
+
+
 # four samples, label 0; sample 1 has a slightly larger CE than sample 0 but a large discrepancy
 P0 = np.array([[0.6, 0.2, 0.2], [0.59, 0.40, 0.01], [0.2, 0.4, 0.4], [0.9, 0.05, 0.05]])
 P1 = np.array([[0.6, 0.2, 0.2], [0.59, 0.01, 0.40], [0.2, 0.4, 0.4], [0.9, 0.05, 0.05]])
 
 
-def test_codis_score_subtracts_lambda_js_and_changes_the_selection():
+@pytest.mark.parametrize("kind", ["official", "js"])
+def test_codis_score_subtracts_lambda_discrepancy_and_changes_the_selection(kind):
     z0 = torch.tensor(np.log(P0), dtype=torch.float32, requires_grad=True)
     z1 = torch.tensor(np.log(P1), dtype=torch.float32, requires_grad=True)
     y = torch.zeros(4, dtype=torch.long)
-    l0, l1 = codis_scores(z0, z1, y, 0.15)
-    ce, js = -np.log(P0[:, 0]), np_js(P0, P1)
-    want = ce - 0.15 * js
+    l0, l1 = codis_scores(z0, z1, y, 0.15, kind)
+    ce, d = -np.log(P0[:, 0]), NP_DISCREPANCY[kind](P0, P1)
+    want = ce - 0.15 * d
     np.testing.assert_allclose(l0.detach().numpy(), want, rtol=1e-5)
-    np.testing.assert_allclose(l1.detach().numpy(), -np.log(P1[:, 0]) - 0.15 * js, rtol=1e-5)
+    np.testing.assert_allclose(l1.detach().numpy(), -np.log(P1[:, 0]) - 0.15 * d, rtol=1e-5)
     sel = cross_small_loss(l0, l1, 0.5)
     assert as_set(sel.masks["selected_net0"]) == as_set(sel.masks["selected_net1"]) == {1, 3}
     # by CE alone sample 0 would have been kept instead of sample 1
     assert as_set(small_loss_mask(per_sample_ce(z0, y), 2)) == {0, 3}
     assert sel.parts[0].item() == pytest.approx(want[[1, 3]].mean(), rel=1e-5)
-    # the JS term is not detached: net 0's gradient includes -λ·∂JS/∂z0 (p1 held fixed)
+    # the discrepancy is not detached: net 0's gradient includes -λ·∂D/∂z0 (p1 held fixed)
     sel.parts[0].backward()
     z0r = torch.tensor(np.log(P0), dtype=torch.float64, requires_grad=True)
     p0, p1 = torch.softmax(z0r, 1), torch.tensor(P1)
     m = (p0 + p1) / 2
-    ref = -torch.log(p0[:, 0]) - 0.15 * 0.5 * (
-        (p0 * (p0 / m).log()).sum(1) + (p1 * (p1 / m).log()).sum(1)
-    )
+    if kind == "js":
+        dr = 0.5 * ((p0 * (p0 / m).log()).sum(1) + (p1 * (p1 / m).log()).sum(1))
+    else:
+        dr = 0.5 * ((m * (m / p0).log()).sum(1) + (m * (m / p1).log()).sum(1))
+    ref = -torch.log(p0[:, 0]) - 0.15 * dr
     ref[[1, 3]].mean().backward()
     np.testing.assert_allclose(z0.grad.numpy(), z0r.grad.numpy(), atol=1e-6)
     assert z0.grad[1].abs().sum() > 0 and z1.grad is None  # net 0's loss does not move net 1
@@ -305,7 +415,7 @@ def test_codis_with_identical_networks_is_coteaching():
     za, zb = z.clone().requires_grad_(), z.clone().requires_grad_()
     codis = cross_small_loss(*codis_scores(za, za, y, 0.15), 0.3)
     cot = cross_small_loss(per_sample_ce(zb, y), per_sample_ce(zb, y), 0.3)
-    for k in ("selected_net0", "selected_net1"):
+    for k in ("selected_net0", "selected_net1"):  # τ = 0.3: keep ⌊0.7·16⌋ = 11
         assert codis.masks[k].tolist() == cot.masks[k].tolist() and codis.masks[k].sum() == 11
     for a, b in zip(codis.parts, cot.parts):
         assert a.item() == pytest.approx(b.item(), abs=1e-6)
@@ -324,8 +434,8 @@ def test_cross_update_wiring_in_train_epoch(name):
     diag, trained = train(m, 20, y)
     p0, p1 = torch.softmax(w0.double(), 1).numpy(), torch.softmax(w1.double(), 1).numpy()
     lam = 0.15 if name == "codis" else 0.0
-    s0 = -np.log(p0[np.arange(N), y]) - lam * np_js(p0, p1)
-    s1 = -np.log(p1[np.arange(N), y]) - lam * np_js(p0, p1)
+    s0 = -np.log(p0[np.arange(N), y]) - lam * np_official(p0, p1)
+    s1 = -np.log(p1[np.arange(N), y]) - lam * np_official(p0, p1)
     own0, own1 = set(np.argsort(s0)[:7]), set(np.argsort(s1)[:7])
     assert own0 != own1
     assert as_set(diag["selected_net0"]) == own0 and as_set(diag["selected_net1"]) == own1

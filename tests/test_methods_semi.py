@@ -17,7 +17,7 @@ from lnm.methods._losses import gce
 from lnm.methods._mixup import mixup, sample_lambda, sharpen
 from lnm.methods._randaugment import OPS, rand_augment
 from lnm.methods.disc import disc_sets, ema_thresholds
-from lnm.methods.dividemix import partition, refine_labels
+from lnm.methods.dividemix import division_flags, partition, refine_labels
 from lnm.models import build_model
 from lnm.noise.generate import generate_noise_file
 from lnm.noise.io import load_noise
@@ -208,6 +208,46 @@ def test_dividemix_co_divide_each_net_learns_from_the_other_nets_division(tmp_pa
     idx, new = diag["corrected"]
     assert (new != m.data.train_labels.numpy()[idx]).all()
     assert np.isfinite(diag["train_loss"])
+    assert diag["unlabelled_frac"] == pytest.approx(0.5)  # each division labels one half
+    assert diag["gmm_inverted"] in (0.0, 1.0) and diag["classes_unlabelled"] >= 0
+
+
+def test_dividemix_division_flags_hand_built():
+    """Two divisions of 8 samples, classes [0, 0, 0, 0, 1, 1, 2, 2] (class 0 the majority)."""
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    # net 0: the majority class is the low-loss mode; minority classes all unlabelled and the
+    # clean component holds 3.0/8 < 0.5 of the posterior mass -> inverted
+    w0 = np.array([0.9, 0.9, 0.8, 0.2, 0.1, 0.05, 0.05, 0.0])
+    # net 1: a healthy division (mass 6.2/8), one noisy-looking sample of class 1
+    w1 = np.array([0.9, 0.9, 0.8, 0.9, 0.2, 0.9, 0.9, 0.7])
+    lab = [partition(w, 0.5) for w in (w0, w1)]
+    flags = division_flags([w0, w1], lab, labels)
+    assert flags["unlabelled_frac"] == pytest.approx((5 / 8 + 1 / 8) / 2)
+    assert flags["gmm_inverted"] == 1.0
+    assert flags["classes_unlabelled"] == 2  # classes 1 and 2 in net 0's division
+    healthy = division_flags([w1, w1], [lab[1], lab[1]], labels)
+    assert healthy == {"unlabelled_frac": 1 / 8, "gmm_inverted": 0.0, "classes_unlabelled": 0}
+
+
+def test_ranking_losses_come_from_float32_logits_under_bf16_autocast(tmp_path, monkeypatch):
+    """Method.forward returns float32 even when the network runs under bf16 autocast (as on
+    CUDA), and the per-sample losses that rank/partition samples are float32: DivideMix's GMM
+    input, DISC's probability memory (its thresholds) and the small-loss CE."""
+    from lnm.methods._selection import per_sample_ce
+    from lnm.methods.base import Method
+
+    monkeypatch.setattr(Method, "autocast", lambda self: torch.autocast("cpu", torch.bfloat16))
+    m = make_method(tmp_path, "dividemix")
+    x = next(iter(m.data.eval_batches("train")))
+    with torch.autocast("cpu", torch.bfloat16):
+        assert m.nets[0](x).dtype == torch.bfloat16  # what autocast alone would give
+    assert m.forward(m.nets[0], x).dtype == torch.float32
+    assert m.per_sample_loss(0).dtype == torch.float32
+    z = m.forward(m.nets[0], x)
+    assert per_sample_ce(z, m.data.train_labels[: len(z)]).dtype == torch.float32
+    d = make_method(tmp_path, "disc", {"start_epoch": 1})
+    run_epoch(d, 0)
+    assert d.w_probs.dtype == d.s_probs.dtype == d.tau_w.dtype == torch.float32
 
 
 def test_dividemix_lambda_u_ramp(tmp_path):

@@ -140,12 +140,71 @@ def test_cdr_keeps_gradient_of_top_fraction_only_in_conv_and_linear_weights():
         assert torch.equal(net.get_parameter(n).grad, before[n])
 
 
+def linear_method(method, d, c, params, optimizer, epochs=10):
+    """A method whose network is a single ``nn.Linear(d, c)`` (weight 2-D, bias 1-D)."""
+    spec = tiny_spec(
+        dataset="synthetic",
+        size=8,
+        noise="symmetric",
+        rate=0.4,
+        noise_seed=0,
+        method=method,
+        backbone="resnet8",
+        seed=0,
+        epochs=epochs,
+        batch_size=6,
+        optimizer=optimizer,
+        method_params=params,
+    )
+    torch.manual_seed(0)
+    return get_method(method)(spec, lambda: nn.Linear(d, c), c, CPU, None)
+
+
+@pytest.mark.parametrize("kept_scale", ["clip", "none"])
+def test_cdr_update_is_the_official_rule_on_a_linear_network(kept_scale):
+    """One SGD step (momentum 0.9, weight decay 1e-3, as CDR/main.py) against a hand-written
+    update: scores |w·g| of the weight matrix (the bias is 1-D: untouched), k = ⌊clip·#weights⌋,
+    mask = score ≥ k-th largest; the official gradient is mask·clip·g (kept_scale "clip"),
+    ours was mask·g ("none"); then d = g' + wd·w, and the first momentum step is w − lr·d."""
+    d, c, lr, wd, tau = 5, 3, 0.1, 1e-3, 0.4
+    sgd = {"name": "sgd", "lr": lr, "momentum": 0.9, "weight_decay": wd}
+    m = linear_method("cdr", d, c, {"num_gradual": 1, "kept_scale": kept_scale}, sgd)
+    net = m.nets[0]
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(6, d, generator=g), torch.randint(0, c, (6,), generator=g)
+    w0, b0 = net.weight.detach().clone(), net.bias.detach().clone()
+    # the loss gradient, by hand: dCE/dz = (softmax(z) − onehot(y)) / B
+    z = x @ w0.T + b0
+    dz = (torch.softmax(z, 1) - F.one_hot(y, c).float()) / len(y)
+    gw, gb = dz.T @ x, dz.sum(0)
+    clip = 1 - tau  # num_gradual 1: the official constant clip = 1 − τ from epoch 0
+    k = int(clip * gw.numel())  # 9 of 15
+    thresh = (w0 * gw).abs().flatten().sort(descending=True).values[k - 1]
+    mask = ((w0 * gw).abs() >= thresh).float()
+    scale = clip if kept_scale == "clip" else 1.0
+    want_w = w0 - lr * (mask * scale * gw + wd * w0)
+    want_b = b0 - lr * (gb + wd * b0)
+    m.start_epoch(0)
+    diag = m.train_epoch(0, [Batch(torch.arange(6), x, y, None, None, None)])
+    assert diag["keep_frac"] == pytest.approx(clip) and int(mask.sum()) == k
+    torch.testing.assert_close(net.weight.detach(), want_w, rtol=0, atol=1e-7)
+    torch.testing.assert_close(net.bias.detach(), want_b, rtol=0, atol=1e-7)
+    other = w0 - lr * (mask * (1.0 if kept_scale == "clip" else clip) * gw + wd * w0)
+    assert (net.weight.detach() - other).abs().max() > 1e-4  # the two rules differ
+    assert get_method("cdr").defaults["kept_scale"] == "clip"
+
+
 def test_cdr_keep_fraction_schedule():
     tau = 0.4
     assert keep_fraction(0, tau, 10) == 1.0
     assert keep_fraction(9, tau, 10) == pytest.approx(0.6)
     assert keep_fraction(4, tau, 10) == pytest.approx(1 - tau * 4 / 9)
     assert keep_fraction(30, tau, 10) == pytest.approx(0.6)
+    # LNMBench's ramp: linspace(1 − τ, 1, num_gradual)[::-1][e], element by element
+    ramp = np.linspace(1 - tau, 1, num=10)[::-1]
+    assert [keep_fraction(e, tau, 10) for e in range(10)] == pytest.approx(ramp.tolist(), abs=1e-15)
+    # the official code overwrites the ramp with 1 − τ: num_gradual 1
+    assert [keep_fraction(e, tau, 1) for e in range(3)] == [pytest.approx(0.6)] * 3
 
 
 def test_cdr_forwards_each_batch_once_and_zeroes_noncritical_updates(tmp_path):
@@ -268,6 +327,84 @@ def test_revision_adds_delta_once_and_learns_it_through_beta():
     assert loss.item() == pytest.approx((beta * ce).mean().item(), rel=1e-6)
     loss.backward()
     assert delta.grad is not None and delta.grad.abs().sum() > 0
+
+
+def test_revision_gradient_reaches_the_network_through_beta():
+    """The official reweighting_revision_loss does not detach β = p_ỹ / (p @ (T̂ + ΔT))_ỹ: the
+    logits' gradient is that of mean_i β_i(z)·CE_i(z) as a whole (autograd in float64 on the
+    formula), which differs from the β-constant gradient of the reweighting stage."""
+    torch.manual_seed(1)
+    logits = (2 * torch.randn(6, 3)).requires_grad_()
+    y = torch.tensor([0, 1, 2, 1, 0, 2])
+    delta = (0.05 * torch.randn(3, 3)).requires_grad_()
+    reweighted_ce(logits, y, T_ASYM + delta, beta_grad=True).backward()
+
+    ref = logits.detach().double().requires_grad_()
+    ref_delta = delta.detach().double().requires_grad_()
+    p = torch.softmax(ref, 1)
+    t = T_ASYM.double() + ref_delta
+    beta = torch.stack([p[i, y[i]] / (p[i] @ t[:, y[i]]) for i in range(6)])  # not detached
+    ce = -torch.log(p[torch.arange(6), y])
+    (beta * ce).mean().backward()
+    np.testing.assert_allclose(logits.grad.numpy(), ref.grad.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(delta.grad.numpy(), ref_delta.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+    # β held constant (reweighting stage / revision_beta_grad false): a different gradient
+    const = logits.detach().clone().requires_grad_()
+    reweighted_ce(const, y, T_ASYM + delta.detach()).backward()
+    assert (const.grad - logits.grad).abs().max() > 1e-3
+    want = logits.detach().double().requires_grad_()
+    (beta.detach() * F.cross_entropy(want, y, reduction="none")).mean().backward()
+    np.testing.assert_allclose(const.grad.numpy(), want.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_trevision_revision_stage_passes_beta_gradient(tmp_path, monkeypatch):
+    import lnm.methods.trevision as tr
+
+    seen = []
+    real = tr.reweighted_ce
+
+    def spy(logits, y, t, beta_grad=False):
+        seen.append((t.requires_grad, beta_grad))
+        return real(logits, y, t, beta_grad)
+
+    monkeypatch.setattr(tr, "reweighted_ce", spy)
+    for flag in (True, False):
+        seen.clear()
+        m, data = build(tmp_path, "trevision", epochs=3, params={"revision_beta_grad": flag})
+        run_epochs(m, data, [0, 1, 2])
+        per_epoch = data.batches_per_epoch()
+        assert seen[:per_epoch] == [(False, False)] * per_epoch  # reweighting: constant β
+        assert seen[per_epoch:] == [(True, flag)] * per_epoch  # revision
+    assert get_method("trevision").defaults["revision_beta_grad"] is True
+
+
+def test_trevision_estimation_stage_uses_its_own_plain_sgd():
+    """The official optimizer_es = SGD(lr=0.01, weight_decay=1e-4): no momentum, no schedule;
+    the first step is w − 0.01·(g + 1e-4·w), whatever the run's optimiser (here Adam)."""
+    d, c = 4, 3
+    adam = {"name": "adam", "lr": 0.05}
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(8, d, generator=g), torch.randint(0, c, (8,), generator=g)
+    batch = [Batch(torch.arange(8), x, y, None, None, None)]
+    for kind in ("sgd", "run"):
+        m = linear_method("trevision", d, c, {"estimation_optimizer": kind}, adam, epochs=20)
+        net = m.nets[0]
+        w0, b0 = net.weight.detach().clone(), net.bias.detach().clone()
+        z = x @ w0.T + b0
+        dz = (torch.softmax(z, 1) - F.one_hot(y, c).float()) / len(y)
+        m.start_epoch(0)
+        assert m.train_epoch(0, batch)["stage"] == 0
+        sgd_w = w0 - 0.01 * (dz.T @ x + 1e-4 * w0)
+        sgd_b = b0 - 0.01 * (dz.sum(0) + 1e-4 * b0)
+        if kind == "sgd":
+            torch.testing.assert_close(net.weight.detach(), sgd_w, rtol=0, atol=1e-7)
+            torch.testing.assert_close(net.bias.detach(), sgd_b, rtol=0, atol=1e-7)
+            est = m.optimizers[2].param_groups[0]
+            assert (est["lr"], est["momentum"], est["weight_decay"]) == (0.01, 0, 1e-4)
+        else:  # the run's Adam: a step of ≈ lr = 0.05 per weight
+            assert (net.weight.detach() - sgd_w).abs().max() > 0.01
+    assert get_method("trevision").defaults["estimation_optimizer"] == "sgd"
 
 
 def test_trevision_stage_lengths():

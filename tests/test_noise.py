@@ -184,6 +184,19 @@ def test_identifiability():
     assert noisy("symmetric", 0.8)["identifiable"] is True
 
 
+@pytest.mark.parametrize("num_classes", [3, 7, 11])
+def test_identifiability_at_the_exact_float_boundary(num_classes):
+    """rate (C − 1)/C makes the diagonal equal the off-diagonal (1/C each), but in floats
+    1 − 2/3 = 0.33333333333333337 > (2/3)/2 = 0.3333333333333333: a strict ">" called it
+    identifiable."""
+    c = num_classes
+    T = symmetric_matrix(c, (c - 1) / c)
+    assert np.diag(T).min() >= (T - np.diag(np.diag(T))).max()  # float error on the "wrong" side
+    assert not is_identifiable(T)
+    assert is_identifiable(symmetric_matrix(c, (c - 1) / c - 1e-6))
+    assert not is_identifiable(symmetric_matrix(c, (c - 1) / c + 1e-6))
+
+
 # --- seeding and reproducible files -------------------------------------------------------------
 
 
@@ -222,6 +235,66 @@ def test_seeds_and_splits_give_independent_streams(pattern):
     # identical outputs would mean the seed / split does not reach the stream.
     assert (r0["train_noisy"] != r1["train_noisy"]).mean() > 0.1
     assert (r0["train_is_clean"] != r0["val_is_clean"]).mean() > 0.1  # same inputs, other stream
+
+
+@pytest.mark.parametrize("pattern", ["symmetric", "pairflip", "instance"])
+def test_default_draws_are_nested_across_rates(pattern):
+    """One noise seed, rates 0.2 < 0.5 < 0.8: every sample flipped at a lower rate is flipped at
+    the higher one (common random numbers), and instance noise reuses its projection W (the same
+    flip-target distributions; the per-sample flip rates only grow)."""
+    rates = (0.2, 0.5, 0.8)
+    runs = [noisy(pattern, r, seed=4, n=6000, val=2000) for r in rates]
+    for lo, hi in zip(runs, runs[1:]):
+        for split in ("train", "val"):
+            flipped_lo, flipped_hi = ~lo[f"{split}_is_clean"], ~hi[f"{split}_is_clean"]
+            assert flipped_lo.sum() < flipped_hi.sum()
+            assert not (flipped_lo & ~flipped_hi).any()  # contained
+        if pattern == "instance":
+            assert (hi["train_flip_prob"] >= lo["train_flip_prob"]).all()
+        assert "draws" not in lo  # the default adds no key: files stay byte-identical
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_instance_projection_is_reused_across_rates_only_when_nested(monkeypatch, nested):
+    import lnm.noise.generate as gen
+
+    drawn = []
+
+    def spy(*args):
+        drawn.append(instance_projection(*args))
+        return drawn[-1]
+
+    monkeypatch.setattr(gen, "instance_projection", spy)
+    for rate in (0.2, 0.5):
+        noisy("instance", rate, seed=4, n=300, val=100, nested=nested)
+    assert len(drawn) == 2 and np.array_equal(drawn[0], drawn[1]) is nested
+
+
+@pytest.mark.parametrize("pattern", ["symmetric", "instance"])
+def test_independent_draws_per_rate(tmp_path, pattern):
+    """nested=False: the rate enters the seed. The flips at 0.2 are then not a subset of those
+    at 0.5 (with ~20 % and ~50 % of 6000 samples flipped independently, about 0.2·0.5 of the
+    lower set's flips should miss the higher set: hundreds), the files differ in bytes and carry
+    draws = "independent", and the same seed still gives the same bytes."""
+    lo = noisy(pattern, 0.2, seed=4, n=6000, val=2000, nested=False)
+    hi = noisy(pattern, 0.5, seed=4, n=6000, val=2000, nested=False)
+    missing = (~lo["train_is_clean"] & hi["train_is_clean"]).sum()
+    assert missing > 0.3 * 0.2 * 0.5 * 6000
+    assert lo["draws"] == hi["draws"] == "independent"
+    nested = noisy(pattern, 0.2, seed=4, n=6000, val=2000)
+    assert (lo["train_noisy"] != nested["train_noisy"]).any()  # not the nested draws either
+    paths = {}
+    for name, res in {
+        "a": lo,
+        "b": noisy(pattern, 0.2, seed=4, n=6000, val=2000, nested=False),
+        "nested": nested,
+    }.items():
+        paths[name] = tmp_path / f"{name}.npz"
+        save_noise(paths[name], res)
+    assert paths["a"].read_bytes() == paths["b"].read_bytes()
+    assert paths["a"].read_bytes() != paths["nested"].read_bytes()
+    with pytest.raises(NoiseError, match="nested"):
+        noisy(pattern, 0.2, nested="no")
 
 
 def test_noisy_val_false_keeps_val_clean_and_test_untouched():
@@ -407,6 +480,14 @@ def test_generate_noise_file_end_to_end(tmp_path, pattern, noisy_val):
         np.testing.assert_array_equal(loaded["nominal_transition"], loaded["transition"])
     else:
         assert (loaded["val_noisy"] != loaded["val_clean"]).any() == (pattern != "none")
+
+
+def test_generate_noise_file_independent_draws_key(tmp_path):
+    h5_path = make_h5(tmp_path / "data.h5")
+    out = tmp_path / "noise" / "out.npz"
+    generate_noise_file(h5_path, out, "symmetric", 0.4, 5, nested=False)
+    loaded = load_noise(out)
+    assert set(loaded) == KEYS | {"draws"} and loaded["draws"] == "independent"
 
 
 def test_load_noise_refuses_tampered_file(tmp_path):

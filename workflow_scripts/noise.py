@@ -12,4 +12,6 @@ with logged(snakemake):
         noisy_val=params["noisy_val"],
         # recorded in every noise file, used by instance noise only (a param of those alone)
         std=params.get("instance_std", snakemake.config["noise"]["instance_std"]),
+        # nested draws across rates (default); false: the rate enters the seed (key "draws")
+        nested=params.get("nested", True),
     )

@@ -1,10 +1,10 @@
 """A vectorised RandAugment-style strong augmentation (+ Cutout) for normalised image batches.
 
-DISC's strong view (reference-protocol §4.10) is the weak view followed by two randomly
+DISC's strong view (JackYFL/DISC; ``docs/deviations.md``) is the weak view followed by two randomly
 chosen operations, each applied with probability 0.5 at a random magnitude in [1, max) on
 RandAugment's 0–10 scale, then a Cutout of 15 % of the side. Here every operation acts on
-the whole batch at once with per-sample parameters; images keep all their channels (the
-reference converted colour images to grayscale by mistake, §6.9). Random numbers come from
+the whole batch at once with per-sample parameters; images keep all their channels (LNMBench
+converted colour images to grayscale by mistake, ``docs/deviations.md``). Random numbers come from
 the given CPU generator (the batch generator), so views are identical across devices.
 """
 

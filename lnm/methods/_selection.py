@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -17,10 +18,17 @@ from .base import Method
 
 
 def forget_rate_schedule(tau: float, epoch: int, num_gradual: int, exponent: float = 1.0) -> float:
-    """τ_e = τ · min(e / num_gradual, 1) ** exponent (Han et al. 2018): a ramp from 0 at epoch 0
-    to τ at epoch ``num_gradual`` (epochs counted from 0), constant afterwards."""
-    ramp = 1.0 if num_gradual <= 0 else min(epoch / num_gradual, 1.0)
-    return float(tau * ramp**exponent)
+    """τ_e of the original Co-teaching code (``main.py``: ``rate_schedule = ones(n_epoch) * τ;
+    rate_schedule[:num_gradual] = linspace(0, τ**exponent, num_gradual)``).
+
+    A ramp from 0 at epoch 0 to ``τ**exponent`` at epoch ``num_gradual − 1`` (epochs counted from
+    0), then ``τ``. With ``exponent`` 1 (every reference run) the ramp ends at τ one epoch before
+    ``num_gradual``; with ``num_gradual`` 1 the first epoch drops nothing and τ applies from
+    epoch 1 on.
+    """
+    if epoch >= num_gradual:
+        return float(tau)
+    return float(np.linspace(0.0, tau**exponent, num_gradual)[epoch])
 
 
 def num_keep(n: int, tau: float) -> int:
@@ -77,13 +85,17 @@ def cross_small_loss(
     Each net keeps the ⌊(1 − τ)·n⌋ samples with its own smallest loss (n = batch size, or the
     number of ``eligible`` samples); net 0 is trained on the mean of ``loss0`` over the set net 1
     kept, and vice versa. ``selected_net<k>`` is the set net k kept (i.e. taught its peer with).
-    If nothing would be kept, there is no update (``loss`` None) and nothing is selected.
+
+    If ⌊(1 − τ)·n⌋ = 0 but n > 0, both nets are trained on all n samples, as the official
+    ``loss_coteaching`` of Co-teaching+ (xingruiyu/coteaching_plus ``loss.py``) and CoDis's
+    ``loss_ours`` do (the first Co-teaching code divided by zero there). With n = 0 there is no
+    update (``loss`` None) and nothing is selected.
     """
     n = len(loss0) if eligible is None else int(eligible.sum())
-    keep = num_keep(n, tau)
-    if keep == 0:
+    if n == 0:
         empty = torch.zeros(len(loss0), dtype=torch.bool, device=loss0.device)
         return Selection(None, masks={"selected_net0": empty, "selected_net1": empty})
+    keep = num_keep(n, tau) or n
     kept0 = small_loss_mask(loss0, keep, eligible)
     kept1 = small_loss_mask(loss1, keep, eligible)
     part0, part1 = masked_mean(loss0, kept1, keep), masked_mean(loss1, kept0, keep)
@@ -127,9 +139,10 @@ class SmallLossMethod(Method):
     the sum of the per-net losses, each depending on its own net only, so this equals stepping
     each net on its own loss.
 
-    τ comes from ``forget_rate`` (null: the cell's nominal noise rate, recorded as such) and is
-    reached after ``num_gradual`` epochs, exactly as configured (short runs should set it lower;
-    the effective τ_e is logged every epoch as ``forget_rate``).
+    τ comes from ``forget_rate`` (null: the cell's nominal noise rate, recorded as such); the ramp
+    is the original code's (:func:`forget_rate_schedule`: τ at epoch ``num_gradual − 1``), exactly
+    as configured (short runs should set it lower; the effective τ_e is logged every epoch as
+    ``forget_rate``). Deviations from the official code and LNMBench: ``docs/deviations.md``.
     """
 
     num_nets = 2
@@ -145,13 +158,13 @@ class SmallLossMethod(Method):
             "default": 10,
             "type": "integer",
             "minimum": 1,
-            "description": "epochs until the full forget rate",
+            "description": "length of the forget-rate ramp: linspace(0, tau**exponent, num_gradual) over epochs 0..num_gradual-1, then tau (original code)",
         },
         "exponent": {
             "default": 1.0,
             "type": "number",
             "exclusiveMinimum": 0,
-            "description": "c of the schedule tau * min(e/T_k, 1)^c",
+            "description": "c of the ramp's end point tau**c (original --exponent)",
         },
     }
 

@@ -1,16 +1,21 @@
-"""CDR: robust early-learning (Xia et al., ICLR 2021), reference-protocol §4.5.
+"""CDR: robust early-learning (Xia et al., ICLR 2021), official code xiaoboxia/CDR ``main.py``.
 
 After the cross-entropy backward pass, the weights of convolutions and linear layers (the 4-D and
 2-D parameters; BatchNorm parameters and biases are left alone) are split, jointly over all
 those tensors, into *critical* ones, the top ``clip_e`` fraction by ``|w · ∂L/∂w|``, and the
-rest. Critical weights take the loss gradient plus the regulariser, the others the regulariser
-only (the paper's two update rules): their loss gradient is zeroed, so the optimiser applies just
-its weight decay (the regulariser, as in the official code) and momentum, pulling them to zero. ``clip_e`` falls linearly from 1 (epoch 0) to ``1 − τ`` at epoch
-``num_gradual − 1`` and stays there; τ is the assumed noise rate.
+rest. The non-critical weights lose their loss gradient, so the optimiser applies just its
+weight decay (the regulariser, as in the official code) and momentum, pulling them to zero. The
+critical weights keep their loss gradient, multiplied by ``clip_e`` as in the official
+``train_one_step`` (``mask = (score >= thresh) * clip``; ``kept_scale: "clip"``, the default);
+``kept_scale: "none"`` leaves it unscaled (the paper's update rule for critical parameters, our
+earlier default).
 
-Departures from the reference code (§6.9), following the paper: the kept gradients are not
-also multiplied by ``clip_e`` (the official code did this; the paper's update rule for critical
-parameters is the plain gradient step), and every batch is forwarded once (the reference
+``clip_e`` (LNMBench ``CDR/main.py::train``): linear from 1 (epoch 0) to ``1 − τ`` at epoch
+``num_gradual − 1``, then ``1 − τ``; τ is the assumed noise rate. The official code computes
+that ramp and then overwrites it with ``clip = 1 − τ`` in every epoch (a dead ``if``; LNMBench
+added the ``else``): ``num_gradual: 1`` reproduces the official constant ``1 − τ``.
+
+Departure from both (``docs/deviations.md``): every batch is forwarded once (the reference
 forwarded it twice in train mode, updating the BatchNorm statistics twice).
 """
 
@@ -35,24 +40,30 @@ def prunable(params) -> list[torch.Tensor]:
     return [p for p in params if p.dim() in (2, 4) and p.grad is not None]
 
 
+KEPT_SCALES = ("clip", "none")
+
+
 @torch.no_grad()
-def mask_noncritical_(params, keep_frac: float) -> None:
+def mask_noncritical_(params, keep_frac: float, scale: float = 1.0) -> None:
     """Zero, in place, the gradient of all but the top ``keep_frac`` of ``|w · grad|`` ranked
-    jointly over ``params`` (ties at the threshold are kept, as in the reference)."""
+    jointly over ``params`` (ties at the threshold are kept, as in the reference), then multiply
+    the kept gradients by ``scale`` (the official code: ``scale = keep_frac``)."""
     params = list(params)
     scores = [(p * p.grad).abs() for p in params]
     total = sum(s.numel() for s in scores)
     k = int(keep_frac * total)
-    if k >= total:
-        return
     if k <= 0:
         for p in params:
             p.grad.zero_()
         return
-    thresh = torch.kthvalue(torch.cat([s.reshape(-1) for s in scores]), total - k + 1).values
-    zero_thresh = bool(thresh <= 0)  # then ">=" would also keep weights with score 0
-    for p, s in zip(params, scores):
-        p.grad.mul_(s > 0 if zero_thresh else s >= thresh)
+    if k < total:
+        thresh = torch.kthvalue(torch.cat([s.reshape(-1) for s in scores]), total - k + 1).values
+        zero_thresh = bool(thresh <= 0)  # then ">=" would also keep weights with score 0
+        for p, s in zip(params, scores):
+            p.grad.mul_(s > 0 if zero_thresh else s >= thresh)
+    if scale != 1.0:
+        for p in params:
+            p.grad.mul_(scale)
 
 
 class CDR(Method):
@@ -67,12 +78,28 @@ class CDR(Method):
             "exclusiveMaximum": 1,
             "description": "fraction dropped per batch at full schedule; null: the cell's nominal noise rate",
         },
-        "num_gradual": {"default": 10, "type": "integer", "minimum": 1},
+        "num_gradual": {
+            "default": 10,
+            "type": "integer",
+            "minimum": 1,
+            "description": "clip_e ramps from 1 to 1 - tau over epochs 0..num_gradual-1 (LNMBench); 1: constant 1 - tau (what the official code runs)",
+        },
+        "kept_scale": {
+            "default": "clip",
+            "enum": ["clip", "none"],
+            "description": "clip: critical weights' gradients are multiplied by clip_e (official code); none: left unscaled (paper's rule)",
+        },
     }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.tau = self.assumed_rate("forget_rate")  # recorded even if no epoch is run
+
+    def kept_scale(self, keep: float) -> float:
+        kind = self.hp["kept_scale"]
+        if kind not in KEPT_SCALES:
+            raise ValueError(f"cdr: kept_scale {kind!r}; allowed: {', '.join(KEPT_SCALES)}")
+        return keep if kind == "clip" else 1.0
 
     def train_epoch(self, epoch, batches):
         net, opt = self.nets[0], self.optimizers[0]
@@ -83,7 +110,7 @@ class CDR(Method):
             loss = F.cross_entropy(self.forward(net, b.x), b.y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            mask_noncritical_(prunable(net.parameters()), keep)
+            mask_noncritical_(prunable(net.parameters()), keep, self.kept_scale(keep))
             opt.step()
             total, n = total + loss.item() * len(b), n + len(b)
         return {"train_loss": total / max(n, 1), "keep_frac": keep}

@@ -1,9 +1,12 @@
 """Co-teaching (Han et al., NeurIPS 2018): two networks teach each other with small-loss samples.
 
 Per batch each net ranks the samples by its own cross-entropy and keeps the ⌊(1 − τ_e)·B⌋
-smallest; net 1 is updated on the set net 2 kept and vice versa (reference-protocol §4.6).
-τ_e ramps linearly from 0 to τ over ``num_gradual`` epochs (see ``_selection``). The loss is the
-plain mean over the kept samples (the original code also divided that mean by the number kept).
+smallest; net 1 is updated on the set net 2 kept and vice versa (bhanML/Co-teaching
+``loss.py::loss_coteaching``). τ_e is the original ``rate_schedule``: ``linspace(0, τ**c,
+num_gradual)`` over the first ``num_gradual`` epochs, then τ (see ``_selection``). The loss is
+the plain mean over the kept samples (the original code also divided that mean by the number
+kept); if ⌊(1 − τ_e)·B⌋ = 0 the whole batch is used (the original divided by zero). Deviations
+from the official code and LNMBench: ``docs/deviations.md``.
 """
 
 from __future__ import annotations

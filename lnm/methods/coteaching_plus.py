@@ -1,21 +1,25 @@
 """Co-teaching+ (Yu et al., ICML 2019): Co-teaching restricted to the samples the nets disagree on.
 
 For epochs < ``init_epoch`` this is Co-teaching. Afterwards, per batch, only the samples whose
-argmax predictions differ between the two nets (the disagreement set D) are eligible; within D
-each net keeps its ⌊(1 − τ_e)·|D|⌋ smallest-CE samples and the peer is trained on them
-(reference-protocol §4.7).
+argmax predictions differ between the two nets (the disagreement set D) are eligible. The batch
+rule is the official ``loss_coteaching_plus`` (xingruiyu/coteaching_plus ``loss.py``):
 
-Reference bugs fixed (§6.9): the CE is computed on logits (the reference applied it to softmax
-outputs, a double softmax); the disagreement set is a boolean mask, so the sample at global index
-0 is selectable (the reference filtered indices by ``index * mask != 0``); the reported selections
-are the samples actually used, mapped to their own indices (the reference mapped subset positions
-to the wrong samples).
+- D non-empty: within D each net keeps its ⌊(1 − τ_e)·|D|⌋ smallest-CE samples and the peer is
+  trained on them; if that number is 0 (e.g. |D| = 5, τ = 0.9), both nets are trained on all of
+  D (the official ``loss_coteaching`` falls back to every sample it was given), at any step;
+- D empty: both nets take a plain full-batch CE step while the global step is below
+  ``warm_steps`` (5000); later the loss is zero, and (``empty_step``) the optimisers still step
+  with that zero gradient, as the official code does (``optimizer.step()`` after a zero loss:
+  momentum and Adam's moments keep moving the weights; weight decay still applies).
 
-A batch with no disagreement (or too few samples to keep one): as in the original code, both nets
-take a plain full-batch CE step while the global step is below ``warm_steps`` (5000), and no
-update later. The original counted the step as ``epoch × batch_idx`` (a bug: 0 for the whole first
-epoch and every first batch); here it is the true step ``epoch × batches_per_epoch + batch_idx``.
-Without that warm start, two nets that agree early (easy or binary tasks) never train again.
+Reference bugs fixed (``docs/deviations.md``): the CE is computed on logits (the reference applied
+it to softmax outputs, a double softmax); the disagreement set is a boolean mask, so the sample
+at global index 0 is selectable (the reference filtered indices by ``index * mask != 0``); the
+reported selections are the samples actually used, mapped to their own indices (the reference
+mapped subset positions to the wrong samples); the loss is the plain mean over the kept samples
+(the reference divided that mean again by the number kept); the warm-start step is the true
+global step ``epoch × batches_per_epoch + batch_idx`` (the original passed ``epoch × batch_idx``:
+0 for the whole first epoch and every first batch).
 
 The epoch diagnostic ``disagreement`` is the % of the samples seen that were in a disagreement set.
 """
@@ -46,6 +50,11 @@ class CoTeachingPlus(SmallLossMethod):
             "minimum": 0,
             "description": "global steps during which an empty disagreement set trains on the full batch",
         },
+        "empty_step": {
+            "default": True,
+            "type": "boolean",
+            "description": "after warm_steps, a batch without disagreement still steps the optimisers with a zero gradient (original); false: no step",
+        },
     }
 
     def train_epoch(self, epoch, batches):
@@ -62,12 +71,18 @@ class CoTeachingPlus(SmallLossMethod):
             return cross_small_loss(ce0, ce1, tau)
         step, self._step = self._step, self._step + 1
         disagree = z0.detach().argmax(1) != z1.detach().argmax(1)
-        sel = cross_small_loss(ce0, ce1, tau, eligible=disagree)
-        if sel.loss is None and step < int(self.hp["warm_steps"]):  # the original's warm start
+        if disagree.any():  # small-loss exchange within D (all of D if none would be kept)
+            sel = cross_small_loss(ce0, ce1, tau, eligible=disagree)
+        elif step < int(self.hp["warm_steps"]):  # the original's warm start: full-batch CE
             part0, part1 = ce0.mean(), ce1.mean()
             used = torch.ones_like(disagree)
             sel = Selection(
                 part0 + part1, (part0, part1), {"selected_net0": used, "selected_net1": used}
             )
+        else:  # zero loss; the original still calls optimizer.step()
+            zero = 0.0 * (ce0.mean() + ce1.mean())
+            nothing = torch.zeros_like(disagree)
+            masks = {"selected_net0": nothing, "selected_net1": nothing}
+            sel = Selection(zero if self.hp["empty_step"] else None, (zero,), masks)
         sel.counts["disagreement"] = disagree.sum()
         return sel

@@ -17,11 +17,12 @@ Warm-up (epochs < ``start_epoch``): CE on both views. Afterwards, per batch:
 ``λ_ce·|C_b|/B·(CE_w + CE_s on C_b) + λ_h·|H_b|/B·(GCE_w + GCE_s on H_b)
 + mixup(weak, mix set) + mixup(strong, mix set)`` (GCE q = 0.7, mixup Beta(5, 5)).
 
-Reference values (reference-protocol §4.10, original code): start_epoch 5, m 0.99, λ_ce 1,
+Reference values (LNMBench and the original JackYFL/DISC code): start_epoch 5, m 0.99, λ_ce 1,
 λ_h 1, σ 0.5, cap 0.99, α 5; the high-noise setting (rate ≥ 0.6) uses λ_h 0.2 and m 0.95
 (set through ``method_params``). The strong view is :func:`._randaugment.rand_augment` on top
-of a second crop/flip view, keeping every colour channel (fixes the reference's grayscale
-views, §6.9). ``strong_aug: false`` makes the strong view a plain second crop/flip view.
+of a second crop/flip view, keeping every colour channel (fixes LNMBench's grayscale views;
+deviations: ``docs/deviations.md``). ``strong_aug: false`` makes the strong view a plain second
+crop/flip view.
 """
 
 from __future__ import annotations

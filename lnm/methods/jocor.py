@@ -2,11 +2,14 @@
 
 Per sample ℓ = (1 − λ)(CE¹ + CE²) + λ(KL(p¹‖p²) + KL(p²‖p¹)); the ⌊(1 − τ_e)·B⌋ samples with
 the smallest ℓ are kept and the mean of ℓ over them is minimised by ONE optimiser over both nets
-(reference-protocol §4.9). The diagnostic ``selected`` is that joint selection.
+(hongxin001/JoCoR ``algorithm/loss.py::loss_jocor``). The diagnostic ``selected`` is that joint
+selection.
 
-Reference bug fixed (§6.9): the CE terms are per sample (the reference's ``reduce='none'``
-returned the batch-mean CE, so it ranked samples by the KL term alone and applied CE to the whole
-batch). As in the original JoCoR, neither KL term is detached.
+LNMBench bug fixed (``docs/deviations.md``): the CE terms are per sample (LNMBench's
+``reduce='none'`` returned the batch-mean CE, so it ranked samples by the KL term alone and
+applied CE to the whole batch), as in the original JoCoR (``reduce=False``); as there, neither KL
+term is detached.
+If ⌊(1 − τ_e)·B⌋ = 0 there is no update (the original took the mean of an empty set).
 """
 
 from __future__ import annotations

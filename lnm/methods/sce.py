@@ -1,4 +1,4 @@
-"""SCE: symmetric cross-entropy (Wang et al., ICCV 2019), reference-protocol §4.4.
+"""SCE: symmetric cross-entropy (Wang et al., ICCV 2019); deviations: ``docs/deviations.md``.
 
 ``L = α·CE(z, ỹ) + β·RCE`` with the reverse cross-entropy ``RCE = −Σ_k p_k log q_k``, where p is
 the softmax clamped to [1e-7, 1] and q the one-hot noisy label clamped to [1e-4, 1]; so

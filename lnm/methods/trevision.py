@@ -1,26 +1,34 @@
-"""T-Revision (Xia et al., NeurIPS 2019), reference-protocol §4.2.
+"""T-Revision (Xia et al., NeurIPS 2019); official code: xiaoboxia/T-Revision (``main.py``).
 
 Three stages share the run's ``spec.epochs`` (reference: 5 + 50 + 50 epochs):
 
-1. **estimation** (``estimation_epochs``): plain cross-entropy on the noisy labels. At the end of
-   the last estimation epoch the network's softmax on every (unaugmented) training image is an
-   estimate of the noisy class posterior, and T̂ is built from it with the anchor-point
-   estimator (:func:`~._transition.anchor_transition`). Methods never see validation labels, so
-   instead of the reference's "best noisy-val epoch" the *last* estimation epoch is used (the
-   paper's estimation stage is a short warm-up that stops before memorisation; the lowest
-   training CE on the noisy labels would almost always pick the last epoch too).
-2. **reweighting**: importance-reweighted CE, ``L = mean_i β_i · CE(z_i, ỹ_i)`` with
-   ``β_i = p(ỹ_i|x_i) / (p(x_i) @ T̂)[ỹ_i]`` (the clean over the noisy posterior), β a constant.
+1. **estimation** (``estimation_epochs``): plain cross-entropy on the noisy labels, trained by
+   the stage's own plain SGD as in the official code (``optimizer_es = SGD(lr=0.01,
+   weight_decay=1e-4)``: no momentum, constant learning rate; ``estimation_optimizer: "run"``
+   uses the run's optimiser and schedule instead). At the end of the last estimation epoch the
+   network's softmax on every (unaugmented) training image is an estimate of the noisy class
+   posterior, and T̂ is built from it with the anchor-point estimator
+   (:func:`~._transition.anchor_transition`). Methods never see validation labels, so instead of
+   the reference's "best noisy-val epoch" the *last* estimation epoch is used (the paper's
+   estimation stage is a short warm-up that stops before memorisation; the lowest training CE on
+   the noisy labels would almost always pick the last epoch too).
+2. **reweighting** (the run's optimiser and schedule): importance-reweighted CE,
+   ``L = mean_i β_i · CE(z_i, ỹ_i)`` with ``β_i = p(ỹ_i|x_i) / (p(x_i) @ T̂)[ỹ_i]`` (the clean
+   over the noisy posterior), β a constant (the official ``reweight_loss`` wraps it in a fresh
+   ``Variable``, which detaches it).
 3. **revision** (``revision_epochs``; default: half of what is left after estimation, as in
-   5 + 50 + 50): the same loss with ``T = T̂ + ΔT``; the slack ΔT (C x C, zero at the start) is
-   learned through β (β is computed from the detached softmax, so the network's gradient is the
-   β-weighted CE exactly as in stage 2, and ΔT's comes from β alone). As in the official code,
-   the network and ΔT are fine-tuned together by one Adam optimiser (lr 5e-7, weight decay 1e-4).
+   5 + 50 + 50): the same loss with ``T = T̂ + ΔT``; the slack ΔT (C x C, zero at the start)
+   is learned through β. As in the official ``reweighting_revision_loss``, β is *not* detached
+   there: the network receives the gradient of ``β_i · CE_i`` through β as well as through the
+   CE (``revision_beta_grad: false``: β from the detached softmax, so only ΔT learns through
+   it). As in the official code, the network and ΔT are fine-tuned together by one Adam
+   optimiser (lr 5e-7, weight decay 1e-4).
 
-Fixes of §6.9: T̂ is row-normalised (the reference divided columns) with every column's
-percentile taken on an unmodified copy; ΔT is added once per batch (the reference re-added it
-for every sample, T̂ + i·ΔT); there is no checkpoint reload between stages (the reference
-reloaded the "best" reweighting epoch off by one): revision continues from the current weights.
+Fixes (``docs/deviations.md``): T̂ is row-normalised (the official code divided columns) with
+every column's percentile taken on an unmodified copy; ΔT is added once per batch (LNMBench
+re-added it for every sample, T̂ + i·ΔT; the official code adds it once); there is no checkpoint
+reload between stages (the reference reloaded the "best" reweighting epoch, off by one in
+LNMBench): revision continues from the current weights.
 
 Transition-matrix orientation: ``T[i, j] = P(ỹ = j | y = i)``. ``T_hat`` (T̂, then T̂ + ΔT clamped
 at zero and row-normalised) is reported for every epoch from the end of estimation on.
@@ -37,10 +45,14 @@ from ._transition import anchor_transition, importance_weights, row_normalize
 from .base import Method
 
 
-def reweighted_ce(logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``mean_i β_i · CE(z_i, ỹ_i)``; β uses the detached softmax, so only ``t`` (if it requires
-    grad) gets a gradient through it."""
-    beta = importance_weights(torch.softmax(logits.detach(), 1), y, t)
+def reweighted_ce(
+    logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor, beta_grad: bool = False
+) -> torch.Tensor:
+    """``mean_i β_i · CE(z_i, ỹ_i)``. With ``beta_grad`` false β uses the detached softmax, so
+    only ``t`` (if it requires grad) gets a gradient through it (the official ``reweight_loss``);
+    with ``beta_grad`` true the logits get one too (the official ``reweighting_revision_loss``)."""
+    p = torch.softmax(logits if beta_grad else logits.detach(), 1)
+    beta = importance_weights(p, y, t)
     return (beta * F.cross_entropy(logits, y, reduction="none")).mean()
 
 
@@ -83,6 +95,28 @@ class TRevision(Method):
             "description": "reference Adam lr of the revision stage",
         },
         "revision_weight_decay": {"default": 0.0001, "type": "number", "minimum": 0},
+        "revision_beta_grad": {
+            "default": True,
+            "type": "boolean",
+            "description": "revision stage: the network also gets the gradient through beta (official reweighting_revision_loss); false: beta from the detached softmax",
+        },
+        "estimation_optimizer": {
+            "default": "sgd",
+            "enum": ["sgd", "run"],
+            "description": "estimation stage: sgd = its own plain SGD (official optimizer_es: no momentum, constant lr); run = the run's optimiser and schedule",
+        },
+        "estimation_lr": {
+            "default": 0.01,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "lr of the estimation SGD (official --lr 0.01)",
+        },
+        "estimation_weight_decay": {
+            "default": 0.0001,
+            "type": "number",
+            "minimum": 0,
+            "description": "weight decay of the estimation SGD (official --weight_decay 1e-4)",
+        },
     }
 
     def build_optimizers(self):
@@ -96,7 +130,24 @@ class TRevision(Method):
             lr=self.hp["revision_lr"],
             weight_decay=self.hp["revision_weight_decay"],
         )
-        return [make_optimizer(self.spec.optimizer, net.parameters()), revision]
+        estimation = torch.optim.SGD(
+            net.parameters(),
+            lr=self.hp["estimation_lr"],
+            weight_decay=self.hp["estimation_weight_decay"],
+        )
+        return [make_optimizer(self.spec.optimizer, net.parameters()), revision, estimation]
+
+    def stage_optimizer(self, stage: int) -> torch.optim.Optimizer:
+        """The optimiser of ``stage`` (0 estimation, 1 reweighting, 2 revision)."""
+        if stage == 2:
+            return self.optimizers[1]
+        if stage == 0:
+            kind = self.hp["estimation_optimizer"]
+            if kind not in ("sgd", "run"):
+                raise ValueError(f"trevision: estimation_optimizer {kind!r}; allowed: sgd, run")
+            if kind == "sgd":
+                return self.optimizers[2]
+        return self.optimizers[0]
 
     def stages(self) -> tuple[int, int, int]:
         return stage_lengths(
@@ -104,7 +155,8 @@ class TRevision(Method):
         )
 
     def start_epoch(self, epoch):
-        # the configured schedule drives the network optimiser; the revision Adam keeps its lr
+        # the configured schedule drives the run's optimiser; the estimation SGD and the
+        # revision Adam keep their learning rates (as in the official code)
         apply_schedule(
             self.optimizers[0],
             self.spec.optimizer["lr"],
@@ -134,15 +186,19 @@ class TRevision(Method):
         est, reweight, _ = self.stages()
         stage = 0 if epoch < est else 1 if epoch < est + reweight else 2
         net = self.nets[0]
-        opt = self.optimizers[1 if stage == 2 else 0]
+        opt = self.stage_optimizer(stage)
         net.train()
         total, n = 0.0, 0
         for b in batches:
             logits = self.forward(net, b.x)
             if stage == 0:
                 loss = F.cross_entropy(logits, b.y)
-            else:  # stage 1: T̂ is constant; stage 2: ΔT gets its gradient through β
-                loss = reweighted_ce(logits, b.y, self.t_hat if stage == 1 else self.current_t())
+            elif stage == 1:  # T̂ is constant, β too
+                loss = reweighted_ce(logits, b.y, self.t_hat)
+            else:  # ΔT (and, as in the original, the network) get gradient through β
+                loss = reweighted_ce(
+                    logits, b.y, self.current_t(), bool(self.hp["revision_beta_grad"])
+                )
             self.step(opt, loss)
             total, n = total + loss.item() * len(b), n + len(b)
         if stage == 0 and epoch == est - 1:

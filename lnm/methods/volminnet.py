@@ -1,4 +1,4 @@
-"""VolMinNet (Li et al., ICML 2021), reference-protocol §4.3.
+"""VolMinNet (Li et al., ICML 2021); deviations from the originals: ``docs/deviations.md``.
 
 A learnable transition matrix ``T = rownorm(I + sigmoid(W) ⊙ (1 − I))`` (W initialised to −2) is
 trained jointly with the network on
@@ -10,8 +10,8 @@ the simplex spanned by T's rows is minimised. T has its own SGD optimiser (lr 0.
 0.9, no weight decay; reference values) whose learning rate follows the run's schedule, as the
 reference stepped a MultiStep scheduler for both optimisers.
 
-Fix of §6.9: the reference multiplied the raw *logits* by T and applied softmax-CE; here, as in
-the paper and the official code, T multiplies the softmax probabilities. Orientation:
+Fix (``docs/deviations.md``): LNMBench multiplied the raw *logits* by T and applied softmax-CE;
+here, as in the paper and the official code, T multiplies the softmax probabilities. Orientation:
 ``T[i, j] = P(ỹ = j | y = i)``; the estimate ``T_hat`` is reported after every epoch. The
 network alone (the clean posterior) is evaluated.
 """

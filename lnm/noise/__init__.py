@@ -9,4 +9,9 @@ Noise file / result keys: ``{train,val}_{noisy,clean,is_clean}``, ``realised_rat
 matrix; for instance noise the empirical one), ``identifiable``, ``pattern``, ``rate``,
 ``noise_seed``, ``noisy_val``, ``std``, ``expected_rate`` and, for instance noise,
 ``{train,val}_flip_prob`` (per-sample flip rate ``q``; 0 for a clean val split).
+
+Draws are nested across rates by default (same noise seed: the flipped set at a lower rate is
+contained in the one at a higher rate, instance noise reuses its projection; see
+:mod:`lnm.noise.spec`); files made with ``nested=False`` (independent draws per rate) carry the
+extra key ``draws = "independent"``, and a file without ``draws`` is nested.
 """

@@ -19,6 +19,7 @@ from .spec import (
     SPLITS,
     NoiseError,
     check_labels,
+    check_nested,
     check_num_classes,
     check_rate,
     check_seed,
@@ -62,6 +63,7 @@ def make_noisy_labels(
     std=0.1,
     channel_mean=None,
     channel_std=None,
+    nested=True,
 ) -> dict:
     """Noise ``labels["train"]`` and (if ``noisy_val``) ``labels["val"]``; other keys are ignored.
 
@@ -69,10 +71,18 @@ def make_noisy_labels(
     draws one projection ``W`` from a separate stream shared by both splits and needs
     ``images["train"]`` (and ``images["val"]`` when ``noisy_val``). Its pixel standardisation uses
     ``channel_mean``/``channel_std`` (defaults: computed from ``images["train"]``) for both splits.
+
+    ``nested`` (default): the rate is not part of the seed, so for one noise seed the flipped set
+    at a lower rate is contained in the one at a higher rate and instance noise reuses ``W`` (see
+    :mod:`lnm.noise.spec`). ``nested=False``: the rate enters the seed sequence of every stream
+    (independent draws per rate), recorded as ``draws = "independent"``; the key is absent
+    from nested results, so their files stay as they were.
     Returns the dict documented in :mod:`lnm.noise` (python scalars, numpy arrays).
     """
     rate, seed = check_rate(pattern, rate), check_seed(noise_seed)
     c, std, noisy_val = check_num_classes(num_classes), check_std(std), bool(noisy_val)
+    nested = check_nested(nested)
+    key = None if nested else rate  # what enters the seed besides (noise_seed, pattern, stream)
     missing = [s for s in SPLITS if s not in labels]
     if missing:
         raise NoiseError(f"labels lack split(s) {missing}; required: {list(SPLITS)}")
@@ -88,7 +98,9 @@ def make_noisy_labels(
             raise NoiseError("train and val images differ in shape; instance noise needs one W")
         if channel_mean is None or channel_std is None:
             channel_mean, channel_std = channel_stats(images["train"])
-        W = instance_projection(int(np.prod(shape)), c, stream_rng(seed, pattern, "projection"))
+        W = instance_projection(
+            int(np.prod(shape)), c, stream_rng(seed, pattern, "projection", key)
+        )
 
     result: dict = {}
     T_nominal = nominal_matrix(pattern, rate, c)
@@ -102,14 +114,14 @@ def make_noisy_labels(
                 y,
                 c,
                 rate,
-                stream_rng(seed, pattern, split),
+                stream_rng(seed, pattern, split, key),
                 std,
                 W=W,
                 channel_mean=channel_mean,
                 channel_std=channel_std,
             )
         else:
-            noisy = flip_with_matrix(y, T_nominal, stream_rng(seed, pattern, split))
+            noisy = flip_with_matrix(y, T_nominal, stream_rng(seed, pattern, split, key))
         result[f"{split}_noisy"] = noisy
         result[f"{split}_clean"] = y.copy()
         result[f"{split}_is_clean"] = noisy == y
@@ -129,22 +141,26 @@ def make_noisy_labels(
         std=std,
         expected_rate=expected_rate(pattern, rate, std),
     )
+    if not nested:  # only then: default (nested) noise files stay byte-identical
+        result["draws"] = "independent"
     return result
 
 
 def generate_noise_file(
-    h5_path, out_path, pattern, rate, noise_seed, noisy_val=True, std=0.1
+    h5_path, out_path, pattern, rate, noise_seed, noisy_val=True, std=0.1, nested=True
 ) -> dict:
     """Read a verified HDF5 (``lnm.data.hdf5.load_h5``), noise train/val, write ``out_path``.
 
     Arguments are validated before anything is read; on any error no output (nor sidecar) appears.
     Instance noise standardises pixels with the HDF5's recorded train-split channel mean/std.
+    ``nested``: see :func:`make_noisy_labels`.
     """
     from ..data.hdf5 import load_h5
 
     check_rate(pattern, rate)
     check_seed(noise_seed)
     check_std(std)
+    check_nested(nested)
     data = load_h5(h5_path, image_splits=SPLITS if pattern == "instance" else ())
     images = data.images if pattern == "instance" else None
     mean, sd = data.attrs.get("mean"), data.attrs.get("std")
@@ -159,6 +175,7 @@ def generate_noise_file(
         std,
         channel_mean=mean,
         channel_std=sd,
+        nested=nested,
     )
     save_noise(Path(out_path), result)
     return result

@@ -65,15 +65,23 @@ def empirical_transition(clean, noisy, num_classes) -> np.ndarray:
         return np.where(rows > 0, counts / np.where(rows > 0, rows, 1), np.nan)
 
 
-def is_identifiable(T) -> bool:
-    """True iff in every (non-NaN) row the diagonal strictly exceeds every off-diagonal entry.
+#: margin by which a diagonal entry must exceed its row's off-diagonal entries (float-error guard)
+IDENTIFIABLE_TOL = 1e-9
 
-    E.g. symmetric noise is identifiable iff ``1 - rate > rate / (C - 1)``; rows that are entirely
-    NaN (classes without samples) are ignored, so an all-NaN matrix is vacuously identifiable.
+
+def is_identifiable(T, tol: float = IDENTIFIABLE_TOL) -> bool:
+    """True iff in every (non-NaN) row the diagonal exceeds every off-diagonal entry by more
+    than ``tol``.
+
+    E.g. symmetric noise is identifiable iff ``1 - rate > rate / (C - 1)``; at the boundary
+    ``rate = (C - 1) / C`` both sides are equal and the answer is False, although float rounding
+    makes ``1 - 2/3`` exceed ``(2/3) / 2`` by 6e-17 (hence the tolerance). Rows that are
+    entirely NaN (classes without samples) are ignored, so an all-NaN matrix is vacuously
+    identifiable.
     """
     T = np.asarray(T, dtype=np.float64)
     if T.ndim != 2 or T.shape[0] != T.shape[1]:
         raise NoiseError(f"transition matrix of shape {T.shape}; allowed: square C x C")
     off = np.where(np.eye(len(T), dtype=bool), -np.inf, T)
     keep = ~np.all(np.isnan(T), axis=1)
-    return bool(np.all(np.diag(T)[keep] > off[keep].max(axis=1)))
+    return bool(np.all(np.diag(T)[keep] - off[keep].max(axis=1) > tol))

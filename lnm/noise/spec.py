@@ -4,6 +4,15 @@ Every random stream is derived from ``np.random.SeedSequence([noise_seed, patter
 so that (i) the same ``noise_seed`` always reproduces the same labels, (ii) different noise seeds
 give different labels, (iii) train and val get independent streams, and (iv) the instance-noise
 projection ``W`` has its own stream keyed on ``(noise_seed, pattern)`` only, shared by both splits.
+
+The rate is not part of that seed, so the draws of one noise seed are *nested* across rates
+(common random numbers): every sample uses the same uniform at every rate, and its label flips
+iff that uniform falls outside an interval of length ``1 − rate`` (symmetric, pairflip) or
+``1 − q_i`` (instance, with ``q_i`` a quantile of the truncated normal, non-decreasing in the
+rate) that shrinks as the rate grows; so the flipped set at a lower rate is contained in the one
+at a higher rate, and instance noise reuses the same ``W`` (flip-target distributions). With
+``nested=False`` (:func:`stream_rng` ``rate=...``) the rate's float64 bit pattern is appended to
+the seed, giving independent draws per rate.
 """
 
 from __future__ import annotations
@@ -75,6 +84,12 @@ def check_std(std) -> float:
     return float(std)
 
 
+def check_nested(nested) -> bool:
+    if not isinstance(nested, (bool, np.bool_)):
+        raise NoiseError(f"nested {nested!r} invalid; allowed: true or false")
+    return bool(nested)
+
+
 def check_labels(labels, num_classes: int, name: str = "labels") -> np.ndarray:
     """Return ``labels`` as a 1-D int64 array with values in ``0..num_classes-1``."""
     arr = np.asarray(labels)
@@ -90,9 +105,20 @@ def check_labels(labels, num_classes: int, name: str = "labels") -> np.ndarray:
     return arr
 
 
-def stream_rng(noise_seed: int, pattern: str, stream: str) -> np.random.Generator:
-    """Independent generator for ``stream`` ('train', 'val' or 'projection')."""
-    seq = np.random.SeedSequence(
-        [check_seed(noise_seed), PATTERNS.index(check_pattern(pattern)), STREAM_CODES[stream]]
-    )
-    return np.random.default_rng(seq)
+def rate_key(rate: float) -> int:
+    """The float64 bit pattern of ``rate`` as an integer (exact: distinct rates, distinct keys)."""
+    return int(np.float64(rate).view(np.uint64))
+
+
+def stream_rng(
+    noise_seed: int, pattern: str, stream: str, rate: float | None = None
+) -> np.random.Generator:
+    """Independent generator for ``stream`` ('train', 'val' or 'projection').
+
+    ``rate`` None: the nested draws (the same stream at every rate); a number: that rate enters
+    the seed sequence (independent draws per rate).
+    """
+    entropy = [check_seed(noise_seed), PATTERNS.index(check_pattern(pattern)), STREAM_CODES[stream]]
+    if rate is not None:
+        entropy.append(rate_key(rate))
+    return np.random.default_rng(np.random.SeedSequence(entropy))
