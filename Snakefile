@@ -21,3 +21,21 @@ rule all:
     default_target: True
     input:
         final_targets(),
+
+
+onstart:
+    # Before any job runs (and before Snakemake deletes the outputs of the jobs it reruns): an
+    # artifact whose SHA-256 sidecar is missing is an error naming it, not a cue to rerun its
+    # producer. Jobs Snakemake reruns because they were interrupted (--rerun-incomplete) are
+    # exempt: their outputs are rebuilt from scratch anyway.
+    from lnm.verify import missing_sidecars_message
+
+    _dag = workflow.dag
+    _missing = missing_sidecars_message(
+        f
+        for job in _dag.needrun_jobs()
+        if not _dag.reason(job).incomplete_output
+        for f in job.output
+    )
+    if _missing:
+        raise WorkflowError(_missing)

@@ -58,9 +58,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_sidecar(path: str | os.PathLike) -> str:
-    """Record the SHA-256 of ``path`` in ``path.sha256`` (atomically); return the digest."""
-    digest = sha256(path)
+def write_sidecar(path: str | os.PathLike, digest: str | None = None) -> str:
+    """Record the SHA-256 of ``path`` (``digest`` when the caller already has it) in
+    ``path.sha256`` (atomically); return the digest."""
+    digest = digest or sha256(path)
     with atomic_path(sidecar(path)) as tmp:
         tmp.write_text(f"{digest}  {Path(path).name}\n")
     return digest
@@ -79,9 +80,11 @@ def artifact(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> str:
-    with artifact(path) as tmp:
+    """Write ``data`` atomically and record its SHA-256 (hashed in memory, not re-read)."""
+    digest = hashlib.sha256(data).hexdigest()
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()  # what the sidecar recorded, without re-reading
+    return write_sidecar(path, digest)
 
 
 def write_text(path: str | os.PathLike, text: str) -> str:

@@ -7,6 +7,7 @@
                    --method ce --backbone resnet8 --seed 0 --out runs/x
     lnm aggregate  --out results/tables runs/*/metrics.json
     lnm validate   --config config.yaml [--config presets/demo.yaml]
+    lnm verify     [results]       # every artifact vs its sidecar and MANIFEST.sha256
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _cmd_train(a):
         a.backbone,
         a.seed,
     )
-    m = train_run(
+    m = train_run(  # code identity: the trainer's and the method's closure (the default)
         spec,
         a.data,
         a.noise,
@@ -81,7 +82,15 @@ def _cmd_train(a):
         threads=a.threads,
         keep_checkpoint=a.keep_checkpoint,
     )
-    print(f"{a.out}: {headline_text(m['last_k'])} {m[HEADLINE]:.2f}")
+    resumed = m["provenance"]["resumed_at_epochs"]
+    note = f" (resumed at epoch {', '.join(map(str, resumed))})" if resumed else ""
+    print(f"{a.out}: {headline_text(m['last_k'])} {m[HEADLINE]:.2f}{note}")
+
+
+def _cmd_verify(a):
+    from .verify import main as verify_main
+
+    return verify_main(a.results)
 
 
 def _cmd_aggregate(a):
@@ -133,17 +142,26 @@ def main(argv=None) -> int:
     s.add_argument("--keep-checkpoint", action="store_true")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_train)
+    s = sub.add_parser(
+        "verify",
+        help="check every artifact against its SHA-256 sidecar and MANIFEST.sha256",
+        description="One line per problem and a summary; exit status 1 on any problem. See "
+        "lnm/verify.py for which files count as artifacts.",
+    )
+    s.add_argument(
+        "results", nargs="?", default="results", help="results folder (default: results)"
+    )
+    s.set_defaults(fn=_cmd_verify)
     s = sub.add_parser("aggregate", help="runs.csv and summary tables")
     s.add_argument("--out", required=True)
     s.add_argument("metrics", nargs="+")
     s.set_defaults(fn=_cmd_aggregate)
     a = p.parse_args(argv)
     try:
-        a.fn(a)
+        return a.fn(a) or 0
     except (ValueError, RuntimeError, OSError) as err:
         print(f"lnm {a.cmd}: error: {err}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,9 +11,13 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def logged(snakemake) -> Iterator[logging.Logger]:
-    """Redirect stderr (progress lines, warnings) to the rule's log; log any failure in full."""
+    """Redirect stderr (progress lines, warnings) to the rule's log; log any failure in full.
+
+    The log is appended to, never truncated. (Snakemake deletes a job's log before the job
+    runs, so a training run that resumes replays its earlier attempts from its own
+    ``checkpoint.log``; see :mod:`lnm.train.trainer`.)"""
     path = snakemake.log[0] if snakemake.log else None
-    stream = open(path, "w", buffering=1) if path else sys.stderr
+    stream = open(path, "a", buffering=1) if path else sys.stderr
     old, sys.stderr = sys.stderr, stream
     log = logging.getLogger(f"lnm.{snakemake.rule}")
     try:

@@ -101,7 +101,7 @@ def noisy_settings():
 
 
 def figure(rule, **fields):
-    return f"{RES}/figures/" + grid.FIGURES[rule].format(**fields)
+    return f"{RES}/figures/{grid.FIGURES[rule].format(**fields)}"
 
 
 def figure_targets():

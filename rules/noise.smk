@@ -8,7 +8,7 @@ rule noise:
     output:
         sums(res(grid.NOISE_FILE)),
     log:
-        res("logs/" + grid.NOISE_FILE.removesuffix(".npz") + ".log"),
+        res(f"logs/{grid.NOISE_FILE.removesuffix('.npz')}.log"),
     conda:
         "../envs/lnm.yaml"
     params:

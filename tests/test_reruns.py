@@ -162,3 +162,54 @@ def test_training_killed_mid_epoch_resumes_and_matches(tmp_path, workflow_copy):
         pd.read_csv(tmp_path / "a" / run / "per_epoch.csv"), pd.read_csv(b / run / "per_epoch.csv")
     )
     assert not ckpt.exists()
+
+
+@pytest.mark.slow
+def test_killed_run_is_not_resumed_after_its_code_changed(tmp_path, workflow_copy):
+    """Snakemake reruns the job and passes its code inputs: the trainer sets the checkpoint
+    aside (its code digest differs) and starts from epoch 1."""
+    root, _ = workflow_copy
+    extra = tmp_path / "one_run.yaml"
+    extra.write_text(
+        "methods: [ce]\nnoise: {patterns: {symmetric: [0.4], instance: []}, "
+        "clean: false}\ntrain: {epochs: 8}\n"
+    )
+    run = "runs/breastmnist/symmetric-0.4-n0/ce/resnet8/s0"
+    a, b = tmp_path / "a", tmp_path / "b"
+    cfg = lambda res: ["--config", f"results={res}", f"raw_dir={SHARED_MEDMNIST}"]  # noqa: E731
+    snakemake(root, *cfg(a), extra_config=extra)
+
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile"]
+    cmd += ["presets/smoke.yaml", str(extra), *cfg(b)]
+    proc = subprocess.Popen(
+        cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    ckpt = b / run / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (b / run / "metrics.json").exists() and ckpt.exists()
+
+    ce = root / "lnm" / "methods" / "ce.py"
+    original = ce.read_text()
+    try:
+        edit(ce)  # the method's code changed (a comment: results stay the same)
+        snakemake(root, "--unlock", *cfg(b), extra_config=extra)
+        snakemake(root, "--rerun-incomplete", *cfg(b), extra_config=extra)
+    finally:
+        ce.write_text(original)
+    log = (b / "logs" / "train" / run.removeprefix("runs/")).with_suffix(".log").read_text()
+    assert "set aside" in log and "different code (sha256" in log and "resuming" not in log
+    stale = [p.name for p in (b / run).glob("checkpoint.pt.stale-*") if p.suffix != ".sha256"]
+    assert len(stale) == 1 and stale[0] in log
+    ma, mb = (json.loads((d / run / "metrics.json").read_text()) for d in (a, b))
+    assert mb["provenance"]["resumed_at_epochs"] == []
+    assert mb["provenance"]["checkpoints_set_aside"][0]["kind"] == "stale"
+    for m in (ma, mb):
+        m.pop("provenance")
+        for item in m["inputs"].values():
+            item.pop("path")
+    assert ma == mb

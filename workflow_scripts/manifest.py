@@ -1,9 +1,10 @@
 from lnm.report.manifest import write_manifest
+from lnm.verify import require_verified
 from lnm.workflow import logged
 
 with logged(snakemake):
-    write_manifest(
-        [f for f in snakemake.input.artifacts if not f.endswith(".sha256")],
-        snakemake.params.root,
-        snakemake.output[0],
-    )
+    artifacts = [f for f in snakemake.input.artifacts if not f.endswith(".sha256")]
+    # `lnm verify` over every input first: all problems at once (missing sidecars, files changed
+    # after they were written even with their old modification time), not just the first one
+    require_verified(artifacts)
+    write_manifest(artifacts, snakemake.params.root, snakemake.output[0])

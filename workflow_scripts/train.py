@@ -24,4 +24,5 @@ with (
         device=device,
         threads=snakemake.threads,
         keep_checkpoint=runtime["keep_checkpoints"],
+        code_files=snakemake.input.code,  # the code this job runs: part of its resume identity
     )

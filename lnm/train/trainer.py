@@ -7,16 +7,38 @@ Outputs of one run (all written atomically, each with a SHA-256 sidecar)::
     test_probs.npz  test-set probabilities of the final epoch, with the labels
 
 The maximum test accuracy over epochs is never reported.
+
+Resume. While a run trains it keeps, in its folder and outside Snakemake's declared outputs
+(so they survive a killed job):
+
+    checkpoint.pt         state after the last finished epoch, with a SHA-256 sidecar
+    checkpoint.pt.sha256  verified before the checkpoint is loaded
+    checkpoint.log        every line the run logged, over all its attempts
+
+A checkpoint is resumed only if its *resume identity* equals the run's: the canonical spec
+digest, the SHA-256 of the data and noise files and the digest of the code the run executes
+(:func:`lnm.codedeps.code_digest` of the train rule's code inputs, or of
+:func:`default_code_files`). A checkpoint of another identity is set aside as
+``checkpoint.pt.stale-<UTC time>``, one that fails its checksum or cannot be read as
+``checkpoint.pt.corrupt-<UTC time>`` (with its sidecar and ``checkpoint.log``); the log says why
+and the run starts from epoch 1. Set-aside files are never resumed; delete them at will.
+A resumed run first replays ``checkpoint.log`` into its log (Snakemake deletes a job's log
+before it runs), so the log covers every attempt. Epochs are counted from 1 in every log line;
+``metrics.json`` records under ``provenance`` the epochs at which the run resumed
+(``resumed_at_epochs``), the checkpoints it set aside and the code digest. Checkpoints are
+deleted when the run completes unless ``keep_checkpoint``.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +46,10 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ..checksum import artifact, atomic_path, verify
+from ..checksum import ChecksumError, artifact, sidecar, verify, write_bytes
+from ..codedeps import closure, code_digest
 from ..data.hdf5 import load_h5
+from ..grid import method_info
 from ..methods import get_method
 from ..models import build_model
 from ..noise.io import load_noise
@@ -35,10 +59,117 @@ from .provenance import provenance
 from .spec import RunSpec
 
 CHECKPOINT = "checkpoint.pt"
+ATTEMPT_LOG = "checkpoint.log"
+#: The folder above the ``lnm`` package: code paths in the code digest are relative to it, so
+#: the digest does not depend on where the repository is cloned.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The parts of a resume identity, in the order the log names them.
+IDENTITY_PARTS = ("spec", "data", "noise", "code")
 
 
-class CheckpointMismatch(RuntimeError):
-    pass
+def default_code_files(spec: RunSpec) -> list[Path]:
+    """The code a run executes outside Snakemake: the trainer's closure plus its method's."""
+    pkg = REPO_ROOT / "lnm"
+    method = pkg / "methods" / f"{method_info(spec.method).module}.py"
+    return closure([pkg / "train" / "trainer.py", method], pkg)
+
+
+def run_identity(spec: RunSpec, data_sha256: str, noise_sha256: str, code_sha256: str) -> dict:
+    """What a checkpoint must have been written for to be resumed."""
+    return {"spec": spec.digest(), "data": data_sha256, "noise": noise_sha256, "code": code_sha256}
+
+
+def _identity_diff(state: dict, identity: dict, spec: RunSpec) -> str | None:
+    """Why a checkpoint's identity is not ``identity`` (None when it is)."""
+    old = state.get("identity")
+    if not isinstance(old, dict):
+        return "it was written without a resume identity (by an older trainer)"
+    parts = []
+    for key in IDENTITY_PARTS:
+        if old.get(key) == identity[key]:
+            continue
+        if key == "spec":
+            before = state.get("spec") or {}
+            fields = sorted(k for k, v in spec.to_dict().items() if before.get(k) != v)
+            parts.append(f"spec (differs in: {', '.join(fields) or 'its digest'})")
+        else:
+            was = str(old.get(key))[:12]
+            parts.append(f"{key} (sha256 {was}... now {identity[key][:12]}...)")
+    return f"it was written for a different {', '.join(parts)}" if parts else None
+
+
+def _utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def set_aside(ckpt: Path, kind: str, reason: str, log: Callable[[str], None]) -> dict:
+    """Rename ``ckpt`` (with its sidecar and attempt log) to ``<name>.<kind>-<UTC time>`` so it
+    is never resumed; log why and return a record for metrics.json."""
+    stamp, n = _utc_stamp(), 0
+    while True:
+        suffix = f".{kind}-{stamp}" + (f"-{n}" if n else "")
+        target = ckpt.with_name(ckpt.name + suffix)
+        if not any(p.exists() for p in (target, sidecar(target))):
+            break
+        n += 1
+    os.replace(ckpt, target)
+    if sidecar(ckpt).exists():
+        os.replace(sidecar(ckpt), sidecar(target))
+    attempt_log = ckpt.with_name(ATTEMPT_LOG)
+    if attempt_log.exists():
+        os.replace(attempt_log, attempt_log.with_name(attempt_log.name + suffix))
+    log(f"set aside {ckpt} as {target.name}: {reason}; the run starts from epoch 1")
+    return {"file": target.name, "kind": kind, "reason": reason}
+
+
+def load_checkpoint(
+    ckpt: Path, identity: dict, spec: RunSpec, dev: torch.device, log: Callable[[str], None]
+) -> tuple[dict | None, dict | None]:
+    """(state, None) for a verified checkpoint of this identity; (None, set-aside record) for a
+    corrupt, unreadable or stale one; (None, None) when there is none."""
+    if not ckpt.exists():
+        return None, None
+    try:
+        verify(ckpt)
+    except ChecksumError as err:
+        return None, set_aside(ckpt, "corrupt", f"it failed its checksum ({err})", log)
+    try:
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+    except Exception as err:  # any unreadable checkpoint is set aside, whatever the error
+        reason = f"it could not be loaded ({type(err).__name__}: {err})"
+        return None, set_aside(ckpt, "corrupt", reason, log)
+    diff = _identity_diff(state, identity, spec)
+    if diff:
+        return None, set_aside(ckpt, "stale", diff, log)
+    return state, None
+
+
+class _RunLog:
+    """Send each line to ``log`` and append it to the run's attempt log (``checkpoint.log``)."""
+
+    def __init__(self, path: Path, log: Callable[[str], None]):
+        self.path, self.log, self.fh = path, log, None
+
+    def open(self, resume: bool) -> None:
+        """Resuming: replay the earlier attempts' lines into ``log``, then append; else start a
+        new attempt log."""
+        if resume and self.path.exists():
+            self.log(f"--- earlier attempt(s) of this run, from {self.path} ---")
+            for line in self.path.read_text().splitlines():
+                self.log(line)
+            self.log("--- end of earlier attempt(s) ---")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a" if resume else "w", buffering=1)
+
+    def __call__(self, line: str) -> None:
+        if self.fh is not None:
+            self.fh.write(line + "\n")
+        self.log(line)
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
 
 
 def resolve_device(pref: str = "auto") -> torch.device:
@@ -211,8 +342,14 @@ def train_run(
     threads: int = 1,
     keep_checkpoint: bool = False,
     log: Callable[[str], None] | None = None,
+    code_files: Iterable[str | Path] | None = None,
 ) -> dict:
-    """Train one run and write its outputs; resume from ``out_dir/checkpoint.pt`` if present."""
+    """Train one run and write its outputs; resume from ``out_dir/checkpoint.pt`` when it is
+    intact and has this run's resume identity (else set it aside and start fresh).
+
+    ``code_files``: the code the run executes (the train rule passes its code inputs); by
+    default :func:`default_code_files`.
+    """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     if not 1 <= spec.last_k <= spec.epochs:
         raise ValueError(
@@ -224,6 +361,13 @@ def train_run(
         "data": {"path": str(data_path), "sha256": verify(data_path)},
         "noise": {"path": str(noise_path), "sha256": verify(noise_path)},
     }
+    code_files = default_code_files(spec) if code_files is None else list(code_files)
+    identity = run_identity(
+        spec,
+        inputs["data"]["sha256"],
+        inputs["noise"]["sha256"],
+        code_digest(code_files, REPO_ROOT),
+    )
     ds = load_h5(data_path, check=False)
     noise = load_noise(noise_path, check=False)
     for key, want in (
@@ -252,64 +396,87 @@ def train_run(
 
     ckpt = out_dir / CHECKPOINT
     history: list[dict] = []
-    start = 0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
-        if state["spec_digest"] != spec.digest():
-            diff = sorted(k for k, v in spec.to_dict().items() if state["spec"].get(k) != v)
-            raise CheckpointMismatch(
-                f"{ckpt}: checkpoint was written for a different run "
-                f"configuration (differs in: {', '.join(diff)}); delete it "
-                "to start this run from scratch"
+    start, resumed_at, set_aside_records = 0, [], []
+    notes: list[str] = []  # said before the attempt log is open; copied into it
+    state, record = load_checkpoint(ckpt, identity, spec, dev, notes.append)
+    run_log = _RunLog(out_dir / ATTEMPT_LOG, log)
+    run_log.open(resume=state is not None)
+    try:
+        for line in notes:
+            run_log(line)
+        if state is not None:
+            method.load_state_dict(state["method"])
+            _set_rng_state(state["rng"])
+            history, start = state["history"], state["epoch"] + 1
+            resumed_at = [*state.get("resumed_at_epochs", []), start + 1]
+            set_aside_records = list(state.get("checkpoints_set_aside", []))
+            run_log(
+                f"resuming {out_dir} after epoch {start}/{spec.epochs} "
+                + (
+                    f"(epochs 1-{start} restored from {CHECKPOINT}), at epoch "
+                    f"{start + 1}/{spec.epochs}"
+                    if start < spec.epochs
+                    else "(every epoch restored from the checkpoint; writing the outputs)"
+                )
             )
-        method.load_state_dict(state["method"])
-        _set_rng_state(state["rng"])
-        history, start = state["history"], state["epoch"] + 1
-        log(f"resuming {out_dir} after epoch {state['epoch']} (of {spec.epochs})")
+        elif record is not None:
+            set_aside_records = [record]
 
-    probs = None
-    for epoch in range(start, spec.epochs):
-        t0 = time.perf_counter()
-        method.start_epoch(epoch)
-        diag = method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
-        row = {"epoch": epoch, **_diagnostics(diag, data)}
-        ev, probs = evaluate(method, data)
-        row.update(ev, seconds=time.perf_counter() - t0)
-        history.append(row)
-        log(
-            f"[{spec.method} {spec.dataset} {spec.noise}-{spec.rate} s{spec.seed}] epoch "
-            f"{epoch + 1}/{spec.epochs} loss {row.get('train_loss', float('nan')):.4f} "
-            f"val {row['val_acc']:.2f} test {row['test_acc']:.2f} ({row['seconds']:.1f}s)"
-        )
-        with atomic_path(ckpt) as tmp:
+        probs = None
+        for epoch in range(start, spec.epochs):
+            t0 = time.perf_counter()
+            method.start_epoch(epoch)
+            diag = method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
+            row = {"epoch": epoch, **_diagnostics(diag, data)}  # per_epoch.csv: 0-based index
+            ev, probs = evaluate(method, data)
+            row.update(ev, seconds=time.perf_counter() - t0)
+            history.append(row)
+            run_log(
+                f"[{spec.method} {spec.dataset} {spec.noise}-{spec.rate} s{spec.seed}] epoch "
+                f"{epoch + 1}/{spec.epochs} loss {row.get('train_loss', float('nan')):.4f} "
+                f"val {row['val_acc']:.2f} test {row['test_acc']:.2f} ({row['seconds']:.1f}s)"
+            )
+            buf = io.BytesIO()
             torch.save(
                 {
                     "epoch": epoch,
                     "spec": spec.to_dict(),
-                    "spec_digest": spec.digest(),
+                    "identity": identity,
                     "method": method.state_dict(),
                     "rng": _rng_state(),
                     "history": history,
+                    "resumed_at_epochs": resumed_at,
+                    "checkpoints_set_aside": set_aside_records,
                 },
-                tmp,
+                buf,
             )
-    if probs is None:  # resumed after the last epoch had already been checkpointed
-        probs = predict_probs(method, data, "test").mean(0)
+            write_bytes(ckpt, buf.getvalue())  # atomically, with its SHA-256 sidecar
+            del buf
+        if probs is None:  # resumed after the last epoch had already been checkpointed
+            probs = predict_probs(method, data, "test").mean(0)
 
-    frame = pd.DataFrame(history)
-    metrics = summarize(spec, frame, noise, inputs, method, dev)
-    with artifact(out_dir / "per_epoch.csv") as tmp:
-        frame.drop(columns=["seconds"]).to_csv(tmp, index=False, float_format="%.6g")
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf, probs=probs.astype(np.float32), labels=data.labels["test"].cpu().numpy()
-    )
-    with artifact(out_dir / "test_probs.npz") as tmp:
-        tmp.write_bytes(buf.getvalue())
-    with artifact(out_dir / "metrics.json") as tmp:
-        tmp.write_text(
-            json.dumps(_finite(metrics), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        frame = pd.DataFrame(history)
+        metrics = summarize(spec, frame, noise, inputs, method, dev)
+        metrics["provenance"].update(
+            code_sha256=identity["code"],
+            resumed_at_epochs=resumed_at,
+            checkpoints_set_aside=set_aside_records,
         )
+        with artifact(out_dir / "per_epoch.csv") as tmp:
+            frame.drop(columns=["seconds"]).to_csv(tmp, index=False, float_format="%.6g")
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, probs=probs.astype(np.float32), labels=data.labels["test"].cpu().numpy()
+        )
+        with artifact(out_dir / "test_probs.npz") as tmp:
+            tmp.write_bytes(buf.getvalue())
+        with artifact(out_dir / "metrics.json") as tmp:
+            tmp.write_text(
+                json.dumps(_finite(metrics), indent=2, sort_keys=True, allow_nan=False) + "\n"
+            )
+    finally:
+        run_log.close()
     if not keep_checkpoint:
-        ckpt.unlink(missing_ok=True)
+        for path in (ckpt, sidecar(ckpt), out_dir / ATTEMPT_LOG):
+            path.unlink(missing_ok=True)
     return metrics

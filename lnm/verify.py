@@ -1,0 +1,245 @@
+"""``lnm verify RESULTS``: check every artifact of a results folder against its SHA-256 sidecar
+and against ``MANIFEST.sha256``.
+
+Which files are artifacts (each must have a sidecar ``X.sha256`` that matches it):
+every file in a *subfolder* of the results folder (``raw/``, ``data/``, ``noise/``, ``runs/``,
+``tables/``, ``figures/``, ...), except
+
+- the sidecars themselves (``*.sha256``); a sidecar whose artifact is missing is a problem;
+- anything below ``logs/`` and ``benchmarks/`` (Snakemake's per-job logs and timings);
+- hidden files and folders (``.snakemake/``, the ``.<name>.*.tmp`` of an atomic write under way);
+- a training run's resume state, ``checkpoint.*`` (``checkpoint.pt``, its sidecar, its attempt
+  log and the checkpoints set aside as ``checkpoint.pt.stale-*``/``.corrupt-*``): it is not a
+  result, changes while a run trains, and the trainer verifies it itself before resuming.
+
+Files directly in the results folder are not artifacts (``report.html`` from ``snakemake
+--report`` lives there) except ``MANIFEST.sha256``: each of its lines must name an existing file
+(relative to the results folder) whose SHA-256 is the one listed. Artifacts newer than the manifest and not listed in it are noted, not counted as
+problems; a missing manifest is noted too (the workflow has not reached its last step).
+
+Problems, one line each: missing sidecar, malformed sidecar, SHA-256 mismatch (whatever the
+file's modification time says), sidecar without its artifact, listed in MANIFEST but missing,
+MANIFEST digest differs, malformed MANIFEST line. ``lnm verify`` exits 1 on any problem.
+
+The ``manifest`` rule runs :func:`require_verified` over its inputs (every artifact) before it
+writes the manifest, so a file tampered with after it was written, even with its old
+modification time restored, fails the workflow when the tables and figures are gathered.
+:func:`missing_sidecars` serves the Snakefile's ``onstart`` check: an artifact whose sidecar is
+missing is an error naming it, never a cue for Snakemake to regenerate it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checksum import SUFFIX, ChecksumError, recorded, sha256, sidecar
+from .grid import MANIFEST
+
+#: Top-level folders of a results folder that hold no artifacts.
+UNCHECKED_DIRS = ("logs", "benchmarks")
+#: Name prefix of a training run's resume state (checked by the trainer, not here).
+CHECKPOINT_PREFIX = "checkpoint."
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.what}"
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self, where: str | os.PathLike = "") -> str:
+        head = f"{where}: " if str(where) else ""
+        if self.ok:
+            return f"{head}OK: {self.checked} artifacts match their sidecars and the manifest"
+        n = len(self.problems)
+        return f"{head}FAILED: {n} problem{'s' * (n != 1)} in {self.checked} artifacts"
+
+
+def is_artifact(rel: str | os.PathLike) -> bool:
+    """Whether a path relative to the results folder is an artifact (see the module doc)."""
+    parts = Path(rel).parts
+    if len(parts) < 2 or parts[0] in UNCHECKED_DIRS:
+        return False
+    if any(p.startswith(".") for p in parts):
+        return False
+    name = parts[-1]
+    return not name.endswith(SUFFIX) and not name.startswith(CHECKPOINT_PREFIX)
+
+
+def _is_sidecar_of_artifact(rel: Path) -> bool:
+    return rel.name.endswith(SUFFIX) and is_artifact(rel.with_name(rel.name[: -len(SUFFIX)]))
+
+
+def scan(results: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """(artifacts, sidecars whose artifact is missing) below ``results``, sorted."""
+    root = Path(results)
+    artifacts, orphans = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root)
+            if is_artifact(rel):
+                artifacts.append(path)
+            elif _is_sidecar_of_artifact(rel) and not Path(str(path)[: -len(SUFFIX)]).exists():
+                orphans.append(path)
+    return artifacts, orphans
+
+
+def check_artifact(path: str | os.PathLike) -> tuple[str | None, Problem | None]:
+    """(actual SHA-256 or None, problem or None) of one artifact against its sidecar."""
+    path = Path(path)
+    if not path.is_file():
+        return None, Problem(str(path), "missing")
+    if not sidecar(path).exists():
+        return None, Problem(str(path), f"missing sidecar {sidecar(path).name}")
+    try:
+        want = recorded(path)
+    except ChecksumError:
+        return None, Problem(str(path), f"malformed sidecar {sidecar(path).name}")
+    actual = sha256(path)
+    if actual != want:
+        return actual, Problem(
+            str(path),
+            f"SHA-256 mismatch: sidecar records {want}, file has {actual} (modified or "
+            "truncated after it was written)",
+        )
+    return actual, None
+
+
+def check_manifest(results: Path, digests: dict[Path, str], report: Report) -> None:
+    """Compare MANIFEST.sha256 with the files it lists (``digests``: already computed ones)."""
+    manifest = results / MANIFEST
+    if not manifest.exists():
+        report.notes.append(f"{manifest}: not present (not checked)")
+        return
+    listed: set[Path] = set()
+    for i, line in enumerate(manifest.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64 or not rel:
+            report.problems.append(Problem(f"{manifest}:{i}", "malformed MANIFEST line"))
+            continue
+        path = results / rel
+        key = Path(os.path.normpath(path))
+        listed.add(key)
+        if not path.is_file():
+            report.problems.append(Problem(str(path), f"listed in {MANIFEST} but missing"))
+            continue
+        actual = digests.get(key) or sha256(path)
+        if actual != digest:
+            report.problems.append(
+                Problem(
+                    str(path),
+                    f"{MANIFEST} digest differs: manifest lists {digest}, file has {actual} "
+                    "(changed since the manifest was written)",
+                )
+            )
+    unlisted = [p for p in digests if p not in listed]
+    if unlisted:
+        report.notes.append(
+            f"{manifest}: {len(unlisted)} artifact(s) not listed (written after it or not "
+            f"part of its run), e.g. {unlisted[0]}"
+        )
+
+
+def verify_results(results: str | os.PathLike) -> Report:
+    """Check every artifact below ``results`` and ``results/MANIFEST.sha256``."""
+    root = Path(results)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such results folder")
+    report = Report()
+    artifacts, orphans = scan(root)
+    digests: dict[Path, str] = {}
+    for path in artifacts:
+        actual, problem = check_artifact(path)
+        report.checked += 1
+        if actual is not None:
+            digests[Path(os.path.normpath(path))] = actual
+        if problem:
+            report.problems.append(problem)
+    for side in orphans:
+        report.problems.append(
+            Problem(str(side)[: -len(SUFFIX)], f"missing (its sidecar {side.name} exists)")
+        )
+    check_manifest(root, digests, report)
+    return report
+
+
+def verify_files(paths: Iterable[str | os.PathLike]) -> Report:
+    """Check the given artifacts (sidecar paths among them are skipped) against their sidecars."""
+    report = Report()
+    for path in sorted({str(p) for p in paths if not str(p).endswith(SUFFIX)}):
+        report.checked += 1
+        _, problem = check_artifact(path)
+        if problem:
+            report.problems.append(problem)
+    return report
+
+
+def require_verified(paths: Iterable[str | os.PathLike]) -> int:
+    """Raise :class:`ChecksumError` listing *every* problem of ``paths``; else their number."""
+    report = verify_files(paths)
+    if not report.ok:
+        raise ChecksumError(
+            "\n".join([*map(str, report.problems), report.summary()])
+            + "\nDelete a damaged artifact (and its sidecar) to have the workflow rebuild it."
+        )
+    return report.checked
+
+
+def missing_sidecars(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Existing artifacts among ``paths`` whose sidecar does not exist (paths ending in
+    ``.sha256`` are sidecars and skipped)."""
+    return sorted(
+        {
+            str(p)
+            for p in paths
+            if not str(p).endswith(SUFFIX) and os.path.exists(p) and not sidecar(p).exists()
+        }
+    )
+
+
+def missing_sidecars_message(paths: Iterable[str | os.PathLike]) -> str | None:
+    """The error for the Snakefile's ``onstart`` check, or None when every sidecar is there."""
+    missing = missing_sidecars(paths)
+    if not missing:
+        return None
+    lines = "\n".join(f"  {p}: missing sidecar {Path(p).name}{SUFFIX}" for p in missing)
+    return (
+        f"{len(missing)} artifact(s) have no SHA-256 sidecar, so they cannot be verified:\n"
+        f"{lines}\nA missing sidecar means the record was deleted or the file was not written "
+        "by this workflow; it is not regenerated silently. Restore the sidecar, or delete the "
+        "artifact too to have it rebuilt."
+    )
+
+
+def main(results: str | os.PathLike, out=None) -> int:
+    """Print one line per problem, notes and a summary; return the exit status (0 clean, 1 not)."""
+    import sys
+
+    out = out or sys.stdout
+    report = verify_results(results)
+    for problem in report.problems:
+        print(problem, file=out)
+    for note in report.notes:
+        print(f"note: {note}", file=out)
+    print(report.summary(results), file=out)
+    return 0 if report.ok else 1
