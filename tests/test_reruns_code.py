@@ -157,3 +157,19 @@ def test_instance_std_reruns_instance_noise_only(wf, tmp_path):
     assert counts["noise"] == 1 and counts["train"] == 11 and methods == set(grid.methods())
     out = snakemake(root, "--dry-run", "--config", *config, files=[std])
     assert "symmetric-0.4-n0.npz" not in "".join(re.findall(r"rule noise:\n(?:    .*\n)+", out))
+
+
+@pytest.mark.slow
+def test_a_cell_override_reruns_only_the_cells_it_matches(wf, tmp_path):
+    root, config = wf
+    override = tmp_path / "override.yaml"
+    override.write_text(
+        "cell_overrides:\n"
+        "  - when: {patterns: [instance], rate_min: 0.3}\n"
+        "    method_params: {disc: {lambda_h: 0.5}}\n"
+    )
+    counts, methods = planned(root, *config, files=[override])
+    assert counts["train"] == 1 and methods == {"disc"} and "noise" not in counts
+    out = snakemake(root, "--dry-run", "--config", *config, files=[override])
+    assert "runs/breastmnist/instance-0.4-n0/disc/" in out
+    assert "runs/breastmnist/symmetric-0.4-n0/disc/" not in out
