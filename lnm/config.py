@@ -213,8 +213,12 @@ def method_params(config: dict, method: str, noise: str | None = None, rate=None
 
 
 def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, seed) -> RunSpec:
-    """The canonical spec of one run (wildcard values may be strings)."""
+    """The canonical spec of one run (wildcard values may be strings).
+
+    ``eval_view``: the method's LNMBench view (its file's ``eval_view``) under ``protocol:
+    reference``, the softmax mean of the networks under ``harmonized``."""
     train = train_settings(config, method)
+    reference = config["protocol"] == "reference"
     return RunSpec(
         dataset=dataset,
         size=int(config["size"]),
@@ -232,5 +236,7 @@ def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, s
         augment=dict(train["augment"]),
         drop_last=bool(train["drop_last"]),
         last_k=int(config["train"]["last_k"]),
+        eval_view=grid.method_info(method).eval_view if reference else grid.DEFAULT_EVAL_VIEW,
+        precision=str(train["precision"]),
         method_params=method_params(config, method, noise, rate),
     )

@@ -28,10 +28,36 @@ CLEAN = "none"  #: the clean ceiling (rate 0)
 #: Synthetic noise patterns, in display order (``none`` first).
 PATTERNS = (CLEAN, "symmetric", "pairflip", "instance")
 NOISY_PATTERNS = tuple(p for p in PATTERNS if p != CLEAN)
-#: Backbones: ``resnet8`` (ours, for CPUs) and timm's ResNets.
+#: Backbones: ``resnet8`` (ours, for CPUs), timm's ResNets and torchvision's ResNet-50
+#: (``tv_resnet50``: LNMBench's backbone, ImageNet weights ``IMAGENET1K_V1``).
 SMALL_BACKBONES = ("resnet8",)
 TIMM_BACKBONES = ("resnet18", "resnet34", "resnet50")
-BACKBONES = SMALL_BACKBONES + TIMM_BACKBONES
+TORCHVISION_BACKBONES = ("tv_resnet50",)
+BACKBONES = SMALL_BACKBONES + TIMM_BACKBONES + TORCHVISION_BACKBONES
+
+# ---------------------------------------------------------------- evaluation views
+#: How a run's test (and val) predictions are made from its networks, with the words captions
+#: use. A method file declares its LNMBench view (``eval_view``); ``protocol: reference`` uses
+#: it, ``harmonized`` uses ``softmax_mean`` for every method (see :func:`lnm.config.run_spec`).
+#: With one network every view is the network's own prediction.
+EVAL_VIEW_TEXT = {
+    "softmax_mean": "argmax of the mean of the networks' softmax outputs",
+    "mean_of_accuracies": "mean of the two networks' accuracies",
+    "logit_sum": "argmax of the sum of the two networks' logits",
+}
+EVAL_VIEWS = tuple(EVAL_VIEW_TEXT)
+#: The default view, and the only one of the harmonized protocol.
+DEFAULT_EVAL_VIEW = "softmax_mean"
+
+
+def eval_view_text(view: str, num_nets: int = 2) -> str:
+    """What ``view`` means, for metrics.json (``eval_view_text``) and captions."""
+    if view not in EVAL_VIEW_TEXT:
+        raise ValueError(f"unknown eval_view {view!r}; allowed: {', '.join(EVAL_VIEWS)}")
+    if int(num_nets) == 1:
+        return "the network's prediction (one network)"
+    return EVAL_VIEW_TEXT[view]
+
 
 # ---------------------------------------------------------------- keys and metric names
 #: Columns that identify one training run.
@@ -193,8 +219,9 @@ METHODS_DIR = PACKAGE / "methods"
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """A method as its file declares it: ``name``, ``order`` (display position), ``num_nets``
-    and ``params`` (hyperparameter -> JSON-schema fragment with its ``default``)."""
+    """A method as its file declares it: ``name``, ``order`` (display position), ``num_nets``,
+    ``params`` (hyperparameter -> JSON-schema fragment with its ``default``) and ``eval_view``
+    (how LNMBench scored it, one of :data:`EVAL_VIEWS`)."""
 
     name: str
     module: str  # module name inside lnm.methods
@@ -202,6 +229,7 @@ class MethodInfo:
     order: int
     num_nets: int
     params: dict = field(default_factory=dict)
+    eval_view: str = DEFAULT_EVAL_VIEW
 
     @property
     def defaults(self) -> dict:
@@ -286,6 +314,12 @@ def method_catalog() -> dict[str, MethodInfo]:
         params = _inherited(decl, "params", classes)
         nets = _inherited(decl, "num_nets", classes)
         order = decl.attrs.get("order")
+        view = _inherited(decl, "eval_view", classes)
+        view = ast.literal_eval(view) if view is not None else DEFAULT_EVAL_VIEW
+        if view not in EVAL_VIEWS:
+            raise ValueError(
+                f"{where}: eval_view {view!r} is not allowed; allowed: {', '.join(EVAL_VIEWS)}"
+            )
         found[name] = MethodInfo(
             name=name,
             module=decl.module,
@@ -293,6 +327,7 @@ def method_catalog() -> dict[str, MethodInfo]:
             order=ast.literal_eval(order) if order is not None else 10**6,
             num_nets=ast.literal_eval(nets) if nets is not None else 1,
             params=_literal(params, classes, where) if params is not None else {},
+            eval_view=view,
         )
         missing = [k for k, s in found[name].params.items() if "default" not in s]
         if missing:

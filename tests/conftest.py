@@ -93,6 +93,8 @@ TINY_SPEC = dict(
     augment={"crop_padding": 4, "hflip": True},
     drop_last=True,
     last_k=2,
+    eval_view="softmax_mean",
+    precision="bf16",
     method_params={},
 )
 

@@ -12,6 +12,7 @@ import torch
 
 from lnm.checksum import verify
 from lnm.codedeps import code_digest
+from lnm.grid import EVAL_VIEWS
 from lnm.methods import REGISTRY
 from lnm.noise.generate import generate_noise_file
 from lnm.noise.io import load_noise, save_noise
@@ -213,6 +214,61 @@ def test_resume_after_the_last_checkpoint_only_writes_the_outputs(tmp_path):
     assert any("after epoch 2/2" in line for line in lines)
     assert m["provenance"]["resumed_at_epochs"] == [3]
     assert comparable(m) == comparable(full)
+    a, b = (np.load(tmp_path / d / "test_probs.npz") for d in ("full", "resumed"))
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_two_network_runs_record_every_view_and_the_headline_follows_eval_view(tmp_path):
+    ref, out = run_method(
+        tmp_path, "coteaching", epochs=3, out="ref", eval_view="mean_of_accuracies"
+    )
+    harm, hout = run_method(tmp_path, "coteaching", epochs=3, out="harm")
+    a, b = pd.read_csv(out / "per_epoch.csv"), pd.read_csv(hout / "per_epoch.csv")
+    views = [f"test_acc_{v}" for v in EVAL_VIEWS]
+    same = ["train_loss", "test_acc_net0", "test_acc_net1", *views]
+    pd.testing.assert_frame_equal(a[same], b[same])  # the view changes no training
+    np.testing.assert_allclose(a.test_acc, a.test_acc_mean_of_accuracies)
+    np.testing.assert_allclose(a.test_acc, (a.test_acc_net0 + a.test_acc_net1) / 2, rtol=1e-5)
+    np.testing.assert_allclose(b.test_acc, b.test_acc_softmax_mean)
+    assert ref["eval_view"] == "mean_of_accuracies"
+    assert ref["eval_view_text"] == "mean of the two networks' accuracies"
+    assert harm["eval_view"] == "softmax_mean" and "softmax" in harm["eval_view_text"]
+    for m, curve in ((ref, a), (harm, b)):
+        for v in EVAL_VIEWS:
+            last = curve[f"test_acc_{v}"].iloc[-2:].mean()  # per_epoch.csv has 6 digits
+            assert m[f"test_acc_{v}_last_k"] == pytest.approx(last, rel=1e-5)
+    assert ref["test_acc_last_k"] == pytest.approx(ref["test_acc_mean_of_accuracies_last_k"])
+    assert harm["test_acc_last_k"] == pytest.approx(harm["test_acc_softmax_mean_last_k"])
+    assert ref["test_acc_last_k"] == pytest.approx(np.mean(ref["test_acc_last_k_per_net"]))
+    npz = np.load(out / "test_probs.npz")
+    assert (str(npz["eval_view"]), str(npz["probs_view"])) == ("mean_of_accuracies", "softmax_mean")
+    assert npz["probs_per_net"].shape == npz["logits"].shape == (2, 48, 3)
+    np.testing.assert_allclose(npz["probs"], npz["probs_per_net"].mean(0), atol=1e-6)
+
+
+def test_single_network_runs_record_the_network_and_the_effective_precision(tmp_path):
+    m, out = run_method(tmp_path, "ce", epochs=2, precision="bf16")
+    assert (m["eval_view"], m["precision"], m["precision_configured"]) == (
+        "softmax_mean",
+        "fp32",  # CPUs always compute in fp32
+        "bf16",
+    )
+    assert "one network" in m["eval_view_text"]
+    assert m["provenance"]["deterministic"]["bf16_autocast"] is False
+    assert not [c for c in pd.read_csv(out / "per_epoch.csv") if c.startswith("test_acc_")]
+    assert not [k for k in m if k.startswith(tuple(f"test_acc_{v}" for v in EVAL_VIEWS))]
+    npz = np.load(out / "test_probs.npz")
+    assert "probs_per_net" not in npz and npz["logits"].shape == (1, 48, 3)
+    assert str(npz["eval_view"]) == str(npz["probs_view"]) == "softmax_mean"
+
+
+def test_precision_is_part_of_the_resume_identity(tmp_path):
+    interrupted(tmp_path)  # precision bf16 (TINY_SPEC)
+    lines = []
+    m, out = run_method(tmp_path, "ce", epochs=3, out="resumed", precision="fp32", log=lines.append)
+    (said,) = [line for line in lines if line.startswith("set aside")]
+    assert "spec (differs in: precision)" in said and set_aside_files(out, "stale")
+    assert m["precision"] == m["precision_configured"] == "fp32"
 
 
 def test_augmenter_crops_and_flips_per_sample():

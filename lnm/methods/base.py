@@ -33,6 +33,10 @@ class Method:
 
     name = "base"
     num_nets = 1
+    #: how LNMBench scored the method's test predictions (one of :data:`lnm.grid.EVAL_VIEWS`, a
+    #: plain literal read by :func:`lnm.grid.method_catalog`); used under ``protocol: reference``
+    #: (the spec's ``eval_view``), while ``harmonized`` scores every method by ``softmax_mean``
+    eval_view = "softmax_mean"
     #: display position in tables and figures (methods without one sort after, by name)
     order: int | None = None
     #: the method's hyperparameters: name -> JSON-schema fragment with its ``default`` (a plain
@@ -102,13 +106,24 @@ class Method:
                 opt, self.spec.optimizer["lr"], self.spec.schedule, epoch, self.spec.epochs
             )
 
+    @property
+    def precision(self) -> str:
+        """The precision the networks compute in: ``bf16`` only with ``precision: bf16`` on
+        CUDA; CPUs always compute in fp32 (recorded in metrics.json beside the configured one)."""
+        return "bf16" if self.device.type == "cuda" and self.spec.precision == "bf16" else "fp32"
+
     def autocast(self):
-        if self.device.type == "cuda":
+        if self.precision == "bf16":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def forward(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Logits in float32 (bf16 autocast on CUDA); call ``backward`` outside this."""
+        """Logits in float32; call ``backward`` outside this.
+
+        With ``precision: bf16`` on CUDA the network runs under bf16 autocast and its logits are
+        cast to float32 (they carry bf16 rounding); with ``fp32`` there is no autocast. Every
+        per-sample loss that ranks or partitions samples is computed from these float32 logits
+        outside autocast."""
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
@@ -126,7 +141,8 @@ class Method:
 
     @torch.no_grad()
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of every network, shape (num_nets, B, C); evaluation averages their softmax."""
+        """Logits of every network, shape (num_nets, B, C), float32; evaluation turns them into
+        the spec's ``eval_view`` (:func:`lnm.train.metrics.view_metrics`)."""
         self.nets.eval()
         return torch.stack([self.forward(net, x) for net in self.nets])
 

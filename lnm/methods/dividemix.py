@@ -124,6 +124,8 @@ def _cycle(indices: torch.Tensor, batch_size: int, gen: torch.Generator):
 class DivideMix(Method):
     name = "dividemix"
     num_nets = 2
+    #: LNMBench (and the official ``test``): argmax of the sum of both networks' logits
+    eval_view = "logit_sum"
     order = 10
     params = {
         "warmup_epochs": {

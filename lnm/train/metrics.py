@@ -61,6 +61,63 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
         }
 
 
+# ---------------------------------------------------------------- evaluation views
+# How the predictions of a run's networks become one set of metrics (lnm.grid.EVAL_VIEWS; the
+# spec's ``eval_view``). Inputs: per-network logits (K, N, C) and their softmax (K, N, C).
+#
+# - ``softmax_mean``: the argmax of the mean of the K softmaxes; every metric, the
+#   probability-based ones (AUC, ECE, NLL) included, is computed on that mean probability.
+# - ``logit_sum``: the argmax of the sum of the K logits (DivideMix's test); the probabilities
+#   are the softmax of the summed logits (float64).
+# - ``mean_of_accuracies``: each metric (accuracy, balanced accuracy, macro F1, per-class
+#   recall, AUC, ECE, NLL) is computed per network on its own softmax and then averaged over the
+#   K networks; there is no single probability of this view.
+#
+# With K = 1 every view is the network's own prediction (``softmax_mean`` then uses the
+# network's softmax exactly; ``logit_sum`` recomputes it in float64).
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def view_probs(view: str, logits: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """(N, C) probabilities of ``view`` (``softmax_mean`` or ``logit_sum``) from per-network
+    ``logits`` and their softmax ``probs`` (K, N, C). ``mean_of_accuracies`` has none."""
+    if view == "softmax_mean":
+        return probs.mean(0)
+    if view == "logit_sum":
+        return softmax(np.asarray(logits, dtype=np.float64).sum(0))
+    raise ValueError(f"eval view {view!r} has no single probability per sample")
+
+
+def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    return 100.0 * float((probs.argmax(1) == labels).mean())
+
+
+def view_accuracy(view: str, logits: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy (%) of ``view`` (see the notes above :func:`softmax`)."""
+    if view == "mean_of_accuracies":
+        return float(np.mean([_accuracy(p, labels) for p in probs]))
+    return _accuracy(view_probs(view, logits, probs), labels)
+
+
+def view_metrics(view: str, logits: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> dict:
+    """:func:`classification_metrics` of ``view`` (see the notes above :func:`softmax`)."""
+    if view != "mean_of_accuracies":
+        return classification_metrics(view_probs(view, logits, probs), labels)
+    per_net = [classification_metrics(p, labels) for p in probs]
+    out = {
+        k: float(np.mean([m[k] for m in per_net])) for k in per_net[0] if k != "per_class_recall"
+    }
+    out["per_class_recall"] = np.mean([m["per_class_recall"] for m in per_net], 0).tolist()
+    return out
+
+
 def selection_scores(selected: np.ndarray, seen: np.ndarray, is_clean: np.ndarray) -> dict:
     """Precision (clean ratio) and recall (coverage) of a selected set against the clean mask.
 

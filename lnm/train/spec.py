@@ -7,10 +7,15 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from ..grid import EVAL_VIEWS
+
 OPTIMIZER_KEYS = {
     "sgd": ("name", "lr", "momentum", "nesterov", "weight_decay"),
     "adam": ("name", "lr", "betas", "weight_decay"),
 }
+#: ``train.precision``: ``bf16`` = bf16 autocast on CUDA (CPUs always compute in fp32),
+#: ``fp32`` = no autocast anywhere.
+PRECISIONS = ("bf16", "fp32")
 SCHEDULE_KEYS = {
     "constant": ("name",),
     "cosine": ("name",),
@@ -42,9 +47,21 @@ class RunSpec:
     augment: dict
     drop_last: bool
     last_k: int
+    #: how test/val predictions are made from the networks (one of lnm.grid.EVAL_VIEWS)
+    eval_view: str
+    #: configured compute precision (``PRECISIONS``); the effective one is in metrics.json
+    precision: str
     method_params: dict = field(default_factory=dict)  # resolved: defaults + overrides
 
     def __post_init__(self):
+        if self.eval_view not in EVAL_VIEWS:
+            raise ValueError(
+                f"eval_view {self.eval_view!r} is not allowed; allowed: {', '.join(EVAL_VIEWS)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision {self.precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}"
+            )
         # keep only the keys the chosen optimiser/schedule uses: params stay canonical, so an
         # irrelevant setting (milestones of a cosine schedule, betas of SGD) never reruns a job
         object.__setattr__(self, "optimizer", _only(self.optimizer, OPTIMIZER_KEYS))

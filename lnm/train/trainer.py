@@ -4,9 +4,25 @@ Outputs of one run (all written atomically, each with a SHA-256 sidecar)::
 
     metrics.json    headline (mean test accuracy of the last k epochs) and secondary metrics
     per_epoch.csv   the curves: losses, val/test metrics, selection diagnostics per epoch
-    test_probs.npz  test-set probabilities of the final epoch, with the labels
+    test_probs.npz  test-set outputs of the final epoch, with the labels (see below)
 
 The maximum test accuracy over epochs is never reported.
+
+Evaluation view. Val and test metrics follow the spec's ``eval_view`` (one of
+:data:`lnm.grid.EVAL_VIEWS`; :mod:`lnm.train.metrics` says which probabilities each view's
+AUC/ECE/NLL use): ``softmax_mean`` (harmonized protocol; with one network, the network),
+``mean_of_accuracies`` (LNMBench's Co-teaching family: every metric per network, then averaged)
+or ``logit_sum`` (LNMBench's DivideMix). Runs with two networks also record every view's test
+accuracy per epoch (``test_acc_<view>``, with ``test_acc_<view>_last_k`` in metrics.json) and
+each network's (``test_acc_net<i>``, ``test_acc_last_k_per_net``). metrics.json says which view
+the headline uses (``eval_view``, ``eval_view_text``) and the precision the networks computed in
+(``precision``: ``fp32`` on a CPU even when ``bf16`` was configured, ``precision_configured``).
+
+``test_probs.npz``: ``labels`` (N,); ``logits`` (K, N, C), every network's logits, from which
+any view can be recomputed; ``probs`` (N, C), the probabilities of the headline view, or for
+``mean_of_accuracies`` (which has none) the softmax mean of the networks; ``probs_view``, the
+view ``probs`` belongs to, and ``eval_view``, the headline's; two-network runs also store
+``probs_per_net`` (K, N, C), each network's softmax (what ``mean_of_accuracies`` scores).
 
 Resume. While a run trains it keeps, in its folder and outside Snakemake's declared outputs
 (so they survive a killed job):
@@ -40,6 +56,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -49,12 +66,12 @@ from sklearn.metrics import roc_auc_score
 from ..checksum import ChecksumError, artifact, sidecar, verify, write_bytes
 from ..codedeps import closure, code_digest
 from ..data.hdf5 import load_h5
-from ..grid import method_info
+from ..grid import EVAL_VIEWS, eval_view_text, method_info
 from ..methods import get_method
 from ..models import build_model
 from ..noise.io import load_noise
 from .data import DeviceData
-from .metrics import classification_metrics, selection_scores
+from .metrics import selection_scores, view_accuracy, view_metrics, view_probs
 from .provenance import provenance
 from .spec import RunSpec
 
@@ -207,29 +224,61 @@ def _set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+class Outputs(NamedTuple):
+    """What the networks predict on a split: ``logits`` (float32) and their softmax
+    (``probs``, float64), each of shape (num_nets, N, C)."""
+
+    logits: np.ndarray
+    probs: np.ndarray
+
+
 @torch.no_grad()
-def predict_probs(method, data: DeviceData, split: str) -> np.ndarray:
-    """Per-network softmax probabilities, shape (num_nets, N, C)."""
-    chunks = [torch.softmax(method.predict_logits(x), -1).cpu() for x in data.eval_batches(split)]
-    return torch.cat(chunks, 1).numpy().astype(np.float64)
+def predict_outputs(method, data: DeviceData, split: str) -> Outputs:
+    """Per-network logits and softmax probabilities of ``split``, from one pass over it (every
+    evaluation view is computed from these)."""
+    logits, probs = [], []
+    for x in data.eval_batches(split):
+        z = method.predict_logits(x)
+        logits.append(z.float().cpu())
+        probs.append(torch.softmax(z, -1).cpu())
+    return Outputs(torch.cat(logits, 1).numpy(), torch.cat(probs, 1).numpy().astype(np.float64))
 
 
-def evaluate(method, data: DeviceData) -> tuple[dict, np.ndarray]:
-    """Val accuracy on noisy and clean labels, test metrics of the ensemble and of each net."""
+def evaluate(method, data: DeviceData, view: str | None = None) -> tuple[dict, Outputs]:
+    """Val accuracy on noisy and clean labels and test metrics, all of ``view`` (by default
+    the spec's ``eval_view``); with several networks also every view's test accuracy and each
+    network's. Returns the row and the test outputs."""
+    view = view or method.spec.eval_view
     row = {}
-    val = predict_probs(method, data, "val").mean(0).argmax(1)
-    row["val_acc"] = 100.0 * float((val == data.labels["val"].cpu().numpy()).mean())
-    row["val_acc_clean"] = 100.0 * float((val == data.labels["val_clean"].cpu().numpy()).mean())
-    per_net = predict_probs(method, data, "test")
-    probs = per_net.mean(0)
+    val = predict_outputs(method, data, "val")
+    for key, split in (("val_acc", "val"), ("val_acc_clean", "val_clean")):
+        row[key] = view_accuracy(view, *val, data.labels[split].cpu().numpy())
+    test = predict_outputs(method, data, "test")
     y = data.labels["test"].cpu().numpy()
-    m = classification_metrics(probs, y)
+    m = view_metrics(view, *test, y)
     row.update({f"test_{k}": v for k, v in m.items() if k != "per_class_recall"})
     row["test_per_class_recall"] = json.dumps([round(r, 4) for r in m["per_class_recall"]])
-    if len(per_net) > 1:
-        for i, p in enumerate(per_net):
+    if len(test.probs) > 1:
+        for v in EVAL_VIEWS:
+            row[f"test_acc_{v}"] = view_accuracy(v, *test, y)
+        for i, p in enumerate(test.probs):
             row[f"test_acc_net{i}"] = 100.0 * float((p.argmax(1) == y).mean())
-    return row, probs
+    return row, test
+
+
+def probs_file_arrays(view: str, test: Outputs, labels: np.ndarray) -> dict:
+    """The arrays of ``test_probs.npz`` (described in the module docstring)."""
+    probs_view = "softmax_mean" if view == "mean_of_accuracies" else view
+    arrays = {
+        "probs": view_probs(probs_view, *test).astype(np.float32),
+        "labels": labels,
+        "logits": test.logits.astype(np.float32),
+        "eval_view": np.array(view),
+        "probs_view": np.array(probs_view),
+    }
+    if len(test.probs) > 1:
+        arrays["probs_per_net"] = test.probs.astype(np.float32)
+    return arrays
 
 
 def _diagnostics(diag: dict, data: DeviceData) -> dict:
@@ -311,6 +360,10 @@ def summarize(
         "noise_rate_realised_val": float(noise["realised_rate_val"]),
         "noise_generation": {"noisy_val": bool(noise["noisy_val"]), "std": float(noise["std"])},
         "last_k": k,
+        "eval_view": spec.eval_view,
+        "eval_view_text": eval_view_text(spec.eval_view, method.num_nets),
+        "precision": method.precision,
+        "precision_configured": spec.precision,
         "test_acc_last_k": _last_k_mean(history, "test_acc", k),
         "test_acc_best_val": float(history["test_acc"].iloc[best]),
         "best_val_epoch": best,
@@ -330,6 +383,8 @@ def summarize(
     nets = [c for c in history if c.startswith("test_acc_net")]
     if nets:
         out["test_acc_last_k_per_net"] = [_last_k_mean(history, c, k) for c in sorted(nets)]
+        for v in EVAL_VIEWS:
+            out[f"test_acc_{v}_last_k"] = _last_k_mean(history, f"test_acc_{v}", k)
     return out
 
 
@@ -422,13 +477,13 @@ def train_run(
         elif record is not None:
             set_aside_records = [record]
 
-        probs = None
+        test = None
         for epoch in range(start, spec.epochs):
             t0 = time.perf_counter()
             method.start_epoch(epoch)
             diag = method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
             row = {"epoch": epoch, **_diagnostics(diag, data)}  # per_epoch.csv: 0-based index
-            ev, probs = evaluate(method, data)
+            ev, test = evaluate(method, data)
             row.update(ev, seconds=time.perf_counter() - t0)
             history.append(row)
             run_log(
@@ -452,8 +507,8 @@ def train_run(
             )
             write_bytes(ckpt, buf.getvalue())  # atomically, with its SHA-256 sidecar
             del buf
-        if probs is None:  # resumed after the last epoch had already been checkpointed
-            probs = predict_probs(method, data, "test").mean(0)
+        if test is None:  # resumed after the last epoch had already been checkpointed
+            test = predict_outputs(method, data, "test")
 
         frame = pd.DataFrame(history)
         metrics = summarize(spec, frame, noise, inputs, method, dev)
@@ -462,11 +517,14 @@ def train_run(
             resumed_at_epochs=resumed_at,
             checkpoints_set_aside=set_aside_records,
         )
+        metrics["provenance"].setdefault("deterministic", {})["bf16_autocast"] = (
+            method.precision == "bf16"
+        )
         with artifact(out_dir / "per_epoch.csv") as tmp:
             frame.drop(columns=["seconds"]).to_csv(tmp, index=False, float_format="%.6g")
         buf = io.BytesIO()
         np.savez_compressed(
-            buf, probs=probs.astype(np.float32), labels=data.labels["test"].cpu().numpy()
+            buf, **probs_file_arrays(spec.eval_view, test, data.labels["test"].cpu().numpy())
         )
         with artifact(out_dir / "test_probs.npz") as tmp:
             tmp.write_bytes(buf.getvalue())
