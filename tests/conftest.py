@@ -106,6 +106,51 @@ def tiny_spec(**kw):
     return RunSpec(**{**TINY_SPEC, **kw})
 
 
+#: The tiny training recipe of the method and trainer tests.
+TINY_RUN = dict(
+    batch_size=32,
+    optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    augment={"crop_padding": 1, "hflip": True},
+)
+
+
+def tiny_problem(tmp_path, noise: str = "symmetric", rate: float = 0.4, h5: Path | None = None):
+    """The tiny synthetic HDF5 of :func:`make_h5` and its noise file (made once per folder)."""
+    from lnm.noise.generate import generate_noise_file
+
+    h5 = h5 or tmp_path / "tiny.h5"
+    if not h5.exists():
+        make_h5(h5)
+    npz = tmp_path / f"noise-{noise}-{rate}.npz"
+    if not npz.exists():
+        generate_noise_file(h5, npz, noise, rate, 0)
+    return h5, npz
+
+
+def tiny_method(tmp_path, method: str, epochs: int = 3, params=None, seed: int = 0, **spec_kw):
+    """A method instance (CPU, ResNet-8) on the tiny problem, and its DeviceData."""
+    import torch
+
+    from lnm.data.hdf5 import load_h5
+    from lnm.methods import get_method
+    from lnm.models import build_model
+    from lnm.noise.io import load_noise
+    from lnm.train.data import DeviceData
+
+    h5, npz = tiny_problem(tmp_path)
+    spec = tiny_spec(
+        method=method, epochs=epochs, method_params=params or {}, **{**TINY_RUN, **spec_kw}
+    )
+    cpu = torch.device("cpu")
+    data = DeviceData(
+        load_h5(h5, check=False), load_noise(npz, check=False), cpu, spec.augment,
+        spec.batch_size, spec.drop_last,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    c = data.num_classes
+    return get_method(method)(spec, lambda: build_model("resnet8", 1, c, 8), c, cpu, data), data
+
+
 def run_method(
     tmp_path,
     method: str,
@@ -119,34 +164,12 @@ def run_method(
     device_override: str = "cpu",
     **spec_kw,
 ):
-    """Train ``method`` on a tiny synthetic problem; returns (metrics, out_dir)."""
-    from lnm.noise.generate import generate_noise_file
+    """Train ``method`` on the tiny problem through the trainer; returns (metrics, out_dir)."""
     from lnm.train.trainer import train_run
 
-    h5 = h5 or tmp_path / "tiny.h5"
-    if not h5.exists():
-        make_h5(h5)
-    npz = tmp_path / f"noise-{noise}-{rate}.npz"
-    if not npz.exists():
-        generate_noise_file(h5, npz, noise, rate, 0)
-    kw = dict(
-        dataset="synthetic",
-        size=8,
-        noise=noise,
-        rate=rate,
-        noise_seed=0,
-        method=method,
-        backbone="resnet8",
-        seed=0,
-        epochs=epochs,
-        batch_size=32,
-        optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9},
-        schedule={"name": "constant"},
-        augment={"crop_padding": 1, "hflip": True},
-        method_params=params or {},
-        last_k=2,
-    )
-    kw.update(spec_kw)
+    h5, npz = tiny_problem(tmp_path, noise, rate, h5)
+    kw = dict(noise=noise, rate=rate, method=method, epochs=epochs, method_params=params or {})
+    kw.update({**TINY_RUN, **spec_kw})
     out_dir = tmp_path / out
     metrics = train_run(
         tiny_spec(**kw), h5, npz, out_dir, device=device_override, log=log or (lambda s: None)

@@ -9,20 +9,14 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-from lnm.data.hdf5 import load_h5
 from lnm.methods import dividemix as dm_module
-from lnm.methods import get_method
 from lnm.methods._gmm import clean_probability, minmax_normalise
 from lnm.methods._losses import gce
 from lnm.methods._mixup import mixup, sample_lambda, sharpen
 from lnm.methods._randaugment import OPS, rand_augment
 from lnm.methods.disc import disc_sets, ema_thresholds
 from lnm.methods.dividemix import division_flags, partition, refine_labels
-from lnm.models import build_model
-from lnm.noise.generate import generate_noise_file
-from lnm.noise.io import load_noise
-from lnm.train.data import DeviceData
-from tests.conftest import make_h5, run_method, tiny_spec
+from tests.conftest import run_method, tiny_method
 
 CPU = torch.device("cpu")
 
@@ -37,35 +31,7 @@ def one_thread():  # as the trainer runs on the CPU; also keeps these tests fast
 
 def make_method(tmp_path, name, params=None, seed=0):
     """A method instance on the tiny synthetic problem (96 train samples, 3 classes, 8x8)."""
-    h5, npz = tmp_path / "tiny.h5", tmp_path / "noise.npz"
-    if not h5.exists():
-        make_h5(h5)
-        generate_noise_file(h5, npz, "symmetric", 0.4, 0)
-    spec = tiny_spec(
-        dataset="synthetic",
-        size=8,
-        noise="symmetric",
-        rate=0.4,
-        noise_seed=0,
-        method=name,
-        backbone="resnet8",
-        seed=0,
-        epochs=4,
-        batch_size=32,
-        optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9},
-        augment={"crop_padding": 1, "hflip": True},
-        method_params=params or {},
-    )
-    data = DeviceData(
-        load_h5(h5, check=False),
-        load_noise(npz, check=False),
-        CPU,
-        spec.augment,
-        spec.batch_size,
-        spec.drop_last,
-    )
-    torch.manual_seed(seed)
-    return get_method(name)(spec, lambda: build_model("resnet8", 1, 3, 8), 3, CPU, data)
+    return tiny_method(tmp_path, name, epochs=4, params=params, seed=seed)[0]
 
 
 def run_epoch(method, epoch, seed=123):

@@ -12,7 +12,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lnm.data.hdf5 import load_h5
 from lnm.methods import get_method
 from lnm.methods._transition import (
     SigmoidTransition,
@@ -25,11 +24,8 @@ from lnm.methods.cdr import keep_fraction, mask_noncritical_, prunable
 from lnm.methods.sce import sce_loss
 from lnm.methods.trevision import reweighted_ce, stage_lengths
 from lnm.methods.volminnet import volmin_loss
-from lnm.models import build_model
-from lnm.noise.generate import generate_noise_file
-from lnm.noise.io import load_noise
-from lnm.train.data import Batch, DeviceData
-from tests.conftest import make_h5, tiny_spec
+from lnm.train.data import Batch
+from tests.conftest import tiny_method, tiny_spec
 
 CPU = torch.device("cpu")
 # non-symmetric, diagonally dominant: using Tᵀ instead of T changes every derived quantity
@@ -46,39 +42,9 @@ def one_thread():
 
 def build(tmp_path, method, epochs=3, params=None, seed=0, optimizer=None):
     """A method on the tiny synthetic problem of conftest (symmetric 40% noise), plus its data."""
-    h5 = tmp_path / "tiny.h5"
-    npz = tmp_path / "noise.npz"
-    if not h5.exists():
-        make_h5(h5)
-        generate_noise_file(h5, npz, "symmetric", 0.4, 0)
-    spec = tiny_spec(
-        dataset="synthetic",
-        size=8,
-        noise="symmetric",
-        rate=0.4,
-        noise_seed=0,
-        method=method,
-        backbone="resnet8",
-        seed=0,
-        epochs=epochs,
-        batch_size=32,
-        optimizer=optimizer or {"name": "sgd", "lr": 0.05, "momentum": 0.9},
-        augment={"crop_padding": 1, "hflip": True},
-        method_params=params or {},
+    return tiny_method(
+        tmp_path, method, epochs, params, seed, **({"optimizer": optimizer} if optimizer else {})
     )
-    data = DeviceData(
-        load_h5(h5, check=False),
-        load_noise(npz, check=False),
-        CPU,
-        spec.augment,
-        spec.batch_size,
-        spec.drop_last,
-    )
-    torch.manual_seed(seed)
-    m = get_method(method)(
-        spec, lambda: build_model("resnet8", 1, data.num_classes, 8), data.num_classes, CPU, data
-    )
-    return m, data
 
 
 def run_epochs(m, data, epochs):
