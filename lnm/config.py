@@ -168,6 +168,16 @@ def load_config(
     return validate_config(config)
 
 
+#: Config keys that change where or how jobs run, never what they compute: no job's params
+#: hold them, so changing them reruns nothing (the raw file is identified by its MD5).
+RUN_ONLY_KEYS = ("results", "raw_dir", "allow_download", "runtime", "resources")
+
+
+def result_config(config: dict) -> dict:
+    """``config`` without :data:`RUN_ONLY_KEYS`: what the results depend on."""
+    return {k: copy.deepcopy(v) for k, v in config.items() if k not in RUN_ONLY_KEYS}
+
+
 def merged(base: dict, new: dict) -> dict:
     """A deep copy of ``base`` updated with ``new`` (nested dicts merged, lists replaced)."""
     return _merge(copy.deepcopy(base), new)

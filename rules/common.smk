@@ -4,7 +4,7 @@ import os
 
 from lnm import grid
 from lnm.codedeps import closure
-from lnm.config import ConfigError, run_spec, validate_config
+from lnm.config import ConfigError, result_config, run_spec, validate_config
 
 try:  # one validation pass: schema (enums from lnm.grid) and every method's parameter types
     validate_config(config)

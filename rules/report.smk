@@ -95,7 +95,7 @@ rule run_metadata:
     conda:
         "../envs/lnm.yaml"
     params:
-        config=config,
+        config=result_config(config),  # no run-only keys: moving raw_dir reruns nothing
     script:
         "../workflow_scripts/metadata.py"
 
