@@ -8,7 +8,8 @@ rule aggregate:
     input:
         metrics=run_files("metrics.json"),
         probs=run_files("test_probs.npz"),
-        sums=sidecars(run_files("metrics.json", "test_probs.npz")),
+        epochs=run_files("per_epoch.csv"),  # collapse flags: epochs without an update
+        sums=sidecars(run_files("metrics.json", "test_probs.npz", "per_epoch.csv")),
         code=code("aggregate.py"),
     output:
         reported(f"{RES}/tables/runs.csv", "runs_csv", "8. Data files"),

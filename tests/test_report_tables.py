@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,8 +38,13 @@ def write_run(
     identifiable=True,
     rng=None,
     last_k=2,
+    probs=None,
+    train_loss=None,
+    extra=None,
 ):
-    """One run folder as the trainer writes it (all files with sidecars)."""
+    """One run folder as the trainer writes it (all files with sidecars). Test predictions are
+    right for about ``acc`` % of the images unless ``probs`` is given; ``train_loss`` (per
+    epoch, NaN = no update) and ``extra`` (metrics.json keys) override the defaults."""
     rng = rng or np.random.default_rng(0)
     counts = DATASETS[dataset]
     c, n = len(counts), sum(counts)
@@ -55,7 +61,7 @@ def write_run(
     ep = pd.DataFrame(
         {
             "epoch": range(epochs),
-            "train_loss": 1.0,
+            "train_loss": 1.0 if train_loss is None else train_loss,
             "val_acc": acc,
             "val_acc_clean": acc,
             "test_acc": acc + rng.normal(0, 1, epochs),
@@ -113,13 +119,19 @@ def write_run(
             "packages": {"torch": "2.14.1", "numpy": "2.4.6"},
         },
     }
+    m.update(extra or {})
     write_text(d / "metrics.json", json.dumps(m))
     buf = io.StringIO()
     ep.to_csv(buf, index=False)
     write_text(d / "per_epoch.csv", buf.getvalue())
     labels = np.repeat(np.arange(c), counts)
+    if probs is None:  # its own generator: the grid's draws do not depend on it
+        right = np.random.default_rng(int(acc * 1000)).random(n) < acc / 100
+        pred = np.where(right, labels, (labels + 1) % c)
+        probs = np.full((n, c), 0.1 / c, np.float32)
+        probs[np.arange(n), pred] += 0.9
     npz = io.BytesIO()
-    np.savez_compressed(npz, probs=np.full((n, c), 1.0 / c, np.float32), labels=labels)
+    np.savez_compressed(npz, probs=np.asarray(probs, np.float32), labels=labels)
     write_bytes(d / "test_probs.npz", npz.getvalue())
     return d / "metrics.json"
 
@@ -217,7 +229,8 @@ def test_one_seed_cells_say_na(tmp_path):
     runs = agg.collect_runs(paths)
     out = tables.write_statistics(runs, tmp_path / "tables")
     md = (tmp_path / "tables" / "cells.md").read_text()
-    assert "(n=1)" in md and md.count(NEEDS_SEEDS) == 1  # explained once, in the CI note
+    assert "one run per cell, so no CI" in md and "(n=1)" not in md  # said once, in the title
+    assert md.count(NEEDS_SEEDS) == 1  # explained once, in the CI note
     cells = pd.read_csv(out["cells.csv"])
     assert cells["ci_hw"].isna().all() and cells["note"].str.contains(NEEDS_SEEDS).all()
     stats_md = (tmp_path / "tables" / "statistics.md").read_text()
@@ -262,7 +275,7 @@ def test_summary_latex_booktabs_bold_dagger(grid, tmp_path):
     for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lrrrrr}"):
         assert token in tex
     row = next(line for line in tex.splitlines() if line.startswith("symmetric & 0.6"))
-    assert r"$^\dagger$" in row and row.count(r"\textbf{") == 1 and r"$\pm$" in row
+    assert r"$^\dagger$" in row and row.count(r"\textbf{") >= 1 and r"$\pm$" in row
     assert r"\textbf{" in next(ln for ln in tex.splitlines() if ln.startswith("none"))
     md_row = next(
         line
@@ -395,3 +408,352 @@ def test_figures_on_a_minimal_grid(tmp_path):
     check_png(
         figures.plot_acc_vs_rate(runs, "breastmnist", tmp_path / "acc.png"), figures.FIGSIZE_ACC
     )
+
+
+# ---------------------------------------------------------------- one rule for "best", everywhere
+
+
+def hand_runs(rows, seeds=(0,)):
+    """A run table built by hand: rows of (dataset, num_test, noise, rate, method, acc); two
+    balanced test classes, so chance is 50 %."""
+    out = []
+    for (dataset, n_test, noise, rate, method, acc), seed in itertools.product(rows, seeds):
+        out.append(
+            {
+                "dataset": dataset,
+                "noise": noise,
+                "rate": rate,
+                "noise_seed": 0,
+                "method": method,
+                "backbone": "b",
+                "seed": seed,
+                "epochs": 4,
+                "size": 28,
+                "identifiable": True,
+                "num_classes": 2,
+                "num_test": n_test,
+                "last_k": 2,
+                "realised_rate": rate,
+                "test_acc_last_k": acc + seed,
+                "test_acc_best_val": acc,
+                "balanced_acc_last_k": acc - 1,
+                "macro_f1_last_k": acc - 2,
+                "test_class_counts": json.dumps([n_test // 2, n_test - n_test // 2]),
+                "majority_acc": 100.0 * (n_test - n_test // 2) / n_test,
+                "metrics_path": "by-hand",
+            }
+        )
+    return pd.DataFrame(out)
+
+
+#: Means on .x5 boundaries: Python prints 51.55 as 51.5 while numpy/pandas round it to 51.6
+#: (and 53.85 / 52.85 to 53.8 / 52.8 while Python prints 53.9 / 52.9). With a million test
+#: images the resolution (±0.1) separates 0.1-point gaps; with 100 it does not (±9.6).
+X5_ROWS = [
+    ("d", 1_000_000, "symmetric", 0.2, "ce", 40.0),
+    ("d", 1_000_000, "symmetric", 0.2, "volminnet", 51.55),
+    ("d", 1_000_000, "symmetric", 0.2, "jocor", 51.6),
+    ("d", 1_000_000, "symmetric", 0.4, "ce", 50.0),
+    ("d", 1_000_000, "symmetric", 0.4, "cdr", 53.85),
+    ("d", 1_000_000, "instance", 0.4, "ce", 40.0),
+    ("d", 1_000_000, "instance", 0.4, "codis", 52.85),
+    ("d", 1_000_000, "instance", 0.4, "disc", 52.9),
+    ("small", 100, "symmetric", 0.2, "ce", 60.0),
+    ("small", 100, "symmetric", 0.2, "sce", 57.0),
+    ("small", 100, "symmetric", 0.2, "trevision", 30.0),
+]
+#: dataset, noise, rate label -> the bold methods: the best as printed, with every method
+#: not separable from it (a printed tie, or a gap below the test-set resolution).
+X5_BOLD = {
+    ("d", "symmetric", "0.2"): {"jocor"},  # 51.6, not the 51.55 printed as 51.5
+    ("d", "symmetric", "0.4"): {"cdr"},  # the row's only best is bold (53.85 -> 53.9)
+    ("d", "instance", "0.4"): {"codis", "disc"},  # both print 52.9: tied
+    ("small", "symmetric", "0.2"): {"ce", "sce"},  # 3 points < ±9.6: not separable
+}
+
+
+def md_tables(text):
+    out = []
+    for sec in text.split("\n## ")[1:]:
+        lines = sec.splitlines()
+        rows = [ln for ln in lines if ln.startswith("|") and not ln.startswith("|---")]
+        cells = [[c.strip() for c in r.strip().strip("|").split(" | ")] for r in rows]
+        if cells:
+            body = [[(c.strip("*"), c.startswith("**")) for c in r] for r in cells[1:]]
+            out.append((lines[0], [c.strip() for c in cells[0]], body))
+    return out
+
+
+def tex_tables(text):
+    out = []
+    for env in text.split(r"\begin{table}")[1:]:
+        title = next(ln for ln in env.splitlines() if ln.startswith(r"\caption{"))[9:]
+        head = env.split(r"\toprule")[1].split(r"\midrule")[0].strip().rstrip("\\ ").split(" & ")
+        body = []
+        for ln in env.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines():
+            cells = ln.rstrip().removesuffix(r"\\").strip().split(" & ")
+            body.append(
+                [
+                    (c.removeprefix(r"\textbf{").removesuffix("}"), c.startswith(r"\textbf{"))
+                    for c in cells
+                ]
+            )
+        out.append((title, head, body))
+    return out
+
+
+def html_tables(text):
+    out = []
+    for title, table in re.findall(r"<h2>(.*?)</h2>.*?<table>(.*?)</table>", text, re.S):
+        rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
+        cells = [re.findall(r"<t[dh] class=\"[lr]\">(.*?)</t[dh]>", r) for r in rows]
+        body = [[(re.sub("</?b>", "", c), c.startswith("<b>")) for c in r] for r in cells[1:]]
+        out.append((title, cells[0], body))
+    return out
+
+
+def bold_methods(tables, dataset, noise, rate):
+    """Per accuracy table of ``dataset``: the set of methods bold in the row (noise, rate)."""
+    found = []
+    for title, head, body in tables:
+        if not title.startswith(f"{dataset} (b)") or "fraction" in title:
+            continue
+        for row in body:
+            if row[0][0] == noise and row[1][0] == rate:
+                found.append(
+                    {h.split(" ")[0] for h, (_, b) in zip(head[2:], row[2:]) if b and h != "±test"}
+                )
+    return found
+
+
+def test_displayed_best_is_bold_in_every_rendering(tmp_path):
+    """One rounding and one rule for the bold in summary.* and cells.* (Markdown, LaTeX, HTML)
+    and the best_group columns of summary.csv / cells.csv, on means that sit on .x5
+    boundaries: the bold is the best as printed plus the methods tied with it."""
+    runs = hand_runs(X5_ROWS)
+    out = {**agg.write_tables(runs, tmp_path), **tables.write_statistics(runs, tmp_path)}
+    parse = {".md": md_tables, ".tex": tex_tables, ".html": html_tables}
+    renderings = [
+        (name, parse[ext](out[name].read_text()))
+        for name in ("summary.md", "summary.tex", "summary.html", "cells.md", "cells.tex")
+        + ("cells.html", "statistics.md")
+        for ext in [name[name.rindex(".") :]]
+    ]
+    for (dataset, noise, rate), bold in X5_BOLD.items():
+        for name, parsed in renderings:
+            found = bold_methods(parsed, dataset, noise, rate)
+            assert found and all(f == bold for f in found), (name, dataset, noise, rate, found)
+        for csv in ("summary.csv", "cells.csv"):
+            df = pd.read_csv(out[csv])
+            row = df[
+                (df["dataset"] == dataset) & (df["noise"] == noise) & (df["rate"] == float(rate))
+            ]
+            assert set(row.loc[row["best_group"], "method"]) == bold, (csv, dataset, noise, rate)
+    md = out["summary.md"].read_text()
+    assert "| symmetric | 0.2 | 40.0 / 39.0 | 51.5 / 50.5 | – | – | **51.6 / 50.6** | – |" in md
+    cells = pd.read_csv(out["cells.csv"]).set_index(["dataset", "noise", "rate", "method"])
+    assert cells.loc[("d", "symmetric", 0.4, "cdr"), "best"]  # the true best is not "tied"
+    assert not cells["tied"][cells["best"]].any()
+    assert "≈" not in out["cells.md"].read_text()
+
+
+def test_one_seed_headings_say_what_is_shown(tmp_path):
+    """With one run per cell no heading, title or caption promises a std or a band."""
+    runs = agg.collect_runs(
+        make_grid(
+            tmp_path / "runs",
+            methods=("ce", "disc", "coteaching"),
+            settings=(("none", 0.0), ("symmetric", 0.4)),
+            noise_seeds=(0,),
+            seeds=(0,),
+            datasets=("retinamnist",),
+        )
+    )
+    out = tmp_path / "tables"
+    written = {
+        **agg.write_tables(runs, out),
+        **tables.write_statistics(runs, out),
+        **diagnostics.write_diagnostics(runs, out),
+    }
+    for name in ("summary.md", "summary.html", "summary.tex", "cells.md", "selection.md"):
+        text = written[name].read_text()
+        assert "over seeds" not in text and "± std over" not in text, name
+        assert "one run per cell" in text, name
+    assert written["summary.md"].read_text().splitlines()[0].endswith("one run per cell, so no std")
+    fig = figures.acc_vs_rate_figure(runs, "retinamnist")
+    assert "no error band" in fig._suptitle.get_text() and "± 1 std" not in fig._suptitle.get_text()
+
+
+def test_ceiling_fraction_na_within_the_resolution(tmp_path):
+    """BreastMNIST: chance 73.1 %, clean CE about 79 %, 156 test images (±6.4 points): the
+    ceiling is within the test-set resolution of chance, so every fraction is n/a, with why."""
+    rows = [("breastmnist", "none", 0.0, 79.1), ("breastmnist", "symmetric", 0.4, 28.0)]
+    paths = [
+        write_run(tmp_path, ds, noise, rate, m, 0, 0, acc)
+        for ds, noise, rate, acc in rows
+        for m in ("ce", "sce")
+    ]
+    runs = agg.collect_runs(paths)
+    out = tables.write_statistics(runs, tmp_path / "t")
+    cells = pd.read_csv(out["cells.csv"])
+    noisy = cells[cells["noise"] != "none"]
+    assert noisy["ceiling_frac"].isna().all()
+    assert noisy["note"].str.contains("within the test-set resolution").all()
+    md = out["cells.md"].read_text()
+    section = md.split("fraction of the clean ceiling recovered")[1]
+    assert "| symmetric | 0.4 | n/a | n/a |" in section
+    assert "n/a: clean CE (" in section and "within the test-set resolution (±" in section
+    assert "-0.00" not in md and "−7.5" not in md
+
+
+# ---------------------------------------------------------------- collapsed runs
+
+
+def test_collapsed_runs_are_flagged_and_marked(tmp_path):
+    """A run whose test predictions are all one class, and one that made no update in 6 of 8
+    epochs (NaN loss), are flagged in runs.csv with the reason and marked ⊘ in the tables;
+    an explicit ``updates`` column wins over the loss; 3 idle epochs of 8 is not a collapse."""
+    counts = DATASETS["breastmnist"]
+    one_class = np.zeros((sum(counts), 2), np.float32)
+    one_class[:, 1] = 1.0  # every test image predicted as class 1
+    idle = [0.9, 0.8] + [float("nan")] * 6
+    paths = [
+        write_run(tmp_path, "breastmnist", "symmetric", 0.2, "ce", 0, 0, 73.1, probs=one_class),
+        write_run(
+            tmp_path, "breastmnist", "symmetric", 0.2, "sce", 0, 0, 70.0, epochs=8, train_loss=idle
+        ),
+        write_run(
+            tmp_path,
+            "breastmnist",
+            "symmetric",
+            0.2,
+            "disc",
+            0,
+            0,
+            80.0,
+            epochs=8,
+            train_loss=[1.0] * 5 + [float("nan")] * 3,
+        ),
+        write_run(tmp_path, "breastmnist", "none", 0.0, "ce", 0, 0, 90.0),
+    ]
+    runs = agg.collect_runs(paths).set_index(["noise", "method"])
+    ce, sce, disc = (runs.loc[("symmetric", m)] for m in ("ce", "sce", "disc"))
+    assert ce["collapsed"] and ce["collapse_reason"] == "all test predictions are class 1"
+    assert ce["predicted_classes"] == 1
+    assert sce["collapsed"] and sce["collapse_reason"] == "no update in 6 of 8 epochs"
+    assert sce["no_update_epochs"] == 6 and sce["predicted_classes"] == 2
+    assert not disc["collapsed"] and disc["no_update_epochs"] == 3
+    assert not runs.loc[("none", "ce"), "collapsed"]
+
+    # an explicit per-epoch `updates` column is used instead of the loss
+    path = Path(paths[1]).with_name("per_epoch.csv")
+    ep = pd.read_csv(path).assign(updates=[5] * 8)
+    buf = io.StringIO()
+    ep.to_csv(buf, index=False)
+    write_text(path, buf.getvalue())
+    assert not agg.collapse_flags(paths[1], 2)["collapsed"]
+
+    again = write_run(
+        tmp_path / "b",
+        "breastmnist",
+        "symmetric",
+        0.2,
+        "sce",
+        0,
+        0,
+        70.0,
+        epochs=8,
+        train_loss=idle,
+    )
+    runs = agg.collect_runs(paths[:1] + paths[2:] + [again])
+    out = tmp_path / "tables"
+    written = {**agg.write_tables(runs, out), **tables.write_statistics(runs, out)}
+    csv = pd.read_csv(written["runs.csv"])
+    assert {"collapsed", "collapse_reason", "predicted_classes", "no_update_epochs"} <= set(csv)
+    assert csv["collapsed"].sum() == 2
+    for name in ("summary.md", "summary.html", "summary.tex", "cells.md", "ranking.html"):
+        text = written[name].read_text()
+        assert "⊘" in text or r"\oslash" in text, name
+        assert "collapsed" in text, name
+    summary = written["summary.md"].read_text()
+    row = next(ln for ln in summary.splitlines() if ln.startswith("| symmetric"))
+    assert row.count("⊘") == 2 and "ce: 1 of 2 runs (all test predictions one class)" in summary
+    assert "sce: 1 of 1 runs (no update in most epochs)" in summary
+    epochs = diagnostics.collect_epochs(runs)
+    s = epochs[epochs["method"] == "sce"]
+    assert s["no_update"].tolist() == [False, False] + [True] * 6 and s["collapsed"].all()
+    fig = figures.acc_vs_rate_figure(runs, "breastmnist")
+    assert any(ln.get_gid() == "collapsed" for ax in fig.axes for ln in ax.get_lines())
+
+
+def test_oracle_and_eval_view_are_said(tmp_path):
+    paths = [
+        write_run(
+            tmp_path,
+            "breastmnist",
+            noise,
+            rate,
+            m,
+            0,
+            0,
+            80.0,
+            extra={"uses_true_noise_rate": m == "coteaching", "eval_view": view},
+        )
+        for noise, rate in (("none", 0.0), ("symmetric", 0.2))
+        for m, view in (("ce", "single network"), ("coteaching", "ensemble softmax mean"))
+    ]
+    runs = agg.collect_runs(paths)
+    assert runs["eval_view"].notna().all() and runs["uses_true_noise_rate"].sum() == 2
+    out = agg.write_tables(runs, tmp_path / "t")
+    for name in ("summary.md", "ranking.html"):
+        text = out[name].read_text()
+        assert "coteaching ᵒ" in text and "oracle noise rate" in text, name
+        assert "coteaching: ensemble softmax mean" in text and "ce: single network" in text, name
+
+
+# ---------------------------------------------------------------- figures, built before saving
+
+
+def test_acc_vs_rate_clean_point_chance_line_and_bands(tmp_path):
+    kw = dict(
+        methods=("ce", "disc"),
+        settings=(("none", 0.0), ("symmetric", 0.2), ("symmetric", 0.6)),
+        noise_seeds=(0,),
+        datasets=("breastmnist",),
+    )
+    one = agg.collect_runs(make_grid(tmp_path / "one", seeds=(0,), **kw))
+    fig = figures.acc_vs_rate_figure(one, "breastmnist")
+    lines = {ln.get_gid(): ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid()}
+    x = lines["disc:symmetric"].get_xdata()
+    assert list(x) == [0.0, 0.2, 0.6]  # the clean run is the rate-0 point of the curve
+    clean = one.query("noise == 'none' and method == 'disc'")["test_acc_last_k"].mean()
+    assert lines["disc:symmetric"].get_ydata()[0] == pytest.approx(clean)
+    chance = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() == "chance"]
+    assert chance and chance[0].get_ydata()[0] == pytest.approx(100 * 114 / 156)
+    assert "ce" in {ln.get_gid() for ln in fig.axes[1].get_lines()}  # CE drawn beside disc
+    assert not any(ax.collections for ax in fig.axes)  # one seed: no std band
+    two = agg.collect_runs(make_grid(tmp_path / "two", seeds=(0, 1), **kw))
+    assert any(ax.collections for ax in figures.acc_vs_rate_figure(two, "breastmnist").axes)
+
+
+def test_ranking_figure_is_per_dataset_focused_with_intervals(grid):
+    runs, _ = grid
+    fig = figures.ranking_figure(runs, "symmetric")
+    axes = [ax for ax in fig.axes if ax.get_lines()]
+    assert len(axes) == len(DATASETS)  # one panel per dataset, not an average of them
+    for ax in axes:
+        lo, hi = ax.get_xlim()
+        assert lo > 0 and hi - lo < 60  # focused, not 0-100
+        assert any(ln.get_gid() == "chance" for ln in ax.get_lines())
+        assert ax.collections  # error bars: the test-set resolution
+    labels = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert all(re.search(r"\[[a-z]+\]$", t) for t in labels)  # rank-group letters
+    assert "which methods can the data tell apart" in fig._suptitle.get_text()
+
+
+def test_selection_figure_has_the_random_selection_line(grid):
+    runs, _ = grid
+    ep = diagnostics.collect_epochs(runs)
+    fig = figures.selection_figure(ep, "retinamnist", "symmetric", 0.2)
+    ref = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() == "one-minus-rate"]
+    assert ref and ref[0].get_ydata()[0] == pytest.approx(80.0)

@@ -193,3 +193,61 @@ def test_variance_components_degrade_gracefully():
     assert math.isnan(one_seed["var_train"]) and one_seed["note"] == stats.NEEDS_VARIANCE
     flat = stats.variance_components(pd.Series([5.0] * 4), pd.Series([0, 0, 1, 1]))
     assert flat["var_noise"] == 0 and "no spread" in flat["note"]
+
+
+def test_ceiling_fraction_needs_a_resolved_ceiling():
+    # clean CE 6 points above chance, resolved to ±6.4 points: n/a, not a fraction of noise
+    assert math.isnan(stats.ceiling_fraction(28.0, 73.1, 79.1, resolution=6.4))
+    assert stats.ceiling_fraction(80.0, 50.0, 90.0, resolution=3.0) == pytest.approx(0.75)
+
+
+def test_rank_groups_letters():
+    r = pd.Series({"A": 1.0, "B": 1.5, "C": 3.0, "D": 3.2})
+    # A and B lie within the CD of each other, C and D too: two groups
+    assert stats.rank_groups(r, 1.0) == {"A": "a", "B": "a", "C": "b", "D": "b"}
+    # overlapping groups: B is not separable from A nor from C
+    assert stats.rank_groups(r, 1.6) == {"A": "a", "B": "ab", "C": "bc", "D": "c"}
+    assert stats.rank_groups(r, 0.1) == {"A": "a", "B": "b", "C": "c", "D": "d"}
+    # the Friedman test found nothing (or the CD is n/a): one group, no order
+    assert set(stats.rank_groups(r, 0.1, separable=False).values()) == {"a"}
+    assert set(stats.rank_groups(r, float("nan")).values()) == {"a"}
+
+
+def test_rank_groups_of_a_hand_built_matrix():
+    """Ten cells in which A > B > C > D every time: Friedman rejects, and the Nemenyi CD
+    (2.569·√(4·5/60) = 1.48 ranks) leaves each neighbour pair within one CD of each other."""
+    from lnm.report import ranks
+
+    blocks = [("d", "b", "symmetric", 0.1 * i) for i in range(1, 11)]
+    cells = pd.DataFrame(
+        [
+            dict(zip(["dataset", "backbone", "noise", "rate"], b), method=m, mean=v - 3 * j, n=1)
+            for b, v in zip(blocks, np.linspace(60, 80, 10))
+            for j, m in enumerate(["ce", "sce", "cdr", "disc"])
+        ]
+    )
+    ra = ranks.rank_analysis(cells)
+    assert ra["separable"] and ra["cd"] == pytest.approx(2.569 * math.sqrt(20 / 60), abs=1e-3)
+    assert ra["groups"] == {"ce": "a", "sce": "ab", "cdr": "bc", "disc": "c"}
+    (table,) = ranks.rank_render(ra)
+    assert [r[1] for r in table.rows] == ["a", "ab", "bc", "c"]
+    assert [b[0] for b in table.bold] == [True, True, False, False]  # sharing a letter with ce
+    assert "not separable" in " ".join(table.notes)
+    # the same matrix with its order shuffled in every cell: Friedman finds nothing, one group
+    rng = np.random.default_rng(1)
+    cells["mean"] = (
+        cells["mean"].groupby(cells["rate"]).transform(lambda v: rng.permutation(v.to_numpy()))
+    )
+    shuffled = ranks.rank_analysis(cells)
+    assert shuffled["friedman"]["pvalue"] >= 0.05 and not shuffled["separable"]
+    assert set(shuffled["groups"].values()) == {"a"}
+    assert "every method is in group a" in ranks.groups_text(shuffled)
+
+
+def test_printed_numbers_round_once():
+    from lnm.report.fmt import num, resolved_digits, shown
+
+    assert num(51.55) == "51.5" and shown(51.55) == 51.5  # as printed, not numpy's half-even
+    assert round(pd.Series([51.55]).round(1).iloc[0], 1) == 51.6  # what the bug compared
+    assert num(-0.001, 2) == "0.00" and num(-0.01, 2) == "-0.01"  # never a "-0.00"
+    assert [resolved_digits(h) for h in (4.9, 1.0, 0.6, 0.05, float("nan"))] == [0, 0, 1, 2, 2]

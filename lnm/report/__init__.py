@@ -12,11 +12,14 @@ One module per report rule (its writer writes exactly the files ``lnm.grid.TABLE
 
 What the statistics tables compute:
 
-``cells``        per-cell mean, CI, test-set resolution, clean ceiling; the per-cell grid layout
-``ranks``        average ranks, Friedman, Nemenyi CD, Wilcoxon against CE
+``cells``        per-cell mean, CI, test-set resolution, clean ceiling; the one rule for every
+                 bold (``mark_best``: the best as printed and every method not separable from
+                 it); collapsed runs and what a number assumed; the per-cell grid layout
+``ranks``        average ranks, Friedman, Nemenyi CD, rank groups (letters), Wilcoxon against CE
 ``variance``     noisy-label draw vs training randomness
 ``imbalance``    accuracy vs balanced accuracy vs macro-F1 on imbalanced datasets
 
 Shared: ``stats`` (the formulas), ``render`` (one table model as Markdown, LaTeX, HTML),
-``fmt`` (row order, number formatting, the run table's ``last_k``), ``files`` (writing).
+``fmt`` (row order, number formatting with one rounding, the run table's ``last_k``, the marks
+⊘ collapsed / ᵒ oracle noise rate and their notes), ``files`` (writing).
 """

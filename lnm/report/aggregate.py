@@ -2,11 +2,15 @@
 and the paper's ranking, with their renderings.
 
 - :func:`collect_runs` (``runs.csv``): one tidy row per run (:data:`COLUMNS`), with its
-  ``last_k`` (every ``*_last_k`` metric averages that many epochs; one table, one k);
+  ``last_k`` (every ``*_last_k`` metric averages that many epochs; one table, one k), whether
+  it collapsed and why (:func:`collapse_flags`, from ``test_probs.npz`` and ``per_epoch.csv``)
+  and what its number assumed (``uses_true_noise_rate``, ``eval_view``);
 - :func:`summarize` (``summary.csv``) and :func:`summary_tables` (``summary.md``/``.tex``/
-  ``.html``): headline mean ± std over seeds per cell, the paper's table;
-- :func:`ranking` (``ranking.csv``) and :func:`ranking_tables` (``ranking.html``): the paper's
-  ranking, mean headline per noise pattern and overall;
+  ``.html``): headline mean ± std over seeds per cell beside balanced accuracy, the paper's
+  table, bold = the best group (:func:`lnm.report.cells.mark_best`, as in every table);
+- :func:`ranking` (the paper's arithmetic), :func:`ranking_view` (``ranking.csv``: plus
+  balanced accuracy, rank groups, collapsed runs, oracle marks) and :func:`ranking_tables`
+  (``ranking.html``);
 - :func:`write_tables`: every file :data:`lnm.grid.TABLES` lists for the rule.
 
 Every input is checked with :func:`lnm.checksum.verify` before it is read and every output is
@@ -27,8 +31,35 @@ from lnm import grid
 from lnm.checksum import verify
 from lnm.grid import CELL_KEYS, HEADLINE, RUN_KEYS, ordered
 from lnm.report import files
-from lnm.report.cells import grid_tables
-from lnm.report.fmt import num, runs_last_k, sentence, sort_rows
+from lnm.report.cells import (
+    BOLD_NOTE,
+    RESOLUTION_WHY,
+    cell_table,
+    grid_tables,
+    mark_best,
+    pooled_resolution,
+    run_marks,
+    uncertainty,
+)
+from lnm.report.fmt import (
+    COLLAPSED,
+    collapse_note,
+    mean_std,
+    num,
+    oracle_label,
+    oracle_methods,
+    oracle_note,
+    pval,
+    resolved_digits,
+    run_flags,
+    runs_last_k,
+    sentence,
+    shown,
+    sort_rows,
+    spread_text,
+    view_note,
+)
+from lnm.report.ranks import rank_analysis
 from lnm.report.render import Table, to_html, to_latex, to_markdown
 
 #: Metrics summarised per cell as ``<metric>_mean`` / ``<metric>_std``.
@@ -50,6 +81,12 @@ _SELECTION = ["clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc"]
 #: Class-level columns: per-class test recall (JSON list, %, last-k mean), test-set class counts
 #: (JSON list, from the labels in the run's ``test_probs.npz``) and the majority-class rate (%).
 _CLASSES = ["per_class_recall", "test_class_counts", "majority_acc"]
+#: Collapse flags (:func:`collapse_flags`): classes the final-epoch test predictions use, epochs
+#: without a parameter update, ``collapsed`` and ``collapse_reason``.
+_COLLAPSE = ["predicted_classes", "no_update_epochs", "collapsed", "collapse_reason"]
+#: What the run's number assumed: told the true noise rate (bool; None = the method assumes no
+#: rate), and how its test predictions were made (metrics.json ``eval_view``; None = not recorded).
+_ASSUMED = ["uses_true_noise_rate", "eval_view"]
 COLUMNS = (
     RUN_KEYS
     + _SCALARS
@@ -57,6 +94,8 @@ COLUMNS = (
     + _METRICS
     + _SELECTION
     + _CLASSES
+    + _COLLAPSE
+    + _ASSUMED
     + ["data_sha256", "noise_sha256", "metrics_path"]
 )
 
@@ -73,6 +112,59 @@ def test_class_counts(metrics_path: Path, num_classes: int) -> list[int] | None:
     return np.bincount(labels, minlength=int(num_classes)).tolist()
 
 
+def no_update(per_epoch: pd.DataFrame) -> pd.Series | None:
+    """Per epoch of a run's ``per_epoch.csv``: True where the method made no parameter update —
+    ``updates == 0`` where the trainer writes an ``updates`` column, else a NaN ``train_loss``
+    (what the trainer writes for an epoch without an update); None when the table has
+    neither column."""
+    if "updates" in per_epoch:
+        return pd.to_numeric(per_epoch["updates"], errors="coerce") == 0
+    if "train_loss" in per_epoch:
+        return pd.to_numeric(per_epoch["train_loss"], errors="coerce").isna()
+    return None
+
+
+def no_update_epochs(per_epoch: pd.DataFrame) -> int | None:
+    """How many epochs made no parameter update (:func:`no_update`); None when unknown."""
+    idle = no_update(per_epoch)
+    return None if idle is None else int(idle.sum())
+
+
+def collapse_flags(metrics_path: str | os.PathLike, num_classes: int) -> dict:
+    """Whether a run collapsed, from the files next to its ``metrics.json`` (each verified
+    against its sidecar before it is read; an absent file gives no evidence):
+
+    - ``predicted_classes``: distinct argmax classes of the final-epoch test probabilities
+      (``test_probs.npz``); one class for every test image = collapsed;
+    - ``no_update_epochs``: epochs without a parameter update (:func:`no_update_epochs` of
+      ``per_epoch.csv``); no update in most (more than half) of the epochs = collapsed;
+    - ``collapsed`` and ``collapse_reason`` (e.g. "all test predictions are class 1; no update
+      in 6 of 8 epochs"; None when it did not collapse)."""
+    out = {"predicted_classes": None, "no_update_epochs": None, "collapsed": False}
+    reasons = []
+    probs = Path(metrics_path).with_name("test_probs.npz")
+    if probs.exists():
+        verify(probs)
+        with np.load(probs) as npz:
+            p = np.asarray(npz["probs"], dtype=float)
+        pred = p.reshape(len(p), -1).argmax(1) if p.size else np.empty(0, int)
+        classes = np.unique(pred)
+        out["predicted_classes"] = int(len(classes))
+        if len(classes) == 1 and int(num_classes) > 1:
+            reasons.append(f"all test predictions are class {int(classes[0])}")
+    epochs = Path(metrics_path).with_name("per_epoch.csv")
+    if epochs.exists():
+        verify(epochs)
+        table = pd.read_csv(epochs)
+        idle = no_update_epochs(table)
+        out["no_update_epochs"] = idle
+        if idle is not None and 2 * idle > len(table):
+            reasons.append(f"no update in {idle} of {len(table)} epochs")
+    out["collapsed"] = bool(reasons)
+    out["collapse_reason"] = "; ".join(reasons) or None
+    return out
+
+
 def _row(path: Path) -> dict:
     verify(path)
     m = json.loads(path.read_text())
@@ -87,6 +179,10 @@ def _row(path: Path) -> dict:
     counts = test_class_counts(path, m["num_classes"])
     row["test_class_counts"] = json.dumps(counts) if counts else None
     row["majority_acc"] = 100.0 * max(counts) / sum(counts) if counts else None
+    row.update(collapse_flags(path, m["num_classes"]))
+    oracle = m.get("uses_true_noise_rate")
+    row["uses_true_noise_rate"] = None if oracle is None else bool(oracle)
+    row["eval_view"] = m.get("eval_view")
     for name in ("data", "noise"):
         row[f"{name}_sha256"] = (inputs.get(name) or {}).get("sha256")
     row["metrics_path"] = str(path)
@@ -99,6 +195,9 @@ def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     for col in _SELECTION + ["realised_rate_val", "majority_acc"]:
         df[col] = pd.to_numeric(df[col]).astype(float)
     df["identifiable"] = df["identifiable"].astype(bool)
+    df["collapsed"] = df["collapsed"].astype(bool)
+    for col in ("predicted_classes", "no_update_epochs"):
+        df[col] = pd.to_numeric(df[col]).astype("Int64")
     if len(df):
         grid.single_last_k(df["last_k"])  # one table, one k
     dup = df[df.duplicated(RUN_KEYS, keep=False)]
@@ -117,23 +216,34 @@ def write_runs_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Per cell (:data:`CELL_KEYS`): mean, std (ddof=1; NaN for one run) and ``n`` over all
     (noise_seed, seed) runs of :data:`SUMMARY_METRICS`; ``identifiable`` = all runs identifiable;
-    ``realised_rate`` = mean realised training noise rate."""
+    ``realised_rate`` = mean realised training noise rate; ``best_group`` = bold (the row's best
+    as printed and every method not separable from it, :func:`lnm.report.cells.mark_best`, the
+    rule of every table); ``n_collapsed``, ``collapse_reason``, ``uses_true_noise_rate`` and
+    ``eval_view`` from the runs (:func:`lnm.report.cells.run_marks`)."""
     agg = {f"{m}_{s}": (m, s) for m in SUMMARY_METRICS for s in ("mean", "std")}
     agg.update(
         n=(HEADLINE, "size"),
         identifiable=("identifiable", "all"),
         realised_rate=("realised_rate", "mean"),
     )
+    if "num_test" in runs:
+        agg["num_test"] = ("num_test", "first")
     out = runs.groupby(CELL_KEYS, sort=False).agg(**agg).reset_index()
+    out = out.join(run_marks(runs))
+    mean, std = f"{HEADLINE}_mean", f"{HEADLINE}_std"
+    probe = uncertainty(out.rename(columns={mean: "mean", std: "std"}))
+    out["best_group"] = mark_best(probe)["best_group"]
+    out = out.drop(columns=["num_test"], errors="ignore")
     return sort_rows(out, ["dataset", "backbone", "noise", "rate", "method"])
 
 
-def ranking(runs: pd.DataFrame) -> pd.DataFrame:
-    """The paper's aggregation: per method (index), the mean headline accuracy over *all* runs
-    (datasets × rates × seeds) of each noise pattern except ``none`` (one column per pattern),
-    and ``overall`` = unweighted mean of the pattern columns; sorted by ``overall`` descending."""
+def ranking(runs: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame:
+    """The paper's aggregation: per method (index), the mean headline accuracy (or ``metric``)
+    over *all* runs (datasets × rates × seeds) of each noise pattern except ``none`` (one column
+    per pattern), and ``overall`` = unweighted mean of the pattern columns; sorted by
+    ``overall`` descending."""
     noisy = runs[runs["noise"] != "none"]
-    table = noisy.pivot_table(index="method", columns="noise", values=HEADLINE, aggfunc="mean")
+    table = noisy.pivot_table(index="method", columns="noise", values=metric, aggfunc="mean")
     table = table[ordered(table.columns, grid.PATTERNS)]
     table["overall"] = table.mean(axis=1)
     table.columns.name = None
@@ -142,63 +252,173 @@ def ranking(runs: pd.DataFrame) -> pd.DataFrame:
     return table.set_index("method")
 
 
+def ranking_view(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """``ranking.csv``: the paper's ranking (:func:`ranking`, numbers and order unchanged) with,
+    per pattern column and overall, the balanced accuracy by the same arithmetic
+    (``balanced_<column>``), the rank group (``group_<column>``: letters from
+    :func:`lnm.report.ranks.rank_analysis` over that pattern's noisy cells — methods sharing a
+    letter are not separable), the noisy runs and how many collapsed (``n_runs``,
+    ``n_collapsed``), ``uses_true_noise_rate`` (any noisy run) and ``eval_view``. Also returns
+    what the rendering says: the resolution, its decimals and the per-column rank analyses."""
+    rank = ranking(runs)
+    cols = list(rank.columns)
+    bal = ranking(runs, grid.last_k("balanced_acc")).reindex(rank.index)
+    view = rank.copy()
+    for c in cols:
+        view[f"balanced_{c}"] = bal[c] if c in bal else np.nan
+    cells = cell_table(runs)
+    analyses = {}
+    for c in cols:
+        sub = cells if c == "overall" else cells[cells["noise"] == c]
+        analyses[c] = rank_analysis(sub)
+        view[f"group_{c}"] = [analyses[c]["groups"].get(m, "") for m in view.index]
+    flagged = run_flags(runs[runs["noise"] != "none"])
+    g = flagged.groupby("method")
+    view["n_runs"] = g.size().reindex(view.index).fillna(0).astype(int)
+    view["n_collapsed"] = g["collapsed"].sum().reindex(view.index).fillna(0).astype(int)
+    view["uses_true_noise_rate"] = g["uses_true_noise_rate"].any().reindex(view.index)
+    view["eval_view"] = (
+        g["eval_view"]
+        .agg(lambda v: " / ".join(sorted({str(x) for x in v.dropna()})) or None)
+        .reindex(view.index)
+    )
+    noisy_cells = cells[cells["noise"] != "none"]
+    res = pooled_resolution(noisy_cells)
+    meta = {
+        "columns": cols,
+        "resolution": res,
+        "digits": resolved_digits(res),
+        "analyses": analyses,
+        "chance": noisy_cells.groupby("dataset", sort=False)["chance"].first(),
+        "runs": flagged,
+    }
+    return view, meta
+
+
 # ---------------------------------------------------------------- renderings
 
 
-def summary_title(k: int) -> str:
-    """What the per-cell summary shows; ``k`` = the ``last_k`` its headline averages."""
-    return f"{grid.headline_text(k)}, mean ± std over seeds; best per row in bold"
+def summary_title(k: int, n=(2,)) -> str:
+    """What the per-cell summary shows; ``k`` = the ``last_k`` its headline averages, ``n`` =
+    the runs per cell (one run: no "± std")."""
+    return (
+        f"{grid.headline_text(k)} / balanced accuracy (%), {spread_text(n)}; bold = best and "
+        "not separable from it"
+    )
 
 
 def summary_tables(summary: pd.DataFrame, title: str) -> list[Table]:
     """The per-cell summary (:func:`summarize`) as :class:`Table` objects, one per dataset and
-    backbone: rows (noise, rate), columns methods, headline ``mean ± std`` over seeds, best mean
-    per row in bold (compared at the printed precision), † = not identifiable."""
+    backbone: rows (noise, rate), columns methods, each cell ``accuracy [± std] / balanced
+    accuracy``, bold = ``best_group`` (the rule of every table), † = not identifiable, ⊘ =
+    collapsed runs, ᵒ = oracle noise rate."""
     mean, std = f"{HEADLINE}_mean", f"{HEADLINE}_std"
+    bal = f"{grid.last_k('balanced_acc')}_mean"
     cells = summary.rename(columns={mean: "mean", std: "std"})
+    if "best_group" not in cells:
+        cells["best_group"] = mark_best(uncertainty(cells))["best_group"]
 
     def fmt(r):
-        text = (
-            f"{r['mean']:.1f}" if not np.isfinite(r["std"]) else f"{r['mean']:.1f} ± {r['std']:.1f}"
-        )
-        return text, bool(r["best"])
+        b = r[bal] if bal in r else np.nan
+        return f"{mean_std(r['mean'], r['std'])} / {num(b)}", bool(r["best_group"])
 
-    best = cells.groupby(["dataset", "backbone", "noise", "rate"], sort=False)["mean"].transform(
-        lambda s: s.round(1).max()
-    )
-    cells["best"] = cells["mean"].round(1) == best
-    return grid_tables(cells, fmt, title, [])
+    notes = [
+        "Each cell: test accuracy [± std] / balanced accuracy (mean per-class recall): a method "
+        "that gains accuracy by predicting the majority class loses balanced accuracy.",
+        BOLD_NOTE.replace(" (±test)", " (±test in cells.*)"),
+    ]
+    return grid_tables(cells, fmt, title, notes, view=True)
 
 
 def summary_markdown(summary: pd.DataFrame, k: int) -> str:
     """``summary.md``: :func:`summary_tables` in Markdown, under a heading that says what the
-    headline averages (``k`` = its ``last_k``)."""
-    heading = sentence(grid.headline_text(k)) + ", mean ± std over seeds"
+    cells show (``k`` = the headline's ``last_k``; "± std" only where cells have several runs)."""
+    heading = (
+        sentence(grid.headline_text(k)) + f" / balanced accuracy (%), {spread_text(summary['n'])}"
+    )
     return to_markdown(summary_tables(summary, title=""), heading)
 
 
-def ranking_tables(rank: pd.DataFrame) -> list[Table]:
-    """The paper's ranking (:func:`ranking`) as a :class:`Table`."""
-    cols = list(rank.columns)
-    rows = [[m] + [num(v, 2) for v in r] for m, r in zip(rank.index, rank.to_numpy())]
-    bold = [
-        [False] + [bool(np.isfinite(v) and v == rank[c].max()) for c, v in zip(cols, r)]
-        for r in rank.to_numpy()
+def ranking_tables(view: pd.DataFrame, meta: dict) -> list[Table]:
+    """The paper's ranking (:func:`ranking_view`) as a :class:`Table`: per column the mean
+    accuracy with its rank-group letters, then balanced accuracy, collapsed runs; numbers
+    rounded to what the test sets resolve; bold = the column's best and every method sharing a
+    group letter with it (or printing the same value)."""
+    cols, digits = meta["columns"], meta["digits"]
+    oracle = oracle_methods(meta["runs"])
+    rows, bold = [], []
+    tops = {}
+    for c in cols:
+        vals = view[c]
+        printed = vals.map(lambda v: shown(v, digits))
+        best = printed == printed.max()
+        letters = set("".join(view.loc[best, f"group_{c}"]))
+        shares = [bool(letters & set(g)) for g in view[f"group_{c}"]]
+        tops[c] = best | pd.Series(shares, index=view.index)
+    for m, r in view.iterrows():
+        row = [oracle_label(m, oracle)]
+        b = [False]
+        for c in cols:
+            row.append(f"{num(r[c], digits)} {r[f'group_{c}']}".rstrip())
+            b.append(bool(np.isfinite(r[c]) and tops[c][m]))
+        row += [num(r[f"balanced_{c}"], digits) for c in cols]
+        b += [False] * len(cols)
+        row.append(f"{COLLAPSED}{r['n_collapsed']}/{r['n_runs']}" if r["n_collapsed"] else "0")
+        b.append(False)
+        rows.append(row)
+        bold.append(b)
+    res = meta["resolution"]
+    chance = ", ".join(f"{d} {num(v)} %" for d, v in meta["chance"].items())
+    notes = [
+        "Per pattern: mean headline accuracy (%) over all runs (datasets × rates × seeds) of that "
+        "pattern; overall = unweighted mean of the pattern columns present; sorted by overall "
+        "(the LNMBench paper's arithmetic, ranking.csv keeps every digit). Balanced accuracy "
+        "(mean per-class recall) by the same arithmetic beside it: accuracy alone rewards a "
+        "method that predicts the majority class.",
+        f"Rounded to {digits} decimal(s): the test sets resolve about ±{num(res)} points "
+        f"({RESOLUTION_WHY}); smaller differences are not resolved by these data."
+        if np.isfinite(res)
+        else "Test-set resolution unknown (no test size): printed to two decimals.",
+        "Letters = rank groups per column (average ranks over that pattern's noisy cells): "
+        "methods sharing a letter are not separable. " + _groups_summary(meta["analyses"]),
+        "Bold = the column's best as printed and every method sharing a group letter with it.",
+        f"The datasets averaged here have different chance levels (majority class: {chance}); "
+        "the ranking figures show each dataset separately.",
+    ]
+    notes += [
+        n
+        for n in (collapse_note(meta["runs"]), oracle_note(meta["runs"]), view_note(meta["runs"]))
+        if n
     ]
     return [
         Table(
-            "Ranking per noise pattern (the paper's figure 2)",
-            ["method", *cols],
+            "Ranking per noise pattern (the paper's figure 2), with balanced accuracy and rank "
+            "groups",
+            ["method", *cols, *(f"bal. acc {c}" for c in cols), "collapsed runs"],
             rows,
             bold,
-            align="l" + "r" * len(cols),
-            notes=[
-                "Per pattern: mean headline accuracy (%) over all runs (datasets × "
-                "rates × seeds) of that pattern; overall = unweighted mean of the "
-                "pattern columns present; sorted by overall. Best per column in bold."
-            ],
+            align="l" + "r" * (2 * len(cols) + 1),
+            notes=notes,
         )
     ]
+
+
+def _groups_summary(analyses: dict) -> str:
+    """Per column, what separates the groups: the Friedman p and the Nemenyi CD."""
+    parts = []
+    for c, ra in analyses.items():
+        fr = ra["friedman"]
+        if not ra["groups"]:
+            parts.append(f"{c}: n/a (no cell with every method)")
+        elif not ra["separable"]:
+            p = f"p = {pval(fr['pvalue'])}" if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
+            parts.append(f"{c}: Friedman {p}, so one group (a): not separable")
+        else:
+            parts.append(
+                f"{c}: Friedman p = {pval(fr['pvalue'])}, Nemenyi CD = {ra['cd']:.1f} ranks over "
+                f"{ra['n']} cells"
+            )
+    return "; ".join(parts) + "."
 
 
 def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -206,9 +426,11 @@ def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Pa
     ``out_dir``: ``runs.csv``, ``summary.csv``/``.md``/``.tex``/``.html``, ``ranking.csv``/
     ``.html``; return name -> path."""
     k = runs_last_k(runs)
-    summary, rank = summarize(runs), ranking(runs)
-    tables = summary_tables(summary, summary_title(k))
-    head = "Per-cell results: " + summary_title(k)
+    summary = summarize(runs)
+    view, meta = ranking_view(runs)
+    title = summary_title(k, summary["n"])
+    tables = summary_tables(summary, title)
+    head = "Per-cell results: " + title
     return files.write_rule_tables(
         "aggregate",
         out_dir,
@@ -218,7 +440,7 @@ def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Pa
             "summary.md": summary_markdown(summary, k),
             "summary.tex": to_latex(tables, "summary"),
             "summary.html": to_html(tables, head),
-            "ranking.csv": files.csv(rank, index=True),
-            "ranking.html": to_html(ranking_tables(rank), "Method ranking"),
+            "ranking.csv": files.csv(view, index=True),
+            "ranking.html": to_html(ranking_tables(view, meta), "Method ranking"),
         },
     )

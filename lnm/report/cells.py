@@ -6,7 +6,9 @@ over which methods are ranked and compared). Formulas: :mod:`lnm.report.stats`.
 
 - :func:`dataset_info`: test size, class counts, chance (majority class), imbalance ratio;
 - :func:`cell_table` (``cells.csv``): mean, std, 95 % CI, test-set resolution, clean-ceiling
-  fraction, best and tied cells per block, and why a statistic is n/a;
+  fraction, the best group per block (:func:`mark_best`, the one rule for every bold),
+  collapsed runs and what a number assumed (oracle noise rate, evaluation view), and why a
+  statistic is n/a;
 - :func:`block_matrix`: blocks × methods, the input of the rank statistics;
 - :func:`grid_tables`: the layout every per-cell table shares (rows noise × rate, columns
   methods, † for settings that are not identifiable), used for ``cells.*``, ``summary.*``,
@@ -25,7 +27,21 @@ import pandas as pd
 from lnm import grid
 from lnm.grid import BLOCK_KEYS, CELL_KEYS, HEADLINE, ordered
 from lnm.report import stats
-from lnm.report.fmt import num, pm, rate_label, sort_rows
+from lnm.report.fmt import (
+    collapse_mark,
+    collapse_note,
+    num,
+    oracle_label,
+    oracle_methods,
+    oracle_note,
+    pm,
+    rate_label,
+    resolved_digits,
+    run_flags,
+    shown,
+    sort_rows,
+    view_note,
+)
 from lnm.report.render import Table
 
 #: The reference method: its clean runs are the ceiling, and every method is compared with it.
@@ -48,9 +64,11 @@ RES_NOTE = (
     "row's best accuracy p with N test images; a gap smaller than this cannot be "
     "resolved by this test set, whatever the number of seeds."
 )
-TIE_NOTE = (
-    "≈ = cannot be told apart from the row's best: the gap is below the test-set "
-    "resolution at the best cell's accuracy, or the two 95 % CIs overlap."
+BOLD_NOTE = (
+    "Bold = the row's best as printed, together with every method the data cannot tell apart "
+    "from it: its printed gap to the best is below the test-set resolution at the best's "
+    "accuracy (±test), or its 95 % CI overlaps the best's. One rounding and one rule in every "
+    "table and rendering (cells.csv and summary.csv: best_group)."
 )
 DAGGER_NOTE = (
     "† Not identifiable: at this noise pattern and rate the true class is no longer "
@@ -114,12 +132,80 @@ def dataset_info(runs: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- cells
 
 
+def uncertainty(cells: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` (``mean``, ``std``, ``n`` and, when known, ``num_test``) with the 95 % t
+    interval over runs (``ci_hw``, ``ci_lo``, ``ci_hi``; NaN for one run) and the test-set
+    resolution at the mean (``test_hw``; NaN without ``num_test``)."""
+    out = cells.copy()
+    out["ci_hw"] = [stats.t_halfwidth(s, n) for s, n in zip(out["std"], out["n"])]
+    out["ci_lo"], out["ci_hi"] = out["mean"] - out["ci_hw"], out["mean"] + out["ci_hw"]
+    n_test = out["num_test"] if "num_test" in out else pd.Series(np.nan, index=out.index)
+    out["test_hw"] = [stats.binomial_halfwidth(m, n) for m, n in zip(out["mean"], n_test)]
+    return out
+
+
+def _units(x, digits: int) -> float:
+    """A printed value in units of its last digit (51.6 -> 516 at one decimal), for exact
+    comparisons of printed numbers; NaN stays NaN."""
+    v = shown(x, digits)
+    return round(v * 10**digits) if np.isfinite(v) else float("nan")
+
+
+def mark_best(
+    cells: pd.DataFrame,
+    value: str = "mean",
+    digits: int = 1,
+    keys: list[str] | None = None,
+    lower_is_better: bool = False,
+) -> pd.DataFrame:
+    """The one rule for every bold of the report, per block (``keys``, default the block keys
+    present): ``best`` = the block's best value *as printed* with ``digits`` decimals
+    (:func:`lnm.report.fmt.shown`; several cells when they print the same), ``tied`` = not
+    best but not separable from it — its printed gap to the best is below the printed
+    test-set resolution at the best's accuracy (``test_hw``) or its 95 % CI (``ci_lo``,
+    ``ci_hi``) overlaps a best cell's —, ``best_group`` = best or tied (what is bold).
+    Columns the frame lacks (no ``test_hw``, no CI) give no tie by that criterion."""
+    keys = [k for k in (BLOCK_KEYS if keys is None else keys) if k in cells]
+    out = pd.DataFrame(False, index=cells.index, columns=["best", "tied", "best_group"])
+    sign = -1 if lower_is_better else 1
+    col = lambda c: cells[c] if c in cells else pd.Series(np.nan, index=cells.index)  # noqa: E731
+    units = pd.Series([_units(v, digits) for v in cells[value]], index=cells.index) * sign
+    hw_u = pd.Series([_units(v, digits) for v in col("test_hw")], index=cells.index)
+    lo_u = pd.Series([_units(v, digits) for v in col("ci_lo")], index=cells.index)
+    hi_u = pd.Series([_units(v, digits) for v in col("ci_hi")], index=cells.index)
+    groups = cells.groupby(keys, sort=False).groups.values() if keys else [cells.index]
+    for idx in groups:
+        u = units[idx]
+        if u.isna().all():
+            continue
+        top = u.max()
+        best = u == top
+        tops = u.index[best]
+        hw = hw_u[tops].max()
+        gap = top - u
+        by_res = (gap < hw) if np.isfinite(hw) else pd.Series(False, index=u.index)
+        if lower_is_better:  # a worse (higher) value whose interval reaches the best's
+            edge = hi_u[tops].max()
+            by_ci = lo_u[idx] <= edge if np.isfinite(edge) else pd.Series(False, index=u.index)
+        else:
+            edge = lo_u[tops].min()
+            by_ci = hi_u[idx] >= edge if np.isfinite(edge) else pd.Series(False, index=u.index)
+        tied = ~best & u.notna() & (by_res | by_ci)
+        out.loc[idx, "best"] = best.to_numpy()
+        out.loc[idx, "tied"] = tied.to_numpy()
+        out.loc[idx, "best_group"] = (best | tied).to_numpy()
+    return out.astype(bool)
+
+
 def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: headline ``mean``/``std``/``n`` over runs, 95 % t interval
     (``ci_lo``/``ci_hi``/``ci_hw``), ``test_hw`` (binomial half-width at ``mean``), ``chance``,
-    ``clean_ce`` and ``ceiling_frac``, ``best``/``tied`` within the block, secondary means and a
-    ``note`` naming every statistic that is n/a and why."""
+    ``clean_ce`` and ``ceiling_frac`` (n/a when clean CE is within the test-set resolution of
+    chance), ``best``/``tied``/``best_group`` within the block (:func:`mark_best`), secondary
+    means, the run marks of :func:`run_marks` and a ``note`` naming every statistic that is n/a
+    and why."""
     info = dataset_info(runs).set_index("dataset")
+    runs = run_flags(runs)
     g = runs.groupby(CELL_KEYS, sort=False)
     cells = g.agg(
         n=(HEADLINE, "size"),
@@ -133,55 +219,31 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         num_test=("num_test", "first"),
         realised_rate=("realised_rate", "mean"),
     ).reset_index()
-    cells["ci_hw"] = [stats.t_halfwidth(s, n) for s, n in zip(cells["std"], cells["n"])]
-    cells["ci_lo"], cells["ci_hi"] = cells["mean"] - cells["ci_hw"], cells["mean"] + cells["ci_hw"]
-    cells["test_hw"] = [
-        stats.binomial_halfwidth(m, n) for m, n in zip(cells["mean"], cells["num_test"])
-    ]
+    cells = uncertainty(cells).join(run_marks(runs))
     cells["chance"] = cells["dataset"].map(info["majority_acc"])
     clean = runs[(runs["noise"] == "none") & (runs["method"] == REFERENCE)]
     clean_ce = clean.groupby(["dataset", "backbone"])[HEADLINE].mean()
     cells["clean_ce"] = [
         clean_ce.get((d, b), float("nan")) for d, b in zip(cells["dataset"], cells["backbone"])
     ]
-    cells["ceiling_frac"] = [
-        stats.ceiling_fraction(m, c, ce)
-        for m, c, ce in zip(cells["mean"], cells["chance"], cells["clean_ce"])
+    ceiling_hw = [
+        stats.binomial_halfwidth(ce, n) for ce, n in zip(cells["clean_ce"], cells["num_test"])
     ]
-    best, tied = [], []
-    for _, block in cells.groupby(BLOCK_KEYS, sort=False):
-        if block["mean"].isna().all():
-            best += [(i, False) for i in block.index]
-            tied += [(i, False) for i in block.index]
-            continue
-        top = block.loc[block["mean"].idxmax()]
-        for i, row in block.iterrows():
-            is_best = round(row["mean"], 1) == block["mean"].round(1).max()
-            gap = top["mean"] - row["mean"]
-            overlap = (
-                np.isfinite(row["ci_hi"])
-                and np.isfinite(top["ci_lo"])
-                and row["ci_hi"] >= top["ci_lo"]
-            )
-            best.append((i, bool(is_best)))
-            tied.append((i, bool(not is_best and (gap < top["test_hw"] or overlap))))
-    cells["best"] = pd.Series(dict(best))
-    cells["tied"] = pd.Series(dict(tied))
+    cells["ceiling_frac"] = [
+        stats.ceiling_fraction(m, c, ce, hw)
+        for m, c, ce, hw in zip(cells["mean"], cells["chance"], cells["clean_ce"], ceiling_hw)
+    ]
+    cells = cells.join(mark_best(cells))
+    cells["ceiling_note"] = [
+        ceiling_na(c, ce, hw) for c, ce, hw in zip(cells["chance"], cells["clean_ce"], ceiling_hw)
+    ]
     notes = []
     for _, r in cells.iterrows():
         why = []
         if r["n"] < 2:
             why.append(f"CI {stats.NEEDS_SEEDS}")
-        if not np.isfinite(r["ceiling_frac"]):
-            if not np.isfinite(r["chance"]):
-                why.append("ceiling fraction n/a: test class counts unknown")
-            elif not np.isfinite(r["clean_ce"]):
-                why.append("ceiling fraction n/a: no clean CE run")
-            else:
-                why.append(
-                    f"ceiling fraction n/a: clean CE ({r['clean_ce']:.1f}) not above "
-                    f"chance ({r['chance']:.1f})"
-                )
+        if r["ceiling_note"]:
+            why.append(f"ceiling fraction n/a: {r['ceiling_note']}")
         notes.append("; ".join(why))
     cells["note"] = notes
     cols = CELL_KEYS + [
@@ -199,14 +261,88 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         "test_hw",
         "best",
         "tied",
+        "best_group",
         "chance",
         "clean_ce",
         "ceiling_frac",
         "balanced_acc",
         "macro_f1",
+        "n_collapsed",
+        "collapse_reason",
+        "min_predicted_classes",
+        "uses_true_noise_rate",
+        "eval_view",
         "note",
     ]
     return sort_rows(cells[cols], ["dataset", "backbone", "noise", "rate", "method"])
+
+
+def run_marks(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (rows in ``runs.groupby(CELL_KEYS, sort=False)`` order): ``n_collapsed`` (runs
+    flagged collapsed), ``collapse_reason`` (their distinct reasons, "; "-joined),
+    ``uses_true_noise_rate`` (any run told the true noise rate), ``eval_view`` (the
+    distinct views recorded, " / "-joined; None when none was) and ``min_predicted_classes``
+    (fewest distinct classes a run's final test predictions used; NaN when unknown)."""
+    runs = run_flags(runs)
+    if "predicted_classes" not in runs:
+        runs["predicted_classes"] = np.nan
+    runs["predicted_classes"] = pd.to_numeric(runs["predicted_classes"], errors="coerce")
+
+    def joined(values, sep):
+        found = sorted({p for v in values.dropna() for p in str(v).split(sep) if p})
+        return sep.join(found) or None
+
+    g = runs.groupby(CELL_KEYS, sort=False)
+    return pd.DataFrame(
+        {
+            "n_collapsed": g["collapsed"].sum().astype(int).to_numpy(),
+            "collapse_reason": g["collapse_reason"].agg(lambda v: joined(v, "; ")).to_numpy(),
+            "uses_true_noise_rate": g["uses_true_noise_rate"].any().astype(bool).to_numpy(),
+            "eval_view": g["eval_view"].agg(lambda v: joined(v, " / ")).to_numpy(),
+            "min_predicted_classes": g["predicted_classes"].min().astype(float).to_numpy(),
+        }
+    )
+
+
+def ceiling_na(chance: float, clean_ce: float, resolution: float) -> str:
+    """Why the clean-ceiling fraction of a dataset is n/a, or "" when it is defined: unknown
+    chance, no clean CE run, or a clean CE not resolved above chance by the test set."""
+    if not np.isfinite(chance):
+        return "test class counts unknown"
+    if not np.isfinite(clean_ce):
+        return "no clean CE run"
+    if clean_ce <= chance:
+        return f"clean CE ({clean_ce:.1f}) not above chance ({chance:.1f})"
+    if np.isfinite(resolution) and clean_ce - chance <= resolution:
+        return (
+            f"clean CE ({clean_ce:.1f}) is only {clean_ce - chance:.1f} points above chance "
+            f"({chance:.1f}), within the test-set resolution (±{resolution:.1f}), so the "
+            "fraction would divide by noise"
+        )
+    return ""
+
+
+#: How :func:`pooled_resolution` is computed (for the notes that print it).
+RESOLUTION_WHY = (
+    "binomial 95 % half-width at each dataset's median noisy-cell accuracy, combined over the "
+    "datasets' independent test sets; rates share a test set, so averaging them does not "
+    "shrink it"
+)
+
+
+def pooled_resolution(cells: pd.DataFrame) -> float:
+    """The test-set resolution (points) of a mean over the cells of several datasets: per
+    dataset (and backbone) the binomial half-width at its median cell accuracy, combined as
+    √(Σ hw²) / D over the D datasets (independent test sets); NaN when unknown."""
+    if cells.empty or "num_test" not in cells:
+        return float("nan")
+    hws = [
+        stats.binomial_halfwidth(float(g["mean"].median()), int(g["num_test"].iloc[0]))
+        for _, g in cells.groupby(["dataset", "backbone"], sort=False)
+        if g["mean"].notna().any() and pd.notna(g["num_test"].iloc[0])
+    ]
+    hws = [h for h in hws if np.isfinite(h)]
+    return float(np.sqrt(np.sum(np.square(hws))) / len(hws)) if hws else float("nan")
 
 
 def block_matrix(cells: pd.DataFrame, value: str = "mean", noisy_only: bool = True) -> pd.DataFrame:
@@ -221,22 +357,38 @@ def block_matrix(cells: pd.DataFrame, value: str = "mean", noisy_only: bool = Tr
 
 
 def grid_tables(
-    cells: pd.DataFrame, fmt, title: str, notes, extra_col=None, value: str = "mean"
+    cells: pd.DataFrame,
+    fmt,
+    title: str,
+    notes,
+    extra_col=None,
+    value: str = "mean",
+    view: bool = False,
 ) -> list[Table]:
     """Per dataset and backbone: rows (noise, rate), columns methods, ``fmt(cell_row)`` ->
     (text, bold) where ``cell_row[value]`` is set (else "–"); ``extra_col`` = (name,
-    fn(block_df) -> text) appended on the right. Rows get † where an ``identifiable`` column
-    says the setting is not identifiable."""
+    fn(block_df) -> text) appended on the right. The marks every per-cell table shares are
+    added here: † on rows whose setting is not identifiable, ⊘ on cells with collapsed runs
+    (``n_collapsed`` of ``n``), ᵒ on methods told the true noise rate
+    (``uses_true_noise_rate``), each explained in a note; ``view`` adds the evaluation view of
+    each method (``eval_view``)."""
     tables = []
     for (dataset, backbone), ds in cells.groupby(["dataset", "backbone"], sort=False):
         methods = ordered(ds["method"], grid.methods())
+        oracle = oracle_methods(ds)
         rows, bold = [], []
         for (noise, rate), block in ds.groupby(["noise", "rate"], sort=False):
             block = block.set_index("method").reindex(methods)
-            texts = [
-                fmt(block.loc[m]) if pd.notna(block.loc[m, value]) else ("–", False)
-                for m in methods
-            ]
+            texts = []
+            for m in methods:
+                r = block.loc[m]
+                if pd.isna(r[value]):
+                    texts.append(("–", False))
+                    continue
+                text, b = fmt(r)
+                if "n_collapsed" in block:
+                    text += collapse_mark(r["n_collapsed"], r.get("n", r["n_collapsed"]))
+                texts.append((text, b))
             ident = bool(block["identifiable"].dropna().all()) if "identifiable" in block else True
             row = [noise, rate_label(rate, ident)]
             row += [t for t, _ in texts]
@@ -246,10 +398,14 @@ def grid_tables(
                 b.append(False)
             rows.append(row)
             bold.append(b)
-        cols = ["noise", "rate", *methods] + ([extra_col[0]] if extra_col else [])
+        cols = ["noise", "rate", *(oracle_label(m, oracle) for m in methods)]
+        cols += [extra_col[0]] if extra_col else []
         t_notes = list(notes)
         if "identifiable" in ds and not ds["identifiable"].all():
             t_notes.append(DAGGER_NOTE)
+        for note in (collapse_note(ds), oracle_note(ds), view_note(ds) if view else ""):
+            if note:
+                t_notes.append(note)
         name = f"{dataset} ({backbone})" + (f": {title}" if title else "")
         tables.append(
             Table(name, cols, rows, bold, align="lr" + "r" * (len(cols) - 2), notes=t_notes)
@@ -258,53 +414,81 @@ def grid_tables(
 
 
 def ci_tables(cells: pd.DataFrame, k: int) -> list[Table]:
-    """Headline mean with its 95 % CI per cell (best bold, ≈ = tied) and the row's test-set
-    resolution; ``k`` = the ``last_k`` the headline averages."""
+    """Headline mean with its 95 % CI per cell and the row's test-set resolution, bold = the
+    best group (:func:`mark_best`); ``k`` = the ``last_k`` the headline averages. With one run
+    in every cell the title says so and the cells show the mean alone."""
+    several = bool((cells["n"] >= 2).any())
 
     def fmt(r):
-        if r["n"] < 2:
-            text = f"{r['mean']:.1f} (n=1)"  # the note explains once, not in every cell
-        else:
-            text = f"{r['mean']:.1f} [{r['ci_lo']:.1f}, {r['ci_hi']:.1f}]"
-        return text + (" ≈" if r["tied"] else ""), bool(r["best"])
+        if r["n"] >= 2:
+            text = f"{num(r['mean'])} [{num(r['ci_lo'])}, {num(r['ci_hi'])}]"
+        else:  # the note explains once, not in every cell
+            text = f"{num(r['mean'])}" + (" (n=1)" if several else "")
+        return text, bool(r["best_group"])
 
     def res(block):
-        return pm(block["test_hw"][block["mean"].idxmax()]) if block["mean"].notna().any() else "–"
+        if not block["mean"].notna().any():
+            return "–"
+        return pm(block.loc[block["best"].fillna(False).astype(bool), "test_hw"].max())
 
+    if several:
+        what, ci_note = "with its 95 % CI over the runs of each cell", CI_NOTE
+    else:
+        what = "one run per cell, so no CI"
+        ci_note = f"No confidence interval: every cell has one run ({stats.NEEDS_SEEDS})."
     return grid_tables(
         cells,
         fmt,
-        f"{grid.headline_text(k)}, with 95 % CI over seeds; best per row in bold",
-        [CI_NOTE, RES_NOTE, TIE_NOTE],
+        f"{grid.headline_text(k)}, {what}; bold = best and not separable from it",
+        [ci_note, RES_NOTE, BOLD_NOTE],
         extra_col=("±test", res),
+        view=True,
     )
 
 
 def ceiling_tables(cells: pd.DataFrame) -> list[Table]:
-    """Per noisy cell: the fraction of the clean ceiling recovered (n/a explained)."""
+    """Per noisy cell: the fraction of the clean ceiling recovered, printed to the decimals the
+    test set resolves (its resolution at clean CE over the ceiling's height); n/a, with the
+    reason, where the clean ceiling is not resolved above chance. Bold = the accuracy table's
+    best group, plus any fraction that prints as the row's best."""
     noisy = cells[cells["noise"] != "none"]
     if noisy.empty:
         return []
-
-    def fmt(r):
-        ok = bool(np.isfinite(r["ceiling_frac"]))
-        return (num(r["ceiling_frac"], 2) if ok else "n/a"), ok and bool(r["best"])
-
-    tables = grid_tables(
-        noisy,
-        fmt,
-        "fraction of the clean ceiling recovered, (method − chance) / (clean CE − chance)",
-        [CHANCE_NOTE],
-    )
-    for t, (_, ds) in zip(tables, noisy.groupby(["dataset", "backbone"], sort=False)):
+    tables = []
+    for _, ds in noisy.groupby(["dataset", "backbone"], sort=False):
         chance, ce = ds["chance"].iloc[0], ds["clean_ce"].iloc[0]
+        hw = stats.binomial_halfwidth(ce, ds["num_test"].iloc[0])
+        why = ceiling_na(chance, ce, hw)
+        digits = 2 if why else resolved_digits(hw / (ce - chance))
+        printed = pd.Series([shown(v, digits) for v in ds["ceiling_frac"]], index=ds.index)
+        top = printed.groupby([ds[k] for k in BLOCK_KEYS], sort=False).transform("max")
+
+        def fmt(r, digits=digits, printed=printed, top=top):
+            ok = bool(np.isfinite(r["ceiling_frac"]))
+            printed_top = ok and printed[r["_row"]] == top[r["_row"]]
+            text = num(r["ceiling_frac"], digits) if ok else "n/a"
+            return text, ok and (bool(r["best_group"]) or printed_top)
+
+        notes = [CHANCE_NOTE, "Bold = " + BOLD_NOTE.split("Bold = ", 1)[1]]
+        if why:
+            notes.insert(0, f"n/a: {why}.")
+        elif np.isfinite(hw):
+            notes.insert(
+                0,
+                f"Printed to {digits} decimal(s): the clean CE accuracy is resolved to ±{hw:.1f} "
+                f"points over a ceiling {ce - chance:.1f} points above chance, so fractions are "
+                f"resolved to about ±{hw / (ce - chance):.2f}.",
+            )
+        (t,) = grid_tables(
+            ds.assign(_row=ds.index),
+            fmt,
+            "fraction of the clean ceiling recovered, (method − chance) / (clean CE − chance)",
+            notes,
+        )
         t.intro = f"chance = {num(chance)} %, clean CE = " + (
             f"{num(ce)} %." if np.isfinite(ce) else "n/a (no clean CE run)."
         )
-        if not (np.isfinite(chance) and np.isfinite(ce) and ce > chance):
-            t.notes.insert(
-                0, "n/a: " + (ds["note"].iloc[0].split("ceiling fraction n/a: ")[-1] or "undefined")
-            )
+        tables.append(t)
     return tables
 
 

@@ -6,6 +6,11 @@ Definitions (scored by the trainer against the clean mask, see ``lnm.train.train
 clean ratio = |selected ∩ clean| / |selected| (precision), coverage = |selected ∩ clean| /
 |clean| (recall), purified ratio = share of relabelled samples whose new label is the clean one,
 T error = ‖T̂ − T‖₁ / ‖T‖₁ against the empirical transition matrix of the noise file.
+
+An epoch without a parameter update (the trainer writes a NaN ``train_loss``, or ``updates`` = 0
+where it writes that column) is ``no_update`` in ``per_epoch.csv``, never a silent NaN; its
+selection diagnostics are NaN because nothing was selected. Runs flagged ``collapsed`` in the
+run table carry the flag into ``per_epoch.csv`` and are marked ⊘ in the tables.
 """
 
 from __future__ import annotations
@@ -19,12 +24,23 @@ from lnm import grid
 from lnm.checksum import verify
 from lnm.grid import CELL_KEYS, RUN_KEYS
 from lnm.report import files
-from lnm.report.cells import grid_tables
-from lnm.report.fmt import mean_std, runs_last_k, sort_rows
+from lnm.report.aggregate import no_update
+from lnm.report.cells import grid_tables, mark_best, run_marks
+from lnm.report.fmt import (
+    collapse_mark,
+    collapse_note,
+    mean_std,
+    run_flags,
+    runs_last_k,
+    sort_rows,
+    spread_text,
+)
 from lnm.report.render import Table, to_html, to_markdown
 
 #: Per-epoch columns kept in ``per_epoch.csv`` (absent ones are NaN for that run).
 EPOCH_COLUMNS = [
+    "train_loss",
+    "no_update",
     "test_acc",
     "val_acc",
     "val_acc_clean",
@@ -50,23 +66,32 @@ TRANSITION_METHODS = ("trevision", "volminnet")
 
 def collect_epochs(runs: pd.DataFrame) -> pd.DataFrame:
     """Every run's ``per_epoch.csv`` (next to its ``metrics.json``, verified) with the run keys:
-    one row per run and epoch (``epoch`` 1-based), columns :data:`EPOCH_COLUMNS`."""
+    one row per run and epoch (``epoch`` 1-based), columns :data:`EPOCH_COLUMNS` (``no_update``
+    = the epoch made no parameter update, :func:`lnm.report.aggregate.no_update`) and the
+    run's ``collapsed`` flag."""
     frames = []
-    for _, run in runs.iterrows():
+    flagged = run_flags(runs)
+    for _, run in flagged.iterrows():
         path = Path(run["metrics_path"]).with_name("per_epoch.csv")
         verify(path)
-        df = pd.read_csv(path)
-        df = df.reindex(columns=["epoch"] + EPOCH_COLUMNS)
+        raw = pd.read_csv(path)
+        df = raw.reindex(columns=["epoch"] + EPOCH_COLUMNS)
+        idle = no_update(raw)  # the run table's rule (no_update_epochs)
+        df["no_update"] = idle.to_numpy() if idle is not None else False
         df["epoch"] = df["epoch"].astype(int) + 1
         for k in reversed(RUN_KEYS):
             df.insert(0, k, run[k])
+        df["collapsed"] = bool(run["collapsed"])
         frames.append(df)
-    cols = RUN_KEYS + ["epoch"] + EPOCH_COLUMNS
+    cols = RUN_KEYS + ["epoch"] + EPOCH_COLUMNS + ["collapsed"]
     if not frames:
         return pd.DataFrame(columns=cols)
     out = pd.concat(frames, ignore_index=True)[cols]
     for c in EPOCH_COLUMNS:
-        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+        if c != "no_update":
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+    out["no_update"] = out["no_update"].astype(bool)
+    out["collapsed"] = out["collapsed"].astype(bool)
     return sort_rows(out, RUN_KEYS + ["epoch"])
 
 
@@ -82,6 +107,8 @@ def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
         )
     agg = {f"{c}_{s}": (c, s) for c in cols for s in ("mean", "std")}
     out = has.groupby(CELL_KEYS, sort=False).agg(n=("seed", "size"), **agg).reset_index()
+    marks = run_marks(has)[["n_collapsed", "collapse_reason"]]
+    out = out.join(marks)
     return sort_rows(out, ["dataset", "backbone", "noise", "rate", "method"])
 
 
@@ -110,15 +137,22 @@ def selection_render(diag: pd.DataFrame, k: int) -> list[Table]:
     tables = []
     sel = diag[diag[[f"{c}_mean" for c in show]].notna().any(axis=1)] if show else diag.iloc[:0]
     if len(sel):
+
+        def text(r, c):
+            out = mean_std(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1)
+            return out + (" ✗" if c == "gmm_auc" and r[f"{c}_mean"] < 0.5 else "")
+
         rows = [
-            [r["dataset"], r["noise"], f"{r['rate']:g}", r["method"], str(r["n"])]
-            + [mean_std(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1) for c in show]
+            [r["dataset"], r["noise"], f"{r['rate']:g}", r["method"]]
+            + [str(r["n"]) + collapse_mark(r.get("n_collapsed", 0), r["n"])]
+            + [text(r, c) for c in show]
             for _, r in sel.iterrows()
         ]
+        below = "gmm_auc" in show and (sel["gmm_auc_mean"] < 0.5).any()
         tables.append(
             Table(
-                "Sample selection and label correction, mean ± std over seeds of "
-                f"each run's {grid.last_k_text(k)}",
+                f"Sample selection and label correction: each run's {grid.last_k_text(k)}, "
+                f"{_spread(sel['n'])}",
                 ["dataset", "noise", "rate", "method", "runs"] + [DIAGNOSTICS[c] for c in show],
                 rows,
                 align="llrlr" + "r" * len(show),
@@ -128,7 +162,16 @@ def selection_render(diag: pd.DataFrame, k: int) -> list[Table]:
                     "purified ratio = share of relabelled samples whose new "
                     "label is the clean one; GMM AUC = AUC of the clean "
                     "probability (DivideMix) against the clean mask."
-                ],
+                ]
+                + (
+                    [
+                        "✗ GMM AUC below 0.5 (chance): the clean probability ranks the noisy "
+                        "samples above the clean ones, so the selection keeps the wrong samples."
+                    ]
+                    if below
+                    else []
+                )
+                + [n for n in (collapse_note(sel),) if n],
             )
         )
     tables += t_error_render(diag, k)
@@ -147,23 +190,26 @@ def t_error_render(diag: pd.DataFrame, k: int) -> list[Table]:
                 align="l",
             )
         ]
-    rounded = t["t_error_mean"].round(3)  # lower is better; ties at the printed precision
-    t = t.assign(
-        best=rounded
-        == rounded.groupby([t["dataset"], t["backbone"], t["noise"], t["rate"]]).transform("min")
-    )
+    # lower is better; the best as printed (3 decimals), by the rule of every table
+    t = t.assign(best=mark_best(t, "t_error_mean", digits=3, lower_is_better=True)["best"])
     return grid_tables(
         t,
         lambda r: (mean_std(r["t_error_mean"], r["t_error_std"], 3), bool(r["best"])),
-        f"transition-matrix estimation error ‖T̂ − T‖₁ / ‖T‖₁ ({grid.last_k_text(k)}, mean ± "
-        "std over seeds; lower is better)",
+        f"transition-matrix estimation error ‖T̂ − T‖₁ / ‖T‖₁ ({grid.last_k_text(k)}, "
+        f"{_spread(t['n'])}; lower is better)",
         [
             "T = the empirical transition matrix of the training labels (counts of clean → noisy "
             "in the noise file), row-normalised; for instance-dependent noise it is the average "
-            "over samples, so a class-conditional T̂ cannot reach 0 there."
+            "over samples, so a class-conditional T̂ cannot reach 0 there. Bold = the lowest "
+            "error as printed (no interval is computed for T̂)."
         ],
         value="t_error_mean",
     )
+
+
+def _spread(n) -> str:
+    """What a diagnostics cell is: "one run per cell" or "mean ± std over the runs"."""
+    return spread_text(n).replace("; a lone value = a cell with one run, no std", "")
 
 
 def write_diagnostics(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -1,5 +1,10 @@
 """Figures for the report (matplotlib Agg canvas, no pyplot state, no seaborn).
 
+Each figure answers one question, stated in its title and caption; ``<name>_figure`` builds it
+(a :class:`~matplotlib.figure.Figure`, for tests) and ``plot_<name>`` saves it. Every figure
+marks collapsed runs (⊘, a black ×) and methods told the true noise rate (ᵒ), draws an error
+band or bar only where one exists, and says when there is one run per cell.
+
 Sizes are fixed (``FIGSIZE_* × DPI`` pixels) and every PNG is written through
 :func:`lnm.checksum.artifact`. PNG metadata omits the matplotlib version, so a figure's bytes
 depend only on its data and the installed fonts/renderer.
@@ -17,21 +22,42 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from lnm import grid
 from lnm.checksum import artifact
 from lnm.grid import HEADLINE, ordered
-from lnm.report.aggregate import ranking
-from lnm.report.cells import cell_table
-from lnm.report.fmt import runs_last_k, sort_rows
+from lnm.report import stats
+from lnm.report.aggregate import ranking_view
+from lnm.report.cells import REFERENCE, cell_table
+from lnm.report.fmt import (
+    COLLAPSED,
+    ORACLE,
+    oracle_label,
+    oracle_methods,
+    pval,
+    run_flags,
+    runs_last_k,
+    sort_rows,
+    spread_text,
+)
 from lnm.report.ranks import friedman_text, rank_analysis
 
 DPI = 120
-FIGSIZE_ACC = (12.0, 4.5)  # inches -> 1440 x 540 px
-FIGSIZE_RANKING = (8.0, 5.0)  # inches -> 960 x 600 px
+FIGSIZE_ACC = (13.0, 9.0)  # inches -> 1560 x 1080 px
+FIGSIZE_RANKING = (12.0, 6.0)  # inches -> 1440 x 720 px
 # tab10 for the first 10 methods, navy for the 11th, then light colours for unknown names.
 _PALETTE = [f"C{i}" for i in range(10)] + ["#000080", "#a6cee3", "#fb9a99", "#fdbf6f", "#cab2d6"]
+#: Colour and marker per noise pattern (acc_vs_rate panels are per method, lines per pattern).
+_PATTERN_STYLE = {
+    "symmetric": ("#1f77b4", "o"),
+    "pairflip": ("#d62728", "s"),
+    "instance": ("#2ca02c", "^"),
+}
+_EXTRA_PATTERN_STYLE = [("#9467bd", "D"), ("#8c564b", "v"), ("#e377c2", "P")]
+CHANCE_STYLE = {"color": "0.25", "ls": "--", "lw": 1.1}
+COLLAPSE_STYLE = {"marker": "X", "color": "black", "ms": 9, "ls": "none", "zorder": 5}
 
 
 def method_colors(methods: Iterable[str]) -> dict[str, str]:
@@ -40,6 +66,14 @@ def method_colors(methods: Iterable[str]) -> dict[str, str]:
     wanted = set(methods)
     names = ordered(wanted | set(grid.methods()), grid.methods())
     return {m: _PALETTE[i % len(_PALETTE)] for i, m in enumerate(names) if m in wanted}
+
+
+def pattern_styles(patterns: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """(colour, marker) per noise pattern, fixed for the known patterns."""
+    out, extra = {}, iter(_EXTRA_PATTERN_STYLE * 4)
+    for p in patterns:
+        out[p] = _PATTERN_STYLE.get(p) or next(extra)
+    return out
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:
@@ -55,17 +89,37 @@ def _save(fig: Figure, out_png: str | os.PathLike) -> Path:
     return Path(out_png)
 
 
-def _mean_std(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    out = df.groupby(keys)[HEADLINE].agg(["mean", "std"]).reset_index()
-    out["std"] = out["std"].fillna(0.0)  # one seed: no band
-    return out
+def _cell_means(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per ``keys``: headline ``mean``, ``std`` (NaN with one run: no band is drawn), ``n`` and
+    ``collapsed`` (any run of the group flagged collapsed)."""
+    df = run_flags(df)
+    return (
+        df.groupby(keys, sort=False)
+        .agg(
+            mean=(HEADLINE, "mean"),
+            std=(HEADLINE, "std"),
+            n=(HEADLINE, "size"),
+            collapsed=("collapsed", "any"),
+        )
+        .reset_index()
+    )
 
 
-def plot_acc_vs_rate(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) -> Path:
-    """Headline test accuracy vs nominal noise rate for ``dataset``: one panel per noise pattern,
-    one line per method (mean over seeds, band ± 1 std), clean ceilings as dashed lines."""
+def _chance(df: pd.DataFrame) -> float:
+    """Accuracy of always predicting the test set's majority class (%), NaN when unknown."""
+    values = pd.to_numeric(df.get("majority_acc", pd.Series(dtype=float)), errors="coerce")
+    return float(values.dropna().iloc[0]) if values.notna().any() else float("nan")
+
+
+def _grid_shape(n: int, most_cols: int = 4) -> tuple[int, int]:
+    cols = min(most_cols, max(n, 1))
+    return -(-max(n, 1) // cols), cols
+
+
+def acc_vs_rate_figure(runs: pd.DataFrame, dataset: str) -> Figure:
+    """The figure of :func:`plot_acc_vs_rate`, not saved (for tests and notebooks)."""
     k = runs_last_k(runs)
-    df = runs[runs["dataset"] == dataset]
+    df = run_flags(runs[runs["dataset"] == dataset])
     if df["backbone"].nunique() > 1:
         raise ValueError(
             f"{dataset}: several backbones {sorted(df['backbone'].unique())}; "
@@ -74,89 +128,213 @@ def plot_acc_vs_rate(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLik
     patterns = ordered(df.loc[df["noise"] != "none", "noise"], grid.PATTERNS)
     if not patterns:
         raise ValueError(f"{dataset}: no runs with label noise to plot")
-    colors = method_colors(df["method"])
-    noisy = _mean_std(df[df["noise"] != "none"], ["noise", "method", "rate"])
-    clean = _mean_std(df[df["noise"] == "none"], ["method"]).set_index("method")["mean"]
+    methods = ordered(df["method"], grid.methods())
+    colors, styles = method_colors(methods), pattern_styles(patterns)
+    cells = _cell_means(df, ["method", "noise", "rate"])
+    clean = cells[cells["noise"] == "none"].set_index("method")
+    chance = _chance(df)
+    oracle = oracle_methods(df)
+    rates = sorted({0.0, *cells.loc[cells["noise"] != "none", "rate"].astype(float)})
+    banded = bool(cells["std"].notna().any())
+
+    def curve(method: str, pattern: str) -> pd.DataFrame:
+        c = cells[(cells["method"] == method) & (cells["noise"] == pattern)]
+        if method in clean.index:  # the clean cell is every pattern's rate-0 point
+            c = pd.concat([clean.loc[[method]].reset_index().assign(noise=pattern), c])
+        return c.sort_values("rate", kind="mergesort")
 
     fig = _figure(FIGSIZE_ACC)
-    axes = fig.subplots(1, len(patterns), sharey=True, squeeze=False)[0]
-    for ax, pattern in zip(axes, patterns):
-        for method, g in noisy[noisy["noise"] == pattern].groupby("method", sort=False):
-            x, y, s = g["rate"].to_numpy(), g["mean"].to_numpy(), g["std"].to_numpy()
-            ax.plot(x, y, "o-", color=colors[method], label=method, ms=4)
-            ax.fill_between(x, y - s, y + s, color=colors[method], alpha=0.15, lw=0)
-        for method, level in clean.items():
-            ax.axhline(
-                level,
-                color="black" if method == "ce" else colors[method],
-                ls="--",
-                lw=1.6 if method == "ce" else 0.8,
-                alpha=0.9,
-            )
-        ax.set_xticks(sorted(noisy.loc[noisy["noise"] == pattern, "rate"].unique()))
-        ax.set(title=f"{pattern} noise", xlabel="nominal noise rate (fraction of labels flipped)")
+    nrows, ncols = _grid_shape(len(methods) + 1)  # one slot for the legend
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    for ax, method in zip(axes, methods):
+        if not np.isnan(chance):
+            ax.axhline(chance, **CHANCE_STYLE, gid="chance")
+        for pattern in patterns:
+            color, marker = styles[pattern]
+            if method != REFERENCE and REFERENCE in methods:
+                ref = curve(REFERENCE, pattern)
+                ax.plot(ref["rate"], ref["mean"], ":", color=color, lw=1.2, alpha=0.7, gid="ce")
+            c = curve(method, pattern)
+            x, y, s = (c[col].to_numpy(dtype=float) for col in ("rate", "mean", "std"))
+            ax.plot(x, y, "-", marker=marker, color=color, ms=5, lw=1.8, gid=f"{method}:{pattern}")
+            if np.isfinite(s).any():
+                ok = np.isfinite(s)
+                ax.fill_between(x[ok], (y - s)[ok], (y + s)[ok], color=color, alpha=0.15, lw=0)
+            bad = c["collapsed"].to_numpy(dtype=bool)
+            if bad.any():
+                ax.plot(x[bad], y[bad], **COLLAPSE_STYLE, gid="collapsed")
+        ax.set_title(
+            oracle_label(method, oracle), color=colors[method], fontweight="bold", fontsize="large"
+        )
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(grid.headline_text(k))
+        ax.set_xticks(rates, [f"{r:g}" if r else "0\n(clean)" for r in rates])
+    for i, ax in enumerate(axes):
+        if i >= len(methods):
+            ax.set_axis_off()
+            continue
+        if i % ncols == 0:
+            ax.set_ylabel("test accuracy (%)")
+        if i + ncols >= len(methods):  # no method panel below: label this one's axis
+            ax.set_xlabel("noise rate")
+            ax.xaxis.set_tick_params(labelbottom=True)
 
     handles = [
-        Line2D([], [], color=colors[m], marker="o", label=m)
-        for m in ordered(df["method"], grid.methods())
+        Line2D([], [], color=styles[p][0], marker=styles[p][1], lw=1.8, label=f"{p} noise")
+        for p in patterns
     ]
-    if len(clean):
-        ce = f"CE {clean['ce']:.1f}%, bold" if "ce" in clean else "per method"
+    if REFERENCE in methods and len(methods) > 1:
+        handles.append(Line2D([], [], color="0.3", ls=":", lw=1.2, label="CE, same pattern"))
+    if not np.isnan(chance):
         handles.append(
-            Line2D(
-                [], [], color="black", ls="--", label=f"clean ceiling (no noise)\n{ce}; others thin"
-            )
+            Line2D([], [], **CHANCE_STYLE, label=f"chance (majority class) {chance:.1f} %")
         )
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-    fig.suptitle(
-        f"{dataset} ({df['backbone'].iloc[0]}): test accuracy vs noise rate (line = mean over seeds, "
-        "band = ± 1 std)"
+    if bool(cells["collapsed"].any()):
+        handles.append(Line2D([], [], **COLLAPSE_STYLE, label="⊘ collapsed run(s)"))
+    if banded:
+        handles.append(Patch(color="0.5", alpha=0.3, label="± 1 std over the cell's runs"))
+    if oracle:
+        handles.append(Patch(color="none", label=f"{ORACLE} told the true noise rate"))
+    axes[len(methods)].legend(handles=handles, loc="center", fontsize="medium", frameon=False)
+    what = (
+        "mean over the runs of each cell, band = ± 1 std"
+        if banded
+        else "one run per cell, so no error band"
     )
-    return _save(fig, out_png)
+    fig.suptitle(
+        f"{dataset} ({df['backbone'].iloc[0]}): how fast does each method lose accuracy as "
+        f"label noise grows, against CE and chance?\n{grid.headline_text(k)}; {what}; "
+        "rate 0 = the clean run",
+        fontsize="large",
+    )
+    return fig
+
+
+def plot_acc_vs_rate(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) -> Path:
+    """Headline test accuracy vs noise rate for ``dataset``, one panel per method (each method
+    visible on its own), one line per noise pattern starting at the clean run (rate 0), CE's
+    lines dotted in every panel for reference, the chance (majority-class) line dashed, a ± 1 std
+    band only where a cell has several runs, ⊘ = collapsed runs."""
+    return _save(acc_vs_rate_figure(runs, dataset), out_png)
+
+
+def _dataset_values(runs: pd.DataFrame, pattern: str) -> pd.DataFrame:
+    """Per dataset and method, the ranking's value on that dataset alone: the mean headline over
+    the pattern's runs (``overall``: the unweighted mean of the pattern means, as the paper
+    averages patterns), with ``collapsed`` = any of those runs collapsed."""
+    noisy = run_flags(runs[runs["noise"] != "none"])
+    sub = noisy if pattern == "overall" else noisy[noisy["noise"] == pattern]
+    per = (
+        sub.groupby(["dataset", "method", "noise"], sort=False)
+        .agg(value=(HEADLINE, "mean"), collapsed=("collapsed", "any"))
+        .reset_index()
+    )
+    return (
+        per.groupby(["dataset", "method"], sort=False)
+        .agg(value=("value", "mean"), collapsed=("collapsed", "any"))
+        .reset_index()
+    )
+
+
+def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
+    """The figure of :func:`plot_ranking`, not saved (for tests and notebooks)."""
+    k = runs_last_k(runs)
+    view, meta = ranking_view(runs)
+    if pattern not in meta["columns"]:
+        raise ValueError(f"no ranking column {pattern!r}; have {meta['columns']}")
+    order = view[pattern].dropna().sort_values(ascending=False, kind="mergesort").index
+    groups = view[f"group_{pattern}"]
+    oracle = oracle_methods(meta["runs"])
+    ra = meta["analyses"][pattern]
+    values = _dataset_values(runs, pattern)
+    datasets = list(dict.fromkeys(values["dataset"]))
+    colors = method_colors(order)
+    ypos = {m: i for i, m in enumerate(order)}  # best on top (axis inverted)
+
+    fig = _figure(FIGSIZE_RANKING)
+    axes = fig.subplots(1, max(len(datasets), 1), sharey=True, squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets):
+        d = values[values["dataset"] == dataset].set_index("method").reindex(order)
+        drun = runs[runs["dataset"] == dataset]
+        n_test = int(drun["num_test"].iloc[0]) if "num_test" in drun else 0
+        hw = np.array([stats.binomial_halfwidth(v, n_test) for v in d["value"]])
+        chance = _chance(drun)
+        ce = drun[(drun["noise"] == "none") & (drun["method"] == REFERENCE)][HEADLINE].mean()
+        for m, v, h, bad in zip(d.index, d["value"], hw, d["collapsed"].fillna(False)):
+            if not np.isfinite(v):
+                continue
+            ax.errorbar(
+                v,
+                ypos[m],
+                xerr=h if np.isfinite(h) else None,
+                fmt="o",
+                color=colors[m],
+                ms=7,
+                capsize=3,
+                lw=1.5,
+                gid=f"{m}:{dataset}",
+            )
+            if bad:
+                ax.plot([v], [ypos[m]], **COLLAPSE_STYLE, gid="collapsed")
+        lo = [d["value"] - np.nan_to_num(hw), pd.Series([chance])]
+        hi = [d["value"] + np.nan_to_num(hw), pd.Series([ce])]
+        if np.isfinite(chance):
+            ax.axvline(chance, **CHANCE_STYLE, gid="chance")
+        if np.isfinite(ce):
+            ax.axvline(ce, color="0.25", ls=":", lw=1.3, gid="clean-ce")
+        lo_v, hi_v = pd.concat(lo).min(), pd.concat(hi).max()
+        if np.isfinite(lo_v) and np.isfinite(hi_v):
+            pad = max(1.0, 0.06 * (hi_v - lo_v))
+            ax.set_xlim(lo_v - pad, hi_v + pad)  # focused: the values, chance and clean CE
+        ax.set_title(
+            f"{dataset}\nchance {chance:.1f} %, clean CE "
+            + (f"{ce:.1f} %" if np.isfinite(ce) else "n/a"),
+            fontsize="medium",
+        )
+        ax.set_xlabel("test accuracy (%)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(
+        range(len(order)),
+        [f"{oracle_label(m, oracle)}  [{groups.get(m, '')}]" for m in order],
+    )
+    for tick, m in zip(axes[0].get_yticklabels(), order):
+        tick.set_color(colors[m])
+    axes[0].set_ylim(len(order) - 0.5, -0.5)
+    axes[0].set_ylabel("method  [rank group]")
+    if ra["separable"]:
+        sep = f"Friedman p = {pval(ra['friedman']['pvalue'])}, Nemenyi CD {ra['cd']:.1f} ranks"
+    else:
+        fr = ra["friedman"]
+        p = f"p = {pval(fr['pvalue'])}" if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
+        sep = f"Friedman {p}: one group, the data cannot order these methods"
+    handles = [
+        Line2D([], [], color="0.3", marker="o", ls="-", label="± test-set resolution (95 %)"),
+        Line2D([], [], **CHANCE_STYLE, label="chance (majority class)"),
+        Line2D([], [], color="0.25", ls=":", lw=1.3, label="clean CE"),
+    ]
+    if bool(values["collapsed"].any()):
+        handles.append(Line2D([], [], **COLLAPSE_STYLE, label="⊘ collapsed run(s)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    what = (
+        "unweighted mean of the pattern means"
+        if pattern == "overall"
+        else f"mean over the {pattern}-noise rates and seeds"
+    )
+    fig.suptitle(
+        f"Ranking, {pattern}{'' if pattern == 'overall' else ' noise'}: which methods can the "
+        f"data tell apart?\ndot = {what} on each dataset ({grid.headline_text(k)}); "
+        "order = the paper's ranking (mean over datasets)\n"
+        f"[letter] = rank group, same letter = not separable ({sep})",
+        fontsize="medium",
+    )
+    return fig
 
 
 def plot_ranking(runs: pd.DataFrame, pattern: str, out_png: str | os.PathLike) -> Path:
-    """Horizontal bar chart of :func:`~lnm.report.aggregate.ranking` for one noise pattern (or
-    ``overall``), best method on top, value printed on each bar."""
-    k = runs_last_k(runs)
-    table = ranking(runs)
-    if pattern not in table.columns:
-        raise ValueError(f"no ranking column {pattern!r}; have {list(table.columns)}")
-    # Stable sort keeps ranking()'s tie-break; reversed because barh draws bottom-up.
-    values = table[pattern].dropna().sort_values(ascending=False, kind="mergesort").iloc[::-1]
-    colors = method_colors(values.index)
-
-    fig = _figure(FIGSIZE_RANKING)
-    ax = fig.subplots()
-    bars = ax.barh(values.index, values.to_numpy(), color=[colors[m] for m in values.index])
-    ax.bar_label(bars, fmt="%.2f", padding=3, fontsize="small")
-    ax.set_xlim(0, max(100.0, float(np.nanmax(values.to_numpy(), initial=0)) * 1.1))
-    noisy = runs[runs["noise"] != "none"]
-    sub = noisy if pattern == "overall" else noisy[noisy["noise"] == pattern]
-    per_method = sub.groupby("method").size()
-    n = (
-        (
-            f"{per_method.min()}"
-            if per_method.min() == per_method.max()
-            else f"{per_method.min()}–{per_method.max()}"
-        )
-        if len(per_method)
-        else "0"
-    )
-    what = (
-        f"unweighted mean over noise patterns ({n} noisy runs per method)"
-        if pattern == "overall"
-        else f"mean over all {pattern}-noise runs ({n} per method: datasets × rates × seeds)"
-    )
-    ax.set(
-        xlabel=grid.headline_text(k),
-        ylabel="method",
-        title=f"Method ranking, {pattern}{'' if pattern == 'overall' else ' noise'}\n{what}",
-    )
-    ax.grid(axis="x", alpha=0.3)
-    return _save(fig, out_png)
+    """The paper's ranking for one noise pattern (or ``overall``), best on top, shown per
+    dataset on a focused axis (each dataset has its own chance level and test-set resolution):
+    a dot per method with a ± test-set-resolution bar, chance and clean-CE lines, the rank-group
+    letters beside each method (same letter = not separable), ⊘ = collapsed runs."""
+    return _save(ranking_figure(runs, pattern), out_png)
 
 
 # ---------------------------------------------------------------- selection diagnostics
@@ -211,12 +389,8 @@ def _note(ax, text: str) -> None:
     )
 
 
-def plot_selection(
-    epochs: pd.DataFrame, dataset: str, noise: str, rate: float, out_png: str | os.PathLike
-) -> Path:
-    """Per-epoch selection diagnostics of one noisy setting: clean ratio, coverage, purified
-    ratio and transition-matrix error, one line per method (mean over seeds and noise seeds,
-    band ± 1 std); a panel no method reports says so."""
+def selection_figure(epochs: pd.DataFrame, dataset: str, noise: str, rate: float) -> Figure:
+    """The figure of :func:`plot_selection`, not saved (for tests and notebooks)."""
     df = epochs[
         (epochs["dataset"] == dataset)
         & (epochs["noise"] == noise)
@@ -224,15 +398,34 @@ def plot_selection(
     ]
     backbone = _one_backbone(df, f"{dataset} {noise}-{rate}")
     colors = method_colors(df["method"]) if len(df) else {}
+    idle = _idle_epochs(df)
+    runs_per = df.groupby("method")["seed"].size() / df.groupby("method")["epoch"].nunique()
     fig = _figure(FIGSIZE_SELECTION)
     axes = fig.subplots(2, 2, sharex=True).ravel()
+    banded = False
     for ax, (col, ylabel, title, what) in zip(axes, _SELECTION_PANELS):
         have = df[df[col].notna()] if col in df else df.iloc[:0]
+        if col == "clean_ratio" and 0 < float(rate) < 1:
+            ax.axhline(
+                100 * (1 - float(rate)),
+                **CHANCE_STYLE,
+                gid="one-minus-rate",
+                label=f"1 − ε = {100 * (1 - float(rate)):g} % (random selection)",
+            )
         for method in ordered(have["method"], grid.methods()):
             g = have[have["method"] == method].groupby("epoch")[col].agg(["mean", "std"])
-            x, y, s = g.index.to_numpy(), g["mean"].to_numpy(), g["std"].fillna(0).to_numpy()
-            ax.plot(x, y, "o-", ms=3, color=colors[method], label=method)
-            ax.fill_between(x, y - s, y + s, color=colors[method], alpha=0.15, lw=0)
+            x, y, s = g.index.to_numpy(), g["mean"].to_numpy(), g["std"].to_numpy()
+            label = method + (f" ({idle[method]})" if method in idle else "")
+            ax.plot(x, y, "o-", ms=3, color=colors[method], label=label, gid=f"{method}:{col}")
+            if np.isfinite(s).any():
+                ok = np.isfinite(s)
+                banded = True
+                ax.fill_between(
+                    x[ok], (y - s)[ok], (y + s)[ok], color=colors[method], alpha=0.15, lw=0
+                )
+            stop = _first_idle(df, method)
+            if stop is not None and col in ("clean_ratio", "coverage"):
+                ax.axvline(stop - 0.5, color=colors[method], ls=":", lw=1.2, gid=f"{method}:idle")
         if have.empty:
             _note(ax, f"n/a: no method in this grid\nreports {what}")
         else:
@@ -244,11 +437,65 @@ def plot_selection(
     for ax in axes[2:]:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(
-        f"{dataset} ({backbone}), {noise} noise at rate {float(rate):g}: selection "
-        "diagnostics per epoch (line = mean over seeds, band = ± 1 std)"
+    n = runs_per.round().astype(int) if len(runs_per) else pd.Series(dtype=int)
+    what = (
+        "mean over the runs, band = ± 1 std"
+        if banded
+        else spread_text(n).replace(", so no std", ", so no band")
     )
-    return _save(fig, out_png)
+    subtitle = what + (
+        "; a dotted vertical line = the epoch from which a method made no parameter update "
+        "(its line stops: nothing was selected)"
+        if idle
+        else ""
+    )
+    fig.suptitle(
+        f"{dataset} ({backbone}), {noise} noise at rate {float(rate):g}: does each method train "
+        f"on clean samples, and how many of them?\n{subtitle}",
+        fontsize="medium",
+    )
+    return fig
+
+
+def _idle_epochs(df: pd.DataFrame) -> dict[str, str]:
+    """Per method with epochs without a parameter update (``no_update``) or collapsed runs:
+    a legend note, e.g. "no update from epoch 4 in 7/10 runs; ⊘ 7/10"."""
+    out = {}
+    if df.empty:
+        return out
+    keys = ["noise_seed", "seed"]
+    for method, g in df.groupby("method", sort=False):
+        runs = g.groupby(keys)
+        n = runs.ngroups
+        parts = []
+        if "no_update" in g and g["no_update"].astype(bool).any():
+            idle = runs["no_update"].any()
+            first = g[g["no_update"].astype(bool)]["epoch"].min()
+            parts.append(f"no update from epoch {int(first)} in {int(idle.sum())}/{n} runs")
+        if "collapsed" in g and g["collapsed"].astype(bool).any():
+            parts.append(f"{COLLAPSED} {int(runs['collapsed'].any().sum())}/{n}")
+        if parts:
+            out[method] = "; ".join(parts)
+    return out
+
+
+def _first_idle(df: pd.DataFrame, method: str) -> int | None:
+    """The first epoch in which some run of ``method`` made no parameter update, or None."""
+    if "no_update" not in df:
+        return None
+    g = df[(df["method"] == method) & df["no_update"].astype(bool)]
+    return int(g["epoch"].min()) if len(g) else None
+
+
+def plot_selection(
+    epochs: pd.DataFrame, dataset: str, noise: str, rate: float, out_png: str | os.PathLike
+) -> Path:
+    """Per-epoch selection diagnostics of one noisy setting: clean ratio (with the 1 − ε line of
+    random selection), coverage, purified ratio and transition-matrix error, one line per
+    method (mean over seeds and noise seeds, a ± 1 std band only where there are several runs);
+    epochs without a parameter update and collapsed runs are named in the legend, and a dotted
+    line marks where a method stopped updating; a panel no method reports says so."""
+    return _save(selection_figure(epochs, dataset, noise, rate), out_png)
 
 
 # ---------------------------------------------------------------- critical-difference diagram
@@ -256,10 +503,19 @@ def plot_selection(
 
 def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike, alpha: float = 0.05) -> Path:
     """Demšar's critical-difference diagram: average rank of each method over the noisy cells
-    (1 = best, on the left), the Nemenyi CD as a scale bar, thick bars joining methods that are
-    not significantly different; the Friedman result in the title."""
-    ra = rank_analysis(cell_table(runs), alpha)
+    (1 = best, on the left), the Nemenyi CD as a scale bar, thick bars joining the methods of
+    each rank group (one bar over all when the Friedman test finds no difference); the Friedman
+    result in the title; ⊘ = methods with collapsed runs, ᵒ = told the true noise rate."""
+    return _save(cd_diagram_figure(runs, alpha), out_png)
+
+
+def cd_diagram_figure(runs: pd.DataFrame, alpha: float = 0.05) -> Figure:
+    """The figure of :func:`plot_cd_diagram`, not saved (for tests and notebooks)."""
+    cells = cell_table(runs)
+    ra = rank_analysis(cells, alpha)
     avg = ra["ranks"].set_index("method")["avg_rank"]
+    flagged = ra["ranks"].set_index("method")["n_collapsed"]
+    oracle = ra["oracle"]
     fig = _figure(FIGSIZE_CD)
     ax = fig.subplots()
     ax.set_axis_off()
@@ -276,13 +532,15 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike, alpha: float
             else "n/a: no noisy cells",
         )
         fig.suptitle(title)
-        return _save(fig, out_png)
+        return fig
     colors = method_colors(avg.index)
     lo, hi = 1, k
     span = hi - lo
     left_n = (k + 1) // 2
     step = 1.0
-    cliques = ra["cliques"]
+    letters = sorted({c for g in ra["groups"].values() for c in g})
+    cliques = [[m for m in avg.index if c in ra["groups"].get(m, "")] for c in letters]
+    cliques = [c for c in cliques if len(c) > 1]  # the bars: groups of several methods
     top = -0.6 - 0.35 * len(cliques)  # first label row, below the clique bars
     rows = max(left_n, k - left_n)
     ax.set_xlim(lo - 0.55 * span, hi + 0.55 * span)
@@ -293,6 +551,8 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike, alpha: float
         ax.text(r, 0.3, str(r), ha="center", va="bottom", fontsize="medium")
     ax.text((lo + hi) / 2, 0.95, "average rank", ha="center", va="bottom", fontsize="small")
     for i, (method, r) in enumerate(avg.items()):
+        name = oracle_label(method, oracle) + (f" {COLLAPSED}" if flagged.get(method, 0) else "")
+        name += f" [{ra['groups'].get(method, '')}]"
         left = i < left_n
         row = i if left else k - 1 - i
         y = top - step * row
@@ -302,7 +562,7 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike, alpha: float
         ax.text(
             edge + (-0.02 if left else 0.02) * span,
             y,
-            f"{method}  {r:.2f}" if left else f"{r:.2f}  {method}",
+            f"{name}  {r:.1f}" if left else f"{r:.1f}  {name}",
             ha="right" if left else "left",
             va="center",
             color=colors[method],
@@ -332,8 +592,26 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike, alpha: float
         ax.text((lo + end) / 2, 2.05, label, ha="center", va="bottom", fontsize="small")
     else:
         ax.text(lo, 1.9, "Nemenyi CD n/a", fontsize="small")
-    fig.suptitle(title + "\n" + friedman_text(ra), fontsize="medium")
-    return _save(fig, out_png)
+    note = (
+        "bars = rank groups (average ranks within the CD)"
+        if ra["separable"]
+        else "the Friedman test finds no difference, so one bar: the data cannot order them"
+    )
+    marks = [f"[letters] = rank group; {note}"]
+    if (flagged > 0).any():
+        marks.append(f"{COLLAPSED} = some runs collapsed")
+    if oracle:
+        marks.append(f"{ORACLE} = told the true noise rate")
+    fig.suptitle(
+        "Which methods rank differently over the noisy cells? "
+        + title.split(": ", 1)[1]
+        + "\n"
+        + friedman_text(ra)
+        + "\n"
+        + "; ".join(marks),
+        fontsize="medium",
+    )
+    return fig
 
 
 # ---------------------------------------------------------------- per-class recall
@@ -354,9 +632,15 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
     """Per-class test recall heat maps (rows = noise settings, columns = classes with their test
     counts) for the best and the worst method of ``dataset`` by mean headline accuracy over its
     noisy runs (all runs when there is no noisy one)."""
+    return _save(recall_figure(runs, dataset), out_png)
+
+
+def recall_figure(runs: pd.DataFrame, dataset: str) -> Figure:
+    """The figure of :func:`plot_recall`, not saved (for tests and notebooks)."""
     k = runs_last_k(runs)
-    df = runs[runs["dataset"] == dataset].copy()
+    df = run_flags(runs[runs["dataset"] == dataset])
     backbone = _one_backbone(df, dataset)
+    oracle = oracle_methods(df)
     df = df[df["per_class_recall"].notna()]
     if df.empty:
         raise ValueError(f"{dataset}: no per-class recall in the run table")
@@ -374,7 +658,7 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
     colors = method_colors(score.index)
 
     fig = _figure(FIGSIZE_RECALL)
-    axes = fig.subplots(1, 2, sharey=True)
+    axes = fig.subplots(1, 2)
     image = None
     for ax, (which, method) in zip(axes, picks):
         g = df[df["method"] == method].copy()
@@ -404,13 +688,18 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
             rotation=30 if n_cls > 4 else 0,
             ha="right" if n_cls > 4 else "center",
         )
+        bad = g.groupby(["noise", "rate"])["collapsed"].any()
         ax.set_yticks(
             range(len(settings)),
-            [f"{n} {r:g}" if n != "none" else "clean" for n, r in settings.itertuples(index=False)],
+            [
+                (f"{n} {r:g}" if n != "none" else "clean")
+                + (f" {COLLAPSED}" if bad.get((n, r), False) else "")
+                for n, r in settings.itertuples(index=False)
+            ],
         )
         tag = "best = worst (only one method)" if picks[0][1] == picks[1][1] else which
         ax.set_title(
-            f"{tag}: {method} (mean {score[method]:.1f} % over "
+            f"{tag}: {oracle_label(method, oracle)} (mean {score[method]:.1f} % over "
             f"{'noisy' if len(noisy) else 'all'} runs)",
             color=colors[method],
             fontweight="bold",
@@ -418,8 +707,19 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
         ax.set_xlabel("true class (test count)")
     axes[0].set_ylabel("noise pattern and rate")
     fig.colorbar(image, ax=list(axes), label=f"per-class test recall (%), {grid.last_k_text(k)}")
-    fig.suptitle(
-        f"{dataset} ({backbone}): per-class test recall (%), mean over seeds, of the "
-        "best and the worst method by mean accuracy"
+    shown_runs = df[df["method"].isin([m for _, m in picks])]
+    marks = (
+        f"; {COLLAPSED} = a setting with collapsed runs" if shown_runs["collapsed"].any() else ""
     )
-    return _save(fig, out_png)
+    n = shown_runs.groupby(["method", "noise", "rate"]).size()
+    what = (
+        "one run per cell"
+        if n.max() < 2
+        else f"mean over the {n.min() if n.min() == n.max() else f'{n.min()}–{n.max()}'} runs "
+        "of each cell"
+    )
+    fig.suptitle(
+        f"{dataset} ({backbone}): which classes do the best and the worst method (by mean "
+        f"accuracy) get right?\nper-class test recall (%), {what}{marks}"
+    )
+    return fig

@@ -4,7 +4,12 @@
   (:func:`sort_rows`);
 - the one ``last_k`` of a run table, for every label that says what a ``*_last_k`` number
   averages (:func:`runs_last_k`; the texts themselves come from :mod:`lnm.grid`);
-- numbers as text: ``–`` for n/a, ``±`` half-widths, p-values, rates with the † mark, mean ± std.
+- numbers as text: ``–`` for n/a, ``±`` half-widths, p-values, rates with the † mark, mean ± std;
+  one rounding for what is printed and what is compared (:func:`shown`), never a ``-0.0``;
+- what a table shows (:func:`spread_text`: "one run per cell" vs "mean ± std over n runs"), the
+  decimals the test sets resolve (:func:`resolved_digits`);
+- the marks every table and figure shares: ⊘ collapsed runs, ᵒ oracle noise rate, and the
+  notes that explain them (:func:`collapse_note`, :func:`oracle_note`, :func:`view_note`).
 """
 
 from __future__ import annotations
@@ -48,16 +53,41 @@ def sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _fixed(x: float, digits: int) -> str:
+    """``x`` with ``digits`` decimals as Python prints it (correct rounding of the binary value),
+    without the sign of a value that prints as zero ("-0.00" -> "0.00")."""
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
+def shown(x, digits: int = 1) -> float:
+    """``x`` as it is printed with ``digits`` decimals, as a float: the one rounding every
+    comparison of printed numbers uses (best per row, ties), so what is compared is what is
+    shown (``f"{51.55:.1f}"`` is ``51.5``, while numpy/pandas ``round`` give ``51.6``)."""
+    if x is None or not np.isfinite(x):
+        return float("nan")
+    return float(_fixed(float(x), digits))
+
+
 def num(x, digits: int = 1) -> str:
     """A number with ``digits`` decimals; ``–`` for None/NaN, ``±∞`` for infinities."""
     if x is None or (isinstance(x, float) and np.isnan(x)):
         return "–"
-    return ("∞" if x > 0 else "−∞") if np.isinf(x) else f"{x:.{digits}f}"
+    return ("∞" if x > 0 else "−∞") if np.isinf(x) else _fixed(float(x), digits)
 
 
 def pm(x, digits: int = 1) -> str:
     """A ± half-width, or – when there is none."""
-    return "–" if x is None or not np.isfinite(x) else f"±{x:.{digits}f}"
+    return "–" if x is None or not np.isfinite(x) else f"±{_fixed(float(x), digits)}"
+
+
+def resolved_digits(halfwidth: float, most: int = 2) -> int:
+    """Decimals worth printing for numbers resolved to ± ``halfwidth`` points: the last digit
+    printed is the first significant digit of the resolution (±4.9 -> 0 decimals, ±0.6 -> 1,
+    ±0.05 -> 2), at most ``most``; ``most`` when the resolution is unknown."""
+    if halfwidth is None or not np.isfinite(halfwidth) or halfwidth <= 0:
+        return most
+    return int(min(most, max(0, -np.floor(np.log10(halfwidth)))))
 
 
 def pval(p: float) -> str:
@@ -76,4 +106,144 @@ def mean_std(mean, std, digits: int = 1) -> str:
     """``mean ± std``; the mean alone when there is no std (one run), ``–`` without a mean."""
     if mean is None or not np.isfinite(mean):
         return "–"
-    return f"{mean:.{digits}f}" + ("" if not np.isfinite(std) else f" ± {std:.{digits}f}")
+    return num(mean, digits) + (
+        "" if std is None or not np.isfinite(std) else f" ± {num(std, digits)}"
+    )
+
+
+def spread_text(n) -> str:
+    """What a per-cell number is, given the runs per cell ``n``: never "± std" where a cell
+    has one run and no std."""
+    n = pd.Series(n, dtype=float).dropna()
+    if not len(n) or n.max() < 2:
+        return "one run per cell, so no std"
+    span = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}–{int(n.max())}"
+    runs = f"mean ± std over the {span} runs of each cell (training seeds × noise seeds)"
+    return runs if n.min() >= 2 else runs + "; a lone value = a cell with one run, no std"
+
+
+# ---------------------------------------------------------------- marks shared by every table
+
+COLLAPSED = "⊘"  #: a cell (or method) with collapsed runs
+ORACLE = "ᵒ"  #: a method that was told the cell's true noise rate
+FLAG_COLUMNS = ("collapsed", "collapse_reason", "uses_true_noise_rate", "eval_view")
+
+
+def flag(values) -> pd.Series:
+    """A boolean column of ``runs.csv`` (``collapsed``, ``uses_true_noise_rate``) as bools:
+    True only for a true value; NaN/None/empty (not recorded) -> False."""
+    s = pd.Series(values)
+    return s.map(lambda v: v is True or str(v).strip().lower() in ("true", "1", "1.0")).astype(bool)
+
+
+def run_flags(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with the flag columns of :data:`FLAG_COLUMNS` present and typed (a run table
+    written before they existed says nothing was flagged or recorded)."""
+    out = runs.copy()
+    for col in ("collapsed", "uses_true_noise_rate"):
+        out[col] = flag(out[col]).to_numpy() if col in out else False
+    for col in ("collapse_reason", "eval_view"):
+        out[col] = out[col].where(out[col].notna(), None) if col in out else None
+    return out
+
+
+def collapse_mark(n_collapsed, n_runs) -> str:
+    """`` ⊘`` (every run of the cell collapsed) or `` ⊘k/n`` (some did); empty if none."""
+    if not n_collapsed or not np.isfinite(n_collapsed) or n_collapsed <= 0:
+        return ""
+    k, n = int(n_collapsed), int(n_runs)
+    return f" {COLLAPSED}" if k >= n else f" {COLLAPSED}{k}/{n}"
+
+
+def collapse_note(df: pd.DataFrame) -> str:
+    """The note under a table that shows ⊘: what it means and, per method, how many runs
+    collapsed and why. ``df`` = runs (``collapsed``, ``collapse_reason``) or cells
+    (``n_collapsed``, ``n``, ``collapse_reason``); empty when nothing collapsed."""
+    if "n_collapsed" in df:
+        count = pd.to_numeric(df["n_collapsed"], errors="coerce").fillna(0).astype(int)
+        total = pd.to_numeric(df["n"], errors="coerce").fillna(0).astype(int)
+    else:
+        has = "collapsed" in df
+        count = pd.Series(flag(df["collapsed"]).to_numpy() if has else False, df.index)
+        count, total = count.astype(int), pd.Series(1, index=df.index)
+    reasons = df["collapse_reason"] if "collapse_reason" in df else pd.Series(None, df.index)
+    if not int(count.sum()):
+        return ""
+    parts = []
+    for method in grid.ordered(df["method"], grid.methods()):
+        sel = (df["method"] == method).to_numpy()
+        k = int(count[sel].sum())
+        if not k:
+            continue
+        kinds = sorted(
+            {
+                _reason_kind(r)
+                for rs in reasons[sel].dropna()
+                for r in str(rs).split("; ")
+                if r.strip()
+            }
+        )
+        n = int(total[sel].sum())
+        parts.append(f"{method}: {k} of {n} runs" + (f" ({', '.join(kinds)})" if kinds else ""))
+    return (
+        f"{COLLAPSED} collapsed (⊘k/n: k of the cell's n runs): the run ended predicting one "
+        "class for every test image, or made no parameter update in most epochs; its accuracy "
+        "is that of a constant predictor, not of the method (runs.csv: collapsed, "
+        "collapse_reason). " + "; ".join(parts) + "."
+    )
+
+
+def _reason_kind(reason: str) -> str:
+    """A collapse reason without its numbers, for counting ("no update in 6 of 8 epochs" ->
+    "no update in most epochs")."""
+    if reason.startswith("no update"):
+        return "no update in most epochs"
+    if reason.startswith("all test predictions"):
+        return "all test predictions one class"
+    return reason
+
+
+def oracle_methods(runs: pd.DataFrame) -> list[str]:
+    """Methods with at least one run told the cell's true noise rate (uses_true_noise_rate)."""
+    runs = run_flags(runs)
+    return grid.ordered(runs.loc[runs["uses_true_noise_rate"], "method"], grid.methods())
+
+
+def oracle_label(method: str, oracle) -> str:
+    """A method's name with ᵒ when it was told the true noise rate."""
+    return f"{method} {ORACLE}" if method in set(oracle) else method
+
+
+def oracle_note(runs: pd.DataFrame) -> str:
+    """What ᵒ means, naming the methods; empty when no run used the true noise rate."""
+    methods = oracle_methods(runs)
+    if not methods:
+        return ""
+    return (
+        f"{ORACLE} oracle noise rate: {', '.join(methods)} were told the cell's true noise rate "
+        "(metrics.json uses_true_noise_rate; e.g. a forget rate equal to the injected rate), "
+        "knowledge a practitioner does not have."
+    )
+
+
+def view_note(runs: pd.DataFrame) -> str:
+    """How each method's test predictions were made (metrics.json ``eval_view``: ensemble of the
+    two networks or one network), per method; says so where it was not recorded."""
+    runs = run_flags(runs)
+    views: dict[str, list[str]] = {}
+    unknown = []
+    for method in grid.ordered(runs["method"], grid.methods()):
+        v = sorted({str(x) for x in runs.loc[runs["method"] == method, "eval_view"].dropna()})
+        if v:
+            views.setdefault(" / ".join(v), []).append(method)
+        else:
+            unknown.append(method)
+    if not views:
+        return (
+            "Evaluation view (ensemble of the networks or one network): not recorded in "
+            "metrics.json (eval_view) for any run."
+        )
+    parts = [f"{', '.join(ms)}: {v}" for v, ms in views.items()]
+    if unknown:
+        parts.append(f"{', '.join(unknown)}: not recorded in metrics.json (eval_view)")
+    return "Evaluation view (how the test predictions were made): " + "; ".join(parts) + "."

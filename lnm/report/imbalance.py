@@ -4,13 +4,17 @@ to balanced accuracy and macro-F1 per method, with the rank under each."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from lnm import grid
 from lnm.grid import ordered
-from lnm.report.cells import IMBALANCE_RATIO, grid_tables
-from lnm.report.fmt import num
+from lnm.report import stats
+from lnm.report.cells import IMBALANCE_RATIO, grid_tables, mark_best
+from lnm.report.fmt import collapse_mark, collapse_note, num, oracle_label, oracle_methods
 from lnm.report.render import Table
+
+_METRICS = ("acc", "balanced_acc", "macro_f1")
 
 
 def imbalance_table(cells: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
@@ -25,6 +29,15 @@ def imbalance_table(cells: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
         use = noisy if len(noisy) else ds
         agg = use.groupby("method", sort=False)[["mean", "balanced_acc", "macro_f1"]].mean()
         agg = agg.reindex(ordered(agg.index, grid.methods()))
+        extra = (
+            use.groupby("method", sort=False).agg(
+                n_runs=("n", "sum"),
+                n_collapsed=("n_collapsed", "sum"),
+                min_predicted_classes=("min_predicted_classes", "min"),
+            )
+            if {"n_collapsed", "min_predicted_classes"} <= set(use)
+            else None
+        )
         for metric in ("mean", "balanced_acc", "macro_f1"):
             agg[f"rank_{metric}"] = agg[metric].rank(ascending=False, method="average")
         for method, r in agg.iterrows():
@@ -41,6 +54,19 @@ def imbalance_table(cells: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
                     "rank_acc": r["rank_mean"],
                     "rank_balanced_acc": r["rank_balanced_acc"],
                     "rank_macro_f1": r["rank_macro_f1"],
+                    "num_test": int(use["num_test"].iloc[0]) if "num_test" in use else np.nan,
+                    "n_runs": int(extra.loc[method, "n_runs"]) if extra is not None else np.nan,
+                    "n_collapsed": int(extra.loc[method, "n_collapsed"])
+                    if extra is not None
+                    else 0,
+                    "min_predicted_classes": extra.loc[method, "min_predicted_classes"]
+                    if extra is not None
+                    else np.nan,
+                    "uses_true_noise_rate": bool(
+                        use.loc[use["method"] == method, "uses_true_noise_rate"].any()
+                    )
+                    if "uses_true_noise_rate" in use
+                    else False,
                 }
             )
     return pd.DataFrame(
@@ -57,8 +83,35 @@ def imbalance_table(cells: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
             "rank_acc",
             "rank_balanced_acc",
             "rank_macro_f1",
+            "num_test",
+            "n_runs",
+            "n_collapsed",
+            "min_predicted_classes",
+            "uses_true_noise_rate",
         ],
     )
+
+
+def _used(ds: pd.DataFrame) -> pd.DataFrame:
+    """The cells a dataset's method table averages: the noisy ones, all if there is none."""
+    noisy = ds[ds["noise"] != "none"]
+    return noisy if len(noisy) else ds
+
+
+def _bold(g: pd.DataFrame) -> pd.DataFrame:
+    """Per metric column of one dataset's method table: the best as printed and every method
+    within the test-set resolution at the best value (the binomial half-width over the test
+    images: a lower bound for balanced accuracy and macro-F1, whose small classes are noisier),
+    by the rule of every table (:func:`lnm.report.cells.mark_best`)."""
+    out = pd.DataFrame(index=g.index)
+    for metric in _METRICS:
+        probe = pd.DataFrame({"mean": g[metric]})
+        n_test = g["num_test"] if "num_test" in g else np.nan
+        probe["test_hw"] = [
+            stats.binomial_halfwidth(v, n) for v, n in zip(g[metric], pd.Series(n_test, g.index))
+        ]
+        out[metric] = mark_best(probe, keys=[])["best_group"]
+    return out
 
 
 def imbalance_render(
@@ -83,41 +136,56 @@ def imbalance_render(
         ]
     for (dataset, backbone), g in imb.groupby(["dataset", "backbone"], sort=False):
         d = info.set_index("dataset").loc[dataset]
+        ds = cells[(cells["dataset"] == dataset) & (cells["backbone"] == backbone)]
+        oracle = oracle_methods(ds)
+        marks = _bold(g)
         rows, bold = [], []
-        for _, r in g.iterrows():
+        for i, r in g.iterrows():
+            classes = r.get("min_predicted_classes", np.nan)
             rows.append(
                 [
-                    r["method"],
+                    oracle_label(r["method"], oracle)
+                    + collapse_mark(r.get("n_collapsed", 0), r.get("n_runs", 0)),
                     num(r["acc"]),
                     num(r["balanced_acc"]),
                     num(r["macro_f1"]),
                     f"{r['rank_acc']:g} / {r['rank_balanced_acc']:g} / {r['rank_macro_f1']:g}",
+                    f"{int(classes)} of {int(d['num_classes'])}" if np.isfinite(classes) else "–",
                 ]
             )
-            bold.append(
-                [False]
-                + [r[c] == g[c].max() for c in ("acc", "balanced_acc", "macro_f1")]
-                + [False]
-            )
+            bold.append([False] + [bool(marks.loc[i, c]) for c in _METRICS] + [False, False])
         tables.append(
             Table(
                 f"{dataset} ({backbone}): accuracy vs balanced accuracy vs macro-F1 (%), mean over "
                 f"{g['cells'].iloc[0]} cells",
-                ["method", "accuracy", "balanced acc", "macro-F1", "rank acc / bal / F1"],
+                [
+                    "method",
+                    "accuracy",
+                    "balanced acc",
+                    "macro-F1",
+                    "rank acc / bal / F1",
+                    "fewest classes predicted",
+                ],
                 rows,
                 bold,
-                align="lrrrr",
+                align="lrrrrr",
                 intro=f"Test class counts {d['class_counts']}, largest/smallest = "
                 f"{d['imbalance_ratio']:.1f}, chance (majority class) = "
                 f"{d['majority_acc']:.1f} %.",
                 notes=[
                     "Balanced accuracy = mean per-class recall; macro-F1 = unweighted mean of "
                     f"per-class F1; each a {grid.last_k_text(k)}. A method that ranks high on "
-                    "accuracy but low on balanced accuracy is favouring the majority class."
-                ],
+                    "accuracy but low on balanced accuracy is favouring the majority class.",
+                    "Fewest classes predicted = the fewest distinct classes any of the method's "
+                    "runs predicted for the test images (final epoch): fewer than the classes "
+                    "present means whole classes are never predicted.",
+                    "Bold = the best per column as printed and every method within the test-set "
+                    "resolution at the best value (binomial 95 % half-width over the test "
+                    "images).",
+                ]
+                + [n for n in (collapse_note(_used(ds)),) if n],
             )
         )
-        ds = cells[(cells["dataset"] == dataset) & (cells["backbone"] == backbone)]
         tables += grid_tables(
             ds,
             lambda r: (f"{r['mean']:.1f} / {r['balanced_acc']:.1f} / {r['macro_f1']:.1f}", False),

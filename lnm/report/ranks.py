@@ -2,7 +2,8 @@
 
 - :func:`rank_analysis` (``ranks.csv``, ``friedman.csv``, ``ranks.html``): average ranks over the
   blocks where every method has a result, the Friedman test (with Iman–Davenport), the Nemenyi
-  critical difference and the groups of methods it cannot tell apart;
+  critical difference and the rank groups (letters) of methods it cannot tell apart — one group
+  for all when the Friedman test finds no difference;
 - :func:`wilcoxon_table` (``wilcoxon.csv``, ``wilcoxon.html``): every method against CE,
   paired over cells, Holm-adjusted.
 
@@ -18,13 +19,23 @@ import numpy as np
 import pandas as pd
 
 from lnm.report import stats
-from lnm.report.cells import REFERENCE, block_matrix
-from lnm.report.fmt import num, pval
+from lnm.report.cells import REFERENCE, RESOLUTION_WHY, block_matrix, pooled_resolution
+from lnm.report.fmt import (
+    COLLAPSED,
+    collapse_note,
+    num,
+    oracle_label,
+    oracle_methods,
+    oracle_note,
+    pval,
+    resolved_digits,
+)
 from lnm.report.render import Table
 
 
 def rank_analysis(cells: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
-    """Average ranks over the complete noisy blocks, Friedman test, Nemenyi CD and cliques."""
+    """Average ranks over the complete noisy blocks, Friedman test, Nemenyi CD, cliques and
+    rank groups (``groups``: method -> letters; ``separable``: the Friedman test rejected)."""
     matrix = block_matrix(cells)
     full = stats.complete_blocks(matrix)
     ranks = stats.block_ranks(full)
@@ -32,13 +43,25 @@ def rank_analysis(cells: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
     fr = stats.friedman(matrix)
     k, n = full.shape[1], full.shape[0]
     cd = stats.nemenyi_cd(k, n, alpha)
+    separable = bool(np.isfinite(fr["pvalue"]) and fr["pvalue"] < alpha)
+    groups = stats.rank_groups(avg, cd, separable)
+    noisy = cells[cells["noise"] != "none"]
+    flagged = (
+        noisy.groupby("method")["n_collapsed"].sum()
+        if "n_collapsed" in noisy
+        else pd.Series(dtype=float)
+    )
+    runs = noisy.groupby("method")["n"].sum() if "n" in noisy else pd.Series(dtype=float)
     table = pd.DataFrame(
         {
             "method": avg.index,
             "avg_rank": avg.to_numpy(),
+            "group": [groups.get(m, "") for m in avg.index],
             "mean_acc": [full[m].mean() for m in avg.index],
             "first_in": [int((ranks[m] == ranks.min(axis=1)).sum()) for m in avg.index],
             "n_cells": n,
+            "n_collapsed": [int(flagged.get(m, 0)) for m in avg.index],
+            "n_runs": [int(runs.get(m, 0)) for m in avg.index],
         }
     )
     return {
@@ -51,8 +74,36 @@ def rank_analysis(cells: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
         "q_alpha": stats.nemenyi_q(k, alpha),
         "cd": cd,
         "cliques": stats.nemenyi_cliques(avg, cd) if len(avg) else [],
+        "groups": groups,
+        "separable": separable,
+        "resolution": pooled_resolution(noisy),
+        "oracle": oracle_methods(noisy) if len(noisy) else [],
+        "collapse_note": collapse_note(noisy) if len(noisy) else "",
+        "oracle_note": oracle_note(noisy) if len(noisy) else "",
         "dropped": int(len(matrix) - n),
     }
+
+
+def groups_text(ra: dict) -> str:
+    """What the rank-group letters mean for this analysis, and what separates the groups."""
+    fr = ra["friedman"]
+    if not ra["groups"]:
+        return "Rank groups n/a: no noisy cell with every method."
+    if not ra["separable"]:
+        why = (
+            f"the Friedman test finds no difference (p = {pval(fr['pvalue'])} ≥ {ra['alpha']})"
+            if np.isfinite(fr["pvalue"])
+            else f"the Friedman test is {fr['note'] or 'n/a'}"
+        )
+        return (
+            f"Group: every method is in group a because {why}: the data cannot order these "
+            "methods, whatever their printed order."
+        )
+    return (
+        f"Group: methods sharing a letter are not separable — their average ranks differ by "
+        f"less than the Nemenyi critical difference (CD = {ra['cd']:.1f} ranks at α = "
+        f"{ra['alpha']}); only methods with no letter in common differ significantly."
+    )
 
 
 def friedman_row(ra: dict) -> pd.DataFrame:
@@ -71,6 +122,8 @@ def friedman_row(ra: dict) -> pd.DataFrame:
                 "q_alpha": ra["q_alpha"],
                 "cd": ra["cd"],
                 "cliques": json.dumps(ra["cliques"]),
+                "separable": ra["separable"],
+                "groups": json.dumps(ra["groups"]),
                 "note": fr["note"],
             }
         ]
@@ -92,36 +145,49 @@ def friedman_text(ra: dict) -> str:
 
 
 def rank_render(ra: dict) -> list[Table]:
-    rows = [
-        [r["method"], num(r["avg_rank"], 2), num(r["mean_acc"]), str(r["first_in"])]
-        for _, r in ra["ranks"].iterrows()
-    ]
-    bold = [[i == 0] * 4 for i in range(len(rows))]
+    """Average ranks with their rank groups; bold = the groups of the best-ranked method."""
+    digits = resolved_digits(ra["resolution"])
+    top = set(ra["ranks"]["group"].iloc[0]) if len(ra["ranks"]) else set()
+    rows, bold = [], []
+    for _, r in ra["ranks"].iterrows():
+        rows.append(
+            [
+                oracle_label(r["method"], ra["oracle"]),
+                r["group"],
+                num(r["avg_rank"], 1),
+                num(r["mean_acc"], digits),
+                str(r["first_in"]),
+                f"{COLLAPSED}{r['n_collapsed']}/{r['n_runs']}" if r["n_collapsed"] else "0",
+            ]
+        )
+        bold.append([bool(top & set(r["group"]))] * 4 + [False, False])
     cd = ra["cd"]
-    notes = [friedman_text(ra)]
+    notes = [friedman_text(ra), groups_text(ra)]
     if np.isfinite(cd):
         notes.append(
             f"Nemenyi critical difference (α = {ra['alpha']}): q_α = "
             f"{ra['q_alpha']:.3f}, CD = q_α·√(k(k+1)/(6N)) = {cd:.2f} ranks; methods "
             "whose average ranks differ by less than CD are not significantly different."
         )
-        groups = "; ".join("{" + ", ".join(g) + "}" for g in ra["cliques"]) or "none"
-        notes.append(f"Groups not significantly different: {groups}.")
     else:
         notes.append("Nemenyi CD n/a: needs ≥2 methods and ≥1 cell with every method.")
     if ra["dropped"]:
         notes.append(f"{ra['dropped']} cell(s) without every method were left out.")
     notes.append(
         "Cells = noisy dataset × pattern × rate (× backbone) blocks; each method "
-        "ranked by its mean over seeds, 1 = best, ties share the mean rank."
+        "ranked by its mean over the cell's runs, 1 = best, ties share the mean rank. Average ranks are "
+        f"printed to one decimal, mean accuracies to {digits} (the test sets resolve about "
+        f"±{num(ra['resolution'])} points: {RESOLUTION_WHY}). Bold = the best-ranked method "
+        "and every method sharing a group letter with it."
     )
+    notes += [n for n in (ra["collapse_note"], ra["oracle_note"]) if n]
     return [
         Table(
-            "Average rank over cells (1 = best)",
-            ["method", "average rank", "mean acc (%)", "ranked first in"],
+            "Average rank over cells (1 = best) and rank groups",
+            ["method", "group", "average rank", "mean acc (%)", "ranked first in", "collapsed"],
             rows,
             bold,
-            align="lrrr",
+            align="llrrrr",
             notes=notes,
         )
     ]
@@ -134,8 +200,17 @@ def wilcoxon_table(cells: pd.DataFrame) -> pd.DataFrame:
     return stats.wilcoxon_vs(block_matrix(cells), REFERENCE)
 
 
-def wilcoxon_render(w: pd.DataFrame) -> list[Table]:
+def wilcoxon_render(w: pd.DataFrame, cells: pd.DataFrame | None = None) -> list[Table]:
+    """The Wilcoxon table; with ``cells``, methods told the true noise rate get ᵒ and methods
+    with collapsed noisy runs ⊘, each explained in a note."""
     rows, bold = [], []
+    noisy = cells[cells["noise"] != "none"] if cells is not None else None
+    oracle = oracle_methods(noisy) if noisy is not None and len(noisy) else []
+    flagged = (
+        noisy.groupby("method")["n_collapsed"].sum()
+        if noisy is not None and "n_collapsed" in noisy
+        else pd.Series(dtype=float)
+    )
     if w.empty:
         return [
             Table(
@@ -149,7 +224,8 @@ def wilcoxon_render(w: pd.DataFrame) -> list[Table]:
         n = r["n_cells"]
         rows.append(
             [
-                r["method"],
+                oracle_label(r["method"], oracle)
+                + (f" {COLLAPSED}" if flagged.get(r["method"], 0) else ""),
                 str(n),
                 f"{int(r.get('wins', 0) or 0)}/"
                 f"{int(r.get('ties', 0) or 0)}/{int(r.get('losses', 0) or 0)}",
@@ -189,6 +265,15 @@ def wilcoxon_render(w: pd.DataFrame) -> list[Table]:
                 "accuracy; wins = share of cells where the method is strictly better. "
                 "Two-sided Wilcoxon signed-rank test (zero differences dropped), "
                 "p-values Holm-adjusted over methods; bold = significant at α = 0.05."
-            ],
+            ]
+            + (
+                [
+                    f"{COLLAPSED} = the method has collapsed runs among these cells (see cells.*): "
+                    "their Δ compares a constant predictor with CE."
+                ]
+                if (flagged > 0).any()
+                else []
+            )
+            + ([oracle_note(noisy)] if oracle else []),
         )
     ]

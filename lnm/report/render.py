@@ -88,6 +88,10 @@ _TEX_UNICODE = {
     "−": "--",
     "…": r"\dots{}",
     "√": r"$\surd$",
+    "⊘": r"$\oslash$",
+    "ᵒ": r"$^{o}$",
+    "✗": r"$\times$",
+    "ε": r"$\varepsilon$",
 }
 _TEX_RE = re.compile("|".join(re.escape(k) for k in sorted(_TEX_SPECIAL, key=len, reverse=True)))
 _UNI_RE = re.compile("|".join(re.escape(k) for k in sorted(_TEX_UNICODE, key=len, reverse=True)))

@@ -28,7 +28,13 @@ Formulas
   ``σ²_noise = max(0, (MSB − MSW) / n0)`` (noisy-label draw), ``σ²_train = MSW``.
   Needs ≥ 2 noise seeds with ≥ 2 training seeds each.
 * Fraction of the clean ceiling recovered: ``(acc − chance) / (clean CE − chance)``, chance = the
-  accuracy of always predicting the test set's majority class; undefined when clean CE ≤ chance.
+  accuracy of always predicting the test set's majority class; undefined when clean CE is not
+  above chance by more than the test-set resolution at clean CE (the denominator would be noise).
+* Rank groups (compact letter display): the methods, in order of average rank, fall into the
+  maximal runs whose average ranks lie within the Nemenyi CD of each other; each run gets a
+  letter and a method shows the letters of every run it belongs to, so two methods sharing a
+  letter are not separable. When the Friedman test finds no difference (p ≥ α) or is n/a,
+  every method shares group ``a``: the data cannot order them.
 """
 
 from __future__ import annotations
@@ -77,10 +83,14 @@ def binomial_halfwidth(acc: float, n_test: int, level: float = 0.95) -> float:
     return float(100.0 * z * math.sqrt(p * (1 - p) / n_test))
 
 
-def ceiling_fraction(acc: float, chance: float, clean: float) -> float:
+def ceiling_fraction(acc: float, chance: float, clean: float, resolution: float = 0.0) -> float:
     """``(acc − chance) / (clean − chance)``: 1 = the clean ceiling, 0 = chance, < 0 below chance.
-    NaN when the clean run is not above chance (the ratio would be meaningless)."""
-    if any(v is None or not np.isfinite(v) for v in (acc, chance, clean)) or clean <= chance:
+    NaN when the clean run is not above chance by more than ``resolution`` (the test-set
+    resolution at the clean accuracy: the ratio would divide by noise)."""
+    if any(v is None or not np.isfinite(v) for v in (acc, chance, clean)):
+        return float("nan")
+    margin = resolution if resolution is not None and np.isfinite(resolution) else 0.0
+    if clean - chance <= max(margin, 0.0):
         return float("nan")
     return float((acc - chance) / (clean - chance))
 
@@ -189,6 +199,40 @@ def nemenyi_cliques(avg_ranks: pd.Series, cd: float) -> list[list[str]]:
         if len(group) > 1 and not any(set(group) <= set(g) for g in groups):
             groups.append(group)
     return groups
+
+
+def rank_groups(avg_ranks: pd.Series, cd: float, separable: bool = True) -> dict[str, str]:
+    """Compact letter display of ``avg_ranks`` (method -> average rank, 1 = best): the maximal
+    runs of methods (in rank order) whose average ranks lie within ``cd`` of each other, singletons
+    included, lettered a, b, ... in rank order; method -> its letters ("a", "ab", ...). With
+    ``separable`` false (the Friedman test found no difference or is n/a) or no finite ``cd``,
+    every method gets "a"."""
+    r = avg_ranks.dropna().sort_values(kind="mergesort")
+    names, vals = list(r.index), r.to_numpy(dtype=float)
+    if not separable or not np.isfinite(cd) or len(names) < 2:
+        return dict.fromkeys(names, "a")
+    runs: list[tuple[int, int]] = []
+    for i in range(len(vals)):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] - vals[i] < cd:
+            j += 1
+        if not runs or j > runs[-1][1]:  # maximal: not inside the previous run
+            runs.append((i, j))
+    letters = {n: "" for n in names}
+    for g, (i, j) in enumerate(runs):
+        for n in names[i : j + 1]:
+            letters[n] += _letter(g)
+    return letters
+
+
+def _letter(i: int) -> str:
+    """a, b, ..., z, then aa, ab, ... (more than 26 groups)."""
+    s = ""
+    i += 1
+    while i:
+        i, rem = divmod(i - 1, 26)
+        s = chr(ord("a") + rem) + s
+    return s
 
 
 # ---------------------------------------------------------------- paired comparisons

@@ -62,7 +62,7 @@ def write_statistics(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str
     imb = imbalance_table(cells, info)
 
     cell_t = [resolution_render(res)] + ci_tables(cells, k) + ceiling_tables(cells)
-    rank_t, wil_t = rank_render(ra), wilcoxon_render(wil)
+    rank_t, wil_t = rank_render(ra), wilcoxon_render(wil, cells)
     var_t, imb_t = variance_render(var, runs), imbalance_render(imb, info, cells, k)
     head = "Per-cell statistics: 95 % confidence intervals, test-set resolution, clean ceiling"
     return files.write_rule_tables(

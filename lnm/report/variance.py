@@ -11,7 +11,7 @@ import pandas as pd
 
 from lnm.grid import CELL_KEYS, HEADLINE
 from lnm.report import stats
-from lnm.report.fmt import num, sort_rows
+from lnm.report.fmt import collapse_mark, collapse_note, num, run_flags, sort_rows
 from lnm.report.render import Table
 
 
@@ -20,9 +20,16 @@ def variance_table(runs: pd.DataFrame) -> pd.DataFrame:
     into the noisy-label draw (noise seed) and training randomness (seed), plus a pooled
     ``all`` row per method and overall (components averaged over cells)."""
     rows = []
-    for key, g in runs.groupby(CELL_KEYS, sort=False):
+    for key, g in run_flags(runs).groupby(CELL_KEYS, sort=False):
         vc = stats.variance_components(g[HEADLINE], g["noise_seed"])
-        rows.append({**dict(zip(CELL_KEYS, key)), "n_seeds": int(g["seed"].nunique()), **vc})
+        rows.append(
+            {
+                **dict(zip(CELL_KEYS, key)),
+                "n_seeds": int(g["seed"].nunique()),
+                **vc,
+                "n_collapsed": int(g["collapsed"].sum()),
+            }
+        )
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -46,6 +53,7 @@ def variance_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "share_noise": vn / (vn + vt) if vn + vt > 0 else float("nan"),
                 "share_train": vt / (vn + vt) if vn + vt > 0 else float("nan"),
                 "note": f"mean components over {len(g)} cells",
+                "n_collapsed": int(g["n_collapsed"].sum()),
             }
         )
     return pd.concat([out, pd.DataFrame(pooled)], ignore_index=True) if pooled else out
@@ -90,7 +98,7 @@ def variance_render(v: pd.DataFrame, runs: pd.DataFrame) -> list[Table]:
             r["backbone"],
             r["noise"],
             num(r["rate"], 2) if np.isfinite(r["rate"]) else "all",
-            r["method"],
+            r["method"] + collapse_mark(r.get("n_collapsed", 0), r["n_runs"]),
             str(r["n_runs"]),
             num(math.sqrt(r["var_noise"]), 2),
             num(math.sqrt(r["var_train"]), 2),
@@ -111,6 +119,9 @@ def variance_render(v: pd.DataFrame, runs: pd.DataFrame) -> list[Table]:
         "share train",
     ]
     pooled, per_cell = ok[ok["dataset"] == "all"], ok[ok["dataset"] != "all"]
+    flagged = collapse_note(run_flags(runs))
+    if flagged:
+        notes = [*notes, flagged]
     return [
         Table(
             "Variance split per method, averaged over cells",

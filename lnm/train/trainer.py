@@ -486,9 +486,15 @@ def train_run(
             ev, test = evaluate(method, data)
             row.update(ev, seconds=time.perf_counter() - t0)
             history.append(row)
+            loss = row.get("train_loss", float("nan"))
+            if np.isfinite(loss):
+                loss_text = f"loss {loss:.4f}"
+            else:  # the method made no parameter update in this epoch (a NaN mean of no losses)
+                idle = sum(not np.isfinite(r.get("train_loss", float("nan"))) for r in history)
+                loss_text = f"no update ({idle} of {epoch + 1} epochs without one)"
             run_log(
                 f"[{spec.method} {spec.dataset} {spec.noise}-{spec.rate} s{spec.seed}] epoch "
-                f"{epoch + 1}/{spec.epochs} loss {row.get('train_loss', float('nan')):.4f} "
+                f"{epoch + 1}/{spec.epochs} {loss_text} "
                 f"val {row['val_acc']:.2f} test {row['test_acc']:.2f} ({row['seconds']:.1f}s)"
             )
             buf = io.BytesIO()
