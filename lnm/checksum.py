@@ -36,12 +36,29 @@ def sidecar(path: str | os.PathLike) -> Path:
     return Path(str(path) + SUFFIX)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux:
+    ``/proc/self/status``); elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
 
     On any exception the temporary file is removed and ``path`` is left untouched,
-    so no half-written artifact ever appears under its final name.
+    so no half-written artifact ever appears under its final name. The artifact gets the mode
+    of any newly created file (0666 minus the umask), not ``mkstemp``'s private 0600, so
+    results shared on a cluster follow the umask.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +67,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

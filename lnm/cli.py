@@ -1,20 +1,70 @@
-"""``lnm``: run each workflow stage outside Snakemake.
+"""lnm: run each workflow stage outside Snakemake, validate configs, list method parameters.
 
-    lnm download   --dataset breastmnist --size 28 --raw-dir ../shared/data/medmnist --out rec.json
-    lnm preprocess --record rec.json --out breastmnist_28.h5
-    lnm noise      --data breastmnist_28.h5 --pattern symmetric --rate 0.4 --noise-seed 0 --out n.npz
-    lnm train      --config config.yaml [--config presets/demo.yaml] --data ... --noise ... \\
-                   --method ce --backbone resnet8 --seed 0 --out runs/x
-    lnm aggregate  --out results/tables runs/*/metrics.json
-    lnm validate   --config config.yaml [--config presets/demo.yaml]
-    lnm verify     [results]       # every artifact vs its sidecar and MANIFEST.sha256
+    lnm download   --dataset breastmnist --size 28 --raw-dir ~/.medmnist --out rec.json
+    lnm preprocess --record rec.json --raw-dir ~/.medmnist --out breastmnist_28.h5
+    lnm noise      --data breastmnist_28.h5 --pattern symmetric --rate 0.4 --out sym.npz
+    lnm train      --config presets/demo.yaml --data breastmnist_28.h5 --noise sym.npz \\
+                   --method ce --backbone resnet8 --seed 0 --out run
+    lnm aggregate  --out tables run/metrics.json
+    lnm validate   presets/demo.yaml      # merged over config.yaml; prints the number of runs
+    lnm params     [coteaching ...]       # each method's hyperparameters and defaults
+    lnm verify     [results/demo]         # every artifact vs its sidecar and MANIFEST.sha256
+
+Config files are always merged over ``config.yaml`` (dicts deeply, lists replaced), as the
+workflow does with ``--configfile``. ``lnm <command> --help`` lists every option.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default that is a value (not the ``None`` of a required option, the
+    ``False`` of a flag or an empty list)."""
+
+    def _get_help_string(self, action):
+        d = action.default
+        if d is None or d is False or d == [] or d is argparse.SUPPRESS or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _MainFormatter(argparse.RawDescriptionHelpFormatter, _Formatter):
+    """The main help keeps the layout of the module docstring."""
+
+
+def _one_of(allowed, what: str):
+    """An argparse ``type`` that accepts one of ``allowed`` (for ``nargs="*"`` positionals,
+    where argparse's ``choices`` refuses an empty list)."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not a {what}; allowed: {', '.join(allowed)}"
+            )
+        return value
+
+    return check
+
+
+def _vocabulary() -> dict:
+    """Datasets and sizes (the config schema), patterns, methods and backbones (lnm.grid);
+    torch-free, so ``lnm --help`` and ``lnm params`` start quickly."""
+    from . import grid
+    from .config import load_schema
+
+    props = load_schema()["properties"]
+    return {
+        "datasets": tuple(props["datasets"]["items"]["enum"]),
+        "sizes": tuple(props["size"]["enum"]),
+        "patterns": grid.PATTERNS,
+        "methods": grid.methods(),
+        "backbones": grid.BACKBONES,
+    }
 
 
 def _cmd_download(a):
@@ -28,6 +78,7 @@ def _cmd_preprocess(a):
     from .data.hdf5 import preprocess
 
     preprocess(a.record, a.raw_dir, a.out)
+    print(f"{a.out}: written")
 
 
 def _cmd_noise(a):
@@ -45,12 +96,58 @@ def _cmd_noise(a):
     print(f"{a.out}: realised rate {res['realised_rate']:.4f}, identifiable {res['identifiable']}")
 
 
+def _config_files(a) -> list[str]:
+    return [*getattr(a, "files", []), *(a.config or [])]
+
+
 def _cmd_validate(a):
-    from .config import load_config
+    from .config import BASE_CONFIG, load_config
     from .grid import run_dirs
 
-    cfg = load_config(*a.config)
-    print(f"config OK: {len(run_dirs(cfg))} training runs")
+    files = _config_files(a)
+    cfg = load_config(*files)
+    names = " + ".join([BASE_CONFIG.name, *(f for f in files if Path(f).name != "config.yaml")])
+    runs = len(run_dirs(cfg))
+    print(f"{names}: config OK, {runs} training runs, results in {cfg['results']}")
+
+
+def _type_range(spec: dict) -> str:
+    """``number in [0, 1)``, ``integer >= 1``, ``one of: js, official``."""
+    kind = spec.get("type", "any")
+    kind = "|".join(kind) if isinstance(kind, list) else str(kind)
+    if "enum" in spec:
+        return f"{kind}, one of: {', '.join(map(str, spec['enum']))}"
+    lo = ("[", spec["minimum"]) if "minimum" in spec else ("(", spec.get("exclusiveMinimum"))
+    hi = ("]", spec["maximum"]) if "maximum" in spec else (")", spec.get("exclusiveMaximum"))
+    if lo[1] is not None and hi[1] is not None:
+        return f"{kind} in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+    if lo[1] is not None:
+        return f"{kind} {'>=' if lo[0] == '[' else '>'} {lo[1]}"
+    if hi[1] is not None:
+        return f"{kind} {'<=' if hi[0] == ']' else '<'} {hi[1]}"
+    return kind
+
+
+def _cmd_params(a):
+    import json
+
+    from .grid import method_catalog
+
+    catalog = method_catalog()
+    width = 100
+    for name in a.methods or list(catalog):
+        info = catalog[name]
+        print(f"{name}  (lnm/methods/{info.module}.py, class {info.cls})")
+        if not info.params:
+            print("    no hyperparameters")
+        for key, spec in info.params.items():
+            default = json.dumps(spec["default"])
+            print(f"    {key} = {default}    [{_type_range(spec)}]")
+            if spec.get("description"):
+                text = " ".join(str(spec["description"]).split())
+                print(textwrap.fill(text, width, initial_indent=" " * 8, subsequent_indent=" " * 8))
+        print()
+    print("Override them with method_params.<method>.<name> in a config file (config.yaml).")
 
 
 def _cmd_train(a):
@@ -60,7 +157,7 @@ def _cmd_train(a):
     from .noise.io import load_noise
     from .train.trainer import train_run
 
-    cfg = load_config(*a.config)
+    cfg = load_config(*_config_files(a))
     attrs = load_h5(a.data).attrs
     nz = load_noise(a.noise)
     spec = run_spec(
@@ -99,63 +196,148 @@ def _cmd_aggregate(a):
     runs = collect_runs(a.metrics)
     write_runs_csv(runs, Path(a.out) / "runs.csv")
     write_tables(runs, a.out)
+    print(f"{a.out}: runs.csv and summary tables of {len(runs)} run(s)")
+
+
+def _config_option(s, help_extra: str = "") -> None:
+    s.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="config file merged over config.yaml (repeatable; later files win)" + help_extra,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    v = _vocabulary()
+    p = argparse.ArgumentParser(prog="lnm", description=__doc__, formatter_class=_MainFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def add(name, help, description=None):
+        return sub.add_parser(
+            name, help=help, description=description or help, formatter_class=_Formatter
+        )
+
+    s = add(
+        "download",
+        "verify (or download) a MedMNIST .npz and write its JSON record",
+        "Use the raw file in --raw-dir if its MD5 is the one medmnist lists; else download it "
+        "there (unless --no-download) and verify it. Writes a JSON record of the file.",
+    )
+    s.add_argument("--dataset", required=True, choices=v["datasets"], help="MedMNIST dataset")
+    s.add_argument("--size", type=int, default=28, choices=v["sizes"], help="image size (px)")
+    s.add_argument(
+        "--raw-dir",
+        required=True,
+        metavar="DIR",
+        help="folder holding (or receiving) the raw .npz files, e.g. ~/.medmnist",
+    )
+    s.add_argument("--out", required=True, metavar="JSON", help="record of the verified file")
+    s.add_argument(
+        "--no-download",
+        action="store_true",
+        help="fail with the URL and MD5 instead of downloading a missing file",
+    )
+    s.set_defaults(fn=_cmd_download)
+
+    s = add("preprocess", "raw .npz -> HDF5 (uint8 images, int labels per split)")
+    s.add_argument("--record", required=True, metavar="JSON", help="record from `lnm download`")
+    s.add_argument("--raw-dir", required=True, metavar="DIR", help="folder holding the raw .npz")
+    s.add_argument("--out", required=True, metavar="H5", help="HDF5 file to write")
+    s.set_defaults(fn=_cmd_preprocess)
+
+    s = add("noise", "noisy-label file of one (pattern, rate, noise seed)")
+    s.add_argument("--data", required=True, metavar="H5", help="HDF5 file from `lnm preprocess`")
+    s.add_argument("--pattern", required=True, choices=v["patterns"], help="noise pattern")
+    s.add_argument(
+        "--rate",
+        type=float,
+        required=True,
+        help="nominal noise rate in [0, 1) (0 with --pattern none)",
+    )
+    s.add_argument("--noise-seed", type=int, default=0, help="which noisy labels")
+    s.add_argument("--clean-val", action="store_true", help="keep validation labels clean")
+    s.add_argument(
+        "--instance-std",
+        type=float,
+        default=0.1,
+        help="std of the per-sample flip rate of instance noise",
+    )
+    s.add_argument("--out", required=True, metavar="NPZ", help="noise file to write")
+    s.set_defaults(fn=_cmd_noise)
+
+    s = add(
+        "validate",
+        "validate config files merged over config.yaml",
+        "Merge config.yaml and the given files (left to right; dicts deeply, lists replaced), "
+        "validate the result and print the number of training runs it defines.",
+    )
+    s.add_argument(
+        "files",
+        nargs="*",
+        metavar="CONFIG",
+        help="config files (presets/demo.yaml, ...); none: config.yaml alone",
+    )
+    _config_option(s, "; merged after the positional CONFIG files")
+    s.set_defaults(fn=_cmd_validate)
+
+    s = add(
+        "params",
+        "list each method's hyperparameters: name, default, type/range, description",
+    )
+    s.add_argument(
+        "methods",
+        nargs="*",
+        type=_one_of(v["methods"], "method"),
+        metavar="METHOD",
+        help=f"methods to list (default: all); one of: {', '.join(v['methods'])}",
+    )
+    s.set_defaults(fn=_cmd_params)
+
+    s = add(
+        "train",
+        "one training run (the workflow's train rule without Snakemake)",
+        "Train one run of the config (merged over config.yaml) on a data file and a noise "
+        "file; writes metrics.json, per_epoch.csv and test_probs.npz (with sidecars) to --out "
+        "and resumes from a checkpoint there.",
+    )
+    _config_option(s)
+    s.add_argument("--data", required=True, metavar="H5", help="HDF5 file from `lnm preprocess`")
+    s.add_argument("--noise", required=True, metavar="NPZ", help="noise file from `lnm noise`")
+    s.add_argument("--method", default="ce", choices=v["methods"], help="LNL method")
+    s.add_argument("--backbone", default="resnet8", choices=v["backbones"], help="network")
+    s.add_argument("--seed", type=int, default=0, help="training seed (init, batch order)")
+    s.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda or cuda:N (default: runtime.device of the config)",
+    )
+    s.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    s.add_argument(
+        "--keep-checkpoint", action="store_true", help="keep checkpoint.pt after the run"
+    )
+    s.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    s.set_defaults(fn=_cmd_train)
+
+    s = add(
+        "verify",
+        "check every artifact against its SHA-256 sidecar and MANIFEST.sha256",
+        "One line per problem and a summary; exit status 1 on any problem. See "
+        "lnm/verify.py for which files count as artifacts.",
+    )
+    s.add_argument("results", nargs="?", default="results", help="results folder")
+    s.set_defaults(fn=_cmd_verify)
+
+    s = add("aggregate", "runs.csv and summary tables from metrics.json files")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for the tables")
+    s.add_argument("metrics", nargs="+", metavar="METRICS_JSON", help="metrics.json of runs")
+    s.set_defaults(fn=_cmd_aggregate)
+    return p
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="lnm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("download", help="verify (or download) a MedMNIST file")
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--size", type=int, default=28)
-    s.add_argument("--raw-dir", required=True)
-    s.add_argument("--out", required=True, help="JSON record of the verified file")
-    s.add_argument("--no-download", action="store_true")
-    s.set_defaults(fn=_cmd_download)
-    s = sub.add_parser("preprocess", help="raw .npz -> HDF5")
-    s.add_argument("--record", required=True)
-    s.add_argument("--raw-dir", required=True, help="folder holding the raw .npz")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=_cmd_preprocess)
-    s = sub.add_parser("noise", help="noisy-label file")
-    s.add_argument("--data", required=True)
-    s.add_argument("--pattern", required=True)
-    s.add_argument("--rate", type=float, required=True)
-    s.add_argument("--noise-seed", type=int, default=0)
-    s.add_argument("--clean-val", action="store_true", help="keep validation labels clean")
-    s.add_argument("--instance-std", type=float, default=0.1)
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=_cmd_noise)
-    s = sub.add_parser("validate", help="validate config files")
-    s.add_argument("--config", action="append", required=True)
-    s.set_defaults(fn=_cmd_validate)
-    s = sub.add_parser("train", help="one training run")
-    s.add_argument("--config", action="append", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--noise", required=True)
-    s.add_argument("--method", default="ce")
-    s.add_argument("--backbone", default="resnet8")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default=None)
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--keep-checkpoint", action="store_true")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=_cmd_train)
-    s = sub.add_parser(
-        "verify",
-        help="check every artifact against its SHA-256 sidecar and MANIFEST.sha256",
-        description="One line per problem and a summary; exit status 1 on any problem. See "
-        "lnm/verify.py for which files count as artifacts.",
-    )
-    s.add_argument(
-        "results", nargs="?", default="results", help="results folder (default: results)"
-    )
-    s.set_defaults(fn=_cmd_verify)
-    s = sub.add_parser("aggregate", help="runs.csv and summary tables")
-    s.add_argument("--out", required=True)
-    s.add_argument("metrics", nargs="+")
-    s.set_defaults(fn=_cmd_aggregate)
+    p = build_parser()
     a = p.parse_args(argv)
     try:
         return a.fn(a) or 0

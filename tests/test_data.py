@@ -112,3 +112,24 @@ def test_missing_sidecar_is_refused(tmp_path):
         verify(p)
     write_sidecar(p)
     verify(p)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_artifacts_follow_the_umask(tmp_path, umask, mode):
+    """Artifacts and sidecars get 0666 minus the umask like any other new file, not mkstemp's
+    private 0600 (results shared on a cluster must be readable by the group)."""
+    import os
+    import stat
+
+    from lnm.checksum import artifact, sidecar, write_text
+
+    old = os.umask(umask)
+    try:
+        write_text(tmp_path / "a.json", "{}")
+        with artifact(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    for name in ("a.json", "b.bin"):
+        for f in (tmp_path / name, sidecar(tmp_path / name)):
+            assert stat.S_IMODE(f.stat().st_mode) == mode, (f, oct(f.stat().st_mode))
