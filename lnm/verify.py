@@ -57,6 +57,8 @@ class Problem:
 class Report:
     checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    #: path -> SHA-256 of every artifact that matched its sidecar
+    digests: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -188,21 +190,24 @@ def verify_files(paths: Iterable[str | os.PathLike]) -> Report:
     report = Report()
     for path in sorted({str(p) for p in paths if not str(p).endswith(SUFFIX)}):
         report.checked += 1
-        _, problem = check_artifact(path)
+        digest, problem = check_artifact(path)
         if problem:
             report.problems.append(problem)
+        else:
+            report.digests[path] = digest
     return report
 
 
-def require_verified(paths: Iterable[str | os.PathLike]) -> int:
-    """Raise :class:`ChecksumError` listing *every* problem of ``paths``; else their number."""
+def require_verified(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+    """Raise :class:`ChecksumError` listing *every* problem of ``paths``; else return their
+    verified SHA-256 digests (path -> digest; sidecar paths among ``paths`` are skipped)."""
     report = verify_files(paths)
     if not report.ok:
         raise ChecksumError(
             "\n".join([*map(str, report.problems), report.summary()])
             + "\nDelete a damaged artifact (and its sidecar) to have the workflow rebuild it."
         )
-    return report.checked
+    return report.digests
 
 
 def missing_sidecars(paths: Iterable[str | os.PathLike]) -> list[str]:

@@ -156,7 +156,8 @@ def test_require_verified_names_every_problem_at_once(results):
         require_verified(inputs)
     text = str(err.value)
     assert f"{a}: SHA-256 mismatch" in text and f"{b}: missing sidecar" in text
-    assert require_verified([results / "tables" / "runs.csv"]) == 1
+    runs = results / "tables" / "runs.csv"
+    assert require_verified([runs, sidecar(runs)]) == {str(runs): verify(runs)}
 
 
 def test_missing_sidecars_for_the_onstart_check(results):

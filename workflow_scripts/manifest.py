@@ -6,5 +6,5 @@ with logged(snakemake):
     artifacts = [f for f in snakemake.input.artifacts if not f.endswith(".sha256")]
     # `lnm verify` over every input first: all problems at once (missing sidecars, files changed
     # after they were written even with their old modification time), not just the first one
-    require_verified(artifacts)
-    write_manifest(artifacts, snakemake.params.root, snakemake.output[0])
+    digests = require_verified(artifacts)  # each file is hashed once
+    write_manifest(artifacts, snakemake.params.root, snakemake.output[0], digests)

@@ -7,8 +7,11 @@ from pathlib import Path
 from ..checksum import atomic_path, verify
 
 
-def write_manifest(artifacts, root: str | Path, out: str | Path) -> int:
-    """Verify each artifact against its sidecar and list ``<sha256>  <path relative to root>``.
+def write_manifest(
+    artifacts, root: str | Path, out: str | Path, digests: dict[str, str] | None = None
+) -> int:
+    """List ``<sha256>  <path relative to root>`` of each artifact, verified against its sidecar
+    (or taken from ``digests``, path -> SHA-256, when the caller has just verified them).
 
     Only files below ``root`` are listed, so the manifest stays valid when the results folder
     moves; the raw ``.npz`` files (outside it) are represented by their download records
@@ -19,7 +22,8 @@ def write_manifest(artifacts, root: str | Path, out: str | Path) -> int:
     lines = []
     for path in sorted(map(str, artifacts)):
         rel = Path(path).resolve().relative_to(root)  # ValueError: not below the results folder
-        lines.append(f"{verify(path)}  {rel.as_posix()}")
+        digest = digests[path] if digests and path in digests else verify(path)
+        lines.append(f"{digest}  {rel.as_posix()}")
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return len(lines)
