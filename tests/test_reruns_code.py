@@ -145,7 +145,7 @@ def test_where_the_raw_file_lives_is_not_part_of_any_result(wf, tmp_path):
     moved.mkdir()
     shutil.copy2(SHARED_MEDMNIST / "breastmnist.npz", moved)  # byte-identical file elsewhere
     assert planned(root, config[0], f"raw_dir={moved}") == ({}, set())
-    assert planned(root, *config, "allow_download=false") == ({}, set())
+    assert planned(root, *config, "allow_download=False") == ({}, set())  # Snakemake's bool
 
 
 @pytest.mark.slow

@@ -154,9 +154,13 @@ RC=$?
 tail -5 "$STATE/snakemake.log"
 [[ $RC -eq 0 ]] || { tail -40 "$STATE/snakemake.log"; fail "snakemake exited with $RC"; }
 
-# --- every non-local job went through sbatch and finished
-EXPECTED=$(grep -cE "^rule (preprocess|noise|train):" "$STATE/snakemake.log")
-SUBMITTED=$(grep -c "has been submitted with SLURM jobid" "$STATE/snakemake.log")
+# --- every non-local job went through sbatch and finished. The console shows the short lines of
+# the lnm logger plugin; Snakemake's full log (named on the console's "Complete log(s):" line)
+# has every job's "rule X:" block and the executor's submission messages.
+FULL=$(sed -n 's/^Complete log(s): //p' "$STATE/snakemake.log" | tail -1)
+[[ -f $FULL ]] || fail "no complete Snakemake log named in $STATE/snakemake.log"
+EXPECTED=$(grep -cE "^rule (preprocess|noise|train):" "$FULL")
+SUBMITTED=$(grep -c "has been submitted with SLURM jobid" "$FULL")
 COMPLETED=$(sacct -n -X -S "$START" -o State%20 | grep -c COMPLETED)
 NOT_OK=$(sacct -n -X -S "$START" -o State%20 | grep -vc COMPLETED)
 log "jobs: $EXPECTED cluster jobs planned, $SUBMITTED submitted with sbatch, $COMPLETED completed in sacct, $NOT_OK not completed"
