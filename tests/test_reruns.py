@@ -207,6 +207,16 @@ def test_a_cell_override_reruns_only_the_cells_it_matches(wf, tmp_path):
     assert "runs/breastmnist/symmetric-0.4-n0/disc/" not in out
 
 
+@pytest.mark.slow
+def test_independent_noise_draws_rerun_the_noise_and_what_it_feeds(wf, tmp_path):
+    root, config = wf
+    independent = tmp_path / "independent.yaml"
+    independent.write_text("noise: {nested: false}\n")
+    counts, methods = planned(root, *config, files=[independent])
+    assert counts["noise"] == CELLS and counts["train"] == CELLS * 11
+    assert "preprocess" not in counts
+
+
 # ---------------------------------------------------------------- a killed run resumes
 @pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_and_matches(tmp_path, workflow_copy):
