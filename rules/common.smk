@@ -76,7 +76,8 @@ def noise_params(w):
     params = {"noisy_val": noise["noisy_val"]}
     if w.noise == "instance":
         params["instance_std"] = noise["instance_std"]
-    if not noise["nested"]:  # only when not the default: default noise jobs keep their params
+    # only when not the default, so that the default noise jobs keep their params
+    if not noise["nested"]:
         params["nested"] = False
     return params
 
