@@ -66,7 +66,7 @@ from sklearn.metrics import roc_auc_score
 from ..checksum import ChecksumError, artifact, sidecar, verify, write_bytes
 from ..codedeps import closure, code_digest
 from ..data.hdf5 import load_h5
-from ..grid import EVAL_VIEWS, eval_view_text, method_info
+from ..grid import EVAL_VIEWS, RUN_KEYS, eval_view_text, method_info
 from ..methods import get_method
 from ..models import build_model
 from ..noise.io import load_noise
@@ -339,20 +339,7 @@ def summarize(
         for c in ("clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc")
     }
     out = {
-        "run": {
-            f: getattr(spec, f)
-            for f in (
-                "dataset",
-                "size",
-                "noise",
-                "rate",
-                "noise_seed",
-                "method",
-                "backbone",
-                "seed",
-                "epochs",
-            )
-        },
+        "run": {f: getattr(spec, f) for f in RUN_KEYS},
         "identifiable": bool(noise["identifiable"]),
         "num_classes": method.num_classes,
         "num_test": int(len(method.data.labels["test"])),
