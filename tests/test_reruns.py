@@ -218,58 +218,64 @@ def test_independent_noise_draws_rerun_the_noise_and_what_it_feeds(wf, tmp_path)
 
 
 # ---------------------------------------------------------------- a killed run resumes
-@pytest.mark.slow
-def test_training_killed_mid_epoch_resumes_and_matches(tmp_path, workflow_copy):
-    root, _ = workflow_copy
-    extra = tmp_path / "one_run.yaml"  # one CE run of 8 epochs on symmetric 0.4
+ONE_RUN = "runs/breastmnist/symmetric-0.4-n0/ce/resnet8/s0"  # one CE run of 8 epochs
+
+
+def one_run_config(tmp_path) -> Path:
+    extra = tmp_path / "one_run.yaml"
     extra.write_text(
         "methods: [ce]\nnoise: {patterns: {symmetric: [0.4], instance: []}, "
         "clean: false}\ntrain: {epochs: 8}\n"
     )
-    cfg = [f"raw_dir={SHARED_MEDMNIST}"]
-    run = "runs/breastmnist/symmetric-0.4-n0/ce/resnet8/s0"
-    snakemake(root, "--config", f"results={tmp_path / 'a'}", *cfg, extra_config=extra)
+    return extra
 
-    b = tmp_path / "b"
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        "2",
-        "--configfile",
-        "presets/smoke.yaml",
-        str(extra),
-        "--config",
-        f"results={b}",
-        *cfg,
-    ]
+
+def kill_after_first_checkpoint(root, extra, results, settle=0.0) -> Path:
+    """Run the one-run grid into ``results`` and SIGKILL Snakemake and its job once the first
+    checkpoint exists (``settle`` seconds later: into the next epoch); return the checkpoint."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "presets/smoke.yaml",
+           str(extra), "--config", f"results={results}", f"raw_dir={SHARED_MEDMNIST}"]  # fmt: skip
     proc = subprocess.Popen(
         cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    ckpt = b / run / "checkpoint.pt"
+    ckpt = results / ONE_RUN / "checkpoint.pt"
     deadline = time.monotonic() + 120
     while not ckpt.exists():
         assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
+    time.sleep(settle)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (b / run / "metrics.json").exists() and ckpt.exists()
+    assert not (results / ONE_RUN / "metrics.json").exists() and ckpt.exists()
+    return ckpt
 
-    snakemake(root, "--unlock", "--config", f"results={b}", *cfg, extra_config=extra)
-    snakemake(root, "--rerun-incomplete", "--config", f"results={b}", *cfg, extra_config=extra)
+
+def without_locations(metrics: dict) -> dict:
+    """metrics.json without what differs between two result folders (provenance, input paths)."""
+    metrics.pop("provenance")
+    for item in metrics["inputs"].values():
+        item.pop("path")
+    return metrics
+
+
+@pytest.mark.slow
+def test_training_killed_mid_epoch_resumes_and_matches(tmp_path, workflow_copy):
+    root, _ = workflow_copy
+    extra = one_run_config(tmp_path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    cfg = lambda res: ["--config", f"results={res}", f"raw_dir={SHARED_MEDMNIST}"]  # noqa: E731
+    snakemake(root, *cfg(a), extra_config=extra)
+    ckpt = kill_after_first_checkpoint(root, extra, b, settle=0.3)  # into the next epoch
+
+    snakemake(root, "--unlock", *cfg(b), extra_config=extra)
+    snakemake(root, "--rerun-incomplete", *cfg(b), extra_config=extra)
     log = b / "logs" / "train" / "breastmnist" / "symmetric-0.4-n0" / "ce" / "resnet8" / "s0.log"
     assert "resuming" in log.read_text()
 
-    ma, mb = (json.loads((d / run / "metrics.json").read_text()) for d in (tmp_path / "a", b))
-    for m in (ma, mb):
-        m.pop("provenance")
-        for item in m["inputs"].values():
-            item.pop("path")
-    assert ma == mb
+    ma, mb = (json.loads((d / ONE_RUN / "metrics.json").read_text()) for d in (a, b))
+    assert without_locations(ma) == without_locations(mb)
     pd.testing.assert_frame_equal(
-        pd.read_csv(tmp_path / "a" / run / "per_epoch.csv"), pd.read_csv(b / run / "per_epoch.csv")
+        pd.read_csv(a / ONE_RUN / "per_epoch.csv"), pd.read_csv(b / ONE_RUN / "per_epoch.csv")
     )
     assert not ckpt.exists()
 
@@ -279,29 +285,12 @@ def test_killed_run_is_not_resumed_after_its_code_changed(tmp_path, workflow_cop
     """Snakemake reruns the job and passes its code inputs: the trainer sets the checkpoint
     aside (its code digest differs) and starts from epoch 1."""
     root, _ = workflow_copy
-    extra = tmp_path / "one_run.yaml"
-    extra.write_text(
-        "methods: [ce]\nnoise: {patterns: {symmetric: [0.4], instance: []}, "
-        "clean: false}\ntrain: {epochs: 8}\n"
-    )
-    run = "runs/breastmnist/symmetric-0.4-n0/ce/resnet8/s0"
+    extra = one_run_config(tmp_path)
+    run = ONE_RUN
     a, b = tmp_path / "a", tmp_path / "b"
     cfg = lambda res: ["--config", f"results={res}", f"raw_dir={SHARED_MEDMNIST}"]  # noqa: E731
     snakemake(root, *cfg(a), extra_config=extra)
-
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile"]
-    cmd += ["presets/smoke.yaml", str(extra), *cfg(b)]
-    proc = subprocess.Popen(
-        cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    ckpt = b / run / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not ckpt.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (b / run / "metrics.json").exists() and ckpt.exists()
+    kill_after_first_checkpoint(root, extra, b)
 
     with edited(root / "lnm" / "methods" / "ce.py"):  # code changed (a comment: same results)
         snakemake(root, "--unlock", *cfg(b), extra_config=extra)
@@ -313,8 +302,4 @@ def test_killed_run_is_not_resumed_after_its_code_changed(tmp_path, workflow_cop
     ma, mb = (json.loads((d / run / "metrics.json").read_text()) for d in (a, b))
     assert mb["provenance"]["resumed_at_epochs"] == []
     assert mb["provenance"]["checkpoints_set_aside"][0]["kind"] == "stale"
-    for m in (ma, mb):
-        m.pop("provenance")
-        for item in m["inputs"].values():
-            item.pop("path")
-    assert ma == mb
+    assert without_locations(ma) == without_locations(mb)
