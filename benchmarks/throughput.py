@@ -1,4 +1,5 @@
-"""Training throughput: lnm's in-memory on-device pipeline vs a DataLoader + PIL pipeline.
+"""Training throughput: lnm's in-memory on-device pipeline vs a DataLoader + PIL pipeline, and
+lnm's streaming data path vs its in-memory one.
 
 Both train the same model with the same optimiser on the same images; only the input pipeline
 differs. lnm keeps the split as a uint8 tensor on the device, draws batches from a seeded
@@ -10,6 +11,22 @@ conventional pipeline is a torch Dataset returning PIL images through torchvisio
     python benchmarks/throughput.py --h5 results/demo/data/retinamnist_28.h5 --backbone resnet18
 
 Prints one line per (device, pipeline) with images/s, and the speed-up.
+
+``--stream-compare``: the training data path of a large real-world file, streamed from the HDF5
+file (``lnm.train.stream.StreamData``: a reader thread, pinned memory on CUDA) against loaded
+into memory (``DeviceData``), on the same file, with LNMBench's fundus augmentation (random
+resized crop, flip, colour jitter, rotation) on the device. Without ``--h5`` it writes a
+synthetic fundus-like set (``--n`` images of ``--size`` px, default 256 of 512 px) the way the
+real-world files are written (one lzf-compressed image per chunk) into a temporary folder.
+
+    python benchmarks/throughput.py --stream-compare                     # synthetic 512 px
+    python benchmarks/throughput.py --stream-compare --h5 results/data/kaggledr_512.h5 --cold
+
+Prints a table: per path the seconds to open (loading every split, for in memory), images/s of
+the training batches (read + augment), of an evaluation pass over the train split (read +
+normalise) and, unless ``--train-batches 0``, of training steps of ``--backbone`` (forward and
+backward). ``--cold`` asks the kernel to drop the file from its page cache before every timed
+pass (``posix_fadvise DONTNEED``), so the streamed reads come from the disk.
 """
 
 from __future__ import annotations
@@ -128,21 +145,248 @@ def bench(device, images, labels, num_classes, args):
     )
 
 
+# ------------------------------------------------------------------------- --stream-compare
+#: the augmentations of --stream-compare: LNMBench's fundus recipe and the MedMNIST crop/flip
+RECIPES = {
+    "fundus": {
+        "crop_padding": 0,
+        "hflip": True,
+        "resized_crop": {"scale": [0.95, 1.0], "ratio": [0.95, 1.05]},
+        "rotation": 5,
+        "brightness": 0.1,
+        "contrast": 0.1,
+    },
+    "cropflip": {"crop_padding": 4, "hflip": True},
+    "none": {"crop_padding": 0, "hflip": False},
+}
+
+
+def synthetic_fundus(path, n, size, seed=0, classes=5):
+    """``n`` fundus-like RGB images (a lit disc with vessels-like texture and noise on black),
+    written as the real-world files are: one lzf-compressed image per chunk."""
+    import json
+
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    r = np.sqrt(xx**2 + yy**2)
+    disc = np.clip((0.47 - r) * 40, 0, 1)
+    counts = {"train": n, "val": max(1, n // 8), "test": max(1, n // 8)}
+    with h5py.File(path, "w") as h5:
+        for split, count in counts.items():
+            g = h5.create_group(split)
+            ims = g.create_dataset(
+                "images",
+                (count, size, size, 3),
+                dtype=np.uint8,
+                chunks=(1, size, size, 3),
+                compression="lzf",
+            )
+            for i in range(count):
+                f = rng.uniform(8, 20, 2)
+                texture = np.sin(xx * f[0] * np.pi + rng.uniform(0, 6)) * np.cos(yy * f[1] * np.pi)
+                base = disc * (0.55 + 0.25 * texture - 0.5 * r)
+                img = base[..., None] * np.array([1.0, 0.55, 0.3], np.float32) * 255
+                img += rng.normal(0, 4, img.shape) * disc[..., None]
+                ims[i] = np.clip(img, 0, 255).astype(np.uint8)
+            g["labels"] = rng.integers(0, classes, count)
+        h5.attrs.update(
+            dataset="synthetic_fundus",
+            size=size,
+            task="ordinal-regression",
+            n_channels=3,
+            n_classes=classes,
+            classes=json.dumps([str(c) for c in range(classes)]),
+            source_md5="",
+            source_sha256="0" * 64,
+            mean=np.array([0.3, 0.17, 0.09]),
+            std=np.array([0.25, 0.14, 0.08]),
+        )
+    return counts
+
+
+def clean_noise(h5_path) -> dict:
+    """A noise dict without noise (the labels as they are): enough for the data path."""
+    from lnm.data.hdf5 import load_h5
+
+    ds = load_h5(h5_path, check=False, image_splits=())
+    c = ds.num_classes
+    out = {"has_clean": True, "val_has_clean": True, "transition": np.eye(c)}
+    for split in ("train", "val"):
+        y = np.maximum(ds.labels[split], 0)
+        out |= {f"{split}_noisy": y, f"{split}_clean": y}
+    out["train_is_clean"] = np.ones(len(out["train_noisy"]), bool)
+    return out
+
+
+def drop_page_cache(path) -> None:
+    """Ask the kernel to forget the file's cached pages (clean pages: no root needed)."""
+    import os
+
+    if hasattr(os, "posix_fadvise"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_path(kind, h5, noise, device, args):
+    """One row of the --stream-compare table for ``kind`` (``memory`` or ``stream``)."""
+    from lnm.train.datasource import open_data
+
+    augment = RECIPES[args.recipe]
+    mode = "never" if kind == "memory" else "always"
+    if args.cold:
+        drop_page_cache(h5)
+    t0 = time.perf_counter()
+    data = open_data(h5, noise, device, augment, args.batch, True, stream=mode, log=lambda s: None)
+    _sync(device)
+    row = {"path": kind, "open_s": time.perf_counter() - t0}
+
+    def timed(batches, count):
+        if args.cold:
+            drop_page_cache(h5)
+        t0, n = time.perf_counter(), 0
+        for b in batches:
+            n += count(b)
+        _sync(device)
+        return n / (time.perf_counter() - t0)
+
+    next(iter(data.epoch_batches(0, 0)))  # warm-up (allocations, thread start)
+    row["train_batches"] = timed(
+        (b for e in range(1, args.epochs + 1) for b in data.epoch_batches(0, e)), len
+    )
+    row["eval_pass"] = timed(data.eval_batches("train", args.batch), len)
+    if args.train_batches:
+        torch.manual_seed(0)
+        size = data.images["train"].shape[-1]
+        model = build_model(args.backbone, data.in_chans, data.num_classes, size).to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        model.train()
+
+        def steps():
+            for i, b in enumerate(data.epoch_batches(0, 99)):
+                if i > args.train_batches:  # one warm-up step, then the timed ones
+                    return
+                loss = F.cross_entropy(model(b.x), b.y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if i == 0:
+                    _sync(device)
+                    yield None  # the clock starts after the warm-up step
+                else:
+                    yield len(b)
+
+        it = steps()
+        next(it)
+        row["train_step"] = timed(it, lambda n: n)
+    return row
+
+
+def stream_compare(args) -> None:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from lnm.train.datasource import image_bytes
+
+    pref = args.device
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(pref)
+    args.batch = args.batch or 32
+    tmp = None
+    if args.h5:
+        h5 = Path(args.h5)
+    else:
+        n, size = args.n or 256, args.size or 512
+        tmp = Path(tempfile.mkdtemp(prefix="lnm-stream-bench-"))
+        h5 = tmp / f"synthetic_fundus_{size}.h5"
+        t0 = time.perf_counter()
+        synthetic_fundus(h5, n, size)
+        print(f"wrote {h5} ({n} train images, {time.perf_counter() - t0:.1f} s)")
+    try:
+        sizes = image_bytes(h5)
+        print(
+            f"{h5.name}: {h5.stat().st_size / 2**20:.0f} MiB on disk, "
+            f"{sum(sizes.values()) / 2**20:.0f} MiB of uint8 images; device {device}, batch "
+            f"{args.batch}, recipe {args.recipe}, {args.epochs} timed epoch(s), "
+            f"{args.threads} torch threads{', cold page cache' if args.cold else ''}"
+        )
+        noise = clean_noise(h5)
+        head = (
+            f"{'path':8s} {'open s':>8s} {'batches img/s':>14s} {'eval img/s':>11s} "
+            f"{'train img/s':>12s}"
+        )
+        print(head)
+        print("-" * len(head))
+        for kind in ("memory", "stream"):
+            r = time_path(kind, h5, noise, device, args)
+            step = f"{r['train_step']:12.1f}" if "train_step" in r else f"{'-':>12s}"
+            print(
+                f"{kind:8s} {r['open_s']:8.2f} {r['train_batches']:14.1f} {r['eval_pass']:11.1f} "
+                f"{step}",
+                flush=True,
+            )
+        if args.train_batches:
+            print(f"(train: {args.train_batches} steps of {args.backbone} after one warm-up step)")
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--h5", help="an lnm HDF5 file (default: synthetic images)")
-    p.add_argument("--n", type=int, default=2048, help="synthetic: number of images")
-    p.add_argument("--size", type=int, default=28)
+    p.add_argument(
+        "--n", type=int, help="synthetic: number of images (default 2048; --stream-compare 256)"
+    )
+    p.add_argument("--size", type=int, help="synthetic: pixels (default 28; --stream-compare 512)")
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--backbone", default="resnet8")
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch", type=int, help="batch size (default 128; --stream-compare 32)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up epoch")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument(
+        "--stream-compare",
+        action="store_true",
+        help="streamed vs in-memory training data on the same HDF5 (see above)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="--stream-compare: cpu, cuda or auto (cuda if present)"
+    )
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="fundus",
+        help="--stream-compare: the augmentation",
+    )
+    p.add_argument(
+        "--train-batches",
+        type=int,
+        default=3,
+        help="--stream-compare: timed training steps per path (0: none)",
+    )
+    p.add_argument(
+        "--cold", action="store_true", help="--stream-compare: drop the file from the page cache"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.stream_compare:
+        stream_compare(args)
+        return
+    args.n, args.size, args.batch = args.n or 2048, args.size or 28, args.batch or 128
     images, labels, num_classes = load(args)
     print(
         f"{len(images)} images {images.shape[1:]}, batch {args.batch}, {args.epochs} timed epochs, "

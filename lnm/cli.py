@@ -59,7 +59,7 @@ def _vocabulary() -> dict:
 
     props = load_schema()["properties"]
     return {
-        "datasets": tuple(props["datasets"]["items"]["enum"]),
+        "datasets": grid.MEDMNIST_DATASETS,
         "sizes": tuple(props["size"]["enum"]),
         "patterns": grid.PATTERNS,
         "methods": grid.methods(),
@@ -92,8 +92,11 @@ def _cmd_noise(a):
         a.noise_seed,
         noisy_val=not a.clean_val,
         std=a.instance_std,
+        generator_logits=a.generator_logits,
     )
-    print(f"{a.out}: realised rate {res['realised_rate']:.4f}, identifiable {res['identifiable']}")
+    rate = res["realised_rate"]
+    realised = "n/a (no clean labels)" if rate != rate else f"{rate:.4f}"  # NaN: unknown
+    print(f"{a.out}: realised rate {realised}, identifiable {res['identifiable']}")
 
 
 def _config_files(a) -> list[str]:
@@ -101,11 +104,12 @@ def _config_files(a) -> list[str]:
 
 
 def _cmd_validate(a):
-    from .config import BASE_CONFIG, load_config
+    from .config import BASE_CONFIG, check_sources, load_config
     from .grid import run_dirs
 
     files = _config_files(a)
     cfg = load_config(*files)
+    check_sources(cfg)  # the real-world datasets' folders and CSVs exist
     names = " + ".join([BASE_CONFIG.name, *(f for f in files if Path(f).name != "config.yaml")])
     runs = len(run_dirs(cfg))
     print(f"{names}: config OK, {runs} training runs, results in {cfg['results']}")
@@ -150,19 +154,25 @@ def _cmd_params(a):
     print("Override them with method_params.<method>.<name> in a config file (config.yaml).")
 
 
+def _data_name(path) -> str:
+    """The ``dataset`` attribute of an HDF5 data file (read without loading any image)."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        return str(h5.attrs["dataset"])
+
+
 def _cmd_train(a):
     from .config import load_config, run_spec
-    from .data.hdf5 import load_h5
     from .grid import HEADLINE, headline_text
     from .noise.io import load_noise
     from .train.trainer import train_run
 
     cfg = load_config(*_config_files(a))
-    attrs = load_h5(a.data).attrs
     nz = load_noise(a.noise)
     spec = run_spec(
         cfg,
-        attrs["dataset"],
+        a.dataset or _data_name(a.data),
         nz["pattern"],
         nz["rate"],
         nz["noise_seed"],
@@ -178,6 +188,8 @@ def _cmd_train(a):
         device=a.device or cfg["runtime"]["device"],
         threads=a.threads,
         keep_checkpoint=a.keep_checkpoint,
+        stream=cfg["runtime"]["stream"],
+        memory_budget_mb=cfg["runtime"]["memory_budget_mb"],
     )
     resumed = m["provenance"]["resumed_at_epochs"]
     note = f" (resumed at epoch {', '.join(map(str, resumed))})" if resumed else ""
@@ -264,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="std of the per-sample flip rate of instance noise",
     )
+    s.add_argument(
+        "--generator-logits",
+        metavar="NPZ",
+        help="instance_classifier: the flip-target classifier's logits file "
+        "(classifier_logits.npz of the workflow's classifier_generator rule)",
+    )
     s.add_argument("--out", required=True, metavar="NPZ", help="noise file to write")
     s.set_defaults(fn=_cmd_noise)
 
@@ -305,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(s)
     s.add_argument("--data", required=True, metavar="H5", help="HDF5 file from `lnm preprocess`")
     s.add_argument("--noise", required=True, metavar="NPZ", help="noise file from `lnm noise`")
+    s.add_argument(
+        "--dataset",
+        default=None,
+        help="the dataset's name in the config (a real_world entry's name; default: the data "
+        "file's `dataset` attribute)",
+    )
     s.add_argument("--method", default="ce", choices=v["methods"], help="LNL method")
     s.add_argument("--backbone", default="resnet8", choices=v["backbones"], help="network")
     s.add_argument("--seed", type=int, default=0, help="training seed (init, batch order)")

@@ -41,10 +41,15 @@ def load_schema() -> dict:
     props, defs = schema["properties"], schema["definitions"]
     catalog = grid.method_catalog()
     defs["method"] = {"type": "string", "enum": list(catalog)}
-    props["noise"]["properties"]["patterns"]["properties"] = {
-        p: {"$ref": "#/definitions/rates"} for p in grid.NOISY_PATTERNS
+    noise = props["noise"]["properties"]
+    noise["patterns"]["properties"] = {
+        p: {"$ref": "#/definitions/rates"} for p in grid.SYNTHETIC_PATTERNS
     }
+    noise["classifier"]["properties"]["backbone"]["enum"] = list(grid.BACKBONES)
     props["backbones"]["items"]["enum"] = list(grid.BACKBONES)
+    props["size"]["enum"] = list(grid.MEDMNIST_SIZES)
+    real = props["real_world"]["additionalProperties"]["properties"]
+    real["adapter"]["enum"] = list(grid.ADAPTERS)
     props["method_params"]["properties"] = {n: info.schema() for n, info in catalog.items()}
     when = props["cell_overrides"]["items"]["properties"]["when"]["properties"]
     when["patterns"]["items"]["enum"] = list(grid.PATTERNS)
@@ -113,23 +118,75 @@ def validate_config(config: dict) -> dict:
 
 
 def _semantic_problems(config: dict) -> list[str]:
-    """What the schema cannot say: the headline's last_k must fit every method's epochs."""
+    """What the schema cannot say: every dataset is known; a real-world name does not shadow a
+    MedMNIST one; the headline's last_k fits every method's (and dataset's) epochs."""
     problems = []
-    k = config["train"]["last_k"]
-    for method in config["methods"]:
-        epochs = train_settings(config, method)["epochs"]
-        if k > epochs:
-            where = (
-                f"recipes.{method}.epochs"
-                if "epochs" in config["recipes"].get(method, {})
-                and config["protocol"] == "reference"
-                else "train.epochs"
-            )
+    real = config["real_world"]
+    for name in sorted(set(real) & set(grid.MEDMNIST_DATASETS)):
+        problems.append(
+            f"real_world.{name}: {name!r} is a MedMNIST dataset's name; give the real-world "
+            "entry another name"
+        )
+    for i, d in enumerate(config["datasets"]):
+        if d not in grid.MEDMNIST_DATASETS and d not in real:
+            defined = f"; real_world entries: {', '.join(sorted(real))}" if real else ""
             problems.append(
-                f"train.last_k: {k} is larger than {where} = {epochs} (method {method}); the "
-                f"headline averages the last {k} epochs: set last_k <= {epochs}"
+                f"datasets[{i}]: {d!r} is neither a supported MedMNIST dataset nor a `real_world` "
+                f"entry; allowed: {', '.join(grid.MEDMNIST_DATASETS)}{defined}"
             )
-    return problems
+    if problems:
+        return problems
+    k = config["train"]["last_k"]
+    for dataset in config["datasets"]:
+        for method in config["methods"]:
+            epochs = train_settings(config, method, dataset)["epochs"]
+            if k > epochs:
+                if "epochs" in real.get(dataset, {}).get("train", {}):
+                    where, who = f"real_world.{dataset}.train.epochs", f"dataset {dataset}"
+                elif (
+                    "epochs" in config["recipes"].get(method, {})
+                    and config["protocol"] == "reference"
+                ):
+                    where, who = f"recipes.{method}.epochs", f"method {method}"
+                else:
+                    where, who = "train.epochs", f"method {method}"
+                problems.append(
+                    f"train.last_k: {k} is larger than {where} = {epochs} ({who}); the "
+                    f"headline averages the last {k} epochs: set last_k <= {epochs}"
+                )
+    return list(dict.fromkeys(problems))
+
+
+def check_sources(config: dict) -> None:
+    """The folders and CSV files of every real-world dataset in ``datasets`` exist (checked when
+    the workflow is parsed; nothing is downloaded). Raises ConfigError naming the path and what
+    is expected there."""
+    real = [d for d in config["datasets"] if grid.is_real_world(config, d)]
+    if not real:
+        return
+    from .data.realworld import check_layout
+
+    problems = []
+    for d in real:
+        entry = config["real_world"][d]
+        try:
+            check_layout(
+                entry["adapter"], Path(entry["root"]).expanduser(), entry.get("options", {})
+            )
+        except Exception as err:  # the adapter's own error names the path and layout
+            problems.append(f"real_world.{d} ({entry['adapter']}): {err}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def source_files(config: dict, dataset: str) -> list[Path]:
+    """The CSV files a real-world dataset is read from (inputs of its source record)."""
+    from .data.realworld import check_layout
+
+    entry = config["real_world"][dataset]
+    return check_layout(
+        entry["adapter"], Path(entry["root"]).expanduser(), entry.get("options", {})
+    )
 
 
 def _read_yaml(path: str | Path) -> dict:
@@ -174,8 +231,12 @@ RUN_ONLY_KEYS = ("results", "raw_dir", "allow_download", "runtime", "resources")
 
 
 def result_config(config: dict) -> dict:
-    """``config`` without :data:`RUN_ONLY_KEYS`: what the results depend on."""
-    return {k: copy.deepcopy(v) for k, v in config.items() if k not in RUN_ONLY_KEYS}
+    """``config`` without :data:`RUN_ONLY_KEYS` and without the real-world datasets' ``root``
+    folders: what the results depend on."""
+    out = {k: copy.deepcopy(v) for k, v in config.items() if k not in RUN_ONLY_KEYS}
+    for entry in out.get("real_world", {}).values():
+        entry.pop("root", None)
+    return out
 
 
 def merged(base: dict, new: dict) -> dict:
@@ -192,32 +253,40 @@ def _merge(base: dict, new: dict) -> dict:
     return base
 
 
-def train_settings(config: dict, method: str) -> dict:
-    """``train``, overridden by the method's recipe under ``protocol: reference``."""
+def train_settings(config: dict, method: str, dataset: str | None = None) -> dict:
+    """``train``, overridden by the method's recipe under ``protocol: reference``, then by the
+    dataset's ``real_world.<name>.train`` (e.g. the fundus sets' batch size and augmentation)."""
+    train = config["train"]
     if config["protocol"] == "reference":
-        return merged(config["train"], config["recipes"].get(method, {}))
-    return config["train"]
+        train = merged(train, config["recipes"].get(method, {}))
+    if dataset is not None and grid.is_real_world(config, dataset):
+        train = merged(train, config["real_world"][dataset].get("train", {}))
+    return train
 
 
-def cell_matches(when: dict, noise: str, rate: float) -> bool:
-    """Whether a ``cell_overrides`` entry's ``when`` (patterns, rate_min, rate_max; bounds
-    inclusive, compared with a 1e-9 tolerance) selects the cell (noise, rate)."""
+def cell_matches(when: dict, noise: str, rate: float, dataset: str | None = None) -> bool:
+    """Whether a ``cell_overrides`` entry's ``when`` (patterns, rate_min, rate_max, datasets;
+    rate bounds inclusive, compared with a 1e-9 tolerance) selects the cell (noise, rate) of
+    ``dataset`` (an entry with ``datasets`` never matches without a dataset)."""
     eps = 1e-9
     return (
         noise in when.get("patterns", [noise])
         and float(rate) >= when.get("rate_min", 0.0) - eps
         and float(rate) <= when.get("rate_max", 1.0) + eps
+        and ("datasets" not in when or dataset in when["datasets"])
     )
 
 
-def method_params(config: dict, method: str, noise: str | None = None, rate=None) -> dict:
+def method_params(
+    config: dict, method: str, noise: str | None = None, rate=None, dataset: str | None = None
+) -> dict:
     """The method's hyperparameters in a cell: its declared defaults, updated with
     ``method_params``, then with every ``cell_overrides`` entry that matches the cell (in order,
     later wins). Without a cell, the cell-independent values."""
     params = {**grid.method_info(method).defaults, **config["method_params"].get(method, {})}
     if noise is not None:
         for entry in config["cell_overrides"]:
-            if cell_matches(entry["when"], noise, rate):
+            if cell_matches(entry["when"], noise, rate, dataset):
                 params.update(entry["method_params"].get(method, {}))
     return params
 
@@ -227,11 +296,11 @@ def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, s
 
     ``eval_view``: the method's LNMBench view (its file's ``eval_view``) under ``protocol:
     reference``, the softmax mean of the networks under ``harmonized``."""
-    train = train_settings(config, method)
+    train = train_settings(config, method, dataset)
     reference = config["protocol"] == "reference"
     return RunSpec(
         dataset=dataset,
-        size=int(config["size"]),
+        size=grid.dataset_size(config, dataset),
         noise=noise,
         rate=float(rate),
         noise_seed=int(noise_seed),
@@ -248,5 +317,5 @@ def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, s
         last_k=int(config["train"]["last_k"]),
         eval_view=grid.method_info(method).eval_view if reference else grid.DEFAULT_EVAL_VIEW,
         precision=str(train["precision"]),
-        method_params=method_params(config, method, noise, rate),
+        method_params=method_params(config, method, noise, rate, dataset),
     )

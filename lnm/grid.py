@@ -25,9 +25,31 @@ PACKAGE = Path(__file__).resolve().parent
 
 # ---------------------------------------------------------------- noise patterns, backbones
 CLEAN = "none"  #: the clean ceiling (rate 0)
-#: Synthetic noise patterns, in display order (``none`` first).
-PATTERNS = (CLEAN, "symmetric", "pairflip", "instance")
+REAL = "real"  #: noisy labels as the data gives them (real-world datasets)
+#: Noise patterns, in display order (``none`` first). The order is part of the noise files'
+#: seeds (a pattern's index enters its random streams): append, never reorder.
+PATTERNS = (CLEAN, "symmetric", "pairflip", "instance", "instance_classifier", REAL)
 NOISY_PATTERNS = tuple(p for p in PATTERNS if p != CLEAN)
+#: Patterns drawn by the workflow from clean labels (``noise.patterns`` in the config).
+SYNTHETIC_PATTERNS = tuple(p for p in NOISY_PATTERNS if p != REAL)
+#: Adapters of datasets with real-world noisy labels (``real_world`` in the config).
+ADAPTERS = ("drtid", "kaggledr", "chexpert", "csv")
+#: MedMNIST datasets the workflow supports (2-D, single-label; medmnist's flags).
+MEDMNIST_DATASETS = (
+    "pathmnist",
+    "dermamnist",
+    "octmnist",
+    "pneumoniamnist",
+    "retinamnist",
+    "breastmnist",
+    "bloodmnist",
+    "tissuemnist",
+    "organamnist",
+    "organcmnist",
+    "organsmnist",
+)
+#: MedMNIST image sizes (medmnist's 28 px and MedMNIST+ 64, 128, 224).
+MEDMNIST_SIZES = (28, 64, 128, 224)
 #: Backbones: ``resnet8`` (ours, for CPUs), timm's ResNets and torchvision's ResNet-50
 #: (``tv_resnet50``: LNMBench's backbone, ImageNet weights ``IMAGENET1K_V1``).
 SMALL_BACKBONES = ("resnet8",)
@@ -116,6 +138,10 @@ RUN_ID = "{dataset}/" + NOISE_TAG + "/{method}/{backbone}/s{seed}"
 RAW_RECORD = "raw/{dataset}_{size}.json"
 DATA_FILE = "data/{dataset}_{size}.h5"
 NOISE_FILE = "noise/{dataset}/" + NOISE_TAG + ".npz"
+#: The trained flip-target classifier of ``instance_classifier`` noise (one per dataset) and its
+#: per-sample logits (out-of-fold for train when cross-fitted).
+GENERATOR_FILE = "noise/{dataset}/classifier_generator.pt"
+GENERATOR_LOGITS = "noise/{dataset}/classifier_logits.npz"
 RUN_DIR = "runs/" + RUN_ID
 #: What every training run writes into its folder (each with a ``.sha256`` sidecar).
 RUN_FILES = ("metrics.json", "per_epoch.csv", "test_probs.npz")
@@ -179,19 +205,68 @@ class NoiseCell:
         return NOISE_TAG.format(noise=self.noise, rate=self.rate, noise_seed=self.noise_seed)
 
 
-def noise_settings(config: dict) -> list[tuple[str, str]]:
-    """(pattern, formatted rate) of every noise setting of a config, clean first."""
+def is_real_world(config: dict, dataset: str) -> bool:
+    """Whether ``dataset`` is a ``real_world`` entry of the config (else a MedMNIST dataset)."""
+    return dataset in config.get("real_world", {})
+
+
+def dataset_size(config: dict, dataset: str) -> int:
+    """The image size of ``dataset``: its ``real_world`` entry's, else the config's ``size``."""
+    if is_real_world(config, dataset):
+        return int(config["real_world"][dataset]["size"])
+    return int(config["size"])
+
+
+def has_clean_train(config: dict, dataset: str) -> bool:
+    """Whether the training labels of ``dataset`` have clean (expert) counterparts: always for
+    MedMNIST; for a real-world set as its adapter and options say (read without the data)."""
+    if not is_real_world(config, dataset):
+        return True
+    entry = config["real_world"][dataset]
+    return adapter_has_clean_train(entry["adapter"], entry.get("options") or {})
+
+
+def adapter_has_clean_train(adapter: str, options: dict) -> bool:
+    """Whether an adapter's training labels have clean counterparts, from its options alone:
+    DRTiD (``Grade_gt``) and KaggleDR+ (``vote``) yes, CheXpert (labeler output) no, a ``csv``
+    set when it names a clean column or annotator columns (their majority vote)."""
+    if adapter not in ADAPTERS:
+        raise ValueError(f"unknown real-world adapter {adapter!r}; allowed: {', '.join(ADAPTERS)}")
+    if adapter == "csv":
+        return bool(options.get("clean_column") or options.get("annotator_columns"))
+    return adapter != "chexpert"
+
+
+def noise_settings(config: dict, dataset: str | None = None) -> list[tuple[str, str]]:
+    """(pattern, formatted rate) of every noise setting of ``dataset``, clean first; without a
+    dataset, of the config's MedMNIST datasets (the synthetic patterns).
+
+    A MedMNIST dataset gets ``noise.patterns``; a real-world dataset gets pattern ``real`` at each
+    of its ``assumed_rates`` (the rate methods are told, not a drawn one). ``noise.clean`` adds
+    ``none`` (rate 0): the clean ceiling, for a real-world set only where its training labels
+    have clean counterparts (training on them)."""
     noise = config["noise"]
-    settings = [(p, fmt_rate(r)) for p, rates in noise["patterns"].items() for r in rates]
-    return ([(CLEAN, fmt_rate(0))] if noise["clean"] else []) + settings
+    clean = [(CLEAN, fmt_rate(0))] if noise["clean"] else []
+    if dataset is not None and is_real_world(config, dataset):
+        rates = config["real_world"][dataset]["assumed_rates"]
+        if not has_clean_train(config, dataset):
+            clean = []
+        return clean + [(REAL, fmt_rate(r)) for r in rates]
+    return clean + [(p, fmt_rate(r)) for p, rates in noise["patterns"].items() for r in rates]
+
+
+def noise_seeds(config: dict, dataset: str) -> list[int]:
+    """Noise seeds of ``dataset``: the config's for MedMNIST; ``[0]`` for a real-world set, whose
+    labels are drawn by nobody (every noise seed would give the same file)."""
+    return [0] if is_real_world(config, dataset) else list(config["noise"]["noise_seeds"])
 
 
 def noise_cells(config: dict) -> list[NoiseCell]:
     return [
         NoiseCell(d, p, r, s)
         for d in config["datasets"]
-        for p, r in noise_settings(config)
-        for s in config["noise"]["noise_seeds"]
+        for p, r in noise_settings(config, d)
+        for s in noise_seeds(config, d)
     ]
 
 

@@ -4,15 +4,23 @@ import os
 
 from lnm import grid
 from lnm.codedeps import closure
-from lnm.config import ConfigError, result_config, run_spec, validate_config
+from lnm.config import (
+    ConfigError,
+    check_sources,
+    result_config,
+    run_spec,
+    source_files,
+    validate_config,
+)
 
 try:  # one validation pass: schema (enums from lnm.grid) and every method's parameter types
     validate_config(config)
+    # the folders and CSVs of the real-world datasets in use exist (nothing is downloaded)
+    check_sources(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 RES = config["results"]
-SIZE = config["size"]
 LNM = os.path.join(workflow.basedir, "lnm")
 SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
 
@@ -70,11 +78,42 @@ def train_code(w):
     return code("train.py", f"methods/{grid.method_info(w.method).module}.py")
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly ``names`` (none: a pattern that never matches)."""
+    return "|".join(names) if names else "(?!)"
+
+
+MEDMNIST_IN_USE = [d for d in config["datasets"] if not grid.is_real_world(config, d)]
+REAL_IN_USE = [d for d in config["datasets"] if grid.is_real_world(config, d)]
+
+
+def data_file(w):
+    """The HDF5 file of the job's dataset, at the dataset's size."""
+    return sums(
+        res(
+            grid.DATA_FILE.format(
+                dataset=w.dataset, size=grid.dataset_size(config, w.dataset)
+            )
+        )
+    )
+
+
+def real_entry(w):
+    return config["real_world"][w.dataset]
+
+
+def noise_inputs(w):
+    """The classifier's logits for instance_classifier noise (else nothing)."""
+    if w.noise == "instance_classifier":
+        return sums(res(grid.GENERATOR_LOGITS))
+    return []
+
+
 def noise_params(w):
     """Only what changes this pattern's labels: instance_std reruns instance noise only."""
     noise = config["noise"]
     params = {"noisy_val": noise["noisy_val"]}
-    if w.noise == "instance":
+    if w.noise in ("instance", "instance_classifier"):
         params["instance_std"] = noise["instance_std"]
     # only when not the default, so that the default noise jobs keep their params
     if not noise["nested"]:
@@ -95,12 +134,16 @@ def run_files(*names):
 
 
 def patterns():
-    return [p for p, rates in config["noise"]["patterns"].items() if rates]
+    """Noisy patterns of the grid, in display order (``real`` when a real-world set is run)."""
+    found = {p for d in config["datasets"] for p, _ in grid.noise_settings(config, d)}
+    return [p for p in grid.NOISY_PATTERNS if p in found]
 
 
-def noisy_settings():
-    """'{noise}-{rate}' of every noisy setting, as in noise-file and figure names."""
-    return [f"{p}-{r}" for p, r in grid.noise_settings(config) if p != grid.CLEAN]
+def noisy_settings(dataset):
+    """'{noise}-{rate}' of every noisy setting of ``dataset``, as in noise-file and figure names."""
+    return [
+        f"{p}-{r}" for p, r in grid.noise_settings(config, dataset) if p != grid.CLEAN
+    ]
 
 
 def figure(rule, **fields):
@@ -111,12 +154,18 @@ def figure_targets():
     """Every figure of the report (see rules/report.smk)."""
     datasets, figs = config["datasets"], []
     if patterns():
-        figs += [figure("figure_acc_vs_rate", dataset=d) for d in datasets]
+        # accuracy against the drawn noise rate: synthetic noise only (a real-world set's
+        # rates are assumptions, not noise levels)
+        figs += [
+            figure("figure_acc_vs_rate", dataset=d)
+            for d in MEDMNIST_IN_USE
+            if noisy_settings(d)
+        ]
         figs += [figure("figure_ranking", pattern=p) for p in patterns() + ["overall"]]
         figs += [
             f"{RES}/figures/selection_{d}_{s}.png"
             for d in datasets
-            for s in noisy_settings()
+            for s in noisy_settings(d)
         ]
         figs.append(figure("figure_cd_diagram"))
     figs += [figure("figure_recall", dataset=d) for d in datasets]
@@ -135,10 +184,33 @@ def final_targets():
     return table_targets() + figure_targets() + [res(grid.MANIFEST)]
 
 
+def generator_files():
+    """The flip-target classifiers (and logits) of the datasets with instance_classifier noise."""
+    used = {
+        c.dataset for c in grid.noise_cells(config) if c.noise == "instance_classifier"
+    }
+    return [
+        res(t.format(dataset=d))
+        for d in config["datasets"]
+        if d in used
+        for t in (grid.GENERATOR_FILE, grid.GENERATOR_LOGITS)
+    ]
+
+
 def manifest_inputs(w):
-    datasets = [dict(dataset=d, size=SIZE) for d in config["datasets"]]
+    datasets = [
+        dict(dataset=d, size=grid.dataset_size(config, d)) for d in config["datasets"]
+    ]
     raws = [res(grid.RAW_RECORD.format(**d)) for d in datasets]
     data = [res(grid.DATA_FILE.format(**d)) for d in datasets]
     noise = [res(grid.NOISE_FILE.format(**vars(c))) for c in grid.noise_cells(config)]
     runs = run_files(*grid.RUN_FILES)
-    return sums(*raws, *data, *noise, *runs, *table_targets(), *figure_targets())
+    return sums(
+        *raws,
+        *data,
+        *generator_files(),
+        *noise,
+        *runs,
+        *table_targets(),
+        *figure_targets(),
+    )

@@ -1,7 +1,8 @@
-# download: verify (or fetch through medmnist) the raw .npz and record its MD5;
-# preprocess: raw .npz -> HDF5. Where the raw file lives (raw_dir) and whether downloads are
-# allowed are not part of any result, so neither is a param: moving raw_dir to a folder with
-# byte-identical files reruns nothing. The raw file's MD5 is verified whenever it is read.
+# MedMNIST: download verifies (or fetches through medmnist) the raw .npz and records its MD5.
+# Real-world sets: real_source records each CSV's SHA-256 (the CSVs are its inputs: an edited CSV
+# reruns it). preprocess: either -> HDF5. Where the raw files live (raw_dir, real_world.*.root) and
+# whether downloads are allowed are not part of any result, so none is a param: moving them to a
+# folder with byte-identical files reruns nothing. Raw files are verified whenever they are read.
 
 
 rule download:
@@ -11,11 +12,34 @@ rule download:
         sums(res(grid.RAW_RECORD)),
     log:
         f"{RES}/logs/download/{{dataset}}_{{size}}.log",
+    wildcard_constraints:
+        dataset=one_of(MEDMNIST_IN_USE),
     localrule: True
     conda:
         "../envs/lnm.yaml"
     script:
         "../workflow_scripts/download.py"
+
+
+rule real_source:
+    input:
+        csv=lambda w: source_files(config, w.dataset),
+        code=code("real_source.py"),
+    output:
+        sums(res(grid.RAW_RECORD)),
+    log:
+        f"{RES}/logs/download/{{dataset}}_{{size}}.log",
+    wildcard_constraints:
+        dataset=one_of(REAL_IN_USE),
+    localrule: True
+    conda:
+        "../envs/lnm.yaml"
+    params:
+        # what is read (the adapter and its options), not where (root)
+        adapter=lambda w: real_entry(w)["adapter"],
+        options=lambda w: real_entry(w).get("options", {}),
+    script:
+        "../workflow_scripts/real_source.py"
 
 
 rule preprocess:
@@ -30,5 +54,6 @@ rule preprocess:
         f"{RES}/benchmarks/preprocess/{{dataset}}_{{size}}.tsv"
     conda:
         "../envs/lnm.yaml"
+    threads: config["resources"]["threads"]  # image decoding of real-world sets
     script:
         "../workflow_scripts/preprocess.py"

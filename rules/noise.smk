@@ -1,9 +1,38 @@
 # noise: noisy train/val labels, clean masks, realised rates, empirical transition matrix.
+# classifier_generator: the flip-target classifier of instance_classifier noise (one per dataset).
+
+
+rule classifier_generator:
+    input:
+        data=data_file,
+        code=code("generator.py"),
+    output:
+        sums(res(grid.GENERATOR_FILE)),
+        sums(res(grid.GENERATOR_LOGITS)),
+    log:
+        res("logs/noise/{dataset}/classifier_generator.log"),
+    benchmark:
+        res("benchmarks/noise/{dataset}/classifier_generator.tsv")
+    conda:
+        "../envs/lnm.yaml"
+    # one CPU thread: the classifier's weights (and so the noisy labels) do not depend on how
+    # many threads a machine gives the job (on a GPU they depend on the device anyway)
+    threads: 1
+    resources:
+        gpu=config["resources"]["gpu"],
+        cpus_per_gpu=1,
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+    params:
+        classifier=config["noise"]["classifier"],  # a change retrains it (and renoises)
+    script:
+        "../workflow_scripts/generator.py"
 
 
 rule noise:
     input:
-        sums(res(grid.DATA_FILE.format(dataset="{dataset}", size=SIZE))),
+        data_file,
+        generator=noise_inputs,
         code=code("noise.py"),
     output:
         sums(res(grid.NOISE_FILE)),

@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        data=sums(res(grid.DATA_FILE.format(dataset="{dataset}", size=SIZE))),
+        data=data_file,
         noise=sums(res(grid.NOISE_FILE)),
         code=train_code,
     output:

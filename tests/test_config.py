@@ -7,7 +7,15 @@ import pytest
 import yaml
 
 from lnm import grid
-from lnm.config import ConfigError, load_config, load_schema, run_spec, validate_config
+from lnm.config import (
+    ConfigError,
+    check_sources,
+    load_config,
+    load_schema,
+    result_config,
+    run_spec,
+    validate_config,
+)
 from lnm.data.medmnist_io import DATASETS
 from lnm.grid import noise_cells, run_dirs
 from lnm.models import BACKBONES
@@ -39,8 +47,8 @@ def test_shipped_configs_are_valid():
         "none-0.0-n0",
         "symmetric-0.2-n0",
         "symmetric-0.4-n0",
-        "instance-0.2-n0",
-        "instance-0.4-n0",
+        "instance_classifier-0.2-n0",
+        "instance_classifier-0.4-n0",
     ]
     smoke = load_config(REPO / "config.yaml", REPO / "presets" / "smoke.yaml")
     assert [c.tag for c in noise_cells(smoke)] == ["none-0.0-n0", "symmetric-0.4-n0"]
@@ -72,8 +80,13 @@ def test_schema_enums_come_from_the_code():
     schema = load_schema()
     props = schema["properties"]
     assert schema["definitions"]["method"]["enum"] == list(grid.methods())
-    assert list(props["noise"]["properties"]["patterns"]["properties"]) == list(grid.NOISY_PATTERNS)
-    assert props["datasets"]["items"]["enum"] == list(DATASETS)  # medmnist's list, checked
+    assert list(props["noise"]["properties"]["patterns"]["properties"]) == list(
+        grid.SYNTHETIC_PATTERNS
+    )
+    assert list(grid.MEDMNIST_DATASETS) == list(DATASETS)  # medmnist's own list, checked
+    assert props["size"]["enum"] == list(grid.MEDMNIST_SIZES)
+    adapter = props["real_world"]["additionalProperties"]["properties"]["adapter"]
+    assert adapter["enum"] == list(grid.ADAPTERS)
     assert props["backbones"]["items"]["enum"] == list(BACKBONES) == list(grid.BACKBONES)
     assert set(props["method_params"]["properties"]) == set(grid.methods())
 
@@ -234,3 +247,57 @@ def test_reference_recipes_train_without_augmentation_except_disc():
     for m in cfg["methods"]:
         aug = run_spec(cfg, "pathmnist", "none", "0.0", "0", m, "resnet50", "0").augment
         assert (aug["crop_padding"] > 0 or aug["hflip"]) == (m == "disc"), (m, aug)
+
+
+def _real(**entry):
+    base = {"adapter": "drtid", "root": "/nowhere", "size": 32, "assumed_rates": [0.4]}
+    return {**base, **entry}
+
+
+def test_real_world_cells_sizes_and_train_overrides():
+    """A real-world set runs pattern `real` at each assumed rate (noise seed 0 only), plus the
+    clean ceiling where its train labels have clean counterparts; its own size and train
+    overrides enter its run specs, and cell_overrides may select datasets."""
+    cfg = load_config(
+        REPO / "presets" / "smoke.yaml",
+        overrides={
+            "datasets": ["breastmnist", "drtid", "cx"],
+            "noise": {"noise_seeds": [0, 3]},
+            "real_world": {
+                "drtid": _real(assumed_rates=[0.4, 0.5], train={"batch_size": 16}),
+                "cx": _real(adapter="chexpert", size=24),
+            },
+            "cell_overrides": [
+                {
+                    "when": {"patterns": ["real"], "datasets": ["drtid"]},
+                    "method_params": {"coteaching": {"num_gradual": 1}},
+                }
+            ],
+        },
+    )
+    tags = {(c.dataset, c.tag) for c in noise_cells(cfg)}
+    assert {t for d, t in tags if d == "drtid"} == {"none-0.0-n0", "real-0.4-n0", "real-0.5-n0"}
+    assert {t for d, t in tags if d == "cx"} == {"real-0.4-n0"}  # no clean train labels
+    assert ("breastmnist", "symmetric-0.4-n3") in tags
+    spec = run_spec(cfg, "drtid", "real", "0.4", 0, "coteaching", "resnet8", 0)
+    assert (spec.size, spec.batch_size, spec.method_params["num_gradual"]) == (32, 16, 1)
+    other = run_spec(cfg, "cx", "real", "0.4", 0, "coteaching", "resnet8", 0)
+    assert (other.size, other.batch_size) == (24, 64)
+    assert other.method_params["num_gradual"] != 1
+    assert run_spec(cfg, "breastmnist", "none", "0", 0, "ce", "resnet8", 0).size == 28
+    # where the data is kept is not part of any result
+    assert "root" not in result_config(cfg)["real_world"]["drtid"]
+
+
+def test_real_world_names_and_folders_are_checked(tmp_path):
+    msg = bad(datasets=["pathmnist", "mydata"])
+    assert "datasets[1]: 'mydata'" in msg and "real_world entries" in msg
+    msg = bad(real_world={"pathmnist": _real()})
+    assert "real_world.pathmnist" in msg and "MedMNIST" in msg
+    msg = bad(real_world={"x": _real(adapter="drtiid")})
+    assert "real_world.x.adapter" in msg and "'drtid'" in msg
+    cfg = load_config(
+        overrides={"datasets": ["drtid"], "real_world": {"drtid": _real(root=str(tmp_path / "d"))}}
+    )
+    with pytest.raises(ConfigError, match=r"real_world\.drtid \(drtid\).*d"):
+        check_sources(cfg)

@@ -426,6 +426,8 @@ def make_h5(path, n=(400, 100, 100), num_classes=4, shape=(5, 5, 3)):
 
 
 KEYS = {
+    "has_clean",
+    "val_has_clean",
     "train_noisy",
     "train_clean",
     "train_is_clean",

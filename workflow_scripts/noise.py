@@ -14,4 +14,6 @@ with logged(snakemake):
         std=params.get("instance_std", snakemake.config["noise"]["instance_std"]),
         # nested draws across rates (default); false: the rate enters the seed (key "draws")
         nested=params.get("nested", True),
+        # instance_classifier: the flip-target classifier's logits (verified, recorded)
+        generator_logits=snakemake.input.generator[0] if snakemake.input.generator else None,
     )

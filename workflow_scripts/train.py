@@ -25,4 +25,6 @@ with (
         threads=snakemake.threads,
         keep_checkpoint=runtime["keep_checkpoints"],
         code_files=snakemake.input.code,  # the code this job runs: part of its resume identity
+        stream=runtime["stream"],  # held on the device or streamed: same batches, same result
+        memory_budget_mb=runtime["memory_budget_mb"],
     )

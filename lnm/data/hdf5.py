@@ -1,4 +1,4 @@
-"""Preprocess a verified MedMNIST ``.npz`` into one HDF5 file per dataset and size.
+"""Preprocess a verified MedMNIST ``.npz`` or a real-world dataset into one HDF5 file.
 
 Layout::
 
@@ -6,21 +6,36 @@ Layout::
     /val/...                               /test/...
     attrs: dataset, size, task, n_channels, n_classes, classes (JSON list),
            source_md5, source_sha256, mean (per channel, train split, in [0, 1]), std
+
+Real-world files (:func:`preprocess_real`) add, per split: ``images`` chunked one image per
+chunk (``chunks=(1, H, W, C)``, ``compression="lzf"``: one image reads fast); ``labels`` = the
+reference labels, ``-1`` where the data has none (CheXpert train/val); for train and val
+``noisy_labels`` (the labels as given); with annotator columns ``annotators`` int64 (N, A),
+``-1`` = no vote. Extra attrs: ``source`` (the adapter), ``real_world`` (True),
+``has_clean_train``, ``val_has_clean``; ``source_sha256`` is the SHA-256 of the source record
+(which lists every CSV's SHA-256), ``source_md5`` is "". MedMNIST files are written exactly as
+before (no extra attrs: :func:`load_h5` reads them as ``source="medmnist"``,
+``real_world=False``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import dataclass
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..checksum import artifact, verify  # noqa: E402
+from ..checksum import artifact, sha256, verify, write_text  # noqa: E402
 from .medmnist_io import DataError, dataset_info, raw_path  # noqa: E402
+from .realworld import RealWorldError  # noqa: E402  (torch-free, light)
 
 SPLITS = ("train", "val", "test")
 
@@ -68,27 +83,295 @@ def preprocess(record_path: str | Path, raw_dir: str | Path, out_path: str | Pat
 
 @dataclass
 class Dataset:
-    """One HDF5 file, fully in memory (uint8 NHWC images, int64 labels per split)."""
+    """One HDF5 file in memory: uint8 NHWC images of the loaded splits, int64 labels of all.
+
+    ``labels`` are the reference labels (real-world train/val: ``-1`` where unknown).
+    Real-world files also fill ``noisy_labels`` (train, val: the labels as given),
+    ``clean_labels`` (the same splits: their reference labels, i.e. ``labels``) and, with
+    annotator columns, ``annotators``; all three are empty for MedMNIST files.
+    """
 
     images: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     attrs: dict
+    clean_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    noisy_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    annotators: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return int(self.attrs["n_classes"])
 
+    @property
+    def real_world(self) -> bool:
+        return bool(self.attrs.get("real_world", False))
+
 
 def load_h5(path: str | Path, check: bool = True, image_splits=SPLITS) -> Dataset:
-    """Load labels of every split and images of ``image_splits`` (all by default) into memory."""
+    """Load labels of every split and images of ``image_splits`` (all by default) into memory;
+    images of other splits are not read."""
     if check:
         verify(path)
+    clean, noisy, ann = {}, {}, {}
     with h5py.File(path, "r") as h5:
         images = {s: h5[s]["images"][()] for s in image_splits}
         labels = {s: h5[s]["labels"][()] for s in SPLITS}
+        for s in SPLITS:
+            if "noisy_labels" in h5[s]:
+                noisy[s] = h5[s]["noisy_labels"][()]
+                clean[s] = labels[s]
+            if "annotators" in h5[s]:
+                ann[s] = h5[s]["annotators"][()]
         attrs = {
             k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v)
             for k, v in h5.attrs.items()
         }
     attrs["classes"] = json.loads(attrs["classes"])
-    return Dataset(images, labels, attrs)
+    attrs.setdefault("source", "medmnist")
+    attrs["real_world"] = bool(attrs.get("real_world", False))
+    return Dataset(images, labels, attrs, clean, noisy, ann)
+
+
+# --------------------------------------------------------------------------------- real world
+
+#: Version of the source record format (:func:`write_source_record`).
+RECORD_VERSION = 1
+
+
+def _record(tables) -> dict:
+    root = tables.root
+    files = []
+    for path in tables.csv_files:
+        files.append(
+            {
+                "name": path.relative_to(root).as_posix(),
+                "sha256": sha256(path),
+                "rows": int(_csv_rows(path)),
+            }
+        )
+    splits = {
+        s: {
+            "file": t.csv.relative_to(root).as_posix(),
+            "n": len(t),
+            "has_clean": t.has_clean,
+            "annotators": 0 if t.annotators is None else int(t.annotators.shape[1]),
+            "sha256": t.digest(),
+        }
+        for s, t in tables.splits.items()
+    }
+    return {
+        "kind": "lnm real-world source",
+        "version": RECORD_VERSION,
+        "adapter": tables.adapter,
+        "options": tables.options,
+        "layout": tables.layout,
+        "files": files,
+        "splits": splits,
+        "has_clean_train": tables.has_clean_train,
+        "val_has_clean": tables.val_has_clean,
+        "num_classes": tables.num_classes,
+        "classes": tables.classes,
+    }
+
+
+def _csv_rows(path: Path) -> int:
+    import pandas as pd
+
+    return len(pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
+
+
+def write_source_record(adapter: str, root, options: dict | None, out_path) -> dict:
+    """Read and check the dataset (every CSV row, every image file present), then write the
+    JSON source record atomically with its SHA-256 sidecar and return it.
+
+    The record holds the adapter, the normalised options, each CSV's name relative to ``root``
+    with its SHA-256 and row count, each split's sample count and content digest (image keys and
+    labels), ``has_clean_train``, ``val_has_clean``, the classes; never an absolute path, so it
+    does not change when the data folder moves."""
+    from .realworld import read_splits
+
+    tables = read_splits(adapter, root, options)
+    rec = _record(tables)
+    write_text(out_path, json.dumps(rec, indent=2, sort_keys=True) + "\n")
+    return rec
+
+
+def _task(adapter: str, num_classes: int) -> str:
+    if adapter in ("drtid", "kaggledr"):
+        return "ordinal-regression"  # DR grades, as MedMNIST names RetinaMNIST's task
+    return "binary-class" if num_classes == 2 else "multi-class"
+
+
+def load_image(path: str | Path, size: int, draft: bool = True) -> np.ndarray:
+    """LNMBench's eval transform up to the tensor: PIL open, ``.convert("RGB")``, resize to
+    (size, size) bilinear; uint8 (size, size, 3).
+
+    ``draft``: a JPEG at least 4x the target on both sides is decoded at a reduced scale first
+    (``Image.draft``: libjpeg's DCT scaling by 1/2, 1/4 or 1/8, chosen so the decoded image is
+    still at least 2x the target), then resized as above. Decoding a 3000-px fundus photograph
+    to 512 px then reads ~1/4 of the pixels; the result differs from a full decode by a few grey
+    levels (DCT scaling instead of bilinear for the first factor). Smaller sources and other
+    formats are decoded in full (identical to the plain transform)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if draft and img.format == "JPEG":
+            img.draft(None, (2 * size, 2 * size))
+        rgb = img.convert("RGB")
+    out = rgb.resize((size, size), Image.BILINEAR)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def _load_with_stats(path, size, draft, where):
+    try:
+        arr = load_image(path, size, draft)
+    except Exception as err:  # PIL raises many types for a corrupt file
+        raise RealWorldError(
+            f"{where}: cannot read image {path} ({type(err).__name__}: {err})"
+        ) from None
+    flat = arr.reshape(-1, arr.shape[-1])
+    return arr, flat.sum(axis=0, dtype=np.int64), (flat.astype(np.int64) ** 2).sum(axis=0)
+
+
+def _write_images(
+    dset, table, size: int, workers: int, draft: bool, log, split: str, block: int = 64
+):
+    """Decode + resize ``table.images`` on ``workers`` threads (PIL releases the GIL), write them
+    to ``dset`` in CSV order; return the exact integer per-channel sum and sum of squares."""
+    n = len(table)
+    total, total_sq = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    buf = np.empty((min(block, n), size, size, 3), np.uint8)
+    step = max(1, math.ceil(n / 20))  # progress every ~5 %
+    window = max(8, 4 * workers)  # bounded look-ahead: memory stays O(window) images
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        submitted = 0
+        try:
+            for i in range(n):
+                while submitted < n and len(pending) < window:
+                    j = submitted
+                    where = f"{table.csv}, row {int(table.lines[j])} (header = row 1)"
+                    pending.append(
+                        pool.submit(_load_with_stats, table.images[j], size, draft, where)
+                    )
+                    submitted += 1
+                arr, s, ss = pending.popleft().result()
+                buf[i % block] = arr
+                total += s
+                total_sq += ss
+                if (i + 1) % block == 0 or i + 1 == n:
+                    k = (i % block) + 1
+                    dset[i + 1 - k : i + 1] = buf[:k]
+                if (i + 1) % step == 0 or i + 1 == n:
+                    dt = time.perf_counter() - t0
+                    log(
+                        f"{split}: {i + 1}/{n} images ({100 * (i + 1) / n:.0f} %), "
+                        f"{(i + 1) / dt if dt > 0 else float('inf'):.0f} images/s"
+                    )
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+    return total, total_sq
+
+
+def preprocess_real(
+    record_path,
+    root,
+    options: dict | None,
+    out_path,
+    size: int,
+    workers: int = 1,
+    log=print,
+    *,
+    dataset: str | None = None,
+    draft: bool = True,
+) -> None:
+    """A verified source record + the dataset folder -> HDF5 at ``size`` px (module docstring).
+
+    Fails (and writes nothing) when the record's checksum does not match, when ``options``
+    differ from the record's, when a CSV's SHA-256 differs from the one recorded (the CSV changed
+    after the record was written) or when the re-read tables differ from the recorded digests.
+    ``mean``/``std`` of the train split are computed exactly from integer sums while streaming.
+    ``dataset``: the ``dataset`` attribute (default: the adapter's name)."""
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
+        raise RealWorldError(f"image size {size!r}: must be an integer in 8..4096")
+    if not isinstance(workers, int) or workers < 1:
+        raise RealWorldError(f"workers {workers!r}: must be an integer >= 1")
+    from .realworld import normalize_options, read_splits
+
+    record_sha = verify(record_path)
+    rec = json.loads(Path(record_path).read_text())
+    adapter = rec["adapter"]
+    opts = normalize_options(adapter, options)
+    if opts != rec["options"]:
+        raise RealWorldError(
+            f"{record_path}: the {adapter} options {opts} differ from the source record's "
+            f"{rec['options']}; re-run the workflow so the record is rewritten"
+        )
+    root = Path(root).expanduser().absolute()
+    for f in rec["files"]:
+        path = root / f["name"]
+        if not path.is_file():
+            raise RealWorldError(f"{path}: missing; the source record {record_path} lists it")
+        got = sha256(path)
+        if got != f["sha256"]:
+            raise RealWorldError(
+                f"{path} changed after the source record {record_path} was written: SHA-256 "
+                f"now {got}, recorded {f['sha256']}. Re-run the workflow so the record (and "
+                "everything made from it) is rebuilt from the current CSVs"
+            )
+    tables = read_splits(adapter, root, opts)
+    now = _record(tables)
+    for key in ("classes", "splits", "layout"):
+        if now[key] != rec[key]:
+            raise RealWorldError(
+                f"{record_path}: the dataset read now differs from the source record in "
+                f"{key!r} (record {rec[key]}, now {now[key]}), although the CSVs are unchanged "
+                "(a different code or library version?); re-run the workflow"
+            )
+    t0 = time.perf_counter()
+    n_all = sum(len(t) for t in tables.splits.values())
+    log(f"{adapter}: {n_all} images -> {size}x{size} px, {workers} worker(s)")
+    with artifact(out_path) as tmp, h5py.File(tmp, "w", track_order=True) as h5:
+        stats = None
+        for split in SPLITS:
+            t = tables.splits[split]
+            g = h5.create_group(split)
+            dset = g.create_dataset(
+                "images",
+                shape=(len(t), size, size, 3),
+                dtype=np.uint8,
+                chunks=(1, size, size, 3),
+                compression="lzf",
+            )
+            sums = _write_images(dset, t, size, workers, draft, log, split)
+            if split == "train":
+                stats = sums
+            g.create_dataset("labels", data=t.clean.astype(np.int64))
+            if split != "test":
+                g.create_dataset("noisy_labels", data=t.given.astype(np.int64))
+            if t.annotators is not None:
+                g.create_dataset("annotators", data=t.annotators.astype(np.int64))
+        n_pix = len(tables.splits["train"]) * size * size
+        s, ss = (v.tolist() for v in stats)  # Python ints: exact
+        mean = np.array([si / (n_pix * 255) for si in s])
+        var = [(ssi * n_pix - si * si) / (n_pix * n_pix * 255 * 255) for si, ssi in zip(s, ss)]
+        h5.attrs.update(
+            dataset=dataset or adapter,
+            size=size,
+            task=_task(adapter, tables.num_classes),
+            n_channels=3,
+            n_classes=tables.num_classes,
+            classes=json.dumps(tables.classes),
+            source_md5="",
+            source_sha256=record_sha,
+            mean=mean,
+            std=np.sqrt(np.maximum(var, 0.0)),
+            source=adapter,
+            real_world=True,
+            has_clean_train=tables.has_clean_train,
+            val_has_clean=tables.val_has_clean,
+        )
+    log(f"{adapter}: done in {time.perf_counter() - t0:.1f} s")

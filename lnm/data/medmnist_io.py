@@ -13,8 +13,9 @@ import tempfile
 from pathlib import Path
 
 from ..checksum import artifact, atomic_path, file_digest
+from ..grid import MEDMNIST_SIZES
 
-SIZES = (28, 64, 128, 224)
+SIZES = MEDMNIST_SIZES
 
 
 class DataError(RuntimeError):

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn as nn
 
-from ..train.data import Batch, DeviceData
+from ..grid import REAL
+from ..train.data import Batch, TrainData
 from ..train.optim import apply_schedule, make_optimizer
 from ..train.spec import RunSpec
 
@@ -54,7 +55,7 @@ class Method:
         model_factory: Callable[[], nn.Module],
         num_classes: int,
         device: torch.device,
-        data: DeviceData,
+        data: TrainData,
     ):
         self.spec, self.device, self.num_classes, self.data = spec, device, num_classes, data
         unknown = set(spec.method_params) - set(self.defaults)
@@ -96,8 +97,12 @@ class Method:
 
     @property
     def uses_true_noise_rate(self) -> bool | None:
+        """None: the method needs no rate; with real-world noise the cell's rate is an assumption
+        (``real_world.<name>.assumed_rates``), never the truth: False."""
         if self.assumed_noise_rate is None:
             return None
+        if self.spec.noise == REAL:
+            return False
         return abs(self.assumed_noise_rate - self.spec.rate) < 1e-9
 
     def start_epoch(self, epoch: int) -> None:

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .instance import channel_stats, expected_flip_rate, instance_noise, instance_projection
-from .io import save_noise
+from ..checksum import verify
+from .instance import (
+    channel_stats,
+    expected_flip_rate,
+    instance_noise,
+    instance_projection,
+    masked_softmax,
+)
+from .io import load_noise, save_noise
 from .matrix import (
     empirical_transition,
     flip_with_matrix,
@@ -27,13 +34,19 @@ from .spec import (
     stream_rng,
 )
 
+#: patterns whose per-sample flip rate is drawn from the truncated normal (``*_flip_prob`` keys)
+INSTANCE_PATTERNS = ("instance", "instance_classifier")
+
 
 def expected_rate(pattern, rate, std=0.1) -> float:
-    """Expected fraction of flipped labels: 0 for ``none``, ``rate`` for symmetric/pairflip, and the
-    truncated-normal mean for ``instance`` (e.g. 0.794 for rate 0.8, 0.871 for 0.9 at std 0.1)."""
+    """Expected fraction of flipped labels: 0 for ``none``, ``rate`` for symmetric/pairflip, the
+    truncated-normal mean for ``instance`` and ``instance_classifier`` (e.g. 0.794 for rate 0.8,
+    0.871 for 0.9 at std 0.1) and NaN for ``real`` (the data's rate is what it is)."""
     rate = check_rate(pattern, rate)
-    if pattern == "instance":
+    if pattern in INSTANCE_PATTERNS:
         return expected_flip_rate(rate, std)
+    if pattern == "real":
+        return float("nan")
     return rate
 
 
@@ -64,6 +77,7 @@ def make_noisy_labels(
     channel_mean=None,
     channel_std=None,
     nested=True,
+    logits=None,
 ) -> dict:
     """Noise ``labels["train"]`` and (if ``noisy_val``) ``labels["val"]``; other keys are ignored.
 
@@ -71,6 +85,10 @@ def make_noisy_labels(
     draws one projection ``W`` from a separate stream shared by both splits and needs
     ``images["train"]`` (and ``images["val"]`` when ``noisy_val``). Its pixel standardisation uses
     ``channel_mean``/``channel_std`` (defaults: computed from ``images["train"]``) for both splits.
+    ``instance_classifier`` needs the generator's ``logits["train"]`` (and ``logits["val"]`` when
+    ``noisy_val``), ``(N, C)`` per split: flip targets = :func:`~lnm.noise.instance.masked_softmax`
+    of them, flip rates and draws as for ``instance`` (same streams scheme, no projection).
+    ``real`` draws nothing: see :func:`lnm.noise.real.real_noise`.
 
     ``nested`` (default): the rate is not part of the seed, so for one noise seed the flipped set
     at a lower rate is contained in the one at a higher rate and instance noise reuses ``W`` (see
@@ -80,6 +98,11 @@ def make_noisy_labels(
     Returns the dict documented in :mod:`lnm.noise` (python scalars, numpy arrays).
     """
     rate, seed = check_rate(pattern, rate), check_seed(noise_seed)
+    if pattern == "real":
+        raise NoiseError(
+            "pattern 'real' draws no labels: its noisy labels come with the data "
+            "(lnm.noise.real.real_noise, or generate_noise_file on a real-world HDF5)"
+        )
     c, std, noisy_val = check_num_classes(num_classes), check_std(std), bool(noisy_val)
     nested = check_nested(nested)
     key = None if nested else rate  # what enters the seed besides (noise_seed, pattern, stream)
@@ -89,7 +112,19 @@ def make_noisy_labels(
     clean = {s: check_labels(labels[s], c, f"{s} labels") for s in SPLITS}
     noised = [s for s in SPLITS if s == "train" or noisy_val]
 
-    W = None
+    W, targets = None, {}
+    if pattern == "instance_classifier":
+        if logits is None or any(s not in logits for s in noised):
+            raise NoiseError(
+                f"instance_classifier noise needs the generator's logits for split(s) {noised}"
+            )
+        for s in noised:
+            if np.shape(logits[s]) != (len(clean[s]), c):
+                raise NoiseError(
+                    f"{s} logits of shape {np.shape(logits[s])}; expected {(len(clean[s]), c)} "
+                    f"(one row of {c} class logits per {s} sample)"
+                )
+            targets[s] = masked_softmax(logits[s], clean[s])
     if pattern == "instance":
         if images is None or any(s not in images for s in noised):
             raise NoiseError(f"instance noise needs images for split(s) {noised}")
@@ -108,6 +143,9 @@ def make_noisy_labels(
         y = clean[split]
         if split not in noised or pattern == "none":
             noisy, q = y.copy(), np.zeros(len(y))
+        elif pattern == "instance_classifier":
+            rng = stream_rng(seed, pattern, split, key)
+            noisy, q = instance_noise(None, y, c, rate, rng, std, targets=targets[split])
         elif pattern == "instance":
             noisy, q = instance_noise(
                 images[split],
@@ -125,7 +163,7 @@ def make_noisy_labels(
         result[f"{split}_noisy"] = noisy
         result[f"{split}_clean"] = y.copy()
         result[f"{split}_is_clean"] = noisy == y
-        if pattern == "instance":
+        if pattern in INSTANCE_PATTERNS:
             result[f"{split}_flip_prob"] = q
 
     result["transition"] = empirical_transition(clean["train"], result["train_noisy"], c)
@@ -140,28 +178,86 @@ def make_noisy_labels(
         noisy_val=noisy_val,
         std=std,
         expected_rate=expected_rate(pattern, rate, std),
+        has_clean=True,  # the clean labels of both splits are known (synthetic noise)
+        val_has_clean=True,
     )
-    if not nested:  # only then: default (nested) noise files stay byte-identical
+    if not nested:  # only then: nested noise files have no "draws" key
         result["draws"] = "independent"
     return result
 
 
+def load_generator_logits(path, data_sha256: str | None = None) -> dict:
+    """The verified logits file of the ``instance_classifier`` generator
+    (:func:`lnm.noise.classifier.train_generator`): ``{"train": ..., "val": ...}`` logits and the
+    noise-file keys ``generator_sha256`` / ``generator_logits_sha256``.
+
+    ``data_sha256``: the HDF5 the noise is drawn for; a logits file computed on another data file
+    is refused.
+    """
+    digest = verify(path)
+    gen = load_noise(path, check=False)
+    missing = [k for k in ("train_logits", "val_logits", "generator_sha256") if k not in gen]
+    if missing:
+        raise NoiseError(f"{path}: not a generator logits file (lacks {', '.join(missing)})")
+    if data_sha256 is not None and gen.get("data_sha256") != data_sha256:
+        raise NoiseError(
+            f"{path}: generator logits computed on data with SHA-256 {gen.get('data_sha256')}, "
+            f"but the noise is drawn for data with SHA-256 {data_sha256}; retrain the generator"
+        )
+    return {
+        "logits": {"train": gen["train_logits"], "val": gen["val_logits"]},
+        "keys": {"generator_sha256": gen["generator_sha256"], "generator_logits_sha256": digest},
+    }
+
+
 def generate_noise_file(
-    h5_path, out_path, pattern, rate, noise_seed, noisy_val=True, std=0.1, nested=True
+    h5_path,
+    out_path,
+    pattern,
+    rate,
+    noise_seed,
+    noisy_val=True,
+    std=0.1,
+    nested=True,
+    generator_logits=None,
 ) -> dict:
     """Read a verified HDF5 (``lnm.data.hdf5.load_h5``), noise train/val, write ``out_path``.
 
     Arguments are validated before anything is read; on any error no output (nor sidecar) appears.
     Instance noise standardises pixels with the HDF5's recorded train-split channel mean/std.
-    ``nested``: see :func:`make_noisy_labels`.
+    ``nested``: see :func:`make_noisy_labels`. ``generator_logits``: the logits file of the
+    ``instance_classifier`` generator (required by that pattern, ignored by the others); the
+    noise file records its ``generator_sha256`` and ``generator_logits_sha256``.
+
+    A real-world HDF5 (attr ``real_world``) allows ``real`` (its own noisy labels) and ``none``
+    (its clean labels): see :mod:`lnm.noise.real`; ``real`` needs a real-world file.
     """
     from ..data.hdf5 import load_h5
+    from .real import is_real_world, real_world_noise
 
     check_rate(pattern, rate)
     check_seed(noise_seed)
     check_std(std)
     check_nested(nested)
-    data = load_h5(h5_path, image_splits=SPLITS if pattern == "instance" else ())
+    if pattern == "instance_classifier" and generator_logits is None:
+        raise NoiseError(
+            "pattern 'instance_classifier' needs generator_logits: the logits file of its "
+            "generator classifier (lnm.noise.classifier.train_generator)"
+        )
+    data_sha256 = verify(h5_path)
+    if is_real_world(h5_path):
+        result = real_world_noise(h5_path, pattern, rate, noise_seed, noisy_val, std)
+        save_noise(Path(out_path), result)
+        return result
+    if pattern == "real":
+        raise NoiseError(
+            f"{h5_path}: pattern 'real' needs a real-world dataset (noisy labels that come with "
+            "the data); this file has none (attr real_world is not true)"
+        )
+    generator = None
+    if pattern == "instance_classifier":
+        generator = load_generator_logits(generator_logits, data_sha256)
+    data = load_h5(h5_path, check=False, image_splits=SPLITS if pattern == "instance" else ())
     images = data.images if pattern == "instance" else None
     mean, sd = data.attrs.get("mean"), data.attrs.get("std")
     result = make_noisy_labels(
@@ -176,6 +272,9 @@ def generate_noise_file(
         channel_mean=mean,
         channel_std=sd,
         nested=nested,
+        logits=generator and generator["logits"],
     )
+    if generator:
+        result.update(generator["keys"])
     save_noise(Path(out_path), result)
     return result

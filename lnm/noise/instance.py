@@ -12,6 +12,12 @@ For a sample ``(x_i, y_i)`` with flattened, standardised image ``x_i`` (``d = H*
 Differences from the reference code: numpy/scipy only (no torch), per-noise-seed streams instead of
 the global RNG, HWC instead of CHW flattening order (irrelevant for an i.i.d. Gaussian ``W``), and
 computation grouped by class in bounded-memory chunks instead of one sample at a time.
+
+LNMBench's classifier-based variant (pattern ``instance_classifier``, see
+:mod:`lnm.noise.classifier`) keeps steps 1 and 4 and replaces step 2-3 by a trained classifier's
+logits: the flip targets are :func:`masked_softmax` of given logits. Both variants draw through
+:func:`flip_to_targets` (first the flip rates, then one uniform per sample), so they share the
+nested-across-rates property of :mod:`lnm.noise.spec`.
 """
 
 from __future__ import annotations
@@ -120,20 +126,79 @@ def instance_targets(images, labels, num_classes, W, channel_mean=None, channel_
     return out
 
 
-def instance_noise(
-    images, labels, num_classes, rate, rng, std=0.1, *, W=None, channel_mean=None, channel_std=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Xia et al. (2020) instance-dependent noise for one split; returns ``(noisy labels, q)``.
+def masked_softmax(logits, labels) -> np.ndarray:
+    """Per row, the softmax of ``logits`` with the true class masked (``z[y_i] = -inf``).
 
-    ``W`` defaults to a fresh :func:`instance_projection` drawn from ``rng`` (first, before the flip
-    rates); pass a shared ``W`` to noise several splits with the same generator.
+    Float64 and numerically stable (the row maximum over the wrong classes is subtracted first);
+    returns an ``(N, C)`` array whose rows sum to 1 and are 0 at the true class.
     """
-    c = check_num_classes(num_classes)
-    images = _as_nhwc(images)
-    y = check_labels(labels, c)
-    if W is None:
-        W = instance_projection(int(np.prod(images.shape[1:])), c, rng)
+    z = np.array(logits, dtype=np.float64)  # a copy: the caller's array is not modified
+    if z.ndim != 2 or z.shape[1] < 2:
+        raise NoiseError(f"logits of shape {z.shape}; allowed: (N, C) with C >= 2")
+    y = check_labels(labels, z.shape[1])
+    if len(y) != len(z):
+        raise NoiseError(f"{len(z)} rows of logits but {len(y)} labels")
+    if not np.all(np.isfinite(z)):
+        bad = int(np.flatnonzero(~np.isfinite(z).all(axis=1))[0])
+        raise NoiseError(f"logits row {bad} is not finite: {z[bad].tolist()}")
+    rows = np.arange(len(y))
+    z[rows, y] = -np.inf
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def flip_to_targets(targets, labels, rate, rng, std=0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``q_i ~ TruncNormal(rate, std)`` (:func:`flip_rates`), then
+    ``ỹ_i ~ Categorical(q_i * targets[i] + (1 - q_i) * onehot(y_i))`` (:func:`sample_rows`, one
+    uniform per sample); returns ``(noisy labels, q)``.
+
+    ``targets``: ``(N, C)`` flip-target distributions, rows summing to 1 and 0 at the true class
+    (:func:`instance_targets` or :func:`masked_softmax`).
+    """
+    T = np.asarray(targets, dtype=np.float64)
+    if T.ndim != 2 or T.shape[1] < 2:
+        raise NoiseError(f"flip targets of shape {T.shape}; allowed: (N, C) with C >= 2")
+    y = check_labels(labels, T.shape[1])
+    if len(y) != len(T):
+        raise NoiseError(f"{len(T)} rows of flip targets but {len(y)} labels")
+    at_true = T[np.arange(len(y)), y]
+    if not (np.all(T >= 0) and np.allclose(T.sum(axis=1), 1.0) and np.all(at_true == 0)):
+        raise NoiseError(
+            "flip targets must be non-negative, 0 at the true class, rows summing to 1"
+        )
     q = flip_rates(len(y), rate, rng, std)
-    P = q[:, None] * instance_targets(images, y, c, W, channel_mean, channel_std)
+    P = q[:, None] * T
     P[np.arange(len(y)), y] += 1.0 - q
     return sample_rows(P, rng), q
+
+
+def instance_noise(
+    images,
+    labels,
+    num_classes,
+    rate,
+    rng,
+    std=0.1,
+    *,
+    W=None,
+    channel_mean=None,
+    channel_std=None,
+    targets=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Instance-dependent noise for one split; returns ``(noisy labels, q)``.
+
+    Xia et al. (2020) by default: ``W`` defaults to a fresh :func:`instance_projection` drawn
+    from ``rng`` (first, before the flip rates); pass a shared ``W`` to noise several splits with
+    the same generator. ``targets`` (``(N, C)``, e.g. :func:`masked_softmax` of a classifier's
+    logits) replaces the projection: ``images``, ``W`` and the channel statistics are then unused.
+    """
+    c = check_num_classes(num_classes)
+    y = check_labels(labels, c)
+    if targets is None:
+        images = _as_nhwc(images)
+        if W is None:
+            W = instance_projection(int(np.prod(images.shape[1:])), c, rng)
+        targets = instance_targets(images, y, c, W, channel_mean, channel_std)
+    elif np.shape(targets) != (len(y), c):
+        raise NoiseError(f"flip targets of shape {np.shape(targets)}; expected {(len(y), c)}")
+    return flip_to_targets(targets, y, rate, rng, std)

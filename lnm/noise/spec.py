@@ -4,6 +4,9 @@ Every random stream is derived from ``np.random.SeedSequence([noise_seed, patter
 so that (i) the same ``noise_seed`` always reproduces the same labels, (ii) different noise seeds
 give different labels, (iii) train and val get independent streams, and (iv) the instance-noise
 projection ``W`` has its own stream keyed on ``(noise_seed, pattern)`` only, shared by both splits.
+``pattern_code`` is the pattern's index in :data:`lnm.grid.PATTERNS`. ``instance_classifier``
+draws its flip rates and labels exactly as ``instance`` does, from its own streams, and needs no
+projection (its flip targets come from the generator's logits); ``real`` draws nothing.
 
 The rate is not part of that seed, so the draws of one noise seed are *nested* across rates
 (common random numbers): every sample uses the same uniform at every rate, and its label flips
@@ -22,7 +25,8 @@ import numbers
 
 import numpy as np
 
-PATTERNS = ("none", "symmetric", "pairflip", "instance")
+from ..grid import PATTERNS  # noqa: F401  (the index of a pattern enters its streams)
+
 SPLITS = ("train", "val")
 # Stream identifiers inside one (noise_seed, pattern): one per split, one for the projection W.
 STREAM_CODES = {"train": 0, "val": 1, "projection": 2}

@@ -93,6 +93,7 @@ COLUMNS = (
     + ["realised_rate", "realised_rate_val"]
     + _METRICS
     + _SELECTION
+    + ["diagnostics_na"]
     + _CLASSES
     + _COLLAPSE
     + _ASSUMED
@@ -173,7 +174,10 @@ def _row(path: Path) -> dict:
     row.update({k: m[k] for k in _SCALARS + _METRICS})
     row["realised_rate"] = m["noise_rate_realised"]
     row["realised_rate_val"] = m.get("noise_rate_realised_val")
-    row.update({k: sel.get(k) for k in _SELECTION})
+    # "n/a": the method reported the set, but the data has no clean labels to score it
+    na = [k for k in _SELECTION if sel.get(k) == "n/a"]
+    row.update({k: None if k in na else sel.get(k) for k in _SELECTION})
+    row["diagnostics_na"] = ",".join(na) or None
     recall = m.get(grid.last_k("per_class_recall"))
     row["per_class_recall"] = json.dumps([round(float(r), 4) for r in recall]) if recall else None
     counts = test_class_counts(path, m["num_classes"])
@@ -194,7 +198,10 @@ def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     df = pd.DataFrame([_row(Path(p)) for p in metrics_paths], columns=COLUMNS)
     for col in _SELECTION + ["realised_rate_val", "majority_acc"]:
         df[col] = pd.to_numeric(df[col]).astype(float)
-    df["identifiable"] = df["identifiable"].astype(bool)
+    # unknown (a real-world set without clean labels): NA, never a dagger
+    df["identifiable"] = pd.array(
+        [pd.NA if v is None or v != v else bool(v) for v in df["identifiable"]], dtype="boolean"
+    )
     df["collapsed"] = df["collapsed"].astype(bool)
     for col in ("predicted_classes", "no_update_epochs"):
         df[col] = pd.to_numeric(df[col]).astype("Int64")

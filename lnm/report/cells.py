@@ -28,6 +28,7 @@ from lnm import grid
 from lnm.grid import BLOCK_KEYS, CELL_KEYS, HEADLINE, ordered
 from lnm.report import stats
 from lnm.report.fmt import (
+    REAL_NOTE,
     collapse_mark,
     collapse_note,
     num,
@@ -390,7 +391,7 @@ def grid_tables(
                     text += collapse_mark(r["n_collapsed"], r.get("n", r["n_collapsed"]))
                 texts.append((text, b))
             ident = bool(block["identifiable"].dropna().all()) if "identifiable" in block else True
-            row = [noise, rate_label(rate, ident)]
+            row = [noise, rate_label(rate, ident, noise)]
             row += [t for t, _ in texts]
             b = [False, False] + [x for _, x in texts]
             if extra_col:
@@ -401,8 +402,10 @@ def grid_tables(
         cols = ["noise", "rate", *(oracle_label(m, oracle) for m in methods)]
         cols += [extra_col[0]] if extra_col else []
         t_notes = list(notes)
-        if "identifiable" in ds and not ds["identifiable"].all():
+        if "identifiable" in ds and not ds["identifiable"].dropna().all():
             t_notes.append(DAGGER_NOTE)
+        if (ds["noise"] == grid.REAL).any():
+            t_notes.append(REAL_NOTE)
         for note in (collapse_note(ds), oracle_note(ds), view_note(ds) if view else ""):
             if note:
                 t_notes.append(note)

@@ -100,13 +100,26 @@ def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
     :data:`DIAGNOSTICS` (each run's mean of its last ``last_k`` epochs)."""
     noisy = runs[runs["noise"] != "none"]
     cols = [c for c in DIAGNOSTICS if c in noisy]
-    has = noisy[noisy[cols].notna().any(axis=1)] if cols else noisy.iloc[:0]
+    na = (
+        noisy["diagnostics_na"].fillna("").astype(str)
+        if "diagnostics_na" in noisy
+        else pd.Series("", index=noisy.index)
+    )
+    has = noisy[noisy[cols].notna().any(axis=1) | na.ne("")] if cols else noisy.iloc[:0]
     if has.empty:
         return pd.DataFrame(
-            columns=CELL_KEYS + ["n"] + [f"{c}_{s}" for c in DIAGNOSTICS for s in ("mean", "std")]
+            columns=CELL_KEYS
+            + ["n", "na"]
+            + [f"{c}_{s}" for c in DIAGNOSTICS for s in ("mean", "std")]
         )
     agg = {f"{c}_{s}": (c, s) for c in cols for s in ("mean", "std")}
-    out = has.groupby(CELL_KEYS, sort=False).agg(n=("seed", "size"), **agg).reset_index()
+    has = has.assign(na=na[has.index])
+    joined = lambda s: ",".join(sorted({v for x in s for v in x.split(",") if v}))  # noqa: E731
+    out = (
+        has.groupby(CELL_KEYS, sort=False)
+        .agg(n=("seed", "size"), na=("na", joined), **agg)
+        .reset_index()
+    )
     marks = run_marks(has)[["n_collapsed", "collapse_reason"]]
     out = out.join(marks)
     return sort_rows(out, ["dataset", "backbone", "noise", "rate", "method"])
@@ -129,16 +142,26 @@ def selection_render(diag: pd.DataFrame, k: int) -> list[Table]:
                 align="l",
             )
         ]
+    na = diag["na"].fillna("").astype(str) if "na" in diag else pd.Series("", index=diag.index)
+    unscored = lambda c: na.str.split(",").map(lambda v: c in v)  # noqa: E731
     show = [
         c
         for c in DIAGNOSTICS
-        if c != "t_error" and f"{c}_mean" in diag and diag[f"{c}_mean"].notna().any()
+        if c != "t_error"
+        and f"{c}_mean" in diag
+        and (diag[f"{c}_mean"].notna() | unscored(c)).any()
     ]
     tables = []
-    sel = diag[diag[[f"{c}_mean" for c in show]].notna().any(axis=1)] if show else diag.iloc[:0]
+    if show:
+        shown = pd.concat([diag[f"{c}_mean"].notna() | unscored(c) for c in show], axis=1)
+        sel = diag[shown.any(axis=1)]
+    else:
+        sel = diag.iloc[:0]
     if len(sel):
 
         def text(r, c):
+            if c in str(r.get("na") or "").split(","):
+                return "n/a"
             out = mean_std(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1)
             return out + (" ✗" if c == "gmm_auc" and r[f"{c}_mean"] < 0.5 else "")
 
@@ -163,6 +186,14 @@ def selection_render(diag: pd.DataFrame, k: int) -> list[Table]:
                     "label is the clean one; GMM AUC = AUC of the clean "
                     "probability (DivideMix) against the clean mask."
                 ]
+                + (
+                    [
+                        "n/a: the dataset has no clean training labels (real-world noise, e.g. "
+                        "CheXpert), so the selected or corrected sets cannot be scored."
+                    ]
+                    if (sel["na"].fillna("") != "").any()
+                    else []
+                )
                 + (
                     [
                         "✗ GMM AUC below 0.5 (chance): the clean probability ranks the noisy "

@@ -97,9 +97,21 @@ def pval(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def rate_label(rate: float, identifiable: bool = True) -> str:
-    """A noise rate as a row label, with † when the setting is not identifiable."""
+def rate_label(rate: float, identifiable: bool = True, noise: str | None = None) -> str:
+    """A noise rate as a row label, with † when the setting is not identifiable; for real-world
+    noise the rate is the one methods were told (``assumed``), not a noise level."""
+    if noise == grid.REAL:
+        return f"{rate:g} (assumed)"
     return f"{rate:g}" + ("" if identifiable else " †")
+
+
+#: The note of every table with real-world rows.
+REAL_NOTE = (
+    "real = the labels as the dataset gives them; its rate (assumed) is the noise rate the "
+    "methods that need one were told (real_world.<name>.assumed_rates), not a measured noise "
+    "level. The realised rate, where the data has clean labels, is in cells.* (realised_rate); "
+    "without clean labels every noise diagnostic is n/a."
+)
 
 
 def mean_std(mean, std, digits: int = 1) -> str:

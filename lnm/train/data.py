@@ -1,4 +1,14 @@
-"""Training data held on the training device as uint8 tensors, served as seeded batches."""
+"""Training data served as seeded batches: held on the training device, or streamed from the
+HDF5 file when the images do not fit the device's memory budget (:func:`lnm.train.datasource.open_data`).
+
+Both kinds expose the interface the trainer and the methods use: ``images[split]`` (``len()``;
+indexed by an index tensor, array or slice → uint8 NCHW on the device), ``labels``,
+``train_labels``, ``train_clean_labels``, ``is_clean``, ``has_clean``, ``val_has_clean``,
+``transition``, ``augmenter``, ``num_classes``, ``in_chans``, ``attrs``, ``num_train``,
+``batch_size``, ``drop_last``, ``batches_per_epoch()``, ``epoch_batches(seed, epoch, stream,
+batch_size)`` and ``eval_batches(split, batch_size)``. The same seed gives identical batches
+(indices, augmented tensors, labels) on both.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +19,12 @@ import numpy as np
 import torch
 
 from .augment import Augmenter
+
+#: The splits whose images a run reads.
+SPLITS = ("train", "val", "test")
+#: ``open_data``'s choices of path.
+STREAM_MODES = ("auto", "never", "always")
+GIB = float(1 << 30)
 
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
@@ -35,33 +51,41 @@ class Batch:
         return len(self.idx)
 
 
-class DeviceData:
-    """All splits as uint8 NCHW tensors on ``device``; noisy train/val labels; clean masks."""
+class TrainData:
+    """What both data paths share: labels and clean masks from the noise file, the augmenter,
+    the batch arithmetic. Subclasses provide ``images`` and the batch generators."""
 
-    def __init__(
+    def _setup(
         self,
-        dataset,
+        attrs: dict,
+        test_labels: np.ndarray,
         noise: dict,
         device: torch.device,
         augment: dict,
         batch_size: int,
-        drop_last: bool = True,
-    ):
+        drop_last: bool,
+    ) -> None:
         self.device = device
-        mean, std = np.atleast_1d(dataset.attrs["mean"]), np.atleast_1d(dataset.attrs["std"])
+        self.attrs = attrs
+        self.in_chans = int(attrs["n_channels"])
+        self.num_classes = int(attrs["n_classes"])
+        mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
         self.augmenter = Augmenter(mean, std, device=device, **augment)
         to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
-        self.images = {s: to(im.transpose(0, 3, 1, 2)) for s, im in dataset.images.items()}
-        self.num_classes = dataset.num_classes
         self.train_labels = to(noise["train_noisy"])
+        # the clean labels and the masks/matrix computed from them are as the noise file gives
+        # them: where the data has none (``has_clean`` false) the labels are -1, the mask all
+        # false and the matrix NaN; scores against them must then be reported as n/a
         self.train_clean_labels = noise["train_clean"]
+        self.has_clean = bool(noise.get("has_clean", True))
+        self.val_has_clean = bool(noise.get("val_has_clean", True))
         self.is_clean = np.asarray(noise["train_is_clean"], dtype=bool)
         self.transition = np.asarray(noise["transition"], dtype=float)  # empirical, for T-error
         self.labels = {
             "train": self.train_labels,
             "val": to(noise["val_noisy"]),
             "val_clean": to(noise["val_clean"]),
-            "test": to(dataset.labels["test"]),
+            "test": to(test_labels),
         }
         self.batch_size = int(batch_size)
         self.drop_last = bool(drop_last)
@@ -73,6 +97,31 @@ class DeviceData:
     def batches_per_epoch(self) -> int:
         n, b = self.num_train, min(self.batch_size, self.num_train)
         return n // b if self.drop_last else -(-n // b)
+
+
+class DeviceData(TrainData):
+    """All splits as uint8 NCHW tensors on ``device``; noisy train/val labels; clean masks."""
+
+    def __init__(
+        self,
+        dataset,
+        noise: dict,
+        device: torch.device,
+        augment: dict,
+        batch_size: int,
+        drop_last: bool = True,
+    ):
+        to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+        self._setup(
+            dataset.attrs,
+            dataset.labels["test"],
+            noise,
+            device,
+            augment,
+            batch_size,
+            drop_last,
+        )
+        self.images = {s: to(im.transpose(0, 3, 1, 2)) for s, im in dataset.images.items()}
 
     def epoch_batches(
         self, seed: int, epoch: int, stream: int = 0, batch_size: int | None = None

@@ -65,12 +65,12 @@ from sklearn.metrics import roc_auc_score
 
 from ..checksum import ChecksumError, artifact, sidecar, verify, write_bytes
 from ..codedeps import closure, code_digest
-from ..data.hdf5 import load_h5
 from ..grid import EVAL_VIEWS, RUN_KEYS, eval_view_text, method_info
 from ..methods import get_method
 from ..models import build_model
 from ..noise.io import load_noise
-from .data import DeviceData
+from .data import TrainData
+from .datasource import open_data
 from .metrics import selection_scores, view_accuracy, view_metrics, view_probs
 from .provenance import provenance
 from .spec import RunSpec
@@ -233,7 +233,7 @@ class Outputs(NamedTuple):
 
 
 @torch.no_grad()
-def predict_outputs(method, data: DeviceData, split: str) -> Outputs:
+def predict_outputs(method, data: TrainData, split: str) -> Outputs:
     """Per-network logits and softmax probabilities of ``split``, from one pass over it (every
     evaluation view is computed from these)."""
     logits, probs = [], []
@@ -244,15 +244,23 @@ def predict_outputs(method, data: DeviceData, split: str) -> Outputs:
     return Outputs(torch.cat(logits, 1).numpy(), torch.cat(probs, 1).numpy().astype(np.float64))
 
 
-def evaluate(method, data: DeviceData, view: str | None = None) -> tuple[dict, Outputs]:
+def evaluate(
+    method, data: TrainData, view: str | None = None, val_has_clean: bool = True
+) -> tuple[dict, Outputs]:
     """Val accuracy on noisy and clean labels and test metrics, all of ``view`` (by default
     the spec's ``eval_view``); with several networks also every view's test accuracy and each
-    network's. Returns the row and the test outputs."""
+    network's. ``val_has_clean`` False (a real-world set without clean val labels): the
+    clean-label val accuracy is NaN (n/a), never computed against unknown labels. Returns the
+    row and the test outputs."""
     view = view or method.spec.eval_view
     row = {}
     val = predict_outputs(method, data, "val")
-    for key, split in (("val_acc", "val"), ("val_acc_clean", "val_clean")):
-        row[key] = view_accuracy(view, *val, data.labels[split].cpu().numpy())
+    row["val_acc"] = view_accuracy(view, *val, data.labels["val"].cpu().numpy())
+    row["val_acc_clean"] = (
+        view_accuracy(view, *val, data.labels["val_clean"].cpu().numpy())
+        if val_has_clean
+        else float("nan")
+    )
     test = predict_outputs(method, data, "test")
     y = data.labels["test"].cpu().numpy()
     m = view_metrics(view, *test, y)
@@ -281,9 +289,21 @@ def probs_file_arrays(view: str, test: Outputs, labels: np.ndarray) -> dict:
     return arrays
 
 
-def _diagnostics(diag: dict, data: DeviceData) -> dict:
-    """Turn a method's reported sets into scores against the clean mask; keep scalar values."""
+def _diagnostics(diag: dict, data: TrainData, has_clean: bool = True) -> dict:
+    """Turn a method's reported sets into scores against the clean mask; keep scalar values.
+    Without clean training labels (``has_clean`` False) there is nothing to score against:
+    only the scalar values are kept (the scores are n/a, never numbers against fake labels)."""
     out = {k: float(v) for k, v in diag.items() if np.isscalar(v)}
+    if not has_clean:  # the scores the method's sets would get, present and NaN (n/a)
+        na = set()
+        if any(k == "selected" or k.startswith("selected_") for k in diag):
+            na |= {"clean_ratio", "coverage"}
+        for key, score in (("T_hat", "t_error"), ("clean_prob", "gmm_auc")):
+            if diag.get(key) is not None:
+                na.add(score)
+        if diag.get("corrected") is not None:
+            na.add("purified_ratio")
+        return {**out, **{k: float("nan") for k in sorted(na)}}
     is_clean = data.is_clean
     if diag.get("T_hat") is not None:  # relative L1 error against the empirical matrix
         t_hat, t = np.asarray(diag["T_hat"], dtype=float), np.nan_to_num(data.transition)
@@ -338,11 +358,15 @@ def summarize(
         c: _last_k_mean(history, c, k)
         for c in ("clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc")
     }
+    if not noise["has_clean"]:  # reported by the method, unscorable without clean labels
+        sel = {c: "n/a" if c in history else v for c, v in sel.items()}
     out = {
         "run": {f: getattr(spec, f) for f in RUN_KEYS},
-        "identifiable": bool(noise["identifiable"]),
+        # unknown without clean labels (real-world noise): null, never a guess
+        "identifiable": bool(noise["identifiable"]) if noise["has_clean"] else None,
         "num_classes": method.num_classes,
         "num_test": int(len(method.data.labels["test"])),
+        "has_clean_labels": bool(noise["has_clean"]),
         "noise_rate_realised": float(noise["realised_rate"]),
         "noise_rate_realised_val": float(noise["realised_rate_val"]),
         "noise_generation": {"noisy_val": bool(noise["noisy_val"]), "std": float(noise["std"])},
@@ -385,9 +409,15 @@ def train_run(
     keep_checkpoint: bool = False,
     log: Callable[[str], None] | None = None,
     code_files: Iterable[str | Path] | None = None,
+    stream: str = "auto",
+    memory_budget_mb: int | None = None,
 ) -> dict:
     """Train one run and write its outputs; resume from ``out_dir/checkpoint.pt`` when it is
     intact and has this run's resume identity (else set it aside and start fresh).
+
+    ``stream`` / ``memory_budget_mb``: whether the images are held on the device or streamed
+    from the HDF5 file (:func:`lnm.train.data.open_data`; the same batches either way, so
+    neither is part of the run's identity).
 
     ``code_files``: the code the run executes (the train rule passes its code inputs); by
     default :func:`default_code_files`.
@@ -410,7 +440,6 @@ def train_run(
         inputs["noise"]["sha256"],
         code_digest(code_files, REPO_ROOT),
     )
-    ds = load_h5(data_path, check=False)
     noise = load_noise(noise_path, check=False)
     for key, want in (
         ("pattern", spec.noise),
@@ -421,12 +450,30 @@ def train_run(
             raise ValueError(
                 f"{noise_path}: noise file has {key}={noise[key]!r}, run expects {want!r}"
             )
+    # real-world sets without clean labels: their diagnostics are n/a (has_clean False)
+    has_clean, val_has_clean = bool(noise["has_clean"]), bool(noise["val_has_clean"])
+    if "generator_sha256" in noise:  # instance_classifier: the classifier that drew the flips
+        inputs["generator"] = {
+            "sha256": str(noise["generator_sha256"]),
+            "logits_sha256": str(noise["generator_logits_sha256"]),
+        }
     dev = resolve_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, int(threads)))
     seed_everything(spec.seed)
-    data = DeviceData(ds, noise, dev, spec.augment, spec.batch_size, spec.drop_last)
-    in_chans = int(ds.attrs["n_channels"])
+    notes: list[str] = []  # said before the attempt log is open; copied into it
+    data = open_data(
+        data_path,
+        noise,
+        dev,
+        spec.augment,
+        spec.batch_size,
+        spec.drop_last,
+        stream=stream,
+        memory_budget_bytes=None if memory_budget_mb is None else int(memory_budget_mb) << 20,
+        log=notes.append,
+    )
+    in_chans = int(data.in_chans)
     factory = lambda: build_model(
         spec.backbone,
         in_chans,
@@ -439,7 +486,6 @@ def train_run(
     ckpt = out_dir / CHECKPOINT
     history: list[dict] = []
     start, resumed_at, set_aside_records = 0, [], []
-    notes: list[str] = []  # said before the attempt log is open; copied into it
     state, record = load_checkpoint(ckpt, identity, spec, dev, notes.append)
     run_log = _RunLog(out_dir / ATTEMPT_LOG, log)
     run_log.open(resume=state is not None)
@@ -469,8 +515,9 @@ def train_run(
             t0 = time.perf_counter()
             method.start_epoch(epoch)
             diag = method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
-            row = {"epoch": epoch, **_diagnostics(diag, data)}  # per_epoch.csv: 0-based index
-            ev, test = evaluate(method, data)
+            # per_epoch.csv: 0-based index
+            row = {"epoch": epoch, **_diagnostics(diag, data, has_clean)}
+            ev, test = evaluate(method, data, val_has_clean=val_has_clean)
             row.update(ev, seconds=time.perf_counter() - t0)
             history.append(row)
             loss = row.get("train_loss", float("nan"))

@@ -1,0 +1,358 @@
+"""The generator classifier of LNMBench's classifier-based instance noise (``instance_classifier``).
+
+LNMBench (reference-protocol §2.2) takes each sample's flip-target distribution from the softmax,
+true class masked, of a trained ResNet-50 whose weights were never released. Here the generator
+is trained by its own workflow step on the dataset's *clean* labels, reproducibly (fixed seeds,
+deterministic on a CPU), and its weights and logits are checksummed artifacts that every noise
+file drawn from them records (``generator_sha256``, ``generator_logits_sha256``).
+
+Which labels train it (``fit_on``):
+
+- ``crossfit`` (default): stratified ``folds``-fold split of the train split
+  (:func:`fold_assignment`); fold model ``k`` is trained on the other folds, and the train logits
+  of the samples of fold ``k`` are its logits (out-of-fold: no sample's flips come from a model
+  that saw it). Val logits: the mean over the fold models' logits.
+- ``test`` (LNMBench compatibility: its checkpoint was named ``resnet50_<dataset>_test.pth``):
+  one model trained on the test split; its logits for train and val.
+
+Training: ``backbone`` from :func:`lnm.models.build_model`, cross-entropy, SGD (momentum 0.9,
+Nesterov, weight decay 5e-4) with a per-epoch cosine schedule, on-device random crop + flip
+(:class:`lnm.train.augment.Augmenter`, pixels normalised with the HDF5's channel mean/std),
+batch order from :func:`lnm.train.data.epoch_generator` (``seed``, epoch, fold), initial weights
+from a seed derived from (``seed``, fold). Full batches only (a partial last batch is dropped, as
+in the trainer's default). Logits are computed unaugmented, in eval mode, as float32.
+
+Outputs: ``out_weights`` (``torch.save`` of ``{"folds": [state_dict, ...], "fold_of_sample":
+int64 tensor (N_train,), "config": {...}}``) and ``out_logits`` (a deterministic ``.npz`` of
+:func:`lnm.noise.io.save_noise`: ``train_logits`` (N_train, C) float32, ``val_logits``,
+``fold`` (N_train,) int64, the fold whose model the train logits come from, -1 for ``fit_on:
+test``; ``generator_sha256``, ``data_sha256``, ``fit_on``, the config scalars, and the accuracy
+of the logits on the clean train labels (``train_accuracy``; out-of-fold for crossfit) and val
+labels (``val_accuracy``)). Both are written atomically with SHA-256 sidecars.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checksum import verify, write_bytes
+from .io import save_noise
+from .spec import NoiseError
+
+FIT_ON = ("crossfit", "test")
+#: Defaults: BreastMNIST-28 (546 train images, 5 folds) trains in ~12 s on 2 threads, ~25 s on 1
+DEFAULTS = dict(
+    fit_on="crossfit",
+    folds=5,
+    backbone="resnet8",
+    epochs=10,
+    batch_size=128,
+    lr=0.05,
+    momentum=0.9,
+    weight_decay=5e-4,
+    schedule="cosine",
+    crop_padding=4,
+    hflip=True,
+    seed=0,
+    pretrained=False,
+)
+SCHEDULES = ("cosine", "constant")
+
+
+def _int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise NoiseError(f"generator {name} {value!r} invalid; allowed: an integer >= {low}")
+    return int(value)
+
+
+def _positive(name, value, low=0.0, strict=True):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= low if strict else value < low):
+        sign = ">" if strict else ">="
+        raise NoiseError(f"generator {name} {value!r} invalid; allowed: a number {sign} {low}")
+    return float(value)
+
+
+def check_config(**kw) -> dict:
+    """The generator's configuration (``DEFAULTS`` updated with ``kw``), validated."""
+    unknown = sorted(set(kw) - set(DEFAULTS))
+    if unknown:
+        raise NoiseError(f"unknown generator option(s) {unknown}; allowed: {sorted(DEFAULTS)}")
+    cfg = {**DEFAULTS, **kw}
+    if cfg["fit_on"] not in FIT_ON:
+        raise NoiseError(f"generator fit_on {cfg['fit_on']!r}; allowed: {', '.join(FIT_ON)}")
+    if cfg["schedule"] not in SCHEDULES:
+        raise NoiseError(f"generator schedule {cfg['schedule']!r}; allowed: {', '.join(SCHEDULES)}")
+    cfg["folds"] = _int("folds", cfg["folds"], 2)
+    cfg["epochs"] = _int("epochs", cfg["epochs"], 1)
+    cfg["batch_size"] = _int("batch_size", cfg["batch_size"], 2)
+    cfg["crop_padding"] = _int("crop_padding", cfg["crop_padding"], 0)
+    cfg["seed"] = _int("seed", cfg["seed"], 0)
+    cfg["lr"] = _positive("lr", cfg["lr"])
+    cfg["momentum"] = _positive("momentum", cfg["momentum"], strict=False)
+    cfg["weight_decay"] = _positive("weight_decay", cfg["weight_decay"], strict=False)
+    for key in ("pretrained", "hflip"):
+        if not isinstance(cfg[key], (bool, np.bool_)):
+            raise NoiseError(f"generator {key} {cfg[key]!r} invalid; allowed: true or false")
+        cfg[key] = bool(cfg[key])
+    if not isinstance(cfg["backbone"], str):
+        raise NoiseError(f"generator backbone {cfg['backbone']!r} invalid; allowed: a name")
+    return cfg
+
+
+def fold_assignment(labels, folds: int, seed: int) -> np.ndarray:
+    """Stratified fold index (``0..folds-1``) of every sample (sklearn ``StratifiedKFold``,
+    shuffled with ``random_state=seed``)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(labels)
+    counts = np.bincount(y)
+    if len(y) < folds or counts.max() < folds:
+        raise NoiseError(
+            f"{folds} folds need at least {folds} samples of some class; the train split has "
+            f"{len(y)} samples, class counts {counts.tolist()}; lower the generator's folds"
+        )
+    fold = np.full(len(y), -1, dtype=np.int64)
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (_, held_out) in enumerate(skf.split(np.zeros(len(y)), y)):
+        fold[held_out] = k
+    return fold
+
+
+def _init_seed(seed: int, stream: int) -> int:
+    return int(np.random.SeedSequence([seed, stream, 0x6E]).generate_state(1)[0])
+
+
+def fit_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    idx: np.ndarray,
+    cfg: dict,
+    make_model: Callable[[], torch.nn.Module],
+    augmenter,
+    stream: int,
+    log: Callable[[str], None],
+    tag: str,
+) -> torch.nn.Module:
+    """Train one model on ``images[idx]`` (uint8 NCHW on the device) with ``labels[idx]``."""
+    from ..train.data import epoch_generator
+    from ..train.optim import apply_schedule, make_optimizer
+
+    torch.manual_seed(_init_seed(cfg["seed"], stream))
+    model = make_model().to(images.device)
+    opt = make_optimizer(
+        {
+            "name": "sgd",
+            "lr": cfg["lr"],
+            "momentum": cfg["momentum"],
+            "nesterov": cfg["momentum"] > 0,
+            "weight_decay": cfg["weight_decay"],
+        },
+        model.parameters(),
+    )
+    n = len(idx)
+    if n < 2:
+        raise NoiseError(f"{tag}: {n} training sample(s); the generator needs at least 2")
+    b = min(cfg["batch_size"], n)
+    idx_t = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+    for epoch in range(cfg["epochs"]):
+        start = time.perf_counter()
+        apply_schedule(opt, cfg["lr"], {"name": cfg["schedule"]}, epoch, cfg["epochs"])
+        gen = epoch_generator(cfg["seed"], epoch, stream)
+        perm = idx_t[torch.randperm(n, generator=gen)].to(images.device)
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for lo in range(0, n - n % b, b):
+            batch = perm[lo : lo + b]
+            x, y = augmenter(images[batch], gen), labels[batch]
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(batch)
+            correct += int((out.argmax(1) == y).sum())
+            seen += len(batch)
+        log(
+            f"{tag} epoch {epoch + 1}/{cfg['epochs']}: loss {loss_sum / seen:.4f}, "
+            f"train acc {correct / seen:.3f}, lr {opt.param_groups[0]['lr']:.4g} "
+            f"({time.perf_counter() - start:.1f}s)"
+        )
+    return model
+
+
+@torch.no_grad()
+def predict_logits(model, images: torch.Tensor, augmenter, batch_size: int = 512) -> np.ndarray:
+    """Unaugmented eval-mode logits of uint8 NCHW ``images``, float32 (N, C), in order."""
+    model.eval()
+    outs = [
+        model(augmenter.normalize(images[lo : lo + batch_size])).float().cpu()
+        for lo in range(0, len(images), batch_size)
+    ]
+    return torch.cat(outs).numpy().astype(np.float32)
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
+
+
+def train_generator(
+    h5_path,
+    out_weights,
+    out_logits,
+    *,
+    fit_on: str = DEFAULTS["fit_on"],
+    folds: int = DEFAULTS["folds"],
+    backbone: str = DEFAULTS["backbone"],
+    epochs: int = DEFAULTS["epochs"],
+    batch_size: int = DEFAULTS["batch_size"],
+    lr: float = DEFAULTS["lr"],
+    seed: int = DEFAULTS["seed"],
+    pretrained: bool = DEFAULTS["pretrained"],
+    momentum: float = DEFAULTS["momentum"],
+    weight_decay: float = DEFAULTS["weight_decay"],
+    schedule: str = DEFAULTS["schedule"],
+    crop_padding: int = DEFAULTS["crop_padding"],
+    hflip: bool = DEFAULTS["hflip"],
+    device: str = "cpu",
+    threads: int = 1,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train the ``instance_classifier`` generator on the clean labels of the verified HDF5
+    ``h5_path``; write ``out_weights`` and ``out_logits`` (module docstring). Returns the
+    logits file's dict. Options are validated before anything is read; each output is written
+    atomically (no half-written file under its name).
+    """
+    cfg = check_config(
+        fit_on=fit_on,
+        folds=folds,
+        backbone=backbone,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        pretrained=pretrained,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        crop_padding=crop_padding,
+        hflip=hflip,
+    )
+    dev = torch.device(device)
+    threads_before = torch.get_num_threads()
+    try:  # the global RNG and thread count are left as they were
+        with torch.random.fork_rng(devices=[] if dev.type == "cpu" else None):
+            if dev.type == "cpu":
+                torch.set_num_threads(max(1, int(threads)))
+            else:
+                torch.backends.cudnn.deterministic = True
+                torch.backends.cudnn.benchmark = False
+            return _train_generator(h5_path, out_weights, out_logits, cfg, dev, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> dict:
+    from ..data.hdf5 import load_h5
+    from ..models import build_model
+    from ..train.augment import Augmenter
+
+    data_sha256 = verify(h5_path)
+    threads = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
+    log(f"generator of {h5_path} on {dev}{threads}: {cfg}")
+    fit_split = "train" if cfg["fit_on"] == "crossfit" else "test"
+    splits = ("train", "val") + (("test",) if fit_split == "test" else ())
+    data = load_h5(h5_path, check=False, image_splits=splits)
+    attrs, c = data.attrs, data.num_classes
+    labels = {s: np.asarray(data.labels[s], dtype=np.int64) for s in splits}
+    for s in splits:
+        bad = np.flatnonzero((labels[s] < 0) | (labels[s] >= c))
+        if bad.size:
+            raise NoiseError(
+                f"{h5_path}: /{s}/labels row {bad[0]} is {labels[s][bad[0]]}; the generator "
+                f"trains on and is scored against clean labels in 0..{c - 1}"
+            )
+    images = {
+        s: torch.from_numpy(np.ascontiguousarray(data.images[s].transpose(0, 3, 1, 2))).to(dev)
+        for s in splits
+    }
+    del data
+    in_chans, size = int(attrs["n_channels"]), int(attrs["size"])
+    mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
+    augmenter = Augmenter(
+        mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
+    )
+    y_t = {s: torch.from_numpy(labels[s]).to(dev) for s in splits}
+
+    def make_model():
+        return build_model(cfg["backbone"], in_chans, c, size, cfg["pretrained"])
+
+    started = time.perf_counter()
+    n_train = len(labels["train"])
+    train_logits = np.zeros((n_train, c), dtype=np.float32)
+    states = []
+    if fit_split == "train":
+        fold = fold_assignment(labels["train"], cfg["folds"], cfg["seed"])
+        val_sum = np.zeros((len(labels["val"]), c), dtype=np.float64)
+        for k in range(cfg["folds"]):
+            held_out, fit_idx = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+            tag = f"generator fold {k + 1}/{cfg['folds']} ({len(fit_idx)} train images)"
+            model = fit_classifier(
+                images["train"], y_t["train"], fit_idx, cfg, make_model, augmenter, k, log, tag
+            )
+            train_logits[held_out] = predict_logits(model, images["train"][held_out], augmenter)
+            val_sum += predict_logits(model, images["val"], augmenter)
+            log(
+                f"generator fold {k + 1}/{cfg['folds']}: held-out accuracy "
+                f"{_accuracy(train_logits[held_out], labels['train'][held_out]):.3f} "
+                f"on {len(held_out)} images"
+            )
+            states.append({key: v.detach().cpu().clone() for key, v in model.state_dict().items()})
+        val_logits = (val_sum / cfg["folds"]).astype(np.float32)
+    else:
+        fold = np.full(n_train, -1, dtype=np.int64)
+        tag = f"generator on the test split ({len(labels['test'])} images)"
+        idx = np.arange(len(labels["test"]))
+        model = fit_classifier(
+            images["test"], y_t["test"], idx, cfg, make_model, augmenter, 0, log, tag
+        )
+        train_logits = predict_logits(model, images["train"], augmenter)
+        val_logits = predict_logits(model, images["val"], augmenter)
+        states.append({key: v.detach().cpu().clone() for key, v in model.state_dict().items()})
+
+    record = {
+        **cfg,
+        "folds": cfg["folds"] if fit_split == "train" else 1,
+        "dataset": str(attrs.get("dataset", "")),
+        "size": size,
+        "num_classes": c,
+        "data_sha256": data_sha256,
+    }
+    buf = io.BytesIO()
+    torch.save({"folds": states, "fold_of_sample": torch.from_numpy(fold), "config": record}, buf)
+    generator_sha256 = write_bytes(out_weights, buf.getvalue())
+    result = {
+        **record,
+        "train_logits": train_logits,
+        "val_logits": val_logits,
+        "fold": fold,
+        "generator_sha256": generator_sha256,
+        "train_accuracy": _accuracy(train_logits, labels["train"]),
+        "val_accuracy": _accuracy(val_logits, labels["val"]),
+    }
+    save_noise(out_logits, result)
+    log(
+        f"generator ({cfg['fit_on']}, {cfg['backbone']}, {cfg['epochs']} epochs): accuracy of "
+        f"its logits on the clean labels: train {result['train_accuracy']:.3f}"
+        f"{' (out-of-fold)' if fit_split == 'train' else ''}, val {result['val_accuracy']:.3f}; "
+        f"{time.perf_counter() - started:.1f}s"
+    )
+    return result

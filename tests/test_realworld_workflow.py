@@ -1,0 +1,146 @@
+"""End to end on real-world layouts: DRTiD (clean labels known) and the official CheXpert folder
+(none known) written by tests/realworld_fixtures.py, plus LNMBench's classifier-based instance
+noise on real BreastMNIST; then corrupted inputs, read as errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from lnm.checksum import verify
+from lnm.noise.io import load_noise
+from tests.conftest import REPO
+from tests.realworld_fixtures import write_chexpert_official, write_drtid
+
+
+def run(*args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}
+    )
+    if check and proc.returncode:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def write_config(tmp_path, datasets, patterns=None, classifier=None, **extra) -> Path:
+    drtid = write_drtid(tmp_path / "data" / "drtid", n=(60, 20, 30), noise=0.3)
+    cx = write_chexpert_official(tmp_path / "data", small=True, n_patients=40, n_test=20)
+    cfg = {
+        "results": str(tmp_path / "results"),
+        "datasets": datasets,
+        "noise": {
+            "patterns": {"symmetric": [], "instance_classifier": patterns or []},
+            "classifier": classifier or {},
+        },
+        "real_world": {
+            "drtid": {
+                "adapter": "drtid",
+                "root": str(drtid.root),
+                "size": 16,
+                "assumed_rates": [0.3],
+            },
+            "chexpert": {
+                "adapter": "chexpert",
+                "root": str(cx.root),
+                "size": 16,
+                "assumed_rates": [0.4],
+                "options": {"val_fraction": 0.25},
+            },
+        },
+        "train": {"epochs": 2, "last_k": 2},
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, drtid, cx
+
+
+def configfiles(path):
+    return ["--configfile", str(REPO / "presets" / "smoke.yaml"), str(path)]
+
+
+@pytest.mark.slow
+def test_real_world_noise_end_to_end(tmp_path, shared_medmnist):
+    path, drtid, cx = write_config(
+        tmp_path,
+        ["breastmnist", "drtid", "chexpert"],
+        patterns=[0.4],
+        classifier={"folds": 3, "epochs": 2},
+        raw_dir=str(shared_medmnist),
+    )
+    run(*configfiles(path))
+    res = tmp_path / "results"
+
+    # DRTiD: the given labels, the clean ones, the realised rate of the data itself
+    nz = load_noise(res / "noise" / "drtid" / "real-0.3-n0.npz")
+    assert nz["has_clean"] and nz["pattern"] == "real" and nz["rate"] == 0.3
+    np.testing.assert_array_equal(nz["train_noisy"], drtid.noisy["train"])
+    np.testing.assert_array_equal(nz["train_clean"], drtid.clean["train"])
+    assert nz["realised_rate"] == pytest.approx(
+        np.mean(drtid.noisy["train"] != drtid.clean["train"])
+    )
+    # CheXpert: no clean training labels: nothing computed against fake ones
+    nz = load_noise(res / "noise" / "chexpert" / "real-0.4-n0.npz")
+    assert not nz["has_clean"] and np.isnan(nz["realised_rate"])
+    assert np.isnan(nz["transition"]).all()
+    # instance_classifier: the generator is an artifact, recorded in the noise file and runs
+    gen = res / "noise" / "breastmnist" / "classifier_generator.pt"
+    nz = load_noise(res / "noise" / "breastmnist" / "instance_classifier-0.4-n0.npz")
+    assert nz["generator_sha256"] == verify(gen)
+
+    runs = pd.read_csv(res / "tables" / "runs.csv")
+    cells = {(r.dataset, r.noise) for r in runs.itertuples()}
+    assert cells == {
+        ("breastmnist", "none"),
+        ("breastmnist", "instance_classifier"),
+        ("drtid", "none"),  # the clean ceiling: trained on Grade_gt
+        ("drtid", "real"),
+        ("chexpert", "real"),  # no clean ceiling: no clean labels
+    }
+    cx_runs = runs.query("dataset == 'chexpert'")
+    assert cx_runs.realised_rate.isna().all()
+    assert cx_runs.clean_ratio.isna().all() and cx_runs.coverage.isna().all()
+    dr = runs.query("dataset == 'drtid' and noise == 'real' and method == 'coteaching'")
+    assert dr.clean_ratio.notna().all()
+    for m in runs.query("noise == 'real' and method == 'coteaching'").metrics_path:
+        metrics = json.loads(Path(m).read_text())
+        assert metrics["uses_true_noise_rate"] is False  # the rate is an assumption
+    m = json.loads(
+        Path(runs.query("noise == 'instance_classifier'").metrics_path.iloc[0]).read_text()
+    )
+    assert m["inputs"]["generator"]["sha256"] == verify(gen)
+    # n/a, never a number, in the tables: CheXpert's selection cannot be scored
+    rows = (res / "tables" / "selection.md").read_text().splitlines()
+    cx_row = next(r for r in rows if r.startswith("| chexpert | real | 0.4 | coteaching"))
+    assert cx_row.endswith("| n/a | n/a |")
+    assert "0.4 (assumed)" in (res / "tables" / "summary.md").read_text()
+    listed = (res / "MANIFEST.sha256").read_text()
+    assert "noise/breastmnist/classifier_generator.pt" in listed
+    assert "figures/ranking_real.png" in listed
+
+    # an edited CSV reruns its record, HDF5, noise and runs
+    dry = run(*configfiles(path), "--dry-run", check=False)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    csv = drtid.root / "final_train.csv"
+    csv.write_text(csv.read_text().replace("\n", "\r\n", 1))
+    dry = run(*configfiles(path), "--dry-run", check=False).stdout
+    assert "real_source" in dry and "preprocess" in dry
+
+
+def test_missing_folder_fails_at_parse_time_naming_it(tmp_path):
+    path, drtid, cx = write_config(tmp_path, ["drtid"])
+    cfg = yaml.safe_load(path.read_text())
+    cfg["real_world"]["drtid"]["root"] = str(tmp_path / "elsewhere")
+    path.write_text(yaml.safe_dump(cfg))
+    out = run(*configfiles(path), "--dry-run", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "real_world.drtid" in text and str(tmp_path / "elsewhere") in text
+    assert "final_train.csv" in text  # what is expected there
