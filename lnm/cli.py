@@ -17,6 +17,7 @@ workflow does with ``--configfile``. ``lnm <command> --help`` lists every option
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -118,6 +119,11 @@ def _cmd_validate(a):
 def _type_range(spec: dict) -> str:
     """``number in [0, 1)``, ``integer >= 1``, ``one of: js, official``."""
     kind = spec.get("type", "any")
+    literal = re.fullmatch(r"\^(\w+)\$", str(spec.get("pattern", "")))
+    if isinstance(kind, list) and "string" in kind and literal:  # e.g. a rate or 'estimated'
+        rest = {k: v for k, v in spec.items() if k != "pattern"}
+        rest["type"] = [t for t in kind if t != "string"]
+        return f"{_type_range(rest)}, or '{literal.group(1)}'"
     kind = "|".join(kind) if isinstance(kind, list) else str(kind)
     if "enum" in spec:
         return f"{kind}, one of: {', '.join(map(str, spec['enum']))}"

@@ -46,6 +46,7 @@ def load_schema() -> dict:
         p: {"$ref": "#/definitions/rates"} for p in grid.SYNTHETIC_PATTERNS
     }
     noise["classifier"]["properties"]["backbone"]["enum"] = list(grid.BACKBONES)
+    props["estimation"]["properties"]["backbone"]["enum"] = list(grid.BACKBONES)
     props["backbones"]["items"]["enum"] = list(grid.BACKBONES)
     props["size"]["enum"] = list(grid.MEDMNIST_SIZES)
     real = props["real_world"]["additionalProperties"]["properties"]
@@ -72,6 +73,13 @@ def _looks_typed(value) -> bool:
         return not isinstance(yaml.safe_load(value), str)
     except yaml.YAMLError:
         return value.lstrip()[:1] in "{["
+
+
+def _explain_at(err: jsonschema.ValidationError, path) -> str:
+    """:func:`_explain` for an error found in a sub-document at ``path``."""
+    msg, inner = _explain(err), _key(err.absolute_path)
+    outer = _key(list(path))
+    return outer + msg[len(inner) :] if msg.startswith(inner) else f"{outer}: {msg}"
 
 
 def _explain(err: jsonschema.ValidationError) -> str:
@@ -121,7 +129,27 @@ def _semantic_problems(config: dict) -> list[str]:
     """What the schema cannot say: every dataset is known; a real-world name does not shadow a
     MedMNIST one; the headline's last_k fits every method's (and dataset's) epochs."""
     problems = []
-    real = config["real_world"]
+    real, variants = config["real_world"], config["method_variants"]
+    catalog = grid.method_catalog()
+    for name in sorted(set(variants) & set(catalog)):
+        problems.append(
+            f"method_variants.{name}: {name!r} is a method's name; give the variant another name"
+        )
+    for name, variant in sorted(variants.items()):
+        schema = catalog[variant["method"]].schema()
+        for err in jsonschema.Draft202012Validator(schema).iter_errors(
+            variant.get("method_params", {})
+        ):
+            where = ["method_variants", name, "method_params", *err.absolute_path]
+            where = where if err.absolute_path else where[:3]
+            problems.append(_explain_at(err, where))
+    allowed = list(grid.grid_methods(config))
+    for i, m in enumerate(config["methods"]):
+        if m not in allowed:
+            problems.append(
+                f"methods[{i}]: {m!r} is not allowed; allowed values: {allowed} (or the name of "
+                "a method_variants entry)"
+            )
     for name in sorted(set(real) & set(grid.MEDMNIST_DATASETS)):
         problems.append(
             f"real_world.{name}: {name!r} is a MedMNIST dataset's name; give the real-world "
@@ -258,7 +286,7 @@ def train_settings(config: dict, method: str, dataset: str | None = None) -> dic
     dataset's ``real_world.<name>.train`` (e.g. the fundus sets' batch size and augmentation)."""
     train = config["train"]
     if config["protocol"] == "reference":
-        train = merged(train, config["recipes"].get(method, {}))
+        train = merged(train, config["recipes"].get(grid.base_method(config, method), {}))
     if dataset is not None and grid.is_real_world(config, dataset):
         train = merged(train, config["real_world"][dataset].get("train", {}))
     return train
@@ -282,13 +310,31 @@ def method_params(
 ) -> dict:
     """The method's hyperparameters in a cell: its declared defaults, updated with
     ``method_params``, then with every ``cell_overrides`` entry that matches the cell (in order,
-    later wins). Without a cell, the cell-independent values."""
-    params = {**grid.method_info(method).defaults, **config["method_params"].get(method, {})}
+    later wins), then (a ``method_variants`` entry) with the variant's ``method_params``.
+    Without a cell, the cell-independent values.
+
+    In a real-world cell a null noise rate (``forget_rate``) becomes ``estimated`` unless the
+    dataset's ``rate_source`` is ``assumed``: there is no true rate to tell a method."""
+    base = grid.base_method(config, method)
+    params = {**grid.method_info(base).defaults, **config["method_params"].get(base, {})}
     if noise is not None:
         for entry in config["cell_overrides"]:
             if cell_matches(entry["when"], noise, rate, dataset):
-                params.update(entry["method_params"].get(method, {}))
+                params.update(entry["method_params"].get(base, {}))
+    if base != method:
+        params.update(config["method_variants"][method].get("method_params", {}))
+    if noise == grid.REAL and dataset is not None:
+        if config["real_world"][dataset].get("rate_source", "estimated") == "estimated":
+            for key in grid.rate_params(base):
+                if params.get(key) is None:
+                    params[key] = grid.ESTIMATED
     return params
+
+
+def needs_estimate(spec: RunSpec) -> bool:
+    """Whether a run is told its cell's estimated noise rate (its train job then needs the
+    cell's estimate file)."""
+    return grid.ESTIMATED in spec.method_params.values()
 
 
 def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, seed) -> RunSpec:
@@ -315,7 +361,14 @@ def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, s
         augment=dict(train["augment"]),
         drop_last=bool(train["drop_last"]),
         last_k=int(config["train"]["last_k"]),
-        eval_view=grid.method_info(method).eval_view if reference else grid.DEFAULT_EVAL_VIEW,
+        eval_view=(
+            grid.method_info(grid.base_method(config, method)).eval_view
+            if reference
+            else grid.DEFAULT_EVAL_VIEW
+        ),
         precision=str(train["precision"]),
         method_params=method_params(config, method, noise, rate, dataset),
+        base_method=None
+        if grid.base_method(config, method) == method
+        else grid.base_method(config, method),
     )

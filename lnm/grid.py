@@ -138,6 +138,16 @@ RUN_ID = "{dataset}/" + NOISE_TAG + "/{method}/{backbone}/s{seed}"
 RAW_RECORD = "raw/{dataset}_{size}.json"
 DATA_FILE = "data/{dataset}_{size}.h5"
 NOISE_FILE = "noise/{dataset}/" + NOISE_TAG + ".npz"
+#: The noise-estimation stage's output per noise file (lnm.noise.estimate).
+ESTIMATE_FILE = "estimates/{dataset}/" + NOISE_TAG + ".npz"
+#: The row name of cleanlab's label-issue detection in the tables (beside the methods).
+DETECTION = "cleanlab"
+#: Where a method's noise rate (forget/clip rate) came from (metrics.json ``noise_rate_source``):
+#: the cell's true nominal rate, the cell's estimate file, a number in the config, or a
+#: real-world cell's ``assumed_rates``.
+RATE_SOURCES = ("oracle", "estimated", "fixed", "assumed")
+#: The value of a method parameter that asks for the cell's estimated noise rate.
+ESTIMATED = "estimated"
 #: The trained flip-target classifier of ``instance_classifier`` noise (one per dataset) and its
 #: per-sample logits (out-of-fold for train when cross-fitted).
 GENERATOR_FILE = "noise/{dataset}/classifier_generator.pt"
@@ -177,6 +187,16 @@ TABLES = {
     ),
     "diagnostics": ("per_epoch.csv", "selection.csv", "selection.md", "selection.html"),
     "run_metadata": ("config.yaml", "versions.csv", "run_metadata.html"),
+    # only with estimation.enabled (the noise-estimation stage)
+    "estimation": (
+        "estimates.csv",
+        "estimation.csv",
+        "estimation.md",
+        "estimation.html",
+        "oracle_vs_estimated.csv",
+        "oracle_vs_estimated.md",
+        "oracle_vs_estimated.html",
+    ),
 }
 #: Figure templates (below ``figures/``) per figure rule; ``{setting}`` = ``{noise}-{rate}``.
 FIGURES = {
@@ -185,6 +205,7 @@ FIGURES = {
     "figure_selection": "selection_{dataset}_{noise}-{rate}.png",
     "figure_cd_diagram": "cd_diagram.png",
     "figure_recall": "recall_{dataset}.png",
+    "figure_estimation": "estimated_vs_true.png",  # only with estimation.enabled
 }
 
 
@@ -408,6 +429,23 @@ def method_catalog() -> dict[str, MethodInfo]:
         if missing:
             raise ValueError(f"{where}: params {missing} declare no default")
     return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def base_method(config: dict | None, name: str) -> str:
+    """The method a grid method runs: ``name`` itself, or a ``method_variants`` entry's method."""
+    variants = (config or {}).get("method_variants") or {}
+    return variants[name]["method"] if name in variants else name
+
+
+def grid_methods(config: dict) -> tuple[str, ...]:
+    """Every method name a config may use: the catalog's and its ``method_variants``."""
+    return methods() + tuple(sorted(set(config.get("method_variants") or {}) - set(methods())))
+
+
+def rate_params(method: str) -> tuple[str, ...]:
+    """The method's parameters that take a noise rate (declared with ``"noise_rate": true``):
+    null = the cell's nominal rate, ``estimated`` = the cell's estimate."""
+    return tuple(k for k, s in method_info(method).params.items() if s.get("noise_rate"))
 
 
 def methods() -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from lnm.codedeps import closure
 from lnm.config import (
     ConfigError,
     check_sources,
+    needs_estimate,
     result_config,
     run_spec,
     source_files,
@@ -31,7 +32,7 @@ wildcard_constraints:
     noise="|".join(grid.PATTERNS),
     rate="[0-9.]+",
     noise_seed="[0-9]+",
-    method="|".join(grid.methods()),
+    method="|".join(grid.grid_methods(config)),
     backbone="|".join(grid.BACKBONES),
     seed="[0-9]+",
     pattern="[a-z_]+",
@@ -75,7 +76,8 @@ def code(script, *modules):
 
 def train_code(w):
     """The trainer's closure plus the method's own (its module and the helpers it imports)."""
-    return code("train.py", f"methods/{grid.method_info(w.method).module}.py")
+    base = grid.base_method(config, w.method)
+    return code("train.py", f"methods/{grid.method_info(base).module}.py")
 
 
 def one_of(names):
@@ -119,6 +121,25 @@ def noise_params(w):
     if not noise["nested"]:
         params["nested"] = False
     return params
+
+
+def estimate_input(w):
+    """The cell's estimate file, for a run told the estimated noise rate (else nothing)."""
+    spec = run_spec(
+        config, w.dataset, w.noise, w.rate, w.noise_seed, w.method, w.backbone, w.seed
+    )
+    return sums(res(grid.ESTIMATE_FILE)) if needs_estimate(spec) else []
+
+
+def estimate_files():
+    """Estimate files of the report: every noisy cell's when estimation is enabled."""
+    if not config["estimation"]["enabled"]:
+        return []
+    return [
+        res(grid.ESTIMATE_FILE.format(**vars(c)))
+        for c in grid.noise_cells(config)
+        if c.noise != grid.CLEAN
+    ]
 
 
 def run_params(w):
@@ -169,6 +190,8 @@ def figure_targets():
         ]
         figs.append(figure("figure_cd_diagram"))
     figs += [figure("figure_recall", dataset=d) for d in datasets]
+    if estimate_files():
+        figs.append(figure("figure_estimation"))
     return figs
 
 
@@ -177,7 +200,14 @@ def tables(*names):
 
 
 def table_targets():
-    return tables(*(t for names in grid.TABLES.values() for t in names))
+    return tables(
+        *(
+            t
+            for rule, names in grid.TABLES.items()
+            if rule != "estimation" or estimate_files()
+            for t in names
+        )
+    )
 
 
 def final_targets():
@@ -197,6 +227,11 @@ def generator_files():
     ]
 
 
+def diagnostics_estimates(w):
+    """The per-file estimate table, for cleanlab's detection rows (when estimation is on)."""
+    return sums(*tables("estimates.csv")) if estimate_files() else []
+
+
 def manifest_inputs(w):
     datasets = [
         dict(dataset=d, size=grid.dataset_size(config, d)) for d in config["datasets"]
@@ -210,6 +245,7 @@ def manifest_inputs(w):
         *data,
         *generator_files(),
         *noise,
+        *estimate_files(),
         *runs,
         *table_targets(),
         *figure_targets(),

@@ -29,6 +29,33 @@ rule classifier_generator:
         "../workflow_scripts/generator.py"
 
 
+rule estimate_noise:
+    # out-of-fold CE probabilities on the noisy labels -> cleanlab's estimated noise rate,
+    # transition matrix and label issues (lnm.noise.estimate); one CPU thread, as the generator
+    input:
+        data=data_file,
+        noise=sums(res(grid.NOISE_FILE)),
+        code=code("estimate.py"),
+    output:
+        sums(res(grid.ESTIMATE_FILE)),
+    log:
+        res(f"logs/{grid.ESTIMATE_FILE.removesuffix('.npz')}.log"),
+    benchmark:
+        res(f"benchmarks/{grid.ESTIMATE_FILE.removesuffix('.npz')}.tsv")
+    conda:
+        "../envs/lnm.yaml"
+    threads: 1
+    resources:
+        gpu=config["resources"]["gpu"],
+        cpus_per_gpu=1,
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+    params:
+        estimation={k: v for k, v in config["estimation"].items() if k != "enabled"},
+    script:
+        "../workflow_scripts/estimate.py"
+
+
 rule noise:
     input:
         data_file,

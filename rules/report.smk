@@ -62,6 +62,7 @@ rule statistics:
 rule diagnostics:
     input:
         sums(f"{RES}/tables/runs.csv"),
+        estimates=diagnostics_estimates,  # cleanlab's detection rows
         epochs=run_files("per_epoch.csv"),
         sums=sidecars(run_files("per_epoch.csv")),
         code=code("diagnostics.py"),
@@ -79,6 +80,50 @@ rule diagnostics:
         "../envs/lnm.yaml"
     script:
         "../workflow_scripts/diagnostics.py"
+
+
+rule estimation:
+    input:
+        runs=sums(f"{RES}/tables/runs.csv"),
+        estimates=sums(*estimate_files()),
+        code=code("estimation.py"),
+    output:
+        sums(*tables("estimates.csv", "estimation.csv", "estimation.md")),
+        sums(*tables("oracle_vs_estimated.csv", "oracle_vs_estimated.md")),
+        reported(
+            f"{RES}/tables/estimation.html", "estimation", "5. Selection diagnostics"
+        ),
+        reported(
+            f"{RES}/tables/oracle_vs_estimated.html",
+            "oracle_vs_estimated",
+            "1. Ranking",
+        ),
+    log:
+        f"{RES}/logs/estimation.log",
+    localrule: True
+    conda:
+        "../envs/lnm.yaml"
+    script:
+        "../workflow_scripts/estimation.py"
+
+
+rule figure_estimation:
+    input:
+        sums(f"{RES}/tables/estimates.csv"),
+        code=code("figures.py"),
+    output:
+        reported(
+            f"{RES}/figures/estimated_vs_true.png",
+            "estimated_vs_true",
+            "5. Selection diagnostics",
+        ),
+    log:
+        f"{RES}/logs/figures/estimated_vs_true.log",
+    localrule: True
+    conda:
+        "../envs/lnm.yaml"
+    script:
+        "../workflow_scripts/figures.py"
 
 
 rule run_metadata:

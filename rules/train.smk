@@ -5,6 +5,7 @@ rule train:
     input:
         data=data_file,
         noise=sums(res(grid.NOISE_FILE)),
+        estimate=estimate_input,  # only for runs told the cell's estimated noise rate
         code=train_code,
     output:
         multiext(f"{res(grid.RUN_DIR)}/", *sums(*grid.RUN_FILES)),

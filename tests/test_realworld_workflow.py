@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from lnm import grid
 from lnm.checksum import verify
 from lnm.noise.io import load_noise
 from tests.conftest import REPO
@@ -54,7 +55,8 @@ def write_config(tmp_path, datasets, patterns=None, classifier=None, **extra) ->
                 "options": {"val_fraction": 0.25},
             },
         },
-        "train": {"epochs": 2, "last_k": 2},
+        "train": {"epochs": 1, "last_k": 1},
+        "estimation": {"enabled": False},
         **extra,
     }
     path = tmp_path / "config.yaml"
@@ -74,6 +76,15 @@ def test_real_world_noise_end_to_end(tmp_path, shared_medmnist):
         patterns=[0.4],
         classifier={"folds": 3, "epochs": 2},
         raw_dir=str(shared_medmnist),
+        # the noise-estimation stage, and Co-teaching told the estimate beside the oracle
+        estimation={"enabled": True, "folds": 2, "epochs": 1},
+        methods=["coteaching", "coteaching_est"],
+        method_variants={
+            "coteaching_est": {
+                "method": "coteaching",
+                "method_params": {"forget_rate": "estimated"},
+            }
+        },
     )
     run(*configfiles(path))
     res = tmp_path / "results"
@@ -83,9 +94,8 @@ def test_real_world_noise_end_to_end(tmp_path, shared_medmnist):
     assert nz["has_clean"] and nz["pattern"] == "real" and nz["rate"] == 0.3
     np.testing.assert_array_equal(nz["train_noisy"], drtid.noisy["train"])
     np.testing.assert_array_equal(nz["train_clean"], drtid.clean["train"])
-    assert nz["realised_rate"] == pytest.approx(
-        np.mean(drtid.noisy["train"] != drtid.clean["train"])
-    )
+    drtid_rate = np.mean(drtid.noisy["train"] != drtid.clean["train"])
+    assert nz["realised_rate"] == pytest.approx(drtid_rate)
     # CheXpert: no clean training labels: nothing computed against fake ones
     nz = load_noise(res / "noise" / "chexpert" / "real-0.4-n0.npz")
     assert not nz["has_clean"] and np.isnan(nz["realised_rate"])
@@ -96,6 +106,25 @@ def test_real_world_noise_end_to_end(tmp_path, shared_medmnist):
     assert nz["generator_sha256"] == verify(gen)
 
     runs = pd.read_csv(res / "tables" / "runs.csv")
+    # estimated rates: each run told the estimate reads exactly its cell's estimate file
+    for r in runs.query("noise_rate_source == 'estimated'").itertuples():
+        tag = f"{r.noise}-{grid.fmt_rate(r.rate)}-n{r.noise_seed}"
+        est = load_noise(res / "estimates" / r.dataset / f"{tag}.npz")
+        assert r.assumed_noise_rate == pytest.approx(est["estimated_rate"])
+        assert not r.uses_true_noise_rate
+    sources = dict(
+        runs.query("noise != 'none'").groupby(["dataset", "method"]).noise_rate_source.first()
+    )
+    assert sources[("breastmnist", "coteaching")] == "oracle"
+    assert sources[("breastmnist", "coteaching_est")] == "estimated"
+    assert sources[("drtid", "coteaching")] == "estimated"  # real-world: no true rate
+    est = load_noise(res / "estimates" / "drtid" / "real-0.3-n0.npz")
+    assert est["true_rate"] == pytest.approx(drtid_rate)
+    assert np.isnan(load_noise(res / "estimates" / "chexpert" / "real-0.4-n0.npz")["true_rate"])
+    for table in ("estimation.md", "oracle_vs_estimated.md"):
+        verify(res / "tables" / table)
+    assert "| cleanlab |" in (res / "tables" / "selection.md").read_text()
+    verify(res / "figures" / "estimated_vs_true.png")
     cells = {(r.dataset, r.noise) for r in runs.itertuples()}
     assert cells == {
         ("breastmnist", "none"),
@@ -108,8 +137,9 @@ def test_real_world_noise_end_to_end(tmp_path, shared_medmnist):
     assert cx_runs.realised_rate.isna().all()
     assert cx_runs.clean_ratio.isna().all() and cx_runs.coverage.isna().all()
     dr = runs.query("dataset == 'drtid' and noise == 'real' and method == 'coteaching'")
+    assert len(dr) == 1
     assert dr.clean_ratio.notna().all()
-    for m in runs.query("noise == 'real' and method == 'coteaching'").metrics_path:
+    for m in runs.query("noise == 'real' and base_method == 'coteaching'").metrics_path:
         metrics = json.loads(Path(m).read_text())
         assert metrics["uses_true_noise_rate"] is False  # the rate is an assumption
     m = json.loads(

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from lnm.checksum import verify
-from lnm.report import figures
+from lnm.report import estimation, figures
 from lnm.workflow import logged
 
 with logged(snakemake):
@@ -18,5 +18,7 @@ with logged(snakemake):
         figures.plot_cd_diagram(table, out)
     elif snakemake.rule == "figure_recall":
         figures.plot_recall(table, w.dataset, out)
+    elif snakemake.rule == "figure_estimation":
+        estimation.plot_estimated_vs_true(table, out)
     else:
         raise ValueError(f"no figure for rule {snakemake.rule!r}")

@@ -27,4 +27,6 @@ with (
         code_files=snakemake.input.code,  # the code this job runs: part of its resume identity
         stream=runtime["stream"],  # held on the device or streamed: same batches, same result
         memory_budget_mb=runtime["memory_budget_mb"],
+        # the cell's noise estimate, for a run told the estimated rate (forget_rate: estimated)
+        estimate_path=snakemake.input.estimate[0] if snakemake.input.estimate else None,
     )

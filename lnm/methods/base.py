@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn as nn
 
-from ..grid import REAL
+from ..grid import ESTIMATED, REAL
 from ..train.data import Batch, TrainData
 from ..train.optim import apply_schedule, make_optimizer
 from ..train.spec import RunSpec
@@ -48,6 +48,8 @@ class Method:
     defaults: dict = {}
     #: the noise rate the method was told (None: it needs none); set by :meth:`assumed_rate`
     assumed_noise_rate: float | None = None
+    #: where it came from (one of lnm.grid.RATE_SOURCES; None: the method needs no rate)
+    noise_rate_source: str | None = None
 
     def __init__(
         self,
@@ -92,8 +94,20 @@ class Method:
         injected rate, i.e. the method was given knowledge it would not have in practice).
         """
         value = self.hp.get(key)
-        self.assumed_noise_rate = float(self.spec.rate if value is None else value)
-        return self.assumed_noise_rate
+        if value == ESTIMATED:
+            estimate = getattr(self.data, "noise_estimate", None)
+            if estimate is None:
+                raise ValueError(
+                    f"method {self.name!r}: {key} = 'estimated' but the run was given no "
+                    "estimate file (the workflow's estimate_noise rule writes it)"
+                )
+            rate, source = float(estimate["estimated_rate"]), "estimated"
+        elif value is None:
+            rate, source = float(self.spec.rate), "assumed" if self.spec.noise == REAL else "oracle"
+        else:
+            rate, source = float(value), "fixed"
+        self.assumed_noise_rate, self.noise_rate_source = rate, source
+        return rate
 
     @property
     def uses_true_noise_rate(self) -> bool | None:
@@ -101,7 +115,7 @@ class Method:
         (``real_world.<name>.assumed_rates``), never the truth: False."""
         if self.assumed_noise_rate is None:
             return None
-        if self.spec.noise == REAL:
+        if self.spec.noise == REAL or self.noise_rate_source == "estimated":
             return False
         return abs(self.assumed_noise_rate - self.spec.rate) < 1e-9
 

@@ -73,10 +73,12 @@ class CDR(Method):
     params = {
         "forget_rate": {
             "default": None,
-            "type": ["number", "null"],
+            "type": ["number", "null", "string"],
             "minimum": 0,
             "exclusiveMaximum": 1,
-            "description": "fraction dropped per batch at full schedule; null: the cell's nominal noise rate",
+            "pattern": "^estimated$",
+            "noise_rate": True,
+            "description": "fraction dropped per batch at full schedule; null: the cell's nominal noise rate (a real-world cell: its estimate, or its assumed rate under rate_source: assumed); estimated: the cell's estimated noise rate (estimation stage)",
         },
         "num_gradual": {
             "default": 10,

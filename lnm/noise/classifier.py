@@ -15,6 +15,10 @@ Which labels train it (``fit_on``):
 - ``test`` (LNMBench compatibility: its checkpoint was named ``resnet50_<dataset>_test.pth``):
   one model trained on the test split; its logits for train and val.
 
+The k-fold training (:func:`crossfit_logits`: the folds, a model per fold, its held-out logits)
+is shared with the noise-estimation stage (:mod:`lnm.noise.estimate`), which trains the same
+way on the *noisy* train labels.
+
 Training: ``backbone`` from :func:`lnm.models.build_model`, cross-entropy, SGD (momentum 0.9,
 Nesterov, weight decay 5e-4) with a per-epoch cosine schedule, on-device random crop + flip
 (:class:`lnm.train.augment.Augmenter`, pixels normalised with the HDF5's channel mean/std),
@@ -33,11 +37,12 @@ labels (``val_accuracy``)). Both are written atomically with SHA-256 sidecars.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import numbers
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -67,48 +72,68 @@ DEFAULTS = dict(
 SCHEDULES = ("cosine", "constant")
 
 
-def _int(name, value, low):
+def _int(what, name, value, low):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise NoiseError(f"generator {name} {value!r} invalid; allowed: an integer >= {low}")
+        raise NoiseError(f"{what} {name} {value!r} invalid; allowed: an integer >= {low}")
     return int(value)
 
 
-def _positive(name, value, low=0.0, strict=True):
+def _positive(what, name, value, low=0.0, strict=True):
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or (value <= low if strict else value < low):
         sign = ">" if strict else ">="
-        raise NoiseError(f"generator {name} {value!r} invalid; allowed: a number {sign} {low}")
+        raise NoiseError(f"{what} {name} {value!r} invalid; allowed: a number {sign} {low}")
     return float(value)
 
 
-def check_config(**kw) -> dict:
-    """The generator's configuration (``DEFAULTS`` updated with ``kw``), validated."""
+def check_config(what: str = "generator", **kw) -> dict:
+    """The configuration (``DEFAULTS`` updated with ``kw``), validated; ``what`` names the
+    classifier in error messages (``generator``, or ``estimator`` for :mod:`lnm.noise.estimate`)."""
     unknown = sorted(set(kw) - set(DEFAULTS))
     if unknown:
-        raise NoiseError(f"unknown generator option(s) {unknown}; allowed: {sorted(DEFAULTS)}")
+        raise NoiseError(f"unknown {what} option(s) {unknown}; allowed: {sorted(DEFAULTS)}")
     cfg = {**DEFAULTS, **kw}
     if cfg["fit_on"] not in FIT_ON:
-        raise NoiseError(f"generator fit_on {cfg['fit_on']!r}; allowed: {', '.join(FIT_ON)}")
+        raise NoiseError(f"{what} fit_on {cfg['fit_on']!r}; allowed: {', '.join(FIT_ON)}")
     if cfg["schedule"] not in SCHEDULES:
-        raise NoiseError(f"generator schedule {cfg['schedule']!r}; allowed: {', '.join(SCHEDULES)}")
-    cfg["folds"] = _int("folds", cfg["folds"], 2)
-    cfg["epochs"] = _int("epochs", cfg["epochs"], 1)
-    cfg["batch_size"] = _int("batch_size", cfg["batch_size"], 2)
-    cfg["crop_padding"] = _int("crop_padding", cfg["crop_padding"], 0)
-    cfg["seed"] = _int("seed", cfg["seed"], 0)
-    cfg["lr"] = _positive("lr", cfg["lr"])
-    cfg["momentum"] = _positive("momentum", cfg["momentum"], strict=False)
-    cfg["weight_decay"] = _positive("weight_decay", cfg["weight_decay"], strict=False)
+        raise NoiseError(f"{what} schedule {cfg['schedule']!r}; allowed: {', '.join(SCHEDULES)}")
+    cfg["folds"] = _int(what, "folds", cfg["folds"], 2)
+    cfg["epochs"] = _int(what, "epochs", cfg["epochs"], 1)
+    cfg["batch_size"] = _int(what, "batch_size", cfg["batch_size"], 2)
+    cfg["crop_padding"] = _int(what, "crop_padding", cfg["crop_padding"], 0)
+    cfg["seed"] = _int(what, "seed", cfg["seed"], 0)
+    cfg["lr"] = _positive(what, "lr", cfg["lr"])
+    cfg["momentum"] = _positive(what, "momentum", cfg["momentum"], strict=False)
+    cfg["weight_decay"] = _positive(what, "weight_decay", cfg["weight_decay"], strict=False)
     for key in ("pretrained", "hflip"):
         if not isinstance(cfg[key], (bool, np.bool_)):
-            raise NoiseError(f"generator {key} {cfg[key]!r} invalid; allowed: true or false")
+            raise NoiseError(f"{what} {key} {cfg[key]!r} invalid; allowed: true or false")
         cfg[key] = bool(cfg[key])
     if not isinstance(cfg["backbone"], str):
-        raise NoiseError(f"generator backbone {cfg['backbone']!r} invalid; allowed: a name")
+        raise NoiseError(f"{what} backbone {cfg['backbone']!r} invalid; allowed: a name")
     return cfg
 
 
-def fold_assignment(labels, folds: int, seed: int) -> np.ndarray:
+@contextlib.contextmanager
+def deterministic(device, threads: int = 1) -> Iterator[torch.device]:
+    """Yield ``torch.device(device)`` set up for reproducible training: on a CPU ``threads``
+    intra-op threads, elsewhere deterministic cuDNN (left set); the global RNG and the thread
+    count are restored afterwards."""
+    dev = torch.device(device)
+    threads_before = torch.get_num_threads()
+    try:
+        with torch.random.fork_rng(devices=[] if dev.type == "cpu" else None):
+            if dev.type == "cpu":
+                torch.set_num_threads(max(1, int(threads)))
+            else:
+                torch.backends.cudnn.deterministic = True
+                torch.backends.cudnn.benchmark = False
+            yield dev
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def fold_assignment(labels, folds: int, seed: int, what: str = "generator") -> np.ndarray:
     """Stratified fold index (``0..folds-1``) of every sample (sklearn ``StratifiedKFold``,
     shuffled with ``random_state=seed``)."""
     from sklearn.model_selection import StratifiedKFold
@@ -118,7 +143,7 @@ def fold_assignment(labels, folds: int, seed: int) -> np.ndarray:
     if len(y) < folds or counts.max() < folds:
         raise NoiseError(
             f"{folds} folds need at least {folds} samples of some class; the train split has "
-            f"{len(y)} samples, class counts {counts.tolist()}; lower the generator's folds"
+            f"{len(y)} samples, class counts {counts.tolist()}; lower the {what}'s folds"
         )
     fold = np.full(len(y), -1, dtype=np.int64)
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -160,7 +185,7 @@ def fit_classifier(
     )
     n = len(idx)
     if n < 2:
-        raise NoiseError(f"{tag}: {n} training sample(s); the generator needs at least 2")
+        raise NoiseError(f"{tag}: {n} training sample(s); a classifier needs at least 2")
     b = min(cfg["batch_size"], n)
     idx_t = torch.from_numpy(np.asarray(idx, dtype=np.int64))
     for epoch in range(cfg["epochs"]):
@@ -202,6 +227,54 @@ def predict_logits(model, images: torch.Tensor, augmenter, batch_size: int = 512
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
+
+
+def _state(model) -> dict:
+    return {key: v.detach().cpu().clone() for key, v in model.state_dict().items()}
+
+
+def crossfit_logits(
+    images: torch.Tensor,
+    labels,
+    num_classes: int,
+    cfg: dict,
+    make_model: Callable[[], torch.nn.Module],
+    augmenter,
+    log: Callable[[str], None],
+    what: str = "generator",
+    val_images: torch.Tensor | None = None,
+) -> dict:
+    """k-fold cross-fitting on the given ``labels`` (clean for the generator, noisy for the
+    estimator) of the uint8 NCHW ``images`` (on the device).
+
+    Folds: :func:`fold_assignment` of ``labels`` (``cfg["folds"]``, ``cfg["seed"]``); fold model
+    ``k`` (:func:`fit_classifier`, stream ``k``) is trained on the other folds and predicts the
+    samples of fold ``k`` (:func:`predict_logits`). Returns ``train_logits`` (N, C) float32
+    (out-of-fold), ``fold`` (N,) int64, ``val_logits`` (the mean over the fold models' logits
+    of ``val_images``, float32; None without them) and ``states`` (per fold its model's
+    ``state_dict``, on the CPU).
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    y_t = torch.from_numpy(y).to(images.device)
+    n, c, k_folds = len(y), int(num_classes), cfg["folds"]
+    fold = fold_assignment(y, k_folds, cfg["seed"], what)
+    train_logits = np.zeros((n, c), dtype=np.float32)
+    val_sum = None if val_images is None else np.zeros((len(val_images), c), dtype=np.float64)
+    states = []
+    for k in range(k_folds):
+        held_out, fit_idx = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        tag = f"{what} fold {k + 1}/{k_folds} ({len(fit_idx)} train images)"
+        model = fit_classifier(images, y_t, fit_idx, cfg, make_model, augmenter, k, log, tag)
+        train_logits[held_out] = predict_logits(model, images[held_out], augmenter)
+        if val_sum is not None:
+            val_sum += predict_logits(model, val_images, augmenter)
+        log(
+            f"{what} fold {k + 1}/{k_folds}: held-out accuracy "
+            f"{_accuracy(train_logits[held_out], y[held_out]):.3f} on {len(held_out)} images"
+        )
+        states.append(_state(model))
+    val_logits = None if val_sum is None else (val_sum / k_folds).astype(np.float32)
+    return {"train_logits": train_logits, "fold": fold, "val_logits": val_logits, "states": states}
 
 
 def train_generator(
@@ -246,18 +319,8 @@ def train_generator(
         crop_padding=crop_padding,
         hflip=hflip,
     )
-    dev = torch.device(device)
-    threads_before = torch.get_num_threads()
-    try:  # the global RNG and thread count are left as they were
-        with torch.random.fork_rng(devices=[] if dev.type == "cpu" else None):
-            if dev.type == "cpu":
-                torch.set_num_threads(max(1, int(threads)))
-            else:
-                torch.backends.cudnn.deterministic = True
-                torch.backends.cudnn.benchmark = False
-            return _train_generator(h5_path, out_weights, out_logits, cfg, dev, log)
-    finally:
-        torch.set_num_threads(threads_before)
+    with deterministic(device, threads) as dev:  # the global RNG and thread count are restored
+        return _train_generator(h5_path, out_weights, out_logits, cfg, dev, log)
 
 
 def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> dict:
@@ -290,43 +353,35 @@ def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> d
     augmenter = Augmenter(
         mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
     )
-    y_t = {s: torch.from_numpy(labels[s]).to(dev) for s in splits}
 
     def make_model():
         return build_model(cfg["backbone"], in_chans, c, size, cfg["pretrained"])
 
     started = time.perf_counter()
     n_train = len(labels["train"])
-    train_logits = np.zeros((n_train, c), dtype=np.float32)
-    states = []
     if fit_split == "train":
-        fold = fold_assignment(labels["train"], cfg["folds"], cfg["seed"])
-        val_sum = np.zeros((len(labels["val"]), c), dtype=np.float64)
-        for k in range(cfg["folds"]):
-            held_out, fit_idx = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
-            tag = f"generator fold {k + 1}/{cfg['folds']} ({len(fit_idx)} train images)"
-            model = fit_classifier(
-                images["train"], y_t["train"], fit_idx, cfg, make_model, augmenter, k, log, tag
-            )
-            train_logits[held_out] = predict_logits(model, images["train"][held_out], augmenter)
-            val_sum += predict_logits(model, images["val"], augmenter)
-            log(
-                f"generator fold {k + 1}/{cfg['folds']}: held-out accuracy "
-                f"{_accuracy(train_logits[held_out], labels['train'][held_out]):.3f} "
-                f"on {len(held_out)} images"
-            )
-            states.append({key: v.detach().cpu().clone() for key, v in model.state_dict().items()})
-        val_logits = (val_sum / cfg["folds"]).astype(np.float32)
+        out = crossfit_logits(
+            images["train"],
+            labels["train"],
+            c,
+            cfg,
+            make_model,
+            augmenter,
+            log,
+            val_images=images["val"],
+        )
+        train_logits, fold, val_logits, states = (
+            out[key] for key in ("train_logits", "fold", "val_logits", "states")
+        )
     else:
         fold = np.full(n_train, -1, dtype=np.int64)
         tag = f"generator on the test split ({len(labels['test'])} images)"
         idx = np.arange(len(labels["test"]))
-        model = fit_classifier(
-            images["test"], y_t["test"], idx, cfg, make_model, augmenter, 0, log, tag
-        )
+        y_test = torch.from_numpy(labels["test"]).to(dev)
+        model = fit_classifier(images["test"], y_test, idx, cfg, make_model, augmenter, 0, log, tag)
         train_logits = predict_logits(model, images["train"], augmenter)
         val_logits = predict_logits(model, images["val"], augmenter)
-        states.append({key: v.detach().cpu().clone() for key, v in model.state_dict().items()})
+        states = [_state(model)]
 
     record = {
         **cfg,

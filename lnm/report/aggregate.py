@@ -85,8 +85,15 @@ _CLASSES = ["per_class_recall", "test_class_counts", "majority_acc"]
 #: without a parameter update, ``collapsed`` and ``collapse_reason``.
 _COLLAPSE = ["predicted_classes", "no_update_epochs", "collapsed", "collapse_reason"]
 #: What the run's number assumed: told the true noise rate (bool; None = the method assumes no
-#: rate), and how its test predictions were made (metrics.json ``eval_view``; None = not recorded).
-_ASSUMED = ["uses_true_noise_rate", "eval_view"]
+#: rate), where its rate came from and its value, the method a variant runs, and how its test
+#: predictions were made (metrics.json ``eval_view``; None = not recorded).
+_ASSUMED = [
+    "uses_true_noise_rate",
+    "noise_rate_source",
+    "assumed_noise_rate",
+    "base_method",
+    "eval_view",
+]
 COLUMNS = (
     RUN_KEYS
     + _SCALARS
@@ -186,6 +193,10 @@ def _row(path: Path) -> dict:
     row.update(collapse_flags(path, m["num_classes"]))
     oracle = m.get("uses_true_noise_rate")
     row["uses_true_noise_rate"] = None if oracle is None else bool(oracle)
+    # where the method's noise rate came from (lnm.grid.RATE_SOURCES; None: it needs none)
+    row["noise_rate_source"] = m.get("noise_rate_source")
+    row["assumed_noise_rate"] = m.get("assumed_noise_rate")
+    row["base_method"] = (m.get("spec") or {}).get("base_method") or m["run"]["method"]
     row["eval_view"] = m.get("eval_view")
     for name in ("data", "noise"):
         row[f"{name}_sha256"] = (inputs.get(name) or {}).get("sha256")

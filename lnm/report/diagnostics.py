@@ -6,6 +6,9 @@ Definitions (scored by the trainer against the clean mask, see ``lnm.train.train
 clean ratio = |selected ∩ clean| / |selected| (precision), coverage = |selected ∩ clean| /
 |clean| (recall), purified ratio = share of relabelled samples whose new label is the clean one,
 T error = ‖T̂ − T‖₁ / ‖T‖₁ against the empirical transition matrix of the noise file.
+Given the estimation stage's estimates, cleanlab's trusted set (the samples it does not flag as
+label issues) is scored the same way and shown as a row of each noisy cell
+(:func:`lnm.report.estimation.detection_rows`).
 
 An epoch without a parameter update (the trainer writes a NaN ``train_loss``, or ``updates`` = 0
 where it writes that column) is ``no_update`` in ``per_epoch.csv``, never a silent NaN; its
@@ -26,6 +29,7 @@ from lnm.grid import CELL_KEYS, RUN_KEYS
 from lnm.report import files
 from lnm.report.aggregate import no_update
 from lnm.report.cells import grid_tables, mark_best, run_marks
+from lnm.report.estimation import DETECTION_NOTE, detection_rows
 from lnm.report.fmt import (
     collapse_mark,
     collapse_note,
@@ -202,7 +206,8 @@ def selection_render(diag: pd.DataFrame, k: int) -> list[Table]:
                     if below
                     else []
                 )
-                + [n for n in (collapse_note(sel),) if n],
+                + [n for n in (collapse_note(sel),) if n]
+                + ([DETECTION_NOTE] if (sel["method"] == grid.DETECTION).any() else []),
             )
         )
     tables += t_error_render(diag, k)
@@ -243,12 +248,28 @@ def _spread(n) -> str:
     return spread_text(n).replace("; a lone value = a cell with one run, no std", "")
 
 
-def write_diagnostics(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:
+def with_detection(diag: pd.DataFrame, estimates: pd.DataFrame | None) -> pd.DataFrame:
+    """``diag`` (:func:`diagnostic_cells`) with cleanlab's trusted set per noisy cell appended
+    (:func:`lnm.report.estimation.detection_rows` of ``estimates``, the estimation stage's
+    ``estimates.csv``), in the same row order; ``diag`` itself without estimates."""
+    det = detection_rows(estimates) if estimates is not None else None
+    if det is None or det.empty:
+        return diag
+    cols = list(diag.columns) + [c for c in det.columns if c not in diag.columns]
+    both = pd.concat([f for f in (diag, det) if len(f)], ignore_index=True).reindex(columns=cols)
+    return sort_rows(both, ["dataset", "backbone", "noise", "rate", "method"])
+
+
+def write_diagnostics(
+    runs: pd.DataFrame, out_dir: str | os.PathLike, estimates: pd.DataFrame | None = None
+) -> dict[str, Path]:
     """Every table of ``lnm.grid.TABLES["diagnostics"]``: ``per_epoch.csv`` (all curves),
-    ``selection.csv`` (per-cell diagnostics), ``selection.md`` and ``selection.html``."""
+    ``selection.csv`` (per-cell diagnostics), ``selection.md`` and ``selection.html``; with
+    ``estimates`` (the estimation stage's ``estimates.csv``) cleanlab's trusted set is a row
+    of each noisy cell beside the methods' selected sets (:func:`with_detection`)."""
     k = runs_last_k(runs)
     epochs = collect_epochs(runs)
-    diag = diagnostic_cells(runs)
+    diag = with_detection(diagnostic_cells(runs), estimates)
     tables = selection_render(diag, k)
     head = "Selection diagnostics and transition-matrix error"
     return files.write_rule_tables(

@@ -107,10 +107,11 @@ def rate_label(rate: float, identifiable: bool = True, noise: str | None = None)
 
 #: The note of every table with real-world rows.
 REAL_NOTE = (
-    "real = the labels as the dataset gives them; its rate (assumed) is the noise rate the "
-    "methods that need one were told (real_world.<name>.assumed_rates), not a measured noise "
-    "level. The realised rate, where the data has clean labels, is in cells.* (realised_rate); "
-    "without clean labels every noise diagnostic is n/a."
+    "real = the labels as the dataset gives them; its rate (assumed) names the cell "
+    "(real_world.<name>.assumed_rates) and is not a measured noise level: methods that need a "
+    "rate are told the cell's estimated rate (estimation.*; noise_rate_source in runs.csv), or "
+    "the assumed one under rate_source: assumed. The realised rate, where the data has clean "
+    "labels, is in cells.* (realised_rate); without clean labels every noise diagnostic is n/a."
 )
 
 

@@ -52,6 +52,9 @@ class RunSpec:
     #: configured compute precision (``PRECISIONS``); the effective one is in metrics.json
     precision: str
     method_params: dict = field(default_factory=dict)  # resolved: defaults + overrides
+    #: the method a ``method_variants`` entry runs (None: ``method`` itself); absent from the
+    #: canonical dict when None, so plain methods' specs (and identities) are unchanged
+    base_method: str | None = None
 
     def __post_init__(self):
         if self.eval_view not in EVAL_VIEWS:
@@ -69,7 +72,15 @@ class RunSpec:
 
     def to_dict(self) -> dict:
         """Canonical (key-sorted, JSON round-tripped) dict of the result-relevant values."""
-        return json.loads(json.dumps(asdict(self), sort_keys=True))
+        d = asdict(self)
+        if d["base_method"] is None:
+            del d["base_method"]
+        return json.loads(json.dumps(d, sort_keys=True))
+
+    @property
+    def method_class(self) -> str:
+        """The method whose code runs (the variant's base method, else ``method``)."""
+        return self.base_method or self.method
 
     @classmethod
     def from_dict(cls, d: dict) -> RunSpec:

@@ -81,19 +81,30 @@ ATTEMPT_LOG = "checkpoint.log"
 #: the digest does not depend on where the repository is cloned.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The parts of a resume identity, in the order the log names them.
-IDENTITY_PARTS = ("spec", "data", "noise", "code")
+IDENTITY_PARTS = ("spec", "data", "noise", "code", "estimate")
 
 
 def default_code_files(spec: RunSpec) -> list[Path]:
     """The code a run executes outside Snakemake: the trainer's closure plus its method's."""
     pkg = REPO_ROOT / "lnm"
-    method = pkg / "methods" / f"{method_info(spec.method).module}.py"
+    method = pkg / "methods" / f"{method_info(spec.method_class).module}.py"
     return closure([pkg / "train" / "trainer.py", method], pkg)
 
 
-def run_identity(spec: RunSpec, data_sha256: str, noise_sha256: str, code_sha256: str) -> dict:
-    """What a checkpoint must have been written for to be resumed."""
-    return {"spec": spec.digest(), "data": data_sha256, "noise": noise_sha256, "code": code_sha256}
+def run_identity(
+    spec: RunSpec,
+    data_sha256: str,
+    noise_sha256: str,
+    code_sha256: str,
+    estimate_sha256: str | None = None,
+) -> dict:
+    """What a checkpoint must have been written for to be resumed (the estimate file's hash
+    only for runs told an estimated noise rate)."""
+    identity = {"spec": spec.digest(), "data": data_sha256, "noise": noise_sha256}
+    identity["code"] = code_sha256
+    if estimate_sha256 is not None:
+        identity["estimate"] = estimate_sha256
+    return identity
 
 
 def _identity_diff(state: dict, identity: dict, spec: RunSpec) -> str | None:
@@ -103,15 +114,15 @@ def _identity_diff(state: dict, identity: dict, spec: RunSpec) -> str | None:
         return "it was written without a resume identity (by an older trainer)"
     parts = []
     for key in IDENTITY_PARTS:
-        if old.get(key) == identity[key]:
+        if old.get(key) == identity.get(key):
             continue
         if key == "spec":
             before = state.get("spec") or {}
             fields = sorted(k for k, v in spec.to_dict().items() if before.get(k) != v)
             parts.append(f"spec (differs in: {', '.join(fields) or 'its digest'})")
         else:
-            was = str(old.get(key))[:12]
-            parts.append(f"{key} (sha256 {was}... now {identity[key][:12]}...)")
+            was, now = str(old.get(key))[:12], str(identity.get(key))[:12]
+            parts.append(f"{key} (sha256 {was}... now {now}...)")
     return f"it was written for a different {', '.join(parts)}" if parts else None
 
 
@@ -387,6 +398,7 @@ def summarize(
         "selection": sel,
         "assumed_noise_rate": method.assumed_noise_rate,
         "uses_true_noise_rate": method.uses_true_noise_rate,
+        "noise_rate_source": method.noise_rate_source,
         "spec": spec.to_dict(),
         "inputs": inputs,
         "provenance": provenance(dev),
@@ -411,9 +423,13 @@ def train_run(
     code_files: Iterable[str | Path] | None = None,
     stream: str = "auto",
     memory_budget_mb: int | None = None,
+    estimate_path: str | Path | None = None,
 ) -> dict:
     """Train one run and write its outputs; resume from ``out_dir/checkpoint.pt`` when it is
     intact and has this run's resume identity (else set it aside and start fresh).
+
+    ``estimate_path``: the cell's noise estimate (lnm.noise.estimate), for methods told an
+    estimated noise rate (``forget_rate: estimated``); part of the resume identity.
 
     ``stream`` / ``memory_budget_mb``: whether the images are held on the device or streamed
     from the HDF5 file (:func:`lnm.train.data.open_data`; the same batches either way, so
@@ -434,11 +450,18 @@ def train_run(
         "noise": {"path": str(noise_path), "sha256": verify(noise_path)},
     }
     code_files = default_code_files(spec) if code_files is None else list(code_files)
+    estimate = None
+    if estimate_path is not None:  # the cell's noise estimate: forget_rate: estimated
+        from ..noise.io import load_noise as load_estimate
+
+        inputs["estimate"] = {"path": str(estimate_path), "sha256": verify(estimate_path)}
+        estimate = load_estimate(estimate_path, check=False)
     identity = run_identity(
         spec,
         inputs["data"]["sha256"],
         inputs["noise"]["sha256"],
         code_digest(code_files, REPO_ROOT),
+        inputs.get("estimate", {}).get("sha256"),
     )
     noise = load_noise(noise_path, check=False)
     for key, want in (
@@ -481,7 +504,8 @@ def train_run(
         spec.size,  # noqa: E731
         spec.pretrained,
     )
-    method = get_method(spec.method)(spec, factory, data.num_classes, dev, data)
+    data.noise_estimate = estimate  # forget_rate: estimated reads it (None: not given)
+    method = get_method(spec.method_class)(spec, factory, data.num_classes, dev, data)
 
     ckpt = out_dir / CHECKPOINT
     history: list[dict] = []
