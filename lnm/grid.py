@@ -140,6 +140,17 @@ DATA_FILE = "data/{dataset}_{size}.h5"
 NOISE_FILE = "noise/{dataset}/" + NOISE_TAG + ".npz"
 #: The noise-estimation stage's output per noise file (lnm.noise.estimate).
 ESTIMATE_FILE = "estimates/{dataset}/" + NOISE_TAG + ".npz"
+#: The estimate file's scores against the truth (NaN where the clean train labels are unknown):
+#: rates are fractions, precision/recall/clean ratio/coverage percent (as the trainer's).
+ESTIMATE_TRUTH_KEYS = (
+    "true_rate",
+    "rate_error",
+    "transition_error",
+    "issue_precision",
+    "issue_recall",
+    "clean_ratio",
+    "coverage",
+)
 #: The row name of cleanlab's label-issue detection in the tables (beside the methods).
 DETECTION = "cleanlab"
 #: Where a method's noise rate (forget/clip rate) came from (metrics.json ``noise_rate_source``):

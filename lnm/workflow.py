@@ -29,3 +29,21 @@ def logged(snakemake) -> Iterator[logging.Logger]:
         sys.stderr = old
         if path:
             stream.close()
+
+
+@contextlib.contextmanager
+def job_device(snakemake) -> Iterator[str]:
+    """The device a job runs on: a GPU slot from the pool when the job declares ``gpu: 1``
+    (``runtime`` and ``resources`` of the config say where the locks are, how many jobs share a
+    GPU and which device is preferred), else the CPU; held until the job ends."""
+    from .gpu import assigned_device
+
+    runtime, res = snakemake.config["runtime"], snakemake.config["resources"]
+    with assigned_device(
+        snakemake.resources.gpu,
+        runtime["gpu_lock_dir"],
+        res["gpu_slots_per_device"],
+        snakemake.threads,
+        prefer=runtime["device"],
+    ) as device:
+        yield device

@@ -19,6 +19,9 @@ from PIL import Image
 
 SPLITS = ("train", "val", "test")
 DR_CLASSES = [f"grade {i}" for i in range(5)]
+#: The official CSV header, written out here on purpose rather than imported from
+#: lnm.data.realworld: the fixture states the format independently, so a wrong name in the
+#: adapter fails the tests instead of being copied into the fixture.
 CHEXPERT_COLUMNS = [
     "Path",
     "Sex",

@@ -47,7 +47,9 @@ def test_validate_reports_a_bad_config_with_its_key(tmp_path, capsys):
 def test_params_lists_each_hyperparameter_with_its_default(capsys):
     rc, out = lnm("params", "coteaching", capsys=capsys)
     assert rc == 0
-    assert re.search(r"^\s+forget_rate = null\s+\[number\|null in \[0, 1\), or 'estimated'\]", out, re.M), out
+    assert re.search(
+        r"^\s+forget_rate = null\s+\[number\|null in \[0, 1\), or 'estimated'\]", out, re.M
+    ), out
     assert re.search(r"^\s+num_gradual = 10\b", out, re.M), out
     assert "nominal noise rate" in out  # the description
     assert "dividemix" not in out

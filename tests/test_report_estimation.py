@@ -20,23 +20,7 @@ from lnm.train.metrics import selection_scores
 from tests.conftest import check_png
 from tests.test_report_tables import make_grid
 
-#: The files of the estimation rule (until lnm.grid lists them, the tests add them there).
-FILES = (
-    "estimates.csv",
-    "estimation.csv",
-    "estimation.md",
-    "estimation.html",
-    "oracle_vs_estimated.csv",
-    "oracle_vs_estimated.md",
-    "oracle_vs_estimated.html",
-)
-
-
-@pytest.fixture(autouse=True)
-def estimation_tables(monkeypatch):
-    if "estimation" not in grid.TABLES:
-        monkeypatch.setitem(grid.TABLES, "estimation", FILES)
-    assert grid.TABLES["estimation"] == FILES
+FILES = grid.TABLES["estimation"]
 
 
 def mask(n, idx):

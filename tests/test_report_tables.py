@@ -757,3 +757,17 @@ def test_selection_figure_has_the_random_selection_line(grid):
     fig = figures.selection_figure(ep, "retinamnist", "symmetric", 0.2)
     ref = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() == "one-minus-rate"]
     assert ref and ref[0].get_ydata()[0] == pytest.approx(80.0)
+
+
+def test_annotator_disagreement_is_reported_for_the_sets_that_have_annotators(tmp_path):
+    runs = agg.collect_runs(make_grid(tmp_path / "g"))
+    runs["annotator_disagreement"] = np.where(runs["dataset"] == "breastmnist", 0.123, np.nan)
+    tables.write_statistics(runs, tmp_path / "t")
+    text = (tmp_path / "t" / "cells.md").read_text()
+    blocks = {b.split("\n", 1)[0]: b for b in text.split("\n## ")}
+    bm = [b for h, b in blocks.items() if h.startswith("breastmnist")]
+    rm = [b for h, b in blocks.items() if h.startswith("retinamnist")]
+    assert bm and all("disagree on 12.3 % of the votes" in b for b in bm)
+    assert rm and not any("Annotators" in b for b in rm)
+    cells = pd.read_csv(tmp_path / "t" / "cells.csv")
+    assert cells.query("dataset == 'breastmnist'").annotator_disagreement.eq(0.123).all()

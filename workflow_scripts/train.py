@@ -1,21 +1,11 @@
 from pathlib import Path
 
-from lnm.gpu import assigned_device
 from lnm.train.spec import RunSpec
 from lnm.train.trainer import train_run
-from lnm.workflow import logged
+from lnm.workflow import job_device, logged
 
-runtime, res = snakemake.config["runtime"], snakemake.config["resources"]
-with (
-    logged(snakemake),
-    assigned_device(
-        snakemake.resources.gpu,
-        runtime["gpu_lock_dir"],
-        res["gpu_slots_per_device"],
-        snakemake.threads,
-        prefer=runtime["device"],
-    ) as device,
-):
+runtime = snakemake.config["runtime"]
+with logged(snakemake), job_device(snakemake) as device:
     train_run(
         RunSpec.from_dict(snakemake.params.spec),
         snakemake.input.data[0],

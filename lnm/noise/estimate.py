@@ -71,6 +71,7 @@ import numpy as np
 import torch
 
 from ..checksum import verify
+from ..grid import ESTIMATE_TRUTH_KEYS
 from .classifier import _accuracy, check_config, crossfit_logits, deterministic
 from .io import load_noise, save_noise
 from .matrix import empirical_transition
@@ -81,15 +82,7 @@ DEFAULTS = dict(
     folds=5, backbone="resnet8", pretrained=False, epochs=10, batch_size=128, lr=0.05, seed=0
 )
 #: keys of the truth scores, NaN where the clean train labels are unknown
-TRUTH_KEYS = (
-    "true_rate",
-    "rate_error",
-    "transition_error",
-    "issue_precision",
-    "issue_recall",
-    "clean_ratio",
-    "coverage",
-)
+TRUTH_KEYS = ESTIMATE_TRUTH_KEYS
 #: keys every estimate file has (checked by :func:`load_estimate`)
 REQUIRED = (
     "oof_probs",

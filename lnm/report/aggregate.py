@@ -97,7 +97,7 @@ _ASSUMED = [
 COLUMNS = (
     RUN_KEYS
     + _SCALARS
-    + ["realised_rate", "realised_rate_val"]
+    + ["realised_rate", "realised_rate_val", "annotator_disagreement"]
     + _METRICS
     + _SELECTION
     + ["diagnostics_na"]
@@ -181,6 +181,7 @@ def _row(path: Path) -> dict:
     row.update({k: m[k] for k in _SCALARS + _METRICS})
     row["realised_rate"] = m["noise_rate_realised"]
     row["realised_rate_val"] = m.get("noise_rate_realised_val")
+    row["annotator_disagreement"] = m.get("annotator_disagreement")
     # "n/a": the method reported the set, but the data has no clean labels to score it
     na = [k for k in _SELECTION if sel.get(k) == "n/a"]
     row.update({k: None if k in na else sel.get(k) for k in _SELECTION})

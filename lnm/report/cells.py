@@ -207,6 +207,8 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     and why."""
     info = dataset_info(runs).set_index("dataset")
     runs = run_flags(runs)
+    if "annotator_disagreement" not in runs:  # a runs.csv written before the column existed
+        runs["annotator_disagreement"] = np.nan
     g = runs.groupby(CELL_KEYS, sort=False)
     cells = g.agg(
         n=(HEADLINE, "size"),
@@ -219,6 +221,7 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         macro_f1=(grid.last_k("macro_f1"), "mean"),
         num_test=("num_test", "first"),
         realised_rate=("realised_rate", "mean"),
+        annotator_disagreement=("annotator_disagreement", "mean"),
     ).reset_index()
     cells = uncertainty(cells).join(run_marks(runs))
     cells["chance"] = cells["dataset"].map(info["majority_acc"])
@@ -253,6 +256,7 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         "n_seeds",
         "identifiable",
         "realised_rate",
+        "annotator_disagreement",
         "mean",
         "std",
         "ci_lo",
@@ -406,6 +410,12 @@ def grid_tables(
             t_notes.append(DAGGER_NOTE)
         if (ds["noise"] == grid.REAL).any():
             t_notes.append(REAL_NOTE)
+        if "annotator_disagreement" in ds and ds["annotator_disagreement"].notna().any():
+            t_notes.append(
+                "Annotators: each training image has several labels; they disagree on "
+                f"{100 * float(ds['annotator_disagreement'].dropna().iloc[0]):.1f} % of the votes "
+                "(1 − mean share of votes agreeing with the majority vote, the clean label)."
+            )
         for note in (collapse_note(ds), oracle_note(ds), view_note(ds) if view else ""):
             if note:
                 t_notes.append(note)

@@ -82,15 +82,7 @@ ESTIMATE_COLUMNS = (
     + ["flagged", "noise_sha256", "estimate_path"]
 )
 #: Values scored against the clean labels: n/a where the dataset has none.
-TRUTH_VALUES = (
-    "true_rate",
-    "rate_error",
-    "transition_error",
-    "issue_precision",
-    "issue_recall",
-    "clean_ratio",
-    "coverage",
-)
+TRUTH_VALUES = grid.ESTIMATE_TRUTH_KEYS
 #: What the estimation table shows per cell (column label, decimals), in order.
 SHOWN = {
     "true_rate": ("true rate", 3),

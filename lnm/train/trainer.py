@@ -378,6 +378,11 @@ def summarize(
         "num_classes": method.num_classes,
         "num_test": int(len(method.data.labels["test"])),
         "has_clean_labels": bool(noise["has_clean"]),
+        # several annotators per training image (a csv set): 1 - mean share agreeing with the
+        # majority vote (None: one label per image)
+        "annotator_disagreement": (
+            float(noise["annotator_disagreement"]) if "annotator_disagreement" in noise else None
+        ),
         "noise_rate_realised": float(noise["realised_rate"]),
         "noise_rate_realised_val": float(noise["realised_rate_val"]),
         "noise_generation": {"noisy_val": bool(noise["noisy_val"]), "std": float(noise["std"])},
