@@ -27,11 +27,35 @@ the training batches (read + augment), of an evaluation pass over the train spli
 normalise) and, unless ``--train-batches 0``, of training steps of ``--backbone`` (forward and
 backward). ``--cold`` asks the kernel to drop the file from its page cache before every timed
 pass (``posix_fadvise DONTNEED``), so the streamed reads come from the disk.
+
+``--compare``: in one process, per configuration (default ResNet-18 at 28 px and ResNet-50 at
+224 px, synthetic RGB images, MedMNIST's crop + flip augmentation, SGD, the run's precision:
+bf16 autocast and channels_last on CUDA), the training images/s of
+
+- **compute**: the model step alone (``Method.forward`` + ``Method.step`` of lnm's CE method:
+  forward, cross-entropy, backward, SGD) on batches augmented beforehand and kept on the device
+  (the bound any input pipeline can reach);
+- **ours**: lnm's path, the CE method's ``train_epoch`` over ``DeviceData.epoch_batches`` (uint8
+  images on the device, seeded permutation, on-device augmentation), as the trainer runs it;
+- **dataloader**: the per-sample PIL pipeline (a ``Dataset`` of PIL images through
+  torchvision's RandomCrop(padding) + RandomHorizontalFlip + ToTensor + Normalize, a
+  ``DataLoader`` with ``--workers`` workers, pinned memory on CUDA) feeding the same model step,
+
+and the ratios ours / dataloader and ours / compute. Each pipeline gets its own model (same
+seed); every pipeline runs one untimed warm-up epoch before any is timed, then ``--rounds``
+rounds (default CPU 2, CUDA 3) time ``--epochs`` epochs of each, in an order that rotates
+between rounds; the median is printed. Sizes default per device (CUDA: 8192 images of 28 px or 2048 of
+224 px, batch 128, 3 timed epochs; CPU: 256 of 28 px at batch 32 and 32 of 224 px at batch 8,
+1 timed epoch: a couple of minutes on 2 cores); ``--n`` / ``--batch`` / ``--epochs`` override.
+
+    python benchmarks/throughput.py --compare                  # CUDA if present, else CPU
+    python benchmarks/throughput.py --compare --device cpu --configs resnet18@28
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -343,6 +367,215 @@ def stream_compare(args) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# -------------------------------------------------------------------------------- --compare
+#: --compare's default sizes: (device type, image size) -> (images, batch, timed epochs)
+COMPARE_SIZES = {
+    ("cuda", "small"): (8192, 128, 3),
+    ("cuda", "large"): (2048, 128, 3),
+    ("cpu", "small"): (256, 32, 1),
+    ("cpu", "large"): (32, 8, 1),
+}
+COMPARE_AUGMENT = {"crop_padding": 4, "hflip": True}
+PIPELINES = ("compute", "ours", "dataloader")
+
+
+def compare_setup(backbone, size, n, batch, device, classes=5, channels=3):
+    """Synthetic data, the DeviceData of lnm's path and a factory of fresh CE methods."""
+    from types import SimpleNamespace
+
+    from lnm.methods import get_method
+    from lnm.train.data import DeviceData
+    from lnm.train.spec import RunSpec
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8)
+    labels = rng.integers(0, classes, n).astype(np.int64)
+    c = channels
+    attrs = {
+        "n_channels": c,
+        "n_classes": classes,
+        "mean": images.reshape(-1, c).mean(0) / 255,
+        "std": images.reshape(-1, c).std(0) / 255,
+    }
+    small = {"val": 1, "test": 1}
+    dataset = SimpleNamespace(
+        attrs=attrs,
+        images={"train": images, **{s: images[:k] for s, k in small.items()}},
+        labels={"train": labels, **{s: labels[:k] for s, k in small.items()}},
+    )
+    noise = {
+        "train_noisy": labels,
+        "train_clean": labels,
+        "train_is_clean": np.ones(n, bool),
+        "val_noisy": labels[:1],
+        "val_clean": labels[:1],
+        "transition": np.eye(classes),
+    }
+    spec = RunSpec(
+        dataset="synthetic",
+        size=size,
+        noise="none",
+        rate=0.0,
+        noise_seed=0,
+        method="ce",
+        backbone=backbone,
+        seed=0,
+        pretrained=False,
+        epochs=100,
+        batch_size=batch,
+        optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False},
+        schedule={"name": "constant"},
+        augment=dict(COMPARE_AUGMENT),
+        drop_last=True,
+        last_k=1,
+        eval_view="softmax_mean",
+        precision="bf16",
+    )
+    data = DeviceData(dataset, noise, device, spec.augment, batch, True)
+
+    def new_method():
+        torch.manual_seed(0)
+        factory = lambda: build_model(backbone, c, classes, size)  # noqa: E731
+        return get_method("ce")(spec, factory, classes, device, data)
+
+    return images, labels, attrs, data, new_method
+
+
+def model_steps(method, batches, device):
+    """The model step of every pipeline: lnm's forward (autocast, channels_last on CUDA),
+    cross-entropy, backward and SGD step; no host sync until the end."""
+    net, opt = method.nets[0], method.optimizers[0]
+    net.train()
+    n = 0
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        method.step(opt, F.cross_entropy(method.forward(net, x), y))
+        n += len(y)
+    _sync(device)
+    return n
+
+
+def compare_one(backbone, size, device, args):
+    kind = "small" if size < 64 else "large"
+    n0, b0, e0 = COMPARE_SIZES[(device.type, kind)]
+    n, batch, epochs = args.n or n0, args.batch or b0, args.epochs or e0
+    n = max(n, batch)
+    images, labels, attrs, data, new_method = compare_setup(backbone, size, n, batch, device)
+    per_epoch = (n // batch) * batch
+    workers = args.workers if args.workers is not None else min(8, os.cpu_count() or 1)
+
+    # compute: the augmented batches of one epoch of lnm's path, made beforehand (at most 16
+    # distinct ones, cycled), already in the memory format the step wants
+    pool = []
+    for b in data.epoch_batches(0, 0):
+        x = b.x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else b.x
+        pool.append((x, b.y))
+        if len(pool) == 16:
+            break
+    steps = n // batch
+
+    def compute_epoch(m, e):
+        return model_steps(m, (pool[i % len(pool)] for i in range(steps)), device)
+
+    def ours_epoch(m, e):
+        m.start_epoch(e)
+        m.train_epoch(e, data.epoch_batches(0, e))
+        _sync(device)
+        return per_epoch
+
+    tf = transforms.Compose(
+        [
+            transforms.RandomCrop(size, padding=COMPARE_AUGMENT["crop_padding"]),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(list(attrs["mean"]), list(attrs["std"])),
+        ]
+    )
+    loader = DataLoader(
+        PILDataset(images, labels, tf),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+    def dataloader_epoch(m, e):
+        return model_steps(m, loader, device)
+
+    fns = {"compute": compute_epoch, "ours": ours_epoch, "dataloader": dataloader_epoch}
+    methods = {p: new_method() for p in PIPELINES}
+    # one untimed epoch of every pipeline before any timing: allocator, oneDNN/cuDNN kernel
+    # caches (shared by the process) and DataLoader workers are warm for all three alike
+    for p in PIPELINES:
+        fns[p](methods[p], 0)
+    results = {p: [] for p in PIPELINES}
+    epoch = 1
+    for r in range(args.rounds):
+        for p in PIPELINES[r % 3 :] + PIPELINES[: r % 3]:  # the order rotates between rounds
+            t0, n_img = time.perf_counter(), 0
+            for e in range(epoch, epoch + epochs):
+                n_img += fns[p](methods[p], e)
+            results[p].append(n_img / (time.perf_counter() - t0))
+        epoch += epochs
+    med = {p: float(np.median(v)) for p, v in results.items()}
+    row = {
+        "device": device.type,
+        "backbone": backbone,
+        "size": size,
+        "batch": batch,
+        "images": per_epoch,
+        "workers": workers,
+        **med,
+        "ours/dataloader": med["ours"] / med["dataloader"],
+        "ours/compute": med["ours"] / med["compute"],
+    }
+    return row
+
+
+def compare(args) -> list[dict]:
+    from lnm.train.trainer import seed_everything
+
+    pref = args.device
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(pref)
+    args.rounds = args.rounds or (3 if device.type == "cuda" else 2)
+    seed_everything(0)  # the trainer's cuDNN settings (deterministic, no autotuning)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    threads = f", {torch.get_num_threads()} torch threads" if device.type == "cpu" else ""
+    print(
+        f"--compare on {device} ({name}{threads}); bf16 autocast + channels_last on CUDA; "
+        f"{args.rounds} round(s), median"
+    )
+    head = (
+        f"{'device':6s} {'backbone':9s} {'px':>4s} {'batch':>5s} {'images':>6s} "
+        f"{'compute':>9s} {'ours':>9s} {'dataloader':>10s} {'ours/DL':>8s} {'ours/compute':>12s}"
+    )
+    print(head + "   (images/s)")
+    print("-" * len(head))
+    rows = []
+    for item in args.configs:
+        backbone, _, size = item.partition("@")
+        r = compare_one(backbone, int(size or 28), device, args)
+        rows.append(r)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        print(
+            f"{r['device']:6s} {r['backbone']:9s} {r['size']:4d} {r['batch']:5d} "
+            f"{r['images']:6d} {r['compute']:9.1f} {r['ours']:9.1f} {r['dataloader']:10.1f} "
+            f"{r['ours/dataloader']:7.2f}x {100 * r['ours/compute']:11.1f}%",
+            flush=True,
+        )
+    print(
+        f"(per epoch: 'images' training images; DataLoader workers: {rows[0]['workers']}; "
+        "compute = the same step on pre-augmented device tensors)"
+    )
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -355,8 +588,14 @@ def main():
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--backbone", default="resnet8")
     p.add_argument("--batch", type=int, help="batch size (default 128; --stream-compare 32)")
-    p.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up epoch")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="timed epochs after one warm-up epoch (default 2; --compare: per device)",
+    )
+    p.add_argument(
+        "--workers", type=int, help="DataLoader workers (default 2; --compare: min(8, CPUs))"
+    )
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument(
         "--stream-compare",
@@ -364,7 +603,9 @@ def main():
         help="streamed vs in-memory training data on the same HDF5 (see above)",
     )
     p.add_argument(
-        "--device", default="auto", help="--stream-compare: cpu, cuda or auto (cuda if present)"
+        "--device",
+        default="auto",
+        help="--stream-compare, --compare: cpu, cuda or auto (cuda if present)",
     )
     p.add_argument(
         "--recipe",
@@ -381,8 +622,28 @@ def main():
     p.add_argument(
         "--cold", action="store_true", help="--stream-compare: drop the file from the page cache"
     )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="compute vs ours vs DataLoader + PIL, with the ratios (see above)",
+    )
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=["resnet18@28", "resnet50@224"],
+        metavar="BACKBONE@PX",
+        help="--compare: the configurations",
+    )
+    p.add_argument(
+        "--rounds", type=int, help="--compare: timed rounds, median (default CPU 2, CUDA 3)"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compare:
+        compare(args)
+        return
+    args.epochs = 2 if args.epochs is None else args.epochs
+    args.workers = 2 if args.workers is None else args.workers
     if args.stream_compare:
         stream_compare(args)
         return

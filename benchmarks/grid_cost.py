@@ -1,0 +1,826 @@
+"""What a grid costs: device-hours of a config's training runs (and its noise-classifier and
+noise-estimation jobs), projected from throughput measured on this device.
+
+    python benchmarks/grid_cost.py                          # the paper grid (config.yaml)
+    python benchmarks/grid_cost.py presets/demo.yaml        # merged over config.yaml
+    python benchmarks/grid_cost.py --set size=28 --set 'backbones=[resnet18]' --set pretrained=false
+    python benchmarks/grid_cost.py --wall-hours 8           # + how many devices finish it in 8 h
+    python benchmarks/grid_cost.py --use H200 --no-measure  # project from a file measured elsewhere
+
+**Measuring.** For every (method, backbone, image size, batch size, precision, augmentation) the
+grid uses, the method is built the way the trainer builds it (``lnm.methods.get_method`` with the
+run's ``RunSpec`` from ``lnm.config.run_spec``, ``lnm.models.build_model`` without pretrained
+weights) on a synthetic in-memory dataset of ``--batches`` training batches, held on the device
+as ``lnm.train.data.DeviceData``, and trained through ``Method.train_epoch``. So the measured
+train images/s include everything the method does per epoch: the second network of the
+two-network methods, DivideMix's per-sample loss passes, GMM and MixMatch views, DISC's strong
+views, T-Revision's transition estimate. Methods whose epochs differ in kind are measured per
+phase (DivideMix warm-up / MixMatch, DISC warm-up / selection, Co-teaching+ co-teaching /
+disagreement, T-Revision estimation / reweighting / revision): their phase boundaries are moved
+so that each phase lasts ``--warm-epochs`` untimed plus one timed epoch. DivideMix's MixMatch
+epoch iterates over the labelled set, so its time beyond the two per-sample loss passes is
+rescaled per cell from the measured labelled fraction (in whole batches) to ``max(1 - rate, min_labelled_frac)``. Also measured: evaluation
+(``lnm.train.trainer.evaluate`` on synthetic val + test splits: images/s), the per-epoch
+checkpoint (``torch.save`` of the method's state, written with its SHA-256 sidecar), once per
+device a run's start-up (a fresh Python importing the trainer and the methods and touching the
+device) and the data path's bytes/s (SHA-256 verification of the HDF5 file + loading it onto the
+device).
+
+**Projection.** Per training run (the grid of ``lnm.grid.noise_cells`` x methods x backbones x
+seeds, each run's spec from ``lnm.config.run_spec``; split sizes from medmnist's ``INFO``, from
+``<results>/data/<name>_<size>.h5`` for real-world sets, or ``--split-sizes``)::
+
+    seconds = start-up + data bytes / data bytes/s
+              + sum over phases of epochs_in_phase x train images / train images/s of the phase
+              + epochs x ((val + test images) / eval images/s + checkpoint seconds)
+
+A noise-estimation job (per noisy cell, ``estimation.enabled``) and a classifier-generator job
+(per dataset with ``instance_classifier`` noise) cost as CE training of their backbone:
+``epochs x (folds - 1) x train images`` (cross-fitting; ``fit_on: test``: ``epochs x test
+images``) plus one prediction pass. Printed: per method the runs, epochs, measured images/s and
+device-hours, the total, and with ``--wall-hours H`` the devices needed (total / H, rounded up;
+runs are whole jobs, so never fewer than the longest run needs).
+
+Measurements are cached in ``benchmarks/grid_cost.json`` (``--measurements``) under the
+device's name; a later call reuses them (``--remeasure`` redoes them). ``--use NAME`` projects
+with the measurements of another device in that file (e.g. a GPU's, copied from its machine);
+``--no-measure`` measures nothing and reports what is missing.
+
+Caveats: the measured batch count is small (per-epoch fixed costs, e.g. a GMM fit, weigh more
+than in a real epoch); ``--batch-size`` measures at another batch size than the runs use (a
+CPU's images/s barely depends on it, a GPU's does); one run per device at a time
+(``resources.gpu_slots_per_device`` > 1 may pack small runs better: not modelled); the data file
+is read from the page cache; images larger than the device's memory budget are streamed from the
+file by the trainer (not modelled). ``snakemake -n`` stays the source of the job list: the run
+counts printed here are the grid's, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from lnm import grid  # noqa: E402
+from lnm.config import load_config, run_spec  # noqa: E402
+from lnm.train.spec import RunSpec  # noqa: E402
+
+DEFAULT_MEASUREMENTS = HERE / "grid_cost.json"
+FORMAT = 1
+#: Real-world sets without a file or --split-sizes: (channels, classes) assumed for measuring.
+REAL_WORLD_SHAPE = (3, 5)
+#: The augmentation of the noise classifier and the estimator (lnm.noise.classifier).
+CLASSIFIER_AUGMENT = {"crop_padding": 4, "hflip": True}
+
+
+# ----------------------------------------------------------------------------- phases
+def phase_overrides(method: str, k: int) -> dict:
+    """Method parameters that make each of ``method``'s phases last ``k`` epochs."""
+    if method == "dividemix":
+        return {"warmup_epochs": k}
+    if method == "disc":
+        return {"start_epoch": k}
+    if method == "coteaching_plus":
+        return {"init_epoch": k}
+    if method == "trevision":
+        return {"estimation_epochs": k, "revision_epochs": k}
+    return {}
+
+
+def phase_count(method: str) -> int:
+    return {"dividemix": 2, "disc": 2, "coteaching_plus": 2, "trevision": 3}.get(method, 1)
+
+
+def phase_epochs(method: str, hp: dict, epochs: int) -> list[int]:
+    """Epochs of each phase of a run of ``method`` with parameters ``hp`` (the method's
+    defaults updated with the spec's) and ``epochs`` epochs."""
+    first = {"dividemix": "warmup_epochs", "disc": "start_epoch", "coteaching_plus": "init_epoch"}
+    if method in first:
+        w = min(int(hp[first[method]]), epochs)
+        return [w, epochs - w]
+    if method == "trevision":
+        from lnm.methods.trevision import stage_lengths
+
+        return list(stage_lengths(epochs, hp["estimation_epochs"], hp["revision_epochs"]))
+    return [epochs]
+
+
+def method_hp(spec: RunSpec) -> dict:
+    return {**grid.method_info(spec.method_class).defaults, **spec.method_params}
+
+
+# ------------------------------------------------------------------------------ keys
+def measure_key(spec: RunSpec) -> str:
+    """What decides a run's images/s (besides the device): the method's code, backbone, image
+    size, batch size, configured precision and augmentation."""
+    aug = hashlib.sha256(json.dumps(spec.augment, sort_keys=True).encode()).hexdigest()[:6]
+    return (
+        f"{spec.method_class}|{spec.backbone}|{spec.size}px|b{spec.batch_size}|"
+        f"{spec.precision}|aug-{aug}"
+    )
+
+
+def device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {model}, {torch.get_num_threads()} threads"
+
+
+# ------------------------------------------------------------------------ split sizes
+def medmnist_shape(dataset: str) -> tuple[dict, int, int]:
+    """(split sizes, channels, classes) of a MedMNIST dataset from medmnist's INFO."""
+    from medmnist.info import INFO
+
+    info = INFO[dataset]
+    return dict(info["n_samples"]), int(info["n_channels"]), len(info["label"])
+
+
+def dataset_shape(config: dict, dataset: str, split_sizes: dict) -> tuple[dict, int, int] | None:
+    """(split sizes, channels, classes) of ``dataset``: ``split_sizes`` (from --split-sizes)
+    first, then medmnist's INFO or the real-world set's HDF5 file; None when unknown."""
+    given = split_sizes.get(dataset)
+    if not grid.is_real_world(config, dataset):
+        sizes, c, k = medmnist_shape(dataset)
+        return (given or sizes), c, k
+    size = grid.dataset_size(config, dataset)
+    h5 = Path(config["results"]).expanduser() / grid.DATA_FILE.format(dataset=dataset, size=size)
+    if not h5.is_absolute():
+        h5 = REPO / h5
+    if h5.exists():
+        import h5py
+
+        with h5py.File(h5, "r") as f:
+            sizes = {s: int(f[s]["labels"].shape[0]) for s in ("train", "val", "test")}
+            c, k = int(f.attrs["n_channels"]), int(f.attrs["n_classes"])
+        return (given or sizes), c, k
+    if given:
+        return given, *REAL_WORLD_SHAPE
+    return None
+
+
+# ------------------------------------------------------------------------- the jobs
+@dataclass
+class Job:
+    """One job of the grid, with what its cost depends on."""
+
+    row: str  # the table row: method name, "estimate_noise", "classifier_generator"
+    key: str  # measurement key
+    spec: RunSpec  # the spec measured for the key (a training run's own spec)
+    phases: list[int]  # epochs per phase
+    train_images: int  # images per epoch
+    epochs: int  # epochs with an evaluation + checkpoint (0 for the noise jobs)
+    eval_images: int  # per evaluated epoch (val + test)
+    final_eval_images: int = 0  # once (the noise jobs' prediction pass)
+    data_bytes: int = 0
+    labelled_frac: float | None = None  # DivideMix: the expected labelled fraction
+    shape: tuple[int, int] = (3, 10)  # (channels, classes), for measuring
+    tags: dict = field(default_factory=dict)
+
+
+def classifier_spec(base: RunSpec, cfg: dict, size: int) -> RunSpec:
+    """A CE spec standing in for the noise classifier / estimator (lnm.noise.classifier)."""
+    return replace(
+        base,
+        method="ce",
+        base_method=None,
+        backbone=cfg["backbone"],
+        size=size,
+        pretrained=False,
+        batch_size=int(cfg["batch_size"]),
+        precision="fp32",
+        augment=dict(CLASSIFIER_AUGMENT),
+        method_params={},
+        optimizer={"name": "sgd", "lr": float(cfg["lr"]), "momentum": 0.9, "nesterov": True},
+        schedule={"name": "cosine"},
+        epochs=int(cfg["epochs"]),
+        last_k=1,
+    )
+
+
+def grid_jobs(
+    config: dict,
+    methods: list[str] | None = None,
+    backbones: list[str] | None = None,
+    split_sizes: dict | None = None,
+    warn=print,
+) -> list[Job]:
+    """Every training run of ``config`` (restricted to ``methods`` / ``backbones``) and its
+    noise-classifier and noise-estimation jobs (not with a method filter)."""
+    split_sizes = split_sizes or {}
+    jobs: list[Job] = []
+    shapes: dict = {}
+    for d in config["datasets"]:
+        shapes[d] = dataset_shape(config, d, split_sizes)
+        if shapes[d] is None:
+            warn(
+                f"warning: {d}: split sizes unknown (no {grid.DATA_FILE.format(dataset=d, size='*')}"
+                f" under the results folder); give --split-sizes {d}=TRAIN,VAL,TEST. Left out."
+            )
+    bbs = [b for b in config["backbones"] if backbones is None or b in backbones]
+    ms = [m for m in config["methods"] if methods is None or m in methods]
+    for cell, m, b, s in itertools.product(grid.noise_cells(config), ms, bbs, config["seeds"]):
+        if shapes[cell.dataset] is None:
+            continue
+        sizes, c, k = shapes[cell.dataset]
+        spec = run_spec(config, cell.dataset, cell.noise, cell.rate, cell.noise_seed, m, b, s)
+        hp = method_hp(spec)
+        frac = None
+        if spec.method_class == "dividemix":
+            frac = max(1.0 - spec.rate, float(hp.get("min_labelled_frac", 0.0)))
+        jobs.append(
+            Job(
+                row=m,
+                key=measure_key(spec),
+                spec=spec,
+                phases=phase_epochs(spec.method_class, hp, spec.epochs),
+                train_images=sizes["train"],
+                epochs=spec.epochs,
+                eval_images=sizes["val"] + sizes["test"],
+                data_bytes=sum(sizes.values()) * spec.size**2 * c,
+                labelled_frac=frac,
+                shape=(c, k),
+                tags={"dataset": cell.dataset, "noise": cell.noise, "rate": cell.rate},
+            )
+        )
+    if methods is not None or not jobs:
+        return jobs
+    base = jobs[0].spec
+    # the flip-target classifier of instance_classifier noise, one per dataset
+    gen = config["noise"]["classifier"]
+    est = config["estimation"]
+    for d in config["datasets"]:
+        if shapes[d] is None:
+            continue
+        sizes, c, k = shapes[d]
+        size = grid.dataset_size(config, d)
+        data_bytes = sum(sizes.values()) * size**2 * c
+        cells = [cl for cl in grid.noise_cells(config) if cl.dataset == d]
+        if any(cl.noise == "instance_classifier" for cl in cells):
+            spec = classifier_spec(base, gen, size)
+            folds = int(gen["folds"])
+            crossfit = gen["fit_on"] == "crossfit"
+            jobs.append(
+                Job(
+                    row="classifier_generator",
+                    key=measure_key(spec),
+                    spec=spec,
+                    phases=[int(gen["epochs"]) * ((folds - 1) if crossfit else 1)],
+                    train_images=sizes["train"] if crossfit else sizes["test"],
+                    epochs=0,
+                    eval_images=0,
+                    final_eval_images=sizes["train"] + sizes["val"] * (folds if crossfit else 1),
+                    data_bytes=data_bytes,
+                    shape=(c, k),
+                    tags={"dataset": d},
+                )
+            )
+        if est["enabled"]:
+            spec = classifier_spec(base, est, size)
+            folds = int(est["folds"])
+            for cl in cells:
+                if cl.noise == grid.CLEAN:
+                    continue
+                jobs.append(
+                    Job(
+                        row="estimate_noise",
+                        key=measure_key(spec),
+                        spec=spec,
+                        phases=[int(est["epochs"]) * (folds - 1)],
+                        train_images=sizes["train"],
+                        epochs=0,
+                        eval_images=0,
+                        final_eval_images=sizes["train"],
+                        data_bytes=data_bytes,
+                        shape=(c, k),
+                        tags={"dataset": d, "noise": cl.noise, "rate": cl.rate},
+                    )
+                )
+    return jobs
+
+
+# ----------------------------------------------------------------------- projection
+def job_seconds(job: Job, rec: dict, device: dict, startup: bool = True) -> float:
+    """Projected seconds of ``job`` from its measurement ``rec`` and the device's
+    ``startup_s`` / ``data_bytes_per_s`` (see the module docstring)."""
+    eval_spi = 1.0 / rec["eval"]["ips"]
+    train = 0.0
+    for n_epochs, phase in zip(job.phases, rec["phases"]):
+        if not n_epochs:
+            continue
+        spi = 1.0 / phase["ips"]
+        measured = phase.get("labelled_frac")
+        if job.labelled_frac is not None and measured:
+            # DivideMix: two per-sample loss passes over the train split (an evaluation of
+            # both nets) + MixMatch iterations over the labelled set, rescaled to the cell's
+            spi = eval_spi + max(spi - eval_spi, 0.0) * job.labelled_frac / measured
+        train += n_epochs * job.train_images * spi
+    per_epoch = job.eval_images * eval_spi + rec.get("checkpoint_s", 0.0)
+    seconds = train + job.epochs * per_epoch + job.final_eval_images * eval_spi
+    if startup:
+        seconds += device.get("startup_s", 0.0)
+        bps = device.get("data_bytes_per_s")
+        if bps:
+            seconds += job.data_bytes / bps
+    return seconds
+
+
+def project(jobs: list[Job], measurements: dict, startup: bool = True):
+    """(per row: {"jobs", "seconds", "epochs", "keys", "max_job_s"}, missing keys)."""
+    runs = measurements.get("runs", {})
+    rows: dict = {}
+    missing = set()
+    for job in jobs:
+        rec = runs.get(job.key)
+        if rec is None:
+            missing.add(job.key)
+            continue
+        r = rows.setdefault(
+            job.row, {"jobs": 0, "seconds": 0.0, "epochs": set(), "keys": [], "max_job_s": 0.0}
+        )
+        s = job_seconds(job, rec, measurements, startup)
+        r["jobs"] += 1
+        r["seconds"] += s
+        r["max_job_s"] = max(r["max_job_s"], s)
+        r["epochs"].add(job.epochs or sum(job.phases))
+        if job.key not in r["keys"]:
+            r["keys"].append(job.key)
+    return rows, sorted(missing)
+
+
+def devices_needed(total_hours: float, wall_hours: float, longest_hours: float) -> int:
+    """Devices that finish ``total_hours`` of device time in ``wall_hours`` (whole jobs)."""
+    if longest_hours > wall_hours:
+        return -1
+    return max(1, math.ceil(total_hours / wall_hours - 1e-9))
+
+
+# ---------------------------------------------------------------------- measurement
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def synthetic_data(n: dict, size: int, channels: int, classes: int, rate: float, seed: int = 0):
+    """An in-memory dataset (the fields :class:`lnm.train.data.DeviceData` reads) and its
+    noise dict: random images, labels with a fraction ``rate`` flipped."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images, labels = {}, {}
+    for split, count in n.items():
+        images[split] = rng.integers(0, 256, (count, size, size, channels), dtype=np.uint8)
+        labels[split] = rng.integers(0, classes, count).astype(np.int64)
+    attrs = {
+        "dataset": "synthetic",
+        "size": size,
+        "n_channels": channels,
+        "n_classes": classes,
+        "mean": np.full(channels, 0.5),
+        "std": np.full(channels, 0.25),
+    }
+    noise = {"has_clean": True, "val_has_clean": True, "transition": np.eye(classes)}
+    for split in ("train", "val"):
+        flip = rng.random(n[split]) < rate
+        noisy = np.where(flip, (labels[split] + 1) % classes, labels[split])
+        noise |= {f"{split}_noisy": noisy, f"{split}_clean": labels[split]}
+        if split == "train":
+            noise["train_is_clean"] = ~flip
+    return SimpleNamespace(attrs=attrs, images=images, labels=labels), noise
+
+
+def measure_run(
+    spec: RunSpec,
+    device,
+    *,
+    batches: int = 5,
+    warm_epochs: int = 1,
+    channels: int = 3,
+    classes: int = 10,
+    batch_size: int | None = None,
+    eval_images: int | None = None,
+    log=lambda s: None,
+) -> dict:
+    """Train images/s per phase, evaluation images/s and checkpoint seconds of ``spec``'s
+    method on ``device`` (see the module docstring)."""
+    import numpy as np
+    import torch
+
+    from lnm.checksum import write_bytes
+    from lnm.methods import get_method
+    from lnm.models import build_model
+    from lnm.train.data import DeviceData
+    from lnm.train.trainer import evaluate, seed_everything
+
+    device = torch.device(device)
+    method = spec.method_class
+    bs = int(batch_size or spec.batch_size)
+    hp = method_hp(spec)
+    if method == "dividemix":  # whole warm-up batches (warmup_batch_mult x the batch size)
+        mult = int(hp["warmup_batch_mult"])
+        batches = -(-batches // mult) * mult
+    per_phase = warm_epochs + 1
+    n_phases = phase_count(method)
+    mspec = replace(
+        spec,
+        batch_size=bs,
+        epochs=per_phase * n_phases,
+        last_k=1,
+        pretrained=False,
+        method_params={**spec.method_params, **phase_overrides(method, per_phase)},
+    )
+    n_train = batches * bs
+    n_eval = int(eval_images or n_train)
+    n = {"train": n_train, "val": n_eval // 2, "test": n_eval - n_eval // 2}
+    rate = spec.rate if spec.rate > 0 else 0.2
+    dataset, noise = synthetic_data(n, spec.size, channels, classes, rate)
+    data = DeviceData(dataset, noise, device, mspec.augment, bs, mspec.drop_last)
+    data.noise_estimate = {"estimated_rate": rate}  # forget_rate: estimated
+    seed_everything(0)
+    factory = lambda: build_model(spec.backbone, channels, classes, spec.size, False)  # noqa: E731
+    m = get_method(method)(mspec, factory, classes, device, data)
+    phases = [{"seconds": 0.0, "images": 0, "epochs": 0} for _ in range(n_phases)]
+    for epoch in range(mspec.epochs):
+        m.start_epoch(epoch)
+        _sync(device)
+        t0 = time.perf_counter()
+        diag = m.train_epoch(epoch, data.epoch_batches(mspec.seed, epoch))
+        _sync(device)
+        dt = time.perf_counter() - t0
+        if epoch % per_phase < warm_epochs:
+            continue
+        p = phases[epoch // per_phase]
+        p["seconds"] += dt
+        p["images"] += n_train
+        p["epochs"] += 1
+        lab = [v for k, v in diag.items() if k.startswith("labelled_net")]
+        if lab:  # DivideMix: MixMatch iterations (whole batches) per net, as a fraction of N
+            p["labelled_frac"] = float(np.mean([-(-int(v) // bs) * bs for v in lab])) / n_train
+    for p in phases:
+        p["ips"] = p["images"] / p["seconds"]
+    evaluate(m, data)  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    evaluate(m, data)
+    _sync(device)
+    ev = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="lnm-grid-cost-") as tmp:
+        t0 = time.perf_counter()
+        buf = io.BytesIO()
+        torch.save({"method": m.state_dict(), "epoch": 0}, buf)
+        write_bytes(Path(tmp) / "checkpoint.pt", buf.getvalue())
+        ckpt = time.perf_counter() - t0
+    rec = {
+        "method": method,
+        "backbone": spec.backbone,
+        "size": spec.size,
+        "batch_size": spec.batch_size,
+        "measured_batch_size": bs,
+        "precision": spec.precision,
+        "computed_precision": m.precision,
+        "augment": spec.augment,
+        "channels": channels,
+        "classes": classes,
+        "batches": batches,
+        "train_images": n_train,
+        "phases": phases,
+        "eval": {"images": n_eval, "seconds": ev, "ips": n_eval / ev},
+        "checkpoint_s": ckpt,
+        "torch": torch.__version__,
+        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    log(
+        f"  {measure_key(spec)}: train "
+        + " / ".join(f"{p['ips']:.1f}" for p in phases)
+        + f" img/s, eval {rec['eval']['ips']:.1f} img/s, checkpoint {ckpt:.2f} s"
+    )
+    del m, data
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rec
+
+
+def measure_startup(device) -> float:
+    """Seconds a fresh Python takes to import the trainer and the methods and touch the device
+    (the second of two tries: the first warms the page cache)."""
+    code = (
+        "import torch, lnm.train.trainer, lnm.methods\n"
+        f"torch.zeros(1, device={str(device)!r}).add_(1).sum().item()\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    best = None
+    for _ in range(2):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO)
+        best = time.perf_counter() - t0
+    return best
+
+
+def measure_data_path(device, megabytes: int = 128) -> float:
+    """Bytes/s of a run's data path: SHA-256 verification of an (uncompressed, MedMNIST-style)
+    HDF5 file of ``megabytes`` of images and loading it onto ``device`` (page cache warm)."""
+    import h5py
+    import numpy as np
+    import torch
+
+    from lnm.checksum import verify, write_sidecar
+    from lnm.train.datasource import open_data
+
+    size, c = 64, 3
+    per = size * size * c
+    n = max(3, (megabytes << 20) // per)
+    counts = {"train": n - 2 * (n // 10), "val": n // 10, "test": n // 10}
+    dataset, noise = synthetic_data(counts, size, c, 5, 0.2)
+    with tempfile.TemporaryDirectory(prefix="lnm-grid-cost-") as tmp:
+        path = Path(tmp) / "synthetic_64.h5"
+        with h5py.File(path, "w") as h5:
+            for s in counts:
+                g = h5.create_group(s)
+                g.create_dataset("images", data=dataset.images[s])
+                g.create_dataset("labels", data=dataset.labels[s])
+            h5.attrs.update(
+                dataset="synthetic",
+                size=size,
+                task="multi-class",
+                n_channels=c,
+                n_classes=5,
+                classes=json.dumps([str(i) for i in range(5)]),
+                source_md5="",
+                source_sha256="0" * 64,
+                mean=np.full(c, 0.5),
+                std=np.full(c, 0.25),
+            )
+        write_sidecar(path)
+        total = n * per
+        best = math.inf
+        for _ in range(2):  # the first warms the page cache
+            _sync(torch.device(device))
+            t0 = time.perf_counter()
+            verify(path)
+            data = open_data(path, noise, device, {}, 128, True, stream="never", log=lambda s: None)
+            _sync(torch.device(device))
+            best = min(best, time.perf_counter() - t0)
+            del data
+    return total / best
+
+
+# -------------------------------------------------------------------------- the file
+def load_measurements(path: Path) -> dict:
+    if path.exists():
+        doc = json.loads(path.read_text())
+        if doc.get("format") == FORMAT:
+            return doc
+    return {"format": FORMAT, "devices": {}}
+
+
+def save_measurements(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def pick_device(doc: dict, name: str) -> str:
+    """The device of the measurement file whose name contains ``name`` (case-insensitive)."""
+    names = [d for d in doc["devices"] if name.lower() in d.lower()]
+    if len(names) != 1:
+        have = "; ".join(doc["devices"]) or "none"
+        what = "no" if not names else "more than one"
+        raise SystemExit(f"--use {name!r}: {what} device of the measurement file matches ({have})")
+    return names[0]
+
+
+# ---------------------------------------------------------------------------- report
+def fmt_ips(v: float) -> str:
+    return f"{v:.0f}" if v >= 10 else f"{v:.2g}"
+
+
+def fmt_hours(h: float) -> str:
+    return f"{h:10.2f}" if h >= 0.01 else f"{h:10.4f}"
+
+
+def report(rows: dict, measurements: dict, config_names: str, wall_hours, out=print) -> float:
+    runs = measurements.get("runs", {})
+    order = list(grid.method_catalog()) + ["classifier_generator", "estimate_noise"]
+    names = sorted(rows, key=lambda r: (order.index(r) if r in order else len(order) - 2, r))
+    total = sum(r["seconds"] for r in rows.values()) / 3600
+    head = (
+        f"{'method':22s} {'jobs':>6s} {'epochs':>7s} {'train img/s (per phase)':>26s} "
+        f"{'eval img/s':>11s} {'min/job':>8s} {'device-h':>10s} {'share':>6s}"
+    )
+    out(head)
+    out("-" * len(head))
+    longest = 0.0
+    for name in names:
+        r = rows[name]
+        ep = sorted(r["epochs"])
+        ep_text = str(ep[0]) if len(ep) == 1 else f"{ep[0]}-{ep[-1]}"
+        ips = []
+        evs = []
+        for key in r["keys"]:
+            rec = runs[key]
+            ips.append("/".join(fmt_ips(p["ips"]) for p in rec["phases"]))
+            evs.append(fmt_ips(rec["eval"]["ips"]))
+        hours = r["seconds"] / 3600
+        longest = max(longest, r["max_job_s"] / 3600)
+        out(
+            f"{name:22s} {r['jobs']:6d} {ep_text:>7s} {', '.join(ips):>26s} "
+            f"{', '.join(evs):>11s} {r['seconds'] / 60 / r['jobs']:8.2f} {fmt_hours(hours)} "
+            f"{100 * hours / max(total, 1e-12):5.1f}%"
+        )
+    out("-" * len(head))
+    n_jobs = sum(r["jobs"] for r in rows.values())
+    out(f"{'total':22s} {n_jobs:6d} {'':7s} {'':26s} {'':11s} {'':8s} {fmt_hours(total)}")
+    train_runs = sum(
+        r["jobs"] for k, r in rows.items() if k not in ("classifier_generator", "estimate_noise")
+    )
+    out(
+        f"{train_runs} training runs of {config_names}; longest job {longest:.2f} h; per run "
+        f"start-up {measurements.get('startup_s', 0):.1f} s, data path "
+        f"{measurements.get('data_bytes_per_s', 0) / 2**20:.0f} MiB/s"
+    )
+    if wall_hours:
+        need = devices_needed(total, wall_hours, longest)
+        if need < 0:
+            out(
+                f"devices to finish in {wall_hours:g} h: impossible, the longest job alone takes "
+                f"{longest:.2f} h"
+            )
+        else:
+            out(
+                f"devices to finish in {wall_hours:g} h: {need} (device-hours / wall hours, "
+                "rounded up; assumes the jobs pack without gaps)"
+            )
+    return total
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``KEY=YAML`` items (dotted keys nest) as a config overrides dict."""
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def parse_split_sizes(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        name, sep, nums = item.partition("=")
+        try:
+            t, v, s = (int(x) for x in nums.split(","))
+        except ValueError:
+            raise SystemExit(f"--split-sizes {item!r}: expected NAME=TRAIN,VAL,TEST") from None
+        if not sep:
+            raise SystemExit(f"--split-sizes {item!r}: expected NAME=TRAIN,VAL,TEST")
+        out[name] = {"train": t, "val": v, "test": s}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("configs", nargs="*", help="config files merged over config.yaml, in order")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="override")
+    p.add_argument("--methods", nargs="+", help="only these methods (measured and projected)")
+    p.add_argument("--backbones", nargs="+", help="only these backbones")
+    p.add_argument("--split-sizes", nargs="+", default=[], metavar="NAME=TRAIN,VAL,TEST")
+    p.add_argument("--batches", type=int, default=5, help="timed training batches per epoch")
+    p.add_argument(
+        "--warm-epochs", type=int, default=1, help="untimed epochs before each timed one"
+    )
+    p.add_argument("--batch-size", type=int, help="measure at this batch size (default: the run's)")
+    p.add_argument("--eval-images", type=int, help="synthetic val + test images (default: train)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--threads", type=int, help="torch threads on a CPU (default: torch's)")
+    p.add_argument("--measurements", type=Path, default=DEFAULT_MEASUREMENTS, help="cache file")
+    p.add_argument("--use", metavar="NAME", help="project with this device's measurements")
+    p.add_argument("--no-measure", action="store_true", help="measure nothing (cached only)")
+    p.add_argument("--remeasure", action="store_true", help="measure again what is cached")
+    p.add_argument("--no-startup", action="store_true", help="leave out start-up and data loading")
+    p.add_argument("--data-mb", type=int, default=128, help="size of the data-path test file")
+    p.add_argument("--wall-hours", type=float, help="devices needed to finish in this wall time")
+    args = p.parse_args(argv)
+
+    config = load_config(*args.configs, overrides=parse_sets(args.set))
+    names = " + ".join(["config.yaml", *[str(c) for c in args.configs]])
+    if args.set:
+        names += " with " + ", ".join(args.set)
+    jobs = grid_jobs(config, args.methods, args.backbones, parse_split_sizes(args.split_sizes))
+    if not jobs:
+        print("no jobs: nothing to project")
+        return 1
+
+    doc = load_measurements(args.measurements)
+    if args.use:
+        dev_name = pick_device(doc, args.use)
+        measure = False
+        device = None
+    else:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        pref = args.device
+        if pref == "auto":
+            pref = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(pref)
+        dev_name = device_name(device)
+        measure = not args.no_measure
+    dev = doc["devices"].setdefault(dev_name, {"runs": {}})
+    print(f"device: {dev_name}" + ("" if measure else f" (measurements of {args.measurements})"))
+
+    if measure:
+        todo: dict = {}
+        for job in jobs:
+            if job.key not in todo and (args.remeasure or job.key not in dev["runs"]):
+                todo[job.key] = job
+        if args.remeasure or "startup_s" not in dev:
+            dev["startup_s"] = measure_startup(device)
+            print(f"  start-up (imports + device): {dev['startup_s']:.2f} s")
+            save_measurements(args.measurements, doc)
+        if args.remeasure or "data_bytes_per_s" not in dev:
+            dev["data_bytes_per_s"] = measure_data_path(device, args.data_mb)
+            print(f"  data path (verify + load): {dev['data_bytes_per_s'] / 2**20:.0f} MiB/s")
+            save_measurements(args.measurements, doc)
+        if todo:
+            print(
+                f"measuring {len(todo)} configuration(s): {args.batches} batches per epoch, "
+                f"{args.warm_epochs} untimed + 1 timed epoch per phase"
+            )
+        for key, job in todo.items():
+            c, k = job.shape
+            dev["runs"][key] = measure_run(
+                job.spec,
+                device,
+                batches=args.batches,
+                warm_epochs=args.warm_epochs,
+                channels=c,
+                classes=k,
+                batch_size=args.batch_size,
+                eval_images=args.eval_images,
+                log=lambda s: print(s, flush=True),
+            )
+            save_measurements(args.measurements, doc)
+
+    rows, missing = project(jobs, dev, startup=not args.no_startup)
+    if missing:
+        print(f"not measured on {dev_name} (left out of the totals): {', '.join(missing)}")
+    if not rows:
+        return 1
+    odd: dict = defaultdict(int)
+    for key in {k for r in rows.values() for k in r["keys"]}:
+        rec = dev["runs"][key]
+        if rec.get("measured_batch_size", rec.get("batch_size")) != rec.get("batch_size"):
+            odd[(rec["measured_batch_size"], rec["batch_size"])] += 1
+    for (measured, used), count in sorted(odd.items()):
+        print(f"{count} configuration(s) measured at batch {measured}; their runs use {used}")
+    print()
+    report(rows, dev, names, args.wall_hours)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
