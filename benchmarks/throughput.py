@@ -66,7 +66,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from lnm.models import build_model
-from lnm.train.augment import Augmenter
+from lnm.train.augment import LNMBENCH_AUGMENT, Augmenter
 from lnm.train.data import epoch_generator
 
 
@@ -172,14 +172,7 @@ def bench(device, images, labels, num_classes, args):
 # ------------------------------------------------------------------------- --stream-compare
 #: the augmentations of --stream-compare: LNMBench's fundus recipe and the MedMNIST crop/flip
 RECIPES = {
-    "fundus": {
-        "crop_padding": 0,
-        "hflip": True,
-        "resized_crop": {"scale": [0.95, 1.0], "ratio": [0.95, 1.05]},
-        "rotation": 5,
-        "brightness": 0.1,
-        "contrast": 0.1,
-    },
+    "fundus": LNMBENCH_AUGMENT,
     "cropflip": {"crop_padding": 4, "hflip": True},
     "none": {"crop_padding": 0, "hflip": False},
 }

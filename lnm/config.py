@@ -75,21 +75,17 @@ def _looks_typed(value) -> bool:
         return value.lstrip()[:1] in "{["
 
 
-def _explain_at(err: jsonschema.ValidationError, path) -> str:
-    """:func:`_explain` for an error found in a sub-document at ``path``."""
-    msg, inner = _explain(err), _key(err.absolute_path)
-    outer = _key(list(path))
-    return outer + msg[len(inner) :] if msg.startswith(inner) else f"{outer}: {msg}"
-
-
-def _explain(err: jsonschema.ValidationError) -> str:
-    key, value, v, arg = _key(err.absolute_path), err.instance, err.validator, err.validator_value
+def _explain(err: jsonschema.ValidationError, prefix=()) -> str:
+    """One line per schema error, naming the key (below ``prefix``, the path of the validated
+    sub-document), the bad value and what is allowed."""
+    path = [*prefix, *err.absolute_path]
+    key, value, v, arg = _key(path), err.instance, err.validator, err.validator_value
     if "errorMessage" in err.schema:
         return f"{key}: {err.schema['errorMessage'].strip()}"
     if v == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(value) - set(allowed))
-        where = f"under {key!r}" if err.absolute_path else "at the top level"
+        where = f"under {key!r}" if path else "at the top level"
         return f"unknown key(s) {extra} {where}; allowed keys: {allowed}"
     if v == "enum":
         return f"{key}: {value!r} is not allowed; allowed values: {arg}"
@@ -140,9 +136,7 @@ def _semantic_problems(config: dict) -> list[str]:
         for err in jsonschema.Draft202012Validator(schema).iter_errors(
             variant.get("method_params", {})
         ):
-            where = ["method_variants", name, "method_params", *err.absolute_path]
-            where = where if err.absolute_path else where[:3]
-            problems.append(_explain_at(err, where))
+            problems.append(_explain(err, ("method_variants", name, "method_params")))
     allowed = list(grid.grid_methods(config))
     for i, m in enumerate(config["methods"]):
         if m not in allowed:

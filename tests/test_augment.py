@@ -9,19 +9,20 @@ import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from lnm.train.augment import AUGMENT_KEYS, CROP_TRIES, Augmenter, affine_params, crop_boxes, warp
+from lnm.train.augment import (
+    AUGMENT_KEYS,
+    CROP_TRIES,
+    LNMBENCH_AUGMENT,
+    Augmenter,
+    affine_params,
+    crop_boxes,
+    warp,
+)
 
 BILINEAR = InterpolationMode.BILINEAR
 #: mean 0, std 1/255: the normalised output is in pixel units
 PIXELS = dict(mean=[0.0, 0.0, 0.0], std=[1 / 255] * 3)
-FUNDUS = dict(
-    crop_padding=0,
-    hflip=True,
-    resized_crop={"scale": [0.95, 1.0], "ratio": [0.95, 1.05]},
-    rotation=5,
-    brightness=0.1,
-    contrast=0.1,
-)
+FUNDUS = LNMBENCH_AUGMENT
 #: float32 resampling of values up to 255 (grid coordinates carry ~1e-7 relative error)
 TOL = 1e-3
 

@@ -301,3 +301,13 @@ def test_real_world_names_and_folders_are_checked(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"real_world\.drtid \(drtid\).*d"):
         check_sources(cfg)
+
+
+def test_config_real_world_sets_train_with_lnmbench_augmentation():
+    """config.yaml spells LNMBench's fundus/CheXpert recipe once (a YAML anchor); it is the
+    one the code names."""
+    from lnm.train.augment import LNMBENCH_AUGMENT
+
+    cfg = load_config(REPO / "config.yaml")
+    for name, entry in cfg["real_world"].items():
+        assert entry["train"]["augment"] == LNMBENCH_AUGMENT, name

@@ -48,7 +48,10 @@ class LookupNet(nn.Module):
 
 class LookupData:
     """The part of DeviceData that evaluation uses: index batches (in chunks of 4, so the
-    outputs are put together from several batches) and the labels."""
+    outputs are put together from several batches), the labels and whether the val split has
+    clean ones."""
+
+    val_has_clean = True
 
     def __init__(self, labels, val_clean):
         y = torch.tensor(labels)

@@ -12,6 +12,7 @@ import torch
 from lnm.checksum import write_sidecar
 from lnm.data.hdf5 import load_h5
 from lnm.train import trainer
+from lnm.train.augment import LNMBENCH_AUGMENT
 from lnm.train.data import DeviceData
 from lnm.train.datasource import image_bytes, open_data
 from lnm.train.stream import THREAD_NAME, StreamData
@@ -19,14 +20,7 @@ from tests.conftest import make_h5, run_method
 
 CPU = torch.device("cpu")
 #: LNMBench's fundus recipe (reference protocol §3.3) plus the crop/flip-only one of the tests
-FUNDUS = {
-    "crop_padding": 0,
-    "hflip": True,
-    "resized_crop": {"scale": [0.95, 1.0], "ratio": [0.95, 1.05]},
-    "rotation": 5,
-    "brightness": 0.1,
-    "contrast": 0.1,
-}
+FUNDUS = LNMBENCH_AUGMENT
 CROP_FLIP = {"crop_padding": 2, "hflip": True, "vflip": True}
 
 

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from ..grid import ADAPTERS, adapter_has_clean_train  # noqa: F401  (one list of adapters)
+from ..grid import ADAPTERS, adapter_has_clean_train
 from .medmnist_io import DataError
 
 SPLITS = ("train", "val", "test")

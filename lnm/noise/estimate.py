@@ -72,15 +72,17 @@ import torch
 
 from ..checksum import verify
 from ..grid import ESTIMATE_TRUTH_KEYS
+from .classifier import DEFAULTS as CLASSIFIER_DEFAULTS
 from .classifier import _accuracy, check_config, crossfit_logits, deterministic
 from .io import load_noise, save_noise
 from .matrix import empirical_transition
 from .spec import NoiseError, check_labels
 
 #: the estimation settings of :func:`estimate_noise` (the config's ``estimation`` section)
-DEFAULTS = dict(
-    folds=5, backbone="resnet8", pretrained=False, epochs=10, batch_size=128, lr=0.05, seed=0
-)
+DEFAULTS = {
+    k: CLASSIFIER_DEFAULTS[k]
+    for k in ("folds", "backbone", "pretrained", "epochs", "batch_size", "lr", "seed")
+}
 #: keys of the truth scores, NaN where the clean train labels are unknown
 TRUTH_KEYS = ESTIMATE_TRUTH_KEYS
 #: keys every estimate file has (checked by :func:`load_estimate`)

@@ -25,7 +25,7 @@ import numbers
 
 import numpy as np
 
-from ..grid import PATTERNS  # noqa: F401  (the index of a pattern enters its streams)
+from ..grid import PATTERNS  # the index of a pattern enters its streams
 
 SPLITS = ("train", "val")
 # Stream identifiers inside one (noise_seed, pattern): one per split, one for the projection W.

@@ -57,6 +57,7 @@ from lnm.report.fmt import (
     rate_label,
     runs_last_k,
     sort_rows,
+    spread_text,
 )
 from lnm.report.render import Table, to_html, to_markdown
 
@@ -208,12 +209,12 @@ def estimation_cells(estimates: pd.DataFrame) -> pd.DataFrame:
 
 def _seeds_text(n) -> str:
     """What a per-cell number of the estimation table is, given the noise seeds per cell."""
-    n = pd.Series(n, dtype=float).dropna()
-    if not len(n) or n.max() < 2:
-        return "one noise file per cell, so no std"
-    span = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}–{int(n.max())}"
-    text = f"mean ± std over the {span} noise seeds of each cell (one estimate per noise file)"
-    return text if n.min() >= 2 else text + "; a lone value = one noise file, no std"
+    return spread_text(
+        n,
+        one="one noise file per cell",
+        many="noise seeds of each cell (one estimate per noise file)",
+        lone="one noise file",
+    )
 
 
 #: What the estimation table's numbers are.

@@ -124,15 +124,20 @@ def mean_std(mean, std, digits: int = 1) -> str:
     )
 
 
-def spread_text(n) -> str:
-    """What a per-cell number is, given the runs per cell ``n``: never "± std" where a cell
-    has one run and no std."""
+def spread_text(
+    n,
+    one: str = "one run per cell",
+    many: str = "runs of each cell (training seeds × noise seeds)",
+    lone: str = "a cell with one run",
+) -> str:
+    """What a per-cell number is, given the values per cell ``n`` (runs by default; ``one``,
+    ``many`` and ``lone`` name them otherwise): never "± std" where a cell has one value."""
     n = pd.Series(n, dtype=float).dropna()
     if not len(n) or n.max() < 2:
-        return "one run per cell, so no std"
+        return f"{one}, so no std"
     span = f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}–{int(n.max())}"
-    runs = f"mean ± std over the {span} runs of each cell (training seeds × noise seeds)"
-    return runs if n.min() >= 2 else runs + "; a lone value = a cell with one run, no std"
+    text = f"mean ± std over the {span} {many}"
+    return text if n.min() >= 2 else text + f"; a lone value = {lone}, no std"
 
 
 # ---------------------------------------------------------------- marks shared by every table

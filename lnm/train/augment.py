@@ -228,6 +228,20 @@ def warp(
     return (x, None) if cover is None else (x.mul_(cover), cover)
 
 
+#: LNMBench's training augmentation of the fundus sets and CheXpert (reference-protocol §3.3:
+#: RandomResizedCrop scale 0.95-1 ratio 0.95-1.05, horizontal flip, ColorJitter(0.1, 0.1),
+#: RandomRotation ±5°); config.yaml's real_world entries use it (a test checks they agree).
+LNMBENCH_AUGMENT = {
+    "crop_padding": 0,
+    "hflip": True,
+    "vflip": False,
+    "resized_crop": {"scale": [0.95, 1.0], "ratio": [0.95, 1.05]},
+    "rotation": 5,
+    "brightness": 0.1,
+    "contrast": 0.1,
+}
+
+
 class Augmenter:
     """Random crop with zero padding and random flips, plus the optional resized crop, rotation
     and colour jitter of the module docstring; drawn from a CPU ``torch.Generator``.

@@ -255,12 +255,10 @@ def predict_outputs(method, data: TrainData, split: str) -> Outputs:
     return Outputs(torch.cat(logits, 1).numpy(), torch.cat(probs, 1).numpy().astype(np.float64))
 
 
-def evaluate(
-    method, data: TrainData, view: str | None = None, val_has_clean: bool = True
-) -> tuple[dict, Outputs]:
+def evaluate(method, data: TrainData, view: str | None = None) -> tuple[dict, Outputs]:
     """Val accuracy on noisy and clean labels and test metrics, all of ``view`` (by default
     the spec's ``eval_view``); with several networks also every view's test accuracy and each
-    network's. ``val_has_clean`` False (a real-world set without clean val labels): the
+    network's. Without clean val labels (``data.val_has_clean`` False, a real-world set) the
     clean-label val accuracy is NaN (n/a), never computed against unknown labels. Returns the
     row and the test outputs."""
     view = view or method.spec.eval_view
@@ -269,7 +267,7 @@ def evaluate(
     row["val_acc"] = view_accuracy(view, *val, data.labels["val"].cpu().numpy())
     row["val_acc_clean"] = (
         view_accuracy(view, *val, data.labels["val_clean"].cpu().numpy())
-        if val_has_clean
+        if data.val_has_clean
         else float("nan")
     )
     test = predict_outputs(method, data, "test")
@@ -300,12 +298,12 @@ def probs_file_arrays(view: str, test: Outputs, labels: np.ndarray) -> dict:
     return arrays
 
 
-def _diagnostics(diag: dict, data: TrainData, has_clean: bool = True) -> dict:
+def _diagnostics(diag: dict, data: TrainData) -> dict:
     """Turn a method's reported sets into scores against the clean mask; keep scalar values.
-    Without clean training labels (``has_clean`` False) there is nothing to score against:
+    Without clean training labels (``data.has_clean`` False) there is nothing to score against:
     only the scalar values are kept (the scores are n/a, never numbers against fake labels)."""
     out = {k: float(v) for k, v in diag.items() if np.isscalar(v)}
-    if not has_clean:  # the scores the method's sets would get, present and NaN (n/a)
+    if not data.has_clean:  # the scores the method's sets would get, present and NaN (n/a)
         na = set()
         if any(k == "selected" or k.startswith("selected_") for k in diag):
             na |= {"clean_ratio", "coverage"}
@@ -457,10 +455,8 @@ def train_run(
     code_files = default_code_files(spec) if code_files is None else list(code_files)
     estimate = None
     if estimate_path is not None:  # the cell's noise estimate: forget_rate: estimated
-        from ..noise.io import load_noise as load_estimate
-
         inputs["estimate"] = {"path": str(estimate_path), "sha256": verify(estimate_path)}
-        estimate = load_estimate(estimate_path, check=False)
+        estimate = load_noise(estimate_path, check=False)
     identity = run_identity(
         spec,
         inputs["data"]["sha256"],
@@ -478,8 +474,6 @@ def train_run(
             raise ValueError(
                 f"{noise_path}: noise file has {key}={noise[key]!r}, run expects {want!r}"
             )
-    # real-world sets without clean labels: their diagnostics are n/a (has_clean False)
-    has_clean, val_has_clean = bool(noise["has_clean"]), bool(noise["val_has_clean"])
     if "generator_sha256" in noise:  # instance_classifier: the classifier that drew the flips
         inputs["generator"] = {
             "sha256": str(noise["generator_sha256"]),
@@ -545,8 +539,8 @@ def train_run(
             method.start_epoch(epoch)
             diag = method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
             # per_epoch.csv: 0-based index
-            row = {"epoch": epoch, **_diagnostics(diag, data, has_clean)}
-            ev, test = evaluate(method, data, val_has_clean=val_has_clean)
+            row = {"epoch": epoch, **_diagnostics(diag, data)}
+            ev, test = evaluate(method, data)
             row.update(ev, seconds=time.perf_counter() - t0)
             history.append(row)
             loss = row.get("train_loss", float("nan"))
