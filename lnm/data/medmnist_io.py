@@ -7,6 +7,7 @@ folder, verified, and only then moved into place.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ def _info() -> dict:
     return medmnist.INFO
 
 
+@functools.cache
 def _single_label_2d() -> tuple[str, ...]:
     return tuple(
         flag
@@ -36,12 +38,19 @@ def _single_label_2d() -> tuple[str, ...]:
     )
 
 
-DATASETS = _single_label_2d()
+def __getattr__(name: str):
+    # DATASETS (medmnist's 2-D single-label sets) is read from medmnist when first asked for:
+    # importing medmnist imports torch, pandas and scikit-learn (seconds), which a process that
+    # only reads an HDF5 file (training) must not pay for.
+    if name == "DATASETS":
+        return _single_label_2d()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def dataset_info(flag: str) -> dict:
     info = _info()
-    if flag not in DATASETS:
+    datasets = _single_label_2d()
+    if flag not in datasets:
         why = (
             "it is multi-label"
             if flag in info and "multi-label" in info[flag]["task"]
@@ -50,7 +59,7 @@ def dataset_info(flag: str) -> dict:
             else "it is not a MedMNIST dataset"
         )
         raise DataError(
-            f"dataset {flag!r} is not supported ({why}); allowed: {', '.join(DATASETS)}"
+            f"dataset {flag!r} is not supported ({why}); allowed: {', '.join(datasets)}"
         )
     return info[flag]
 

@@ -29,12 +29,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..grid import ADAPTERS, adapter_has_clean_train
 from .medmnist_io import DataError
+
+if TYPE_CHECKING:  # pandas is imported where CSVs are read: training never pays for it
+    import pandas as pd
 
 SPLITS = ("train", "val", "test")
 #: How many missing images an error lists before giving the total.
@@ -429,6 +432,8 @@ class SplitTables:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -467,6 +472,8 @@ def _bad(path, lines, col, values, bad: np.ndarray, reason, allowed: str):
 
 
 def _to_float(values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
     return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
 
 

@@ -47,6 +47,7 @@ deleted when the run completes unless ``keep_checkpoint``.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -59,9 +60,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from ..checksum import ChecksumError, artifact, sidecar, verify, write_bytes
 from ..codedeps import closure, code_digest
@@ -71,7 +70,7 @@ from ..models import build_model
 from ..noise.io import load_noise
 from .data import TrainData
 from .datasource import open_data
-from .metrics import selection_scores, view_accuracy, view_metrics, view_probs
+from .metrics import binary_auc, selection_scores, view_accuracy, view_metrics, view_probs
 from .provenance import provenance
 from .spec import RunSpec
 
@@ -318,7 +317,7 @@ def _diagnostics(diag: dict, data: TrainData) -> dict:
         t_hat, t = np.asarray(diag["T_hat"], dtype=float), np.nan_to_num(data.transition)
         out["t_error"] = float(np.abs(t_hat - t).sum() / np.abs(t).sum())
     if diag.get("clean_prob") is not None and 0 < is_clean.mean() < 1:
-        out["gmm_auc"] = float(roc_auc_score(is_clean, np.asarray(diag["clean_prob"])))
+        out["gmm_auc"] = binary_auc(is_clean, np.asarray(diag["clean_prob"]))
     seen = diag.get("seen")
     seen = np.ones_like(is_clean) if seen is None else np.asarray(seen, dtype=bool)
     for key in [k for k in diag if k == "selected" or k.startswith("selected_")]:
@@ -350,19 +349,78 @@ def _finite(obj):
     return obj
 
 
-def _last_k_mean(history: pd.DataFrame, col: str, k: int) -> float | None:
+class EpochTable:
+    """The per-epoch rows (one dict per epoch) as the columns ``pandas.DataFrame(rows)`` holds:
+    every key in order of first appearance, NaN where a row lacks it. :meth:`write_csv` writes
+    them as ``DataFrame.to_csv(index=False, float_format="%.6g")`` does, byte for byte, without
+    importing pandas (rows of int, float and str values; anything else goes through pandas)."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+        self.columns = list(dict.fromkeys(k for row in rows for k in row))
+        self._names = set(self.columns)
+
+    def __contains__(self, col: str) -> bool:
+        return col in self._names
+
+    def __iter__(self):
+        return iter(self.columns)
+
+    def __getitem__(self, col: str) -> list:
+        return [row.get(col, float("nan")) for row in self.rows]
+
+    @staticmethod
+    def _cells(values: list) -> list[str] | None:
+        """The CSV cells of a column as pandas writes them (None: a column pandas must write):
+        ints -> ``str``; numbers with a float or a missing value -> float64, ``%.6g`` and "" for
+        NaN; strings (missing ones NaN) -> as they are, "" for NaN."""
+        kinds = {type(v) for v in values}
+        if kinds == {int}:
+            return [str(v) for v in values]
+        if kinds <= {int, float} and float in kinds:
+            fmt = "%.6g"  # pandas applies float_format with %
+            return ["" if v != v else fmt % float(v) for v in values]
+        if kinds <= {str, float} and str in kinds:
+            if all(isinstance(v, str) or v != v for v in values):
+                return [v if isinstance(v, str) else "" for v in values]
+        return None
+
+    def write_csv(self, path, drop: Iterable[str] = ()) -> None:
+        cols = [c for c in self.columns if c not in set(drop)]
+        cells = [self._cells(self[c]) for c in cols]
+        if any(c is None for c in cells):
+            import pandas as pd  # a value type the light writer does not know
+
+            pd.DataFrame(self.rows).drop(columns=[c for c in drop if c in self]).to_csv(
+                path, index=False, float_format="%.6g"
+            )
+            return
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator=os.linesep)
+            writer.writerow(cols)
+            writer.writerows(zip(*cells))
+
+
+def _last_k_mean(history: EpochTable, col: str, k: int) -> float | None:
+    """The mean of the last ``k`` values of ``col`` without its NaNs (None: no such column or
+    only NaNs); pandas' ``Series.mean`` arithmetic (NaNs summed as 0, divided by the count)."""
     if col not in history:
         return None
-    vals = history[col].iloc[-k:].astype(float)
-    return None if vals.isna().all() else float(vals.mean())
+    vals = np.array(history[col][-k:], dtype=np.float64)
+    missing = np.isnan(vals)
+    if missing.all():
+        return None
+    vals[missing] = 0
+    return float(vals.sum(None, dtype=np.float64) / np.float64(missing.size - missing.sum()))
 
 
 def summarize(
-    spec: RunSpec, history: pd.DataFrame, noise: dict, inputs: dict, method, dev: torch.device
+    spec: RunSpec, history: EpochTable, noise: dict, inputs: dict, method, dev: torch.device
 ) -> dict:
     k = spec.last_k  # <= epochs (checked when the run starts)
-    best = int(history["val_acc"].to_numpy().argmax())  # first epoch with the best noisy-val acc
-    recalls = np.array([json.loads(r) for r in history["test_per_class_recall"].iloc[-k:]])
+    # the first epoch with the best noisy-val accuracy
+    best = int(np.array(history["val_acc"], dtype=np.float64).argmax())
+    recalls = np.array([json.loads(r) for r in history["test_per_class_recall"][-k:]])
     sel = {
         c: _last_k_mean(history, c, k)
         for c in ("clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc")
@@ -390,7 +448,7 @@ def summarize(
         "precision": method.precision,
         "precision_configured": spec.precision,
         "test_acc_last_k": _last_k_mean(history, "test_acc", k),
-        "test_acc_best_val": float(history["test_acc"].iloc[best]),
+        "test_acc_best_val": float(history["test_acc"][best]),
         "best_val_epoch": best,
         "val_acc_last_k": _last_k_mean(history, "val_acc", k),
         **{
@@ -573,8 +631,8 @@ def train_run(
         if test is None:  # resumed after the last epoch had already been checkpointed
             test = predict_outputs(method, data, "test")
 
-        frame = pd.DataFrame(history)
-        metrics = summarize(spec, frame, noise, inputs, method, dev)
+        table = EpochTable(history)
+        metrics = summarize(spec, table, noise, inputs, method, dev)
         metrics["provenance"].update(
             code_sha256=identity["code"],
             resumed_at_epochs=resumed_at,
@@ -584,7 +642,7 @@ def train_run(
             method.precision == "bf16"
         )
         with artifact(out_dir / "per_epoch.csv") as tmp:
-            frame.drop(columns=["seconds"]).to_csv(tmp, index=False, float_format="%.6g")
+            table.write_csv(tmp, drop=["seconds"])
         buf = io.BytesIO()
         np.savez_compressed(
             buf, **probs_file_arrays(spec.eval_view, test, data.labels["test"].cpu().numpy())
