@@ -78,7 +78,11 @@ class Selection:
 
 
 def cross_small_loss(
-    loss0: torch.Tensor, loss1: torch.Tensor, tau: float, eligible: torch.Tensor | None = None
+    loss0: torch.Tensor,
+    loss1: torch.Tensor,
+    tau: float,
+    eligible: torch.Tensor | None = None,
+    num_eligible: int | None = None,
 ) -> Selection:
     """Co-teaching's exchange on per-sample losses ``loss0``/``loss1`` (B,) of nets 0 and 1.
 
@@ -90,8 +94,14 @@ def cross_small_loss(
     ``loss_coteaching`` of Co-teaching+ (xingruiyu/coteaching_plus ``loss.py``) and CoDis's
     ``loss_ours`` do (the first Co-teaching code divided by zero there). With n = 0 there is no
     update (``loss`` None) and nothing is selected.
+
+    ``num_eligible``: ``eligible.sum()`` if the caller already has it on the host (otherwise it
+    is read here: a host sync, the only one of this function).
     """
-    n = len(loss0) if eligible is None else int(eligible.sum())
+    if eligible is None:
+        n = len(loss0)
+    else:
+        n = int(eligible.sum()) if num_eligible is None else int(num_eligible)
     if n == 0:
         empty = torch.zeros(len(loss0), dtype=torch.bool, device=loss0.device)
         return Selection(None, masks={"selected_net0": empty, "selected_net1": empty})

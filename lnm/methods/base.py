@@ -27,6 +27,37 @@ from ..train.optim import apply_schedule, make_optimizer
 from ..train.spec import RunSpec
 
 
+class LossMeter:
+    """The sample-weighted mean of per-batch losses over an epoch, accumulated on the device.
+
+    ``add(loss, n)`` adds ``loss · n`` (``loss`` a batch-mean scalar tensor, ``n`` the host-side
+    int the batch is weighted by) to a 0-d float64 tensor on ``device`` and ``n`` to a Python
+    int; nothing is copied to the host, so a CUDA training loop is not stalled once per batch
+    (``loss.item()`` is a device-to-host synchronisation). :meth:`mean` reads the sum once.
+
+    The arithmetic is that of the Python-float loop it replaces, ``total += loss.item() * n``:
+    the (float32) loss is converted exactly to float64, multiplied by ``n`` in float64 and added
+    in float64, each step rounded once, in the same order (a separate multiply and add, no
+    fused ``alpha``), so :meth:`mean` is bit-identical to ``total / n``. A float32 accumulator
+    would not be.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+
+    def add(self, loss: torch.Tensor, n: int) -> None:
+        self.total.add_(loss.detach().to(torch.float64) * n)
+        self.count += n
+
+    def mean(self, empty: float = 0.0) -> float:
+        """``sum / count`` as a Python float (one host sync), or ``empty`` if nothing was added
+        (0.0 is what ``total / max(n, 1)`` gave; no sync then)."""
+        if self.count == 0:
+            return empty
+        return float(self.total) / self.count
+
+
 class Method:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -124,6 +155,11 @@ class Method:
             apply_schedule(
                 opt, self.spec.optimizer["lr"], self.spec.schedule, epoch, self.spec.epochs
             )
+
+    def loss_meter(self) -> LossMeter:
+        """A :class:`LossMeter` on the method's device: the epoch's ``train_loss`` without a
+        host sync per batch."""
+        return LossMeter(self.device)
 
     @property
     def precision(self) -> str:

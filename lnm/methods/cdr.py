@@ -58,9 +58,11 @@ def mask_noncritical_(params, keep_frac: float, scale: float = 1.0) -> None:
         return
     if k < total:
         thresh = torch.kthvalue(torch.cat([s.reshape(-1) for s in scores]), total - k + 1).values
-        zero_thresh = bool(thresh <= 0)  # then ">=" would also keep weights with score 0
+        # thresh <= 0: ">=" would also keep weights with score 0, so keep "> 0" instead
+        # (chosen on the device: no host sync per batch)
+        zero_thresh = thresh <= 0
         for p, s in zip(params, scores):
-            p.grad.mul_(s > 0 if zero_thresh else s >= thresh)
+            p.grad.mul_(torch.where(zero_thresh, s > 0, s >= thresh))
     if scale != 1.0:
         for p in params:
             p.grad.mul_(scale)
@@ -107,12 +109,12 @@ class CDR(Method):
         net, opt = self.nets[0], self.optimizers[0]
         net.train()
         keep = keep_fraction(epoch, self.tau, self.hp["num_gradual"])
-        total, n = 0.0, 0
+        meter = self.loss_meter()
         for b in batches:
             loss = F.cross_entropy(self.forward(net, b.x), b.y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             mask_noncritical_(prunable(net.parameters()), keep, self.kept_scale(keep))
             opt.step()
-            total, n = total + loss.item() * len(b), n + len(b)
-        return {"train_loss": total / max(n, 1), "keep_frac": keep}
+            meter.add(loss, len(b))
+        return {"train_loss": meter.mean(), "keep_frac": keep}

@@ -23,11 +23,11 @@ class CE(Method):
     def train_epoch(self, epoch, batches):
         net, opt = self.nets[0], self.optimizers[0]
         net.train()
-        total, n = 0.0, 0
+        meter = self.loss_meter()
         for b in batches:
             loss = F.cross_entropy(
                 self.forward(net, b.x), b.y, label_smoothing=self.hp["label_smoothing"]
             )
             self.step(opt, loss)
-            total, n = total + loss.item() * len(b), n + len(b)
-        return {"train_loss": total / max(n, 1)}
+            meter.add(loss, len(b))
+        return {"train_loss": meter.mean()}

@@ -71,8 +71,11 @@ class CoTeachingPlus(SmallLossMethod):
             return cross_small_loss(ce0, ce1, tau)
         step, self._step = self._step, self._step + 1
         disagree = z0.detach().argmax(1) != z1.detach().argmax(1)
-        if disagree.any():  # small-loss exchange within D (all of D if none would be kept)
-            sel = cross_small_loss(ce0, ce1, tau, eligible=disagree)
+        # |D| on the host: the batch's one sync (which rule applies, how many to keep and whether
+        # to step at all depend on it)
+        num_disagree = int(disagree.sum())
+        if num_disagree:  # small-loss exchange within D (all of D if none would be kept)
+            sel = cross_small_loss(ce0, ce1, tau, eligible=disagree, num_eligible=num_disagree)
         elif step < int(self.hp["warm_steps"]):  # the original's warm start: full-batch CE
             part0, part1 = ce0.mean(), ce1.mean()
             used = torch.ones_like(disagree)

@@ -201,7 +201,7 @@ class DISC(Method):
         net, opt = self.nets[0], self.optimizers[0]
         net.train()
         lam_ce, lam_h, q = (float(self.hp[k]) for k in ("lambda_ce", "lambda_h", "gce_q"))
-        total, n = 0.0, 0
+        meter = self.loss_meter()
         for b in batches:
             xw, xs = b.x, self.strong_view(b)
             bs = len(b)
@@ -217,8 +217,8 @@ class DISC(Method):
                 if loss is None:  # no sample of this batch is in any set
                     continue
             self.step(opt, loss)
-            total, n = total + loss.item() * bs, n + bs
-        diag = {"train_loss": total / max(n, 1)}
+            meter.add(loss, bs)
+        diag = {"train_loss": meter.mean()}
         if not warm:
             s = self.sets
             idx = torch.nonzero(s["corrected"]).squeeze(1)

@@ -274,7 +274,7 @@ class DivideMix(Method):
 
     def _warmup(self, epoch: int) -> dict:
         bs = self.data.batch_size * int(self.hp["warmup_batch_mult"])
-        total, n = 0.0, 0
+        meter = self.loss_meter()
         for k, (net, opt) in enumerate(zip(self.nets, self.optimizers)):
             net.train()
             for b in self.data.epoch_batches(self.spec.seed, epoch, _WARMUP_STREAM + k, bs):
@@ -284,8 +284,8 @@ class DivideMix(Method):
                     logp = F.log_softmax(logits, 1)
                     loss = loss + (logp.exp() * logp).sum(1).mean()
                 self.step(opt, loss)
-                total, n = total + loss.item() * len(b), n + len(b)
-        return {"train_loss": total / max(n, 1)}
+                meter.add(loss, len(b))
+        return {"train_loss": meter.mean()}
 
     def _train_net(
         self,
@@ -312,7 +312,7 @@ class DivideMix(Method):
         bs = min(data.batch_size, data.num_train)
         num_iter = max(1, math.ceil(len(lab) / bs))
         prior = self.reg_prior()
-        total, count = 0.0, 0
+        meter = self.loss_meter()
         for i, start in enumerate(range(0, len(lab), bs)):
             idx_x, idx_u = lab[start : start + bs], next(unl)
             raw_x, raw_u = images[idx_x], images[idx_u]
@@ -352,8 +352,8 @@ class DivideMix(Method):
             lam_u = self._lambda_u(epoch + i / num_iter)
             loss = loss_x + lam_u * loss_u + loss_reg
             self.step(opt, loss)
-            total, count = total + loss.item() * nx, count + nx
-        return total / max(count, 1)
+            meter.add(loss, nx)
+        return meter.mean()
 
     # ------------------------------------------------------------------ state
     def extra_state(self) -> dict:

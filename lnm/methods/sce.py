@@ -44,9 +44,9 @@ class SCE(Method):
     def train_epoch(self, epoch, batches):
         net, opt = self.nets[0], self.optimizers[0]
         net.train()
-        total, n = 0.0, 0
+        meter = self.loss_meter()
         for b in batches:
             loss = sce_loss(self.forward(net, b.x), b.y, self.hp["alpha"], self.hp["beta"])
             self.step(opt, loss, net.parameters(), clip_norm=self.hp["grad_clip"])
-            total, n = total + loss.item() * len(b), n + len(b)
-        return {"train_loss": total / max(n, 1)}
+            meter.add(loss, len(b))
+        return {"train_loss": meter.mean()}

@@ -188,7 +188,7 @@ class TRevision(Method):
         net = self.nets[0]
         opt = self.stage_optimizer(stage)
         net.train()
-        total, n = 0.0, 0
+        meter = self.loss_meter()
         for b in batches:
             logits = self.forward(net, b.x)
             if stage == 0:
@@ -200,10 +200,10 @@ class TRevision(Method):
                     logits, b.y, self.current_t(), bool(self.hp["revision_beta_grad"])
                 )
             self.step(opt, loss)
-            total, n = total + loss.item() * len(b), n + len(b)
+            meter.add(loss, len(b))
         if stage == 0 and epoch == est - 1:
             self.t_hat = anchor_transition(self.train_probs(), self.hp["anchor_percentile"])
-        out = {"train_loss": total / max(n, 1), "stage": stage}
+        out = {"train_loss": meter.mean(), "stage": stage}
         if self.t_hat is not None:
             out["T_hat"] = self.reported_t().cpu().numpy()
         return out

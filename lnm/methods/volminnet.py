@@ -73,7 +73,7 @@ class VolMinNet(Method):
     def train_epoch(self, epoch, batches):
         net, (net_opt, t_opt) = self.nets[0], self.optimizers
         net.train()
-        total, n = 0.0, 0
+        meter = self.loss_meter()
         for b in batches:
             loss = volmin_loss(self.forward(net, b.x), b.y, self.transition(), self.hp["lam"])
             net_opt.zero_grad(set_to_none=True)
@@ -81,10 +81,10 @@ class VolMinNet(Method):
             loss.backward()
             net_opt.step()
             t_opt.step()
-            total, n = total + loss.item() * len(b), n + len(b)
+            meter.add(loss, len(b))
         with torch.no_grad():
             t_hat = self.transition().cpu().numpy()
-        return {"train_loss": total / max(n, 1), "T_hat": t_hat}
+        return {"train_loss": meter.mean(), "T_hat": t_hat}
 
     def extra_state(self):
         return {"w": self.transition.w.detach().clone()}
