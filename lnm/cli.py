@@ -171,34 +171,39 @@ def _cmd_train(a):
     from .config import load_config, run_spec
     from .grid import HEADLINE, headline_text
     from .noise.io import load_noise
-    from .train.trainer import train_run
+    from .train.pack import RunJob, train_runs
 
+    seeds = a.seed if isinstance(a.seed, list) else [a.seed]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seed {' '.join(map(str, seeds))}: a seed is given twice")
+    if len(seeds) > 1 and "{seed}" not in a.out:
+        raise ValueError(f"--out {a.out!r}: with several seeds it must name each run's folder "
+                         "with {seed}, e.g. runs/s{seed}")  # fmt: skip
     cfg = load_config(*_config_files(a))
     nz = load_noise(a.noise)
-    spec = run_spec(
-        cfg,
-        a.dataset or _data_name(a.data),
-        nz["pattern"],
-        nz["rate"],
-        nz["noise_seed"],
-        a.method,
-        a.backbone,
-        a.seed,
-    )
-    m = train_run(  # code identity: the trainer's and the method's closure (the default)
-        spec,
-        a.data,
-        a.noise,
-        a.out,
+    dataset = a.dataset or _data_name(a.data)
+    args = (cfg, dataset, nz["pattern"], nz["rate"], nz["noise_seed"], a.method, a.backbone)
+    # code identity: the trainer's and the method's closure (the default)
+    jobs = [RunJob(run_spec(*args, s), a.data, a.noise, a.out.replace("{seed}", str(s)))
+            for s in seeds]  # fmt: skip
+    options = dict(
         device=a.device or cfg["runtime"]["device"],
         threads=a.threads,
         keep_checkpoint=a.keep_checkpoint,
         stream=cfg["runtime"]["stream"],
         memory_budget_mb=cfg["runtime"]["memory_budget_mb"],
     )
-    resumed = m["provenance"]["resumed_at_epochs"]
-    note = f" (resumed at epoch {', '.join(map(str, resumed))})" if resumed else ""
-    print(f"{a.out}: {headline_text(m['last_k'])} {m[HEADLINE]:.2f}{note}")
+    if len(jobs) == 1:
+        from .train.trainer import train_run
+
+        j = jobs[0]
+        results = [train_run(j.spec, j.data_path, j.noise_path, j.out_dir, **options)]
+    else:  # one after another in this process, sharing its start-up and the loaded images
+        results = train_runs(jobs, **options)
+    for job, m in zip(jobs, results):
+        resumed = m["provenance"]["resumed_at_epochs"]
+        note = f" (resumed at epoch {', '.join(map(str, resumed))})" if resumed else ""
+        print(f"{job.out_dir}: {headline_text(m['last_k'])} {m[HEADLINE]:.2f}{note}")
 
 
 def _cmd_verify(a):
@@ -336,7 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--method", default="ce", choices=v["methods"], help="LNL method")
     s.add_argument("--backbone", default="resnet8", choices=v["backbones"], help="network")
-    s.add_argument("--seed", type=int, default=0, help="training seed (init, batch order)")
+    s.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=0,
+        help="training seed (init, batch order); several: their runs are trained one after "
+        "another in this process, sharing its start-up and the images loaded on the device "
+        "(each run as alone, into the folder --out names with {seed})",
+    )
     s.add_argument(
         "--device",
         default=None,
@@ -346,7 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--keep-checkpoint", action="store_true", help="keep checkpoint.pt after the run"
     )
-    s.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    s.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="run folder; {seed} in it is replaced by the run's seed (needed with several)",
+    )
     s.set_defaults(fn=_cmd_train)
 
     s = add(
@@ -377,7 +395,7 @@ def _import_for_training() -> None:
     try:
         import torch._dynamo  # noqa: F401
 
-        from .train import trainer  # noqa: F401
+        from .train import pack, trainer  # noqa: F401
     finally:
         gc.freeze()
         gc.enable()

@@ -328,7 +328,7 @@ def method_params(
 def needs_estimate(spec: RunSpec) -> bool:
     """Whether a run is told its cell's estimated noise rate (its train job then needs the
     cell's estimate file)."""
-    return grid.ESTIMATED in spec.method_params.values()
+    return spec.needs_estimate
 
 
 def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, seed) -> RunSpec:

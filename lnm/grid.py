@@ -134,7 +134,12 @@ def single_last_k(values) -> int:
 
 # ---------------------------------------------------------------- paths (below `results`)
 NOISE_TAG = "{noise}-{rate}-n{noise_seed}"
-RUN_ID = "{dataset}/" + NOISE_TAG + "/{method}/{backbone}/s{seed}"
+#: The runs of one method and backbone on one noise cell (every training seed).
+RUN_GROUP = "{dataset}/" + NOISE_TAG + "/{method}/{backbone}"
+RUN_ID = RUN_GROUP + "/s{seed}"
+#: A training job of ``runtime.pack_seeds``: every training seed of a :data:`RUN_GROUP`, trained
+#: one after another in one process (the name of its log and benchmark files).
+PACKED_ID = RUN_GROUP + "/seeds"
 RAW_RECORD = "raw/{dataset}_{size}.json"
 DATA_FILE = "data/{dataset}_{size}.h5"
 NOISE_FILE = "noise/{dataset}/" + NOISE_TAG + ".npz"
@@ -218,6 +223,17 @@ FIGURES = {
     "figure_recall": "recall_{dataset}.png",
     "figure_estimation": "estimated_vs_true.png",  # only with estimation.enabled
 }
+
+
+class _Keep(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def fill(template: str, **fields) -> str:
+    """``template`` with ``fields`` filled in and every other field kept as it is:
+    ``fill(RUN_ID, seed=1)`` has the wildcards of a run with seed 1."""
+    return template.format_map(_Keep(fields))
 
 
 def fmt_rate(rate: float) -> str:

@@ -22,6 +22,10 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 RES = config["results"]
+# runtime.pack_seeds: one train job per run group (every training seed of one dataset, noise
+# cell, method and backbone), its runs trained one after another in one process
+PACK = config["runtime"]["pack_seeds"]
+RUNS_PER_JOB = len(config["seeds"]) if PACK else 1
 LNM = os.path.join(workflow.basedir, "lnm")
 SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
 
@@ -123,12 +127,24 @@ def noise_params(w):
     return params
 
 
+def job_specs(w):
+    """The specs of a train job's runs: its run, or with runtime.pack_seeds every training
+    seed's run of its group (in the order of config["seeds"])."""
+    seeds = config["seeds"] if PACK else [w.seed]
+    return [
+        run_spec(
+            config, w.dataset, w.noise, w.rate, w.noise_seed, w.method, w.backbone, s
+        )
+        for s in seeds
+    ]
+
+
 def estimate_input(w):
-    """The cell's estimate file, for a run told the estimated noise rate (else nothing)."""
-    spec = run_spec(
-        config, w.dataset, w.noise, w.rate, w.noise_seed, w.method, w.backbone, w.seed
+    """The cell's estimate file, for a job with a run told the estimated noise rate (else
+    nothing)."""
+    return (
+        sums(res(grid.ESTIMATE_FILE)) if any(map(needs_estimate, job_specs(w))) else []
     )
-    return sums(res(grid.ESTIMATE_FILE)) if needs_estimate(spec) else []
 
 
 def estimate_files():
@@ -143,10 +159,26 @@ def estimate_files():
 
 
 def run_params(w):
-    """Canonical, result-relevant parameters only: they decide when a run is redone."""
-    return run_spec(
-        config, w.dataset, w.noise, w.rate, w.noise_seed, w.method, w.backbone, w.seed
-    ).to_dict()
+    """Canonical, result-relevant parameters only: they decide when a run is redone (with
+    runtime.pack_seeds: the list of the job's runs' parameters, in seed order)."""
+    specs = [s.to_dict() for s in job_specs(w)]
+    return specs if PACK else specs[0]
+
+
+#: The train job's name below logs/train and benchmarks/train: a run, or a packed run group.
+TRAIN_JOB = grid.PACKED_ID if PACK else grid.RUN_ID
+
+
+def train_outputs():
+    """The train rule's outputs: a run's files; with runtime.pack_seeds, the files of every
+    training seed's run of a group (the seed filled in, the other fields wildcards)."""
+    if not PACK:
+        return multiext(f"{res(grid.RUN_DIR)}/", *sums(*grid.RUN_FILES))
+    return [
+        f"{res(grid.fill(grid.RUN_DIR, seed=s))}/{f}"
+        for s in config["seeds"]
+        for f in sums(*grid.RUN_FILES)
+    ]
 
 
 def run_files(*names):

@@ -1,22 +1,44 @@
 from pathlib import Path
 
+from lnm.train.pack import RunJob, run_folders, train_runs
 from lnm.train.spec import RunSpec
 from lnm.train.trainer import train_run
 from lnm.workflow import job_device, logged
 
 runtime = snakemake.config["runtime"]
+data, noise = snakemake.input.data[0], snakemake.input.noise[0]
+# the cell's noise estimate, for a run told the estimated rate (forget_rate: estimated)
+estimate = snakemake.input.estimate[0] if snakemake.input.estimate else None
+code = snakemake.input.code  # the code this job runs: part of each run's resume identity
 with logged(snakemake), job_device(snakemake) as device:
-    train_run(
-        RunSpec.from_dict(snakemake.params.spec),
-        snakemake.input.data[0],
-        snakemake.input.noise[0],
-        Path(snakemake.output[0]).parent,
+    common = dict(
         device=device,
         threads=snakemake.threads,
         keep_checkpoint=runtime["keep_checkpoints"],
-        code_files=snakemake.input.code,  # the code this job runs: part of its resume identity
         stream=runtime["stream"],  # held on the device or streamed: same batches, same result
         memory_budget_mb=runtime["memory_budget_mb"],
-        # the cell's noise estimate, for a run told the estimated rate (forget_rate: estimated)
-        estimate_path=snakemake.input.estimate[0] if snakemake.input.estimate else None,
     )
+    if isinstance(snakemake.params.spec, list):  # runtime.pack_seeds: every seed of a group
+        specs = [RunSpec.from_dict(s) for s in snakemake.params.spec]
+        jobs = [
+            RunJob(
+                spec,
+                data,
+                noise,
+                folder,
+                estimate_path=estimate if spec.needs_estimate else None,
+                code_files=tuple(code),
+            )
+            for spec, folder in zip(specs, run_folders(snakemake.output, specs))
+        ]
+        train_runs(jobs, **common)
+    else:
+        train_run(
+            RunSpec.from_dict(snakemake.params.spec),
+            data,
+            noise,
+            Path(snakemake.output[0]).parent,
+            code_files=code,
+            estimate_path=estimate,
+            **common,
+        )

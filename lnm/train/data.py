@@ -99,8 +99,18 @@ class TrainData:
         return n // b if self.drop_last else -(-n // b)
 
 
+def device_images(dataset, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every split's images of ``dataset`` (NHWC uint8 arrays) as uint8 NCHW tensors on
+    ``device``."""
+    to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+    return {s: to(im.transpose(0, 3, 1, 2)) for s, im in dataset.images.items()}
+
+
 class DeviceData(TrainData):
-    """All splits as uint8 NCHW tensors on ``device``; noisy train/val labels; clean masks."""
+    """All splits as uint8 NCHW tensors on ``device``; noisy train/val labels; clean masks.
+
+    ``images``: the splits' tensors already on ``device`` (:func:`device_images` of this
+    ``dataset``, e.g. shared by the runs of one process); they are only read, never changed."""
 
     def __init__(
         self,
@@ -110,8 +120,8 @@ class DeviceData(TrainData):
         augment: dict,
         batch_size: int,
         drop_last: bool = True,
+        images: dict[str, torch.Tensor] | None = None,
     ):
-        to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
         self._setup(
             dataset.attrs,
             dataset.labels["test"],
@@ -121,7 +131,7 @@ class DeviceData(TrainData):
             batch_size,
             drop_last,
         )
-        self.images = {s: to(im.transpose(0, 3, 1, 2)) for s, im in dataset.images.items()}
+        self.images = device_images(dataset, device) if images is None else images
 
     def epoch_batches(
         self, seed: int, epoch: int, stream: int = 0, batch_size: int | None = None

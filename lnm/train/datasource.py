@@ -1,10 +1,15 @@
 """Which training-data path a run takes: every split's images held on the device
 (:class:`lnm.train.data.DeviceData`) or streamed from the HDF5 file
 (:class:`lnm.train.stream.StreamData`), by the images' size against a memory budget. Both give
-identical batches for the same seed."""
+identical batches for the same seed.
+
+Runs trained one after another in one process (:func:`lnm.train.pack.train_runs`) share a
+:class:`SharedInputs`: each input file is hashed once, and the images of a data file are loaded
+onto the device once and then used by every run on that file and device."""
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Callable
@@ -12,8 +17,79 @@ from pathlib import Path
 
 import torch
 
+from ..checksum import sidecar, verify
 from .data import GIB, SPLITS, STREAM_MODES, DeviceData
 from .stream import StreamData
+
+
+# ---------------------------------------------------------------------- shared by several runs
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class SharedInputs:
+    """What consecutive runs of one process share (:func:`lnm.train.pack.train_runs`).
+
+    - :meth:`verify`: an input file's SHA-256, checked against its sidecar once per version of
+      the file and of its sidecar (device, inode, size and modification time of both);
+    - the images of one data file on one device: :func:`open_data` loads them once per key
+      (the file, its SHA-256, the device) and hands every later run with that key the same
+      tensors (runs only read them). One key is held at a time: loading another file drops
+      them first.
+
+    ``loads`` and ``reuses`` count the image loads and the runs that reused held images.
+    Labels, noisy labels and all else of a run stay the run's own."""
+
+    def __init__(self):
+        self.loads = 0
+        self.reuses = 0
+        self._digests: dict[tuple, str] = {}
+        self._held: tuple | None = None  # (key, labels-and-attrs Dataset, device tensors)
+
+    def verify(self, path: str | Path) -> str:
+        """:func:`lnm.checksum.verify`, computed once per version of the file and its sidecar."""
+        path = Path(path)
+        try:
+            key = (str(path.resolve()), _stat_key(path), _stat_key(sidecar(path)))
+        except OSError:
+            return verify(path)  # a missing file or sidecar: verify says which
+        if key not in self._digests:
+            self._digests[key] = verify(path)
+        return self._digests[key]
+
+    @staticmethod
+    def key(h5_path: str | Path, sha256: str, device: torch.device) -> tuple:
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        return (str(Path(h5_path).resolve()), sha256, str(device))
+
+    def images(self, key: tuple):
+        """(the file's labels and attributes as a :class:`lnm.data.hdf5.Dataset` without
+        images, a copy of the run's own; the held device tensors) for ``key``, or None."""
+        if self._held is None or self._held[0] != key:
+            return None
+        self.reuses += 1
+        return copy.deepcopy(self._held[1]), self._held[2]
+
+    def hold(self, key: tuple, dataset, images: dict[str, torch.Tensor]) -> None:
+        """Keep ``images`` (the device tensors of ``dataset``'s images) for later runs."""
+        meta = copy.copy(dataset)
+        meta.images = {}
+        self._held = (key, copy.deepcopy(meta), images)
+        self.loads += 1
+
+    def drop_images(self, device: torch.device | None = None) -> None:
+        """Drop the held images; on CUDA also hand the blocks cached by earlier runs back to
+        the driver, so that a memory budget computed next sees what a fresh process would."""
+        self._held = None
+        if device is not None and torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+
+    def clear(self) -> None:
+        self._held = None
+        self._digests.clear()
 
 
 # ---------------------------------------------------------------------- choosing the path
@@ -64,6 +140,8 @@ def open_data(
     stream: str = "auto",
     memory_budget_bytes: int | None = None,
     log: Callable[[str], None] | None = None,
+    shared: SharedInputs | None = None,
+    sha256: str | None = None,
 ):
     """The training data of ``h5_path``: a :class:`DeviceData` (every split's images loaded on
     ``device``) or a :class:`lnm.train.stream.StreamData` (images read from the file batch by
@@ -72,11 +150,29 @@ def open_data(
     ``stream``: ``never`` (load), ``always`` (stream) or ``auto``: stream when the images of
     the three splits are larger than ``memory_budget_bytes`` (default
     :func:`default_memory_budget`). ``log`` gets one line saying which path and why (default:
-    standard error). Both give identical batches for the same seed."""
+    standard error). Both give identical batches for the same seed.
+
+    ``shared`` (with the file's ``sha256``): images an earlier run of this process loaded onto
+    ``device`` are used as they are (whatever ``auto`` would decide now: they are already
+    there); images loaded here are held for later runs. Streamed data is never shared."""
     if stream not in STREAM_MODES:
         raise ValueError(f"stream = {stream!r}; allowed: {', '.join(STREAM_MODES)}")
     device = torch.device(device)
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    key = None
+    if shared is not None and stream != "always":
+        if sha256 is None:
+            raise ValueError("open_data: shared images need the data file's sha256")
+        key = shared.key(h5_path, sha256, device)
+        held = shared.images(key)
+        if held is not None:
+            meta, images = held
+            log(
+                f"data: reusing the images of {Path(h5_path).name} already in {device.type} "
+                "memory (loaded by an earlier run of this process)"
+            )
+            return DeviceData(meta, noise, device, augment, batch_size, drop_last, images=images)
+        shared.drop_images(device)
     sizes = image_bytes(h5_path)
     total = sum(sizes.values())
     budget = memory_budget_bytes
@@ -106,4 +202,8 @@ def open_data(
     else:
         why = f"within {budget_text}"
     log(f"data: loading {Path(h5_path).name} into {device.type} memory ({size_text}; {why})")
-    return DeviceData(load_h5(h5_path, check=False), noise, device, augment, batch_size, drop_last)
+    dataset = load_h5(h5_path, check=False)
+    data = DeviceData(dataset, noise, device, augment, batch_size, drop_last)
+    if key is not None:
+        shared.hold(key, dataset, data.images)
+    return data

@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from ..grid import EVAL_VIEWS
+from ..grid import ESTIMATED, EVAL_VIEWS
 
 OPTIMIZER_KEYS = {
     "sgd": ("name", "lr", "momentum", "nesterov", "weight_decay"),
@@ -81,6 +81,12 @@ class RunSpec:
     def method_class(self) -> str:
         """The method whose code runs (the variant's base method, else ``method``)."""
         return self.base_method or self.method
+
+    @property
+    def needs_estimate(self) -> bool:
+        """Whether the run is told its cell's estimated noise rate (a method parameter set to
+        ``estimated``): its train job then needs the cell's estimate file."""
+        return ESTIMATED in self.method_params.values()
 
     @classmethod
     def from_dict(cls, d: dict) -> RunSpec:

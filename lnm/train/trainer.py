@@ -69,7 +69,7 @@ from ..methods import get_method
 from ..models import build_model
 from ..noise.io import load_noise
 from .data import TrainData
-from .datasource import open_data
+from .datasource import SharedInputs, open_data
 from .metrics import binary_auc, selection_scores, view_accuracy, view_metrics, view_probs
 from .provenance import provenance
 from .spec import RunSpec
@@ -247,11 +247,12 @@ def predict_outputs(method, data: TrainData, split: str) -> Outputs:
     """Per-network logits and softmax probabilities of ``split``, from one pass over it (every
     evaluation view is computed from these)."""
     logits, probs = [], []
-    for x in data.eval_batches(split):
+    for x in data.eval_batches(split):  # kept on the device: one transfer per split, no sync
         z = method.predict_logits(x)
-        logits.append(z.float().cpu())
-        probs.append(torch.softmax(z, -1).cpu())
-    return Outputs(torch.cat(logits, 1).numpy(), torch.cat(probs, 1).numpy().astype(np.float64))
+        logits.append(z.float())
+        probs.append(torch.softmax(z, -1))
+    logits_host, probs_host = torch.cat(logits, 1).cpu(), torch.cat(probs, 1).cpu()
+    return Outputs(logits_host.numpy(), probs_host.numpy().astype(np.float64))
 
 
 def evaluate(method, data: TrainData, view: str | None = None) -> tuple[dict, Outputs]:
@@ -485,6 +486,7 @@ def train_run(
     stream: str = "auto",
     memory_budget_mb: int | None = None,
     estimate_path: str | Path | None = None,
+    shared: SharedInputs | None = None,
 ) -> dict:
     """Train one run and write its outputs; resume from ``out_dir/checkpoint.pt`` when it is
     intact and has this run's resume identity (else set it aside and start fresh).
@@ -498,6 +500,9 @@ def train_run(
 
     ``code_files``: the code the run executes (the train rule passes its code inputs); by
     default :func:`default_code_files`.
+
+    ``shared``: what this run may share with the other runs of the process (input hashes, the
+    images held on the device; :func:`lnm.train.pack.train_runs`). The result is the same.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     if not 1 <= spec.last_k <= spec.epochs:
@@ -506,14 +511,15 @@ def train_run(
             "averages the last last_k epochs"
         )
     out_dir = Path(out_dir)
+    check = verify if shared is None else shared.verify
     inputs = {
-        "data": {"path": str(data_path), "sha256": verify(data_path)},
-        "noise": {"path": str(noise_path), "sha256": verify(noise_path)},
+        "data": {"path": str(data_path), "sha256": check(data_path)},
+        "noise": {"path": str(noise_path), "sha256": check(noise_path)},
     }
     code_files = default_code_files(spec) if code_files is None else list(code_files)
     estimate = None
     if estimate_path is not None:  # the cell's noise estimate: forget_rate: estimated
-        inputs["estimate"] = {"path": str(estimate_path), "sha256": verify(estimate_path)}
+        inputs["estimate"] = {"path": str(estimate_path), "sha256": check(estimate_path)}
         estimate = load_noise(estimate_path, check=False)
     identity = run_identity(
         spec,
@@ -552,6 +558,8 @@ def train_run(
         stream=stream,
         memory_budget_bytes=None if memory_budget_mb is None else int(memory_budget_mb) << 20,
         log=notes.append,
+        shared=shared,
+        sha256=inputs["data"]["sha256"],
     )
     in_chans = int(data.in_chans)
     factory = lambda: build_model(
@@ -655,7 +663,16 @@ def train_run(
             )
     finally:
         run_log.close()
+        if hasattr(data, "close"):  # streamed data: its file handle, now rather than at exit
+            data.close()
     if not keep_checkpoint:
-        for path in (ckpt, sidecar(ckpt), out_dir / ATTEMPT_LOG):
-            path.unlink(missing_ok=True)
+        remove_checkpoint(out_dir)
     return metrics
+
+
+def remove_checkpoint(out_dir: str | Path) -> None:
+    """Delete a run's checkpoint, its sidecar and its attempt log (what a completed run keeps
+    only with ``keep_checkpoint``)."""
+    ckpt = Path(out_dir) / CHECKPOINT
+    for path in (ckpt, sidecar(ckpt), ckpt.with_name(ATTEMPT_LOG)):
+        path.unlink(missing_ok=True)

@@ -1,0 +1,746 @@
+"""torch.compile for the training step of the noisy-label methods: speed, exactness, resume.
+
+Issue 14 asks whether compiled paths pay for the fixed-shape training step of each method, and
+whether exact resume still holds with them. For one backbone and image size (default ResNet-18
+at 28 px, batch 128: synthetic PathMNIST-like data, 3 channels, 9 classes, 20 % symmetric label
+noise, the harmonized training settings of ``config.yaml``) this script builds every method as
+:func:`lnm.train.trainer.train_run` does (``seed_everything(seed)``, then
+``get_method(spec.method_class)(spec, factory, num_classes, device, data)`` with ``factory``
+calling :func:`lnm.models.build_model`, on lnm's in-memory :class:`~lnm.train.data.DeviceData`)
+and runs the method's own ``start_epoch`` + ``train_epoch`` (``--steps`` batches an epoch) in
+these variants:
+
+- ``eager``: what the trainer runs today;
+- one per ``--modes`` entry (default: all three on CUDA, ``default`` on a CPU, where
+  ``max-autotune-no-cudagraphs`` costs minutes of compiling and ``reduce-overhead`` is CUDA
+  graphs): every network compiled in place, ``net.compile(mode=MODE)``
+  (``nn.Module.compile``: the module keeps its class and its ``state_dict`` keys); the method's
+  code is unchanged, so its losses, selections, backward and optimiser steps stay eager;
+- ``step:MODE`` (``--whole-step``, CE only): the whole step (forward, loss, ``zero_grad``,
+  backward, optimiser step) in one ``torch.compile``d function (graph breaks at backward).
+
+Every variant first runs ``--warmup`` untimed epochs (compilation happens there), then
+``--repeats`` timed epochs, interleaved across the variants in an order that rotates per round,
+all variants on the same batches and from the same seed (each variant's RNG state is swapped
+in and out as the trainer's checkpoint holds it). Per method and variant it prints:
+
+- ``img/s``: median over the timed epochs of training images / wall seconds, and ``CPU s``: the
+  median process CPU time of an epoch (less sensitive to other load on the machine), with the
+  ratios eager / variant (``wall x``, ``CPU x``; above 1: the variant is faster);
+- ``compile s``: the warm-up epochs' extra time over the variant's timed epochs, minus eager's
+  (the cost of compiling, paid once per process); ``graphs``: graphs compiled in the warm-up
+  (``+k``: k more in the timed epochs, i.e. recompilations the warm-up did not cover);
+  ``fx cache``: inductor's FX-graph cache hits / misses in the warm-up (misses: cold compiles;
+  the on-disk cache makes later processes faster; ``--fresh-cache`` measures a cold start);
+- ``loss |d|``: max over epochs of |train_loss(variant) - train_loss(eager)|, and ``nets |d|``:
+  max |difference| of the networks' state (parameters and BatchNorm buffers) after all epochs,
+  against eager; ``0`` means bitwise identical;
+- ``resume``: the end-of-warm-up checkpoint (``method.state_dict()`` and the RNG state, through
+  ``torch.save`` / ``torch.load`` as the trainer writes it) loaded into a freshly built method of
+  the same variant, which then trains the first timed epoch: ``exact`` when its whole state
+  (networks, optimisers, the method's extra state) and loss equal, bitwise, those of the
+  uninterrupted variant after that epoch. The fresh method reuses this process's compiled
+  graphs; ``--cold-resume`` makes it recompile from nothing (dynamo reset, inductor's caches
+  off, autotuning again), as a job resumed in a new process on another machine would;
+- ``x-load``: whether eager's checkpoint loads (``load_state_dict``, strict) into a fresh method
+  of the variant and the variant's checkpoint into a fresh eager method, bitwise.
+
+Last, the ``state_dict`` keys of an eager network, of one compiled in place and of the
+``torch.compile(net)`` wrapper (``OptimizedModule``, keys prefixed ``_orig_mod.``), and whether
+an eager checkpoint loads into the wrapper.
+
+On CUDA the trainer's CUDA path is measured as it is (``Method.forward``: channels_last, and
+bf16 autocast with ``precision: bf16``) for each of ``--precisions`` (default ``fp32,bf16``),
+with CUDA graphs through ``mode="reduce-overhead"``. On a CPU the trainer computes in fp32
+whatever the configured precision, and ``reduce-overhead`` (CUDA graphs) is skipped; the
+skips are printed with their reason.
+
+    python benchmarks/compile_bench.py --quick
+    python benchmarks/compile_bench.py
+    python benchmarks/compile_bench.py --backbone resnet8 --methods all \
+        --modes default,max-autotune-no-cudagraphs --steps 2 --whole-step
+    python benchmarks/compile_bench.py --device cuda --methods all --steps 20
+
+``--quick`` (CE, 1 step, 1 repeat, mode ``default``) takes about a minute with a warm inductor
+cache (ResNet-18 on 2 busy CPU cores; the first compile adds about 2 minutes). The defaults
+(CE, Co-teaching, DivideMix; on a CPU 1 step an epoch, 3 repeats) took 13 minutes there, most of
+it DivideMix's eager and compiled epochs; ``--methods ce,coteaching`` halves that.
+Defaults: ``--steps`` 1 on a CPU, 20 on CUDA; ``--repeats`` 3; ``--warmup`` 1 (2 with
+``--whole-step``: the compiled optimiser step compiles again once its state exists).
+
+Methods whose phases need epochs first are put in their main phase from epoch 1 (epoch 0 is the
+warm-up): the Co-teaching family's and CDR's ramps end at epoch 1 (``num_gradual: 1``),
+Co-teaching+ uses disagreement from epoch 1, DivideMix runs MixMatch from epoch 0, DISC uses
+its sets from epoch 1, T-Revision estimates T in epoch 0 and reweights from epoch 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+#: modes that need a CUDA device, with the reason printed when they are skipped
+CUDA_ONLY = {"reduce-overhead": "CUDA graphs need a CUDA device"}
+#: the CPU's default modes: ``max-autotune-no-cudagraphs`` adds minutes of compiling a backbone
+CPU_MODES = "default"
+DEFAULT_METHODS = ("ce", "coteaching", "dividemix")
+NOISE_RATE = 0.2
+#: ``config.yaml``'s harmonized training settings
+OPTIMIZER = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+SCHEDULE = {"name": "multistep", "milestones": [20, 40], "gamma": 0.1}
+AUGMENT = {"crop_padding": 4, "hflip": True, "vflip": False}
+#: hyperparameters that put each method in its main phase from epoch 1 (see the docstring);
+#: only those a method declares are passed
+MAIN_PHASE = {
+    "coteaching": {"num_gradual": 1},
+    "coteaching_plus": {"num_gradual": 1, "init_epoch": 1},
+    "codis": {"num_gradual": 1},
+    "jocor": {"num_gradual": 1},
+    "cdr": {"num_gradual": 1},
+    "dividemix": {"warmup_epochs": 0},
+    "disc": {"start_epoch": 1},
+    "trevision": {"estimation_epochs": 1},
+}
+
+
+# ----------------------------------------------------------------------------- set-up
+def synthetic_data(args, device):
+    """DeviceData of ``steps x batch`` training images (class c brightens band c of the image)
+    with 20 % symmetric noise on the training and validation labels."""
+    from lnm.train.data import DeviceData
+
+    rng = np.random.default_rng(0)
+    n, s, c, k = args.steps * args.batch_size, args.size, args.channels, args.classes
+    counts = {"train": n, "val": 64, "test": 64}
+    images, clean, noisy = {}, {}, {}
+    band = max(1, s // k)
+    for split, count in counts.items():
+        y = rng.integers(0, k, count)
+        x = rng.integers(0, 96, (count, s, s, c))
+        for cls in range(k):
+            x[y == cls, (cls * band) % s : (cls * band) % s + band] += 120
+        flip = rng.random(count) < NOISE_RATE
+        y_noisy = y.copy()
+        y_noisy[flip] = (y[flip] + rng.integers(1, k, int(flip.sum()))) % k
+        images[split], clean[split], noisy[split] = x.clip(0, 255).astype(np.uint8), y, y_noisy
+    transition = np.zeros((k, k))
+    np.add.at(transition, (clean["train"], noisy["train"]), 1)
+    transition /= transition.sum(1, keepdims=True).clip(min=1)
+    flat = images["train"].reshape(-1, c)
+    dataset = SimpleNamespace(
+        attrs={
+            "n_channels": c,
+            "n_classes": k,
+            "mean": flat.mean(0) / 255,
+            "std": flat.std(0) / 255,
+        },
+        images=images,
+        labels=clean,
+    )
+    noise = {
+        "train_noisy": noisy["train"],
+        "train_clean": clean["train"],
+        "train_is_clean": noisy["train"] == clean["train"],
+        "val_noisy": noisy["val"],
+        "val_clean": clean["val"],
+        "transition": transition,
+        "has_clean": True,
+        "val_has_clean": True,
+    }
+    data = DeviceData(dataset, noise, device, AUGMENT, args.batch_size, True)
+    data.noise_estimate = None  # as the trainer sets it without an estimate file
+    return data
+
+
+def run_spec(method: str, args, precision: str):
+    from lnm.methods import get_method
+    from lnm.train.spec import RunSpec
+
+    cls = get_method(method)
+    params = {k: v for k, v in MAIN_PHASE.get(method, {}).items() if k in cls.defaults}
+    return RunSpec(
+        dataset="synthetic",
+        size=args.size,
+        noise="symmetric",
+        rate=NOISE_RATE,
+        noise_seed=0,
+        method=method,
+        backbone=args.backbone,
+        seed=0,
+        pretrained=False,
+        epochs=100,
+        batch_size=args.batch_size,
+        optimizer=dict(OPTIMIZER),
+        schedule=dict(SCHEDULE),
+        augment=dict(AUGMENT),
+        drop_last=True,
+        last_k=1,
+        eval_view=cls.eval_view,
+        precision=precision,
+        method_params=params,
+    )
+
+
+@dataclass
+class Variant:
+    """One way of running a method: ``mode`` None is eager; ``whole_step``: the compiled step."""
+
+    name: str
+    mode: str | None = None
+    whole_step: bool = False
+    method: object = None
+    rng: dict | None = None
+    warmup_wall: float = 0.0
+    #: counter deltas (:func:`_counters`) of the warm-up and of the timed epochs
+    warm: Counter = field(default_factory=Counter)
+    timed: Counter = field(default_factory=Counter)
+    wall: list = field(default_factory=list)
+    cpu: list = field(default_factory=list)
+    losses: list = field(default_factory=list)
+    ckpt: bytes = b""
+    ref: dict | None = None
+    error: str | None = None
+    resume: str = "-"
+    xload: str = "-"
+
+
+def install_whole_step(method, mode: str) -> None:
+    """CE's ``train_epoch`` with its step (forward, loss, zero_grad, backward, optimiser step)
+    in one compiled function; the same arithmetic as ``lnm.methods.ce.CE.train_epoch``."""
+    net, opt = method.nets[0], method.optimizers[0]
+    smoothing = method.hp["label_smoothing"]
+
+    def step(x, y):
+        loss = F.cross_entropy(method.forward(net, x), y, label_smoothing=smoothing)
+        method.step(opt, loss)
+        return loss.detach()
+
+    compiled = torch.compile(step, mode=mode)
+
+    def train_epoch(epoch, batches):
+        net.train()
+        total, n = 0.0, 0
+        for b in batches:
+            loss = compiled(b.x, b.y)
+            total, n = total + loss.item() * len(b), n + len(b)
+        return {"train_loss": total / max(n, 1)}
+
+    method.train_epoch = train_epoch
+
+
+def build_method(spec, data, device, v: Variant):
+    """The method as the trainer builds it (seeded first), compiled as ``v`` says; returns it
+    with the RNG state it starts training from."""
+    from lnm.methods import get_method
+    from lnm.models import build_model
+    from lnm.train.trainer import _rng_state, seed_everything
+
+    seed_everything(spec.seed)
+
+    def factory():
+        return build_model(spec.backbone, data.in_chans, data.num_classes, spec.size, False)
+
+    method = get_method(spec.method_class)(spec, factory, data.num_classes, device, data)
+    if v.whole_step:
+        install_whole_step(method, v.mode)
+    elif v.mode is not None:
+        for net in method.nets:
+            net.compile(mode=v.mode)
+    return method, _rng_state()
+
+
+# ----------------------------------------------------------------------------- measuring
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _LimitWatch(logging.Handler):
+    """Counts dynamo's "hit config.recompile_limit" warnings: past the limit a function runs
+    eager, so a variant that hits it does not measure compiled code."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.hits = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "recompile_limit" in record.getMessage():
+            self.hits += 1
+
+
+LIMIT_WATCH = _LimitWatch()
+
+
+def _counters() -> Counter:
+    """What this process has compiled so far: graphs, inductor FX-graph cache hits and misses,
+    graphs CUDA graphs skipped (reduce-overhead), recompile-limit hits."""
+    from torch._dynamo.utils import counters
+
+    return Counter(
+        graphs=int(counters["stats"]["unique_graphs"]),
+        fx_hit=int(counters["inductor"]["fxgraph_cache_hit"]),
+        fx_miss=int(counters["inductor"]["fxgraph_cache_miss"]),
+        cudagraph_skips=int(counters["inductor"]["cudagraph_skips"]),
+        limit_hits=LIMIT_WATCH.hits,
+    )
+
+
+def run_epoch(v: Variant, data, spec, epoch: int, device, into: Counter) -> tuple[float, float]:
+    """One epoch of ``v`` with its own RNG state: (wall s, CPU s); adds what it compiled to
+    ``into``."""
+    from lnm.train.trainer import _rng_state, _set_rng_state
+
+    _set_rng_state(v.rng)
+    _sync(device)
+    before = _counters()
+    t0, c0 = time.perf_counter(), time.process_time()
+    v.method.start_epoch(epoch)
+    diag = v.method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
+    _sync(device)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    v.rng = _rng_state()
+    v.losses.append(float(diag.get("train_loss", float("nan"))))
+    into.update(_counters() - before)
+    return wall, cpu
+
+
+def checkpoint(v: Variant) -> bytes:
+    """What the trainer's checkpoint holds of the method, written as it writes it."""
+    buf = io.BytesIO()
+    torch.save({"method": v.method.state_dict(), "rng": v.rng}, buf)
+    return buf.getvalue()
+
+
+def load_checkpoint(blob: bytes, device) -> dict:
+    return torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
+
+
+def flatten(obj, prefix: str = "") -> dict:
+    """Nested dicts/lists of a state dict -> {path: value}, tensors detached to the CPU."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, val in obj.items():
+            out.update(flatten(val, f"{prefix}{k}."))
+        return out
+    if isinstance(obj, (list, tuple)):
+        out = {}
+        for i, val in enumerate(obj):
+            out.update(flatten(val, f"{prefix}{i}."))
+        return out
+    if isinstance(obj, torch.Tensor):
+        return {prefix[:-1]: obj.detach().to("cpu", copy=True)}
+    return {prefix[:-1]: obj}
+
+
+def max_diff(a: dict, b: dict, only: str = "") -> float:
+    """Max |a - b| over the float tensors whose path starts with ``only`` (inf: the keys or
+    shapes differ; other values count as 0 or inf by equality)."""
+    keys = [k for k in a if k.startswith(only)]
+    if set(keys) != {k for k in b if k.startswith(only)}:
+        return math.inf
+    worst = 0.0
+    for k in keys:
+        x, y = a[k], b[k]
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if x.shape != y.shape:
+                return math.inf
+            if x.is_floating_point():
+                d = (x.double() - y.double()).abs()
+                worst = max(worst, float(d.nan_to_num(math.inf).max()) if d.numel() else 0.0)
+            elif not torch.equal(x, y):
+                return math.inf
+        elif isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if not np.array_equal(x, y):
+                return math.inf
+        elif x != y:
+            return math.inf
+    return worst
+
+
+def bitwise_equal(a: dict, b: dict) -> bool:
+    if set(a) != set(b):
+        return False
+    for k, x in a.items():
+        y = b[k]
+        if isinstance(x, torch.Tensor):
+            if not (isinstance(y, torch.Tensor) and x.dtype == y.dtype and x.shape == y.shape):
+                return False
+            # bit patterns, so that NaNs and signed zeros compare too
+            if x.numel() and not torch.equal(_bits(x), _bits(y)):
+                return False
+        elif isinstance(x, np.ndarray):
+            if not np.array_equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    ints = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+    if t.is_floating_point() and t.element_size() in ints:
+        return t.contiguous().view(ints[t.element_size()])
+    return t
+
+
+def _error(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:110] if text else ''}"
+
+
+def bench_method(method: str, precision: str, args, data, device) -> list[Variant]:
+    """Warm up, time (interleaved) and check every variant of ``method``."""
+    spec = run_spec(method, args, precision)
+    # every method starts from empty dynamo caches, as a training process does (the inductor
+    # cache on disk stays: later methods recompile from it); the compiled variants of one
+    # method share the cache entries of the networks' forward, hence the higher limit
+    torch._dynamo.reset()
+    variants = [Variant("eager")]
+    variants += [Variant(m, mode=m) for m in args.modes]
+    if args.whole_step and method == "ce":
+        variants += [Variant(f"step:{m}", mode=m, whole_step=True) for m in args.modes]
+    for v in variants:  # warm-up, one variant after the other: compilation happens here
+        try:
+            v.method, v.rng = build_method(spec, data, device, v)
+            for e in range(args.warmup):
+                v.warmup_wall += run_epoch(v, data, spec, e, device, v.warm)[0]
+            v.ckpt = checkpoint(v)
+        except Exception as err:  # a mode that fails here is reported, the others go on
+            v.error, v.method = _error(err), None
+    live = [v for v in variants if v.error is None]
+    for r in range(args.repeats):
+        epoch = args.warmup + r
+        for v in live[r % len(live) :] + live[: r % len(live)]:
+            if v.error is not None:
+                continue
+            try:
+                wall, cpu = run_epoch(v, data, spec, epoch, device, v.timed)
+            except Exception as err:
+                v.error, v.method = _error(err), None
+                continue
+            v.wall.append(wall)
+            v.cpu.append(cpu)
+            if r == 0:
+                v.ref = flatten(v.method.state_dict())
+    eager = variants[0]
+    for v in variants:
+        if v.error is None:
+            check_resume(v, eager, spec, data, device, args)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return variants
+
+
+def check_resume(v: Variant, eager: Variant, spec, data, device, args) -> None:
+    """``resume`` and ``x-load`` of ``v`` (see the module docstring)."""
+    warmup, cold = args.warmup, args.cold_resume and v.mode is not None
+    try:
+        fresh = Variant(v.name, v.mode, v.whole_step)
+        context = contextlib.nullcontext()
+        if cold:  # recompile from nothing, as a resumed job on another machine would
+            torch._dynamo.reset()
+            context = torch._inductor.config.patch(force_disable_caches=True)
+        with context:
+            fresh.method, _ = build_method(spec, data, device, fresh)
+            state = load_checkpoint(v.ckpt, device)
+            fresh.method.load_state_dict(state["method"])
+            fresh.rng = state["rng"]
+            t0 = time.perf_counter()
+            run_epoch(fresh, data, spec, warmup, device, Counter())
+        extra = time.perf_counter() - t0 - statistics.median(v.wall)
+        same = bitwise_equal(flatten(fresh.method.state_dict()), v.ref)
+        same_loss = fresh.losses[0] == v.losses[warmup]
+        if same and same_loss:
+            v.resume = "exact"
+        else:
+            d = max_diff(flatten(fresh.method.state_dict()), v.ref)
+            v.resume = f"DIFF {d:.1e}"
+        if cold:
+            v.resume += f" (cold, +{extra:.0f}s)"  # the fresh method recompiled from nothing
+        elif v.mode is not None and extra > 1.0:
+            v.resume += f" (+{extra:.0f}s)"  # the fresh method's first epoch recompiled
+    except Exception as err:
+        v.resume = _error(err)
+    if v is eager or eager.error is not None:
+        return
+    try:
+        ok = []
+        for src, dst in ((eager, v), (v, eager)):
+            target = Variant(dst.name, dst.mode, dst.whole_step)
+            target.method, _ = build_method(spec, data, device, target)
+            state = load_checkpoint(src.ckpt, device)["method"]
+            target.method.load_state_dict(state)
+            ok.append(bitwise_equal(flatten(target.method.state_dict()), flatten(state)))
+        v.xload = "ok" if all(ok) else "DIFF"
+    except Exception as err:
+        v.xload = _error(err)
+
+
+# ----------------------------------------------------------------------------- printing
+HEAD = (
+    f"{'method':16s} {'prec':4s} {'variant':32s} {'img/s':>7s} {'CPU s':>7s} {'wall x':>6s} "
+    f"{'CPU x':>6s} {'compile s':>9s} {'graphs':>6s} {'fx cache':>8s} {'loss |d|':>8s} "
+    f"{'nets |d|':>8s}  {'resume':12s} {'x-load':6s}"
+)
+
+
+def _fmt_diff(d: float) -> str:
+    return "0" if d == 0 else f"{d:.1e}"
+
+
+def print_rows(method: str, precision: str, variants: list[Variant], args) -> None:
+    eager = variants[0]
+    images = args.steps * args.batch_size
+    ok = eager.error is None and eager.wall
+    e_wall = statistics.median(eager.wall) if ok else math.nan
+    e_cpu = statistics.median(eager.cpu) if ok else math.nan
+    e_over = eager.warmup_wall - args.warmup * e_wall if ok else math.nan
+    e_state = flatten(eager.method.state_dict()) if ok else None
+    for v in variants:
+        label = f"{method:16s} {precision:4s} {v.name:32s}"
+        if v.error is not None:
+            print(f"{label} FAILED {v.error}", flush=True)
+            continue
+        wall, cpu = statistics.median(v.wall), statistics.median(v.cpu)
+        if v is eager:
+            rest = f"{'1.00x':>6s} {'1.00x':>6s} {'-':>9s} {'-':>6s} {'-':>8s} {'-':>8s} {'-':>8s}"
+        else:
+            compile_s = v.warmup_wall - args.warmup * wall - e_over
+            graphs = f"{v.warm['graphs']}" + (f"+{v.timed['graphs']}" if v.timed["graphs"] else "")
+            cache = f"{v.warm['fx_hit']}h/{v.warm['fx_miss']}m"
+            loss_d = max(
+                (abs(a - b) for a, b in zip(v.losses, eager.losses, strict=False)), default=0.0
+            )
+            nets_d = max_diff(flatten(v.method.state_dict()), e_state, "nets.") if ok else math.nan
+            rest = (
+                f"{e_wall / wall:5.2f}x {e_cpu / cpu:5.2f}x {compile_s:9.1f} {graphs:>6s} "
+                f"{cache:>8s} {_fmt_diff(loss_d):>8s} {_fmt_diff(nets_d):>8s}"
+            )
+        notes = []
+        skips = v.warm["cudagraph_skips"] + v.timed["cudagraph_skips"]
+        if skips:
+            notes.append(f"CUDA graphs skipped for {skips} graph(s)")
+        limit = v.warm["limit_hits"] + v.timed["limit_hits"]
+        if limit:
+            notes.append(f"RECOMPILE LIMIT hit {limit}x: calls past it ran eager")
+        print(
+            f"{label} {images / wall:7.1f} {cpu:7.2f} {rest}  {v.resume:12s} {v.xload}"
+            + (f"  [{'; '.join(notes)}]" if notes else ""),
+            flush=True,
+        )
+
+
+def state_dict_keys(args, data, device) -> None:
+    """Keys of an eager, an in-place compiled and a wrapped (``torch.compile(net)``) network,
+    and what loading an eager checkpoint into each does (nothing is compiled: no call)."""
+    from lnm.models import build_model
+
+    def net():
+        return build_model(args.backbone, data.in_chans, data.num_classes, args.size, False)
+
+    eager = nn.ModuleList([net()])
+    state = eager.state_dict()
+    inplace = nn.ModuleList([net()])
+    inplace[0].compile()
+    wrapped = nn.ModuleList([torch.compile(net())])
+    first = next(iter(state))
+    print("\nstate_dict keys (a method's 'nets', an nn.ModuleList):")
+    print(f"  eager                  {first!r} ... ({len(state)} keys)")
+    same = list(inplace.state_dict()) == list(state)
+    print(
+        f"  net.compile() in place {next(iter(inplace.state_dict()))!r}: "
+        f"{'the same keys' if same else 'DIFFERENT keys'}; "
+        f"eager checkpoint loads: {_try_load(inplace, state)}"
+    )
+    print(
+        f"  torch.compile(net)     {next(iter(wrapped.state_dict()))!r}; "
+        f"eager checkpoint loads: {_try_load(wrapped, state)}"
+    )
+    orig = nn.ModuleList([m._orig_mod for m in wrapped])
+    print(
+        f"  ... its ._orig_mod     {next(iter(orig.state_dict()))!r}; "
+        f"eager checkpoint loads: {_try_load(orig, state)}"
+    )
+
+
+def _try_load(module: nn.Module, state: dict) -> str:
+    try:
+        module.load_state_dict(state)
+        return "yes"
+    except Exception as err:
+        text = " ".join(str(err).split())  # the key lists follow the first line
+        start = text.find("Missing key")
+        return f"NO ({type(err).__name__}: {text[start if start >= 0 else 0 :][:100]}...)"
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args():
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--backbone", default="resnet18", help="one of lnm.grid.BACKBONES")
+    p.add_argument("--size", type=int, default=28, help="image size in pixels")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--classes", type=int, default=9)
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
+    p.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help="comma-separated method names, or 'all' (default: %(default)s)",
+    )
+    p.add_argument("--steps", type=int, help="batches per epoch (default CPU 1, CUDA 20)")
+    p.add_argument("--repeats", type=int, help="timed epochs per variant (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (>= 1)")
+    p.add_argument(
+        "--modes",
+        help="comma-separated torch.compile modes (default on CUDA: "
+        f"{','.join(MODES)}; on a CPU: {CPU_MODES}); CUDA-only ones are skipped on a CPU",
+    )
+    p.add_argument(
+        "--precisions",
+        help="comma-separated of fp32, bf16 (default: fp32,bf16 on CUDA, fp32 on a CPU)",
+    )
+    p.add_argument(
+        "--whole-step", action="store_true", help="CE: also compile the whole step function"
+    )
+    p.add_argument(
+        "--fresh-cache",
+        action="store_true",
+        help="compile into an empty inductor cache (a cold start, as a new machine sees it)",
+    )
+    p.add_argument(
+        "--cold-resume",
+        action="store_true",
+        help="resume check: the fresh method recompiles with dynamo reset and inductor's "
+        "caches off (autotuning again), as a resumed job on another machine does",
+    )
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--no-keys", action="store_true", help="skip the state_dict keys section at the end"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CE only, 1 step, 1 repeat, mode default (about a minute with a warm cache)",
+    )
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.fresh_cache:  # before anything is compiled: inductor reads it when it compiles
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lnm-compile-bench-")
+    from lnm.grid import BACKBONES, methods
+    from lnm.train.trainer import resolve_device
+
+    if args.backbone not in BACKBONES:
+        raise SystemExit(f"unknown backbone {args.backbone!r}; allowed: {', '.join(BACKBONES)}")
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.methods, args.modes = "ce", "default"
+        args.steps, args.repeats = args.steps or 1, args.repeats or 1
+    args.steps = args.steps or (20 if cuda else 1)
+    args.repeats = args.repeats or 3
+    args.warmup = max(1, args.warmup)
+    names = list(methods()) if args.methods == "all" else args.methods.split(",")
+    unknown = sorted(set(names) - set(methods()))
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}; allowed: {', '.join(methods())}")
+    notes = []
+    if args.modes is None and not cuda:
+        notes.append(
+            "mode max-autotune-no-cudagraphs: not run by default on a CPU (minutes of "
+            "compiling; --modes default,max-autotune-no-cudagraphs adds it)"
+        )
+    if args.whole_step and args.warmup < 2:
+        args.warmup = 2  # the compiled optimiser step recompiles once its state exists
+        notes.append("--whole-step: 2 warm-up epochs (the optimiser step compiles twice)")
+    modes = []
+    for m in (args.modes or (",".join(MODES) if cuda else CPU_MODES)).split(","):
+        if m not in MODES:
+            raise SystemExit(f"unknown mode {m!r}; allowed: {', '.join(MODES)}")
+        if m in CUDA_ONLY and not cuda:
+            notes.append(f"mode {m}: skipped ({CUDA_ONLY[m]})")
+        else:
+            modes.append(m)
+    args.modes = modes
+    precisions = (args.precisions or ("fp32,bf16" if cuda else "fp32")).split(",")
+    if set(precisions) - {"fp32", "bf16"}:
+        raise SystemExit(f"--precisions: fp32 and/or bf16, not {args.precisions!r}")
+    if not cuda and "bf16" in precisions:
+        precisions = [p for p in precisions if p != "bf16"] or ["fp32"]
+        notes.append("precision bf16: skipped (the trainer computes in fp32 on a CPU)")
+    if args.whole_step and "ce" not in names:
+        notes.append("--whole-step: only CE has one; CE is not among --methods")
+
+    data = synthetic_data(args, device)
+    compiled = len(args.modes) * (2 if args.whole_step else 1)
+    limit = torch._dynamo.config.recompile_limit
+    torch._dynamo.config.recompile_limit = limit * max(1, compiled)
+    logging.getLogger("torch._dynamo").addHandler(LIMIT_WATCH)
+    where = (
+        torch.cuda.get_device_name(device)
+        if cuda
+        else f"CPU, {torch.get_num_threads()} torch threads"
+    )
+    print(
+        f"compile_bench: {args.backbone} at {args.size} px, batch {args.batch_size}, "
+        f"{args.channels} channels, {args.classes} classes; {args.steps} steps "
+        f"({args.steps * args.batch_size} images) an epoch, {args.warmup} warm-up + "
+        f"{args.repeats} timed epoch(s) per variant, interleaved, medians; {device} ({where}); "
+        f"torch {torch.__version__}" + (", channels_last (the trainer's CUDA path)" if cuda else "")
+    )
+    print(
+        f"modes: {', '.join(args.modes) or 'none'}; dynamo recompile_limit {limit} x "
+        f"{max(1, compiled)} compiled variant(s) = {torch._dynamo.config.recompile_limit}, "
+        "caches reset per method"
+        + (
+            f"; inductor cache: {os.environ['TORCHINDUCTOR_CACHE_DIR']} (fresh)"
+            if args.fresh_cache
+            else ""
+        )
+    )
+    for note in notes:
+        print(note)
+    print(HEAD)
+    print("-" * len(HEAD))
+    t_start = time.perf_counter()
+    for precision in precisions:
+        for name in names:
+            variants = bench_method(name, precision, args, data, device)
+            print_rows(name, precision, variants, args)
+            del variants
+    if not args.no_keys:
+        state_dict_keys(args, data, device)
+    print(
+        "\nimg/s, CPU s: medians of the timed epochs (CPU s = process CPU time of an epoch); "
+        "wall x / CPU x: eager / variant; compile s: extra warm-up time over eager's; graphs: "
+        "compiled in the warm-up (+ in timed epochs); fx cache: inductor FX-graph cache "
+        "hits/misses; loss |d|, nets |d|: max |variant - eager| (0 = bitwise); resume: a fresh "
+        "method from the warm-up checkpoint vs the uninterrupted run after one more epoch; "
+        f"x-load: eager <-> variant checkpoints load. Total {time.perf_counter() - t_start:.0f} s."
+    )
+
+
+if __name__ == "__main__":
+    main()
