@@ -43,8 +43,10 @@ def _module_name(pkg_root: Path, path: Path) -> str | None:
     return ".".join([ROOT_PACKAGE, *parts])
 
 
-def _imports(pkg_root: Path, path: Path) -> set[str]:
-    """Absolute names of the ``lnm`` modules ``path`` imports (anywhere in the file)."""
+@functools.cache
+def _imports(pkg_root: Path, path: Path) -> frozenset[str]:
+    """Absolute names of the ``lnm`` modules ``path`` imports (anywhere in the file); each file
+    is parsed once per process (a Snakefile asks for dozens of overlapping closures)."""
     name = _module_name(pkg_root, path)
     is_pkg = path.name == "__init__.py"
     package = (name if is_pkg else name.rpartition(".")[0]) if name else ""
@@ -63,7 +65,7 @@ def _imports(pkg_root: Path, path: Path) -> set[str]:
                 mod = node.module or ""
             found.add(mod)
             found.update(f"{mod}.{a.name}" for a in node.names)  # submodules, where they exist
-    return {m for m in found if m.split(".")[0] == ROOT_PACKAGE}
+    return frozenset(m for m in found if m.split(".")[0] == ROOT_PACKAGE)
 
 
 @functools.cache

@@ -18,6 +18,24 @@ SHARED_MEDMNIST = Path(
 ).expanduser()
 
 
+#: A folder put first on PATH for the whole session, holding a stand-in ``scontrol`` that fails at
+#: once. Snakemake imports every installed executor plugin at start-up, and the SLURM plugin
+#: (2.8.0) then runs ``scontrol show config``; where the SLURM client is installed but no
+#: controller answers (this machine kind once the SLURM test has installed it), that waits 9 s
+#: for its timeout, in every Snakemake command of every test. The plugin treats a failing
+#: ``scontrol`` exactly as a missing one (no recommendation in its help text); no test but the
+#: SLURM test uses SLURM, and that one takes the folder off PATH again (:data:`NO_SLURM_PATH`).
+NO_SLURM_PATH = Path(__file__).resolve().parent / "no_slurm"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_slurm_probe():
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{NO_SLURM_PATH}{os.pathsep}{path}"
+    yield
+    os.environ["PATH"] = path
+
+
 def make_h5(
     path: Path, n=(96, 32, 48), num_classes=3, size=8, channels=1, seed=0, signal=150, noise=60
 ) -> Path:

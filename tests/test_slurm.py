@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import NO_SLURM_PATH
+
 SCRIPT = Path(__file__).parent / "slurm" / "run_slurm_test.sh"
 
 
@@ -20,7 +22,9 @@ SCRIPT = Path(__file__).parent / "slurm" / "run_slurm_test.sh"
     reason="opt-in: set LNM_TEST_SLURM=1 (installs and starts slurm-wlm as root)",
 )
 def test_smoke_workflow_through_the_slurm_profile(tmp_path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # the real scontrol: without the session's stand-in (tests/conftest.py, NO_SLURM_PATH)
+    path = [p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != NO_SLURM_PATH]
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), *path])}
     proc = subprocess.run(
         ["bash", str(SCRIPT), str(tmp_path / "results")],
         env=env,
