@@ -62,9 +62,10 @@ skips are printed with their reason.
     python benchmarks/compile_bench.py --device cuda --methods all --steps 20
 
 ``--quick`` (CE, 1 step, 1 repeat, mode ``default``) takes about a minute with a warm inductor
-cache (ResNet-18 on 2 busy CPU cores; the first compile adds about 2 minutes). The defaults
-(CE, Co-teaching, DivideMix; on a CPU 1 step an epoch, 3 repeats) took 13 minutes there, most of
-it DivideMix's eager and compiled epochs; ``--methods ce,coteaching`` halves that.
+cache (ResNet-18 on 2 shared CPU cores; the first compile ever adds about 2 minutes). The
+defaults (CE, Co-teaching, DivideMix; on a CPU 1 step an epoch, 3 repeats) took 7-13 minutes
+there, depending on the other load, most of it DivideMix's epochs; ``--methods ce,coteaching``
+halves that.
 Defaults: ``--steps`` 1 on a CPU, 20 on CUDA; ``--repeats`` 3; ``--warmup`` 1 (2 with
 ``--whole-step``: the compiled optimiser step compiles again once its state exists).
 
@@ -85,6 +86,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -456,6 +458,7 @@ def check_resume(v: Variant, eager: Variant, spec, data, device, args) -> None:
         if cold:  # recompile from nothing, as a resumed job on another machine would
             torch._dynamo.reset()
             context = torch._inductor.config.patch(force_disable_caches=True)
+            warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")
         with context:
             fresh.method, _ = build_method(spec, data, device, fresh)
             state = load_checkpoint(v.ckpt, device)
@@ -652,7 +655,10 @@ def main() -> None:
 
     if args.backbone not in BACKBONES:
         raise SystemExit(f"unknown backbone {args.backbone!r}; allowed: {', '.join(BACKBONES)}")
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as err:  # cuda asked for where there is none
+        raise SystemExit(str(err)) from None
     cuda = device.type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -660,7 +666,7 @@ def main() -> None:
         args.methods, args.modes = "ce", "default"
         args.steps, args.repeats = args.steps or 1, args.repeats or 1
     args.steps = args.steps or (20 if cuda else 1)
-    args.repeats = args.repeats or 3
+    args.repeats = max(1, args.repeats or 3)
     args.warmup = max(1, args.warmup)
     names = list(methods()) if args.methods == "all" else args.methods.split(",")
     unknown = sorted(set(names) - set(methods()))

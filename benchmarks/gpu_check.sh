@@ -11,7 +11,11 @@
 #    device-hours of config.yaml (the paper grid: ResNet-50, 224 px), of the paper grid at 28 px
 #    with ResNet-18 (the issue's <= 8 H100-hours target) and of presets/demo.yaml, each with the
 #    GPUs needed to finish in 8 hours (benchmarks/grid_cost.py);
-# 4. python -m pytest -q -m gpu (the CUDA-only tests).
+# 4. several runs per GPU: separate processes (gpu_slots_per_device) against one process
+#    training them one after another (runtime.pack_seeds) (benchmarks/pack_runs.py);
+# 5. torch.compile of each method's training step: eager vs compiled images/s, bf16, CUDA
+#    graphs (reduce-overhead), bit-identity and exact resume (benchmarks/compile_bench.py);
+# 6. python -m pytest -q -m gpu (the CUDA-only tests).
 #
 # Every step runs under a time limit and the script goes on after a failed step; it exits 1 if
 # any step failed, 0 otherwise. Without CUDA it says so and exits 0 having checked nothing.
@@ -71,6 +75,12 @@ step "grid_cost config.yaml" 300 "${GC[@]}"
 step "grid_cost paper grid at 28 px, ResNet-18" 180 "${GC[@]}" \
     --set size=28 --set 'backbones=[resnet18]' --set pretrained=false
 step "grid_cost presets/demo.yaml" 120 "${GC[@]}" presets/demo.yaml
+
+step "pack_runs: 4 runs, separate vs packed, 1 and 2 per GPU" 360 "$PY" benchmarks/pack_runs.py \
+    --device cuda --runs 4 --epochs 1 --slots 1 2 --repeats 1 --json "$OUTDIR/pack_runs.json"
+step "compile_bench: CE, Co-teaching, DivideMix; bf16; default and reduce-overhead" 420 \
+    "$PY" benchmarks/compile_bench.py --device cuda --methods ce,coteaching,dividemix \
+    --modes default,reduce-overhead --precisions bf16 --steps 20 --repeats 3
 
 step "pytest -m gpu" 300 "$PY" -m pytest -q -m gpu -p no:cacheprovider
 

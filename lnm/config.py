@@ -19,7 +19,7 @@ import jsonschema
 import yaml
 
 from . import grid
-from .train.spec import RunSpec
+from .train.spec import COMPILE_MODES, PRECISIONS, RunSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "schemas" / "config.schema.yaml"
@@ -49,6 +49,8 @@ def load_schema() -> dict:
     props["estimation"]["properties"]["backbone"]["enum"] = list(grid.BACKBONES)
     props["backbones"]["items"]["enum"] = list(grid.BACKBONES)
     props["size"]["enum"] = list(grid.MEDMNIST_SIZES)
+    train = defs["train_override"]["properties"]
+    train["precision"]["enum"], train["compile"]["enum"] = list(PRECISIONS), list(COMPILE_MODES)
     real = props["real_world"]["additionalProperties"]["properties"]
     real["adapter"]["enum"] = list(grid.ADAPTERS)
     props["method_params"]["properties"] = {n: info.schema() for n, info in catalog.items()}
@@ -361,6 +363,7 @@ def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, s
             else grid.DEFAULT_EVAL_VIEW
         ),
         precision=str(train["precision"]),
+        compile=str(train["compile"]),
         method_params=method_params(config, method, noise, rate, dataset),
         base_method=None
         if grid.base_method(config, method) == method

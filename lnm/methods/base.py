@@ -58,6 +58,26 @@ class LossMeter:
         return float(self.total) / self.count
 
 
+#: Graphs dynamo may compile per function before it gives up: a run's networks share their
+#: backbone's forward, compiled once per network, train/eval mode and batch shape (DivideMix
+#: alone needs more than dynamo's default of 8).
+RECOMPILE_LIMIT = 64
+
+
+def compile_networks(nets: nn.ModuleList, mode: str) -> None:
+    """Compile each network in place (``nn.Module.compile``: the state_dict keys, hence
+    checkpoints, are those of the eager networks) with the ``torch.compile`` mode ``mode``
+    (``train.compile``). Past :data:`RECOMPILE_LIMIT` graphs dynamo raises instead of silently
+    running the function eagerly."""
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
+    cfg.fail_on_recompile_limit_hit = True
+    for net in nets:
+        net.compile(mode=mode)
+
+
 class Method:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -101,6 +121,8 @@ class Method:
         self.nets = nn.ModuleList(model_factory() for _ in range(self.num_nets)).to(device)
         if device.type == "cuda":
             self.nets = self.nets.to(memory_format=torch.channels_last)
+        if spec.compile != "eager":
+            compile_networks(self.nets, spec.compile)
         self.optimizers = self.build_optimizers()
 
     # ----------------------------------------------------------------- hooks to override

@@ -16,6 +16,10 @@ OPTIMIZER_KEYS = {
 #: ``train.precision``: ``bf16`` = bf16 autocast on CUDA (CPUs always compute in fp32),
 #: ``fp32`` = no autocast anywhere.
 PRECISIONS = ("bf16", "fp32")
+#: ``train.compile``: ``eager`` (no compilation, the default) or a ``torch.compile`` mode the
+#: networks are compiled with in place (their state_dict keys, hence checkpoints, unchanged).
+#: Compiled kernels round differently from eager ones, so it is part of a run's identity.
+COMPILE_MODES = ("eager", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 SCHEDULE_KEYS = {
     "constant": ("name",),
     "cosine": ("name",),
@@ -55,6 +59,9 @@ class RunSpec:
     #: the method a ``method_variants`` entry runs (None: ``method`` itself); absent from the
     #: canonical dict when None, so plain methods' specs (and identities) are unchanged
     base_method: str | None = None
+    #: ``COMPILE_MODES``; absent from the canonical dict when ``eager``, so the specs (and
+    #: identities) of uncompiled runs are those they had before the switch existed
+    compile: str = "eager"
 
     def __post_init__(self):
         if self.eval_view not in EVAL_VIEWS:
@@ -64,6 +71,10 @@ class RunSpec:
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision {self.precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}"
+            )
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(
+                f"compile {self.compile!r} is not allowed; allowed: {', '.join(COMPILE_MODES)}"
             )
         # keep only the keys the chosen optimiser/schedule uses: params stay canonical, so an
         # irrelevant setting (milestones of a cosine schedule, betas of SGD) never reruns a job
@@ -75,6 +86,8 @@ class RunSpec:
         d = asdict(self)
         if d["base_method"] is None:
             del d["base_method"]
+        if d["compile"] == "eager":
+            del d["compile"]
         return json.loads(json.dumps(d, sort_keys=True))
 
     @property

@@ -447,6 +447,7 @@ def summarize(
         "eval_view": spec.eval_view,
         "eval_view_text": eval_view_text(spec.eval_view, method.num_nets),
         "precision": method.precision,
+        "compile": spec.compile,
         "precision_configured": spec.precision,
         "test_acc_last_k": _last_k_mean(history, "test_acc", k),
         "test_acc_best_val": float(history["test_acc"][best]),
