@@ -22,6 +22,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from . import startup
+
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows every default that is a value (not the ``None`` of a required option, the
@@ -383,47 +385,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _import_for_training() -> None:
-    """Import what a training run uses with the cyclic garbage collector off, then freeze what
-    was imported. Importing torch and torch._dynamo (torch.optim imports it at the first
-    optimizer) creates about a million long-lived objects, which the collector, left on,
-    traverses over and over while they are created (about a fifth of the import time);
-    frozen, later collections never traverse them again. Nothing a run computes changes."""
-    import gc
-
-    gc.disable()
-    try:
-        import torch._dynamo  # noqa: F401
-
-        from .train import pack, trainer  # noqa: F401
-    finally:
-        gc.freeze()
-        gc.enable()
-
-
 def main(argv=None) -> int:
     """Run one command. As the ``lnm`` program (``argv`` None), ``train`` imports its modules
-    with the garbage collector off (:func:`_import_for_training`) and, once every output is
-    written (atomically, synced), ends the process without tearing the interpreter down
-    (``os._exit`` after flushing stdout and stderr): tearing down torch's modules takes a
-    quarter of a second and there is nothing left to do. Not under a profiler or tracer
-    (``python -m cProfile``, coverage), which write their results at the normal exit."""
+    with the garbage collector frozen and ends without tearing the interpreter down
+    (:mod:`lnm.startup`)."""
     p = build_parser()
     a = p.parse_args(argv)
     program_train = argv is None and a.cmd == "train"
     if program_train:
-        _import_for_training()
+        startup.import_for_training()
     try:
         rc = a.fn(a) or 0
     except (ValueError, RuntimeError, OSError) as err:
         print(f"lnm {a.cmd}: error: {err}", file=sys.stderr)
         rc = 1
-    if program_train and sys.getprofile() is None and sys.gettrace() is None:
-        import os
-
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(rc)
+    if program_train:
+        startup.exit_now(rc)
     return rc
 
 

@@ -1,9 +1,13 @@
 from pathlib import Path
 
-from lnm.train.pack import RunJob, run_folders, train_runs
-from lnm.train.spec import RunSpec
-from lnm.train.trainer import train_run
-from lnm.workflow import job_device, logged
+from lnm import startup
+
+startup.import_for_training()  # torch and the trainer with the garbage collector frozen
+
+from lnm.train.pack import RunJob, run_folders, train_runs  # noqa: E402
+from lnm.train.spec import RunSpec  # noqa: E402
+from lnm.train.trainer import train_run  # noqa: E402
+from lnm.workflow import job_device, logged  # noqa: E402
 
 runtime = snakemake.config["runtime"]
 data, noise = snakemake.input.data[0], snakemake.input.noise[0]
@@ -42,3 +46,4 @@ with logged(snakemake), job_device(snakemake) as device:
             estimate_path=estimate,
             **common,
         )
+startup.exit_now(0)  # every output written: no interpreter teardown (lnm.startup)
