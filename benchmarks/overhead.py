@@ -130,7 +130,11 @@ def write_config(work: Path, epochs: int) -> Path:
     return path
 
 
-def train_cmd(args, cfgs: list[Path], h5: Path, npz: Path, out: Path) -> list[str]:
+def train_cmd(
+    args, cfgs: list[Path], h5: Path, npz: Path, out, seeds=(0,), device: str = "cpu"
+) -> list[str]:
+    """The arguments of ``lnm train`` for ``args.method`` / ``args.backbone`` / ``args.threads``
+    (several ``seeds``: one process trains them, ``out`` holding ``{seed}``)."""
     cfg_args = [a for c in cfgs for a in ("--config", str(c))]
     return [
         *cfg_args,
@@ -143,9 +147,9 @@ def train_cmd(args, cfgs: list[Path], h5: Path, npz: Path, out: Path) -> list[st
         "--backbone",
         args.backbone,
         "--seed",
-        "0",
+        *map(str, seeds),
         "--device",
-        "cpu",
+        device,
         "--threads",
         str(args.threads),
         "--out",

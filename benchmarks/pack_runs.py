@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
 import shutil
 import statistics
 import subprocess
@@ -47,7 +46,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overhead import default_raw_dir, epoch_seconds, make_synthetic  # noqa: E402
+from overhead import (  # noqa: E402
+    _children_cpu,
+    default_raw_dir,
+    epoch_seconds,
+    make_synthetic,
+    train_cmd,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUTS = ("metrics.json", "per_epoch.csv", "test_probs.npz")
@@ -87,38 +92,6 @@ def write_config(work: Path, args, epochs: int) -> Path:
         f"train: {{epochs: {epochs}, last_k: 1}}\n"
     )
     return path
-
-
-def train_cmd(args, cfg: Path, h5: Path, npz: Path, seeds: list[int], out: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "lnm.cli",
-        "train",
-        "--config",
-        str(cfg),
-        "--data",
-        str(h5),
-        "--noise",
-        str(npz),
-        "--method",
-        args.method,
-        "--backbone",
-        args.backbone,
-        "--device",
-        args.device,
-        "--threads",
-        str(args.threads),
-        "--seed",
-        *map(str, seeds),
-        "--out",
-        out,
-    ]
-
-
-def _children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 class GpuMemory:
@@ -163,7 +136,11 @@ class GpuMemory:
 def run_mode(args, cfg, h5, npz, groups: list[list[int]], slots: int, out: Path) -> dict:
     """Run one process per seed group, at most ``slots`` at a time; wall and CPU seconds, the
     trainer's epoch seconds, and the GPU's peak used memory."""
-    cmds = [train_cmd(args, cfg, h5, npz, g, str(out / "s{seed}")) for g in groups]
+    cmds = [
+        [sys.executable, "-m", "lnm.cli", "train",
+         *train_cmd(args, [cfg], h5, npz, out / "s{seed}", seeds=g, device=args.device)]
+        for g in groups
+    ]  # fmt: skip
     pending, running, errs, epoch_s = list(cmds), [], [], 0.0
     c0, t0 = _children_cpu(), time.perf_counter()
     with GpuMemory(args.device.startswith("cuda")) as mem:
