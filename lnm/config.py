@@ -327,12 +327,6 @@ def method_params(
     return params
 
 
-def needs_estimate(spec: RunSpec) -> bool:
-    """Whether a run is told its cell's estimated noise rate (its train job then needs the
-    cell's estimate file)."""
-    return spec.needs_estimate
-
-
 def run_spec(config: dict, dataset, noise, rate, noise_seed, method, backbone, seed) -> RunSpec:
     """The canonical spec of one run (wildcard values may be strings).
 

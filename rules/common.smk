@@ -7,7 +7,6 @@ from lnm.codedeps import closure
 from lnm.config import (
     ConfigError,
     check_sources,
-    needs_estimate,
     result_config,
     run_spec,
     source_files,
@@ -143,7 +142,9 @@ def estimate_input(w):
     """The cell's estimate file, for a job with a run told the estimated noise rate (else
     nothing)."""
     return (
-        sums(res(grid.ESTIMATE_FILE)) if any(map(needs_estimate, job_specs(w))) else []
+        sums(res(grid.ESTIMATE_FILE))
+        if any(s.needs_estimate for s in job_specs(w))
+        else []
     )
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from lnm import grid
 from lnm.checksum import verify
-from lnm.config import ConfigError, load_config, needs_estimate, run_spec
+from lnm.config import ConfigError, load_config, run_spec
 from lnm.noise.io import save_noise
 from lnm.train.trainer import train_run
 from tests.conftest import REPO, TINY_RUN, tiny_problem, tiny_spec
@@ -99,7 +99,7 @@ def test_a_variant_is_its_own_run_with_its_own_identity():
         "coteaching",
         "estimated",
     )
-    assert needs_estimate(est) and not needs_estimate(plain)
+    assert est.needs_estimate and not plain.needs_estimate
     assert plain.digest() != est.digest()
     dirs = grid.run_dirs(cfg)
     assert any("/coteaching_est/" in d for d in dirs) and any("/coteaching/" in d for d in dirs)
@@ -110,7 +110,7 @@ def test_real_world_cells_use_the_estimate_unless_told_to_assume():
     cfg = variant_config(datasets=["drtid"], real_world={"drtid": real})
     spec = run_spec(cfg, "drtid", "real", "0.4", 0, "coteaching", "resnet8", 0)
     assert spec.method_params["forget_rate"] == "estimated"
-    assert not needs_estimate(run_spec(cfg, "drtid", "real", "0.4", 0, "ce", "resnet8", 0))
+    assert not run_spec(cfg, "drtid", "real", "0.4", 0, "ce", "resnet8", 0).needs_estimate
     cfg = variant_config(
         datasets=["drtid"], real_world={"drtid": {**real, "rate_source": "assumed"}}
     )

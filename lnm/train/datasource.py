@@ -87,10 +87,6 @@ class SharedInputs:
         if device is not None and torch.device(device).type == "cuda":
             torch.cuda.empty_cache()
 
-    def clear(self) -> None:
-        self._held = None
-        self._digests.clear()
-
 
 # ---------------------------------------------------------------------- choosing the path
 def image_bytes(h5_path: str | Path, splits=SPLITS) -> dict[str, int]:
