@@ -580,7 +580,7 @@ def test_the_same_file_in_two_splits_is_refused_even_with_keep_first(tmp_path, n
     assert f"as {_where(fx.root, lay.csv[a], 4, img)}: in {a} and {b}" in msg
     why = {
         ("train", "test"): "test images would train the model",
-        ("val", "test"): "test images would take part in validation",
+        ("val", "test"): "the model would be validated on test images",
         ("train", "val"): "validation images would train the model",
     }
     assert why[a, b] in msg
@@ -811,11 +811,19 @@ def test_a_renamed_chexpert_folder_names_the_cause(tmp_path, small):
     assert f"would resolve to {renamed / first}, which does not exist" in msg
     assert f"{renamed.joinpath(*first.split('/')[1:])} exists" in msg
     assert f"rename it back to {folder} (root: {tmp_path / folder})" in msg
-    # only valid.csv's Path values were written under another folder name: found when read
+    # valid.csv's Path values written under another folder name
     renamed.rename(fx.root)
     df = pd.read_csv(fx.root / "valid.csv", dtype=str, keep_default_na=False)
     df["Path"] = df["Path"].str.replace(f"{folder}/", "CheXpert-v0/", regex=False)
     df.to_csv(fx.root / "valid.csv", index=False)
+    with pytest.raises(rw.RealWorldError, match=r"valid\.csv start with 'CheXpert-v0/'"):
+        rw.check_layout("chexpert", fx.root, {})
+    # ... or only a later row: found when the rows are read
+    df = pd.read_csv(fx.root / "valid.csv", dtype=str, keep_default_na=False)
+    df["Path"] = df["Path"].str.replace("CheXpert-v0/", f"{folder}/", regex=False)
+    df.loc[3, "Path"] = df.loc[3, "Path"].replace(f"{folder}/", "CheXpert-v0/")
+    df.to_csv(fx.root / "valid.csv", index=False)
+    rw.check_layout("chexpert", fx.root, {})
     with pytest.raises(rw.RealWorldError, match=r"valid\.csv start with 'CheXpert-v0/'"):
         rw.read_splits("chexpert", fx.root, {})
 
@@ -854,3 +862,21 @@ def test_the_schema_lists_the_duplicate_policies():
     opts = {"image_column": "p", "label_column": "l"}
     assert rw.normalize_options("csv", opts)["duplicates"] == "refuse"
     assert rw.normalize_options("drtid", {})["duplicates"] == "refuse"
+
+
+def test_validate_source_checks_rows_and_files_without_decoding(tmp_path, monkeypatch, capsys):
+    """What `lnm validate` can call: every row and file checked, the notes printed, no image
+    decoded."""
+    import PIL.Image
+
+    def no_decode(*a, **k):
+        raise AssertionError("an image was decoded")
+
+    monkeypatch.setattr(PIL.Image, "open", no_decode)
+    fx = write_csv_dataset(tmp_path / "m", n=(6, 3, 3))
+    opts = fx.extra["options"] | {"classes": None}
+    t = rw.validate_source("csv", fx.root, opts)
+    assert len(t.splits["train"]) == 6 and "classes are the 3 distinct" in capsys.readouterr().err
+    append_row(fx.root / "test.csv", 0, {"path": "images/train/0004.png"})
+    with pytest.raises(rw.RealWorldError, match=r"in train and test \(test images would train"):
+        rw.validate_source("csv", fx.root, opts, log=print)

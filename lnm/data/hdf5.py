@@ -308,7 +308,8 @@ def preprocess_real(
     differ from the record's, when a CSV's SHA-256 differs from the one recorded (the CSV changed
     after the record was written), when the re-read tables differ from the recorded digests or
     when two rows hold the same image (:class:`lnm.data.realworld.Duplicates`: by file when the
-    CSVs are read, by decoded pixels here, hashed in the one decode; every such row is listed).
+    CSVs are read, by decoded pixels here, hashed in the one decode; the first five such rows
+    are listed with their total).
     ``mean``/``std`` of the train split are computed exactly from integer sums while streaming.
     ``dataset``: the ``dataset`` attribute (default: the adapter's name)."""
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:

@@ -349,7 +349,9 @@ def chexpert_layout(root: Path) -> str:
         return "prepared"
     official = ["Path", *CHEXPERT_FINDINGS]
     if all(c in cols for c in official):
-        check_chexpert_prefix(root, train, _first_cell(train, "Path"))
+        for path in (train, root / "valid.csv"):  # a missing valid.csv: check_layout names it
+            if path.is_file():
+                check_chexpert_prefix(root, path, _first_cell(path, "Path"))
         return "official"
     miss_official = ", ".join(repr(c) for c in official if c not in cols)
     miss_prepared = ", ".join(repr(c) for c in ("Path", "Label") if c not in cols)
@@ -495,7 +497,7 @@ class SplitTables:
     classes: list[str]
     splits: dict  # split -> SplitTable
     layout: str | None = None  # CheXpert: "official" or "prepared"
-    #: rows dropped as duplicates (``duplicates: keep_first``; :meth:`Duplicates.dropped`)
+    #: rows dropped as duplicates (``duplicates: keep_first``; :attr:`Duplicates.dropped`)
     dropped: list = field(default_factory=list)
     #: what the reader wants the user to see (e.g. inferred classes with their counts)
     notes: list = field(default_factory=list)
@@ -605,7 +607,7 @@ class Duplicates:
                 why = (
                     "test images would train the model"
                     if other == "train"
-                    else "test images would take part in validation"
+                    else "the model would be validated on test images"
                 )
             else:
                 why = "validation images would train the model"
