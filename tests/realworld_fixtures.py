@@ -347,3 +347,35 @@ def write_csv_dataset(
         "classes": list(classes) if label_style == "name" else None,
     }
     return fx
+
+
+def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A CSV's header and data rows, as written."""
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def append_row(path: Path, like: int, cells: dict) -> int:
+    """Append a copy of data row ``like`` (0-based) of the CSV at ``path`` with the columns in
+    ``cells`` set; return the new row's number (header = row 1, as the adapters count)."""
+    header, rows = read_rows(path)
+    row = list(rows[like])
+    for col, value in cells.items():
+        row[header.index(col)] = str(value)
+    write_csv(path, header, [*rows, row])
+    return len(rows) + 2
+
+
+def copy_pixels(src: Path, dst: Path) -> Path:
+    """The image at ``src`` under the name ``dst`` with the same pixels: a PNG is re-saved with
+    another compression level (different file bytes), a JPEG is copied byte for byte (re-encoding
+    would change its pixels)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.suffix.lower() == ".png":
+        with Image.open(src) as img:
+            img.load()
+            img.save(dst, compress_level=1)  # the fixtures' PNGs are written at PIL's 6
+    else:
+        dst.write_bytes(src.read_bytes())
+    return dst

@@ -2,6 +2,7 @@
 format-faithful fixtures of tests/realworld_fixtures.py."""
 
 import json
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -9,14 +10,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from lnm import grid
 from lnm.checksum import verify
 from lnm.data import realworld as rw
 from lnm.data.hdf5 import load_h5, load_image, preprocess_real, write_source_record
+from tests.conftest import REPO
 from tests.realworld_fixtures import (
     FINDINGS,
     POLICIES,
+    append_row,
+    copy_pixels,
+    read_rows,
     write_chexpert_official,
     write_chexpert_prepared,
+    write_csv,
     write_csv_dataset,
     write_drtid,
     write_kaggledr,
@@ -340,7 +347,8 @@ def test_missing_root_and_csv_fail_at_parse_time_with_the_layout(tmp_path):
 @pytest.mark.parametrize(
     "adapter, options, match",
     [
-        ("drtid", {"size": 3}, r"unknown option\(s\) size; allowed: none"),
+        ("drtid", {"size": 3}, r"unknown option\(s\) size; allowed: duplicates$"),
+        ("kaggledr", {"duplicates": "keep"}, r"'duplicates' = 'keep': allowed: refuse"),
         ("chexpert", {"uncertain": "maybe"}, r"'uncertain' = 'maybe': allowed: zero"),
         ("chexpert", {"val_fraction": 0.7}, r"'val_fraction' = 0\.7: .*\(0, 0\.5\]"),
         ("chexpert", {"frontal_only": "no"}, r"'frontal_only' = 'no': must be true or false"),
@@ -423,3 +431,452 @@ def test_csv_changed_after_the_record_is_refused(tmp_path):
         preprocess_real(
             tmp_path / "c.json", fx2.root, {"uncertain": "one"}, tmp_path / "o.h5", 16, log=str
         )
+
+
+# -------------------------------------------------------------------------------- duplicates
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a test adds rows to an adapter's CSVs: the CSV of each split, the image column, where
+    a key's image file lies, another spelling of a key naming the same file, the label column of
+    train and a fresh key for a copied image."""
+
+    adapter: str
+    write: object
+    csv: dict
+    column: str
+    image: object  # (root, key) -> path
+    respell: object  # key -> another spelling of the same file
+    label: str
+    new_key: str
+
+
+def _in_root(root, key):
+    return root / key
+
+
+def _up_and_back(key):  # a/b/c.png -> a/../a/b/c.png
+    first = key.split("/")[0]
+    return f"{first}/../{key}"
+
+
+LAYOUTS = {
+    "drtid": Layout(
+        "drtid",
+        lambda p: write_drtid(p, n=(10, 6, 6)),
+        dict(zip(SPLITS, CSVS["drtid"])),
+        "image_name",
+        lambda root, k: root / "image" / "newall_" / f"{k}.jpg",
+        lambda k: f"../newall_/{k}",
+        "Grade",
+        "copied_image",
+    ),
+    "kaggledr": Layout(
+        "kaggledr",
+        lambda p: write_kaggledr(p, n=(10, 6, 6)),
+        dict(zip(SPLITS, CSVS["kaggledr"])),
+        "image",
+        lambda root, k: root / "diabetic-retinopathy-detection" / "image" / f"{k}.jpeg",
+        lambda k: f"./../image/{k}",
+        "level",
+        "77_left",
+    ),
+    "chexpert": Layout(  # the prepared layout; the official one has its own tests
+        "chexpert",
+        lambda p: write_chexpert_prepared(p, n=(10, 6, 6)),
+        {s: f"{s}.csv" for s in SPLITS},
+        "Path",
+        _in_root,
+        _up_and_back,
+        "Label",
+        "train/patient_copy/study1/view1_frontal.jpg",
+    ),
+    "csv": Layout(
+        "csv",
+        lambda p: write_csv_dataset(p, n=(10, 6, 6)),
+        {s: f"{s}.csv" for s in SPLITS},
+        "path",
+        _in_root,
+        lambda k: f"./{_up_and_back(k)}",
+        "label",
+        "images/elsewhere/copy.png",
+    ),
+}
+PAIRS = [("train", "val"), ("train", "test"), ("val", "test")]
+
+
+def _setup(tmp_path, name, **options):
+    lay = LAYOUTS[name]
+    fx = lay.write(tmp_path / name)
+    opts = {**fx.extra.get("options", {}), **options}
+    return lay, fx, opts
+
+
+def _key(lay, fx, split, row):
+    return read_rows(fx.root / lay.csv[split])[1][row][
+        read_rows(fx.root / lay.csv[split])[0].index(lay.column)
+    ]
+
+
+def _where(root, csv_name, line, image):
+    return f"{root / csv_name}, row {line} (header = row 1): {image}"
+
+
+def _other_label(value: str, classes) -> str:
+    if value in classes:
+        return classes[(classes.index(value) + 1) % len(classes)]
+    return str((int(float(value)) + 1) % len(classes))
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_the_same_file_twice_in_a_split_is_refused_naming_both_rows(tmp_path, name, split):
+    lay, fx, opts = _setup(tmp_path, name)
+    key = _key(lay, fx, split, 1)
+    other = lay.respell(key)  # e.g. ../newall_/x or images/../images/x: the same file
+    line = append_row(fx.root / lay.csv[split], 1, {lay.column: other})
+    with pytest.raises(rw.RealWorldError) as err:
+        rw.read_splits(lay.adapter, fx.root, opts)
+    msg = str(err.value)
+    assert msg.startswith(f"{lay.adapter}: 1 row(s) name the same file as an earlier row")
+    assert _where(fx.root, lay.csv[split], line, lay.image(fx.root, other)) in msg
+    assert (
+        f"is the same file as {_where(fx.root, lay.csv[split], 3, lay.image(fx.root, key))}" in msg
+    )
+    assert f"twice in {split} with the same labels" in msg and "keep_first" in msg
+    # keep_first: the later row is dropped, the rest read as before
+    logs = []
+    t = rw.read_splits(lay.adapter, fx.root, {**opts, "duplicates": "keep_first"}, log=logs.append)
+    tab = t.splits[split]
+    assert len(tab) == len(fx.noisy[split]) and tab.lines.tolist() == list(range(2, line))
+    np.testing.assert_array_equal(tab.given, fx.noisy[split])
+    assert t.dropped == [
+        {
+            "split": split,
+            "csv": lay.csv[split],
+            "row": line,
+            "image": other,
+            "first_csv": lay.csv[split],
+            "first_row": 3,
+            "first_image": key,
+            "same": "file",
+        }
+    ]
+    assert any("keep_first dropped 1 row(s)" in m and f"row {line}" in m for m in logs)
+
+
+@pytest.mark.parametrize("a, b", PAIRS)
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_the_same_file_in_two_splits_is_refused_even_with_keep_first(tmp_path, name, a, b):
+    lay, fx, opts = _setup(tmp_path, name, duplicates="keep_first")
+    key = _key(lay, fx, a, 2)
+    line = append_row(fx.root / lay.csv[b], 0, {lay.column: key})
+    with pytest.raises(rw.RealWorldError) as err:
+        rw.read_splits(lay.adapter, fx.root, opts)
+    msg = str(err.value)
+    img = lay.image(fx.root, key)
+    assert f"{_where(fx.root, lay.csv[b], line, img)}\n    is the same file as " in msg
+    assert f"as {_where(fx.root, lay.csv[a], 4, img)}: in {a} and {b}" in msg
+    why = {
+        ("train", "test"): "test images would train the model",
+        ("val", "test"): "the model would be validated on test images",
+        ("train", "val"): "validation images would train the model",
+    }
+    assert why[a, b] in msg
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_the_same_file_with_different_labels_is_refused_even_with_keep_first(tmp_path, name):
+    lay, fx, opts = _setup(tmp_path, name, duplicates="keep_first")
+    header, rows = read_rows(fx.root / lay.csv["train"])
+    value = rows[1][header.index(lay.label)]
+    changed = _other_label(value, fx.classes)
+    line = append_row(fx.root / lay.csv["train"], 1, {lay.label: changed})
+    with pytest.raises(rw.RealWorldError) as err:
+        rw.read_splits(lay.adapter, fx.root, opts)
+    msg = str(err.value)
+    img = lay.image(fx.root, _key(lay, fx, "train", 1))
+    assert f"{_where(fx.root, lay.csv['train'], line, img)}\n    is the same file as " in msg
+    named = (lambda v: v) if value in fx.classes else (lambda v: fx.classes[int(float(v))])
+    assert "twice in train with different labels (label as given " in msg
+    assert f"{named(changed)!r} vs {named(value)!r}" in msg
+    with pytest.raises(rw.RealWorldError, match="twice in train with different labels"):
+        rw.read_splits(lay.adapter, fx.root, {**opts, "duplicates": "refuse"})
+
+
+def _preprocess(tmp_path, lay, fx, opts, log=None):
+    rec = tmp_path / "src.json"
+    write_source_record(lay.adapter, fx.root, opts, rec)
+    out = tmp_path / "out.h5"
+    preprocess_real(rec, fx.root, opts, out, 16, log=(log or (lambda m: None)))
+    return out
+
+
+def _copy_row_image(lay, fx, split, row, to_split, like):
+    """A new file with the pixels of ``split``'s row ``row`` image (other name, for PNGs other
+    bytes) and a new row of ``to_split`` (a copy of its row ``like``) naming it."""
+    src = lay.image(fx.root, _key(lay, fx, split, row))
+    dst = copy_pixels(src, lay.image(fx.root, lay.new_key))
+    if src.suffix == ".png":
+        assert dst.read_bytes() != src.read_bytes()  # the file bytes differ, the pixels do not
+    line = append_row(fx.root / lay.csv[to_split], like, {lay.column: lay.new_key})
+    return src, dst, line
+
+
+@pytest.mark.parametrize("a, b", PAIRS)
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_the_same_pixels_in_two_splits_are_refused_while_decoding(tmp_path, name, a, b):
+    lay, fx, opts = _setup(tmp_path, name, duplicates="keep_first")
+    src, dst, line = _copy_row_image(lay, fx, a, 2, b, 0)
+    rw.read_splits(lay.adapter, fx.root, opts)  # two files: nothing to see without decoding
+    with pytest.raises(rw.RealWorldError) as err:
+        _preprocess(tmp_path, lay, fx, opts)
+    msg = str(err.value)
+    assert msg.startswith(f"{lay.adapter}: 1 row(s) name the same image (identical pixels) as")
+    assert f"{_where(fx.root, lay.csv[b], line, dst)}\n    is the same image" in msg
+    assert f"as {_where(fx.root, lay.csv[a], 4, src)}: in {a} and {b}" in msg
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_the_same_pixels_twice_in_a_split_refused_or_kept_first(tmp_path, name):
+    lay, fx, opts = _setup(tmp_path, name)
+    src, dst, line = _copy_row_image(lay, fx, "train", 3, "train", 3)  # same labels too
+    with pytest.raises(rw.RealWorldError) as err:
+        _preprocess(tmp_path, lay, fx, opts)
+    msg = str(err.value)
+    assert f"{_where(fx.root, lay.csv['train'], line, dst)}\n    is the same image" in msg
+    assert f"as {_where(fx.root, lay.csv['train'], 5, src)}: twice in train with the same" in msg
+    # keep_first: the copy is not written; images, labels and statistics are the CSV's others
+    opts["duplicates"] = "keep_first"
+    logs = []
+    out = _preprocess(tmp_path, lay, fx, opts, log=logs.append)
+    ds = load_h5(out)
+    n = len(fx.noisy["train"])
+    assert ds.images["train"].shape[0] == n == len(ds.noisy_labels["train"])
+    np.testing.assert_array_equal(ds.noisy_labels["train"], fx.noisy["train"])
+    for i in (0, 3, n - 1):
+        np.testing.assert_array_equal(ds.images["train"][i], _pil(fx.images["train"][i], 16))
+    train = ds.images["train"].reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(ds.attrs["mean"], train.mean(0), rtol=1e-12)
+    dropped = json.loads(ds.attrs["duplicates_dropped"])
+    assert dropped == [
+        {
+            "split": "train",
+            "csv": lay.csv["train"],
+            "row": line,
+            "image": lay.new_key,
+            "first_csv": lay.csv["train"],
+            "first_row": 5,
+            "first_image": _key(lay, fx, "train", 3),
+            "same": "pixels",
+        }
+    ]
+    assert any("keep_first dropped 1 row(s) naming the same image" in m for m in logs)
+
+
+def test_the_same_pixels_with_different_labels_are_refused_under_keep_first(tmp_path):
+    lay, fx, opts = _setup(tmp_path, "csv", duplicates="keep_first")
+    src, dst, line = _copy_row_image(lay, fx, "val", 1, "val", 1)
+    header, rows = read_rows(fx.root / "val.csv")
+    rows[-1][header.index("ann2")] = _other_label(
+        rows[-1][header.index("ann2")] or "benign", fx.classes
+    )
+    write_csv(fx.root / "val.csv", header, rows)
+    with pytest.raises(
+        rw.RealWorldError, match=r"twice in val with different labels \(annotator votes"
+    ):
+        _preprocess(tmp_path, lay, fx, opts)
+
+
+def test_a_symlink_and_a_grayscale_copy_are_the_same_image(tmp_path):
+    lay, fx, opts = _setup(tmp_path, "csv")
+    src = fx.images["train"][0]
+    (fx.root / "images" / "link.png").symlink_to(src)
+    append_row(fx.root / "train.csv", 0, {"path": "images/link.png"})
+    with pytest.raises(
+        rw.RealWorldError, match=r"row 12 .*link\.png\n    is the same file as .*row 2 "
+    ):
+        rw.read_splits("csv", fx.root, opts)
+    header, rows = read_rows(fx.root / "train.csv")
+    write_csv(fx.root / "train.csv", header, rows[:-1])
+    # a one-channel PNG whose grey levels equal an RGB PNG's three channels: the same RGB pixels
+    with Image.open(src) as img:
+        grey = np.asarray(img.convert("L"))
+    Image.fromarray(np.stack([grey] * 3, -1)).save(fx.images["test"][2])
+    Image.fromarray(grey).save(fx.root / "images" / "grey.png")
+    line = append_row(fx.root / "train.csv", 0, {"path": "images/grey.png"})
+    with pytest.raises(rw.RealWorldError) as err:
+        _preprocess(tmp_path, lay, fx, opts)
+    msg = str(err.value)
+    assert f"test.csv, row 4 (header = row 1): {fx.images['test'][2]}\n    is the same" in msg
+    grey = f"train.csv, row {line} (header = row 1): {fx.root / 'images/grey.png'}"
+    assert f"{grey}: in train and test (test images would train the model)" in msg
+
+
+def test_chexpert_official_duplicates_within_train_csv_and_into_valid_csv(tmp_path):
+    fx = write_chexpert_official(tmp_path, n_patients=24, n_test=12)
+    train_csv, valid_csv = fx.root / "train.csv", fx.root / "valid.csv"
+    rows = fx.extra["train_rows"]
+    r = next(i for i, row in enumerate(rows) if row["expected"]["zero"] >= 0)
+    line = append_row(train_csv, r, {})  # the same row twice: one patient, so one split
+    with pytest.raises(rw.RealWorldError) as err:
+        rw.read_splits("chexpert", fx.root, {})
+    msg = str(err.value)
+    image = tmp_path / rows[r]["path"]
+    assert f"{train_csv}, row {line} (header = row 1): {image}\n    is the same file as " in msg
+    assert f"as {train_csv}, row {r + 2} (header = row 1): {image}: twice in " in msg
+    t = rw.read_splits("chexpert", fx.root, {"duplicates": "keep_first"})
+    assert [d["row"] for d in t.dropped] == [line] and t.dropped[0]["first_row"] == r + 2
+    split = t.dropped[0]["split"]
+    assert t.splits[split].keys.count(rows[r]["path"]) == 1
+    # a valid.csv (test) row naming a train.csv image: refused whatever the policy
+    header, test_rows = read_rows(valid_csv)
+    keep = header.index("Path")
+    like = next(i for i, row in enumerate(test_rows) if row[keep] == fx.extra["test_paths"][0])
+    test_line = append_row(valid_csv, like, {"Path": rows[r]["path"]})
+    with pytest.raises(rw.RealWorldError) as err:
+        rw.read_splits("chexpert", fx.root, {"duplicates": "keep_first"})
+    msg = str(err.value)
+    assert f"{valid_csv}, row {test_line} (header = row 1): {image}\n    is the same file" in msg
+    assert f"in {split} and test" in msg
+
+
+# ------------------------------------------------------------------------ labels and layouts
+
+
+def test_csv_inferred_classes_are_printed_with_counts_so_a_typo_shows(tmp_path, capsys):
+    fx = write_csv_dataset(tmp_path / "m", n=(8, 4, 4), classes=("bird", "cat", "dog"))
+    opts = fx.extra["options"] | {"classes": None}
+    _edit(fx.root / "train.csv", 5, "ann2", "fish")  # a typo in an annotator column
+    t = rw.read_splits("csv", fx.root, opts)
+    assert t.classes == ["bird", "cat", "dog", "fish"]  # without `classes`: a class of its own
+    err = capsys.readouterr().err
+    assert "csv: no `classes` option, so the classes are the 4 distinct labels" in err
+    lines = {ln.split()[0]: ln for ln in err.splitlines() if ln.startswith("  ")}
+    assert set(lines) == {"bird", "cat", "dog", "fish"}
+    assert lines["fish"].split()[1] == "1"
+    assert (
+        f"first in {fx.root / 'train.csv'}, row 7 (header = row 1), column 'ann2'" in lines["fish"]
+    )
+    cells = sum(int(ln.split()[1]) for ln in lines.values())
+    filled = sum(
+        (pd.read_csv(fx.root / f"{s}.csv", dtype=str, keep_default_na=False) != "").sum().sum()
+        - len(fx.noisy[s])  # every cell but the path column
+        for s in SPLITS
+    )
+    assert cells == filled
+    # with `classes`, the typo is an error naming the file, row and column; nothing printed
+    opts["classes"] = ["bird", "cat", "dog"]
+    with pytest.raises(
+        rw.RealWorldError, match=r"train\.csv, row 7 \(header = row 1\), column 'ann2': unknown label 'fish'; allowed: bird, cat, dog"
+    ):  # fmt: skip
+        rw.read_splits("csv", fx.root, opts)
+    assert "classes are" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("finding", FINDINGS)
+def test_chexpert_train_csv_missing_a_finding_names_it(tmp_path, finding):
+    fx = write_chexpert_official(tmp_path, n_patients=6, n_test=4)
+    df = pd.read_csv(fx.root / "train.csv", dtype=str, keep_default_na=False)
+    df.drop(columns=[finding]).to_csv(fx.root / "train.csv", index=False)
+    with pytest.raises(rw.RealWorldError) as err:
+        rw.check_layout("chexpert", fx.root, {})
+    msg = str(err.value)
+    assert f"lacks {finding!r} (the 5-class task needs Path and" in msg
+    assert f"{fx.root / 'train.csv'} fits neither layout: it has observation columns" in msg
+
+
+def test_chexpert_csv_with_neither_layout_names_what_each_lacks(tmp_path):
+    (tmp_path / "c").mkdir()
+    write_csv(tmp_path / "c" / "train.csv", ["Path", "Grade"], [["a.jpg", "1"]])
+    with pytest.raises(rw.RealWorldError) as err:
+        rw.check_layout("chexpert", tmp_path / "c", {})
+    msg = str(err.value)
+    assert "the official layout needs 'Atelectasis', 'Cardiomegaly', 'Consolidation'" in msg
+    assert "the prepared one needs 'Label', which it lacks" in msg
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_a_renamed_chexpert_folder_names_the_cause(tmp_path, small):
+    fx = write_chexpert_official(tmp_path, small=small, n_patients=24, n_test=6)
+    folder = fx.root.name
+    renamed = fx.root.rename(tmp_path / "chexpert_renamed")
+    with pytest.raises(rw.RealWorldError) as err:
+        rw.check_layout("chexpert", renamed, {})  # at parse time, before any row is read
+    msg = str(err.value)
+    first = fx.extra["train_rows"][0]["path"]
+    assert f"the Path values of {renamed / 'train.csv'} start with '{folder}/'" in msg
+    assert f"would resolve to {renamed / first}, which does not exist" in msg
+    assert f"{renamed.joinpath(*first.split('/')[1:])} exists" in msg
+    assert f"rename it back to {folder} (root: {tmp_path / folder})" in msg
+    # valid.csv's Path values written under another folder name
+    renamed.rename(fx.root)
+    df = pd.read_csv(fx.root / "valid.csv", dtype=str, keep_default_na=False)
+    df["Path"] = df["Path"].str.replace(f"{folder}/", "CheXpert-v0/", regex=False)
+    df.to_csv(fx.root / "valid.csv", index=False)
+    with pytest.raises(rw.RealWorldError, match=r"valid\.csv start with 'CheXpert-v0/'"):
+        rw.check_layout("chexpert", fx.root, {})
+    # ... or only a later row: found when the rows are read
+    df = pd.read_csv(fx.root / "valid.csv", dtype=str, keep_default_na=False)
+    df["Path"] = df["Path"].str.replace("CheXpert-v0/", f"{folder}/", regex=False)
+    df.loc[3, "Path"] = df.loc[3, "Path"].replace(f"{folder}/", "CheXpert-v0/")
+    df.to_csv(fx.root / "valid.csv", index=False)
+    rw.check_layout("chexpert", fx.root, {})
+    with pytest.raises(rw.RealWorldError, match=r"valid\.csv start with 'CheXpert-v0/'"):
+        rw.read_splits("chexpert", fx.root, {})
+
+
+# -------------------------------------------------------------------------------------- docs
+
+
+def test_docs_say_what_a_real_world_method_is_told():
+    """docs/datasets.md documents `rate_source` with the default the code applies."""
+    from lnm.config import load_config, method_params
+
+    text = (REPO / "docs" / "datasets.md").read_text()
+    rows = {r.split("|")[1].strip(): r for r in text.splitlines() if r.startswith("| `")}
+    assert "`rate_source`" in rows
+    row = rows["`rate_source`"]
+    assert "`estimated` (default)" in row and "`assumed`" in row
+    assert "rate_source" in rows["`assumed_rates`"]  # no longer "the rate told to the methods"
+    cfg = load_config()
+    entry = cfg["real_world"]["drtid"]
+    assert "rate_source" not in entry  # config.yaml leaves the default
+    told = method_params(cfg, "coteaching", grid.REAL, 0.4, "drtid")["forget_rate"]
+    assert told == grid.ESTIMATED
+    entry["rate_source"] = "assumed"
+    assert method_params(cfg, "coteaching", grid.REAL, 0.4, "drtid")["forget_rate"] is None
+
+
+def test_the_schema_lists_the_duplicate_policies():
+    import yaml
+
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    entry = schema["properties"]["real_world"]["additionalProperties"]["properties"]
+    duplicates = entry["options"]["properties"]["duplicates"]
+    assert duplicates["enum"] == list(rw.DUPLICATE_POLICIES)
+    for adapter in grid.ADAPTERS:
+        assert "duplicates" not in rw._DEFAULTS[adapter]  # one default, for every adapter
+    opts = {"image_column": "p", "label_column": "l"}
+    assert rw.normalize_options("csv", opts)["duplicates"] == "refuse"
+    assert rw.normalize_options("drtid", {})["duplicates"] == "refuse"
+
+
+def test_validate_source_checks_rows_and_files_without_decoding(tmp_path, monkeypatch, capsys):
+    """What `lnm validate` can call: every row and file checked, the notes printed, no image
+    decoded."""
+    import PIL.Image
+
+    def no_decode(*a, **k):
+        raise AssertionError("an image was decoded")
+
+    monkeypatch.setattr(PIL.Image, "open", no_decode)
+    fx = write_csv_dataset(tmp_path / "m", n=(6, 3, 3))
+    opts = fx.extra["options"] | {"classes": None}
+    t = rw.validate_source("csv", fx.root, opts)
+    assert len(t.splits["train"]) == 6 and "classes are the 3 distinct" in capsys.readouterr().err
+    append_row(fx.root / "test.csv", 0, {"path": "images/train/0004.png"})
+    with pytest.raises(rw.RealWorldError, match=r"in train and test \(test images would train"):
+        rw.validate_source("csv", fx.root, opts, log=print)

@@ -17,7 +17,12 @@ from lnm import grid
 from lnm.checksum import verify
 from lnm.noise.io import load_noise
 from tests.conftest import REPO
-from tests.realworld_fixtures import write_chexpert_official, write_drtid
+from tests.realworld_fixtures import (
+    append_row,
+    copy_pixels,
+    write_chexpert_official,
+    write_drtid,
+)
 
 
 def run(*args, check=True):
@@ -174,3 +179,26 @@ def test_missing_folder_fails_at_parse_time_naming_it(tmp_path):
     assert out.returncode != 0
     assert "real_world.drtid" in text and str(tmp_path / "elsewhere") in text
     assert "final_train.csv" in text  # what is expected there
+
+
+@pytest.mark.slow
+def test_a_test_image_copied_into_train_stops_the_workflow_before_training(tmp_path):
+    """The golden test set holding a training image under another name: the preprocessing job
+    refuses it, naming both rows, and writes no HDF5 (so nothing trains); `keep_first` does not
+    let it through."""
+    path, drtid, _ = write_config(tmp_path, ["drtid"])
+    cfg = yaml.safe_load(path.read_text())
+    cfg["real_world"]["drtid"]["options"] = {"duplicates": "keep_first"}
+    path.write_text(yaml.safe_dump(cfg))
+    train_image = drtid.images["train"][4]
+    copy_pixels(train_image, train_image.with_name("golden_copy.jpg"))
+    line = append_row(drtid.root / "final_test.csv", 0, {"image_name": "golden_copy"})
+    target = str(tmp_path / "results" / grid.DATA_FILE.format(dataset="drtid", size=16))
+    out = run(target, *configfiles(path), check=False)
+    assert out.returncode != 0
+    log = (tmp_path / "results" / "logs" / "preprocess" / "drtid_16.log").read_text()
+    test_row = f"{drtid.root / 'final_test.csv'}, row {line} (header = row 1)"
+    train_row = f"{drtid.root / 'final_train.csv'}, row 6 (header = row 1): {train_image}"
+    assert f"{test_row}: {train_image.with_name('golden_copy.jpg')}\n    is the same image" in log
+    assert f"{train_row}: in train and test (test images would train the model)" in log
+    assert not Path(target).exists()

@@ -13,7 +13,10 @@ reference labels, ``-1`` where the data has none (CheXpert train/val); for train
 ``noisy_labels`` (the labels as given); with annotator columns ``annotators`` int64 (N, A),
 ``-1`` = no vote. Extra attrs: ``source`` (the adapter), ``real_world`` (True),
 ``has_clean_train``, ``val_has_clean``; ``source_sha256`` is the SHA-256 of the source record
-(which lists every CSV's SHA-256), ``source_md5`` is "". MedMNIST files are written exactly as
+(which lists every CSV's SHA-256), ``source_md5`` is "". ``duplicates_dropped`` (only when rows
+were dropped under the adapter option ``duplicates: keep_first``): JSON list of the dropped rows
+(split, CSV, row, image; the first row they repeat; ``same``: ``file`` or ``pixels``), so a
+split may hold fewer images than its CSV rows. MedMNIST files are written exactly as
 before (no extra attrs: :func:`load_h5` reads them as ``source="medmnist"``,
 ``real_world=False``).
 """
@@ -35,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from ..checksum import artifact, sha256, verify, write_text  # noqa: E402
 from .medmnist_io import DataError, dataset_info, raw_path  # noqa: E402
-from .realworld import RealWorldError  # noqa: E402  (torch-free, light)
+from .realworld import RealWorldError, pixel_digest  # noqa: E402  (torch-free, light)
 
 SPLITS = ("train", "val", "test")
 
@@ -202,7 +205,7 @@ def _task(adapter: str, num_classes: int) -> str:
     return "binary-class" if num_classes == 2 else "multi-class"
 
 
-def load_image(path: str | Path, size: int, draft: bool = True) -> np.ndarray:
+def load_image(path: str | Path, size: int, draft: bool = True, digest: bool = False):
     """LNMBench's eval transform up to the tensor: PIL open, ``.convert("RGB")``, resize to
     (size, size) bilinear; uint8 (size, size, 3).
 
@@ -211,39 +214,47 @@ def load_image(path: str | Path, size: int, draft: bool = True) -> np.ndarray:
     still at least 2x the target), then resized as above. Decoding a 3000-px fundus photograph
     to 512 px then reads ~1/4 of the pixels; the result differs from a full decode by a few grey
     levels (DCT scaling instead of bilinear for the first factor). Smaller sources and other
-    formats are decoded in full (identical to the plain transform)."""
+    formats are decoded in full (identical to the plain transform).
+
+    ``digest``: also return :func:`lnm.data.realworld.pixel_digest` of the decoded RGB pixels
+    (before the resize), which finds the same image under two names."""
     from PIL import Image
 
     with Image.open(path) as img:
         if draft and img.format == "JPEG":
             img.draft(None, (2 * size, 2 * size))
         rgb = img.convert("RGB")
-    out = rgb.resize((size, size), Image.BILINEAR)
-    return np.asarray(out, dtype=np.uint8)
+    out = np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return (out, pixel_digest(rgb)) if digest else out
 
 
 def _load_with_stats(path, size, draft, where):
     try:
-        arr = load_image(path, size, draft)
+        arr, digest = load_image(path, size, draft, digest=True)
     except Exception as err:  # PIL raises many types for a corrupt file
         raise RealWorldError(
             f"{where}: cannot read image {path} ({type(err).__name__}: {err})"
         ) from None
     flat = arr.reshape(-1, arr.shape[-1])
-    return arr, flat.sum(axis=0, dtype=np.int64), (flat.astype(np.int64) ** 2).sum(axis=0)
+    sq = (flat.astype(np.int64) ** 2).sum(axis=0)
+    return arr, flat.sum(axis=0, dtype=np.int64), sq, digest
 
 
 def _write_images(
-    dset, table, size: int, workers: int, draft: bool, log, split: str, block: int = 64
+    dset, table, size: int, workers: int, draft: bool, log, split: str, dups, block: int = 64
 ):
     """Decode + resize ``table.images`` on ``workers`` threads (PIL releases the GIL), write them
-    to ``dset`` in CSV order; return the exact integer per-channel sum and sum of squares."""
+    to ``dset`` in CSV order; return the exact integer per-channel sum and sum of squares of the
+    images written and the indices of the rows written: a row that ``dups``
+    (:class:`lnm.data.realworld.Duplicates` by pixels) drops is not written."""
     n = len(table)
     total, total_sq = np.zeros(3, np.int64), np.zeros(3, np.int64)
     buf = np.empty((min(block, n), size, size, 3), np.uint8)
     step = max(1, math.ceil(n / 20))  # progress every ~5 %
     window = max(8, 4 * workers)  # bounded look-ahead: memory stays O(window) images
     t0 = time.perf_counter()
+    kept: list[int] = []
+    flushed = 0  # rows of ``dset`` written
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         submitted = 0
@@ -256,13 +267,16 @@ def _write_images(
                         pool.submit(_load_with_stats, table.images[j], size, draft, where)
                     )
                     submitted += 1
-                arr, s, ss = pending.popleft().result()
-                buf[i % block] = arr
-                total += s
-                total_sq += ss
-                if (i + 1) % block == 0 or i + 1 == n:
-                    k = (i % block) + 1
-                    dset[i + 1 - k : i + 1] = buf[:k]
+                arr, s, ss, digest = pending.popleft().result()
+                if dups.see(split, i, digest):
+                    buf[len(kept) % block] = arr
+                    kept.append(i)
+                    total += s
+                    total_sq += ss
+                w = len(kept)
+                if w and (w % block == 0 or i + 1 == n) and w > flushed:
+                    dset[flushed:w] = buf[: w - flushed]
+                    flushed = w
                 if (i + 1) % step == 0 or i + 1 == n:
                     dt = time.perf_counter() - t0
                     log(
@@ -273,7 +287,7 @@ def _write_images(
             for f in pending:
                 f.cancel()
             raise
-    return total, total_sq
+    return total, total_sq, kept
 
 
 def preprocess_real(
@@ -292,14 +306,17 @@ def preprocess_real(
 
     Fails (and writes nothing) when the record's checksum does not match, when ``options``
     differ from the record's, when a CSV's SHA-256 differs from the one recorded (the CSV changed
-    after the record was written) or when the re-read tables differ from the recorded digests.
+    after the record was written), when the re-read tables differ from the recorded digests or
+    when two rows hold the same image (:class:`lnm.data.realworld.Duplicates`: by file when the
+    CSVs are read, by decoded pixels here, hashed in the one decode; the first five such rows
+    are listed with their total).
     ``mean``/``std`` of the train split are computed exactly from integer sums while streaming.
     ``dataset``: the ``dataset`` attribute (default: the adapter's name)."""
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
         raise RealWorldError(f"image size {size!r}: must be an integer in 8..4096")
     if not isinstance(workers, int) or workers < 1:
         raise RealWorldError(f"workers {workers!r}: must be an integer >= 1")
-    from .realworld import normalize_options, read_splits
+    from .realworld import Duplicates, normalize_options, read_splits
 
     record_sha = verify(record_path)
     rec = json.loads(Path(record_path).read_text())
@@ -322,7 +339,7 @@ def preprocess_real(
                 f"now {got}, recorded {f['sha256']}. Re-run the workflow so the record (and "
                 "everything made from it) is rebuilt from the current CSVs"
             )
-    tables = read_splits(adapter, root, opts)
+    tables = read_splits(adapter, root, opts, log=log)
     now = _record(tables)
     for key in ("classes", "splits", "layout"):
         if now[key] != rec[key]:
@@ -334,27 +351,36 @@ def preprocess_real(
     t0 = time.perf_counter()
     n_all = sum(len(t) for t in tables.splits.values())
     log(f"{adapter}: {n_all} images -> {size}x{size} px, {workers} worker(s)")
+    # the same image under two names: found by its decoded pixels in this (the only) decode
+    dups = Duplicates(tables, "pixels")
+    resizable = opts["duplicates"] == "keep_first"  # else a duplicate is refused, never dropped
     with artifact(out_path) as tmp, h5py.File(tmp, "w", track_order=True) as h5:
-        stats = None
+        stats, n_train = None, 0
         for split in SPLITS:
             t = tables.splits[split]
             g = h5.create_group(split)
             dset = g.create_dataset(
                 "images",
                 shape=(len(t), size, size, 3),
+                maxshape=(None, size, size, 3) if resizable else None,
                 dtype=np.uint8,
                 chunks=(1, size, size, 3),
                 compression="lzf",
             )
-            sums = _write_images(dset, t, size, workers, draft, log, split)
+            *sums, kept = _write_images(dset, t, size, workers, draft, log, split, dups)
+            if len(kept) < len(t):
+                dset.resize(len(kept), axis=0)
+                t = t.subset(kept)  # tables.splits keeps the rows: dups indexes them
             if split == "train":
-                stats = sums
+                stats, n_train = sums, len(t)
             g.create_dataset("labels", data=t.clean.astype(np.int64))
             if split != "test":
                 g.create_dataset("noisy_labels", data=t.given.astype(np.int64))
             if t.annotators is not None:
                 g.create_dataset("annotators", data=t.annotators.astype(np.int64))
-        n_pix = len(tables.splits["train"]) * size * size
+        dups.check()  # after every split: all refused rows in one message
+        dups.report(log)
+        n_pix = n_train * size * size
         s, ss = (v.tolist() for v in stats)  # Python ints: exact
         mean = np.array([si / (n_pix * 255) for si in s])
         var = [(ssi * n_pix - si * si) / (n_pix * n_pix * 255 * 255) for si, ssi in zip(s, ss)]
@@ -374,4 +400,7 @@ def preprocess_real(
             has_clean_train=tables.has_clean_train,
             val_has_clean=tables.val_has_clean,
         )
+        dropped = tables.dropped + dups.dropped
+        if dropped:  # duplicates: keep_first (by file when read, by pixels when decoded)
+            h5.attrs["duplicates_dropped"] = json.dumps(dropped)
     log(f"{adapter}: done in {time.perf_counter() - t0:.1f} s")

@@ -17,6 +17,10 @@ Conventions shared by all adapters:
 - CSV cells are read as text (``dtype=str``, blanks kept as ""), so a blank or malformed label is
   reported as written, never silently turned into NaN. Integer labels may be written as ``3`` or
   ``3.0`` (pandas writes integer columns with blanks as floats).
+- An image appears in one row of one split (:class:`Duplicates`): rows naming the same file are
+  found when the CSVs are read (:func:`read_splits`), rows holding the same decoded pixels while
+  the images are decoded (:func:`lnm.data.hdf5.preprocess_real`). Every adapter takes the option
+  ``duplicates`` (:data:`DUPLICATE_POLICIES`).
 
 Torch-free: pandas, numpy and (for the CheXpert split) scikit-learn only.
 """
@@ -27,7 +31,8 @@ import csv
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -108,6 +113,13 @@ CHEXPERT_FOLDERS = ("CheXpert-v1.0", "CheXpert-v1.0-small")
 UNCERTAIN = ("zero", "one", "exclude")
 _PATIENT = re.compile(r"(?:^|/)(patient\d+)(?:/|$)")
 
+#: What to do with rows that name the same image (:class:`Duplicates`): ``refuse`` (default)
+#: any duplicate; ``keep_first`` drops a later row of the same split whose labels equal the first
+#: row's. Duplicates across splits and duplicates with different labels are refused under both.
+DUPLICATE_POLICIES = ("refuse", "keep_first")
+#: Options every adapter takes (besides its own, below).
+_COMMON = {"duplicates": "refuse"}
+
 _DEFAULTS = {
     "drtid": {},
     "kaggledr": {},
@@ -153,16 +165,20 @@ def normalize_options(adapter: str, options: dict | None) -> dict:
     stores). Raises :class:`RealWorldError` naming the key, the value and what is allowed."""
     _check_adapter(adapter)
     options = dict(options or {})
-    defaults = _DEFAULTS[adapter]
+    defaults = {**_DEFAULTS[adapter], **_COMMON}
     unknown = sorted(set(options) - set(defaults))
     if unknown:
-        allowed = (
-            ", ".join(defaults) if defaults else f"none (the {adapter} adapter has no options)"
-        )
         raise RealWorldError(
-            f"{adapter}: unknown option(s) {', '.join(unknown)}; allowed: {allowed}"
+            f"{adapter}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(defaults)}"
         )
     out = {**defaults, **options}
+    if out["duplicates"] not in DUPLICATE_POLICIES:
+        raise RealWorldError(
+            f"{adapter} option 'duplicates' = {out['duplicates']!r}: allowed: refuse (any image "
+            "named by two rows stops the dataset, naming both rows; default), keep_first (a "
+            "later row of the same split with the same labels as the first is dropped; "
+            "duplicates across splits or with different labels are still refused)"
+        )
     if adapter == "chexpert":
         vf = out["val_fraction"]
         if not _is_number(vf) or not 0 < vf <= 0.5:
@@ -331,12 +347,63 @@ def chexpert_layout(root: Path) -> str:
     cols = _header(train)
     if "Path" in cols and "Label" in cols:
         return "prepared"
-    if "Path" in cols and all(f in cols for f in CHEXPERT_FINDINGS):
+    official = ["Path", *CHEXPERT_FINDINGS]
+    if all(c in cols for c in official):
+        for path in (train, root / "valid.csv"):  # a missing valid.csv: check_layout names it
+            if path.is_file():
+                check_chexpert_prefix(root, path, _first_cell(path, "Path"))
         return "official"
+    miss_official = ", ".join(repr(c) for c in official if c not in cols)
+    miss_prepared = ", ".join(repr(c) for c in ("Path", "Label") if c not in cols)
+    if any(c in cols for c in CHEXPERT_OBSERVATIONS):  # meant to be the official CSV
+        why = (
+            f"it has observation columns, as the official train.csv, but lacks {miss_official} "
+            f"(the 5-class task needs Path and {', '.join(CHEXPERT_FINDINGS)})"
+        )
+    else:
+        why = (
+            f"the official layout needs {miss_official}, which it lacks; the prepared one "
+            f"needs {miss_prepared}, which it lacks"
+        )
     raise RealWorldError(
-        f"chexpert: {train} has columns {cols}: neither the official layout (Path and the "
-        "observation columns) nor the prepared one (Path, Label); expected:"
-        f"{_layout_text('chexpert', None)}"
+        f"chexpert: {train} fits neither layout: {why}. Its columns: "
+        f"{', '.join(map(repr, cols))}. Expected:{_layout_text('chexpert', None)}"
+    )
+
+
+def _first_cell(path: Path, col: str) -> str | None:
+    """The ``col`` cell of the first data row (None: no data row or no such column)."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = [c.strip() for c in next(reader, [])]
+        row = next(reader, None)
+    if row is None or col not in header or header.index(col) >= len(row):
+        return None
+    return row[header.index(col)].strip()
+
+
+def check_chexpert_prefix(root: Path, csv_path: Path, rel: str | None) -> None:
+    """An official CSV's ``Path`` values start with the name of the folder they are relative to
+    the parent of (``CheXpert-v1.0-small/train/...``); :func:`chexpert_image` resolves them
+    against root's parent when root has that name. A folder renamed after download
+    (``chexpert_small/`` holding ``train.csv``) would resolve them to a doubled, missing prefix
+    (``chexpert_small/CheXpert-v1.0-small/train/...``): refused here, naming the cause."""
+    if not rel:
+        return
+    parts = PurePosixPath(rel).parts
+    if len(parts) < 2 or parts[0] == root.name or parts[0] in ("train", "valid"):
+        return
+    if (root / parts[0]).is_dir():  # the prefix is a folder inside root: resolves as written
+        return
+    rest = root.joinpath(*parts[1:])
+    seen = f"; {rest} exists" if rest.is_file() else ""
+    raise RealWorldError(
+        f"chexpert: the Path values of {csv_path} start with {parts[0] + '/'!r} (e.g. {rel!r}): "
+        f"they are relative to the folder above {parts[0]}/, the official folder's name, but "
+        f"root is named {root.name!r}, so they would resolve to {root / rel}, which does not "
+        f"exist{seen}. The folder was renamed after download: rename it back to {parts[0]} "
+        f"(root: {root.parent / parts[0]}), so that root is {parts[0]}/ itself and the Path "
+        f"values resolve against the folder above it ({root.parent})"
     )
 
 
@@ -391,6 +458,23 @@ class SplitTable:
     def __len__(self) -> int:
         return len(self.images)
 
+    def where(self, i: int) -> str:
+        """Row ``i`` for messages: the CSV, its row number and the image path."""
+        return f"{_row(self.csv, int(self.lines[i]))}: {self.images[i]}"
+
+    def subset(self, idx) -> SplitTable:
+        """The rows ``idx`` (in that order), keeping their CSV row numbers."""
+        idx = np.asarray(idx, np.int64)
+        return SplitTable(
+            self.csv,
+            self.lines[idx],
+            [self.keys[i] for i in idx.tolist()],
+            [self.images[i] for i in idx.tolist()],
+            self.given[idx],
+            self.clean[idx],
+            None if self.annotators is None else self.annotators[idx],
+        )
+
     @property
     def has_clean(self) -> bool:
         return bool(len(self.clean)) and bool((self.clean >= 0).all())
@@ -413,6 +497,10 @@ class SplitTables:
     classes: list[str]
     splits: dict  # split -> SplitTable
     layout: str | None = None  # CheXpert: "official" or "prepared"
+    #: rows dropped as duplicates (``duplicates: keep_first``; :attr:`Duplicates.dropped`)
+    dropped: list = field(default_factory=list)
+    #: what the reader wants the user to see (e.g. inferred classes with their counts)
+    notes: list = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -429,6 +517,184 @@ class SplitTables:
     @property
     def csv_files(self) -> list[Path]:
         return _unique(t.csv for t in self.splits.values())
+
+
+# --------------------------------------------------------------------------------- duplicates
+
+
+def file_key(path) -> str:
+    """The identity of an image file named by a CSV row: its absolute path with symbolic links
+    resolved and ``.``/``..`` and repeated separators removed (``os.path.realpath``), case-folded
+    where the platform's paths are case-insensitive (``os.path.normcase``: Windows). So
+    ``./a.png``, ``a.png``, ``x/../a.png`` and a link to it are one file; ``A.png`` and ``a.png``
+    are two on a case-sensitive file system (on a case-insensitive one they are the same file,
+    hence the same pixels: the decoded-image check finds them)."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def pixel_digest(rgb) -> bytes:
+    """SHA-256 of a decoded image: its RGB pixels (a PIL image or a uint8 array) and their shape,
+    not the file's bytes, so a copy under another name, a re-saved PNG or a grayscale copy of the
+    same pixels has the same digest, whatever the container, compression or metadata."""
+    arr = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    h = hashlib.sha256(f"uint8 {arr.shape}".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.digest()
+
+
+def _label_difference(tables: SplitTables, split: str, i: int, j: int) -> str:
+    """How rows ``i`` and ``j`` of ``split`` differ in their labels ("" if they do not)."""
+    t = tables.splits[split]
+
+    def name(v):
+        return tables.classes[v] if v >= 0 else "none"
+
+    out = []
+    given = "reference label" if split == "test" else "label as given"
+    if t.given[i] != t.given[j]:
+        out.append(f"{given} {name(t.given[j])!r} vs {name(t.given[i])!r}")
+    if split != "test" and t.clean[i] != t.clean[j]:
+        out.append(f"clean label {name(t.clean[j])!r} vs {name(t.clean[i])!r}")
+    if t.annotators is not None and not np.array_equal(t.annotators[i], t.annotators[j]):
+        votes = [[name(v) if v >= 0 else "" for v in t.annotators[k].tolist()] for k in (j, i)]
+        out.append(f"annotator votes {votes[0]} vs {votes[1]}")
+    return "; ".join(out)
+
+
+class Duplicates:
+    """Finds the rows of a dataset that name the same image, by a key per row given in split
+    order (train, val, test) and CSV order: :func:`file_key` when the CSVs are read
+    (``by="file"``), :func:`pixel_digest` while the images are decoded (``by="pixels"``).
+
+    A row whose key an earlier row already has is
+
+    - refused when the two rows are in different splits (always: an image in train and test
+      trains the model on test data; in train and val, or val and test, the splits are not
+      independent);
+    - refused when the two rows' labels differ (always: keeping either would pick a label for
+      the user and change the noise rate);
+    - dropped (:meth:`see` returns False) under the ``keep_first`` policy when it is in the
+      first row's split with the same labels (the given, clean and annotator labels), else
+      refused (``refuse``, the default).
+
+    Refusals are collected (:attr:`problems`, each naming both rows: CSV, row number, image
+    path) and raised together by :meth:`check`; drops are listed in :attr:`dropped`."""
+
+    def __init__(self, tables: SplitTables, by: str):
+        if by not in ("file", "pixels"):
+            raise ValueError(f"by={by!r}; allowed: file, pixels")
+        self.tables, self.by = tables, by
+        self.policy = tables.options.get("duplicates", "refuse")
+        self._first: dict = {}  # key -> (split, row index) of its first row
+        self.problems: list[str] = []
+        self.dropped: list[dict] = []
+
+    @property
+    def same(self) -> str:
+        return "the same file" if self.by == "file" else "the same image (identical pixels)"
+
+    def see(self, split: str, i: int, key) -> bool:
+        """Register row ``i`` of ``split``; False: drop it (a kept-first duplicate)."""
+        first = self._first.setdefault(key, (split, i))
+        if first == (split, i):
+            return True
+        s0, i0 = first
+        t0, t = self.tables.splits[s0], self.tables.splits[split]
+        pair = f"{t.where(i)}\n    is {self.same} as {t0.where(i0)}"
+        if s0 != split:
+            if "test" in (s0, split):
+                other = s0 if split == "test" else split
+                why = (
+                    "test images would train the model"
+                    if other == "train"
+                    else "the model would be validated on test images"
+                )
+            else:
+                why = "validation images would train the model"
+            self.problems.append(f"{pair}: in {s0} and {split} ({why})")
+            return True
+        diff = _label_difference(self.tables, split, i0, i)
+        if diff:
+            self.problems.append(f"{pair}: twice in {split} with different labels ({diff})")
+            return True
+        if self.policy != "keep_first":
+            self.problems.append(f"{pair}: twice in {split} with the same labels")
+            return True
+        root = self.tables.root
+        self.dropped.append(
+            {
+                "split": split,
+                "csv": _rel(t.csv, root),
+                "row": int(t.lines[i]),
+                "image": t.keys[i],
+                "first_csv": _rel(t0.csv, root),
+                "first_row": int(t0.lines[i0]),
+                "first_image": t0.keys[i0],
+                "same": self.by,
+            }
+        )
+        return False
+
+    def check(self) -> None:
+        """Raise :class:`RealWorldError` listing the first few refused rows and their total."""
+        if not self.problems:
+            return
+        n = len(self.problems)
+        shown = "\n  ".join(self.problems[:SHOW_MISSING])
+        fix = (
+            "Each image may appear in one row of one split. Remove the repeated rows from the "
+            "CSVs. Rows that repeat a row of the same split with the same labels can instead be "
+            "dropped with `duplicates: keep_first` in the dataset's `options` (the first row is "
+            "kept); an image in two splits, or twice with different labels, is refused under "
+            "every policy."
+        )
+        raise RealWorldError(
+            f"{self.tables.adapter}: {n} row(s) name {self.same} as an earlier row; the first "
+            f"{min(n, SHOW_MISSING)}:\n  {shown}\n{fix}"
+        )
+
+    def report(self, log) -> None:
+        """Log the dropped rows (the first few and their total)."""
+        if not self.dropped:
+            return
+        lines = [
+            f"{d['csv']}, row {d['row']} ({d['image']}) = {d['first_csv']}, row "
+            f"{d['first_row']} ({d['first_image']})"
+            for d in self.dropped
+        ]
+        log(
+            f"{self.tables.adapter}: duplicates: keep_first dropped {len(lines)} row(s) naming "
+            f"{self.same} as an earlier row of the same split with the same labels; the first "
+            f"{min(len(lines), SHOW_MISSING)}:\n  " + "\n  ".join(lines[:SHOW_MISSING])
+        )
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def drop_duplicate_files(tables: SplitTables, log=None) -> None:
+    """Rows naming the same image file (:func:`file_key`), within and across splits, refused or
+    dropped as :class:`Duplicates` says; ``tables`` is updated in place (``dropped`` lists
+    the dropped rows)."""
+    dups = Duplicates(tables, "file")
+    keep = {
+        split: [i for i, img in enumerate(t.images) if dups.see(split, i, file_key(img))]
+        for split, t in tables.splits.items()
+    }
+    dups.check()
+    for split, idx in keep.items():
+        if len(idx) < len(tables.splits[split]):
+            tables.splits[split] = tables.splits[split].subset(idx)
+    tables.dropped.extend(dups.dropped)
+    dups.report(log or _stderr)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -596,6 +862,11 @@ def _chexpert_official_rows(path: Path, root: Path, opts: dict):
             _bad(path, lines, "Frontal/Lateral", view, ~ok, "unknown view", "Frontal or Lateral")
         keep &= view == "Frontal"
     keys = _cells(df, "Path")
+    firsts = {}  # one Path value per distinct first folder, checked against root's name
+    for k in keys.tolist():
+        firsts.setdefault(PurePosixPath(k).parts[:1], k)
+    for k in firsts.values():
+        check_chexpert_prefix(root, path, k)
     if not keep.any():
         raise RealWorldError(
             f"{path}: no image has exactly one positive among {', '.join(CHEXPERT_FINDINGS)} "
@@ -636,7 +907,16 @@ def patient_split(labels, patients, val_fraction: float, seed: int) -> np.ndarra
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # "least populated class has fewer members than n_splits"
         warnings.simplefilter("ignore", UserWarning)
-        _, val_idx = next(cv.split(np.zeros(len(labels)), labels, patients))
+        try:
+            _, val_idx = next(cv.split(np.zeros(len(labels)), labels, patients))
+        except ValueError as err:  # e.g. every class has fewer images than folds
+            counts = np.bincount(np.asarray(labels, np.int64), minlength=len(CHEXPERT_FINDINGS))
+            raise RealWorldError(
+                f"chexpert: the train/val split by patient ({n_splits} folds, val_fraction "
+                f"{val_fraction}) is impossible: {err} (training images per class "
+                f"{dict(zip(CHEXPERT_FINDINGS, counts.tolist()))}); more training images or a "
+                "larger val_fraction are needed"
+            ) from None
     mask = np.zeros(len(labels), bool)
     mask[val_idx] = True
     return mask
@@ -755,7 +1035,9 @@ def _csv(root: Path, opts: dict) -> SplitTables:
         numeric = all(_as_int(c) is not None for c in classes)
         index = {c: i for i, c in enumerate(classes)}
         lookup = (lambda v: index.get(str(_as_int(v)))) if numeric else index.get
+        notes = [_inferred_classes_note(frames, label_cols, classes, lookup)]
     else:
+        notes = []
         index = {c: i for i, c in enumerate(classes)}
 
         def lookup(v):
@@ -822,15 +1104,46 @@ def _csv(root: Path, opts: dict) -> SplitTables:
             clean = given.copy()
         images = _image_paths(root, keys, path, lines, img_col)
         tables[split] = SplitTable(path, lines, keys.tolist(), images, given, clean, votes)
-    return SplitTables("csv", opts, root, list(classes), tables)
+    return SplitTables("csv", opts, root, list(classes), tables, notes=notes)
+
+
+def _inferred_classes_note(frames: dict, label_cols, classes: list[str], lookup) -> str:
+    """Without a ``classes`` option every distinct label is a class, so a typo (``fish`` among
+    bird / cat / dog) would be a class of its own: the note lists each class with the number of
+    label cells holding it and where it is first seen, so such a class shows."""
+    counts = [0] * len(classes)
+    first: list = [None] * len(classes)
+    for path, df in frames.values():
+        for col in label_cols(df):
+            for i, v in enumerate(_cells(df, col).tolist()):
+                j = None if v == "" else lookup(v)
+                if j is None:
+                    continue
+                counts[j] += 1
+                if first[j] is None:
+                    first[j] = f"first in {_row(path, i + 2)}, column {col!r}"
+    width = max(len(c) for c in classes)
+    lines = [
+        f"  {c:<{width}}  {n:>7} cell(s) ({where})" for c, n, where in zip(classes, counts, first)
+    ]
+    return (
+        f"csv: no `classes` option, so the classes are the {len(classes)} distinct labels of "
+        "the label, clean and annotator columns of all splits (a misspelt label would be a "
+        "class of its own: list the classes in `classes` to refuse any other value):\n"
+        + "\n".join(lines)
+    )
 
 
 # ------------------------------------------------------------------------------------ reading
 
 
-def read_splits(adapter: str, root, options: dict | None, check_images: bool = True) -> SplitTables:
+def read_splits(
+    adapter: str, root, options: dict | None, check_images: bool = True, log=None
+) -> SplitTables:
     """Read the dataset's CSVs into :class:`SplitTables`; with ``check_images`` every image
-    file must exist (the first few missing are reported with their CSV rows, and the total)."""
+    file must exist (the first few missing are reported with their CSV rows, and the total).
+    Rows naming the same file are refused or dropped (:func:`drop_duplicate_files`). Notes
+    (:attr:`SplitTables.notes`) and dropped rows are written to ``log`` (default: stderr)."""
     opts = normalize_options(adapter, options)
     root = _root(adapter, root, opts)
     check_layout(adapter, root, opts)
@@ -845,6 +1158,19 @@ def read_splits(adapter: str, root, options: dict | None, check_images: bool = T
             raise RealWorldError(f"{adapter}: the {split} split is empty ({t.csv})")
     test = tables.splits["test"].clean
     assert (test >= 0).all()  # test labels are the reference: parsed without blanks
+    log = log or _stderr
+    for note in tables.notes:
+        log(note)
     if check_images:
         _check_images(tables.splits)
+    drop_duplicate_files(tables, log)
     return tables
+
+
+def validate_source(adapter: str, root, options: dict | None, log=None) -> SplitTables:
+    """Everything about a real-world dataset that can be checked without decoding an image (for
+    ``lnm validate``; CSVs only, plus one ``stat`` per image): the layout, every row's labels,
+    every image file present, no file named by two rows (:class:`Duplicates`); the notes (e.g.
+    a ``csv`` set's inferred classes with their counts) go to ``log`` (default: stderr).
+    Duplicates by decoded pixels are found while preprocessing (one decode per image)."""
+    return read_splits(adapter, root, options, check_images=True, log=log)
