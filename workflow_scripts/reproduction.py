@@ -17,5 +17,5 @@ with logged(snakemake):
         references=snakemake.params.references,
         extra=snakemake.params.extra,
         epochs=pd.read_csv(epochs_csv),
-        deviations=snakemake.input.deviations,
+        deviations=next(iter(snakemake.input.deviations), None),
     )

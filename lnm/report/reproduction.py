@@ -519,7 +519,11 @@ def compare(
     pub = published(refs)
     pub = pub[pub["dataset"] != ALL] if len(pub) else pub
     ours = our_values(runs, epochs)
-    dev = deviation_rows(deviations) if deviations is not None else {}
+    dev = (
+        deviation_rows(deviations)
+        if deviations is not None and Path(deviations).is_file()
+        else None
+    )
     rows = []
     for _, p in pub.iterrows():
         cell = ours[
@@ -700,8 +704,11 @@ def deviation_rows(path: str | os.PathLike | None = DEVIATIONS) -> dict[str, lis
     return out
 
 
-def deviation_link(method: str, rows: dict[str, list[int]]) -> str:
-    """Where docs/deviations.md lists what could explain a difference for ``method``."""
+def deviation_link(method: str, rows: dict[str, list[int]] | None) -> str:
+    """Where docs/deviations.md lists what could explain a difference for ``method`` (``rows``
+    None: the file was not available to this stage)."""
+    if rows is None:
+        return "docs/deviations.md (not available here): see the method's rows"
     lines = rows.get(method, [])
     if not lines:
         return "docs/deviations.md: no row for this method"
@@ -1156,7 +1163,10 @@ def write_reproduction(
     ranks = ranking_comparison(runs, refs)
     tables = render(result, ranks, refs)
     head = "Reproduction: our results beside the published ones"
-    intro = f"References: {', '.join(sorted(set(refs['reference']))) or 'none'}. " + VERDICT_NOTE
+    intro = (
+        f"References: {', '.join(sorted(set(refs['reference']))) or 'none'}. Only numbers of the "
+        "same kind, cell, backbone, image size and epoch budget get a verdict."
+    )
     out = files.write_rule_tables(
         "reproduction",
         out_dir,
