@@ -241,6 +241,9 @@ def test_differs_links_the_methods_deviations(folders, tmp_path):
     (r,) = out.itertuples()
     assert r.verdict == rep.DIFFERS and r.diff == pytest.approx(-6.0)
     assert r.deviations == "docs/deviations.md lines 5, 7 (2 rows)"
+    assert rep.methods_named("All methods") == set(grid.methods())
+    assert rep.methods_named("VolMinNet, CDR and `loss_coteaching`") == {"volminnet", "cdr"}
+    assert rep.methods_named("coteaching_plus / T-Revision") == {"coteaching_plus", "trevision"}
     # the real file: every method has its rows
     rows = rep.deviation_rows()
     assert set(rows) == set(grid.methods()) and all(rows.values())
