@@ -213,6 +213,13 @@ TABLES = {
         "oracle_vs_estimated.md",
         "oracle_vs_estimated.html",
     ),
+    # our results beside published ones (config `reproduction`; lnm.report.reproduction)
+    "reproduction": (
+        "reproduction.csv",
+        "reproduction_ranking.csv",
+        "reproduction.md",
+        "reproduction.html",
+    ),
 }
 #: Figure templates (below ``figures/``) per figure rule; ``{setting}`` = ``{noise}-{rate}``.
 FIGURES = {
@@ -222,6 +229,7 @@ FIGURES = {
     "figure_cd_diagram": "cd_diagram.png",
     "figure_recall": "recall_{dataset}.png",
     "figure_estimation": "estimated_vs_true.png",  # only with estimation.enabled
+    "reproduction": "reproduction.png",  # written by the reproduction rule with its tables
 }
 
 

@@ -225,6 +225,7 @@ def figure_targets():
     figs += [figure("figure_recall", dataset=d) for d in datasets]
     if estimate_files():
         figs.append(figure("figure_estimation"))
+    figs.append(figure("reproduction"))
     return figs
 
 

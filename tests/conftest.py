@@ -208,6 +208,7 @@ SYNTHETIC_RULES = [
     "figure_selection",
     "figure_cd_diagram",
     "figure_recall",
+    "reproduction",
     "manifest",
     "all",
 ]

@@ -7,7 +7,7 @@ import pytest
 
 from lnm import grid
 from lnm.checksum import verify
-from lnm.report import figures, tables
+from lnm.report import figures, reproduction, tables
 from tests.conftest import snakemake as run_snakemake
 
 FIGURES = {
@@ -17,6 +17,7 @@ FIGURES = {
     "selection_pathmnist_symmetric-0.4.png": figures.FIGSIZE_SELECTION,
     "cd_diagram.png": figures.FIGSIZE_CD,
     "recall_pathmnist.png": figures.FIGSIZE_RECALL,
+    "reproduction.png": reproduction.FIGSIZE,
 }
 
 
