@@ -385,8 +385,9 @@ def plus_case(n_dis, n=12, c=3, seed=0):
     return w0, w1, y
 
 
-def plus_step(w0, w1, y, order, params, epoch=20, batches_per_epoch=3, lr=0.1):
-    """Our Co-teaching+ after one SGD step on one batch (the first of its epoch)."""
+def plus_step(w0, w1, y, order, params, epoch=20, batches_per_epoch=3, lr=0.1, optimizer=None):
+    """Our Co-teaching+ after one step (plain SGD unless ``optimizer``) on one batch, the first
+    of its epoch."""
     n, c = w0.shape
 
     class Table(nn.Module):
@@ -399,7 +400,7 @@ def plus_step(w0, w1, y, order, params, epoch=20, batches_per_epoch=3, lr=0.1):
 
     spec = tiny_spec(
         dataset="t", size=8, noise="symmetric", rate=0.4, noise_seed=0, method="coteaching_plus",
-        backbone="lookup", seed=0, epochs=50, optimizer={"name": "sgd", "lr": lr},
+        backbone="lookup", seed=0, epochs=50, optimizer=optimizer or {"name": "sgd", "lr": lr},
         method_params=params,
     )  # fmt: skip
     data = SimpleNamespace(num_train=n, batches_per_epoch=lambda: batches_per_epoch)

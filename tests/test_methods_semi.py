@@ -298,6 +298,51 @@ def test_dividemix_lambda_u_ramp(tmp_path):
 
 
 # ----------------------------------------------------------------------------- DISC
+@pytest.mark.parametrize("pool", ["fixmatch", "lnmbench"])
+def test_disc_strong_view_is_the_chosen_pool_on_a_second_crop_flip_view(tmp_path, pool):
+    from lnm.methods._randaugment import lnmbench_rand_augment
+
+    m = make_method(tmp_path, "disc", {"strong_pool": pool})
+    b = next(iter(m.data.epoch_batches(0, 0)))
+    state = b.gen.get_state()
+    got = m.strong_view(b)
+    b.gen.set_state(state)
+    aug = m.data.augmenter
+    base = b.view()  # a second, independently drawn crop/flip view
+    if pool == "lnmbench":
+        want = lnmbench_rand_augment(base, aug.mean, aug.std, b.gen, 2, 5, 0.5, 0.15)
+    else:
+        want = rand_augment(base, aug.mean, aug.std, b.gen, 2, 5.0, 0.5, 0.15)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not torch.equal(got, b.x)
+    with pytest.raises(ValueError, match=r"strong_max_magnitude 4\.5 with strong_pool lnmbench"):
+        make_method(tmp_path, "disc", {"strong_pool": "lnmbench", "strong_max_magnitude": 4.5})
+
+
+def test_disc_reference_views_are_lnmbenchs():
+    """Under presets/reference.yaml DISC's weak view is torchvision's RandomResizedCrop with its
+    default scale and ratio plus a horizontal flip (LNMBench's TransformFixMatch_PathMNIST) and
+    its strong pool is LNMBench's; harmonized keeps the padded crop and the FixMatch-style pool."""
+    import torchvision.transforms as T
+
+    from lnm.config import load_config, run_spec
+    from tests.conftest import REPO
+
+    default = T.RandomResizedCrop(224)
+    spec = lambda cfg: run_spec(  # noqa: E731
+        cfg, "pathmnist", "symmetric", "0.5", "0", "disc", "resnet50", "0"
+    )
+    ref = spec(load_config(REPO / "presets" / "reference.yaml"))
+    crop = ref.augment["resized_crop"]
+    assert tuple(crop["scale"]) == default.scale and tuple(crop["ratio"]) == default.ratio
+    assert ref.augment["hflip"] and not ref.augment["vflip"] and ref.augment["crop_padding"] == 0
+    assert ref.method_params["strong_pool"] == "lnmbench"
+    assert ref.method_params["strong_max_magnitude"] == 5 and ref.method_params["cutout"] == 0.15
+    harm = spec(load_config(REPO / "config.yaml"))
+    assert harm.method_params["strong_pool"] == "fixmatch" and harm.augment["crop_padding"] == 4
+    assert harm.augment.get("resized_crop") is None
+
+
 def test_disc_thresholds_follow_their_ema():
     tau = torch.tensor([0.1, 0.5])
     p1 = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.6, 0.2]])

@@ -161,6 +161,14 @@ class DISC(Method):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        pool, m = self.hp["strong_pool"], float(self.hp["strong_max_magnitude"])
+        if pool not in ("fixmatch", "lnmbench"):
+            raise ValueError(f"disc: strong_pool {pool!r}; allowed: fixmatch, lnmbench")
+        if pool == "lnmbench" and (not m.is_integer() or not 2 <= m <= 11):
+            raise ValueError(
+                f"disc: strong_max_magnitude {m!r} with strong_pool lnmbench; allowed: an "
+                "integer in [2, 11] (magnitudes 1..m-1)"
+            )
         n, c, dev = self.data.num_train, self.num_classes, self.device
         tau0 = 1.0 / n if self.hp["tau_init"] is None else float(self.hp["tau_init"])
         self.w_probs = torch.zeros(n, c, device=dev)
@@ -204,25 +212,15 @@ class DISC(Method):
             return x
         aug = self.data.augmenter
         if self.hp["strong_pool"] == "lnmbench":
-            m = float(self.hp["strong_max_magnitude"])
-            if not m.is_integer() or not 2 <= m <= 11:
-                raise ValueError(
-                    f"disc: strong_max_magnitude {m!r} with strong_pool lnmbench; allowed: an "
-                    "integer in [2, 11] (magnitudes 1..m-1)"
-                )
             return lnmbench_rand_augment(
                 x,
                 aug.mean,
                 aug.std,
                 b.gen,
                 int(self.hp["strong_ops"]),
-                int(m),
+                int(self.hp["strong_max_magnitude"]),
                 0.5,
                 float(self.hp["cutout"]),
-            )
-        if self.hp["strong_pool"] != "fixmatch":
-            raise ValueError(
-                f"disc: strong_pool {self.hp['strong_pool']!r}; allowed: fixmatch, lnmbench"
             )
         return rand_augment(
             x,
