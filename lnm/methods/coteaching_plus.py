@@ -25,10 +25,10 @@ double softmax) [``ce_input: softmax``]; the loss is the plain mean over the kep
 reference divided that mean again by the number kept) [``divide_by_kept: true``]; the
 warm-start step is the true global step ``epoch × batches_per_epoch + batch_idx`` (the original
 passed ``epoch × batch_idx``: 0 for every first batch) [``step_count: epoch_times_batch``]; the
-disagreement set is a boolean mask, so the sample at global index 0 is selectable (the reference
-filtered indices by ``index * mask != 0``) and the reported selections are the samples actually
-used, mapped to their own indices (the reference mapped subset positions to the wrong samples)
-[no switch].
+disagreement set is a boolean mask (the reference filtered its indices with
+``index * mask != 0``, which drops the last sample of D whenever the sample at global index 0 is
+in it) and the reported selections are the samples actually used, mapped to their own indices
+(the reference mapped subset positions to the wrong samples) [no switch].
 
 The epoch diagnostic ``disagreement`` is the % of the samples seen that were in a disagreement set.
 """
