@@ -81,7 +81,9 @@ def top_level_code(cell: str) -> list[str]:
     while i < len(cell):
         ch = cell[i]
         if ch == "`":
-            end = cell.index("`", i + 1)
+            end = cell.find("`", i + 1)
+            if end < 0:
+                raise ValueError(f"docs/deviations.md: an unclosed backtick in {cell!r}")
             if depth == 0:
                 spans.append(cell[i + 1 : end])
             i = end + 1
