@@ -308,3 +308,211 @@ def test_cuda_and_cpu_draw_the_same_augmentation():
     b = aug_gpu(x.cuda(), torch.Generator().manual_seed(0)).cpu()
     assert math.isfinite(float(b.sum()))
     torch.testing.assert_close(a, b, atol=1e-3, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# LNMBench's strong-view pool (DISC under the reference protocol) against Pillow
+# --------------------------------------------------------------------------------------------
+SIGNED = {"rotate", "shear_x", "shear_y", "solarize_add", "translate_x", "translate_y"}
+
+
+@pytest.fixture
+def one_thread():  # small per-image tensors: threads only contend on a shared machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def lnmbench_pil_op(img, op, v, negative, cutout_u=None):
+    """One operation of LNMBench's ``new_augment_pool`` (DISC/datasets/randaugment.py) with
+    integer magnitude ``v``, transcribed from reading it, with Pillow doing the pixel work:
+    parameters ``v·max_v/10 + bias`` (``int(...)`` for Posterize, Rotate, Solarize,
+    SolarizeAdd), the sign where the original draws one."""
+    import numpy as np
+    import PIL.Image
+    import PIL.ImageDraw
+    import PIL.ImageEnhance
+    import PIL.ImageOps
+
+    def fpar(max_v, bias=0.0):
+        m = float(v) * max_v / 10 + bias
+        return -m if negative and op in SIGNED else m
+
+    def ipar(max_v, bias=0):
+        m = int(v * max_v / 10) + bias
+        return -m if negative and op in SIGNED else m
+
+    w, h = img.size
+    if op == "autocontrast":
+        return PIL.ImageOps.autocontrast(img)
+    if op == "equalize":
+        return PIL.ImageOps.equalize(img)
+    if op == "invert":
+        return PIL.ImageOps.invert(img)
+    if op in ("brightness", "color", "contrast", "sharpness"):
+        enhance = {
+            "brightness": PIL.ImageEnhance.Brightness,
+            "color": PIL.ImageEnhance.Color,
+            "contrast": PIL.ImageEnhance.Contrast,
+            "sharpness": PIL.ImageEnhance.Sharpness,
+        }[op]
+        return enhance(img).enhance(fpar(1.8, 0.1))
+    if op == "posterize":
+        return PIL.ImageOps.posterize(img, ipar(4, 4))
+    if op == "solarize":
+        return PIL.ImageOps.solarize(img, 256 - ipar(256))
+    if op == "solarize_add":
+        a = np.clip(np.asarray(img).astype(np.int64) + ipar(110), 0, 255).astype(np.uint8)
+        return PIL.ImageOps.solarize(PIL.Image.fromarray(a), 128)
+    if op == "rotate":
+        return img.rotate(ipar(30))
+    if op == "shear_x":
+        return img.transform(img.size, PIL.Image.AFFINE, (1, fpar(0.1), 0, 0, 1, 0))
+    if op == "shear_y":
+        return img.transform(img.size, PIL.Image.AFFINE, (1, 0, 0, fpar(0.1), 1, 0))
+    if op == "translate_x":
+        return img.transform(img.size, PIL.Image.AFFINE, (1, 0, int(fpar(0.05) * w), 0, 1, 0))
+    if op == "translate_y":
+        return img.transform(img.size, PIL.Image.AFFINE, (1, 0, 0, 0, 1, int(fpar(0.05) * h)))
+    assert op == "cutout"
+    return pil_cutout(img, int(fpar(0.1) * min(w, h)), cutout_u)
+
+
+def pil_cutout(img, side, u):
+    """LNMBench's ``CutoutAbs(img, side)`` with its two uniforms ``u`` = (u_x, u_y) in [0, 1)
+    (``np.random.uniform(0, w)`` = u_x·w): a Pillow rectangle filled with gray 127."""
+    import PIL.ImageDraw
+
+    w, h = img.size
+    x0, y0 = int(max(0, float(u[0]) * w - side / 2.0)), int(max(0, float(u[1]) * h - side / 2.0))
+    x1, y1 = int(min(w, x0 + side)), int(min(h, y0 + side))
+    img = img.copy()
+    PIL.ImageDraw.Draw(img).rectangle((x0, y0, x1, y1), 127 if img.mode == "L" else (127,) * 3)
+    return img
+
+
+def _pil(a):
+    import PIL.Image
+
+    return PIL.Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+
+
+def _arr(img, channels):
+    import numpy as np
+
+    a = np.asarray(img)
+    return a[..., None] if channels == 1 else a
+
+
+def _test_images(h, w, c, seed):
+    """Full-range noise, a narrow range (autocontrast stretches it) and five grey levels
+    (equalize's small histograms)."""
+    import numpy as np
+
+    g = np.random.default_rng(seed)
+    few = g.choice(g.integers(0, 256, 5), (h, w, c)).astype(np.uint8)
+    return [
+        g.integers(0, 256, (h, w, c), dtype=np.uint8),
+        g.integers(40, 180, (h, w, c), dtype=np.uint8),
+        few,
+    ]
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 3), (26, 30, 1), (224, 224, 3)])
+def test_every_lnmbench_operation_equals_pillow_pixel_for_pixel(shape, one_thread):
+    """Each of the 16 operations, at the magnitudes DISC draws (1-4) and at 9, both signs, on
+    colour and gray images (224 px: LNMBench's size, where the translations move pixels)."""
+    import numpy as np
+
+    from lnm.methods._randaugment import LNMBENCH_OPS, lnmbench_op
+
+    h, w, c = shape
+    images = _test_images(h, w, c, seed=sum(shape))
+    x = torch.tensor(np.stack(images)).permute(0, 3, 1, 2).float()
+    n = len(images)
+    u = torch.tensor([[0.1, 0.9], [0.99, 0.02], [0.5, 0.5]], dtype=torch.float64)
+    assert len(LNMBENCH_OPS) == 16 and "identity" not in LNMBENCH_OPS
+    for op in LNMBENCH_OPS:
+        for v in (1, 2, 3, 4, 9):
+            for negative in (False, True) if op in SIGNED else (False,):
+                vs, neg = torch.full((n,), v), torch.full((n,), negative)
+                ours = lnmbench_op(op, x.clone(), vs, neg, u).permute(0, 2, 3, 1).numpy()
+                for i, a in enumerate(images):
+                    want = _arr(lnmbench_pil_op(_pil(a), op, v, negative, u[i]), c)
+                    assert np.array_equal(ours[i], want), (op, v, negative, i)
+
+
+def test_lnmbench_cutout_boxes_follow_cutoutabs_and_pillows_inclusive_rectangle():
+    import numpy as np
+
+    from lnm.methods._randaugment import _fill_boxes, cutout_boxes
+
+    x = torch.zeros(6, 1, 28, 28)
+    u = torch.tensor(
+        [[0.0, 0.0], [0.999, 0.999], [0.5, 0.25], [0.02, 0.97], [0.3, 0.6], [0.71, 0.13]],
+        dtype=torch.float64,
+    )
+    side = torch.tensor([4, 4, 0, 7, 1, 28])  # 0: one pixel (x1 = x0); 28: clipped
+    ours = _fill_boxes(x, cutout_boxes(u, side, 28, 28))
+    for i in range(6):
+        want = _arr(pil_cutout(_pil(np.zeros((28, 28, 1), np.uint8)), int(side[i]), u[i]), 1)
+        assert np.array_equal(ours[i].permute(1, 2, 0).numpy(), want), i
+    assert ours[2].sum() == 127  # side 0 still fills one pixel
+    assert (ours[0] > 0).sum() == 25  # x0 = max(0, -2) = 0, x1 = 0 + 4, both ends inclusive
+
+
+def test_lnmbench_pool_replays_in_pillow_from_its_draws(one_thread):
+    """The whole strong-view pool (2 operations, magnitudes 1-4, probability 0.5, final 15 %
+    Cutout) on a batch equals the per-image Pillow replay of the same random choices."""
+    import numpy as np
+
+    from lnm.methods._randaugment import LNMBENCH_OPS, apply_lnmbench, draw_lnmbench
+
+    b, h, w = 48, 28, 28
+    images = [a for s in range(16) for a in _test_images(h, w, 3, seed=100 + s)][:b]
+    x = torch.tensor(np.stack(images)).permute(0, 3, 1, 2).float()
+    draws = draw_lnmbench(torch.Generator().manual_seed(3), b, 2, 5, 0.5)
+    assert set(draws["v"].unique().tolist()) == {1, 2, 3, 4}
+    ours = apply_lnmbench(x, draws, 0.15).permute(0, 2, 3, 1).numpy()
+    used = set()
+    for i, a in enumerate(images):
+        img = _pil(a)
+        for j in range(2):
+            if draws["apply"][j, i]:
+                op = LNMBENCH_OPS[int(draws["op"][j, i])]
+                used.add(op)
+                v, neg = int(draws["v"][j, i]), bool(draws["negative"][j, i])
+                img = lnmbench_pil_op(img, op, v, neg, draws["cutout_u"][j, i])
+        img = pil_cutout(img, int(img.size[0] * 0.15), draws["final_u"][i])
+        assert np.array_equal(ours[i], _arr(img, 3)), i
+    assert len(used) >= 10  # most of the pool was exercised
+
+
+def test_lnmbench_strong_view_draws_from_the_batch_generator_and_normalises():
+    from lnm.methods._randaugment import apply_lnmbench, draw_lnmbench, lnmbench_rand_augment
+
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randint(0, 256, (8, 3, 16, 16), generator=g).float()
+    mean, std = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1), torch.full((1, 3, 1, 1), 0.25)
+    x = (raw / 255.0 - mean) / std
+    a = lnmbench_rand_augment(x, mean, std, torch.Generator().manual_seed(5))
+    want = apply_lnmbench(raw, draw_lnmbench(torch.Generator().manual_seed(5), 8))
+    torch.testing.assert_close(a, (want / 255.0 - mean) / std)
+    with pytest.raises(ValueError, match=r"allowed: an integer in \[2, 11\]"):
+        draw_lnmbench(g, 4, magnitude=1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lnmbench_pool_is_identical_on_cuda_and_cpu():
+    import numpy as np
+
+    from lnm.methods._randaugment import apply_lnmbench, draw_lnmbench
+
+    images = [a for s in range(40) for a in _test_images(64, 64, 3, seed=s)]
+    x = torch.tensor(np.stack(images)).permute(0, 3, 1, 2).float()
+    draws = draw_lnmbench(torch.Generator().manual_seed(1), len(x), 2, 5, 1.0)
+    cpu = apply_lnmbench(x, draws)
+    gpu = apply_lnmbench(x.cuda(), draws).cpu()
+    assert torch.equal(cpu, gpu)

@@ -316,6 +316,212 @@ def test_coteaching_plus_without_disagreement_warm_starts_then_steps_with_zero_l
     assert moved[True] == [set(range(N)), set(range(N))] and moved[False] == [set(), set()]
 
 
+# ------------------------------------------------------- Co-teaching+ against the official update
+def test_num_keep_truncated_is_the_official_int_of_the_float_product():
+    """keep_count truncated = the official `int(remember_rate * len(loss))`: (1 − 0.9)·10 is
+    0.999…, so 0 are kept (and all of D is used); the rounded rule keeps 1. Over the reference
+    schedules (τ 0.2/0.5/0.8/0.9, epochs 0-49, |D| 1-128) 104 pairs differ, all at τ 0.8, 0.9."""
+    assert num_keep(10, 0.9, "truncated") == 0 and num_keep(10, 0.9) == 1
+    assert num_keep(5, 0.8, "truncated") == 0 and num_keep(5, 0.8) == 1
+    assert num_keep(7, 0.4, "truncated") == num_keep(7, 0.4) == 4
+    differ = set()
+    for tau in (0.2, 0.5, 0.8, 0.9):
+        for e in range(50):
+            t = forget_rate_schedule(tau, e, 10)
+            for n in range(1, 129):
+                assert num_keep(n, t, "truncated") == int((1 - t) * n)
+                if num_keep(n, t, "truncated") != num_keep(n, t):
+                    differ.add((tau, t, n))
+    assert len(differ) == 104 and {d[0] for d in differ} == {0.8, 0.9}
+    with pytest.raises(ValueError, match="allowed: rounded, truncated"):
+        num_keep(10, 0.5, "round")
+
+
+def official_coteaching_plus(z0, z1, y, tau, step, warm_steps=5000, fixes=()):
+    """The two losses of the official ``loss_coteaching_plus`` (xingruiyu/coteaching_plus
+    ``loss.py``; LNMBench's copy computes the same), transcribed from reading it, in float64.
+    ``fixes`` applies our documented bug fixes: ``logits`` (CE of the logits, not of the softmax
+    outputs), ``mean`` (no second division by the number kept). The index-0 filter of the
+    original (``ind * mask != 0``) is not transcribed: the cases keep global index 0 out of D."""
+    b = len(y)
+    pred0, pred1 = z0.argmax(1), z1.argmax(1)
+    dis = [i for i in range(b) if pred0[i] != pred1[i]]  # disagree_id, in batch order
+    if "logits" in fixes:
+        out0, out1 = z0, z1
+    else:  # outputs = F.softmax(logits): the CE below sees probabilities
+        out0, out1 = torch.softmax(z0, 1), torch.softmax(z1, 1)
+
+    def ce(out, t):  # F.cross_entropy of `out` taken as logits, per sample
+        return -torch.log_softmax(out, 1)[torch.arange(len(t)), t]
+
+    if dis:  # loss_coteaching on the disagreement subset
+        o0, o1, t = out0[dis], out1[dis], y[dis]
+        l0, l1 = ce(o0, t).detach().numpy(), ce(o1, t).detach().numpy()
+        s0, s1 = np.argsort(l0, kind="stable"), np.argsort(l1, kind="stable")
+        num_remember = int((1 - tau) * len(dis))
+        u0, u1 = s0[:num_remember], s1[:num_remember]
+        if len(u0) == 0:
+            u0, u1, num_remember = s0, s1, len(dis)
+        loss0, loss1 = ce(o0[u1], t[u1]).mean(), ce(o1[u0], t[u0]).mean()
+        if "mean" not in fixes:
+            loss0, loss1 = loss0 / num_remember, loss1 / num_remember
+        return loss0, loss1
+    update = torch.full((b,), float(step < warm_steps), dtype=torch.float64)
+    return (update * ce(out0, y).mean()).sum() / b, (update * ce(out1, y).mean()).sum() / b
+
+
+def plus_case(n_dis, n=12, c=3, seed=0):
+    """Random lookup logits for ``n`` samples whose last ``n_dis`` (never global index 0) the two
+    nets disagree on, and random labels."""
+    g = np.random.default_rng(seed)
+    w0, w1 = g.normal(size=(n, c)), g.normal(size=(n, c))
+    y = g.integers(0, c, n)
+    for j in range(n):
+        a = int(g.integers(c))
+        bb = (a + 1 + int(g.integers(c - 1))) % c if j >= n - n_dis else a
+        w0[j, a] += 4.0
+        w1[j, bb] += 4.0
+    assert ((w0.argmax(1) != w1.argmax(1)) == (np.arange(n) >= n - n_dis)).all()
+    return w0, w1, y
+
+
+def plus_step(w0, w1, y, order, params, epoch=20, batches_per_epoch=3, lr=0.1, optimizer=None):
+    """Our Co-teaching+ after one step (plain SGD unless ``optimizer``) on one batch, the first
+    of its epoch."""
+    n, c = w0.shape
+
+    class Table(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(n, c))
+
+        def forward(self, x):
+            return x @ self.w
+
+    spec = tiny_spec(
+        dataset="t", size=8, noise="symmetric", rate=0.4, noise_seed=0, method="coteaching_plus",
+        backbone="lookup", seed=0, epochs=50, optimizer=optimizer or {"name": "sgd", "lr": lr},
+        method_params=params,
+    )  # fmt: skip
+    data = SimpleNamespace(num_train=n, batches_per_epoch=lambda: batches_per_epoch)
+    m = get_method("coteaching_plus")(spec, Table, c, torch.device("cpu"), data)
+    with torch.no_grad():
+        m.nets[0].w.copy_(torch.as_tensor(w0, dtype=torch.float32))
+        m.nets[1].w.copy_(torch.as_tensor(w1, dtype=torch.float32))
+    idx = torch.tensor(order)
+    b = Batch(idx, torch.eye(n)[idx], torch.as_tensor(y)[idx], None, None, None)
+    m.train_epoch(epoch, [b])
+    return [net.w.detach().double().numpy() for net in m.nets]
+
+
+def official_step(w0, w1, y, order, tau, step, warm_steps=5000, fixes=(), lr=0.1, before=False):
+    """One SGD step of each net on its own official loss (float64)."""
+    r0, r1 = (torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in (w0, w1))
+    idx = torch.tensor(order)
+    yb = torch.as_tensor(y)[idx]
+    if before:  # loss_coteaching(logits1, logits2, ...) on the whole batch
+        loss0, loss1 = official_coteaching_whole(r0[idx], r1[idx], yb, tau, fixes)
+    else:
+        loss0, loss1 = official_coteaching_plus(r0[idx], r1[idx], yb, tau, step, warm_steps, fixes)
+    (loss0 + loss1).backward()  # each loss depends on its own net only
+    return [(r - lr * r.grad).detach().numpy() for r in (r0, r1)]
+
+
+def official_coteaching_whole(z0, z1, y, tau, fixes):
+    """``loss_coteaching`` on all B samples: every sample is in the subset it is given."""
+
+    def ce(out, t):
+        return -torch.log_softmax(out, 1)[torch.arange(len(t)), t]
+
+    l0, l1 = ce(z0, y).detach().numpy(), ce(z1, y).detach().numpy()
+    s0, s1 = np.argsort(l0, kind="stable"), np.argsort(l1, kind="stable")
+    num_remember = int((1 - tau) * len(y))
+    u0, u1 = s0[:num_remember], s1[:num_remember]
+    if len(u0) == 0:
+        u0, u1, num_remember = s0, s1, len(y)
+    loss0, loss1 = ce(z0[u1], y[u1]).mean(), ce(z1[u0], y[u0]).mean()
+    if "mean" not in fixes:
+        loss0, loss1 = loss0 / num_remember, loss1 / num_remember
+    return loss0, loss1
+
+
+ORDER12 = (5, 11, 0, 7, 2, 9, 4, 10, 1, 8, 3, 6)
+ORIGINAL = {
+    "keep_count": "truncated",
+    "ce_input": "softmax",
+    "divide_by_kept": True,
+    "step_count": "epoch_times_batch",
+}
+#: (name, disagreeing samples, forget rate, epoch, warm_steps): τ_e = τ from epoch 9 on
+PLUS_CASES = [
+    ("|D| = 10, tau 0.9: keep 0 -> all of D", 10, 0.9, 20, 5000),
+    ("|D| = 5, tau 0.8: keep 0 -> all of D", 5, 0.8, 20, 5000),
+    ("|D| = 7, tau 0.4: keep 4", 7, 0.4, 20, 5000),
+    ("|D| = 1, tau 0.5: keep 0 -> the one sample", 1, 0.5, 20, 5000),
+    ("D empty, warm start: full-batch CE", 0, 0.4, 20, 5000),
+    ("D empty past warm_steps 30 (global step 60, official step 0)", 0, 0.4, 20, 30),
+    ("before init_epoch: loss_coteaching on all 12, tau_2", 4, 0.9, 2, 5000),
+]
+
+
+@pytest.mark.parametrize("case", PLUS_CASES, ids=[c[0] for c in PLUS_CASES])
+def test_coteaching_plus_reference_step_equals_the_official_update(case):
+    """Under presets/reference.yaml (keep_count truncated) one step of Co-teaching+ equals the
+    official update with our documented bug fixes (CE of the logits, plain mean, true global
+    step); with every switch set to its original value it equals the official update itself."""
+    _, n_dis, tau, epoch, warm = case
+    w0, w1, y = plus_case(n_dis)
+    before = epoch < 5
+    tau_e = forget_rate_schedule(tau, epoch, 10)
+    base = {"forget_rate": tau, "warm_steps": warm}
+    got = plus_step(w0, w1, y, ORDER12, {**base, "keep_count": "truncated"}, epoch)
+    global_step = epoch * 3  # the batch is the first of its epoch, 3 batches per epoch
+    want = official_step(
+        w0, w1, y, ORDER12, tau_e, global_step, warm, ("logits", "mean"), before=before
+    )
+    for g_, w_ in zip(got, want):
+        np.testing.assert_allclose(g_, w_, rtol=0, atol=2e-6)
+    got = plus_step(w0, w1, y, ORDER12, {**base, **ORIGINAL}, epoch)
+    want = official_step(w0, w1, y, ORDER12, tau_e, epoch * 0, warm, (), before=before)
+    for g_, w_ in zip(got, want):
+        np.testing.assert_allclose(g_, w_, rtol=0, atol=2e-6)
+    moved = [np.abs(g_ - w).sum() for g_, w in zip(got, (w0, w1))]
+    assert all(mv > 0 for mv in moved)  # every case updates both nets (original step)
+
+
+@pytest.mark.parametrize(
+    "switch, n_dis, tau, warm",
+    [
+        ({"keep_count": "truncated"}, 10, 0.9, 5000),
+        ({"ce_input": "softmax"}, 7, 0.4, 5000),
+        ({"divide_by_kept": True}, 7, 0.4, 5000),
+        ({"step_count": "epoch_times_batch"}, 0, 0.4, 30),
+    ],
+)
+def test_each_coteaching_plus_switch_changes_the_update(switch, n_dis, tau, warm):
+    w0, w1, y = plus_case(n_dis)
+    base = {"forget_rate": tau, "warm_steps": warm}
+    default = plus_step(w0, w1, y, ORDER12, base)
+    flipped = plus_step(w0, w1, y, ORDER12, {**base, **switch})
+    assert max(np.abs(a - b).max() for a, b in zip(default, flipped)) > 1e-4
+
+
+def test_coteaching_plus_keep_count_is_truncated_only_under_the_reference_preset():
+    from lnm.config import load_config, run_spec
+    from tests.conftest import REPO
+
+    ref = load_config(REPO / "presets" / "reference.yaml")
+    harm = load_config(REPO / "presets" / "demo.yaml")
+    spec = lambda cfg: run_spec(  # noqa: E731
+        cfg, "breastmnist", "symmetric", "0.2", "0", "coteaching_plus", "resnet8", "0"
+    )
+    assert spec(ref).method_params["keep_count"] == "truncated"
+    assert spec(harm).method_params["keep_count"] == "rounded"
+    for key, value in ORIGINAL.items():
+        if key != "keep_count":  # bug fixes in both protocols
+            assert spec(ref).method_params[key] != value
+
+
 # --------------------------------------------------------------------------- CoDis
 def np_js(p, q):
     """Textbook Jensen–Shannon divergence ½[KL(p‖m) + KL(q‖m)]."""

@@ -216,6 +216,81 @@ def test_ranking_losses_come_from_float32_logits_under_bf16_autocast(tmp_path, m
     assert d.w_probs.dtype == d.s_probs.dtype == d.tau_w.dtype == torch.float32
 
 
+def lnmbench_gmm_inputs(losses, window=5):
+    """The GMM inputs of LNMBench's ``eval_train`` (DivideMix/Train_<dataset>.py, at
+    ``noise_rate == 0.9``), transcribed: the losses min–max normalised and appended to the
+    history; the mean of the last five once ``len(all_loss) >= 5``, else the current epoch's."""
+    history, out = [], []
+    for raw in losses:
+        lo, hi = raw.min(), raw.max()
+        norm = (raw - lo) / (hi - lo) if hi > lo else raw
+        history.append(norm)
+        out.append(np.mean(history[-window:], 0) if len(history) >= window else norm)
+    return out
+
+
+def official_gmm_inputs(losses, window=5):
+    """The official DivideMix's (``Train_cifar.py``, ``r == 0.9``): ``history[-5:].mean(0)``,
+    whatever the number of epochs available."""
+    history = []
+    for raw in losses:
+        history.append((raw - raw.min()) / (raw.max() - raw.min()))
+    return [np.mean(history[: k + 1][-window:], 0) for k in range(len(history))]
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_dividemix_loss_average_follows_lnmbench_or_the_official_code(
+    tmp_path, monkeypatch, partial
+):
+    """``loss_avg_partial: false`` (reference, with ``loss_avg_epochs: 5``): the GMM sees the
+    current epoch's normalised losses for the first four epochs after warm-up and the mean of
+    the last five from the fifth on (LNMBench); ``true``: the mean of the 1-4 available first
+    (official DivideMix)."""
+    g = np.random.default_rng(4)
+    losses = [g.gamma(2.0, 0.5 + 0.1 * k, 96) for k in range(8)]
+    m = make_method(tmp_path, "dividemix", {"loss_avg_epochs": 5, "loss_avg_partial": partial})
+    seen = []
+
+    def capture(values, random_state=0):
+        seen.append(np.array(values, dtype=np.float64))
+        return np.full(len(values), 0.5)
+
+    monkeypatch.setattr(dm_module, "gmm_clean_probability", capture)
+    calls = iter(losses)
+    monkeypatch.setattr(m, "per_sample_loss", lambda k: torch.from_numpy(next(calls)))
+    for _ in losses:
+        m.clean_probability(0)
+    want = (official_gmm_inputs if partial else lnmbench_gmm_inputs)(losses)
+    for got, exp in zip(seen, want, strict=True):
+        np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-12)
+    other = (lnmbench_gmm_inputs if partial else official_gmm_inputs)(losses)
+    assert not np.allclose(seen[1], other[1])  # the two rules differ in epochs 2-4 ...
+    np.testing.assert_allclose(seen[4], other[4], rtol=1e-12)  # ... and agree from the fifth
+
+
+def test_dividemix_views_are_augmented_only_under_harmonized():
+    """MixMatch's two views are the run's augment applied twice: two different augmented views
+    under harmonized (train.augment); under reference (recipes.dividemix.augment: none) both are
+    the raw image, as LNMBench's MedMNIST loaders give."""
+    from lnm.config import load_config, run_spec
+    from lnm.train.augment import Augmenter
+    from tests.conftest import REPO
+
+    raw = torch.randint(0, 256, (16, 3, 28, 28), dtype=torch.uint8)
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    views = {}
+    for preset in ("reference", "demo"):
+        cfg = load_config(REPO / "presets" / f"{preset}.yaml")
+        spec = run_spec(cfg, "pathmnist", "symmetric", "0.9", "0", "dividemix", "resnet50", "0")
+        aug = Augmenter(mean, std, **spec.augment)
+        gen = torch.Generator().manual_seed(0)
+        views[preset] = (aug(raw, gen), aug(raw, gen), aug.normalize(raw.clone()))
+    x1, x2, plain = views["reference"]
+    assert torch.equal(x1, x2) and torch.equal(x1, plain)
+    x1, x2, plain = views["demo"]
+    assert not torch.equal(x1, x2) and not torch.equal(x1, plain)
+
+
 def test_dividemix_lambda_u_ramp(tmp_path):
     m = make_method(tmp_path, "dividemix", {"warmup_epochs": 5, "rampup_epochs": 16})
     assert m._lambda_u(5.0) == 0.0 and m._lambda_u(3.0) == 0.0
@@ -223,6 +298,51 @@ def test_dividemix_lambda_u_ramp(tmp_path):
 
 
 # ----------------------------------------------------------------------------- DISC
+@pytest.mark.parametrize("pool", ["fixmatch", "lnmbench"])
+def test_disc_strong_view_is_the_chosen_pool_on_a_second_crop_flip_view(tmp_path, pool):
+    from lnm.methods._randaugment import lnmbench_rand_augment
+
+    m = make_method(tmp_path, "disc", {"strong_pool": pool})
+    b = next(iter(m.data.epoch_batches(0, 0)))
+    state = b.gen.get_state()
+    got = m.strong_view(b)
+    b.gen.set_state(state)
+    aug = m.data.augmenter
+    base = b.view()  # a second, independently drawn crop/flip view
+    if pool == "lnmbench":
+        want = lnmbench_rand_augment(base, aug.mean, aug.std, b.gen, 2, 5, 0.5, 0.15)
+    else:
+        want = rand_augment(base, aug.mean, aug.std, b.gen, 2, 5.0, 0.5, 0.15)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not torch.equal(got, b.x)
+    with pytest.raises(ValueError, match=r"strong_max_magnitude 4\.5 with strong_pool lnmbench"):
+        make_method(tmp_path, "disc", {"strong_pool": "lnmbench", "strong_max_magnitude": 4.5})
+
+
+def test_disc_reference_views_are_lnmbenchs():
+    """Under presets/reference.yaml DISC's weak view is torchvision's RandomResizedCrop with its
+    default scale and ratio plus a horizontal flip (LNMBench's TransformFixMatch_PathMNIST) and
+    its strong pool is LNMBench's; harmonized keeps the padded crop and the FixMatch-style pool."""
+    import torchvision.transforms as T
+
+    from lnm.config import load_config, run_spec
+    from tests.conftest import REPO
+
+    default = T.RandomResizedCrop(224)
+    spec = lambda cfg: run_spec(  # noqa: E731
+        cfg, "pathmnist", "symmetric", "0.5", "0", "disc", "resnet50", "0"
+    )
+    ref = spec(load_config(REPO / "presets" / "reference.yaml"))
+    crop = ref.augment["resized_crop"]
+    assert tuple(crop["scale"]) == default.scale and tuple(crop["ratio"]) == default.ratio
+    assert ref.augment["hflip"] and not ref.augment["vflip"] and ref.augment["crop_padding"] == 0
+    assert ref.method_params["strong_pool"] == "lnmbench"
+    assert ref.method_params["strong_max_magnitude"] == 5 and ref.method_params["cutout"] == 0.15
+    harm = spec(load_config(REPO / "config.yaml"))
+    assert harm.method_params["strong_pool"] == "fixmatch" and harm.augment["crop_padding"] == 4
+    assert harm.augment.get("resized_crop") is None
+
+
 def test_disc_thresholds_follow_their_ema():
     tau = torch.tensor([0.1, 0.5])
     p1 = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.6, 0.2]])

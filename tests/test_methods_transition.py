@@ -22,7 +22,7 @@ from lnm.methods._transition import (
 )
 from lnm.methods.cdr import keep_fraction, mask_noncritical_, prunable
 from lnm.methods.sce import sce_loss
-from lnm.methods.trevision import reweighted_ce, stage_lengths
+from lnm.methods.trevision import per_sample_revision, reweighted_ce, stage_lengths
 from lnm.methods.volminnet import volmin_loss
 from lnm.train.data import Batch
 from tests.conftest import tiny_method, tiny_spec
@@ -322,6 +322,91 @@ def test_revision_gradient_reaches_the_network_through_beta():
     want = logits.detach().double().requires_grad_()
     (beta.detach() * F.cross_entropy(want, y, reduction="none")).mean().backward()
     np.testing.assert_allclose(const.grad.numpy(), want.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def official_revision_loss(logits, t_hat, delta, y):
+    """The official ``reweighting_revision_loss`` (xiaoboxia/T-Revision ``loss.py``; LNMBench's
+    copy computes the same), transcribed from reading it: a loop over the samples in which
+    ``T = T + correction`` rebinds T, so sample k sees T̂ + (k + 1)·ΔT; β is not detached."""
+    p = torch.softmax(logits, 1)
+    t = t_hat
+    loss = 0.0
+    for i in range(len(y)):
+        t = t + delta
+        beta = p[i, y[i]] / (p[i] @ t)[y[i]]  # (T.t() @ p_i)[ỹ_i] = Σ_j p_ij T[j, ỹ_i]
+        loss = loss + beta * -torch.log_softmax(logits[i], 0)[y[i]]
+    return loss / len(y)
+
+
+def test_revision_delta_per_sample_is_the_official_loop_and_once_is_the_fix():
+    """``revision_delta: per_sample`` reproduces the official loop's loss and gradients (logits
+    and ΔT, float64); ``once`` (the default) is the same loop with T̂ + ΔT held fixed (the
+    official ``_v2`` and the paper). On this 6-sample batch the two ΔT gradients differ by
+    a factor of about (B + 1)/2."""
+    torch.manual_seed(3)
+    b = 6
+    logits = (2 * torch.randn(b, 3, dtype=torch.float64)).requires_grad_()
+    y = torch.tensor([0, 1, 2, 1, 0, 2])
+    delta = (0.02 * torch.randn(3, 3, dtype=torch.float64)).requires_grad_()
+    t_hat = T_ASYM.double()
+    want = official_revision_loss(logits, t_hat, delta, y)
+    gz, gd = torch.autograd.grad(want, (logits, delta))
+    got = reweighted_ce(logits, y, per_sample_revision(t_hat, delta, b), beta_grad=True)
+    hz, hd = torch.autograd.grad(got, (logits, delta))
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    torch.testing.assert_close(hz, gz, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(hd, gd, rtol=1e-10, atol=1e-12)
+    per = per_sample_revision(t_hat, delta, b)
+    for k in range(b):
+        torch.testing.assert_close(per[k], t_hat + (k + 1) * delta)
+    once = reweighted_ce(logits, y, t_hat + delta, beta_grad=True)
+    od = torch.autograd.grad(once, delta)[0]
+    ratio = (gd.abs().sum() / od.abs().sum()).item()
+    assert 2.0 < ratio < 5.0  # ~ mean of k + 1 over the batch
+    zero = torch.zeros_like(delta)  # at ΔT = 0 only the ΔT gradient differs
+    a = reweighted_ce(logits, y, per_sample_revision(t_hat, zero, b), beta_grad=True)
+    assert a.item() == pytest.approx(reweighted_ce(logits, y, t_hat, True).item(), rel=1e-12)
+
+
+def test_trevision_revision_steps_equal_the_official_adam_updates():
+    """Three revision steps of the method (linear network, T̂ and ΔT set by hand) equal the
+    official steps: Adam (weight decay 1e-4) over the network and ΔT on the official loss
+    (``revision_delta: per_sample``) or on the loss with ΔT added once (``once``, our fix). Adam's
+    first step is nearly sign(g) for both; from the second on the two differ."""
+    d, c, b, steps = 4, 3, 6, 3
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(b, d, generator=g), torch.randint(0, c, (b,), generator=g)
+    delta0 = 0.03 * torch.randn(c, c, generator=g)
+    final = {}
+    for kind in ("once", "per_sample"):
+        params = {"revision_delta": kind, "revision_lr": 1e-2, "revision_epochs": steps}
+        params["estimation_epochs"] = 1
+        m = linear_method("trevision", d, c, params, {"name": "sgd", "lr": 0.01}, epochs=5)
+        assert m.stages() == (1, 1, steps)
+        m.t_hat = T_ASYM.clone()
+        with torch.no_grad():
+            m.delta.copy_(delta0)
+        net = m.nets[0]
+        ref = [t.detach().double().clone().requires_grad_() for t in (net.weight, net.bias)]
+        ref.append(delta0.double().clone().requires_grad_())
+        opt = torch.optim.Adam(ref, lr=1e-2, weight_decay=1e-4)
+        t_hat = T_ASYM.double()
+        for step in range(steps):
+            z = x.double() @ ref[0].T + ref[1]
+            if kind == "per_sample":
+                loss = official_revision_loss(z, t_hat, ref[2], y)
+            else:  # the official loop with T̂ + ΔT fixed for every sample
+                loss = official_revision_loss(z, t_hat + ref[2], torch.zeros_like(ref[2]), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            m.start_epoch(2 + step)
+            out = m.train_epoch(2 + step, [Batch(torch.arange(b), x, y, None, None, None)])
+            assert out["stage"] == 2
+        for got, want in zip((net.weight, net.bias, m.delta), ref):
+            torch.testing.assert_close(got.detach().double(), want.detach(), rtol=0, atol=1e-6)
+        final[kind] = torch.cat([r.detach().flatten() for r in ref])
+    assert (final["once"] - final["per_sample"]).abs().max() > 1e-3
 
 
 def test_trevision_revision_stage_passes_beta_gradient(tmp_path, monkeypatch):

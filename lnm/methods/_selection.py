@@ -31,9 +31,19 @@ def forget_rate_schedule(tau: float, epoch: int, num_gradual: int, exponent: flo
     return float(np.linspace(0.0, tau**exponent, num_gradual)[epoch])
 
 
-def num_keep(n: int, tau: float) -> int:
-    """⌊(1 − τ)·n⌋, robust to float error ((1 − 0.9)·10 is 0.999…, which must give 1)."""
-    return max(0, math.floor(round((1.0 - tau) * n, 6)))
+#: How ⌊(1 − τ)·n⌋ is computed: ``rounded`` (ours) rounds the product to 6 decimals first, so
+#: float error cannot drop a sample ((1 − 0.9)·10 = 0.999… gives 1); ``truncated`` is the
+#: original codes' ``int((1 − τ)·n)`` on the float product (0.999… gives 0).
+KEEP_RULES = ("rounded", "truncated")
+
+
+def num_keep(n: int, tau: float, rule: str = "rounded") -> int:
+    """⌊(1 − τ)·n⌋ by ``rule`` (:data:`KEEP_RULES`)."""
+    if rule == "rounded":
+        return max(0, math.floor(round((1.0 - tau) * n, 6)))
+    if rule == "truncated":  # the official `int(remember_rate * len(loss))`
+        return max(0, int((1 - tau) * n))
+    raise ValueError(f"keep rule {rule!r} is not allowed; allowed: {', '.join(KEEP_RULES)}")
 
 
 def small_loss_mask(
@@ -83,6 +93,8 @@ def cross_small_loss(
     tau: float,
     eligible: torch.Tensor | None = None,
     num_eligible: int | None = None,
+    keep_rule: str = "rounded",
+    divide_by_kept: bool = False,
 ) -> Selection:
     """Co-teaching's exchange on per-sample losses ``loss0``/``loss1`` (B,) of nets 0 and 1.
 
@@ -96,7 +108,10 @@ def cross_small_loss(
     update (``loss`` None) and nothing is selected.
 
     ``num_eligible``: ``eligible.sum()`` if the caller already has it on the host (otherwise it
-    is read here: a host sync, the only one of this function).
+    is read here: a host sync, the only one of this function). ``keep_rule``: how the number kept
+    is computed (:func:`num_keep`). ``divide_by_kept``: divide each net's mean again by the number
+    kept (the official ``loss_coteaching``'s ``sum(mean CE) / num_remember``; a bug kept only as a
+    switch that restores it).
     """
     if eligible is None:
         n = len(loss0)
@@ -105,10 +120,12 @@ def cross_small_loss(
     if n == 0:
         empty = torch.zeros(len(loss0), dtype=torch.bool, device=loss0.device)
         return Selection(None, masks={"selected_net0": empty, "selected_net1": empty})
-    keep = num_keep(n, tau) or n
+    keep = num_keep(n, tau, keep_rule) or n
     kept0 = small_loss_mask(loss0, keep, eligible)
     kept1 = small_loss_mask(loss1, keep, eligible)
     part0, part1 = masked_mean(loss0, kept1, keep), masked_mean(loss1, kept0, keep)
+    if divide_by_kept:
+        part0, part1 = part0 / keep, part1 / keep
     return Selection(
         part0 + part1, (part0, part1), {"selected_net0": kept0, "selected_net1": kept1}
     )

@@ -18,7 +18,10 @@ def row_normalize(t: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
 
 def noisy_posterior(p_clean: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Forward-corrected probabilities ``P(noisy = j | x) = Σ_i p_i(x) T[i, j]``, shape (B, C)."""
+    """Forward-corrected probabilities ``P(noisy = j | x) = Σ_i p_i(x) T[i, j]``, shape (B, C);
+    ``t`` is one (C, C) matrix for the batch or one per sample, (B, C, C)."""
+    if t.dim() == 3:
+        return torch.einsum("bi,bij->bj", p_clean, t)
     return p_clean @ t
 
 

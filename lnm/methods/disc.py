@@ -19,10 +19,25 @@ Warm-up (epochs < ``start_epoch``): CE on both views. Afterwards, per batch:
 
 Reference values (LNMBench and the original JackYFL/DISC code): start_epoch 5, m 0.99, λ_ce 1,
 λ_h 1, σ 0.5, cap 0.99, α 5; the high-noise setting (rate ≥ 0.6) uses λ_h 0.2 and m 0.95
-(set through ``method_params``). The strong view is :func:`._randaugment.rand_augment` on top
-of a second crop/flip view, keeping every colour channel (fixes LNMBench's grayscale views;
-deviations: ``docs/deviations.md``). ``strong_aug: false`` makes the strong view a plain second
-crop/flip view.
+(set through ``method_params``).
+
+Views. The weak view is the run's ``augment`` (harmonized: ``train.augment``, a padded crop and
+a flip; reference: ``recipes.disc.augment``, LNMBench's ``RandomResizedCrop(size)`` with scale
+0.08–1 and ratio 3/4–4/3, and a horizontal flip). The strong view is a second, independently
+drawn view of the same kind followed by a RandAugment-style pool (``strong_pool``):
+
+- ``fixmatch`` (default, harmonized): :func:`._randaugment.rand_augment`, 13 FixMatch-style
+  operations at a continuous magnitude in [1, ``strong_max_magnitude``) (enhancement factors
+  0.55–1.45), each with probability 0.5, then a Cutout;
+- ``lnmbench`` (presets/reference.yaml): LNMBench's and the official DISC's own
+  ``RandAugmentwogeo(n=2, m=5)`` (:func:`._randaugment.lnmbench_rand_augment`): 16 operations with
+  integer magnitudes 1–4 (enhancement factors 0.28–0.82, rotations of 3–12°, shears 0.01–0.04,
+  translations of 0.5–2 % of the side), each with probability 0.5, then a gray Cutout of 15 % of
+  the side, on the 8-bit image, pixel for pixel as Pillow computes them.
+
+Both keep every colour channel (LNMBench's MedMNIST views were grayscale by mistake:
+``docs/deviations.md``) and run on the device. ``strong_aug: false`` makes the strong view a
+plain second crop/flip view.
 """
 
 from __future__ import annotations
@@ -32,7 +47,7 @@ import torch.nn.functional as F
 
 from ._losses import gce
 from ._mixup import mixup, soft_cross_entropy
-from ._randaugment import rand_augment
+from ._randaugment import lnmbench_rand_augment, rand_augment
 from .base import Method
 
 
@@ -129,13 +144,31 @@ class DISC(Method):
             "type": "boolean",
             "description": "RandAugment (2 ops, magnitude in [1, 5)) + Cutout 15 %",
         },
+        "strong_pool": {
+            "default": "fixmatch",
+            "enum": ["fixmatch", "lnmbench"],
+            "description": "operations of the strong view: fixmatch = 13 FixMatch-style ops, continuous magnitude; lnmbench = LNMBench's and the official DISC's 16-op RandAugmentwogeo, integer magnitudes 1..m-1, on 8-bit images (reference protocol)",
+        },
         "strong_ops": {"default": 2, "type": "integer", "minimum": 1},
-        "strong_max_magnitude": {"default": 5.0, "type": "number", "exclusiveMinimum": 0},
+        "strong_max_magnitude": {
+            "default": 5.0,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "m: magnitudes drawn in [1, m) (strong_pool lnmbench: the integers 1..m-1; m an integer in [2, 11])",
+        },
         "cutout": {"default": 0.15, "type": "number", "minimum": 0, "exclusiveMaximum": 1},
     }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        pool, m = self.hp["strong_pool"], float(self.hp["strong_max_magnitude"])
+        if pool not in ("fixmatch", "lnmbench"):
+            raise ValueError(f"disc: strong_pool {pool!r}; allowed: fixmatch, lnmbench")
+        if pool == "lnmbench" and (not m.is_integer() or not 2 <= m <= 11):
+            raise ValueError(
+                f"disc: strong_max_magnitude {m!r} with strong_pool lnmbench; allowed: an "
+                "integer in [2, 11] (magnitudes 1..m-1)"
+            )
         n, c, dev = self.data.num_train, self.num_classes, self.device
         tau0 = 1.0 / n if self.hp["tau_init"] is None else float(self.hp["tau_init"])
         self.w_probs = torch.zeros(n, c, device=dev)
@@ -178,6 +211,17 @@ class DISC(Method):
         if not self.hp["strong_aug"]:
             return x
         aug = self.data.augmenter
+        if self.hp["strong_pool"] == "lnmbench":
+            return lnmbench_rand_augment(
+                x,
+                aug.mean,
+                aug.std,
+                b.gen,
+                int(self.hp["strong_ops"]),
+                int(self.hp["strong_max_magnitude"]),
+                0.5,
+                float(self.hp["cutout"]),
+            )
         return rand_augment(
             x,
             aug.mean,

@@ -17,8 +17,12 @@ Hyperparameters (reference values: LNMBench ``DivideMix/Train_<dataset>.py`` and
 LiJunnan1992/DivideMix ``Train_cifar.py``): warm-up 5 epochs at twice the batch size with plain
 CE (+ negative-entropy confidence penalty for asymmetric/instance noise: ``penalty``),
 p_threshold 0.5, T 0.5, α 4, λ_u 25, ramp 16 epochs; the GMM input is the mean of the last
-``loss_avg_epochs`` epochs' normalised losses (the original uses 5 at 90 % noise, else 1). If no
-sample passes the threshold, the top ``min_labelled_frac`` (1 %) by ``w`` are labelled.
+``loss_avg_epochs`` epochs' normalised losses (the originals use 5 at 90 % noise, else 1).
+Before that many epochs exist, the official DivideMix averages the 1–4 epochs available
+(``loss_avg_partial: true``, the default), LNMBench uses the current epoch's losses alone
+until the fifth (``loss_avg_partial: false``, set with ``loss_avg_epochs: 5`` by
+presets/reference.yaml). If no sample passes the threshold, the top ``min_labelled_frac`` (1 %)
+by ``w`` are labelled.
 
 Diagnostics: ``selected_net{k}`` (labelled set net k trains on), ``clean_prob`` (mean GMM
 probability of both nets, scored as an AUC), and ``corrected``: every sample whose training
@@ -42,8 +46,10 @@ minority classes, were unlabelled).
 ``build_classwise_thresholds`` helper hints at per-class thresholds, not implemented here.
 
 Fixed (``docs/deviations.md``): every sample's loss enters the GMM (the reference left the
-loss of skipped, non-finite batches at 0); losses are asserted finite. MedMNIST views are
-augmented here (the reference's two MixMatch views were identical). The GMM's k-means
+loss of skipped, non-finite batches at 0); losses are asserted finite. The two MixMatch views
+are the run's ``augment`` applied twice: two augmented views under ``harmonized``; under
+``reference`` the recipe has no augmentation, so both views are the raw image, as in LNMBench's
+MedMNIST loaders. The GMM's k-means
 initialisation is seeded (``gmm_random_state``; the original is unseeded).
 Implementation note: the no-grad guessing forward of the training network runs on all four
 views in one batch (the original made four forwards); BatchNorm sees one mixed batch instead.
@@ -189,6 +195,11 @@ class DivideMix(Method):
             "minimum": 1,
             "description": "GMM input = mean of this many epochs' normalised losses",
         },
+        "loss_avg_partial": {
+            "default": True,
+            "type": "boolean",
+            "description": "while fewer than loss_avg_epochs epochs exist, average those available (official DivideMix); false: the current epoch's losses only (LNMBench; reference protocol)",
+        },
         "gmm_random_state": {"default": 0, "type": "integer", "minimum": 0},
         "reg_prior": {
             "default": "uniform",
@@ -223,9 +234,13 @@ class DivideMix(Method):
     def clean_probability(self, k: int) -> np.ndarray:
         """GMM clean probability of every training sample according to net ``k``."""
         norm = torch.from_numpy(minmax_normalise(self.per_sample_loss(k).double().cpu().numpy()))
-        hist = (self.loss_history[k] + [norm])[-int(self.hp["loss_avg_epochs"]) :]
-        self.loss_history[k] = hist if int(self.hp["loss_avg_epochs"]) > 1 else []
-        values = torch.stack(hist).mean(0).numpy()
+        window = int(self.hp["loss_avg_epochs"])
+        hist = (self.loss_history[k] + [norm])[-window:]
+        self.loss_history[k] = hist if window > 1 else []
+        if len(hist) < window and not self.hp["loss_avg_partial"]:
+            values = norm.numpy()  # LNMBench: the average starts once `window` epochs exist
+        else:
+            values = torch.stack(hist).mean(0).numpy()
         return gmm_clean_probability(values, random_state=int(self.hp["gmm_random_state"]))
 
     # ------------------------------------------------------------------ training

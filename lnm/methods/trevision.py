@@ -22,11 +22,18 @@ Three stages share the run's ``spec.epochs`` (reference: 5 + 50 + 50 epochs):
    there: the network receives the gradient of ``β_i · CE_i`` through β as well as through the
    CE (``revision_beta_grad: false``: β from the detached softmax, so only ΔT learns through
    it). As in the official code, the network and ΔT are fine-tuned together by one Adam
-   optimiser (lr 5e-7, weight decay 1e-4).
+   optimiser (lr 5e-7, weight decay 1e-4). Every sample of a batch sees the same T̂ + ΔT
+   (``revision_delta: once``). The official ``reweighting_revision_loss`` (and LNMBench's copy)
+   rebinds ``T = T + correction`` inside its per-sample loop, so sample k of a batch (k = 0, 1,
+   …) sees T̂ + (k + 1)·ΔT: the revision accumulates over the batch, and the result depends on
+   the batch size and the order of the samples. The paper's loss, the printed estimate
+   ``T + correction`` and the authors' own vectorised ``reweighting_revision_loss_v2`` all add ΔT
+   once, so the loop is a bug, fixed in both protocols; ``revision_delta: per_sample``
+   restores it.
 
 Fixes (``docs/deviations.md``): T̂ is row-normalised (the official code divided columns) with
-every column's percentile taken on an unmodified copy; ΔT is added once per batch (LNMBench
-re-added it for every sample, T̂ + i·ΔT; the official code adds it once); there is no checkpoint
+every column's percentile taken on an unmodified copy; ΔT is added once per batch (the official
+code and LNMBench re-add it for every sample, T̂ + (k + 1)·ΔT); there is no checkpoint
 reload between stages (the reference reloaded the "best" reweighting epoch, off by one in
 LNMBench): revision continues from the current weights.
 
@@ -50,7 +57,8 @@ def reweighted_ce(
 ) -> torch.Tensor:
     """``mean_i β_i · CE(z_i, ỹ_i)``. With ``beta_grad`` false β uses the detached softmax, so
     only ``t`` (if it requires grad) gets a gradient through it (the official ``reweight_loss``);
-    with ``beta_grad`` true the logits get one too (the official ``reweighting_revision_loss``)."""
+    with ``beta_grad`` true the logits get one too (the official ``reweighting_revision_loss``).
+    ``t``: one (C, C) matrix, or one per sample (B, C, C)."""
     p = torch.softmax(logits if beta_grad else logits.detach(), 1)
     beta = importance_weights(p, y, t)
     return (beta * F.cross_entropy(logits, y, reduction="none")).mean()
@@ -63,6 +71,13 @@ def stage_lengths(epochs: int, estimation: int, revision: int | None) -> tuple[i
     rest = epochs - est
     rev = rest // 2 if revision is None else min(int(revision), rest)
     return est, rest - rev, rev
+
+
+def per_sample_revision(t_hat: torch.Tensor, delta: torch.Tensor, batch: int) -> torch.Tensor:
+    """The official per-sample matrices of the revision loss, (B, C, C): sample k of the batch
+    sees T̂ + (k + 1)·ΔT (``T = T + correction`` inside the per-sample loop)."""
+    k = torch.arange(1, batch + 1, device=delta.device, dtype=delta.dtype)
+    return t_hat + k.view(-1, 1, 1) * delta
 
 
 class TRevision(Method):
@@ -99,6 +114,11 @@ class TRevision(Method):
             "default": True,
             "type": "boolean",
             "description": "revision stage: the network also gets the gradient through beta (official reweighting_revision_loss); false: beta from the detached softmax",
+        },
+        "revision_delta": {
+            "default": "once",
+            "enum": ["once", "per_sample"],
+            "description": "revision stage: once = every sample sees T_hat + Delta_T; per_sample = sample k of a batch sees T_hat + (k+1) Delta_T (the official loop's accumulation bug)",
         },
         "estimation_optimizer": {
             "default": "sgd",
@@ -169,6 +189,15 @@ class TRevision(Method):
         """The transition matrix in use: T̂ + ΔT (ΔT is zero before revision)."""
         return self.t_hat + self.delta
 
+    def revision_t(self, batch: int) -> torch.Tensor:
+        """The matrix (or, ``revision_delta: per_sample``, matrices) of a revision batch."""
+        kind = self.hp["revision_delta"]
+        if kind == "per_sample":
+            return per_sample_revision(self.t_hat, self.delta, batch)
+        if kind != "once":
+            raise ValueError(f"trevision: revision_delta {kind!r}; allowed: once, per_sample")
+        return self.current_t()
+
     def reported_t(self) -> torch.Tensor:
         return row_normalize(self.current_t().detach().clamp_min(0))
 
@@ -197,7 +226,7 @@ class TRevision(Method):
                 loss = reweighted_ce(logits, b.y, self.t_hat)
             else:  # ΔT (and, as in the original, the network) get gradient through β
                 loss = reweighted_ce(
-                    logits, b.y, self.current_t(), bool(self.hp["revision_beta_grad"])
+                    logits, b.y, self.revision_t(len(b)), bool(self.hp["revision_beta_grad"])
                 )
             self.step(opt, loss)
             meter.add(loss, len(b))
