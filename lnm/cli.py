@@ -170,6 +170,7 @@ def _data_name(path) -> str:
 
 
 def _cmd_train(a):
+    from .collapse import run_collapse
     from .config import load_config, run_spec
     from .grid import HEADLINE, headline_text
     from .noise.io import load_noise
@@ -205,6 +206,10 @@ def _cmd_train(a):
     for job, m in zip(jobs, results):
         resumed = m["provenance"]["resumed_at_epochs"]
         note = f" (resumed at epoch {', '.join(map(str, resumed))})" if resumed else ""
+        # a run that predicts (nearly) one class: its number is about that class's rate
+        collapsed = run_collapse(job.out_dir, m["num_classes"])
+        if collapsed is not None:
+            note = f" ({collapsed.text()}){note}"
         print(f"{job.out_dir}: {headline_text(m['last_k'])} {m[HEADLINE]:.2f}{note}")
 
 
