@@ -9,6 +9,7 @@
     lnm validate   presets/demo.yaml      # merged over config.yaml; prints the number of runs
     lnm params     [coteaching ...]       # each method's hyperparameters and defaults
     lnm verify     [results/demo]         # every artifact vs its sidecar and MANIFEST.sha256
+    lnm new-method NAME                   # lnm/methods/NAME.py: a working method to edit
 
 Config files are always merged over ``config.yaml`` (dicts deeply, lists replaced), as the
 workflow does with ``--configfile``. ``lnm <command> --help`` lists every option.
@@ -219,6 +220,17 @@ def _cmd_verify(a):
     return verify_main(a.results)
 
 
+def _cmd_new_method(a):
+    from .scaffold import write_method
+
+    path = write_method(a.name, a.dir)
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    print(f"wrote {shown}: method {a.name!r}, a working example to edit (its docstring, params "
+          "and train_epoch)")  # fmt: skip
+    print(f"  lnm params {a.name}    # its hyperparameters, as the config check reads them")
+    print(f"  then list it in a config (methods: [ce, {a.name}]) and run the workflow on it")
+
+
 def _cmd_aggregate(a):
     from .report.aggregate import collect_runs, write_runs_csv, write_tables
 
@@ -382,6 +394,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("results", nargs="?", default="results", help="results folder")
     s.set_defaults(fn=_cmd_verify)
+
+    s = add(
+        "new-method",
+        "write lnm/methods/NAME.py: a working method (params, docstring skeleton) to edit",
+        "Write a new method file from a template that trains as written (cross-entropy on the "
+        "smallest-loss share of each batch): its name, display order, params (default, type, "
+        "range, description) and train_epoch, under a docstring skeleton. The method is listed "
+        "by `lnm params` and accepted in configs at once.",
+    )
+    s.add_argument("name", metavar="NAME", help="method name: lower-case letters, digits, _")
+    s.add_argument(
+        "--dir",
+        default=None,
+        metavar="DIR",
+        help="folder to write to (default: the lnm/methods folder of this lnm)",
+    )
+    s.set_defaults(fn=_cmd_new_method)
 
     s = add("aggregate", "runs.csv and summary tables from metrics.json files")
     s.add_argument("--out", required=True, metavar="DIR", help="folder for the tables")
