@@ -87,3 +87,42 @@ def job_device(snakemake) -> Iterator[str]:
         prefer=runtime["device"],
     ) as device:
         yield device
+
+
+#: The attribute of the log record that carries a run's plan to the console (the logger plugin).
+PLAN = "lnm_plan"
+
+
+def train_plan(dag, config: dict) -> dict:
+    """The training runs this invocation will train, for the console's progress line: the
+    results folder, each planned run's id (lnm.grid.RUN_ID) with its method, the method each
+    grid method runs (``method_variants``) and the runs per train job (``runtime.pack_seeds``:
+    every seed of a group)."""
+    from . import grid
+
+    packed = bool(config["runtime"]["pack_seeds"])
+    planned = {}
+    for job in dag.needrun_jobs():
+        if job.rule.name != "train":
+            continue
+        w = dict(job.wildcards.items())
+        seeds = config["seeds"] if packed else [w["seed"]]
+        for seed in seeds:
+            run_id = grid.RUN_ID.format(**{**w, "seed": seed})
+            planned[run_id] = w["method"]
+    return {
+        "results": str(config["results"]),
+        "planned": planned,
+        "methods": {m: grid.base_method(config, m) for m in config["methods"]},
+        "runs_per_job": len(config["seeds"]) if packed else 1,
+    }
+
+
+def announce_plan(dag, config: dict, logger) -> None:
+    """Log :func:`train_plan` (one line in Snakemake's log file; the logger plugin reads the
+    plan from the record and counts the runs already finished in the results folder)."""
+    plan = train_plan(dag, config)
+    logger.info(
+        f"lnm: {len(plan['planned'])} training run(s) to train into {plan['results']}",
+        extra={PLAN: plan},
+    )
