@@ -9,6 +9,7 @@
     lnm validate   presets/demo.yaml      # merged over config.yaml; prints the number of runs
     lnm params     [coteaching ...]       # each method's hyperparameters and defaults
     lnm verify     [results/demo]         # every artifact vs its sidecar and MANIFEST.sha256
+    lnm status     presets/demo.yaml      # finished? else the stages still to run
     lnm new-method NAME                   # lnm/methods/NAME.py: a working method to edit
 
 Config files are always merged over ``config.yaml`` (dicts deeply, lists replaced), as the
@@ -220,6 +221,16 @@ def _cmd_verify(a):
     return verify_main(a.results)
 
 
+def _cmd_status(a):
+    from .config import load_config
+    from .status import status
+
+    files = _config_files(a)
+    finished, text = status(load_config(*files), files)
+    print(text)
+    return 0 if finished else 1
+
+
 def _cmd_new_method(a):
     from .scaffold import write_method
 
@@ -394,6 +405,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("results", nargs="?", default="results", help="results folder")
     s.set_defaults(fn=_cmd_verify)
+
+    s = add(
+        "status",
+        "is the workflow finished for these config files? else which stages are missing",
+        "Merge config.yaml and the given files as the workflow does, count the training runs "
+        "finished in the results folder and list the jobs each stage still has to run (as "
+        "snakemake --dry-run with the same config files plans them). Exit status 1 when "
+        "anything is left to run: the report needs every stage.",
+    )
+    s.add_argument(
+        "files",
+        nargs="*",
+        metavar="CONFIG",
+        help="config files (presets/demo.yaml, ...); none: config.yaml alone",
+    )
+    _config_option(s, "; merged after the positional CONFIG files")
+    s.set_defaults(fn=_cmd_status)
 
     s = add(
         "new-method",
