@@ -9,27 +9,61 @@ import h5py
 import numpy as np
 import pytest
 
-from lnm.collapse import COLLAPSE_SHARE, prediction_collapse
+from lnm.collapse import prediction_collapse
 from tests.conftest import make_h5
 
 
-def test_a_near_constant_predictor_is_collapsed_with_the_majority_rate():
+def test_a_constant_predictor_is_collapsed_with_the_majority_rate():
     labels = np.array([0] * 73 + [1] * 27)
     c = prediction_collapse(np.zeros(100, int), labels, 2)
-    assert (c.predicted_class, c.share, c.majority_class) == (0, 1.0, 0)
-    assert c.majority_rate == pytest.approx(73.0)
+    assert (c.predicted_class, c.share, c.majority_class, c.constant) == (0, 1.0, 0, True)
+    assert c.majority_rate == pytest.approx(73.0) and c.balanced == pytest.approx(50.0)
     assert c.text() == (
         "collapsed: predicts class 0 for 100 % of test images — the majority-class rate is 73.00"
     )
     minority = prediction_collapse(np.ones(100, int), labels, 2)
     assert minority.text().endswith("the majority-class rate is 73.00 (class 0)")
-    # just below the share: a classifier, however poor
-    n = 1000
-    almost = np.zeros(n, int)
-    almost[: int(np.ceil(n * (1 - COLLAPSE_SHARE))) + 1] = 1
-    assert prediction_collapse(almost, np.zeros(n, int), 2) is None
-    assert prediction_collapse(np.array([0, 1, 2, 0]), np.array([0, 1, 2, 0]), 3) is None
     assert prediction_collapse(np.zeros(5, int), np.zeros(5, int), 1) is None  # one class
+
+
+def test_predictions_that_ignore_the_image_are_collapsed_and_informative_ones_are_not():
+    """96 % class 0 at a balanced accuracy near the 50 % of predictions drawn without looking
+    (within the band z·sd): collapsed; the same share with the minority found: not."""
+    n0, n1 = 730, 270
+    labels = np.array([0] * n0 + [1] * n1)
+    blind = np.zeros(n0 + n1, int)
+    blind[np.r_[0:29, n0 : n0 + 11]] = 1  # 4 % class 1, spread over both classes by share
+    c = prediction_collapse(blind, labels, 2)
+    assert c is not None and not c.constant and c.share == pytest.approx(0.96)
+    assert abs(c.balanced - c.baseline) <= c.half_width
+    assert "predicts class 0 for 96 % of test images, balanced accuracy" in c.text()
+    seeing = np.zeros(n0 + n1, int)
+    seeing[n0 : n0 + 40] = 1  # the 4 % class 1 are all minority images: recall 15 %
+    assert prediction_collapse(seeing, labels, 2) is None
+    inverted = 1 - labels  # follows the class, inverted: a result, not a collapse
+    assert prediction_collapse(inverted, labels, 2) is None
+
+
+def test_the_criterion_is_the_reports_where_the_report_has_one():
+    """lnm.collapse and the report's collapse test (lnm.report.stats) agree on random
+    predictions of every kind, once both exist (they are written by different hands)."""
+    stats = pytest.importorskip("lnm.report.stats")
+    if not hasattr(stats, "uninformed_balanced"):
+        pytest.skip("the report has no uninformed-predictor test (yet)")
+    from lnm.collapse import balanced_accuracy, uninformed_balanced
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        c = int(rng.integers(2, 6))
+        labels = rng.integers(0, c, int(rng.integers(20, 300)))
+        skew = rng.dirichlet(np.full(c, 0.3))
+        pred = np.where(
+            rng.random(len(labels)) < rng.random(), labels, rng.choice(c, len(labels), p=skew)
+        )
+        assert balanced_accuracy(pred, labels, c) == pytest.approx(
+            stats.balanced_accuracy(pred, labels, c))  # fmt: skip
+        assert uninformed_balanced(pred, labels, c) == pytest.approx(
+            stats.uninformed_balanced(pred, labels, c))  # fmt: skip
 
 
 def _lopsided(tmp_path):
