@@ -301,7 +301,10 @@ class LogHandler(LogHandlerBase):
         learn their methods' durations."""
         self.plan = plan
         self.estimator = progress.Estimator(aliases=plan.get("methods"))
-        finished = progress.finished_runs(plan["results"])
+        try:
+            finished = progress.finished_runs(plan["results"])
+        except OSError:  # an unreadable results folder: count this invocation's runs only
+            finished = {}
         self.prior = {k: v for k, v in finished.items() if k not in plan["planned"]}
         for run in finished.values():
             if run.seconds is not None:
