@@ -21,24 +21,26 @@ from pathlib import Path
 
 from . import grid
 
-#: Relative wall time of one training run per method, CE = 1, under one recipe (the harmonized
-#: protocol): the median over the demo's runs (presets/demo.yaml: ResNet-8, 28 px, 8 epochs,
-#: BreastMNIST and RetinaMNIST, every noise cell) of the method's run time over CE's in the same
-#: cell. Measured by `python benchmarks/grid_cost.py`'s cost model's quantity (a run's time),
-#: from the demo's benchmark files (measured 2026-12-07 at 9699cc5). Used only until a method
-#: has finished a run; a method missing here counts as the mean of the others.
+#: Relative time of one training run per method, CE = 1, under one recipe (the harmonized
+#: protocol), from the cost model of ``benchmarks/grid_cost.py`` (each method trained through its
+#: own ``train_epoch``, plus evaluation, checkpoints and start-up): its minutes per job of the demo
+#: (``python benchmarks/grid_cost.py presets/demo.yaml --threads 1``: ResNet-8, 28 px, 8 epochs)
+#: over CE's, rounded (measured 2026-12-07 at 9699cc5, on a busy 2-core CPU; per job in minutes:
+#: CE 2.69, T-Revision 2.47, VolMinNet 2.49, SCE 2.19, CDR 2.18, Co-teaching 4.18, Co-teaching+
+#: 4.99, CoDis 4.57, JoCoR 4.03, DISC 6.96, DivideMix 13.64). Used only until a method has
+#: finished a run; a method missing here counts as the mean of the others.
 RELATIVE_COST = {
     "ce": 1.0,
-    "trevision": 1.0,
-    "volminnet": 1.0,
-    "sce": 1.0,
-    "cdr": 1.0,
-    "coteaching": 1.0,
-    "coteaching_plus": 1.0,
-    "codis": 1.0,
-    "jocor": 1.0,
-    "disc": 1.0,
-    "dividemix": 1.0,
+    "trevision": 0.9,
+    "volminnet": 0.9,
+    "sce": 0.8,
+    "cdr": 0.8,
+    "coteaching": 1.6,
+    "coteaching_plus": 1.9,
+    "codis": 1.7,
+    "jocor": 1.5,
+    "disc": 2.6,
+    "dividemix": 5.1,
 }
 
 #: A run folder below the results folder, as a path pattern: lnm.grid.RUN_DIR's fields as *.

@@ -62,6 +62,8 @@ STOPPING = "Will exit after finishing currently running jobs"
 #: Its messages once the running jobs of a stopped run have finished.
 SHUTTING_DOWN = "Shutting down, this might take some time."
 NOT_COMPLETE = "At least one job did not complete successfully"
+#: Snakemake's last line: where the full log of the run is (an absolute path).
+LOG_HINT = "Complete log(s): "
 
 
 @dataclass
@@ -146,6 +148,15 @@ def reason_text(reason, width: int) -> str:
         room = width - len(label) - 2
         parts.append(f"{label}{sep}{files_text(files.split(', '), room)}" if sep else part)
     return "; ".join(parts)
+
+
+def relative(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        rel = Path(path).resolve().relative_to(Path.cwd().resolve())
+    except (OSError, ValueError):
+        return path
+    return str(rel)
 
 
 def last_epoch(log_paths) -> str | None:
@@ -498,6 +509,9 @@ class LogHandler(LogHandlerBase):
         text = self._text(record)
         if not text or text == "None" or (not self.dryrun and text.strip() in NOISE):
             return
+        if text.startswith(LOG_HINT):  # the full log's path, relative to here (shorter)
+            paths = text[len(LOG_HINT) :].split(", ")
+            text = LOG_HINT + ", ".join(relative(p) for p in paths)
         self.write(self.wrap(text))
 
     def _stop_message(self, record: logging.LogRecord) -> bool:

@@ -279,3 +279,24 @@ def test_sigterm_stops_a_real_run_with_one_line_each_way(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"runs {done}/4 already done in {res}; {4 - done} to train" in again.stderr
     assert "runs 4/4 done" in again.stderr
+
+
+def test_the_full_logs_path_is_printed_relative_to_the_working_directory(tmp_path, monkeypatch):
+    from tests.test_cli import lines, make_handler, record
+
+    repo = tmp_path / ("a-checkout-in-a-deep-folder-" * 4)  # an absolute path past the width
+    log = repo / ".snakemake" / "log" / "2026-12-07T035811.994100.snakemake.log"
+    log.parent.mkdir(parents=True)
+    monkeypatch.chdir(repo)
+    h = make_handler()
+    h.emit(record(None, msg=f"Complete log(s): {log}"))
+    assert len(f"Complete log(s): {log}") > 120
+    assert lines(h) == [f"Complete log(s): .snakemake/log/{log.name}"]
+
+
+def test_every_method_has_a_relative_cost():
+    from lnm.grid import methods
+    from lnm.progress import RELATIVE_COST
+
+    assert set(RELATIVE_COST) == set(methods()) and RELATIVE_COST["ce"] == 1.0
+    assert all(c > 0 for c in RELATIVE_COST.values())
