@@ -294,9 +294,10 @@ def test_the_full_logs_path_is_printed_relative_to_the_working_directory(tmp_pat
     assert lines(h) == [f"Complete log(s): .snakemake/log/{log.name}"]
 
 
-def test_every_method_has_a_relative_cost():
+def test_the_relative_costs_name_methods_that_exist():
+    """(A method added later has none until measured: it counts as the mean of the others.)"""
     from lnm.grid import methods
     from lnm.progress import RELATIVE_COST
 
-    assert set(RELATIVE_COST) == set(methods()) and RELATIVE_COST["ce"] == 1.0
+    assert set(RELATIVE_COST) <= set(methods()) and RELATIVE_COST["ce"] == 1.0
     assert all(c > 0 for c in RELATIVE_COST.values())
