@@ -307,6 +307,6 @@ def test_readme_commands_run_as_written_in_order(tmp_path):
         assert stats.get("train") == len(grid.run_dirs(paper)), (command, stats)
     assert (repo / "results" / "demo" / "report.html").stat().st_size > 100_000
     assert (repo / "results" / "cli" / "run" / "metrics.json").exists()
-    assert "forget_rate" in next(o for c, o in outputs.items() if c.startswith("lnm params"))
+    assert "forget_rate" in next(o for c, o in outputs.items() if c.startswith("lnm params co"))
     assert "keep_fraction" in outputs["lnm params my_method"]
     assert (repo / "lnm" / "methods" / "my_method.py").exists()
