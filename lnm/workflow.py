@@ -44,13 +44,15 @@ def logged(snakemake) -> Iterator[logging.Logger]:
     sys.stderr.flush()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     saved = (os.dup(1), os.dup(2))
-    line_buffering = sys.stdout.line_buffering
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a TextIOWrapper (not a capture)
+    line_buffering = getattr(sys.stdout, "line_buffering", False)
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
     finally:
         os.close(fd)
-    sys.stdout.reconfigure(line_buffering=True)  # a line is in the file once it is printed
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)  # a line is in the file once it is printed
     start = time.perf_counter()
     print(f"{_stamp()} {_job_name(snakemake)}: started (pid {os.getpid()} on "
           f"{socket.gethostname()})", flush=True)  # fmt: skip
@@ -68,7 +70,8 @@ def logged(snakemake) -> Iterator[logging.Logger]:
         os.dup2(saved[1], 2)
         for s in saved:
             os.close(s)
-        sys.stdout.reconfigure(line_buffering=line_buffering)
+        if reconfigure is not None:
+            reconfigure(line_buffering=line_buffering)
 
 
 @contextlib.contextmanager
