@@ -39,3 +39,8 @@ onstart:
     )
     if _missing:
         raise WorkflowError(_missing)
+    # the console's progress line: the runs to train (it counts the finished ones itself)
+    from lnm.workflow import announce_plan
+    from snakemake.logging import logger as _logger
+
+    announce_plan(_dag, config, _logger)

@@ -9,6 +9,8 @@
     lnm validate   presets/demo.yaml      # merged over config.yaml; prints the number of runs
     lnm params     [coteaching ...]       # each method's hyperparameters and defaults
     lnm verify     [results/demo]         # every artifact vs its sidecar and MANIFEST.sha256
+    lnm status     presets/demo.yaml      # finished? else the stages still to run
+    lnm new-method NAME                   # lnm/methods/NAME.py: a working method to edit
 
 Config files are always merged over ``config.yaml`` (dicts deeply, lists replaced), as the
 workflow does with ``--configfile``. ``lnm <command> --help`` lists every option.
@@ -170,6 +172,7 @@ def _data_name(path) -> str:
 
 
 def _cmd_train(a):
+    from .collapse import run_collapse
     from .config import load_config, run_spec
     from .grid import HEADLINE, headline_text
     from .noise.io import load_noise
@@ -205,6 +208,10 @@ def _cmd_train(a):
     for job, m in zip(jobs, results):
         resumed = m["provenance"]["resumed_at_epochs"]
         note = f" (resumed at epoch {', '.join(map(str, resumed))})" if resumed else ""
+        # a run that predicts (nearly) one class: its number is about that class's rate
+        collapsed = run_collapse(job.out_dir, m["num_classes"])
+        if collapsed is not None:
+            note = f" ({collapsed.text()}){note}"
         print(f"{job.out_dir}: {headline_text(m['last_k'])} {m[HEADLINE]:.2f}{note}")
 
 
@@ -212,6 +219,27 @@ def _cmd_verify(a):
     from .verify import main as verify_main
 
     return verify_main(a.results)
+
+
+def _cmd_status(a):
+    from .config import load_config
+    from .status import status
+
+    files = _config_files(a)
+    finished, text = status(load_config(*files), files)
+    print(text)
+    return 0 if finished else 1
+
+
+def _cmd_new_method(a):
+    from .scaffold import write_method
+
+    path = write_method(a.name, a.dir)
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    print(f"wrote {shown}: method {a.name!r}, a working example to edit (its docstring, params "
+          "and train_epoch)")  # fmt: skip
+    print(f"  lnm params {a.name}    # its hyperparameters, as the config check reads them")
+    print(f"  then list it in a config (methods: [ce, {a.name}]) and run the workflow on it")
 
 
 def _cmd_aggregate(a):
@@ -377,6 +405,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("results", nargs="?", default="results", help="results folder")
     s.set_defaults(fn=_cmd_verify)
+
+    s = add(
+        "status",
+        "is the workflow finished for these config files? else which stages are missing",
+        "Merge config.yaml and the given files as the workflow does, count the training runs "
+        "finished in the results folder and list the jobs each stage still has to run (as "
+        "snakemake --dry-run with the same config files plans them). Exit status 1 when "
+        "anything is left to run: the report needs every stage.",
+    )
+    s.add_argument(
+        "files",
+        nargs="*",
+        metavar="CONFIG",
+        help="config files (presets/demo.yaml, ...); none: config.yaml alone",
+    )
+    _config_option(s, "; merged after the positional CONFIG files")
+    s.set_defaults(fn=_cmd_status)
+
+    s = add(
+        "new-method",
+        "write lnm/methods/NAME.py: a working method (params, docstring skeleton) to edit",
+        "Write a new method file from a template that trains as written (cross-entropy on the "
+        "smallest-loss share of each batch): its name, display order, params (default, type, "
+        "range, description) and train_epoch, under a docstring skeleton. The method is listed "
+        "by `lnm params` and accepted in configs at once.",
+    )
+    s.add_argument("name", metavar="NAME", help="method name: lower-case letters, digits, _")
+    s.add_argument(
+        "--dir",
+        default=None,
+        metavar="DIR",
+        help="folder to write to (default: the lnm/methods folder of this lnm)",
+    )
+    s.set_defaults(fn=_cmd_new_method)
 
     s = add("aggregate", "runs.csv and summary tables from metrics.json files")
     s.add_argument("--out", required=True, metavar="DIR", help="folder for the tables")

@@ -6,14 +6,23 @@ installed with the project (``pip install -e .``). It replaces Snakemake's conso
 its log file, ``.snakemake/log/*.snakemake.log``, which keeps the full default output):
 
 - each job start and finish is one short line with the training runs done / running / left
-  and an ETA (mean duration of the finished training runs × the work left ÷ the parallel
-  slots: ``--cores`` ÷ the training job's threads, or the most training jobs seen running at
-  once when the executor has no core count, e.g. SLURM);
+  and an ETA. The workflow's plan (logged by the Snakefile's ``onstart``, :mod:`lnm.workflow`)
+  names the results folder and the runs to train, so the runs finished before a restart count
+  as done (their folders' ``metrics.json``, :func:`lnm.progress.finished_runs`) and the ETA
+  adds up each run left at its method's expected time (:class:`lnm.progress.Estimator`: the
+  mean of the method's finished runs, before a restart too, or the methods' relative costs
+  when it has none yet), ÷ the parallel slots (``--cores`` ÷ the training job's threads, or
+  the most training jobs seen running at once when the executor has no core count, e.g.
+  SLURM). Without a plan (another Snakefile): the jobs of this invocation, the mean duration;
 - every ``interval`` seconds without other output, the current epoch of each running training
   job, read from the last ``epoch i/n`` line of its log file;
 - file lists are never printed in full (a job's first file and how many more), so every line
   it writes itself stays within ``width`` characters; errors and warnings are printed in full
   (the log path, Snakemake's message, the failed logs with ``--show-failed-logs``).
+
+A run stopped with SIGTERM (Snakemake then lets the running jobs finish) says so once, and at the
+end what finished, instead of Snakemake's repeated "Will exit after finishing currently running
+jobs" and its "At least one job did not complete successfully" (none failed).
 
 A dry run keeps Snakemake's per-job blocks (rule, output, log, jobid, reason, wildcards) with
 the file lists and reasons shortened. ``--quiet`` and ``--printshellcmds`` act as usual.
@@ -37,6 +46,9 @@ from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.common import LogEvent
 from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
 
+from lnm import grid, progress
+from lnm.workflow import PLAN
+
 #: The rule whose jobs are the training runs (rules/train.smk).
 TRAIN_RULE = "train"
 #: A progress line of a training log (lnm/train/trainer.py): "[...] epoch 3/8 loss ...".
@@ -45,6 +57,13 @@ EPOCH = re.compile(r"\bepoch (\d+)/(\d+)\b")
 MAX_LISTED = 8
 #: Generic messages that only narrate the scheduler's loop.
 NOISE = ("Select jobs to execute...",)
+#: Snakemake's message after SIGTERM, repeated at every turn of its scheduler's loop.
+STOPPING = "Will exit after finishing currently running jobs"
+#: Its messages once the running jobs of a stopped run have finished.
+SHUTTING_DOWN = "Shutting down, this might take some time."
+NOT_COMPLETE = "At least one job did not complete successfully"
+#: Snakemake's last line: where the full log of the run is (an absolute path).
+LOG_HINT = "Complete log(s): "
 
 
 @dataclass
@@ -131,6 +150,15 @@ def reason_text(reason, width: int) -> str:
     return "; ".join(parts)
 
 
+def relative(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        rel = Path(path).resolve().relative_to(Path.cwd().resolve())
+    except (OSError, ValueError):
+        return path
+    return str(rel)
+
+
 def last_epoch(log_paths) -> str | None:
     """``epoch i/n`` of the last progress line of a training job's log file, if any."""
     for p in log_paths:
@@ -165,6 +193,11 @@ class LogHandler(LogHandlerBase):
         self.done: dict[str, int] = {}
         self.failed: set[int] = set()
         self.durations: deque[float] = deque(maxlen=1000)  # finished training runs
+        self.plan: dict | None = None  # the workflow's plan (lnm.workflow.train_plan)
+        self.prior: dict[str, progress.FinishedRun] = {}  # finished before this invocation
+        self.estimator = progress.Estimator()
+        self.started_runs: set[str] = set()  # planned runs whose job has started
+        self.stopping = False  # SIGTERM: no new job starts
         self.planned: dict[str, int] = {}  # rule -> jobs of this invocation (Job stats)
         self.steps = (0, 0)  # (done, total) from Snakemake's PROGRESS
         self.cores: int | None = None
@@ -246,12 +279,53 @@ class LogHandler(LogHandlerBase):
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ progress
+    @property
+    def runs_per_job(self) -> int:
+        return int(self.plan["runs_per_job"]) if self.plan else 1
+
     def _train_counts(self) -> tuple[int, int, int, int]:
-        total = self.planned.get(TRAIN_RULE, 0)
-        done = self.done.get(TRAIN_RULE, 0)
-        running = sum(self.jobs[j].is_train for j in self.running if j in self.jobs)
-        failed = sum(self.jobs[j].is_train for j in self.failed if j in self.jobs)
-        return total, done, running, failed
+        """Training runs (total, done, running, failed): with the workflow's plan, the runs
+        finished before this invocation count in total and done."""
+        n = self.runs_per_job
+        done = self.done.get(TRAIN_RULE, 0) * n
+        running = sum(self.jobs[j].is_train for j in self.running if j in self.jobs) * n
+        failed = sum(self.jobs[j].is_train for j in self.failed if j in self.jobs) * n
+        if self.plan is not None:
+            prior = len(self.prior)
+            return prior + len(self.plan["planned"]), prior + done, running, failed
+        return self.planned.get(TRAIN_RULE, 0), done, running, failed
+
+    def job_runs(self, job: _Job) -> list[str]:
+        """The run ids a train job trains (one; with runtime.pack_seeds every seed's)."""
+        w = {k: str(v) for k, v in job.wildcards.items()}
+        try:
+            if "seed" in w:
+                return [grid.RUN_ID.format(**w)]
+            group = grid.RUN_GROUP.format(**w)
+        except KeyError:
+            return []
+        planned = self.plan["planned"] if self.plan else {}
+        return [r for r in planned if r.rsplit("/", 1)[0] == group]
+
+    def _on_plan(self, plan: dict) -> None:
+        """The workflow's plan: count the runs already finished in its results folder and
+        learn their methods' durations."""
+        self.plan = plan
+        self.estimator = progress.Estimator(aliases=plan.get("methods"))
+        try:
+            finished = progress.finished_runs(plan["results"])
+        except OSError:  # an unreadable results folder: count this invocation's runs only
+            finished = {}
+        self.prior = {k: v for k, v in finished.items() if k not in plan["planned"]}
+        for run in finished.values():
+            if run.seconds is not None:
+                self.estimator.observe(run.method, run.seconds)
+        if self.prior:
+            total = len(self.prior) + len(plan["planned"])
+            self.write(self.wrap(
+                f"{time.strftime('%H:%M:%S')} runs {len(self.prior)}/{total} already done in "
+                f"{plan['results']}; {len(plan['planned'])} to train"
+            ))  # fmt: skip
 
     def slots(self) -> int:
         threads = next((j.threads for j in self.jobs.values() if j.is_train), 1) or 1
@@ -264,6 +338,8 @@ class LogHandler(LogHandlerBase):
         left = max(0, total - done - running - failed)
         if not left and not running:
             return ""
+        if self.plan is not None:
+            return self._eta_by_method()
         if not self.durations:
             return "ETA after the first run"
         mean = sum(self.durations) / len(self.durations)
@@ -273,6 +349,29 @@ class LogHandler(LogHandlerBase):
             for j in self.running
             if j in self.jobs and self.jobs[j].is_train and self.jobs[j].started is not None
         )
+        return f"ETA {duration(work / self.slots(), coarse=True)}"
+
+    def _eta_by_method(self) -> str:
+        """Each run left at its method's expected seconds, each running job's runs less the
+        time they have run, over the parallel slots."""
+        est = self.estimator
+        now = self.clock()
+        work = 0.0
+        for run_id, method in self.plan["planned"].items():
+            if run_id in self.started_runs:
+                continue
+            seconds = est.per_run(method)
+            if seconds is None:
+                return "ETA after the first run"
+            work += seconds
+        for j in self.running:
+            job = self.jobs.get(j)
+            if job is None or not job.is_train or job.started is None:
+                continue
+            seconds = est.per_run(str(job.wildcards.get("method", "")))
+            if seconds is None:
+                return "ETA after the first run"
+            work += max(0.0, seconds * self.runs_per_job - (now - job.started))
         return f"ETA {duration(work / self.slots(), coarse=True)}"
 
     def steps_text(self) -> str:
@@ -360,6 +459,12 @@ class LogHandler(LogHandlerBase):
 
     def _emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "event", None)
+        plan = getattr(record, PLAN, None)
+        if isinstance(plan, dict):  # the workflow's plan (Snakefile onstart): not shown as is
+            self._on_plan(plan)
+            return
+        if self._stop_message(record):
+            return
         show = self._filter.filter(record)
         if event == LogEvent.RESOURCES_INFO and getattr(record, "cores", None):
             self.cores = int(record.cores)
@@ -404,7 +509,38 @@ class LogHandler(LogHandlerBase):
         text = self._text(record)
         if not text or text == "None" or (not self.dryrun and text.strip() in NOISE):
             return
+        if text.startswith(LOG_HINT):  # the full log's path, relative to here (shorter)
+            paths = text[len(LOG_HINT) :].split(", ")
+            text = LOG_HINT + ", ".join(relative(p) for p in paths)
         self.write(self.wrap(text))
+
+    def _stop_message(self, record: logging.LogRecord) -> bool:
+        """SIGTERM: one line when the stop begins, one when it ends (with what finished),
+        instead of Snakemake's repeated notice and its error; True when ``record`` is one of
+        those messages."""
+        msg = record.msg if isinstance(record.msg, str) else ""
+        now = time.strftime("%H:%M:%S")
+        if msg.startswith(STOPPING):
+            if not self.stopping:
+                self.stopping = True
+                n = len(self.running)
+                self.write(f"{now} stopping (SIGTERM): no new job starts; waiting for the {n} "
+                           f"running job{'s' if n != 1 else ''} to finish")  # fmt: skip
+            return True
+        if not self.stopping:
+            return False
+        if msg.startswith(SHUTTING_DOWN):
+            return True
+        if NOT_COMPLETE in msg and not self.failed:
+            total, done, _, _ = self._train_counts()
+            jobs = sum(self.done.values())
+            runs = f"runs {done}/{total} done, " if total else ""
+            self.write(self.wrap(
+                f"{now} stopped: {runs}{jobs} job{'s' if jobs != 1 else ''} finished in this "
+                "run, none failed; the same command continues"
+            ))  # fmt: skip
+            return True
+        return False
 
     def _text(self, record: logging.LogRecord) -> str:
         if getattr(record, "event", None) is None:
@@ -430,6 +566,8 @@ class LogHandler(LogHandlerBase):
             return
         if job.started is None or jid not in self.running:
             job.started = self.clock()
+        if job.is_train:
+            self.started_runs.update(self.job_runs(job))
         self.running.add(jid)
         self.failed.discard(jid)
         self.peak_train = max(self.peak_train, self._train_counts()[2])
@@ -468,6 +606,9 @@ class LogHandler(LogHandlerBase):
         self.done[job.rule] = self.done.get(job.rule, 0) + 1
         if job.is_train and took is not None:
             self.durations.append(took)
+            method = str(job.wildcards.get("method", ""))
+            for _ in range(self.runs_per_job):
+                self.estimator.observe(method, took / self.runs_per_job)
         if show:
             self.write(self.job_line("done", job, duration(took) if took is not None else ""))
 
