@@ -251,32 +251,6 @@ rule manifest:
         "../workflow_scripts/manifest.py"
 
 
-# Our results beside published ones (config `reproduction`): the shipped tables of
-# lnm/report/references and any of the user's, validated when the workflow is parsed.
-try:
-    from lnm.report.reproduction import check_config as _check_reproduction
-
-    _check_reproduction(config["reproduction"])
-except ValueError as err:
-    raise WorkflowError(str(err)) from None
-
-
-def reference_tables():
-    """The reference tables the reproduction rule reads (an edit reruns it)."""
-    from lnm.report.reproduction import shipped
-
-    tables = shipped()
-    return [str(tables[n]) for n in config["reproduction"]["references"]] + list(
-        config["reproduction"]["extra"]
-    )
-
-
-def deviations_file():
-    """docs/deviations.md, whose rows a "differs" verdict names (when the workflow has it)."""
-    path = os.path.join(workflow.basedir, "docs", "deviations.md")
-    return [path] if os.path.exists(path) else []
-
-
 rule reproduction:
     input:
         runs=sums(f"{RES}/tables/runs.csv"),
