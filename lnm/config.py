@@ -278,7 +278,7 @@ def validate_config(
     found = list(problems)
     found += [Problem(_explain(e), (tuple(e.absolute_path),)) for e in errors]
     found += _semantic_problems(config, schema_ok=not errors)
-    if folders and not found:
+    if folders:
         found += _source_problems(config)
     if found:
         raise ConfigError("invalid config:\n  " + "\n  ".join(sources.order(found)))
@@ -540,15 +540,26 @@ def _last_k_problems(config: dict) -> list[Problem]:
 
 
 def _source_problems(config: dict) -> list[Problem]:
-    """The folders and CSV files of every real-world dataset in ``datasets`` exist."""
-    real = [d for d in config["datasets"] if grid.is_real_world(config, d)]
+    """The folders and CSV files of every real-world dataset in ``datasets`` exist (checked
+    for each well-formed entry, beside the config's other problems)."""
+    entries = config.get("real_world")
+    if not isinstance(entries, dict) or not isinstance(config.get("datasets"), list):
+        return []  # the schema names the problem
+    real = [
+        d
+        for d in config["datasets"]
+        if isinstance(entries.get(d), dict)
+        and entries[d].get("adapter") in grid.ADAPTERS
+        and isinstance(entries[d].get("root"), str)
+        and isinstance(entries[d].get("options", {}), dict)
+    ]
     if not real:
         return []
     from .data.realworld import check_layout
 
     problems = []
     for d in real:
-        entry = config["real_world"][d]
+        entry = entries[d]
         try:
             check_layout(
                 entry["adapter"], Path(entry["root"]).expanduser(), entry.get("options", {})
