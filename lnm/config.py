@@ -3,11 +3,16 @@
 ``config.yaml`` is the base of every config and holds every workflow-level default; presets and
 ``--config`` values are merged over it (dicts deeply, lists replaced), exactly as Snakemake's
 ``configfile:`` + ``--configfile`` do. Method hyperparameter defaults live next to each method
-(its ``params``); ``method_params`` in a config holds only overrides. One validation pass
-(:func:`validate_config`) runs in the Snakefile at parse time and in the ``lnm`` command: the
-JSON schema in ``schemas/config.schema.yaml`` with its enums and per-method parameter schemas
-filled from :mod:`lnm.grid`, then the checks a schema cannot express. Errors name the key, the
-bad value and what is allowed; YAML syntax errors name the file and line. Torch-free.
+(its ``params``); ``method_params`` in a config holds only overrides. One validation pass runs
+in the Snakefile at parse time (:func:`check_workflow_config`) and in the ``lnm`` command
+(:func:`load_config`): the JSON schema in ``schemas/config.schema.yaml`` with its enums and
+per-method parameter schemas filled from :mod:`lnm.grid`, then the checks a schema cannot
+express (:func:`validate_config`). Every problem is reported at once, in file order (the place
+of the key each problem names: files in merge order, then the command line). Errors name the
+key, the bad value and what is allowed; YAML syntax errors and keys written twice in a file
+(which YAML would silently resolve to the last) name the file and line. Values given on
+Snakemake's command line are read as YAML where the schema wants another type
+(:func:`read_command_line_values`: ``allow_download=false``). Torch-free.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ STRING_HINT = (
 #: Where a value given on Snakemake's command line (``--config key=value``) was set.
 COMMAND_LINE = "the command line"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+#: libyaml's loader where PyYAML has it (the same nodes and marks, several times faster)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(ValueError):
@@ -676,7 +683,7 @@ class _Located:
             text = path.read_text()
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
-        loader = yaml.SafeLoader(text)
+        loader = _LOADER(text)
         try:
             node = loader.get_single_node()
             if node is not None:
