@@ -308,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
         "validate",
         "validate config files merged over config.yaml",
         "Merge config.yaml and the given files (left to right; dicts deeply, lists replaced), "
-        "validate the result and print the number of training runs it defines.",
+        "validate the result and print the number of training runs it defines, where each "
+        "cell_overrides entry applies, and notes (e.g. pairflip on two classes). Every "
+        "problem is reported at once, in file order; a key written twice in a file is one.",
     )
     s.add_argument(
         "files",
