@@ -24,12 +24,20 @@ rule all:
 
 
 onstart:
-    # Before any job runs (and before Snakemake deletes the outputs of the jobs it reruns): an
-    # artifact whose SHA-256 sidecar is missing is an error naming it, not a cue to rerun its
-    # producer. Jobs Snakemake reruns because they were interrupted (--rerun-incomplete) are
-    # exempt: their outputs are rebuilt from scratch anyway.
+    # Only when jobs will run (not in dry runs, --report or "Nothing to be done"), before any
+    # job runs (and before Snakemake deletes the outputs of the jobs it reruns):
+    # 1. the results folder's lock, held until this process ends: a second run on the same
+    # results folder (another clone, another working directory) is refused, naming the holder;
+    from lnm.results_lock import ResultsInUse, acquire
     from lnm.verify import missing_sidecars_message
 
+    try:
+        acquire(RES)
+    except ResultsInUse as err:
+        raise WorkflowError(str(err)) from None
+    # 2. an artifact whose SHA-256 sidecar is missing is an error naming it, not a cue to rerun
+    # its producer. Jobs Snakemake reruns because they were interrupted (--rerun-incomplete)
+    # are exempt: their outputs are rebuilt from scratch anyway.
     _dag = workflow.dag
     _missing = missing_sidecars_message(
         f

@@ -1,7 +1,11 @@
 """Atomic writes and SHA-256 sidecars for every artifact.
 
-Each artifact ``X`` gets a sidecar ``X.sha256`` in ``sha256sum`` format (``<hex>  <name>``).
-Consumers call :func:`verify` before reading; a tampered or truncated file is refused by name.
+Each artifact ``X`` gets a sidecar ``X.sha256`` in ``sha256sum`` format (``<hex>  <name>``),
+followed by a comment line ``# size <bytes>`` (``sha256sum -c`` skips lines starting with
+``#``): the size lets the workflow check every artifact at start-up without hashing it
+(:func:`lnm.verify.start_check`). Sidecars written before sizes were recorded have the first
+line only. Consumers call :func:`verify` before reading; a tampered or truncated file is refused
+by name.
 """
 
 from __future__ import annotations
@@ -14,10 +18,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 SUFFIX = ".sha256"
+#: The sidecar's second line: ``# size <bytes>`` (a comment to ``sha256sum -c``).
+SIZE_PREFIX = "# size "
 
 
 class ChecksumError(RuntimeError):
-    """An artifact does not match its recorded SHA-256 (or has no record)."""
+    """An artifact does not match its recorded SHA-256 (or has no record).
+
+    ``reason``: what is wrong, without the advice on what to do that ``str(err)`` may add
+    (a caller that has already acted, e.g. set a checkpoint aside, says what it did instead)."""
+
+    def __init__(self, reason: str, advice: str = ""):
+        super().__init__(f"{reason}. {advice}" if advice else reason)
+        self.reason = reason
 
 
 def file_digest(path: str | os.PathLike, algo: str = "sha256", chunk: int = 1 << 20) -> str:
@@ -77,11 +90,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_sidecar(path: str | os.PathLike, digest: str | None = None) -> str:
-    """Record the SHA-256 of ``path`` (``digest`` when the caller already has it) in
-    ``path.sha256`` (atomically); return the digest."""
+    """Record the SHA-256 of ``path`` (``digest`` when the caller already has it) and its size
+    in ``path.sha256`` (atomically); return the digest."""
     digest = digest or sha256(path)
+    size = os.path.getsize(path)
     with atomic_path(sidecar(path)) as tmp:
-        tmp.write_text(f"{digest}  {Path(path).name}\n")
+        tmp.write_text(f"{digest}  {Path(path).name}\n{SIZE_PREFIX}{size}\n")
     return digest
 
 
@@ -110,16 +124,31 @@ def write_text(path: str | os.PathLike, text: str) -> str:
 
 
 def recorded(path: str | os.PathLike) -> str:
+    """The SHA-256 the sidecar of ``path`` records."""
+    return read_sidecar(path)[0]
+
+
+def read_sidecar(path: str | os.PathLike) -> tuple[str, int | None]:
+    """(SHA-256, size in bytes or None) that the sidecar of ``path`` records (no size: a
+    sidecar written before sizes were recorded)."""
     side = sidecar(path)
     if not side.exists():
         raise ChecksumError(
             f"{path}: no checksum record {side.name}; the artifact was not "
             "written by this workflow or its record was deleted"
         )
-    text = side.read_text().split()
+    lines = side.read_text().splitlines()
+    text = lines[0].split() if lines else []
     if not text or len(text[0]) != 64:
         raise ChecksumError(f"{side}: malformed checksum record")
-    return text[0]
+    size = None
+    for line in lines[1:]:
+        if line.startswith(SIZE_PREFIX):
+            try:
+                size = int(line[len(SIZE_PREFIX) :])
+            except ValueError:
+                raise ChecksumError(f"{side}: malformed checksum record (size)") from None
+    return text[0], size
 
 
 def verify(path: str | os.PathLike) -> str:
@@ -131,6 +160,7 @@ def verify(path: str | os.PathLike) -> str:
     if actual != expected:
         raise ChecksumError(
             f"{path}: SHA-256 mismatch (recorded {expected}, actual {actual}); the file was "
-            "modified or truncated after it was written. Delete it and re-run the workflow."
+            "modified or truncated after it was written",
+            "Delete it and re-run the workflow.",
         )
     return actual

@@ -7,8 +7,10 @@
                    --method ce --backbone resnet8 --seed 0 --out run
     lnm aggregate  --out tables run/metrics.json
     lnm validate   presets/demo.yaml      # merged over config.yaml; prints the number of runs
+                                          # (every problem at once, in file order)
     lnm params     [coteaching ...]       # each method's hyperparameters and defaults
     lnm verify     [results/demo]         # every artifact vs its sidecar and MANIFEST.sha256
+                                          # (--partial: a run not yet finished)
     lnm status     presets/demo.yaml      # finished? else the stages still to run
     lnm new-method NAME                   # lnm/methods/NAME.py: a working method to edit
 
@@ -108,15 +110,20 @@ def _config_files(a) -> list[str]:
 
 
 def _cmd_validate(a):
-    from .config import BASE_CONFIG, check_sources, load_config
+    from .config import BASE_CONFIG, config_notes, load_config, override_lines
     from .grid import run_dirs
 
     files = _config_files(a)
-    cfg = load_config(*files)
-    check_sources(cfg)  # the real-world datasets' folders and CSVs exist
+    # every problem at once, in file order; folders=True: the real-world datasets' folders and
+    # CSVs exist too
+    cfg = load_config(*files, folders=True)
     names = " + ".join([BASE_CONFIG.name, *(f for f in files if Path(f).name != "config.yaml")])
     runs = len(run_dirs(cfg))
     print(f"{names}: config OK, {runs} training runs, results in {cfg['results']}")
+    for line in override_lines(cfg):  # where each cell_overrides entry applies
+        print(f"  {line}")
+    for note in config_notes(cfg, overrides=False):  # (those are in the lines above)
+        print(f"note: {note}")
 
 
 def _type_range(spec: dict) -> str:
@@ -218,7 +225,7 @@ def _cmd_train(a):
 def _cmd_verify(a):
     from .verify import main as verify_main
 
-    return verify_main(a.results)
+    return verify_main(a.results, partial=a.partial)
 
 
 def _cmd_status(a):
@@ -329,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
         "validate",
         "validate config files merged over config.yaml",
         "Merge config.yaml and the given files (left to right; dicts deeply, lists replaced), "
-        "validate the result and print the number of training runs it defines.",
+        "validate the result and print the number of training runs it defines, where each "
+        "cell_overrides entry applies, and notes (e.g. pairflip on two classes). Every "
+        "problem is reported at once, in file order; a key written twice in a file is one.",
     )
     s.add_argument(
         "files",
@@ -400,10 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = add(
         "verify",
         "check every artifact against its SHA-256 sidecar and MANIFEST.sha256",
-        "One line per problem and a summary; exit status 1 on any problem. See "
-        "lnm/verify.py for which files count as artifacts.",
+        "One line per problem and a summary; exit status 1 on any problem, a missing "
+        "MANIFEST.sha256 (an unfinished run) included unless --partial. See lnm/verify.py for "
+        "which files count as artifacts and docs/verification.md for what the workflow checks "
+        "by itself.",
     )
     s.add_argument("results", nargs="?", default="results", help="results folder")
+    s.add_argument(
+        "--partial",
+        action="store_true",
+        help="check a results folder the workflow has not finished: without MANIFEST.sha256 "
+        "its artifacts are checked against their sidecars only",
+    )
     s.set_defaults(fn=_cmd_verify)
 
     s = add(

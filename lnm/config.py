@@ -3,16 +3,24 @@
 ``config.yaml`` is the base of every config and holds every workflow-level default; presets and
 ``--config`` values are merged over it (dicts deeply, lists replaced), exactly as Snakemake's
 ``configfile:`` + ``--configfile`` do. Method hyperparameter defaults live next to each method
-(its ``params``); ``method_params`` in a config holds only overrides. One validation pass
-(:func:`validate_config`) runs in the Snakefile at parse time and in the ``lnm`` command: the
-JSON schema in ``schemas/config.schema.yaml`` with its enums and per-method parameter schemas
-filled from :mod:`lnm.grid`, then the checks a schema cannot express. Errors name the key, the
-bad value and what is allowed; YAML syntax errors name the file and line. Torch-free.
+(its ``params``); ``method_params`` in a config holds only overrides. One validation pass runs
+in the Snakefile at parse time (:func:`check_workflow_config`) and in the ``lnm`` command
+(:func:`load_config`): the JSON schema in ``schemas/config.schema.yaml`` with its enums and
+per-method parameter schemas filled from :mod:`lnm.grid`, then the checks a schema cannot
+express (:func:`validate_config`). Every problem is reported at once, in file order (the place
+of the key each problem names: files in merge order, then the command line). Errors name the
+key, the bad value and what is allowed; YAML syntax errors and keys written twice in a file
+(which YAML would silently resolve to the last) name the file and line. Values given on
+Snakemake's command line are read as YAML where the schema wants another type
+(:func:`read_command_line_values`: ``allow_download=false``). Torch-free.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
@@ -26,13 +34,100 @@ SCHEMA_PATH = ROOT / "schemas" / "config.schema.yaml"
 BASE_CONFIG = ROOT / "config.yaml"
 
 STRING_HINT = (
-    "a value given with --config on the command line arrives as a string when it is nested or "
-    "typed ({...}, [...]); put such values in a YAML file and pass it with --configfile"
+    "a quoted value in a YAML file stays a string: write it unquoted; on Snakemake's command "
+    "line --config reads true/false, numbers and [lists] as YAML (e.g. allow_download=false)"
 )
+#: Where a value given on Snakemake's command line (``--config key=value``) was set.
+COMMAND_LINE = "the command line"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+#: libyaml's loader where PyYAML has it (the same nodes and marks, several times faster)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a config: its text, and the key paths it concerns (tuples of keys and
+    list indices); its place in file order is that of the latest-set of those keys (the
+    problem is made where the last of them was written). ``at``: a place given directly
+    (source index, line, column), e.g. of a key written twice."""
+
+    text: str
+    keys: tuple[tuple, ...] = ()
+    at: tuple[int, int, int] | None = None
+
+
+@dataclass
+class Sources:
+    """Where each key of a merged config was set: the config files in merge order (then the
+    command line or the ``overrides`` of :func:`load_config`), and key path -> (source index,
+    line, column) of the value that won the merge."""
+
+    names: list[str] = field(default_factory=list)
+    where: dict[tuple, tuple[int, int, int]] = field(default_factory=dict)
+
+    def add(self, name: str, data: dict, lines: dict | None = None) -> None:
+        """Merge one source's keys, as :func:`merged` merges its values (dicts deeply, other
+        values replaced with everything below them); ``lines``: key path -> (line, column)."""
+        index, lines = len(self.names), lines or {}
+        self.names.append(name)
+        order = iter(range(1, 1 << 30))  # keys without a line keep the order they come in
+
+        def place(path):
+            return (index, *lines[path]) if path in lines else (index, 0, next(order))
+
+        def walk(node, prefix):
+            for key, value in node.items():
+                path = (*prefix, key)
+                if not isinstance(value, dict):
+                    for old in [p for p in self.where if p[: len(path)] == path]:
+                        del self.where[old]
+                self.where[path] = place(path)
+                if isinstance(value, dict):
+                    walk(value, path)
+                else:
+                    for p in lines:
+                        if len(p) > len(path) and p[: len(path)] == path:
+                            self.where[p] = place(p)
+                    if not lines:  # a source without lines: its list items in order
+                        for p in _paths(value, path):
+                            self.where[p] = place(p)
+
+        walk(data, ())
+
+    def place(self, path: tuple) -> tuple[int, int, int]:
+        """Where ``path`` (or its longest prefix that was set) was set; unknown: last."""
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.where:
+                return self.where[path[:n]]
+        return (len(self.names), 0, 0)
+
+    def order(self, problems: list[Problem]) -> list[str]:
+        """The problems' texts in file order (ties in the order given), each once."""
+
+        def key(p: Problem):
+            if p.at is not None:
+                return p.at
+            return max((self.place(k) for k in p.keys), default=(len(self.names), 0, 0))
+
+        return list(dict.fromkeys(p.text for p in sorted(problems, key=key)))
+
+
+def _paths(value, prefix: tuple):
+    """Every key path below ``value`` (list items by index), depth first."""
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for k, v in items:
+        yield (*prefix, k)
+        yield from _paths(v, (*prefix, k))
 
 
 def load_schema() -> dict:
@@ -67,8 +162,8 @@ def _key(path) -> str:
 
 
 def _looks_typed(value) -> bool:
-    """A string that YAML would read as a mapping, list, number or boolean (so it probably came
-    from --config, which passes such values on as strings)."""
+    """A string that YAML would read as a mapping, list, number or boolean (a quoted value in a
+    YAML file, or a --config value that could not be read as the type the schema wants)."""
     if not isinstance(value, str):
         return False
     try:
@@ -109,98 +204,387 @@ def _explain(err: jsonschema.ValidationError, prefix=()) -> str:
     return f"{key}: {value!r}: {err.message}"
 
 
-def validate_config(config: dict) -> dict:
+def _get(node, path: tuple):
+    """The value at ``path`` below ``node`` (mappings and lists), or a sentinel when absent."""
+    for p in path:
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            return _ABSENT
+    return node
+
+
+_ABSENT = object()
+
+
+def read_command_line_values(config: dict, command_line) -> list[tuple]:
+    """Read the strings given on Snakemake's command line as YAML where the schema wants
+    another type, in place; return the paths changed.
+
+    Snakemake reads ``--config key=value`` as an int, a float, ``True``/``False``, or else
+    with YAML's BaseLoader, which keeps every scalar a string: ``allow_download=false`` and
+    ``seeds=[0,1]`` arrive as ``'false'`` and ``['0', '1']``. A string that stands where the
+    schema wants a boolean, number, integer or null, and that came from the command line (the
+    same string at the same place in ``command_line``), is replaced by its YAML reading
+    (YAML 1.1 booleans: true/false, yes/no, on/off in any of their spellings) when that has
+    a wanted type. Strings from config files are never changed (a quoted value in a file is
+    an error with a hint)."""
+    if not command_line:
+        return []
+    validator = jsonschema.Draft202012Validator(load_schema())
+    changed: list[tuple] = []
+    for _ in range(32):  # a value read may reveal a type error below it (a mapping's values)
+        found = False
+        for err in validator.iter_errors(config):
+            path = tuple(err.absolute_path)
+            if (
+                err.validator != "type"
+                or not isinstance(err.instance, str)
+                or not path
+                or _get(command_line, path) != err.instance
+            ):
+                continue
+            try:
+                value = yaml.safe_load(err.instance)
+            except yaml.YAMLError:
+                continue
+            wanted = err.validator_value
+            wanted = wanted if isinstance(wanted, list) else [wanted]
+            if isinstance(value, str) or not any(validator.is_type(value, t) for t in wanted):
+                continue
+            parent = _get(config, path[:-1])
+            parent[path[-1]] = value
+            changed.append(path)
+            found = True
+        if not found:
+            break
+    return changed
+
+
+def validate_config(
+    config: dict,
+    sources: Sources | None = None,
+    command_line=None,
+    folders: bool = False,
+    problems=(),
+) -> dict:
     """Validate ``config`` (a merged config, ``config.yaml`` first); raise ConfigError listing
-    every problem. Returns ``config`` unchanged: every default is already in ``config.yaml``."""
-    schema = load_schema()
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(config),
-        key=lambda e: list(map(str, e.absolute_path)),
-    )
-    problems = [_explain(e) for e in errors] or _semantic_problems(config)
-    if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    every problem at once, in file order (``sources``: where each key was set; by default the
+    order of the config's own keys). Returns ``config``: every default is already in
+    ``config.yaml``; nothing is filled in.
+
+    ``command_line``: the values given as ``--config key=value`` (Snakemake's), read as YAML
+    where the schema wants another type (:func:`read_command_line_values`; ``config`` is
+    changed in place). ``folders``: also check the real-world datasets' folders and CSVs
+    (:func:`check_sources`). ``problems``: found before (keys written twice)."""
+    if sources is None:
+        sources = Sources()
+        sources.add("config", config)
+    read_command_line_values(config, command_line)
+    errors = list(jsonschema.Draft202012Validator(load_schema()).iter_errors(config))
+    found = list(problems)
+    found += [Problem(_explain(e), (tuple(e.absolute_path),)) for e in errors]
+    found += _semantic_problems(config, schema_ok=not errors)
+    if folders:
+        found += _source_problems(config)
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(sources.order(found)))
     return config
 
 
-def _semantic_problems(config: dict) -> list[str]:
-    """What the schema cannot say: every dataset is known; a real-world name does not shadow a
-    MedMNIST one; the headline's last_k fits every method's (and dataset's) epochs."""
+def _semantic_problems(config: dict, schema_ok: bool = True) -> list[Problem]:
+    """What the schema cannot say (every check runs, so that all problems come at once; where
+    the schema has found the values a check reads malformed, that check says nothing)."""
+    problems: list[Problem] = []
+    for check in (
+        _results_problems,
+        _name_problems,
+        _grid_problems,
+        _cell_override_problems,
+        _last_k_problems,
+    ):
+        try:
+            problems += check(config)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            if schema_ok:
+                raise
+    return problems
+
+
+def _results_problems(config: dict) -> list[Problem]:
+    """``results`` names a folder below which raw/, data/, runs/ ... can go: not empty (the
+    workflow would plan /raw, /data, /runs) and not the filesystem root."""
+    results = config["results"]
+    if not isinstance(results, str):
+        return []
+    text = (
+        "results: {!r} is not allowed: every output goes below <results>/ (raw/, data/, "
+        "noise/, runs/, ...), which {} is the filesystem root; name a folder, e.g. results"
+    )
+    if not results.strip():
+        return [Problem(text.format(results, "with an empty name"), (("results",),))]
+    if Path(os.path.abspath(os.path.expanduser(results))).resolve() == Path("/").resolve():
+        return [Problem(text.format(results, "here"), (("results",),))]
+    return []
+
+
+def _name_problems(config: dict) -> list[Problem]:
+    """Every method and dataset is known; a variant or real-world name does not shadow a
+    method's or a MedMNIST dataset's; each variant's params fit its method."""
     problems = []
     real, variants = config["real_world"], config["method_variants"]
     catalog = grid.method_catalog()
     for name in sorted(set(variants) & set(catalog)):
         problems.append(
-            f"method_variants.{name}: {name!r} is a method's name; give the variant another name"
+            Problem(
+                f"method_variants.{name}: {name!r} is a method's name; give the variant "
+                "another name",
+                (("method_variants", name),),
+            )
         )
-    for name, variant in sorted(variants.items()):
+    for name, variant in variants.items():
+        if not isinstance(variant, dict) or variant.get("method") not in catalog:
+            continue  # the schema names it
         schema = catalog[variant["method"]].schema()
+        prefix = ("method_variants", name, "method_params")
         for err in jsonschema.Draft202012Validator(schema).iter_errors(
             variant.get("method_params", {})
         ):
-            problems.append(_explain(err, ("method_variants", name, "method_params")))
+            problems.append(Problem(_explain(err, prefix), ((*prefix, *err.absolute_path),)))
     allowed = list(grid.grid_methods(config))
     for i, m in enumerate(config["methods"]):
-        if m not in allowed:
+        if isinstance(m, str) and m not in allowed:
             problems.append(
-                f"methods[{i}]: {m!r} is not allowed; allowed values: {allowed} (or the name of "
-                "a method_variants entry)"
+                Problem(
+                    f"methods[{i}]: {m!r} is not allowed; allowed values: {allowed} (or the "
+                    "name of a method_variants entry)",
+                    (("methods", i),),
+                )
             )
     for name in sorted(set(real) & set(grid.MEDMNIST_DATASETS)):
         problems.append(
-            f"real_world.{name}: {name!r} is a MedMNIST dataset's name; give the real-world "
-            "entry another name"
+            Problem(
+                f"real_world.{name}: {name!r} is a MedMNIST dataset's name; give the "
+                "real-world entry another name",
+                (("real_world", name),),
+            )
         )
     for i, d in enumerate(config["datasets"]):
-        if d not in grid.MEDMNIST_DATASETS and d not in real:
+        if isinstance(d, str) and d not in grid.MEDMNIST_DATASETS and d not in real:
             defined = f"; real_world entries: {', '.join(sorted(real))}" if real else ""
             problems.append(
-                f"datasets[{i}]: {d!r} is neither a supported MedMNIST dataset nor a `real_world` "
-                f"entry; allowed: {', '.join(grid.MEDMNIST_DATASETS)}{defined}"
-            )
-    if problems:
-        return problems
-    k = config["train"]["last_k"]
-    for dataset in config["datasets"]:
-        for method in config["methods"]:
-            epochs = train_settings(config, method, dataset)["epochs"]
-            if k > epochs:
-                if "epochs" in real.get(dataset, {}).get("train", {}):
-                    where, who = f"real_world.{dataset}.train.epochs", f"dataset {dataset}"
-                elif (
-                    "epochs" in config["recipes"].get(method, {})
-                    and config["protocol"] == "reference"
-                ):
-                    where, who = f"recipes.{method}.epochs", f"method {method}"
-                else:
-                    where, who = "train.epochs", f"method {method}"
-                problems.append(
-                    f"train.last_k: {k} is larger than {where} = {epochs} ({who}); the "
-                    f"headline averages the last {k} epochs: set last_k <= {epochs}"
+                Problem(
+                    f"datasets[{i}]: {d!r} is neither a supported MedMNIST dataset nor a "
+                    f"`real_world` entry; allowed: {', '.join(grid.MEDMNIST_DATASETS)}{defined}",
+                    (("datasets", i),),
                 )
-    return list(dict.fromkeys(problems))
+            )
+    return problems
+
+
+def _known_datasets(config: dict) -> list[str]:
+    """The datasets of ``datasets`` that are known (MedMNIST or a well-formed real_world
+    entry), in order."""
+    real = config["real_world"]
+    return [
+        d
+        for d in config["datasets"]
+        if d in grid.MEDMNIST_DATASETS or isinstance(real.get(d), dict)
+    ]
+
+
+def _run_methods(config: dict) -> list[str]:
+    """The methods of ``methods`` that are known (a method or a well-formed variant)."""
+    catalog = grid.method_catalog()
+    variants = config["method_variants"]
+    return [
+        m
+        for m in config["methods"]
+        if m in catalog
+        or (isinstance(variants.get(m), dict) and variants[m].get("method") in catalog)
+    ]
+
+
+def _grid_problems(config: dict) -> list[Problem]:
+    """Every dataset has a noise cell: with every noise.patterns list empty and noise.clean
+    false a MedMNIST dataset would train nothing (the workflow would download, preprocess and
+    then fail in its tables)."""
+    empty = [d for d in _known_datasets(config) if not grid.noise_settings(config, d)]
+    if not empty:
+        return []
+    return [
+        Problem(
+            f"noise: every noise.patterns list is empty and noise.clean is false, so "
+            f"{', '.join(empty)} would get no noise cell and no training run; give a pattern "
+            "rates (e.g. noise.patterns.symmetric: [0.4]) or set noise.clean: true",
+            (("noise", "patterns"), ("noise", "clean")),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class OverrideUse:
+    """Where one ``cell_overrides`` entry applies in a config: the grid methods it changes and
+    {dataset: [noise setting, e.g. 'symmetric-0.8']} of the cells its ``when`` selects."""
+
+    index: int
+    methods: list[str]
+    cells: dict[str, list[str]]
+
+    def applies(self) -> bool:
+        return bool(self.methods and self.cells)
+
+
+def override_uses(config: dict) -> list[OverrideUse]:
+    """:class:`OverrideUse` of every ``cell_overrides`` entry of a valid config, in order."""
+    uses = []
+    methods, datasets = _run_methods(config), _known_datasets(config)
+    for i, entry in enumerate(config["cell_overrides"]):
+        changed = entry["method_params"]
+        runs = [m for m in methods if grid.base_method(config, m) in changed]
+        cells = {}
+        for d in datasets:
+            hits = [
+                f"{p}-{r}"
+                for p, r in grid.noise_settings(config, d)
+                if cell_matches(entry["when"], p, float(r), d)
+            ]
+            if hits:
+                cells[d] = hits
+        uses.append(OverrideUse(i, runs, cells))
+    return uses
+
+
+def _patterns_of(config: dict, dataset: str) -> set[str]:
+    """The patterns a dataset can ever have: the clean cell and the synthetic patterns
+    (MedMNIST) or the clean cell and ``real`` (a real-world entry)."""
+    if grid.is_real_world(config, dataset):
+        return {grid.CLEAN, grid.REAL}
+    return {grid.CLEAN, *grid.SYNTHETIC_PATTERNS}
+
+
+def _cell_override_problems(config: dict) -> list[Problem]:
+    """A ``cell_overrides`` entry that can never apply: rate_min > rate_max, an unknown dataset,
+    patterns none of its datasets can have, or no method_params (unknown patterns and methods
+    the schema refuses). One that applies to no cell of this grid is a note
+    (:func:`config_notes`): presets are merged over other grids."""
+    problems = []
+    known = set(grid.MEDMNIST_DATASETS) | set(config["real_world"])
+    for i, entry in enumerate(config["cell_overrides"]):
+        when, here = entry.get("when") or {}, ("cell_overrides", i)
+        lo, hi = when.get("rate_min"), when.get("rate_max")
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
+            problems.append(
+                Problem(
+                    f"cell_overrides[{i}].when: rate_min {lo} is larger than rate_max {hi}, so "
+                    "it selects no rate and the entry never applies; allowed: rate_min <= "
+                    "rate_max (both bounds inclusive)",
+                    ((*here, "when", "rate_min"), (*here, "when", "rate_max")),
+                )
+            )
+        names = when.get("datasets") or []
+        for j, d in enumerate(names):
+            if d not in known:
+                extra = sorted(config["real_world"])
+                problems.append(
+                    Problem(
+                        f"cell_overrides[{i}].when.datasets[{j}]: {d!r} is neither a MedMNIST "
+                        "dataset nor a `real_world` entry, so the entry never applies there; "
+                        f"allowed: {', '.join([*grid.MEDMNIST_DATASETS, *extra])}",
+                        ((*here, "when", "datasets", j),),
+                    )
+                )
+        patterns = when.get("patterns")
+        if patterns and names and all(d in known for d in names):
+            if not any(p in _patterns_of(config, d) for d in names for p in patterns):
+                problems.append(
+                    Problem(
+                        f"cell_overrides[{i}].when: patterns {patterns} never occur on "
+                        f"datasets {names} (a MedMNIST dataset has the clean cell and the "
+                        "synthetic patterns, a real-world one the clean cell and `real`), so "
+                        "the entry never applies",
+                        ((*here, "when", "patterns"), (*here, "when", "datasets")),
+                    )
+                )
+        if entry.get("method_params") == {}:
+            problems.append(
+                Problem(
+                    f"cell_overrides[{i}].method_params is empty: the entry changes nothing; "
+                    "name a method and the parameters it changes",
+                    ((*here, "method_params"),),
+                )
+            )
+    return problems
+
+
+def _last_k_problems(config: dict) -> list[Problem]:
+    """The headline's last_k fits every method's (and dataset's) epochs."""
+    problems = []
+    k = config["train"]["last_k"]
+    if not isinstance(k, int):
+        return []
+    real = config["real_world"]
+    for dataset in _known_datasets(config):
+        for method in _run_methods(config):
+            epochs = train_settings(config, method, dataset)["epochs"]
+            if not isinstance(epochs, int) or k <= epochs:
+                continue
+            base = grid.base_method(config, method)
+            if "epochs" in (real.get(dataset, {}).get("train") or {}):
+                where, who = ("real_world", dataset, "train", "epochs"), f"dataset {dataset}"
+            elif "epochs" in config["recipes"].get(base, {}) and config["protocol"] == "reference":
+                where, who = ("recipes", base, "epochs"), f"method {method}"
+            else:
+                where, who = ("train", "epochs"), f"method {method}"
+            problems.append(
+                Problem(
+                    f"train.last_k: {k} is larger than {_key(where)} = {epochs} ({who}); the "
+                    f"headline averages the last {k} epochs: set last_k <= {epochs}",
+                    (("train", "last_k"), where),
+                )
+            )
+    return problems
+
+
+def _source_problems(config: dict) -> list[Problem]:
+    """The folders and CSV files of every real-world dataset in ``datasets`` exist (checked
+    for each well-formed entry, beside the config's other problems)."""
+    entries = config.get("real_world")
+    if not isinstance(entries, dict) or not isinstance(config.get("datasets"), list):
+        return []  # the schema names the problem
+    real = [
+        d
+        for d in config["datasets"]
+        if isinstance(entries.get(d), dict)
+        and entries[d].get("adapter") in grid.ADAPTERS
+        and isinstance(entries[d].get("root"), str)
+        and isinstance(entries[d].get("options", {}), dict)
+    ]
+    if not real:
+        return []
+    from .data.realworld import check_layout
+
+    problems = []
+    for d in real:
+        entry = entries[d]
+        try:
+            check_layout(
+                entry["adapter"], Path(entry["root"]).expanduser(), entry.get("options", {})
+            )
+        except Exception as err:  # the adapter's own error names the path and layout
+            problems.append(
+                Problem(f"real_world.{d} ({entry['adapter']}): {err}", (("real_world", d),))
+            )
+    return problems
 
 
 def check_sources(config: dict) -> None:
     """The folders and CSV files of every real-world dataset in ``datasets`` exist (checked when
     the workflow is parsed; nothing is downloaded). Raises ConfigError naming the path and what
     is expected there."""
-    real = [d for d in config["datasets"] if grid.is_real_world(config, d)]
-    if not real:
-        return
-    from .data.realworld import check_layout
-
-    problems = []
-    for d in real:
-        entry = config["real_world"][d]
-        try:
-            check_layout(
-                entry["adapter"], Path(entry["root"]).expanduser(), entry.get("options", {})
-            )
-        except Exception as err:  # the adapter's own error names the path and layout
-            problems.append(f"real_world.{d} ({entry['adapter']}): {err}")
+    problems = _source_problems(config)
     if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+        raise ConfigError("invalid config:\n  " + "\n  ".join(p.text for p in problems))
 
 
 def source_files(config: dict, dataset: str) -> list[Path]:
@@ -213,40 +597,207 @@ def source_files(config: dict, dataset: str) -> list[Path]:
     )
 
 
-def _read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: YAML syntax error: {err.problem or err}") from None
-    if data is None:
+def _medmnist_classes() -> dict[str, int]:
+    """{MedMNIST dataset: number of classes}, read from medmnist's ``info.py`` without
+    importing medmnist (which imports torch); empty when medmnist is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("medmnist")
+    if spec is None or not spec.submodule_search_locations:
         return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: a config file must be a mapping of keys, got {type(data).__name__}"
-        )
-    return data
+    path = Path(next(iter(spec.submodule_search_locations))) / "info.py"
+    info_spec = importlib.util.spec_from_file_location("_lnm_medmnist_info", path)
+    if info_spec is None or not path.exists():
+        return {}
+    module = importlib.util.module_from_spec(info_spec)
+    info_spec.loader.exec_module(module)
+    return {d: len(module.INFO[d]["label"]) for d in grid.MEDMNIST_DATASETS if d in module.INFO}
+
+
+def _why_nowhere(config: dict, use: OverrideUse) -> str:
+    """Why a ``cell_overrides`` entry applies to no run of this grid."""
+    entry = config["cell_overrides"][use.index]
+    when = entry["when"]
+    if not use.methods:
+        return f"none of its methods ({', '.join(entry['method_params'])}) is in methods"
+    datasets = _known_datasets(config)
+    if "datasets" in when and not set(when["datasets"]) & set(datasets):
+        return f"none of its datasets ({', '.join(when['datasets'])}) is in datasets"
+    run = {p for d in datasets for p, _ in grid.noise_settings(config, d)}
+    if "patterns" in when and not set(when["patterns"]) & run:
+        return f"none of its patterns ({', '.join(when['patterns'])}) is run here"
+    return "no cell of this grid has a rate within its rate_min/rate_max"
+
+
+def config_notes(config: dict, overrides: bool = True) -> list[str]:
+    """What a user should know about a valid config that is not an error (``lnm validate`` and
+    the workflow's parse-time log print them): pairflip on a two-class dataset is symmetric
+    noise; (``overrides``) a ``cell_overrides`` entry applies to no run of this grid."""
+    notes = []
+    if config["noise"]["patterns"].get("pairflip"):
+        classes = _medmnist_classes()
+        two = [
+            d
+            for d in config["datasets"]
+            if not grid.is_real_world(config, d) and classes.get(d) == 2
+        ]
+        if two:
+            notes.append(
+                f"pairflip on {', '.join(two)} (2 classes) is exactly symmetric noise: with "
+                "two classes the only other class is the pair, so both patterns have the same "
+                "transition matrix (only their draws differ); its cells test no second noise "
+                "structure"
+            )
+    for use in override_uses(config) if overrides else []:
+        if not use.applies():
+            notes.append(
+                f"cell_overrides[{use.index}] applies to no run of this grid: "
+                f"{_why_nowhere(config, use)} (kept for the grids it may be merged over)"
+            )
+    return notes
+
+
+def override_lines(config: dict) -> list[str]:
+    """For each ``cell_overrides`` entry, the methods and cells it applies to (lnm validate)."""
+    lines = []
+    for use in override_uses(config):
+        if not use.applies():
+            why = _why_nowhere(config, use)
+            lines.append(f"cell_overrides[{use.index}]: applies to no run of this grid ({why})")
+            continue
+        groups: dict[tuple, list[str]] = {}
+        for d, settings in use.cells.items():
+            groups.setdefault(tuple(settings), []).append(d)
+        where = "; ".join(f"{', '.join(ds)}: {', '.join(s)}" for s, ds in groups.items())
+        lines.append(f"cell_overrides[{use.index}] ({', '.join(use.methods)}) on {where}")
+    return lines
+
+
+class _Located:
+    """One YAML file read strictly: its mapping, key path -> (line, column), and its keys
+    written twice (YAML itself keeps the last silently)."""
+
+    def __init__(self, path: Path, index: int):
+        self.path, self.lines, self.problems = path, {}, []
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+        loader = _LOADER(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                self._walk(node, (), index, 0)  # before constructing: merges rewrite the nodes
+            data = loader.construct_document(node) if node is not None else None
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: YAML syntax error: {err.problem or err}") from None
+        finally:
+            loader.dispose()
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{path}: a config file must be a mapping of keys, got {type(data).__name__}"
+            )
+        self.data = data
+
+    def _walk(self, node, path: tuple, index: int, depth: int) -> None:
+        if depth > 64:  # a recursive alias
+            return
+        if isinstance(node, yaml.MappingNode):
+            merges = [v for k, v in node.value if k.tag == _MERGE_TAG]
+            for merged in merges:  # `<<: *anchor`: its keys here, unless written here too
+                for m in merged.value if isinstance(merged, yaml.SequenceNode) else [merged]:
+                    self._walk(m, path, index, depth + 1)
+            first: dict = {}
+            for k, v in node.value:
+                if k.tag == _MERGE_TAG or not isinstance(k, yaml.ScalarNode):
+                    continue
+                key, line = k.value, k.start_mark.line + 1
+                if key in first:
+                    self.problems.append(
+                        Problem(
+                            f"{self.path}, line {line}: key {_key((*path, key))!r} is written "
+                            f"twice (first on line {first[key]}); YAML would silently keep only "
+                            "the last value: remove one of them",
+                            at=(index, line, k.start_mark.column + 1),
+                        )
+                    )
+                else:
+                    first[key] = line
+                self.lines[(*path, key)] = (line, k.start_mark.column + 1)
+                self._walk(v, (*path, key), index, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.lines[(*path, i)] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                self._walk(item, (*path, i), index, depth + 1)
+
+
+def _read_yaml(path: str | Path) -> dict:
+    """A config file's mapping (a key written twice is an error naming file, line and key)."""
+    located = _Located(Path(path), 0)
+    if located.problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(p.text for p in located.problems))
+    return located.data
+
+
+def read_config_files(files) -> tuple[list[dict], Sources, list[Problem]]:
+    """Read config files strictly, in merge order: their mappings, where each key was set, and
+    the keys written twice (problems, reported with the others)."""
+    sources, problems, datas = Sources(), [], []
+    for i, f in enumerate(map(Path, files)):
+        located = _Located(f, i)
+        datas.append(located.data)
+        problems += located.problems
+        sources.add(str(f), located.data, located.lines)
+    return datas, sources, problems
 
 
 def load_config(
-    *paths: str | Path, overrides: dict | None = None, base: str | Path | None = BASE_CONFIG
+    *paths: str | Path,
+    overrides: dict | None = None,
+    base: str | Path | None = BASE_CONFIG,
+    folders: bool = False,
 ) -> dict:
     """Merge ``base`` (``config.yaml``) and the YAML files left to right (later wins, dicts
-    merged deeply, lists replaced), then ``overrides``; validate."""
+    merged deeply, lists replaced), then ``overrides``; validate (every problem at once, in
+    file order; ``folders``: the real-world datasets' folders too)."""
     files = [Path(p) for p in paths]
     if base is not None and not any(f.resolve() == Path(base).resolve() for f in files):
         files.insert(0, Path(base))
+    datas, sources, problems = read_config_files(files)
     config: dict = {}
-    for f in files:
-        _merge(config, _read_yaml(f))
-    _merge(config, overrides or {})
-    return validate_config(config)
+    for data in datas:
+        _merge(config, data)
+    if overrides:
+        _merge(config, overrides)
+        sources.add("overrides", overrides)
+    return validate_config(config, sources, folders=folders, problems=problems)
+
+
+def check_workflow_config(config: dict, files, command_line=None) -> list[str]:
+    """The workflow's parse-time check of Snakemake's merged ``config``: re-read ``files`` (the
+    config files Snakemake merged, in order) strictly (a key written twice is an error naming
+    file, line and key; Snakemake's YAML loader keeps the last silently), read the
+    ``command_line`` strings as YAML where the schema wants another type (in place), validate
+    and check the real-world folders, raising ConfigError with every problem in file order.
+    Returns :func:`config_notes`."""
+    _, sources, problems = read_config_files(files)
+    if command_line:
+        sources.add(COMMAND_LINE, _plain(command_line))
+    validate_config(config, sources, command_line, folders=True, problems=problems)
+    return config_notes(config)
+
+
+def _plain(node):
+    """``node`` with every mapping a dict (Snakemake's command-line config may be immutable)."""
+    if isinstance(node, Mapping):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
 
 
 #: Config keys that change where or how jobs run, never what they compute: no job's params

@@ -13,13 +13,24 @@ every file in a *subfolder* of the results folder (``raw/``, ``data/``, ``noise/
   result, changes while a run trains, and the trainer verifies it itself before resuming.
 
 Files directly in the results folder are not artifacts (``report.html`` from ``snakemake
---report`` lives there) except ``MANIFEST.sha256``: each of its lines must name an existing file
-(relative to the results folder) whose SHA-256 is the one listed. Artifacts newer than the manifest and not listed in it are noted, not counted as
-problems; a missing manifest is noted too (the workflow has not reached its last step).
+--report`` lives there) except ``MANIFEST.sha256``, which has a sidecar of its own (so a line
+deleted from it is a SHA-256 mismatch): each of its lines must name an existing file (relative
+to the results folder) whose SHA-256 is the one listed. Artifacts not listed in it (written
+after it, or left from another config) are noted, not counted as problems. A missing manifest
+is a problem: the results are incomplete (the workflow has not reached its last step), unless a
+partial folder is checked on purpose (``lnm verify --partial``: then it is noted).
 
 Problems, one line each: missing sidecar, malformed sidecar, SHA-256 mismatch (whatever the
 file's modification time says), sidecar without its artifact, listed in MANIFEST but missing,
-MANIFEST digest differs, malformed MANIFEST line. ``lnm verify`` exits 1 on any problem.
+MANIFEST digest differs, malformed MANIFEST line, no MANIFEST. ``lnm verify`` exits 1 on any
+problem.
+
+:func:`start_check` serves the workflow when it is parsed (every start, also when nothing is
+to be done): without hashing anything, every artifact below the results folder and the
+manifest must have a sidecar and the size it records (a file's size is in its sidecar's second
+line), except the outputs Snakemake has marked incomplete (an interrupted job's, rebuilt anyway).
+See docs/verification.md for what a plain ``snakemake`` run detects and what only ``lnm verify``
+does.
 
 The ``manifest`` rule runs :func:`require_verified` over its inputs (every artifact) before it
 writes the manifest, so a file tampered with after it was written, even with its old
@@ -35,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checksum import SUFFIX, ChecksumError, recorded, sha256, sidecar
+from .checksum import SUFFIX, ChecksumError, read_sidecar, recorded, sha256, sidecar
 from .grid import MANIFEST
 
 #: Top-level folders of a results folder that hold no artifacts.
@@ -125,12 +136,29 @@ def check_artifact(path: str | os.PathLike) -> tuple[str | None, Problem | None]
     return actual, None
 
 
-def check_manifest(results: Path, digests: dict[Path, str], report: Report) -> None:
-    """Compare MANIFEST.sha256 with the files it lists (``digests``: already computed ones)."""
+def check_manifest(
+    results: Path, digests: dict[Path, str], report: Report, partial: bool = False
+) -> None:
+    """Compare MANIFEST.sha256 (itself checked against its sidecar) with the files it lists
+    (``digests``: already computed ones). No manifest: a problem (the results are incomplete),
+    or a note when ``partial``."""
     manifest = results / MANIFEST
     if not manifest.exists():
-        report.notes.append(f"{manifest}: not present (not checked)")
+        if partial:
+            report.notes.append(f"{manifest}: not present (a partial results folder; not checked)")
+        else:
+            report.problems.append(
+                Problem(
+                    str(manifest),
+                    "missing: the results are incomplete (the workflow has not reached its "
+                    "last step); run it to the end, or check the files there are with --partial",
+                )
+            )
         return
+    report.checked += 1
+    _, problem = check_artifact(manifest)
+    if problem:
+        report.problems.append(problem)
     listed: set[Path] = set()
     for i, line in enumerate(manifest.read_text().splitlines(), 1):
         if not line.strip():
@@ -162,8 +190,9 @@ def check_manifest(results: Path, digests: dict[Path, str], report: Report) -> N
         )
 
 
-def verify_results(results: str | os.PathLike) -> Report:
-    """Check every artifact below ``results`` and ``results/MANIFEST.sha256``."""
+def verify_results(results: str | os.PathLike, partial: bool = False) -> Report:
+    """Check every artifact below ``results`` and ``results/MANIFEST.sha256`` (``partial``: a
+    folder the workflow has not finished; a missing manifest is then a note)."""
     root = Path(results)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such results folder")
@@ -181,7 +210,7 @@ def verify_results(results: str | os.PathLike) -> Report:
         report.problems.append(
             Problem(str(side)[: -len(SUFFIX)], f"missing (its sidecar {side.name} exists)")
         )
-    check_manifest(root, digests, report)
+    check_manifest(root, digests, report, partial)
     return report
 
 
@@ -236,12 +265,87 @@ def missing_sidecars_message(paths: Iterable[str | os.PathLike]) -> str | None:
     )
 
 
-def main(results: str | os.PathLike, out=None) -> int:
-    """Print one line per problem, notes and a summary; return the exit status (0 clean, 1 not)."""
+def incomplete_outputs(workdir: str | os.PathLike = ".") -> set[str]:
+    """The files Snakemake has marked incomplete in the working directory ``workdir`` (outputs
+    of jobs that started and did not finish: Snakemake reruns them with --rerun-incomplete,
+    rebuilding them from scratch), as normalised absolute paths.
+
+    Read from Snakemake's markers ``.snakemake/incomplete/``: one file per output, named by the
+    URL-safe base64 of its path (split into folder names starting with ``@`` where longer than
+    a file name may be)."""
+    from base64 import urlsafe_b64decode
+
+    root = Path(workdir) / ".snakemake" / "incomplete"
+    out: set[str] = set()
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            parts = (Path(dirpath) / name).relative_to(root).parts
+            if any(p.startswith("@") != (i < len(parts) - 1) for i, p in enumerate(parts)):
+                continue  # not a marker (e.g. migration_underway)
+            try:
+                text = urlsafe_b64decode("".join(p.lstrip("@") for p in parts)).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue
+            out.add(os.path.normpath(os.path.join(os.path.abspath(workdir), text)))
+    return out
+
+
+def start_check(results: str | os.PathLike, workdir: str | os.PathLike = ".") -> str | None:
+    """The workflow's check when it starts, cheap (no hashing): the error naming every artifact
+    below ``results`` (and the manifest) whose sidecar is missing or malformed or whose size
+    differs from the one its sidecar records, or None. Sidecars without a size (written before
+    sizes were recorded) are checked for existence only; a missing artifact whose sidecar is
+    there is no problem (its job rebuilds it); outputs Snakemake has marked incomplete
+    (:func:`incomplete_outputs` of ``workdir``) are skipped."""
+    root = Path(results)
+    if not root.is_dir():
+        return None
+    artifacts, _ = scan(root)
+    if (root / MANIFEST).is_file():
+        artifacts.append(root / MANIFEST)
+    skip = incomplete_outputs(workdir)
+    problems = []
+    for path in artifacts:
+        if os.path.normpath(os.path.abspath(path)) in skip:
+            continue
+        side = sidecar(path)
+        if not side.exists():
+            problems.append(Problem(str(path), f"missing sidecar {side.name}"))
+            continue
+        try:
+            _, size = read_sidecar(path)
+        except ChecksumError:
+            problems.append(Problem(str(path), f"malformed sidecar {side.name}"))
+            continue
+        actual = path.stat().st_size
+        if size is not None and actual != size:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"{actual} bytes, but its sidecar records {size} (changed or truncated "
+                    "after it was written)",
+                )
+            )
+    if not problems:
+        return None
+    lines = "\n".join(f"  {p}" for p in problems)
+    return (
+        f"{len(problems)} artifact(s) of {root} fail the start-up check (every artifact has its "
+        f"SHA-256 sidecar and the size it records; nothing is hashed):\n{lines}\n"
+        "Nothing was run. A missing sidecar is never a cue to rebuild silently: restore it, or "
+        "delete the artifact too to have the workflow rebuild it; a file whose size changed "
+        "was modified after it was written: delete it and its sidecar to have it rebuilt. "
+        f"`lnm verify {root}` hashes every file."
+    )
+
+
+def main(results: str | os.PathLike, out=None, partial: bool = False) -> int:
+    """Print one line per problem, notes and a summary; return the exit status (0 clean, 1 not).
+    ``partial``: check a folder the workflow has not finished (no manifest: a note)."""
     import sys
 
     out = out or sys.stdout
-    report = verify_results(results)
+    report = verify_results(results, partial)
     for problem in report.problems:
         print(problem, file=out)
     for note in report.notes:

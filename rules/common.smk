@@ -1,22 +1,33 @@
 # Config validation, the run grid, wildcard constraints, code inputs and input functions.
 # Every name and path template comes from lnm.grid (torch-free: parsing imports no torch).
 import os
+import sys
 
 from lnm import grid
 from lnm.codedeps import closure
 from lnm.config import (
     ConfigError,
-    check_sources,
+    check_workflow_config,
     result_config,
     run_spec,
     source_files,
-    validate_config,
 )
 
-try:  # one validation pass: schema (enums from lnm.grid) and every method's parameter types
-    validate_config(config)
-    # the folders and CSVs of the real-world datasets in use exist (nothing is downloaded)
-    check_sources(config)
+
+def config_files():
+    """The config files Snakemake merged, in merge order: those of `configfile:` (config.yaml),
+    then those given with --configfile."""
+    given = list(workflow.config_settings.configfiles)
+    return list(workflow.configfiles[len(given) :]) + given
+
+
+try:  # one validation pass, every problem at once in file order: keys written twice in a config
+    # file (re-read strictly: Snakemake's loader keeps the last), the schema (enums from
+    # lnm.grid), every method's parameters, the real-world datasets' folders and CSVs; values
+    # given with --config key=value are read as YAML where the schema wants another type
+    NOTES = check_workflow_config(
+        config, config_files(), workflow.config_settings.config
+    )
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -27,6 +38,27 @@ PACK = config["runtime"]["pack_seeds"]
 RUNS_PER_JOB = len(config["seeds"]) if PACK else 1
 LNM = os.path.join(workflow.basedir, "lnm")
 SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
+
+if workflow.is_main_process:  # once per run, not in the processes that run jobs
+    from lnm.results_lock import holder
+    from lnm.verify import start_check
+
+    for note in NOTES:
+        print(f"note: {note}", file=sys.stderr)
+    # every start (also when nothing is to be done): each artifact below the results folder has
+    # its sidecar and the size it records, no hashing (lnm verify hashes; docs/verification.md)
+    # (while another run writes there its files may be half-way: not checked; onstart refuses)
+    _holder = holder(RES)
+    if _holder:
+        print(
+            f"note: {RES} is in use by another workflow run ({_holder}); its artifacts are "
+            "not checked now",
+            file=sys.stderr,
+        )
+    else:
+        _problems = start_check(RES)
+        if _problems:
+            raise WorkflowError(_problems)
 
 
 wildcard_constraints:
@@ -245,7 +277,7 @@ def table_targets():
 
 
 def final_targets():
-    return table_targets() + figure_targets() + [res(grid.MANIFEST)]
+    return table_targets() + figure_targets() + sums(res(grid.MANIFEST))
 
 
 def generator_files():

@@ -235,11 +235,7 @@ rule manifest:
         artifacts=manifest_inputs,
         code=code("manifest.py"),
     output:
-        report(
-            f"{RES}/MANIFEST.sha256",
-            caption="../report/manifest.rst",
-            category="7. Run metadata",
-        ),
+        reported(f"{RES}/MANIFEST.sha256", "manifest", "7. Run metadata"),
     log:
         f"{RES}/logs/manifest.log",
     localrule: True

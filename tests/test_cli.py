@@ -44,6 +44,41 @@ def test_validate_reports_a_bad_config_with_its_key(tmp_path, capsys):
     assert rc == 1 and "methods[1]" in out and "'coteching'" in out
 
 
+def test_validate_reports_the_readmes_four_mistakes_at_once_in_file_order(tmp_path, capsys):
+    from tests.test_config import README_ERRORS, README_MISTAKES
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(README_MISTAKES)
+    rc, out = lnm("validate", str(bad), capsys=capsys)
+    lines = out.splitlines()
+    assert rc == 1 and lines[0] == "lnm validate: error: invalid config:", out
+    assert len(lines) == 5 and all(
+        a.strip().startswith(b) for a, b in zip(lines[1:], README_ERRORS)
+    )
+
+
+def test_validate_refuses_a_key_written_twice(tmp_path, capsys):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("seeds: [0]\nmethods: [ce]\nseeds: [1]\n")
+    rc, out = lnm("validate", str(twice), capsys=capsys)
+    assert rc == 1 and f"{twice}, line 3: key 'seeds' is written twice (first on line 1)" in out
+
+
+def test_validate_lists_where_each_cell_override_applies_and_notes(tmp_path, capsys):
+    rc, out = lnm("validate", "presets/reference.yaml", capsys=capsys)
+    assert rc == 0, out
+    lines = out.splitlines()
+    assert lines[1].startswith("  cell_overrides[0] (disc) on pathmnist, dermamnist, bloodmnist")
+    assert lines[4] == (
+        "  cell_overrides[3]: applies to no run of this grid (none of its patterns (real) is "
+        "run here)"
+    )
+    pair = tmp_path / "pair.yaml"
+    pair.write_text("datasets: [breastmnist]\nnoise: {patterns: {pairflip: [0.3]}}\n")
+    rc, out = lnm("validate", str(pair), capsys=capsys)
+    assert rc == 0 and out.count("note: pairflip on breastmnist (2 classes) is exactly") == 1
+
+
 def test_params_lists_each_hyperparameter_with_its_default(capsys):
     rc, out = lnm("params", "coteaching", capsys=capsys)
     assert rc == 0

@@ -194,9 +194,10 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
         load_config(f)
 
 
-def test_a_string_from_the_command_line_gets_a_hint():
+def test_a_quoted_typed_value_gets_a_hint():
     msg = bad(train="{epochs: 6}")
-    assert "train: '{epochs: 6}'" in msg and "--configfile" in msg
+    assert "train: '{epochs: 6}'" in msg and "write it unquoted" in msg
+    assert "allow_download=false" in msg  # how the command line spells it
 
 
 def test_run_params_keep_only_settings_the_run_uses():
@@ -311,3 +312,195 @@ def test_config_real_world_sets_train_with_lnmbench_augmentation():
     cfg = load_config(REPO / "config.yaml")
     for name, entry in cfg["real_world"].items():
         assert entry["train"]["augment"] == LNMBENCH_AUGMENT, name
+
+
+# ---------------------------------------------------------------- every error at once, in order
+#: The README's error example: four mistakes in one file, in this order.
+README_MISTAKES = """\
+noise:
+  patterns:
+    symmetric: [1.5]
+methods: [ce, coteching]
+method_params:
+  coteaching: {num_gradual: ten}
+train:
+  epochs: 3
+"""
+README_ERRORS = [
+    "noise.patterns.symmetric[0]: 1.5 is not allowed; must be < 1",
+    "methods[1]: 'coteching' is not allowed; allowed values: ['ce', ",
+    "method_params.coteaching.num_gradual: 'ten' is not allowed; must be of type integer",
+    "train.last_k: 5 is larger than train.epochs = 3 (method ce)",
+]
+
+
+def error_lines(err) -> list[str]:
+    lines = str(err.value).splitlines()
+    assert lines[0] == "invalid config:"
+    return [line.strip() for line in lines[1:]]
+
+
+def test_every_error_of_a_config_comes_at_once_in_file_order(tmp_path):
+    """The README's four mistakes: one run names all four, in the order of the file (schema,
+    method name, method parameter and last_k errors used to come in three rounds)."""
+    f = tmp_path / "bad.yaml"
+    f.write_text(README_MISTAKES)
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    lines = error_lines(err)
+    assert len(lines) == 4 and all(line.startswith(w) for line, w in zip(lines, README_ERRORS))
+    # the order is the file's, not a fixed one: train first, noise last
+    blocks = README_MISTAKES.replace("method_params:\n  ", "method_params:\n    ").split("\n")
+    f.write_text("train:\n  epochs: 3\nmethods: [ce, coteching]\n" + "\n".join(blocks[:3]))
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    lines = error_lines(err)
+    assert [line.split(":")[0] for line in lines] == [
+        "train.last_k",
+        "methods[1]",
+        "noise.patterns.symmetric[0]",
+    ]
+
+
+def test_a_key_written_twice_is_refused_naming_file_line_and_key(tmp_path):
+    f = tmp_path / "twice.yaml"
+    f.write_text("seeds: [0]\ntrain:\n  epochs: 3\n  last_k: 2\n  epochs: 4\nseeds: [1, 2]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    lines = error_lines(err)
+    assert lines == [
+        f"{f}, line 5: key 'train.epochs' is written twice (first on line 3); YAML would "
+        "silently keep only the last value: remove one of them",
+        f"{f}, line 6: key 'seeds' is written twice (first on line 1); YAML would silently "
+        "keep only the last value: remove one of them",
+    ]
+    # anchors and merge keys are not keys written twice
+    f.write_text(
+        "recipes:\n  ce: &r {epochs: 7, batch_size: 8}\n  sce:\n    <<: *r\n    epochs: 6\n"
+    )
+    cfg = load_config(f, overrides={"protocol": "reference"})
+    assert cfg["recipes"]["sce"]["epochs"] == 6 and cfg["recipes"]["sce"]["batch_size"] == 8
+
+
+@pytest.mark.parametrize("results", ["", "  ", "/", "//", "/.."])
+def test_a_results_folder_at_the_filesystem_root_is_refused(results):
+    msg = bad(results=results)
+    assert f"results: {results!r} is not allowed" in msg and "filesystem root" in msg
+
+
+def test_a_grid_without_noise_cells_is_refused():
+    patterns = {p: [] for p in grid.SYNTHETIC_PATTERNS}
+    msg = bad(noise__patterns=patterns, noise__clean=False)
+    assert "noise: every noise.patterns list is empty and noise.clean is false" in msg
+    assert "pathmnist, dermamnist, bloodmnist, organcmnist" in msg
+    cfg = copy.deepcopy(BASE)
+    cfg["noise"].update(patterns=patterns, clean=True)  # the clean cells alone are a grid
+    assert len(run_dirs(validate_config(cfg))) == 4 * 11 * 3
+
+
+def test_cell_overrides_that_can_never_apply_are_refused():
+    def entry(when, params=None):
+        return {
+            "when": when,
+            "method_params": {"disc": {"lambda_h": 0.2}} if params is None else params,
+        }
+
+    msg = bad(cell_overrides=[entry({"rate_min": 0.8, "rate_max": 0.6})])
+    assert "cell_overrides[0].when: rate_min 0.8 is larger than rate_max 0.6" in msg
+    msg = bad(cell_overrides=[entry({"datasets": ["pathmnsit"]})])
+    assert "cell_overrides[0].when.datasets[0]: 'pathmnsit' is neither a MedMNIST" in msg
+    msg = bad(cell_overrides=[entry({"patterns": ["real"], "datasets": ["pathmnist"]})])
+    assert "cell_overrides[0].when: patterns ['real'] never occur on datasets ['pathmnist']" in msg
+    msg = bad(cell_overrides=[entry({"patterns": ["symetric"]})])  # the schema's enum
+    assert "cell_overrides[0].when.patterns[0]: 'symetric' is not allowed" in msg
+    msg = bad(cell_overrides=[entry({"rate_min": 0.5}, {"dsic": {"lambda_h": 0.2}})])
+    assert "'dsic'" in msg and "cell_overrides[0].method_params" in msg
+    msg = bad(cell_overrides=[entry({"rate_min": 0.5}, {})])
+    assert "cell_overrides[0].method_params is empty" in msg
+
+
+def test_where_each_cell_override_applies():
+    from lnm.config import config_notes, override_lines, override_uses
+
+    cfg = load_config(REPO / "presets" / "reference.yaml")
+    uses = override_uses(cfg)
+    four = ["pathmnist", "dermamnist", "bloodmnist", "organcmnist"]
+    assert uses[0].methods == ["disc"] and list(uses[0].cells) == four
+    assert uses[0].cells["pathmnist"] == [
+        "symmetric-0.8",
+        "symmetric-0.9",
+        "instance_classifier-0.8",
+        "instance_classifier-0.9",
+    ]
+    assert [u.applies() for u in uses] == [True, True, True, False, False]
+    lines = override_lines(cfg)
+    assert lines[1] == (
+        "cell_overrides[1] (dividemix) on pathmnist, dermamnist, bloodmnist, organcmnist: "
+        "symmetric-0.9, instance_classifier-0.9"
+    )
+    assert lines[3] == (
+        "cell_overrides[3]: applies to no run of this grid (none of its patterns (real) is run "
+        "here)"
+    )
+    # one that applies to no run of this grid is a note, not an error: presets are merged over
+    # other grids (reference.yaml's real-world entries apply under paper_full.yaml)
+    notes = config_notes(cfg)
+    assert len(notes) == 2 and notes[0].startswith("cell_overrides[3] applies to no run")
+    smoke = load_config(REPO / "presets" / "reference.yaml", REPO / "presets" / "smoke.yaml")
+    assert "none of its methods (disc) is in methods" in override_lines(smoke)[0]
+
+
+def test_pairflip_on_two_classes_is_noted_as_symmetric_noise():
+    from lnm.config import config_notes
+
+    cfg = load_config(
+        overrides={
+            "datasets": ["breastmnist", "retinamnist"],
+            "noise": {"patterns": {"pairflip": [0.3]}},
+        }
+    )
+    (note,) = config_notes(cfg)
+    assert note.startswith("pairflip on breastmnist (2 classes) is exactly symmetric noise")
+    assert config_notes(load_config(overrides={"datasets": ["retinamnist"]})) == []
+    no_pairflip = load_config(overrides={"datasets": ["breastmnist"]})
+    assert config_notes(no_pairflip) == []
+
+
+@pytest.mark.parametrize(
+    "given, key, want",
+    [
+        ({"allow_download": "false"}, ("allow_download",), False),
+        ({"allow_download": "no"}, ("allow_download",), False),
+        ({"allow_download": "TRUE"}, ("allow_download",), True),
+        ({"seeds": ["0", "5"]}, ("seeds",), [0, 5]),
+        ({"train": {"epochs": "6"}}, ("train", "epochs"), 6),
+        ({"runtime": {"memory_budget_mb": "null"}}, ("runtime", "memory_budget_mb"), None),
+    ],
+)
+def test_command_line_strings_are_read_as_yaml_where_the_schema_wants_another_type(
+    given, key, want
+):
+    """Snakemake reads --config key=value with YAML's BaseLoader (every scalar a string but
+    ints, floats and True/False): allow_download=false arrives as 'false'."""
+    from lnm.config import _merge, read_command_line_values
+
+    cfg = _merge(copy.deepcopy(BASE), copy.deepcopy(given))
+    validate_config(cfg, command_line=given)
+    node = cfg
+    for k in key:
+        node = node[k]
+    assert node == want and type(node) is type(want)
+    # the same string from a config file stays a string: an error with a hint
+    cfg = _merge(copy.deepcopy(BASE), copy.deepcopy(given))
+    assert read_command_line_values(cfg, None) == []
+    with pytest.raises(ConfigError, match="write it unquoted"):
+        validate_config(cfg)
+
+
+def test_a_command_line_string_that_is_no_value_of_the_wanted_type_stays_an_error():
+    cfg = copy.deepcopy(BASE)
+    cfg["allow_download"] = "maybe"
+    with pytest.raises(
+        ConfigError, match="allow_download: 'maybe' is not allowed; must be of type boolean"
+    ):
+        validate_config(cfg, command_line={"allow_download": "maybe"})

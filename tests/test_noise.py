@@ -445,6 +445,8 @@ KEYS = {
     "noisy_val",
     "std",
     "expected_rate",
+    "dataset",  # the data file it was drawn on: its dataset attribute and SHA-256
+    "data_sha256",
 }
 
 
@@ -527,3 +529,79 @@ def test_failed_generation_leaves_no_file(tmp_path):
         save_noise(out, {"a": np.arange(3), "b": np.array([None], dtype=object)})
     assert not out.exists() and not sidecar(out).exists()
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+# --- the data a noise file was drawn on --------------------------------------------------------
+
+
+def other_h5(path, n=(300, 80, 100), seed=7, name="otherset"):
+    """Another data file: other sizes and labels, another dataset name."""
+    make_h5(path, n=n)
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "a") as h5:
+        for split, size in zip(("train", "val", "test"), n):
+            h5[f"{split}/labels"][...] = rng.integers(0, 4, size)
+        h5.attrs["dataset"] = name
+    write_sidecar(path)
+    return path
+
+
+@pytest.mark.parametrize("pattern", ["symmetric", "instance", "none"])
+def test_a_noise_file_records_its_data_and_keeps_the_labels_it_always_drew(tmp_path, pattern):
+    """``dataset`` and ``data_sha256`` are added to the file; the draws are those of
+    make_noisy_labels, as before they were recorded (so training is unchanged)."""
+    h5 = make_h5(tmp_path / "data.h5")
+    rate = 0.0 if pattern == "none" else 0.4
+    generate_noise_file(h5, tmp_path / "n.npz", pattern, rate, 3)
+    loaded = load_noise(tmp_path / "n.npz")
+    assert loaded["dataset"] == "synthmnist" and loaded["data_sha256"] == verify(h5)
+    with h5py.File(h5, "r") as f:
+        labels = {s: f[f"{s}/labels"][()] for s in ("train", "val")}
+        images = {s: f[f"{s}/images"][()] for s in ("train", "val")}
+        mean, std = f.attrs["mean"], f.attrs["std"]
+    drawn = make_noisy_labels(
+        pattern, rate, 3, 4, labels, images, channel_mean=mean, channel_std=std
+    )
+    assert set(loaded) == set(drawn) | {"dataset", "data_sha256"}
+    for key, value in drawn.items():
+        np.testing.assert_array_equal(loaded[key], value)
+
+
+def test_a_noise_file_of_another_data_file_is_refused_by_name(tmp_path):
+    from lnm.noise.io import check_drawn_on
+
+    h5, other = make_h5(tmp_path / "data.h5"), other_h5(tmp_path / "other.h5")
+    npz = tmp_path / "n.npz"
+    generate_noise_file(other, npz, "symmetric", 0.4, 0)
+    assert load_noise(npz, data_path=other)["dataset"] == "otherset"
+    with pytest.raises(NoiseError) as err:
+        load_noise(npz, data_path=h5)
+    msg = str(err.value)
+    assert msg.startswith(f"{npz}: drawn for data with SHA-256 {verify(other)[:16]}... (otherset)")
+    assert f"but {h5} (synthmnist) has SHA-256 {verify(h5)[:16]}" in msg
+    assert "drawn on another data file" in msg
+    # same labels, other bytes (the data file made again with other images): still refused,
+    # the noise file fits the data file it was drawn on only
+    generate_noise_file(h5, npz, "symmetric", 0.4, 0)
+    with h5py.File(h5, "a") as f:
+        f["train/images"][0] = 255 - f["train/images"][0]
+    write_sidecar(h5)
+    with pytest.raises(NoiseError, match="drawn for data with SHA-256"):
+        check_drawn_on(load_noise(npz), npz, h5, verify(h5))
+
+
+def test_a_noise_file_without_its_data_record_is_checked_as_far_as_it_can_be(tmp_path):
+    """Noise files written before they recorded their data: the split sizes and clean labels
+    must be the data file's."""
+    h5 = make_h5(tmp_path / "data.h5")
+    npz = tmp_path / "n.npz"
+    generate_noise_file(h5, npz, "symmetric", 0.4, 0)
+    old = {k: v for k, v in load_noise(npz).items() if k not in ("dataset", "data_sha256")}
+    save_noise(npz, old)
+    assert set(load_noise(npz, data_path=h5)) == set(old)  # it fits: accepted
+    other = other_h5(tmp_path / "other.h5")  # other sizes
+    with pytest.raises(NoiseError, match=r"400 train labels, but .*other\.h5 \(otherset\) has 300"):
+        load_noise(npz, data_path=other)
+    same_size = other_h5(tmp_path / "same.h5", n=(400, 100, 100))  # same sizes, other labels
+    with pytest.raises(NoiseError, match="its clean train labels are not those of"):
+        load_noise(npz, data_path=same_size)

@@ -132,6 +132,8 @@ def test_the_images_are_keyed_by_the_files_hash(tmp_path):
     key = shared.key(h5, verify(h5), torch.device("cpu"))
     assert shared.images(key) is not None and shared.loads == 1
     make_h5(h5, seed=1)  # new images and labels, same shapes, same path (and sidecar)
+    npz.unlink()
+    tiny_problem(tmp_path)  # its noise file drawn again (a noise file fits one data file)
     assert verify(h5) != key[1]
     kw = dict(device="cpu", log=quiet, code_files=code)
     train_run(spec(), h5, npz, tmp_path / "b", shared=shared, **kw)

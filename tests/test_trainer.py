@@ -127,8 +127,12 @@ def replace_noise(tmp_path):
 
 
 def replace_data(tmp_path):
-    """The same labels (so the noise file still fits) with different images."""
+    """The same labels with different images, and the noise file drawn again on them (the same
+    labels; a noise file records the SHA-256 of the data file it was drawn on)."""
     make_h5(tmp_path / "tiny.h5", signal=100)
+    generate_noise_file(
+        tmp_path / "tiny.h5", tmp_path / "noise-symmetric-0.4.npz", "symmetric", 0.4, 0
+    )
 
 
 @pytest.mark.parametrize("change", ["noise", "data"])

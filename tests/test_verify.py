@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lnm.checksum import ChecksumError, sidecar, verify, write_text
+from lnm.checksum import ChecksumError, sidecar, verify, write_sidecar, write_text
 from lnm.cli import main as lnm
 from lnm.verify import (
     is_artifact,
@@ -37,7 +37,7 @@ def results(tmp_path):
     ):
         write_text(res / rel, f"content of {rel}\n")
     lines = [f"{_sha(p)}  {rel.as_posix()}" for p, rel in _walk(res)]  # as `sha256sum` writes
-    (res / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
+    write_text(res / "MANIFEST.sha256", "\n".join(lines) + "\n")  # with its own sidecar
     # not artifacts: logs, benchmarks, hidden files, resume state, files at the top level
     for rel in (
         "logs/train/x.log",
@@ -88,7 +88,7 @@ def tamper_keeping_mtime(path: Path):
 def test_clean_results_pass_and_only_artifacts_are_checked(results, capsys):
     rc, lines = run_verify(results, capsys)
     assert rc == 0, lines
-    assert problems(lines) == [] and "OK: 7 artifacts" in lines[-1]
+    assert problems(lines) == [] and "OK: 8 artifacts" in lines[-1]  # the manifest is one
     artifacts, orphans = scan(results)
     assert {p.relative_to(results).as_posix() for p in artifacts} == {
         "raw/d_28.json",
@@ -208,7 +208,106 @@ def test_malformed_manifest_line_and_a_manifest_of_the_workflow(results, capsys)
     assert run_verify(results, capsys)[0] == 0
     with open(results / "MANIFEST.sha256", "a") as fh:
         fh.write("not a checksum line\n")
+    write_sidecar(results / "MANIFEST.sha256")  # the line added with its sidecar renewed
     rc, lines = run_verify(results, capsys)
     assert rc == 1 and problems(lines) == [
         f"{results / 'MANIFEST.sha256'}:8: malformed MANIFEST line"
     ]
+
+
+def test_a_deleted_manifest_line_is_an_error(results, capsys):
+    manifest = results / "MANIFEST.sha256"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:2] + lines[3:]) + "\n")
+    rc, out = run_verify(results, capsys)
+    assert rc == 1
+    (problem,) = problems(out)
+    assert problem.startswith(f"{manifest}: SHA-256 mismatch")
+    assert any("1 artifact(s) not listed" in line for line in out if line.startswith("note:"))
+    sidecar(manifest).unlink()
+    rc, out = run_verify(results, capsys)
+    assert rc == 1 and problems(out) == [f"{manifest}: missing sidecar MANIFEST.sha256.sha256"]
+
+
+def test_an_unfinished_run_is_incomplete_unless_checked_as_partial(results, capsys):
+    """No MANIFEST.sha256: the workflow has not reached its last step."""
+    manifest = results / "MANIFEST.sha256"
+    manifest.unlink()
+    sidecar(manifest).unlink()
+    rc, lines = run_verify(results, capsys)
+    assert rc == 1 and "FAILED: 1 problem in 7 artifacts" in lines[-1]
+    assert problems(lines) == [
+        f"{manifest}: missing: the results are incomplete (the workflow has not reached its "
+        "last step); run it to the end, or check the files there are with --partial"
+    ]
+    assert lnm(["verify", "--partial", str(results)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "OK: 7 artifacts" in out[-1] and any("partial results folder" in line for line in out)
+    tamper_keeping_mtime(results / RUN / "metrics.json")  # --partial still checks the files
+    assert lnm(["verify", "--partial", str(results)]) == 1
+
+
+def test_start_check_names_missing_sidecars_and_size_changes_without_hashing(results, monkeypatch):
+    """The workflow's start-up check: existence and size against the sidecar, for every
+    artifact and the manifest; a one-byte change keeping the size is for lnm verify."""
+    import lnm.verify
+    from lnm.verify import start_check
+
+    assert start_check(results, workdir=results) is None
+    monkeypatch.setattr(lnm.verify, "sha256", None)  # nothing is hashed
+    noise = results / "noise" / "d" / "symmetric-0.4-n0.npz"
+    sidecar(noise).unlink()
+    table = results / "tables" / "runs.csv"
+    with open(table, "a") as fh:
+        fh.write("one more row\n")
+    manifest = results / "MANIFEST.sha256"
+    deleted, rest = manifest.read_text().split("\n", 1)
+    manifest.write_text(rest)  # a line deleted
+    tamper_keeping_mtime(results / RUN / "metrics.json")  # same size: not seen here
+    (results / "figures" / "ranking_overall.png").unlink()  # its job rebuilds it: no problem
+    msg = start_check(results, workdir=results)
+    size = lambda p: p.stat().st_size  # noqa: E731
+    assert msg.splitlines()[1:4] == [
+        f"  {noise}: missing sidecar symmetric-0.4-n0.npz.sha256",
+        f"  {table}: {size(table)} bytes, but its sidecar records "
+        f"{len('content of tables/runs.csv') + 1} (changed or truncated after it was written)",
+        f"  {manifest}: {size(manifest)} bytes, but its sidecar records "
+        f"{size(manifest) + len(deleted) + 1} (changed or truncated after it was written)",
+    ]
+    assert msg.startswith("3 artifact(s) of") and "Nothing was run" in msg
+
+
+def test_start_check_skips_what_snakemake_marked_incomplete(results, tmp_path):
+    """An interrupted job's outputs (Snakemake's markers in .snakemake/incomplete) may lack
+    their sidecar: --rerun-incomplete rebuilds them."""
+    from base64 import urlsafe_b64encode
+
+    from lnm.verify import incomplete_outputs, start_check
+
+    target = results / RUN / "metrics.json"
+    sidecar(target).unlink()
+    assert "missing sidecar metrics.json.sha256" in start_check(results, workdir=tmp_path)
+    marker = urlsafe_b64encode(str(target).encode()).decode()
+    chunks = [marker[i : i + 40] for i in range(0, len(marker), 40)]  # as Snakemake splits
+    path = tmp_path / ".snakemake" / "incomplete"
+    for chunk in chunks[:-1]:
+        path = path / f"@{chunk}"
+    path.mkdir(parents=True)
+    (path / chunks[-1]).write_text("{}")
+    (tmp_path / ".snakemake" / "incomplete" / "migration_underway").write_text("")
+    assert incomplete_outputs(tmp_path) == {str(target)}
+    assert start_check(results, workdir=tmp_path) is None
+
+
+def test_sidecars_record_the_size_as_a_comment_sha256sum_skips(tmp_path):
+    import shutil
+    import subprocess
+
+    target = tmp_path / "x.csv"
+    write_text(target, "a,b\n1,2\n")
+    assert sidecar(target).read_text() == f"{verify(target)}  x.csv\n# size 8\n"
+    if shutil.which("sha256sum"):
+        out = subprocess.run(
+            ["sha256sum", "--strict", "-c", "x.csv.sha256"], cwd=tmp_path, capture_output=True
+        )
+        assert out.returncode == 0 and out.stdout == b"x.csv: OK\n"

@@ -16,6 +16,9 @@ matrix; for instance and real noise the empirical one), ``identifiable``, ``patt
 not, ``{split}_clean`` is -1 for the unknown ones, ``{split}_is_clean`` all False and the
 realised rates, ``transition`` and ``expected_rate`` NaN, ``identifiable`` False) and:
 
+- made from a data file (:func:`lnm.noise.generate.generate_noise_file`): ``dataset`` and
+  ``data_sha256``, the data file it was drawn on (its consumers refuse another one:
+  :func:`lnm.noise.io.check_drawn_on`);
 - ``instance``, ``instance_classifier``: ``{train,val}_flip_prob`` (per-sample flip rate ``q``;
   0 for a clean val split);
 - ``instance_classifier``: ``generator_sha256`` (the generator's weights file) and

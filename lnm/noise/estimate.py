@@ -74,7 +74,7 @@ from ..checksum import verify
 from ..grid import ESTIMATE_TRUTH_KEYS
 from .classifier import DEFAULTS as CLASSIFIER_DEFAULTS
 from .classifier import _accuracy, check_config, crossfit_logits, deterministic
-from .io import load_noise, save_noise
+from .io import check_drawn_on, load_noise, save_noise
 from .matrix import empirical_transition
 from .spec import NoiseError, check_labels
 
@@ -255,12 +255,7 @@ def _read_inputs(h5_path, noise_path):
     missing = [k for k in ("train_noisy", "train_clean", "has_clean") if k not in noise]
     if missing:
         raise NoiseError(f"{noise_path}: not a noise file (lacks {', '.join(missing)})")
-    recorded = noise.get("data_sha256")
-    if recorded is not None and recorded != data_sha256:
-        raise NoiseError(
-            f"{noise_path}: drawn for data with SHA-256 {recorded}, but {h5_path} has "
-            f"{data_sha256}; estimate it on the data file it was drawn for"
-        )
+    check_drawn_on(noise, noise_path, h5_path, data_sha256)  # the data file it was drawn on
     data = load_h5(h5_path, check=False, image_splits=("train",))
     h5_labels = np.asarray(data.labels["train"], dtype=np.int64)
     noisy, clean = np.asarray(noise["train_noisy"]), np.asarray(noise["train_clean"])

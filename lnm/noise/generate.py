@@ -14,7 +14,7 @@ from .instance import (
     instance_projection,
     masked_softmax,
 )
-from .io import load_noise, save_noise
+from .io import data_name, load_noise, save_noise
 from .matrix import (
     empirical_transition,
     flip_with_matrix,
@@ -231,6 +231,11 @@ def generate_noise_file(
 
     A real-world HDF5 (attr ``real_world``) allows ``real`` (its own noisy labels) and ``none``
     (its clean labels): see :mod:`lnm.noise.real`; ``real`` needs a real-world file.
+
+    The file records the data it was drawn on: ``dataset`` (the HDF5's ``dataset`` attribute)
+    and ``data_sha256`` (its verified SHA-256), which every consumer compares with the data
+    file it is given (:func:`lnm.noise.io.check_drawn_on`). They add to the file's bytes, not
+    to its draws: the labels are those :func:`make_noisy_labels` returns.
     """
     from ..data.hdf5 import load_h5
     from .real import is_real_world, real_world_noise
@@ -247,6 +252,7 @@ def generate_noise_file(
     data_sha256 = verify(h5_path)
     if is_real_world(h5_path):
         result = real_world_noise(h5_path, pattern, rate, noise_seed, noisy_val, std)
+        result.update(dataset=data_name(h5_path), data_sha256=data_sha256)
         save_noise(Path(out_path), result)
         return result
     if pattern == "real":
@@ -276,5 +282,6 @@ def generate_noise_file(
     )
     if generator:
         result.update(generator["keys"])
+    result.update(dataset=str(data.attrs["dataset"]), data_sha256=data_sha256)
     save_noise(Path(out_path), result)
     return result

@@ -159,7 +159,7 @@ def load_checkpoint(
     try:
         verify(ckpt)
     except ChecksumError as err:
-        return None, set_aside(ckpt, "corrupt", f"it failed its checksum ({err})", log)
+        return None, set_aside(ckpt, "corrupt", f"it failed its checksum ({err.reason})", log)
     try:
         state = torch.load(ckpt, map_location=dev, weights_only=False)
     except Exception as err:  # any unreadable checkpoint is set aside, whatever the error
@@ -529,7 +529,7 @@ def train_run(
         code_digest(code_files, REPO_ROOT),
         inputs.get("estimate", {}).get("sha256"),
     )
-    noise = load_noise(noise_path, check=False)
+    noise = load_noise(noise_path, check=False, data_path=data_path, data_sha256=identity["data"])
     for key, want in (
         ("pattern", spec.noise),
         ("rate", spec.rate),
