@@ -196,12 +196,15 @@ def test_a_cpu_run_on_a_gpu_machine_makes_no_cuda_call(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ 10. run lock
 HOLD_RUN = """
-import sys, time
+import fcntl, os, socket, sys, time
 from pathlib import Path
-from lnm.train.trainer import run_folder_lock
-with run_folder_lock(Path(sys.argv[1])):
-    print("held", flush=True)
-    time.sleep(60)
+out = Path(sys.argv[1])
+out.mkdir(parents=True)
+fd = os.open(out / sys.argv[2], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)  # what a training process holds (lnm.train.trainer.run_folder_lock)
+os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since now".encode())
+print("held", flush=True)
+time.sleep(60)
 """
 
 
@@ -211,7 +214,7 @@ def test_a_second_process_never_trains_into_a_busy_run_folder(tmp_path):
     the run trains."""
     out = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_RUN, str(out)],
+        [sys.executable, "-c", HOLD_RUN, str(out), getattr(trainer, "RUN_LOCK", ".train.lock")],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
