@@ -276,12 +276,13 @@ def configure_determinism(dev: torch.device) -> None:
     deterministic CUDA kernel raises instead of silently varying) with cuBLAS's deterministic
     workspace (``CUBLAS_WORKSPACE_CONFIG``, set by the GPU pool before CUDA is initialised;
     set here too, before the first cuBLAS call, for runs started without the pool). A CPU run
-    changes nothing else (its kernels are deterministic already) and makes no CUDA call."""
+    leaves deterministic algorithms off (its kernels are deterministic already; the switch only
+    adds work there) and makes no CUDA call."""
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     if dev.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-        torch.use_deterministic_algorithms(True, warn_only=False)
+    torch.use_deterministic_algorithms(dev.type == "cuda", warn_only=False)
 
 
 def determinism_record() -> dict:
