@@ -109,17 +109,27 @@ def test_the_train_rule_promises_the_precision_the_config_computes():
 
 
 @pytest.mark.slow
-def test_results_computed_on_the_cpu_are_not_up_to_date_for_a_gpu_config(synthetic_smoke):
+def test_results_computed_on_the_cpu_are_not_up_to_date_for_a_gpu_config(synthetic_smoke, tmp_path):
     """The smoke workflow ran on the CPU (resources.gpu 0, precision bf16 -> fp32). Asked for a
     GPU (gpu 1: bf16) its train jobs are out of date (params: the precision); the CPU asked
     for otherwise (runtime.device cpu) leaves them as they are."""
-    from tests.conftest import snakemake
-
     _, cfg = synthetic_smoke
-    gpu = snakemake(*cfg, "resources.gpu=1", "--dry-run").stdout
-    assert gpu.count("rule train:") == 4 and "params" in gpu.lower()
-    cpu = snakemake(*cfg, "resources.gpu=1", "runtime.device=cpu", "--dry-run").stdout
-    assert "rule train:" not in cpu
+
+    def dry(yaml_text):
+        extra = tmp_path / f"extra{len(list(tmp_path.iterdir()))}.yaml"
+        extra.write_text(yaml_text)
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
+               str(REPO / "presets" / "smoke.yaml"), str(extra), *cfg, "--dry-run"]  # fmt: skip
+        proc = subprocess.run(
+            cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    gpu = dry("resources: {gpu: 1}\n")
+    assert gpu.count("rule train:") == 4 and "Params have changed" in gpu, gpu[-3000:]
+    assert "rule train:" not in dry("resources: {gpu: 1}\nruntime: {device: cpu}\n")
+    assert "rule train:" not in dry("resources: {gpu: 0}\n")
 
 
 # ------------------------------------------------------------------------------ 6. determinism
