@@ -35,7 +35,7 @@
 # Options (or environment): --python PY (PYTHON; default python3), --out DIR (OUT; default
 # benchmarks/gpu_check: gpu_check.log, steps.tsv, the JSON figures, the JUnit report), --raw-dir
 # DIR (LNM_RAW_DIR; the MedMNIST .npz files; default ../shared/data/medmnist beside the
-# repository: on a machine where only the repository travels, pass it), --wheels DIR, --full,
+# repository, else shared/data/medmnist inside it; elsewhere pass it), --wheels DIR, --full,
 # --rounds N (throughput rounds, default 3), --batches N (grid_cost's batches, default 5).
 set -uo pipefail
 
@@ -44,6 +44,9 @@ cd "$REPO" || exit 2
 PY=${PYTHON:-python3}
 OUT=${OUT:-$REPO/benchmarks/gpu_check}
 RAW_DIR=${LNM_RAW_DIR:-$REPO/../shared/data/medmnist}
+# (a copy of the repository that carries shared/ inside it)
+[ -z "${LNM_RAW_DIR:-}" ] && [ ! -d "$RAW_DIR" ] && [ -d "$REPO/shared/data/medmnist" ] &&
+    RAW_DIR=$REPO/shared/data/medmnist
 WHEELS=""
 FULL=0
 ROUNDS=${ROUNDS:-3}
