@@ -84,6 +84,7 @@ import logging
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -251,8 +252,9 @@ def build_method(spec, data, device, v: Variant):
     with the RNG state it starts training from."""
     from lnm.methods import get_method
     from lnm.models import build_model
-    from lnm.train.trainer import _rng_state, seed_everything
+    from lnm.train.trainer import _rng_state, configure_determinism, seed_everything
 
+    configure_determinism(torch.device(device))  # the trainer's settings (CUDA: deterministic)
     seed_everything(spec.seed)
 
     def factory():
@@ -264,7 +266,7 @@ def build_method(spec, data, device, v: Variant):
     elif v.mode is not None:
         for net in method.nets:
             net.compile(mode=v.mode)
-    return method, _rng_state()
+    return method, _rng_state(torch.device(device))
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -308,7 +310,7 @@ def run_epoch(v: Variant, data, spec, epoch: int, device, into: Counter) -> tupl
     ``into``."""
     from lnm.train.trainer import _rng_state, _set_rng_state
 
-    _set_rng_state(v.rng)
+    _set_rng_state(v.rng, torch.device(device))
     _sync(device)
     before = _counters()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -316,7 +318,7 @@ def run_epoch(v: Variant, data, spec, epoch: int, device, into: Counter) -> tupl
     diag = v.method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
     _sync(device)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    v.rng = _rng_state()
+    v.rng = _rng_state(torch.device(device))
     v.losses.append(float(diag.get("train_loss", float("nan"))))
     into.update(_counters() - before)
     return wall, cpu
@@ -731,10 +733,12 @@ def main() -> None:
     print(HEAD)
     print("-" * len(HEAD))
     t_start = time.perf_counter()
+    problems = []
     for precision in precisions:
         for name in names:
             variants = bench_method(name, precision, args, data, device)
             print_rows(name, precision, variants, args)
+            problems += variant_problems(name, precision, variants)
             del variants
     if not args.no_keys:
         state_dict_keys(args, data, device)
@@ -746,6 +750,25 @@ def main() -> None:
         "method from the warm-up checkpoint vs the uninterrupted run after one more epoch; "
         f"x-load: eager <-> variant checkpoints load. Total {time.perf_counter() - t_start:.0f} s."
     )
+    if problems:  # a failed variant or an inexact resume is a failed check, not a table entry
+        print("\nFAILED checks:\n  " + "\n  ".join(problems))
+        sys.exit(1)
+
+
+def variant_problems(method: str, precision: str, variants: list[Variant]) -> list[str]:
+    """What went wrong for ``method``'s variants: an error, a resume that was not exact, a
+    checkpoint that does not load across eager and compiled (empty: all well)."""
+    out = []
+    for v in variants:
+        label = f"{method} {precision} {v.name}"
+        if v.error is not None:
+            out.append(f"{label}: {v.error}")
+            continue
+        if not str(v.resume).startswith("exact"):
+            out.append(f"{label}: resume {v.resume}")
+        if v is not variants[0] and v.xload not in ("ok", None, ""):
+            out.append(f"{label}: x-load {v.xload}")
+    return out
 
 
 if __name__ == "__main__":

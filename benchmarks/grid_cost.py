@@ -440,7 +440,7 @@ def measure_run(
     from lnm.methods import get_method
     from lnm.models import build_model
     from lnm.train.data import DeviceData
-    from lnm.train.trainer import evaluate, seed_everything
+    from lnm.train.trainer import configure_determinism, evaluate, seed_everything
 
     device = torch.device(device)
     method = spec.method_class
@@ -466,6 +466,7 @@ def measure_run(
     dataset, noise = synthetic_data(n, spec.size, channels, classes, rate)
     data = DeviceData(dataset, noise, device, mspec.augment, bs, mspec.drop_last)
     data.noise_estimate = {"estimated_rate": rate}  # forget_rate: estimated
+    configure_determinism(device)  # the trainer's settings (CUDA: deterministic algorithms)
     seed_everything(0)
     factory = lambda: build_model(spec.backbone, channels, classes, spec.size, False)  # noqa: E731
     m = get_method(method)(mspec, factory, classes, device, data)
@@ -742,6 +743,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-startup", action="store_true", help="leave out start-up and data loading")
     p.add_argument("--data-mb", type=int, default=128, help="size of the data-path test file")
     p.add_argument("--wall-hours", type=float, help="devices needed to finish in this wall time")
+    p.add_argument("--json", type=Path, help="also write the projection to this JSON file")
     args = p.parse_args(argv)
 
     config = load_config(*args.configs, overrides=parse_sets(args.set))
@@ -818,8 +820,22 @@ def main(argv=None) -> int:
     for (measured, used), count in sorted(odd.items()):
         print(f"{count} configuration(s) measured at batch {measured}; their runs use {used}")
     print()
-    report(rows, dev, names, args.wall_hours)
-    return 0
+    total = report(rows, dev, names, args.wall_hours)
+    if args.json:
+        doc = {
+            "device": dev_name,
+            "configs": names,
+            "total_hours": total,
+            "training_runs": sum(
+                r["jobs"]
+                for k, r in rows.items()
+                if k not in ("classifier_generator", "estimate_noise")
+            ),
+            "hours": {k: r["seconds"] / 3600 for k, r in rows.items()},
+            "not_measured": list(missing),
+        }
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ between rounds; the median is printed. Sizes default per device (CUDA: 8192 imag
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -65,9 +67,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from lnm.models import build_model
-from lnm.train.augment import LNMBENCH_AUGMENT, Augmenter
-from lnm.train.data import epoch_generator
+if __package__ in (None, ""):  # run as a script from anywhere, lnm installed or not
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lnm.models import build_model  # noqa: E402
+from lnm.train.augment import LNMBENCH_AUGMENT, Augmenter  # noqa: E402
+from lnm.train.data import epoch_generator  # noqa: E402
 
 
 def load(args):
@@ -529,14 +534,17 @@ def compare_one(backbone, size, device, args):
 
 
 def compare(args) -> list[dict]:
-    from lnm.train.trainer import seed_everything
+    from lnm.train.trainer import configure_determinism, seed_everything
 
     pref = args.device
     if pref == "auto":
         pref = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(pref)
     args.rounds = args.rounds or (3 if device.type == "cuda" else 2)
-    seed_everything(0)  # the trainer's cuDNN settings (deterministic, no autotuning)
+    # the trainer's settings: cuDNN deterministic without autotuning; on CUDA deterministic
+    # algorithms with cuBLAS's deterministic workspace (set before CUDA is initialised)
+    configure_determinism(device)
+    seed_everything(0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = f", {torch.get_num_threads()} torch threads" if device.type == "cpu" else ""
     print(
@@ -630,10 +638,15 @@ def main():
     p.add_argument(
         "--rounds", type=int, help="--compare: timed rounds, median (default CPU 2, CUDA 3)"
     )
+    p.add_argument("--json", help="--compare: also write the rows to this JSON file")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.compare:
-        compare(args)
+        rows = compare(args)
+        if args.json:
+            doc = {"torch": torch.__version__, "rounds": args.rounds, "rows": rows}
+            with open(args.json, "w") as fh:
+                json.dump(doc, fh, indent=2)
         return
     args.epochs = 2 if args.epochs is None else args.epochs
     args.workers = 2 if args.workers is None else args.workers

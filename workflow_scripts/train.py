@@ -5,7 +5,7 @@ from lnm import startup
 startup.import_for_training()  # torch and the trainer with the garbage collector frozen
 
 from lnm.train.pack import RunJob, run_folders, train_runs  # noqa: E402
-from lnm.train.spec import RunSpec  # noqa: E402
+from lnm.train.spec import RunSpec, computed_precision  # noqa: E402
 from lnm.train.trainer import train_run  # noqa: E402
 from lnm.workflow import job_device, logged  # noqa: E402
 
@@ -15,6 +15,16 @@ data, noise = snakemake.input.data[0], snakemake.input.noise[0]
 estimate = snakemake.input.estimate[0] if snakemake.input.estimate else None
 code = snakemake.input.code  # the code this job runs: part of each run's resume identity
 with logged(snakemake), job_device(snakemake) as device:
+    # the precision the rule's params promise (from the config) is the one this device computes
+    specs = snakemake.params.spec
+    for s in specs if isinstance(specs, list) else [specs]:
+        got = computed_precision(s["precision"], "cuda" if device.startswith("cuda") else "cpu")
+        want = snakemake.params.computed_precision
+        if got not in (want if isinstance(want, list) else [want]):
+            raise RuntimeError(
+                f"this job runs on {device}, which computes in {got}, but its params say "
+                f"{want} (resources.gpu / runtime.device of the config): refusing to train"
+            )
     common = dict(
         device=device,
         threads=snakemake.threads,

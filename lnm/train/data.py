@@ -99,11 +99,36 @@ class TrainData:
         return n // b if self.drop_last else -(-n // b)
 
 
+#: Bytes of images moved and transposed at a time when images are loaded onto a device.
+CHUNK_BYTES = 64 << 20
+
+
+def nchw_images(rows, device: torch.device, chunk_bytes: int | None = None) -> torch.Tensor:
+    """uint8 NCHW tensor on ``device`` of ``rows`` (NHWC uint8: an array or an HDF5 dataset,
+    anything with ``shape`` and row slicing), filled chunk by chunk: on the host only one
+    chunk of about ``chunk_bytes`` (default :data:`CHUNK_BYTES`) exists at a time (never a whole NHWC or NCHW copy of the
+    split beside the result); contiguous, equal to ``rows.transpose(0, 3, 1, 2)``."""
+    n, h, w, c = rows.shape
+    # the strides ``torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous()`` has (as the
+    # streamed path's batches): with one channel that is the NHWC layout, which torch also
+    # counts as channels_last, and kernels choose by it (results would change in the last bits)
+    out = torch.empty((n, h, w, c), dtype=torch.uint8, device=device).permute(0, 3, 1, 2)
+    if not out.is_contiguous():
+        out = torch.empty((n, c, h, w), dtype=torch.uint8, device=device)
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    step = max(1, int(chunk_bytes) // max(1, h * w * c))
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        host = torch.from_numpy(np.ascontiguousarray(rows[a:b], dtype=np.uint8))
+        out[a:b].copy_(host.to(device).permute(0, 3, 1, 2))  # transposed on the device
+        del host
+    return out
+
+
 def device_images(dataset, device: torch.device) -> dict[str, torch.Tensor]:
     """Every split's images of ``dataset`` (NHWC uint8 arrays) as uint8 NCHW tensors on
-    ``device``."""
-    to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
-    return {s: to(im.transpose(0, 3, 1, 2)) for s, im in dataset.images.items()}
+    ``device`` (:func:`nchw_images`)."""
+    return {s: nchw_images(im, device) for s, im in dataset.images.items()}
 
 
 class DeviceData(TrainData):

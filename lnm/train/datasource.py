@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from ..checksum import sidecar, verify
-from .data import GIB, SPLITS, STREAM_MODES, DeviceData
+from ..gpu import jobs_per_device
+from .data import GIB, SPLITS, STREAM_MODES, DeviceData, nchw_images
 from .stream import StreamData
 
 
@@ -97,32 +98,119 @@ def image_bytes(h5_path: str | Path, splits=SPLITS) -> dict[str, int]:
         return {s: int(h5[s]["images"].nbytes) for s in splits}
 
 
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max" (cgroup v2): no limit
+
+
+def _stat_value(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+    except OSError:
+        pass
+    return 0
+
+
+def cgroup_memory_available(
+    root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup"
+) -> int | None:
+    """Bytes this process's memory cgroup (and every cgroup above it) still lets it use:
+    the smallest ``limit - usage + inactive page cache`` (reclaimable) over them; None when no
+    limit applies. A SLURM job's ``--mem`` (the train rule's ``mem_mb``) and a container's
+    memory limit are such limits, far below the machine's free memory. cgroup v2
+    (``memory.max``, ``memory.current``) and v1 (``memory.limit_in_bytes``, ...)."""
+    root = Path(root)
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    best = None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, rel = parts
+        if controllers == "":  # v2 unified hierarchy
+            base, files = root, ("memory.max", "memory.current", "memory.stat", "inactive_file")
+        elif "memory" in controllers.split(","):
+            base = root / "memory"
+            files = (
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+                "memory.stat",
+                "total_inactive_file",
+            )
+        else:
+            continue
+        d = base / rel.lstrip("/")
+        while True:
+            limit = _read_int(d / files[0])
+            if limit is not None and limit < (1 << 60):  # v1 writes a huge number for none
+                used = _read_int(d / files[1]) or 0
+                free = max(0, limit - used + _stat_value(d / files[2], files[3]))
+                best = free if best is None else min(best, free)
+            if d == base or base not in d.parents:
+                break
+            d = d.parent
+    return best
+
+
 def available_host_memory() -> int:
     """Bytes of physical memory available now: ``MemAvailable`` of /proc/meminfo (free plus
-    reclaimable page cache), else free pages (``SC_AVPHYS_PAGES``), else all of it."""
+    reclaimable page cache), else free pages (``SC_AVPHYS_PAGES``), else all of it; never more
+    than the process's memory cgroup still allows (:func:`cgroup_memory_available`)."""
+    found = None
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    found = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
-    page = os.sysconf("SC_PAGE_SIZE")
-    for name in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
-        try:
-            return int(os.sysconf(name)) * page
-        except (ValueError, OSError):
-            continue
-    raise RuntimeError("cannot tell the available memory; pass memory_budget_bytes")
+    if found is None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        for name in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+            try:
+                found = int(os.sysconf(name)) * page
+                break
+            except (ValueError, OSError):
+                continue
+    cgroup = cgroup_memory_available()
+    if found is None and cgroup is None:
+        raise RuntimeError("cannot tell the available memory; pass memory_budget_bytes")
+    return min(v for v in (found, cgroup) if v is not None)
 
 
 def default_memory_budget(device: torch.device) -> int:
-    """Half of the free memory of ``device``: CUDA ``mem_get_info``, else the host's
-    :func:`available_host_memory`."""
+    """The memory the images of a run may take on ``device``: half of its share of the device.
+
+    On CUDA the share is the GPU's total memory divided by the jobs that may share it
+    (:func:`lnm.gpu.jobs_per_device`, ``resources.gpu_slots_per_device``), and never more
+    than the memory free now (``mem_get_info``): with two slots each job budgets a quarter of
+    the GPU, not half of what happens to be free when it starts. On a CPU: the host's
+    :func:`available_host_memory` (the job's cgroup limit included). Loading images onto a
+    GPU takes host memory for one chunk only (:func:`lnm.train.data.nchw_images`)."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free) // 2
+        free, total = torch.cuda.mem_get_info(device)
+        return min(int(free), int(total) // jobs_per_device()) // 2
     return available_host_memory() // 2
+
+
+def load_images(h5_path: str | Path, device: torch.device, splits=SPLITS) -> dict:
+    """Every split's images of ``h5_path`` as uint8 NCHW tensors on ``device``, read and moved
+    chunk by chunk (:func:`lnm.train.data.nchw_images`): no host copy of the images beside
+    the result (on a GPU, none at all)."""
+    from ..data.hdf5 import h5py  # sets HDF5_USE_FILE_LOCKING first
+
+    with h5py.File(h5_path, "r") as h5:
+        return {s: nchw_images(h5[s]["images"], device) for s in splits}
 
 
 def open_data(
@@ -198,8 +286,9 @@ def open_data(
     else:
         why = f"within {budget_text}"
     log(f"data: loading {Path(h5_path).name} into {device.type} memory ({size_text}; {why})")
-    dataset = load_h5(h5_path, check=False)
-    data = DeviceData(dataset, noise, device, augment, batch_size, drop_last)
+    dataset = load_h5(h5_path, check=False, image_splits=())  # labels and attributes
+    images = load_images(h5_path, device)
+    data = DeviceData(dataset, noise, device, augment, batch_size, drop_last, images=images)
     if key is not None:
         shared.hold(key, dataset, data.images)
     return data

@@ -107,3 +107,15 @@ class RunSpec:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def computed_precision(precision: str, device_type: str) -> str:
+    """The precision a run of ``train.precision = precision`` computes in on a device of
+    ``device_type``: ``bf16`` (autocast) only on CUDA, ``fp32`` on a CPU whatever is
+    configured. Part of a run's identity: its resume identity, metrics.json and the train
+    rule's params (``rules/train.smk``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision {precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}"
+        )
+    return "bf16" if device_type == "cuda" and precision == "bf16" else "fp32"

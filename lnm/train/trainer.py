@@ -32,9 +32,12 @@ Resume. While a run trains it keeps, in its folder and outside Snakemake's decla
     checkpoint.log        every line the run logged, over all its attempts
 
 A checkpoint is resumed only if its *resume identity* equals the run's: the canonical spec
-digest, the SHA-256 of the data and noise files and the digest of the code the run executes
+digest, the kind of device and the precision the networks compute in (``cpu/fp32``,
+``cuda/bf16``: a checkpoint never resumes switching device or precision), the SHA-256 of the
+data and noise files and the digest of the code the run executes
 (:func:`lnm.codedeps.code_digest` of the train rule's code inputs, or of
-:func:`default_code_files`). A checkpoint of another identity is set aside as
+:func:`default_code_files`). The checkpoint's RNG states are loaded onto the CPU whatever the
+device (torch takes them there); a CPU run neither saves nor touches any CUDA state. A checkpoint of another identity is set aside as
 ``checkpoint.pt.stale-<UTC time>``, one that fails its checksum or cannot be read as
 ``checkpoint.pt.corrupt-<UTC time>`` (with its sidecar and ``checkpoint.log``); the log says why
 and the run starts from epoch 1. Set-aside files are never resumed; delete them at will.
@@ -43,18 +46,31 @@ before it runs), so the log covers every attempt. Epochs are counted from 1 in e
 ``metrics.json`` records under ``provenance`` the epochs at which the run resumed
 (``resumed_at_epochs``), the checkpoints it set aside and the code digest. Checkpoints are
 deleted when the run completes unless ``keep_checkpoint``.
+
+One process at a time. A run holds its folder's lock (:data:`RUN_LOCK`, ``flock``) while it
+trains; a second process asked to train into the same folder fails at once naming the holder
+(PID, host, start time), e.g. when a Snakemake killed with -9 left its jobs running and a new
+one starts the same runs.
+
+Determinism (:func:`configure_determinism`, recorded in ``provenance.deterministic``): cuDNN
+deterministic without autotuning; on CUDA ``torch.use_deterministic_algorithms(True)`` with
+``CUBLAS_WORKSPACE_CONFIG=:4096:8``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
+import functools
+import inspect
 import io
 import json
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -64,6 +80,7 @@ import torch
 
 from ..checksum import ChecksumError, artifact, sidecar, verify, write_bytes
 from ..codedeps import closure, code_digest
+from ..gpu import CUBLAS_WORKSPACE, holder_text, read_holder
 from ..grid import EVAL_VIEWS, RUN_KEYS, eval_view_text, method_info
 from ..methods import get_method
 from ..models import build_model
@@ -72,15 +89,18 @@ from .data import TrainData
 from .datasource import SharedInputs, open_data
 from .metrics import binary_auc, selection_scores, view_accuracy, view_metrics, view_probs
 from .provenance import provenance
-from .spec import RunSpec
+from .spec import RunSpec, computed_precision
 
 CHECKPOINT = "checkpoint.pt"
 ATTEMPT_LOG = "checkpoint.log"
+#: Held (``flock``) by the process training into a run folder (:func:`run_folder_lock`).
+RUN_LOCK = ".train.lock"
 #: The folder above the ``lnm`` package: code paths in the code digest are relative to it, so
 #: the digest does not depend on where the repository is cloned.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-#: The parts of a resume identity, in the order the log names them.
-IDENTITY_PARTS = ("spec", "data", "noise", "code", "estimate")
+#: The parts of a resume identity, in the order the log names them (``compute``: the kind of
+#: device and the precision the networks compute in, :func:`compute_identity`).
+IDENTITY_PARTS = ("spec", "compute", "data", "noise", "code", "estimate")
 
 
 def default_code_files(spec: RunSpec) -> list[Path]:
@@ -90,16 +110,26 @@ def default_code_files(spec: RunSpec) -> list[Path]:
     return closure([pkg / "train" / "trainer.py", method], pkg)
 
 
+def compute_identity(spec: RunSpec, device_type: str) -> str:
+    """``<device type>/<precision computed>`` of a run on a device of ``device_type``, e.g.
+    ``cpu/fp32`` (CPUs compute in fp32 whatever ``train.precision`` says) or ``cuda/bf16``:
+    a checkpoint resumes only where it is the same (never switching precision mid-run)."""
+    return f"{device_type}/{computed_precision(spec.precision, device_type)}"
+
+
 def run_identity(
     spec: RunSpec,
     data_sha256: str,
     noise_sha256: str,
     code_sha256: str,
     estimate_sha256: str | None = None,
+    compute: str | None = None,
 ) -> dict:
     """What a checkpoint must have been written for to be resumed (the estimate file's hash
-    only for runs told an estimated noise rate)."""
+    only for runs told an estimated noise rate; ``compute``: :func:`compute_identity`)."""
     identity = {"spec": spec.digest(), "data": data_sha256, "noise": noise_sha256}
+    if compute is not None:
+        identity["compute"] = compute
     identity["code"] = code_sha256
     if estimate_sha256 is not None:
         identity["estimate"] = estimate_sha256
@@ -119,6 +149,8 @@ def _identity_diff(state: dict, identity: dict, spec: RunSpec) -> str | None:
             before = state.get("spec") or {}
             fields = sorted(k for k, v in spec.to_dict().items() if before.get(k) != v)
             parts.append(f"spec (differs in: {', '.join(fields) or 'its digest'})")
+        elif key == "compute":
+            parts.append(f"device/precision (written {old.get(key)}, now {identity.get(key)})")
         else:
             was, now = str(old.get(key))[:12], str(identity.get(key))[:12]
             parts.append(f"{key} (sha256 {was}... now {now}...)")
@@ -161,7 +193,7 @@ def load_checkpoint(
     except ChecksumError as err:
         return None, set_aside(ckpt, "corrupt", f"it failed its checksum ({err.reason})", log)
     try:
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        state = _load_to(ckpt, dev)
     except Exception as err:  # any unreadable checkpoint is set aside, whatever the error
         reason = f"it could not be loaded ({type(err).__name__}: {err})"
         return None, set_aside(ckpt, "corrupt", reason, log)
@@ -169,6 +201,27 @@ def load_checkpoint(
     if diff:
         return None, set_aside(ckpt, "stale", diff, log)
     return state, None
+
+
+def _to_device(obj, dev: torch.device):
+    """``obj`` with every tensor in it (through dicts, lists and tuples) moved to ``dev``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dev)
+    if isinstance(obj, dict):
+        return type(obj)((k, _to_device(v, dev)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_to_device(v, dev) for v in obj)
+    return obj
+
+
+def _load_to(ckpt: Path, dev: torch.device) -> dict:
+    """A checkpoint's state with its tensors on ``dev``, except the RNG states: those stay on
+    the CPU, as ``torch.set_rng_state`` / ``torch.cuda.set_rng_state`` take them (loading them
+    onto a GPU made every resume on CUDA fail)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or dev.type == "cpu":
+        return state
+    return {k: v if k == "rng" else _to_device(v, dev) for k, v in state.items()}
 
 
 class _RunLog:
@@ -212,26 +265,59 @@ def resolve_device(pref: str = "auto") -> torch.device:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # (CUDA generators too, lazily: no CUDA call before CUDA is used)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
 
 
-def _rng_state() -> dict:
+def configure_determinism(dev: torch.device) -> None:
+    """Deterministic kernels for a run on ``dev``: cuDNN deterministic without autotuning
+    always; on CUDA also ``torch.use_deterministic_algorithms(True)`` (an op without a
+    deterministic CUDA kernel raises instead of silently varying) with cuBLAS's deterministic
+    workspace (``CUBLAS_WORKSPACE_CONFIG``, set by the GPU pool before CUDA is initialised;
+    set here too, before the first cuBLAS call, for runs started without the pool). A CPU run
+    leaves deterministic algorithms off (its kernels are deterministic already; the switch only
+    adds work there) and makes no CUDA call."""
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    if dev.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(dev.type == "cuda", warn_only=False)
+
+
+def determinism_record() -> dict:
+    """The determinism settings in force (recorded under ``provenance.deterministic``)."""
+    return {
+        "cudnn.deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn.benchmark": bool(torch.backends.cudnn.benchmark),
+        "use_deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "deterministic_warn_only": bool(torch.is_deterministic_algorithms_warn_only_enabled()),
+        "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    }
+
+
+def _rng_state(dev: torch.device) -> dict:
+    """Every RNG state a run draws from, on the CPU; the CUDA generator's only for a run on
+    CUDA (a CPU run makes no CUDA call: asking would create a context on every GPU)."""
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
     }
 
 
-def _set_rng_state(s: dict) -> None:
+def _cpu_bytes(t) -> torch.Tensor:
+    return torch.as_tensor(t).to("cpu", torch.uint8)
+
+
+def _set_rng_state(s: dict, dev: torch.device) -> None:
     random.setstate(s["python"])
     np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
-    if s["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
+    torch.set_rng_state(_cpu_bytes(s["torch"]))  # a CPU ByteTensor, wherever it was loaded
+    if s["cuda"] is not None and dev.type == "cuda":
+        state = s["cuda"][0] if isinstance(s["cuda"], (list, tuple)) else s["cuda"]
+        torch.cuda.set_rng_state(_cpu_bytes(state), dev)
 
 
 class Outputs(NamedTuple):
@@ -474,7 +560,7 @@ def summarize(
     return out
 
 
-def train_run(
+def _train_run(
     spec: RunSpec,
     data_path: str | Path,
     noise_path: str | Path,
@@ -522,12 +608,14 @@ def train_run(
     if estimate_path is not None:  # the cell's noise estimate: forget_rate: estimated
         inputs["estimate"] = {"path": str(estimate_path), "sha256": check(estimate_path)}
         estimate = load_noise(estimate_path, check=False)
+    dev = resolve_device(device)
     identity = run_identity(
         spec,
         inputs["data"]["sha256"],
         inputs["noise"]["sha256"],
         code_digest(code_files, REPO_ROOT),
         inputs.get("estimate", {}).get("sha256"),
+        compute=compute_identity(spec, dev.type),
     )
     noise = load_noise(noise_path, check=False, data_path=data_path, data_sha256=identity["data"])
     for key, want in (
@@ -544,9 +632,9 @@ def train_run(
             "sha256": str(noise["generator_sha256"]),
             "logits_sha256": str(noise["generator_logits_sha256"]),
         }
-    dev = resolve_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, int(threads)))
+    configure_determinism(dev)
     seed_everything(spec.seed)
     notes: list[str] = []  # said before the attempt log is open; copied into it
     data = open_data(
@@ -584,7 +672,7 @@ def train_run(
             run_log(line)
         if state is not None:
             method.load_state_dict(state["method"])
-            _set_rng_state(state["rng"])
+            _set_rng_state(state["rng"], dev)
             history, start = state["history"], state["epoch"] + 1
             resumed_at = [*state.get("resumed_at_epochs", []), start + 1]
             set_aside_records = list(state.get("checkpoints_set_aside", []))
@@ -628,7 +716,7 @@ def train_run(
                     "spec": spec.to_dict(),
                     "identity": identity,
                     "method": method.state_dict(),
-                    "rng": _rng_state(),
+                    "rng": _rng_state(dev),
                     "history": history,
                     "resumed_at_epochs": resumed_at,
                     "checkpoints_set_aside": set_aside_records,
@@ -650,6 +738,8 @@ def train_run(
         metrics["provenance"].setdefault("deterministic", {})["bf16_autocast"] = (
             method.precision == "bf16"
         )
+        metrics["provenance"]["deterministic"].update(determinism_record())
+        metrics["provenance"]["compute"] = identity["compute"]
         with artifact(out_dir / "per_epoch.csv") as tmp:
             table.write_csv(tmp, drop=["seconds"])
         buf = io.BytesIO()
@@ -669,6 +759,56 @@ def train_run(
     if not keep_checkpoint:
         remove_checkpoint(out_dir)
     return metrics
+
+
+@functools.wraps(_train_run)
+def train_run(*args, **kwargs) -> dict:
+    out_dir = inspect.signature(_train_run).bind(*args, **kwargs).arguments["out_dir"]
+    with run_folder_lock(Path(out_dir)):
+        return _train_run(*args, **kwargs)
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process is training into the run folder."""
+
+
+@contextlib.contextmanager
+def run_folder_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``out_dir``'s :data:`RUN_LOCK` (``flock``, released by the kernel when the holder
+    dies) while a run trains into it; a second process finds it held and raises
+    :class:`RunFolderBusy` naming the holder (PID, host, start) instead of training into the
+    same folder at the same time (e.g. a job of a Snakemake killed with -9, still running,
+    and the same run started by a new Snakemake). The file is removed when the run ends."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RUN_LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunFolderBusy(
+                f"{out_dir} is being trained by another process ({read_holder(path)}), e.g. a "
+                "job of an earlier Snakemake that was killed while its jobs went on: let it "
+                "finish or end it, then rerun; this job does not train into the same folder "
+                "at the same time"
+            ) from None
+        try:  # its last holder may have removed the file between our open and our lock
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (holder_text() + "\n").encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def remove_checkpoint(out_dir: str | Path) -> None:
