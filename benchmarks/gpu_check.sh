@@ -19,6 +19,9 @@
 #      ResNet-50 at 224 px (benchmarks/throughput.py --compare);
 #   3. grid cost: the paper grid at 28 px with ResNet-18 measured on this GPU and projected in
 #      device-hours (benchmarks/grid_cost.py);
+#   4. reproduce: clean CE with MedMNIST v2's ResNet-18 (28) recipe on BreastMNIST and
+#      RetinaMNIST held against the published test accuracy and AUC (benchmarks/reproduce_cell.py;
+#      a verdict row per dataset and number: met when it agrees);
 #   then benchmarks/gpu_summary.py prints the table (targets: >= 10x the DataLoader and >= 85 %
 #   of pure compute at 28 px, >= 2.5x and >= 85 % at 224 px, <= 8 H100-hours for the grid).
 # --full adds pack_runs, compile_bench and the grid cost of config.yaml (not within 8 minutes).
@@ -86,14 +89,13 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 LIMIT=480
 # Seconds kept for what runs before the steps (imports, the device, installing wheels).
 PREFLIGHT=40
-# Kept for the reproduction step (clean CE, MedMNIST v2's ResNet-18 (28) recipe on
-# BreastMNIST/RetinaMNIST vs the published accuracy/AUC): add its line to STEPS with a budget
-# of 90 and set RESERVED=0.
-RESERVED=90
+# Seconds kept for nothing else (every step has its own budget).
+RESERVED=0
 STEPS=(
     "pytest -m gpu|150|pytest|\"\$PY\" -m pytest -q -m gpu -p no:cacheprovider -rs --junitxml=\"\$OUT/pytest_gpu.xml\" \$GPU_TESTS"
     "throughput: ResNet-18 28 px, ResNet-50 224 px|90|torchvision timm PIL|\"\$PY\" benchmarks/throughput.py --compare --device cuda --rounds \"\$ROUNDS\" --json \"\$OUT/throughput.json\""
     "grid cost: paper grid at 28 px, ResNet-18|100|yaml jsonschema medmnist timm|\"\$PY\" benchmarks/grid_cost.py --device cuda --measurements \"\$OUT/grid_cost.json\" --batches \"\$BATCHES\" --wall-hours 8 --set size=28 --set 'backbones=[resnet18]' --set pretrained=false --json \"\$OUT/grid_cost_28.json\""
+    "reproduce: clean CE, MedMNIST v2 ResNet-18 (28) recipe, BreastMNIST + RetinaMNIST|90|timm pandas scipy data|\"\$PY\" benchmarks/reproduce_cell.py --device cuda --raw-dir \"\$RAW_DIR\" --time-limit 70 --json \"\$OUT/reproduce_cell.json\" --checks \"\$OUT/checks/reproduce_cell.json\""
 )
 FULL_STEPS=(
     "grid cost: config.yaml (224 px, ResNet-50)|600|yaml jsonschema medmnist timm|\"\$PY\" benchmarks/grid_cost.py --device cuda --measurements \"\$OUT/grid_cost.json\" --batches \"\$BATCHES\" --wall-hours 8"

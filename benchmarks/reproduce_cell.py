@@ -194,6 +194,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--time-limit", type=float, help="start no new run after this many seconds")
     p.add_argument("--json", type=Path, help="write every number to this file")
+    p.add_argument(
+        "--checks",
+        type=Path,
+        help="write the verdicts as rows of benchmarks/gpu_check.sh's closing table "
+        "(agrees: met; differs or cannot tell: MISSED; a scaled recipe: MISSED)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -259,7 +265,29 @@ def main(argv=None) -> int:
     )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
+    if args.checks:
+        args.checks.parent.mkdir(parents=True, exist_ok=True)
+        args.checks.write_text(json.dumps(check_rows(report), indent=1))
     return 0
+
+
+def check_rows(report: dict) -> list[dict]:
+    """One row per (dataset, kind) for the GPU check's table (benchmarks/gpu_summary.py)."""
+    rows = []
+    for dataset, d in report["datasets"].items():
+        for m, v in d["verdicts"].items():
+            digits = 3 if m == "auc" else 2
+            ok = v["verdict"] == "agrees" and not report["scaled"]
+            rows.append(
+                {
+                    "check": f"reproduce {dataset} {KINDS[m]}",
+                    "figure": f"{v['mean']:.{digits}f} (n={v['n']}) vs {v['published']:.{digits}f}",
+                    "target": "agrees with MedMNIST v2"
+                    + (" (scaled recipe)" if report["scaled"] else ""),
+                    "verdict": "met" if ok else "MISSED",
+                }
+            )
+    return rows
 
 
 if __name__ == "__main__":

@@ -67,7 +67,16 @@ CHECKED = {
     "11 methods": lambda: _demo_methods() and _demo_runs() % 11 == 0,
     "120 characters": lambda: _plugin("width") == 120,
     "30 s": lambda: _plugin("interval") == 30,
+    "8 min": lambda: _gpu_check_limit() == 8 * 60,
+    "8 minutes": lambda: _gpu_check_limit() == 8 * 60,
 }
+
+
+def _gpu_check_limit():
+    """benchmarks/gpu_check.sh's LIMIT: the seconds its step budgets must fit in (the script
+    refuses to start when they do not; tests/test_gpu_check.py)."""
+    text = (REPO / "benchmarks" / "gpu_check.sh").read_text()
+    return int(re.search(r"^LIMIT=(\d+)$", text, re.M).group(1))
 
 
 def blocks(text: str) -> list[tuple[str, str]]:

@@ -39,7 +39,10 @@ def test_reproduce_cell_runs_and_judges_with_the_stage_rules(cell, tmp_path, cap
     out = tmp_path / "cell.json"
     args = ["--device", "cpu", "--datasets", "breastmnist", "--epochs", "2", "--seeds", "0", "1"]
     assert (
-        cell.main([*args, "--backbone", "resnet8", "--raw-dir", str(tmp_path), "--json", str(out)])
+        cell.main(
+            [*args, "--backbone", "resnet8", "--raw-dir", str(tmp_path), "--json", str(out)]
+            + ["--checks", str(tmp_path / "checks" / "reproduce_cell.json")]
+        )
         == 0
     )
     text = capsys.readouterr().out
@@ -63,3 +66,10 @@ def test_reproduce_cell_runs_and_judges_with_the_stage_rules(cell, tmp_path, cap
         assert v["mean"] == pytest.approx(mean) and v["verdict"] == expected
         assert f"VERDICT breastmnist {cell.KINDS[metric]}: ours" in text
     assert "[scaled recipe: indicative only]" in text and "reproduce_cell: " in text
+    # the GPU check's rows: a scaled recipe never counts as met, whatever its verdict
+    rows = json.loads((tmp_path / "checks" / "reproduce_cell.json").read_text())
+    assert [r["check"] for r in rows] == [
+        f"reproduce breastmnist {cell.KINDS[m]}" for m in d["verdicts"]
+    ]
+    assert {r["verdict"] for r in rows} == {"MISSED"}
+    assert all("scaled recipe" in r["target"] for r in rows)
