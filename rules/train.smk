@@ -2,21 +2,6 @@
 # runtime.pack_seeds one job per (dataset, noise, rate, noise_seed, method, backbone) that trains
 # every training seed's run in one process (lnm/train/pack.py), each into its own folder.
 
-from lnm.gpu import job_device_type
-from lnm.train.spec import computed_precision
-
-#: Where train jobs run, from the config alone (resources.gpu, runtime.device; no hardware is
-#: probed: a job told to use a GPU that finds none fails, docs/gpu.md).
-TRAIN_DEVICE = job_device_type(config["resources"]["gpu"], config["runtime"]["device"])
-
-
-def train_precision(w):
-    """The precision the job's runs compute in (fp32 on a CPU, bf16 autocast on CUDA with
-    train.precision bf16): part of a run's identity, so CPU results never count as up to date
-    for a GPU config (or the reverse); the job checks that its device computes it."""
-    found = {computed_precision(s.precision, TRAIN_DEVICE) for s in job_specs(w)}
-    return found.pop() if len(found) == 1 else sorted(found)
-
 
 rule train:
     input:
