@@ -13,6 +13,8 @@ from PIL import Image
 from lnm import grid
 from lnm.checksum import verify
 from lnm.data import realworld as rw
+from lnm.data.adapters.chexpert import chexpert_reduce
+from lnm.data.adapters.csv import majority_vote
 from lnm.data.hdf5 import load_h5, load_image, preprocess_real, write_source_record
 from tests.conftest import REPO
 from tests.realworld_fixtures import (
@@ -100,9 +102,9 @@ def test_chexpert_reduction_rules():
             [0, -1, -1, 0, 0],  # two uncertain
         ]
     )
-    assert rw.chexpert_reduce(v, "zero").tolist() == [0, 4, 0, -1, -1, -1, -1]
-    assert rw.chexpert_reduce(v, "one").tolist() == [0, 4, -1, 1, -1, -1, -1]
-    assert rw.chexpert_reduce(v, "exclude").tolist() == [0, 4, -1, -1, -1, -1, -1]
+    assert chexpert_reduce(v, "zero").tolist() == [0, 4, 0, -1, -1, -1, -1]
+    assert chexpert_reduce(v, "one").tolist() == [0, 4, -1, 1, -1, -1, -1]
+    assert chexpert_reduce(v, "exclude").tolist() == [0, 4, -1, -1, -1, -1, -1]
 
 
 @pytest.mark.parametrize("frontal_only", [False, True])
@@ -210,7 +212,7 @@ def test_csv_clean_label_is_the_annotator_majority_ties_to_smallest(tmp_path):
     for s in ("train", "val"):
         np.testing.assert_array_equal(t.splits[s].clean, fx.clean[s])
     votes = np.array([[1, 0, -1], [2, 2, 0], [-1, -1, 2], [2, 1, 0], [-1, -1, -1]])
-    assert rw.majority_vote(votes, 3).tolist() == [0, 2, 2, 0, -1]
+    assert majority_vote(votes, 3).tolist() == [0, 2, 2, 0, -1]
 
 
 def test_csv_without_clean_labels_and_class_sets(tmp_path):
@@ -851,14 +853,15 @@ def test_docs_say_what_a_real_world_method_is_told():
 
 
 def test_the_schema_lists_the_duplicate_policies():
-    import yaml
+    from lnm.config import load_schema
 
-    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-    entry = schema["properties"]["real_world"]["additionalProperties"]["properties"]
-    duplicates = entry["options"]["properties"]["duplicates"]
-    assert duplicates["enum"] == list(rw.DUPLICATE_POLICIES)
-    for adapter in grid.ADAPTERS:
-        assert "duplicates" not in rw._DEFAULTS[adapter]  # one default, for every adapter
+    schema = load_schema()
+    entry = schema["properties"]["real_world"]["additionalProperties"]
+    for adapter, rule in zip(grid.ADAPTERS, entry["allOf"], strict=True):
+        assert rule["if"]["properties"]["adapter"]["const"] == adapter
+        duplicates = rule["then"]["properties"]["options"]["properties"]["duplicates"]
+        assert duplicates["enum"] == list(rw.DUPLICATE_POLICIES)
+        assert "duplicates" not in rw.get_adapter(adapter).options  # one default, for every adapter
     opts = {"image_column": "p", "label_column": "l"}
     assert rw.normalize_options("csv", opts)["duplicates"] == "refuse"
     assert rw.normalize_options("drtid", {})["duplicates"] == "refuse"
