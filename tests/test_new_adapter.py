@@ -1,11 +1,13 @@
 """A new real-world adapter is one file: dropped into a copy of the repository (and nothing else
-changed), a CSV layout with its own default columns is listed by the schema, accepted by
-``lnm validate`` and run by the workflow end to end, appearing in runs.csv and the tables."""
+changed), a CSV layout with its own default columns (the file docs/datasets.md shows) is listed
+by the schema, accepted by ``lnm validate`` and run by the workflow end to end, appearing in
+runs.csv and the tables."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -14,23 +16,18 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import REPO
 from tests.realworld_fixtures import SPLITS, read_rows, write_csv, write_csv_dataset
 from tests.test_readme import _copy_repository
 
-NEW_ADAPTER = '''"""A CSV layout with fixed column names: file, noisy, expert."""
 
-from .csv import CsvAdapter
+def documented_adapter() -> str:
+    """The adapter file docs/datasets.md shows under "Adding an adapter" (so the docs show
+    what this test runs)."""
+    text = (REPO / "docs" / "datasets.md").read_text().split("## Adding an adapter", 1)[1]
+    return re.search(r"```python\n(.*?)```", text, re.S)[1]
 
 
-class MyCsv(CsvAdapter):
-    name = "mycsv"
-    options = {
-        **CsvAdapter.options,
-        "image_column": {"type": "string", "minLength": 1, "default": "file"},
-        "label_column": {"type": "string", "minLength": 1, "default": "noisy"},
-        "clean_column": {"type": ["string", "null"], "minLength": 1, "default": "expert"},
-    }
-'''
 #: The fixture's columns (tests/realworld_fixtures.py) -> the new layout's.
 COLUMNS = {"path": "file", "label": "noisy", "clean": "expert"}
 
@@ -52,7 +49,7 @@ def _files(root) -> set[str]:
 def test_a_new_csv_adapter_is_one_file(tmp_path):
     copy = _copy_repository(tmp_path / "repo")
     before = _files(copy)
-    (copy / "lnm" / "data" / "adapters" / "mycsv.py").write_text(NEW_ADAPTER)
+    (copy / "lnm" / "data" / "adapters" / "mycsv.py").write_text(documented_adapter())
     assert _files(copy) - before == {"lnm/data/adapters/mycsv.py"}
     assert _files(copy) >= before
 

@@ -13,6 +13,7 @@ from PIL import Image
 from lnm import grid
 from lnm.checksum import verify
 from lnm.data import realworld as rw
+from lnm.data.adapters.base import DUPLICATE_POLICIES
 from lnm.data.adapters.chexpert import chexpert_reduce
 from lnm.data.adapters.csv import majority_vote
 from lnm.data.hdf5 import load_h5, load_image, preprocess_real, write_source_record
@@ -860,7 +861,7 @@ def test_the_schema_lists_the_duplicate_policies():
     for adapter, rule in zip(grid.ADAPTERS, entry["allOf"], strict=True):
         assert rule["if"]["properties"]["adapter"]["const"] == adapter
         duplicates = rule["then"]["properties"]["options"]["properties"]["duplicates"]
-        assert duplicates["enum"] == list(rw.DUPLICATE_POLICIES)
+        assert duplicates["enum"] == list(DUPLICATE_POLICIES)
         assert "duplicates" not in rw.get_adapter(adapter).options  # one default, for every adapter
     opts = {"image_column": "p", "label_column": "l"}
     assert rw.normalize_options("csv", opts)["duplicates"] == "refuse"

@@ -22,7 +22,7 @@ Conventions shared by all adapters:
 - An image appears in one row of one split (:class:`Duplicates`): rows naming the same file are
   found when the CSVs are read (:func:`read_splits`), rows holding the same decoded pixels while
   the images are decoded (:func:`lnm.data.hdf5.preprocess_real`). Every adapter takes the option
-  ``duplicates`` (:data:`DUPLICATE_POLICIES`).
+  ``duplicates`` (:data:`lnm.data.adapters.base.DUPLICATE_POLICIES`).
 
 Torch-free: pandas, numpy and (for the CheXpert split) scikit-learn only.
 """
@@ -39,36 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import grid
-from . import adapters
-from .adapters._tables import (
-    SHOW_MISSING,
-    SPLITS,
-    RealWorldError,
-    SplitTable,
-    SplitTables,
-    check_images,
-    unique,
-)
-from .adapters.base import DUPLICATE_POLICIES, Adapter
-
-__all__ = [
-    "DUPLICATE_POLICIES",
-    "SPLITS",
-    "Duplicates",
-    "RealWorldError",
-    "SplitTable",
-    "SplitTables",
-    "check_layout",
-    "expected_layout",
-    "file_key",
-    "get_adapter",
-    "has_clean_train",
-    "normalize_options",
-    "pixel_digest",
-    "read_splits",
-    "validate_source",
-]
-
+from .adapters._tables import SHOW_MISSING, RealWorldError, SplitTable, SplitTables, unique
+from .adapters._tables import check_images as _check_images
+from .adapters.base import Adapter
 
 # ----------------------------------------------------------------------------------- registry
 
@@ -82,7 +55,7 @@ def get_adapter(name: str) -> Adapter:
             f"unknown real-world adapter {name!r}; allowed: {', '.join(grid.ADAPTERS)}"
         )
     info = grid.adapter_info(name)
-    cls = getattr(importlib.import_module(f"{adapters.__name__}.{info.module}"), info.cls)
+    cls = getattr(importlib.import_module(f".adapters.{info.module}", __package__), info.cls)
     if not (isinstance(cls, type) and issubclass(cls, Adapter) and cls.name == name):
         raise TypeError(f"{info.path}: {info.cls} is not the Adapter subclass named {name!r}")
     return cls()
@@ -147,9 +120,6 @@ def read_splits(
         _check_images(tables.splits)
     drop_duplicate_files(tables, log)
     return tables
-
-
-_check_images = check_images  # read_splits' argument of that name hides the function
 
 
 def validate_source(adapter: str, root, options: dict | None, log=None) -> SplitTables:
