@@ -395,7 +395,8 @@ class _ClassDecl:
 
 
 def _literal(node: ast.AST, classes: dict[str, _ClassDecl], where: str):
-    """``ast.literal_eval`` plus ``{**Base.params, ...}`` for a class of the methods package."""
+    """``ast.literal_eval`` plus ``{**Base.params, ...}`` for a class of the same package (the
+    methods', the adapters')."""
     if isinstance(node, ast.Dict):
         out = {}
         for k, v in zip(node.keys, node.values):
@@ -405,7 +406,7 @@ def _literal(node: ast.AST, classes: dict[str, _ClassDecl], where: str):
                 base = classes.get(v.value.id)
                 if base is None or v.attr not in base.attrs:
                     raise ValueError(
-                        f"{where}: {v.value.id}.{v.attr} is not a literal of lnm.methods"
+                        f"{where}: {v.value.id}.{v.attr} is not a literal of a class in its package"
                     )
                 out.update(_literal(base.attrs[v.attr], classes, where))
             else:

@@ -8,7 +8,8 @@ An adapter is one file in this folder (``lnm/data/adapters/<name>.py``) with one
   lists the adapters, fills the config schema and plans its jobs cheaply): ``name`` (the
   ``adapter`` of a ``real_world`` entry), ``order`` (its place in listings), ``options``
   (option -> JSON-schema fragment with its ``default``; ``{**Parent.options, ...}`` changes a
-  parent's) and ``clean_train`` (whether the training labels have clean counterparts);
+  parent's) and ``clean_train`` (whether the training labels have clean counterparts; whether
+  the val labels have is read from the data: :attr:`SplitTables.val_has_clean`);
 - what it does: :meth:`Adapter.layout` (the folder it expects, for errors),
   :meth:`Adapter.split_files` (the CSV of each split), :meth:`Adapter.read` (the tables) and,
   for checks the schema cannot state, :meth:`Adapter.check_options`.
