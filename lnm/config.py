@@ -148,6 +148,7 @@ def load_schema() -> dict:
     train["precision"]["enum"], train["compile"]["enum"] = list(PRECISIONS), list(COMPILE_MODES)
     real = props["real_world"]["additionalProperties"]["properties"]
     real["adapter"]["enum"] = list(grid.ADAPTERS)
+    props["real_world"]["additionalProperties"]["allOf"] = grid.adapter_schemas()  # options
     props["method_params"]["properties"] = {n: info.schema() for n, info in catalog.items()}
     when = props["cell_overrides"]["items"]["properties"]["when"]["properties"]
     when["patterns"]["items"]["enum"] = list(grid.PATTERNS)
@@ -559,6 +560,7 @@ def _source_problems(config: dict) -> list[Problem]:
         and entries[d].get("adapter") in grid.ADAPTERS
         and isinstance(entries[d].get("root"), str)
         and isinstance(entries[d].get("options", {}), dict)
+        and _options_fit_schema(entries[d])  # else the schema has named the problem
     ]
     if not real:
         return []
@@ -576,6 +578,11 @@ def _source_problems(config: dict) -> list[Problem]:
                 Problem(f"real_world.{d} ({entry['adapter']}): {err}", (("real_world", d),))
             )
     return problems
+
+
+def _options_fit_schema(entry: dict) -> bool:
+    schema = grid.adapter_info(entry["adapter"]).options_schema()
+    return jsonschema.Draft202012Validator(schema).is_valid(entry.get("options", {}))
 
 
 def check_sources(config: dict) -> None:

@@ -32,8 +32,7 @@ PATTERNS = (CLEAN, "symmetric", "pairflip", "instance", "instance_classifier", R
 NOISY_PATTERNS = tuple(p for p in PATTERNS if p != CLEAN)
 #: Patterns drawn by the workflow from clean labels (``noise.patterns`` in the config).
 SYNTHETIC_PATTERNS = tuple(p for p in NOISY_PATTERNS if p != REAL)
-#: Adapters of datasets with real-world noisy labels (``real_world`` in the config).
-ADAPTERS = ("drtid", "kaggledr", "chexpert", "csv")
+# ADAPTERS (real-world datasets' adapters): read from lnm/data/adapters, below
 #: MedMNIST datasets the workflow supports (2-D, single-label; medmnist's flags).
 MEDMNIST_DATASETS = (
     "pathmnist",
@@ -283,14 +282,15 @@ def has_clean_train(config: dict, dataset: str) -> bool:
 
 
 def adapter_has_clean_train(adapter: str, options: dict) -> bool:
-    """Whether an adapter's training labels have clean counterparts, from its options alone:
-    DRTiD (``Grade_gt``) and KaggleDR+ (``vote``) yes, CheXpert (labeler output) no, a ``csv``
-    set when it names a clean column or annotator columns (their majority vote)."""
-    if adapter not in ADAPTERS:
-        raise ValueError(f"unknown real-world adapter {adapter!r}; allowed: {', '.join(ADAPTERS)}")
-    if adapter == "csv":
-        return bool(options.get("clean_column") or options.get("annotator_columns"))
-    return adapter != "chexpert"
+    """Whether an adapter's training labels have clean counterparts, from its options alone, as
+    its ``clean_train`` says: DRTiD (``Grade_gt``) and KaggleDR+ (``vote``) yes, CheXpert
+    (labeler output) no, a ``csv`` set when it names a clean column or annotator columns (their
+    majority vote)."""
+    info = adapter_info(adapter)
+    if isinstance(info.clean_train, bool):
+        return info.clean_train
+    options = {**info.defaults, **options}
+    return any(bool(options.get(k)) for k in info.clean_train)
 
 
 def noise_settings(config: dict, dataset: str | None = None) -> list[tuple[str, str]]:
@@ -395,7 +395,8 @@ class _ClassDecl:
 
 
 def _literal(node: ast.AST, classes: dict[str, _ClassDecl], where: str):
-    """``ast.literal_eval`` plus ``{**Base.params, ...}`` for a class of the methods package."""
+    """``ast.literal_eval`` plus ``{**Base.params, ...}`` for a class of the same package (the
+    methods', the adapters')."""
     if isinstance(node, ast.Dict):
         out = {}
         for k, v in zip(node.keys, node.values):
@@ -405,7 +406,7 @@ def _literal(node: ast.AST, classes: dict[str, _ClassDecl], where: str):
                 base = classes.get(v.value.id)
                 if base is None or v.attr not in base.attrs:
                     raise ValueError(
-                        f"{where}: {v.value.id}.{v.attr} is not a literal of lnm.methods"
+                        f"{where}: {v.value.id}.{v.attr} is not a literal of a class in its package"
                     )
                 out.update(_literal(base.attrs[v.attr], classes, where))
             else:
@@ -493,6 +494,134 @@ def method_info(name: str) -> MethodInfo:
         return method_catalog()[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; allowed: {', '.join(methods())}") from None
+
+
+# ---------------------------------------------------------------- real-world adapters, read statically
+ADAPTERS_DIR = PACKAGE / "data" / "adapters"
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A real-world dataset adapter as its file declares it (:mod:`lnm.data.adapters.base`):
+    ``name``, ``order``, ``options`` (option -> JSON-schema fragment with its ``default``: the
+    adapter's, then those every adapter takes) and ``clean_train`` (true, false, or the options
+    any of which, when set, gives clean training labels)."""
+
+    name: str
+    module: str  # module name inside lnm.data.adapters
+    cls: str
+    order: int
+    options: dict
+    clean_train: bool | tuple
+
+    @property
+    def defaults(self) -> dict:
+        return {k: spec["default"] for k, spec in self.options.items()}
+
+    @property
+    def path(self) -> Path:
+        return ADAPTERS_DIR / f"{self.module}.py"
+
+    def options_schema(self) -> dict:
+        """JSON schema of ``real_world.<dataset>.options``: the declared keys, types and ranges;
+        an option without a default (null that its type does not allow) must be given."""
+        props = {
+            k: {key: v for key, v in spec.items() if key != "default"}
+            for k, spec in self.options.items()
+        }
+        required = [
+            k
+            for k, spec in self.options.items()
+            if spec["default"] is None and "null" not in _types(spec)
+        ]
+        schema = {"type": "object", "additionalProperties": False, "properties": props}
+        return {**schema, "required": required} if required else schema
+
+
+def _types(spec: dict) -> list:
+    kind = spec.get("type", [])
+    return kind if isinstance(kind, list) else [kind]
+
+
+def _class_decls(folder: Path) -> dict[str, _ClassDecl]:
+    """Every class of the modules in ``folder``, by name (read, not imported)."""
+    classes: dict[str, _ClassDecl] = {}
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef):
+                classes[node.name] = _ClassDecl(path.stem, node)
+    return classes
+
+
+@functools.cache
+def adapter_catalog() -> dict[str, AdapterInfo]:
+    """Every adapter of ``lnm/data/adapters`` (a module not starting with ``_`` that defines a
+    class with a string ``name``), in display order, read from the source without importing it.
+    The options every adapter takes are ``common_options`` of the base class ``Adapter``."""
+    classes = _class_decls(ADAPTERS_DIR)
+    common = _literal(classes["Adapter"].attrs["common_options"], classes, "lnm/data/adapters")
+    found: dict[str, AdapterInfo] = {}
+    for cname, decl in classes.items():
+        if decl.module.startswith("_") or decl.module == "base" or "name" not in decl.attrs:
+            continue
+        where = f"lnm/data/adapters/{decl.module}.py, class {cname}"
+        name = ast.literal_eval(decl.attrs["name"])
+        if name in found:
+            raise ValueError(f"{where}: adapter name {name!r} is already used by {found[name].cls}")
+        options = _literal(_inherited(decl, "options", classes), classes, where)
+        order = decl.attrs.get("order")
+        found[name] = AdapterInfo(
+            name=name,
+            module=decl.module,
+            cls=cname,
+            order=ast.literal_eval(order) if order is not None else 10**6,
+            options={**options, **common},
+            clean_train=_clean_train(_inherited(decl, "clean_train", classes), where),
+        )
+        missing = [k for k, s in found[name].options.items() if "default" not in s]
+        if missing:
+            raise ValueError(f"{where}: options {missing} declare no default")
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def _clean_train(node: ast.AST | None, where: str) -> bool | tuple:
+    value = ast.literal_eval(node) if node is not None else True
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: clean_train {value!r}: allowed: true, false or option names")
+    return value
+
+
+def adapter_info(name: str) -> AdapterInfo:
+    try:
+        return adapter_catalog()[name]
+    except KeyError:
+        allowed = ", ".join(adapter_catalog())
+        raise ValueError(f"unknown real-world adapter {name!r}; allowed: {allowed}") from None
+
+
+def adapter_schemas() -> list[dict]:
+    """Per adapter, the JSON schema of a ``real_world`` entry's options (``allOf`` of the
+    entry: if its ``adapter`` is this one, its ``options`` follow the adapter's declaration)."""
+    return [
+        {
+            "if": {"properties": {"adapter": {"const": name}}, "required": ["adapter"]},
+            "then": {"properties": {"options": info.options_schema()}},
+        }
+        for name, info in adapter_catalog().items()
+    ]
+
+
+def __getattr__(attr: str):
+    """``ADAPTERS``: the adapters of datasets with real-world noisy labels
+    (``real_world.<name>.adapter`` in the config), in display order; read on first use (parsing
+    the adapter files costs ~10 ms, which a training job need not pay)."""
+    if attr == "ADAPTERS":
+        return tuple(adapter_catalog())
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def ordered(values, canonical) -> list[str]:

@@ -115,6 +115,20 @@ def train_code(w):
     return code("train.py", f"methods/{grid.method_info(base).module}.py")
 
 
+def data_code(script):
+    """Code inputs of a dataset's job: the script's closure plus, for a real-world set, its
+    adapter's module (lnm.data.realworld imports it by name, as lnm.methods a method's).
+    """
+
+    def inputs(w):
+        if not grid.is_real_world(config, w.dataset):
+            return code(script)
+        adapter = grid.adapter_info(config["real_world"][w.dataset]["adapter"])
+        return code(script, f"data/adapters/{adapter.module}.py")
+
+    return inputs
+
+
 def one_of(names):
     """A wildcard constraint matching exactly ``names`` (none: a pattern that never matches)."""
     return "|".join(names) if names else "(?!)"

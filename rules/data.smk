@@ -24,7 +24,7 @@ rule download:
 rule real_source:
     input:
         csv=lambda w: source_files(config, w.dataset),
-        code=code("real_source.py"),
+        code=data_code("real_source.py"),
     output:
         sums(res(grid.RAW_RECORD)),
     log:
@@ -45,7 +45,7 @@ rule real_source:
 rule preprocess:
     input:
         sums(res(grid.RAW_RECORD)),
-        code=code("preprocess.py"),
+        code=data_code("preprocess.py"),
     output:
         sums(res(grid.DATA_FILE)),
     log:

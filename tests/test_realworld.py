@@ -13,6 +13,9 @@ from PIL import Image
 from lnm import grid
 from lnm.checksum import verify
 from lnm.data import realworld as rw
+from lnm.data.adapters.base import DUPLICATE_POLICIES
+from lnm.data.adapters.chexpert import chexpert_reduce
+from lnm.data.adapters.csv import majority_vote
 from lnm.data.hdf5 import load_h5, load_image, preprocess_real, write_source_record
 from tests.conftest import REPO
 from tests.realworld_fixtures import (
@@ -100,9 +103,9 @@ def test_chexpert_reduction_rules():
             [0, -1, -1, 0, 0],  # two uncertain
         ]
     )
-    assert rw.chexpert_reduce(v, "zero").tolist() == [0, 4, 0, -1, -1, -1, -1]
-    assert rw.chexpert_reduce(v, "one").tolist() == [0, 4, -1, 1, -1, -1, -1]
-    assert rw.chexpert_reduce(v, "exclude").tolist() == [0, 4, -1, -1, -1, -1, -1]
+    assert chexpert_reduce(v, "zero").tolist() == [0, 4, 0, -1, -1, -1, -1]
+    assert chexpert_reduce(v, "one").tolist() == [0, 4, -1, 1, -1, -1, -1]
+    assert chexpert_reduce(v, "exclude").tolist() == [0, 4, -1, -1, -1, -1, -1]
 
 
 @pytest.mark.parametrize("frontal_only", [False, True])
@@ -210,7 +213,7 @@ def test_csv_clean_label_is_the_annotator_majority_ties_to_smallest(tmp_path):
     for s in ("train", "val"):
         np.testing.assert_array_equal(t.splits[s].clean, fx.clean[s])
     votes = np.array([[1, 0, -1], [2, 2, 0], [-1, -1, 2], [2, 1, 0], [-1, -1, -1]])
-    assert rw.majority_vote(votes, 3).tolist() == [0, 2, 2, 0, -1]
+    assert majority_vote(votes, 3).tolist() == [0, 2, 2, 0, -1]
 
 
 def test_csv_without_clean_labels_and_class_sets(tmp_path):
@@ -851,14 +854,15 @@ def test_docs_say_what_a_real_world_method_is_told():
 
 
 def test_the_schema_lists_the_duplicate_policies():
-    import yaml
+    from lnm.config import load_schema
 
-    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-    entry = schema["properties"]["real_world"]["additionalProperties"]["properties"]
-    duplicates = entry["options"]["properties"]["duplicates"]
-    assert duplicates["enum"] == list(rw.DUPLICATE_POLICIES)
-    for adapter in grid.ADAPTERS:
-        assert "duplicates" not in rw._DEFAULTS[adapter]  # one default, for every adapter
+    schema = load_schema()
+    entry = schema["properties"]["real_world"]["additionalProperties"]
+    for adapter, rule in zip(grid.ADAPTERS, entry["allOf"], strict=True):
+        assert rule["if"]["properties"]["adapter"]["const"] == adapter
+        duplicates = rule["then"]["properties"]["options"]["properties"]["duplicates"]
+        assert duplicates["enum"] == list(DUPLICATE_POLICIES)
+        assert "duplicates" not in rw.get_adapter(adapter).options  # one default, for every adapter
     opts = {"image_column": "p", "label_column": "l"}
     assert rw.normalize_options("csv", opts)["duplicates"] == "refuse"
     assert rw.normalize_options("drtid", {})["duplicates"] == "refuse"
@@ -880,3 +884,110 @@ def test_validate_source_checks_rows_and_files_without_decoding(tmp_path, monkey
     append_row(fx.root / "test.csv", 0, {"path": "images/train/0004.png"})
     with pytest.raises(rw.RealWorldError, match=r"in train and test \(test images would train"):
         rw.validate_source("csv", fx.root, opts, log=print)
+
+
+# ---------------------------------------------------------------------------------- registry
+
+
+def test_the_registry_reads_each_adapter_file_as_python_does():
+    """lnm.grid reads the adapter files without importing them (the schema, rules and has-clean
+    decisions); what it reads equals the classes' own attributes."""
+    import jsonschema
+
+    assert grid.ADAPTERS == ("drtid", "kaggledr", "chexpert", "csv")  # their `order`
+    for name in grid.ADAPTERS:
+        info, adapter = grid.adapter_info(name), rw.get_adapter(name)
+        assert type(adapter).__module__ == f"lnm.data.adapters.{info.module}"
+        assert info.options == adapter.all_options() and info.clean_train == adapter.clean_train
+        assert list(info.options)[-1] == "duplicates"  # the common option after the adapter's
+        schema = info.options_schema()
+        required = schema.pop("required", [])  # no default: the user names them
+        given = {k: v for k, v in info.defaults.items() if k not in required}
+        jsonschema.validate(given, schema)  # every default fits its own declaration
+        assert rw.normalize_options(name, given if name != "csv" else {**given, **CSV_COLS})
+    assert grid.adapter_info("csv").options_schema()["required"] == ["image_column", "label_column"]
+    with pytest.raises(ValueError, match=r"unknown real-world adapter 'nope'; allowed: drtid, "):
+        grid.adapter_info("nope")
+
+
+CSV_COLS = {"image_column": "path", "label_column": "label"}
+
+
+@pytest.mark.parametrize(
+    "adapter, options, clean",
+    [
+        ("drtid", {}, True),
+        ("chexpert", {}, False),
+        ("csv", CSV_COLS, False),
+        ("csv", {**CSV_COLS, "clean_column": "c"}, True),
+        ("csv", {**CSV_COLS, "annotator_columns": ["a", "b"]}, True),
+        ("csv", {**CSV_COLS, "annotator_columns": None}, False),
+    ],
+)
+def test_clean_train_labels_follow_the_adapters_declaration(adapter, options, clean):
+    assert rw.has_clean_train(adapter, options) is clean
+    assert grid.adapter_has_clean_train(adapter, options) is clean
+    cfg = {"real_world": {"d": {"adapter": adapter, "options": options}}}
+    assert grid.has_clean_train(cfg, "d") is clean
+
+
+def test_config_yaml_sizes_are_lnmbenchs():
+    """config.yaml declares the LNMBench sets at the size each adapter says LNMBench used."""
+    from lnm.config import load_config
+
+    cfg = load_config()
+    for entry in cfg["real_world"].values():
+        assert entry["size"] == rw.get_adapter(entry["adapter"]).lnmbench_size
+    assert rw.get_adapter("csv").lnmbench_size is None
+
+
+@pytest.mark.parametrize(
+    "source, why",
+    [
+        ("class X(Adapter):\n    name = 'drtid'\n", r"x\.py, class X: adapter name 'drtid' is already"),
+        (
+            "class X(Adapter):\n    name = 'x'\n    options = {'k': {'type': 'integer'}}\n",
+            r"x\.py, class X: options \['k'\] declare no default",
+        ),
+        (
+            "class X(Adapter):\n    name = 'x'\n    clean_train = 'yes'\n",
+            r"x\.py, class X: clean_train 'yes': allowed: true, false or option names",
+        ),
+    ],
+)  # fmt: skip
+def test_a_malformed_adapter_file_is_named(tmp_path, monkeypatch, source, why):
+    import shutil
+
+    folder = tmp_path / "adapters"
+    shutil.copytree(grid.ADAPTERS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "x.py").write_text("from .base import Adapter\n\n\n" + source)
+    monkeypatch.setattr(grid, "ADAPTERS_DIR", folder)
+    grid.adapter_catalog.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=why):
+            grid.adapter_catalog()
+    finally:
+        grid.adapter_catalog.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"val_fraction": 0.7}, "real_world.cx.options.val_fraction: 0.7 is not allowed; must be <= 0.5"),
+        ({"seed": 1}, "unknown key(s) ['seed'] under 'real_world.cx.options'; allowed keys: ['duplicates', 'frontal_only'"),
+        ({"duplicates": "keep"}, "real_world.cx.options.duplicates: 'keep' is not allowed; allowed values: ['refuse', 'keep_first']"),
+    ],
+)  # fmt: skip
+def test_the_config_schema_checks_each_adapters_options_once(tmp_path, options, message):
+    """A bad option is named by the config check, with the key and what is allowed, once: the
+    folder check (which would name it again) skips an entry whose options the schema refused."""
+    from lnm.config import ConfigError, load_config
+
+    fx = write_chexpert_prepared(tmp_path / "cx", n=(4, 2, 2))
+    entry = {"adapter": "chexpert", "root": str(fx.root), "size": 16, "assumed_rates": [0.4]}
+    overrides = {"datasets": ["cx"], "real_world": {"cx": {**entry, "options": options}}}
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=overrides, folders=True)
+    text = str(err.value)
+    assert message in text and text.count("real_world.cx") == 1, text
+    load_config(overrides={**overrides, "real_world": {"cx": entry}}, folders=True)  # fine

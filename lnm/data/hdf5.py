@@ -200,9 +200,12 @@ def write_source_record(adapter: str, root, options: dict | None, out_path) -> d
 
 
 def _task(adapter: str, num_classes: int) -> str:
-    if adapter in ("drtid", "kaggledr"):
-        return "ordinal-regression"  # DR grades, as MedMNIST names RetinaMNIST's task
-    return "binary-class" if num_classes == 2 else "multi-class"
+    """The adapter's declared task (the fundus sets: DR grades, ``ordinal-regression`` as
+    MedMNIST names RetinaMNIST's), else by the number of classes."""
+    from .realworld import get_adapter
+
+    declared = get_adapter(adapter).task
+    return declared or ("binary-class" if num_classes == 2 else "multi-class")
 
 
 def load_image(path: str | Path, size: int, draft: bool = True, digest: bool = False):
