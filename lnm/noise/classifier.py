@@ -38,9 +38,8 @@ labels (``val_accuracy``)). Both are written atomically with SHA-256 sidecars.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
-import math
-import numbers
 import time
 from collections.abc import Callable, Iterator
 
@@ -52,7 +51,6 @@ from ..checksum import verify, write_bytes
 from .io import save_noise
 from .spec import NoiseError
 
-FIT_ON = ("crossfit", "test")
 #: Defaults: BreastMNIST-28 (546 train images, 5 folds) trains in ~12 s on 2 threads, ~25 s on 1
 DEFAULTS = dict(
     fit_on="crossfit",
@@ -69,49 +67,60 @@ DEFAULTS = dict(
     seed=0,
     pretrained=False,
 )
-SCHEDULES = ("cosine", "constant")
+#: The training options that are no config keys (the config's are the schema's ``crossfit``
+#: definition and ``noise.classifier.fit_on``), declared the same way.
+OPTIONS = {
+    "momentum": {"type": "number", "minimum": 0},
+    "weight_decay": {"type": "number", "minimum": 0},
+    "schedule": {"type": "string", "enum": ["cosine", "constant"]},
+    "crop_padding": {"type": "integer", "minimum": 0},
+    "hflip": {"type": "boolean"},
+}
 
 
-def _int(what, name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise NoiseError(f"{what} {name} {value!r} invalid; allowed: an integer >= {low}")
-    return int(value)
+@functools.cache
+def options_schema() -> dict:
+    """The schema of :func:`check_config`'s options: the config schema's ``crossfit``
+    definition (shared by ``noise.classifier`` and ``estimation``), ``fit_on`` and
+    :data:`OPTIONS` (one definition of every key, one validation path)."""
+    from ..config import load_schema
 
-
-def _positive(what, name, value, low=0.0, strict=True):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= low if strict else value < low):
-        sign = ">" if strict else ">="
-        raise NoiseError(f"{what} {name} {value!r} invalid; allowed: a number {sign} {low}")
-    return float(value)
+    root = load_schema()
+    fit_on = root["properties"]["noise"]["properties"]["classifier"]["properties"]["fit_on"]
+    return {
+        "definitions": root["definitions"],
+        "$ref": "#/definitions/crossfit",
+        "properties": {"fit_on": fit_on, **OPTIONS},
+        "unevaluatedProperties": False,
+    }
 
 
 def check_config(what: str = "generator", **kw) -> dict:
-    """The configuration (``DEFAULTS`` updated with ``kw``), validated; ``what`` names the
-    classifier in error messages (``generator``, or ``estimator`` for :mod:`lnm.noise.estimate`)."""
-    unknown = sorted(set(kw) - set(DEFAULTS))
-    if unknown:
-        raise NoiseError(f"unknown {what} option(s) {unknown}; allowed: {sorted(DEFAULTS)}")
-    cfg = {**DEFAULTS, **kw}
-    if cfg["fit_on"] not in FIT_ON:
-        raise NoiseError(f"{what} fit_on {cfg['fit_on']!r}; allowed: {', '.join(FIT_ON)}")
-    if cfg["schedule"] not in SCHEDULES:
-        raise NoiseError(f"{what} schedule {cfg['schedule']!r}; allowed: {', '.join(SCHEDULES)}")
-    cfg["folds"] = _int(what, "folds", cfg["folds"], 2)
-    cfg["epochs"] = _int(what, "epochs", cfg["epochs"], 1)
-    cfg["batch_size"] = _int(what, "batch_size", cfg["batch_size"], 2)
-    cfg["crop_padding"] = _int(what, "crop_padding", cfg["crop_padding"], 0)
-    cfg["seed"] = _int(what, "seed", cfg["seed"], 0)
-    cfg["lr"] = _positive(what, "lr", cfg["lr"])
-    cfg["momentum"] = _positive(what, "momentum", cfg["momentum"], strict=False)
-    cfg["weight_decay"] = _positive(what, "weight_decay", cfg["weight_decay"], strict=False)
-    for key in ("pretrained", "hflip"):
-        if not isinstance(cfg[key], (bool, np.bool_)):
-            raise NoiseError(f"{what} {key} {cfg[key]!r} invalid; allowed: true or false")
-        cfg[key] = bool(cfg[key])
-    if not isinstance(cfg["backbone"], str):
-        raise NoiseError(f"{what} backbone {cfg['backbone']!r} invalid; allowed: a name")
-    return cfg
+    """The configuration (``DEFAULTS`` updated with ``kw``), validated against
+    :func:`options_schema` (every problem at once); ``what`` names the classifier in error
+    messages (``generator``, or ``estimator`` for :mod:`lnm.noise.estimate`). Numbers come back
+    as the schema's types (an integer ``lr`` as a float)."""
+    from ..config import schema_problems
+
+    cfg = {k: v.item() if isinstance(v, np.generic) else v for k, v in {**DEFAULTS, **kw}.items()}
+    schema = options_schema()
+    problems = schema_problems(cfg, schema, prefix=(what,))
+    if problems:
+        raise NoiseError(f"invalid {what} options: " + "; ".join(problems))
+    cast = {"integer": int, "number": float}
+    return {k: cast.get(_type(k, schema), _same)(v) for k, v in cfg.items()}
+
+
+def _same(value):
+    return value
+
+
+def _type(key: str, schema: dict) -> str | None:
+    """The declared type of option ``key`` (following a ``$ref`` into the definitions)."""
+    spec = schema["properties"].get(key) or schema["definitions"]["crossfit"]["properties"][key]
+    if "$ref" in spec:
+        spec = schema["definitions"][spec["$ref"].rsplit("/", 1)[-1]]
+    return spec.get("type")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from ..checksum import sidecar, verify
-from .data import GIB, SPLITS, STREAM_MODES, DeviceData
+from ..grid import STREAM_MODES  # open_data's choices of path (runtime.stream)
+from .data import GIB, SPLITS, DeviceData
 from .stream import StreamData
 
 
