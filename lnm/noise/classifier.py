@@ -333,7 +333,6 @@ def train_generator(
 
 
 def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> dict:
-    from ..data.hdf5 import load_h5
     from ..models import build_model
     from ..train.augment import Augmenter
 
@@ -342,8 +341,55 @@ def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> d
     log(f"generator of {h5_path} on {dev}{threads}: {cfg}")
     fit_split = "train" if cfg["fit_on"] == "crossfit" else "test"
     splits = ("train", "val") + (("test",) if fit_split == "test" else ())
+    attrs, c, labels, images = _generator_data(h5_path, splits, dev)
+    in_chans, size = int(attrs["n_channels"]), int(attrs["size"])
+    mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
+    augmenter = Augmenter(
+        mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
+    )
+
+    def make_model():
+        return build_model(cfg["backbone"], in_chans, c, size, cfg["pretrained"])
+
+    started = time.perf_counter()
+    if fit_split == "train":
+        out = crossfit_logits(
+            images["train"],
+            labels["train"],
+            c,
+            cfg,
+            make_model,
+            augmenter,
+            log,
+            val_images=images["val"],
+        )
+    else:
+        out = _fit_on_test(images, labels, cfg, make_model, augmenter, log)
+    record = {
+        **cfg,
+        "folds": cfg["folds"] if fit_split == "train" else 1,
+        "dataset": str(attrs.get("dataset", "")),
+        "size": size,
+        "num_classes": c,
+        "data_sha256": data_sha256,
+    }
+    result = _write_generator(out_weights, out_logits, record, out, labels)
+    log(
+        f"generator ({cfg['fit_on']}, {cfg['backbone']}, {cfg['epochs']} epochs): accuracy of "
+        f"its logits on the clean labels: train {result['train_accuracy']:.3f}"
+        f"{' (out-of-fold)' if fit_split == 'train' else ''}, val {result['val_accuracy']:.3f}; "
+        f"{time.perf_counter() - started:.1f}s"
+    )
+    return result
+
+
+def _generator_data(h5_path, splits, dev) -> tuple[dict, int, dict, dict]:
+    """The HDF5's attributes, class count, clean labels (checked to be in ``0..C-1``) and
+    uint8 NCHW images on ``dev`` of ``splits``."""
+    from ..data.hdf5 import load_h5
+
     data = load_h5(h5_path, check=False, image_splits=splits)
-    attrs, c = data.attrs, data.num_classes
+    c = data.num_classes
     labels = {s: np.asarray(data.labels[s], dtype=np.int64) for s in splits}
     for s in splits:
         bad = np.flatnonzero((labels[s] < 0) | (labels[s] >= c))
@@ -356,52 +402,30 @@ def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> d
         s: torch.from_numpy(np.ascontiguousarray(data.images[s].transpose(0, 3, 1, 2))).to(dev)
         for s in splits
     }
-    del data
-    in_chans, size = int(attrs["n_channels"]), int(attrs["size"])
-    mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
-    augmenter = Augmenter(
-        mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
-    )
+    return data.attrs, c, labels, images
 
-    def make_model():
-        return build_model(cfg["backbone"], in_chans, c, size, cfg["pretrained"])
 
-    started = time.perf_counter()
-    n_train = len(labels["train"])
-    if fit_split == "train":
-        out = crossfit_logits(
-            images["train"],
-            labels["train"],
-            c,
-            cfg,
-            make_model,
-            augmenter,
-            log,
-            val_images=images["val"],
-        )
-        train_logits, fold, val_logits, states = (
-            out[key] for key in ("train_logits", "fold", "val_logits", "states")
-        )
-    else:
-        fold = np.full(n_train, -1, dtype=np.int64)
-        tag = f"generator on the test split ({len(labels['test'])} images)"
-        idx = np.arange(len(labels["test"]))
-        y_test = torch.from_numpy(labels["test"]).to(dev)
-        model = fit_classifier(images["test"], y_test, idx, cfg, make_model, augmenter, 0, log, tag)
-        train_logits = predict_logits(model, images["train"], augmenter)
-        val_logits = predict_logits(model, images["val"], augmenter)
-        states = [_state(model)]
-
-    record = {
-        **cfg,
-        "folds": cfg["folds"] if fit_split == "train" else 1,
-        "dataset": str(attrs.get("dataset", "")),
-        "size": size,
-        "num_classes": c,
-        "data_sha256": data_sha256,
+def _fit_on_test(images, labels, cfg, make_model, augmenter, log) -> dict:
+    """``fit_on: test``: one model trained on the test split; its logits of train and val."""
+    tag = f"generator on the test split ({len(labels['test'])} images)"
+    idx = np.arange(len(labels["test"]))
+    y_test = torch.from_numpy(labels["test"]).to(images["test"].device)
+    model = fit_classifier(images["test"], y_test, idx, cfg, make_model, augmenter, 0, log, tag)
+    return {
+        "train_logits": predict_logits(model, images["train"], augmenter),
+        "fold": np.full(len(labels["train"]), -1, dtype=np.int64),
+        "val_logits": predict_logits(model, images["val"], augmenter),
+        "states": [_state(model)],
     }
+
+
+def _write_generator(out_weights, out_logits, record: dict, out: dict, labels: dict) -> dict:
+    """Write the weights (with ``record``, the configuration) and the logits file; return the
+    logits file's dict."""
+    fold, train_logits, val_logits = out["fold"], out["train_logits"], out["val_logits"]
     buf = io.BytesIO()
-    torch.save({"folds": states, "fold_of_sample": torch.from_numpy(fold), "config": record}, buf)
+    weights = {"folds": out["states"], "fold_of_sample": torch.from_numpy(fold), "config": record}
+    torch.save(weights, buf)
     generator_sha256 = write_bytes(out_weights, buf.getvalue())
     result = {
         **record,
@@ -413,10 +437,4 @@ def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> d
         "val_accuracy": _accuracy(val_logits, labels["val"]),
     }
     save_noise(out_logits, result)
-    log(
-        f"generator ({cfg['fit_on']}, {cfg['backbone']}, {cfg['epochs']} epochs): accuracy of "
-        f"its logits on the clean labels: train {result['train_accuracy']:.3f}"
-        f"{' (out-of-fold)' if fit_split == 'train' else ''}, val {result['val_accuracy']:.3f}; "
-        f"{time.perf_counter() - started:.1f}s"
-    )
     return result
