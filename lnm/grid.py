@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import functools
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -523,42 +523,26 @@ def _read_classes(folder: Path) -> dict[str, _ClassDecl]:
 
 # ---------------------------------------------------------------- noise patterns, read statically
 PATTERNS_DIR = PACKAGE / "noise" / "patterns"
-#: The class attributes of a pattern that the workflow reads (statically, as literals; a class
-#: inherits those of its base classes in lnm/noise/patterns, whose base.py holds the defaults):
-#: ``code`` (the pattern's index in the seeds of its random streams), ``order`` (display
-#: position), ``is_clean`` (the clean ceiling), ``from_data`` (its noisy labels come with the
-#: data), ``needs_images``, ``needs_generator`` (the classifier_generator rule's logits) and
-#: ``params`` (``noise.<key>`` config keys that change its labels -> JSON-schema fragment).
-PATTERN_TRAITS = (
-    "code",
-    "order",
-    "is_clean",
-    "from_data",
-    "needs_images",
-    "needs_generator",
-    "params",
-)
 #: A pattern's name: lower case letters, digits and ``_`` (it is part of file names).
 PATTERN_NAME = r"[a-z][a-z0-9_]*"
 
 
 @dataclass(frozen=True)
 class PatternInfo:
-    """A noise pattern as its file in ``lnm/noise/patterns`` declares it (read without importing
-    it): ``name``, ``code`` (its index in the seeds of its random streams: fixed for ever, so
-    that every noise file stays the same), ``order`` (display position) and its traits
-    (:data:`PATTERN_TRAITS`)."""
+    """A noise pattern as its file in ``lnm/noise/patterns`` declares it, read without importing
+    it: its class attributes after ``cls`` (literals; inherited from the classes of that folder,
+    whose ``base.py`` holds the defaults and documents each)."""
 
     name: str
     module: str  # module name inside lnm.noise.patterns
     cls: str
-    code: int
-    order: int
-    is_clean: bool = False
-    from_data: bool = False
-    needs_images: bool = False
-    needs_generator: bool = False
-    params: dict = field(default_factory=dict)
+    code: int  # its index in the seeds of its random streams: fixed for ever
+    order: int  # display position
+    is_clean: bool  # the clean ceiling (rate 0)
+    from_data: bool  # its noisy labels come with the data (real-world datasets)
+    needs_images: bool
+    needs_generator: bool  # drawn from the classifier_generator rule's logits
+    params: dict  # noise.<key> config keys that change its labels -> JSON-schema fragment
 
     @property
     def synthetic(self) -> bool:
@@ -570,15 +554,17 @@ class PatternInfo:
         return PATTERNS_DIR / f"{self.module}.py"
 
 
+#: The class attributes of a pattern that the workflow reads.
+PATTERN_TRAITS = tuple(f.name for f in fields(PatternInfo))[3:]
+
+
 @functools.cache
 def pattern_catalog(folder: Path = PATTERNS_DIR) -> dict[str, PatternInfo]:
     """Every noise pattern of ``lnm/noise/patterns`` (``folder``; a module not named ``base``
     or starting with ``_`` that defines a class with a string ``name``), in display order,
-    read from the source without importing it (no numpy, no torch). Refuses two patterns with
-    one name or one code, and a registry without exactly one clean and one real-world
-    pattern."""
+    read from the source without importing it (no numpy, no torch)."""
     classes = _read_classes(folder)
-    found: dict[str, PatternInfo] = {}
+    found: list[PatternInfo] = []
     for cname, decl in classes.items():
         if decl.module.startswith("_") or decl.module == "base" or "name" not in decl.attrs:
             continue
@@ -587,38 +573,43 @@ def pattern_catalog(folder: Path = PATTERNS_DIR) -> dict[str, PatternInfo]:
         for trait in PATTERN_TRAITS:
             node = _inherited(decl, trait, classes)
             traits[trait] = None if node is None else _literal(node, classes, where)
-        info = PatternInfo(
-            name=ast.literal_eval(decl.attrs["name"]), module=decl.module, cls=cname, **traits
-        )
-        _check_pattern(info, found, where)
-        found[info.name] = info
+        name = ast.literal_eval(decl.attrs["name"])
+        found.append(PatternInfo(name=name, module=decl.module, cls=cname, **traits))
+    _check_patterns(found)
+    return {p.name: p for p in sorted(found, key=lambda p: (p.order, p.name))}
+
+
+def _check_patterns(found: list[PatternInfo]) -> None:
+    """Names fit file names and are unique, codes are unique integers, and exactly one pattern
+    is the clean ceiling and one the data's own labels."""
+    import re
+
+    names: dict[str, str] = {}
+    for p in found:
+        where = f"lnm/noise/patterns/{p.module}.py, class {p.cls}"
+        if not re.fullmatch(PATTERN_NAME, p.name):
+            raise ValueError(f"{where}: pattern name {p.name!r} is not allowed; allowed: "
+                             f"{PATTERN_NAME} (it is part of file names)")  # fmt: skip
+        if p.name in names:
+            raise ValueError(f"{where}: pattern name {p.name!r} is already used by class "
+                             f"{names[p.name]}")  # fmt: skip
+        names[p.name] = p.cls
+        if isinstance(p.code, bool) or not isinstance(p.code, int) or p.code < 0:
+            raise ValueError(f"{where}: code {p.code!r}; allowed: an integer >= 0 (the "
+                             "pattern's index in the seeds of its random streams)")  # fmt: skip
+    codes = sorted((p.code, f"{p.module}.py") for p in found)
+    for (code, a), (again, b) in zip(codes, codes[1:]):
+        if code == again:
+            free = codes[-1][0] + 1
+            raise ValueError(f"lnm/noise/patterns: {a} and {b} both declare code {code}; a new "
+                             f"pattern takes a code no pattern ever had, e.g. {free}")  # fmt: skip
     for trait in ("is_clean", "from_data"):
-        have = [p.name for p in found.values() if getattr(p, trait)]
+        have = [p.name for p in found if getattr(p, trait)]
         if len(have) != 1:
             raise ValueError(
                 f"lnm/noise/patterns: {len(have)} patterns declare {trait} = True "
                 f"({', '.join(have) or 'none'}); exactly one must"
             )
-    return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
-
-
-def _check_pattern(info: PatternInfo, found: dict[str, PatternInfo], where: str) -> None:
-    import re
-
-    if not re.fullmatch(PATTERN_NAME, info.name):
-        raise ValueError(f"{where}: pattern name {info.name!r} is not allowed; allowed: "
-                         f"{PATTERN_NAME} (it is part of file names)")  # fmt: skip
-    if info.name in found:
-        raise ValueError(f"{where}: pattern name {info.name!r} is already used by "
-                         f"{found[info.name].cls}")  # fmt: skip
-    if isinstance(info.code, bool) or not isinstance(info.code, int) or info.code < 0:
-        raise ValueError(f"{where}: code {info.code!r}; allowed: an integer >= 0 (the "
-                         "pattern's index in the seeds of its random streams)")  # fmt: skip
-    taken = {p.code: p.name for p in found.values()}
-    if info.code in taken:
-        free = max(taken) + 1
-        raise ValueError(f"{where}: code {info.code} is already {taken[info.code]}'s; a new "
-                         f"pattern takes a code no pattern ever had, e.g. {free}")  # fmt: skip
 
 
 def pattern_info(name: str) -> PatternInfo:

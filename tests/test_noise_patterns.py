@@ -124,8 +124,8 @@ def test_a_new_pattern_file_is_found_with_its_inherited_traits(tmp_path):
         (
             "twin",
             "class Twin:\n    name = 'twin'\n    code = 2\n",
-            r"twin\.py, class Twin: code 2 is already pairflip's; a new pattern takes a code "
-            r"no pattern ever had, e.g. 6",
+            r"pairflip\.py and twin\.py both declare code 2; a new pattern takes a code no "
+            r"pattern ever had, e.g. 6",
         ),
         (
             "sym2",
