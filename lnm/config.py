@@ -131,21 +131,22 @@ def _paths(value, prefix: tuple):
 
 
 def load_schema() -> dict:
-    """The config schema with its enums and method parameter schemas filled from lnm.grid."""
+    """The config schema with its enums, the noise patterns and their config keys, and the
+    method parameter schemas filled from lnm.grid."""
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     props, defs = schema["properties"], schema["definitions"]
     catalog = grid.method_catalog()
     defs["method"] = {"type": "string", "enum": list(catalog)}
-    noise = props["noise"]["properties"]
-    noise["patterns"]["properties"] = {
-        p: {"$ref": "#/definitions/rates"} for p in grid.SYNTHETIC_PATTERNS
-    }
-    noise["classifier"]["properties"]["backbone"]["enum"] = list(grid.BACKBONES)
-    props["estimation"]["properties"]["backbone"]["enum"] = list(grid.BACKBONES)
+    defs["crossfit"]["properties"]["backbone"]["enum"] = list(grid.BACKBONES)
+    _fill_noise(props["noise"])
     props["backbones"]["items"]["enum"] = list(grid.BACKBONES)
     props["size"]["enum"] = list(grid.MEDMNIST_SIZES)
+    props["protocol"]["enum"] = list(grid.PROTOCOLS)
+    props["runtime"]["properties"]["stream"]["enum"] = list(grid.STREAM_MODES)
     train = defs["train_override"]["properties"]
     train["precision"]["enum"], train["compile"]["enum"] = list(PRECISIONS), list(COMPILE_MODES)
+    train["optimizer"]["properties"]["name"]["enum"] = list(grid.OPTIMIZERS)
+    train["schedule"]["properties"]["name"]["enum"] = list(grid.SCHEDULES)
     real = props["real_world"]["additionalProperties"]["properties"]
     real["adapter"]["enum"] = list(grid.ADAPTERS)
     props["real_world"]["additionalProperties"]["allOf"] = grid.adapter_schemas()  # options
@@ -153,6 +154,33 @@ def load_schema() -> dict:
     when = props["cell_overrides"]["items"]["properties"]["when"]["properties"]
     when["patterns"]["items"]["enum"] = list(grid.PATTERNS)
     return schema
+
+
+def _fill_noise(noise: dict) -> None:
+    """``noise``: a list of rates per synthetic pattern, the config keys the patterns declare
+    (their ``params``; one declaration per key, shared by subclasses) and ``fit_on``."""
+    noise["properties"]["patterns"]["properties"] = {
+        p: {"$ref": "#/definitions/rates"} for p in grid.SYNTHETIC_PATTERNS
+    }
+    for info in grid.pattern_catalog().values():
+        for key, spec in info.params.items():
+            if noise["properties"].setdefault(key, spec) != spec:
+                raise ConfigError(
+                    f"{info.path}: noise.{key} is declared differently by another pattern or "
+                    "the schema; a key shared by patterns is declared once (in a base class)"
+                )
+            if key not in noise["required"]:
+                noise["required"].append(key)
+    noise["properties"]["classifier"]["properties"]["fit_on"]["enum"] = list(grid.FIT_ON)
+
+
+def schema_problems(value, schema: dict, prefix=()) -> list[str]:
+    """What is wrong with ``value`` by ``schema`` (a fragment of the config schema, whose
+    ``$ref`` may point into its own ``definitions``), one line each as the config's errors are
+    told, keys named below ``prefix``."""
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(value)
+    ordered = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
+    return [_explain(e, prefix, root=schema) for e in ordered]
 
 
 def _key(path) -> str:
@@ -173,15 +201,31 @@ def _looks_typed(value) -> bool:
         return value.lstrip()[:1] in "{["
 
 
-def _explain(err: jsonschema.ValidationError, prefix=()) -> str:
+def _declared(schema: dict, root: dict) -> set[str]:
+    """The keys a (sub-)schema declares: its ``properties`` and those of the definitions it
+    refers to (``$ref`` within ``root``, ``allOf``)."""
+    keys = set(schema.get("properties", {}))
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/"):
+        node = root
+        for part in ref[2:].split("/"):
+            node = node[part]
+        keys |= _declared(node, root)
+    for sub in schema.get("allOf", []):
+        keys |= _declared(sub, root)
+    return keys
+
+
+def _explain(err: jsonschema.ValidationError, prefix=(), root: dict | None = None) -> str:
     """One line per schema error, naming the key (below ``prefix``, the path of the validated
-    sub-document), the bad value and what is allowed."""
+    sub-document), the bad value and what is allowed (``root``: the whole schema, for the keys
+    of the definitions a sub-schema refers to)."""
     path = [*prefix, *err.absolute_path]
     key, value, v, arg = _key(path), err.instance, err.validator, err.validator_value
     if "errorMessage" in err.schema:
         return f"{key}: {err.schema['errorMessage'].strip()}"
-    if v == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
+    if v in ("additionalProperties", "unevaluatedProperties"):
+        allowed = sorted(_declared(err.schema, root or {}))
         extra = sorted(set(value) - set(allowed))
         where = f"under {key!r}" if path else "at the top level"
         return f"unknown key(s) {extra} {where}; allowed keys: {allowed}"
@@ -282,9 +326,10 @@ def validate_config(
         sources = Sources()
         sources.add("config", config)
     read_command_line_values(config, command_line)
-    errors = list(jsonschema.Draft202012Validator(load_schema()).iter_errors(config))
+    schema = load_schema()
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
     found = list(problems)
-    found += [Problem(_explain(e), (tuple(e.absolute_path),)) for e in errors]
+    found += [Problem(_explain(e, root=schema), (tuple(e.absolute_path),)) for e in errors]
     found += _semantic_problems(config, schema_ok=not errors)
     if folders:
         found += _source_problems(config)

@@ -18,20 +18,16 @@ from __future__ import annotations
 import ast
 import functools
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 
 # ---------------------------------------------------------------- noise patterns, backbones
-CLEAN = "none"  #: the clean ceiling (rate 0)
-REAL = "real"  #: noisy labels as the data gives them (real-world datasets)
-#: Noise patterns, in display order (``none`` first). The order is part of the noise files'
-#: seeds (a pattern's index enters its random streams): append, never reorder.
-PATTERNS = (CLEAN, "symmetric", "pairflip", "instance", "instance_classifier", REAL)
-NOISY_PATTERNS = tuple(p for p in PATTERNS if p != CLEAN)
-#: Patterns drawn by the workflow from clean labels (``noise.patterns`` in the config).
-SYNTHETIC_PATTERNS = tuple(p for p in NOISY_PATTERNS if p != REAL)
+# Noise patterns (PATTERNS, CLEAN, REAL, NOISY_PATTERNS, SYNTHETIC_PATTERNS): read from their
+# files in lnm/noise/patterns by pattern_catalog() (below the methods, whose static reader it
+# shares).
+
 # ADAPTERS (real-world datasets' adapters): read from lnm/data/adapters, below
 #: MedMNIST datasets the workflow supports (2-D, single-label; medmnist's flags).
 MEDMNIST_DATASETS = (
@@ -55,6 +51,18 @@ SMALL_BACKBONES = ("resnet8",)
 TIMM_BACKBONES = ("resnet18", "resnet34", "resnet50")
 TORCHVISION_BACKBONES = ("tv_resnet50",)
 BACKBONES = SMALL_BACKBONES + TIMM_BACKBONES + TORCHVISION_BACKBONES
+
+# ---------------------------------------------------------------- training settings
+#: Optimisers and learning-rate schedules of ``train`` (lnm.train.optim implements them).
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "multistep", "cosine", "linear_decay")
+#: ``runtime.stream``: when training images are streamed from the HDF5 file (lnm.train.data).
+STREAM_MODES = ("auto", "never", "always")
+#: ``protocol``: harmonized (one recipe for every method) or reference (each method's own).
+PROTOCOLS = ("harmonized", "reference")
+#: ``noise.classifier.fit_on``: which labels train the flip-target classifier of
+#: instance_classifier noise (lnm.noise.classifier).
+FIT_ON = ("crossfit", "test")
 
 # ---------------------------------------------------------------- evaluation views
 #: How a run's test (and val) predictions are made from its networks, with the words captions
@@ -628,3 +636,125 @@ def ordered(values, canonical) -> list[str]:
     """Distinct ``values`` in ``canonical`` order, unknown ones after them alphabetically."""
     values, canonical = set(values), list(canonical)
     return [v for v in canonical if v in values] + sorted(values - set(canonical))
+
+
+def _read_classes(folder: Path) -> dict[str, _ClassDecl]:
+    """Every class declared at the top level of the modules of ``folder`` (parsed, not run)."""
+    classes: dict[str, _ClassDecl] = {}
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef):
+                classes[node.name] = _ClassDecl(path.stem, node)
+    return classes
+
+
+# ---------------------------------------------------------------- noise patterns, read statically
+PATTERNS_DIR = PACKAGE / "noise" / "patterns"
+#: A pattern's name: lower case letters, digits and ``_`` (it is part of file names).
+PATTERN_NAME = r"[a-z][a-z0-9_]*"
+
+
+@dataclass(frozen=True)
+class PatternInfo:
+    """A noise pattern as its file in ``lnm/noise/patterns`` declares it, read without importing
+    it: its class attributes after ``cls`` (literals; inherited from the classes of that folder,
+    whose ``base.py`` holds the defaults and documents each)."""
+
+    name: str
+    module: str  # module name inside lnm.noise.patterns
+    cls: str
+    code: int  # its index in the seeds of its random streams: fixed for ever
+    order: int  # display position
+    is_clean: bool  # the clean ceiling (rate 0)
+    from_data: bool  # its noisy labels come with the data (real-world datasets)
+    needs_images: bool
+    needs_generator: bool  # drawn from the classifier_generator rule's logits
+    params: dict  # noise.<key> config keys that change its labels -> JSON-schema fragment
+
+    @property
+    def synthetic(self) -> bool:
+        """Drawn by the workflow from clean labels (a ``noise.patterns`` entry)."""
+        return not (self.is_clean or self.from_data)
+
+    @property
+    def path(self) -> Path:
+        return PATTERNS_DIR / f"{self.module}.py"
+
+
+#: The class attributes of a pattern that the workflow reads.
+PATTERN_TRAITS = tuple(f.name for f in fields(PatternInfo))[3:]
+
+
+@functools.cache
+def pattern_catalog(folder: Path = PATTERNS_DIR) -> dict[str, PatternInfo]:
+    """Every noise pattern of ``lnm/noise/patterns`` (``folder``; a module not named ``base``
+    or starting with ``_`` that defines a class with a string ``name``), in display order,
+    read from the source without importing it (no numpy, no torch)."""
+    classes = _read_classes(folder)
+    found: list[PatternInfo] = []
+    for cname, decl in classes.items():
+        if decl.module.startswith("_") or decl.module == "base" or "name" not in decl.attrs:
+            continue
+        where = f"lnm/noise/patterns/{decl.module}.py, class {cname}"
+        traits = {}
+        for trait in PATTERN_TRAITS:
+            node = _inherited(decl, trait, classes)
+            traits[trait] = None if node is None else _literal(node, classes, where)
+        name = ast.literal_eval(decl.attrs["name"])
+        found.append(PatternInfo(name=name, module=decl.module, cls=cname, **traits))
+    _check_patterns(found)
+    return {p.name: p for p in sorted(found, key=lambda p: (p.order, p.name))}
+
+
+def _check_patterns(found: list[PatternInfo]) -> None:
+    """Names fit file names and are unique, codes are unique integers, and exactly one pattern
+    is the clean ceiling and one the data's own labels."""
+    import re
+
+    names: dict[str, str] = {}
+    for p in found:
+        where = f"lnm/noise/patterns/{p.module}.py, class {p.cls}"
+        if not re.fullmatch(PATTERN_NAME, p.name):
+            raise ValueError(f"{where}: pattern name {p.name!r} is not allowed; allowed: "
+                             f"{PATTERN_NAME} (it is part of file names)")  # fmt: skip
+        if p.name in names:
+            raise ValueError(f"{where}: pattern name {p.name!r} is already used by class "
+                             f"{names[p.name]}")  # fmt: skip
+        names[p.name] = p.cls
+        if isinstance(p.code, bool) or not isinstance(p.code, int) or p.code < 0:
+            raise ValueError(f"{where}: code {p.code!r}; allowed: an integer >= 0 (the "
+                             "pattern's index in the seeds of its random streams)")  # fmt: skip
+    codes = sorted((p.code, f"{p.module}.py") for p in found)
+    for (code, a), (again, b) in zip(codes, codes[1:]):
+        if code == again:
+            free = codes[-1][0] + 1
+            raise ValueError(f"lnm/noise/patterns: {a} and {b} both declare code {code}; a new "
+                             f"pattern takes a code no pattern ever had, e.g. {free}")  # fmt: skip
+    for trait in ("is_clean", "from_data"):
+        have = [p.name for p in found if getattr(p, trait)]
+        if len(have) != 1:
+            raise ValueError(
+                f"lnm/noise/patterns: {len(have)} patterns declare {trait} = True "
+                f"({', '.join(have) or 'none'}); exactly one must"
+            )
+
+
+def pattern_info(name: str) -> PatternInfo:
+    try:
+        return pattern_catalog()[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown noise pattern {name!r}; allowed: {', '.join(PATTERNS)}"
+        ) from None
+
+
+#: Noise patterns, in display order (``none`` first): lnm/noise/patterns, one file each.
+PATTERNS = tuple(pattern_catalog())
+#: The clean ceiling (rate 0) and the noisy labels as the data gives them (real-world datasets).
+CLEAN = next(p.name for p in pattern_catalog().values() if p.is_clean)
+REAL = next(p.name for p in pattern_catalog().values() if p.from_data)
+NOISY_PATTERNS = tuple(p for p in PATTERNS if p != CLEAN)
+#: Patterns drawn by the workflow from clean labels (``noise.patterns`` in the config).
+SYNTHETIC_PATTERNS = tuple(p for p, info in pattern_catalog().items() if info.synthetic)

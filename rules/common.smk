@@ -70,7 +70,7 @@ wildcard_constraints:
     method="|".join(grid.grid_methods(config)),
     backbone="|".join(grid.BACKBONES),
     seed="[0-9]+",
-    pattern="[a-z_]+",
+    pattern="[a-z0-9_]+",
 
 
 def res(template):
@@ -154,22 +154,29 @@ def real_entry(w):
 
 
 def noise_inputs(w):
-    """The classifier's logits for instance_classifier noise (else nothing)."""
-    if w.noise == "instance_classifier":
+    """The generator's logits for a pattern that needs them (instance_classifier), else
+    nothing."""
+    if grid.pattern_info(w.noise).needs_generator:
         return sums(res(grid.GENERATOR_LOGITS))
     return []
 
 
 def noise_params(w):
-    """Only what changes this pattern's labels: instance_std reruns instance noise only."""
+    """Only what changes this pattern's labels: its own config keys (its `params`, e.g.
+    instance_std of the instance patterns) redraw its files only."""
     noise = config["noise"]
     params = {"noisy_val": noise["noisy_val"]}
-    if w.noise in ("instance", "instance_classifier"):
-        params["instance_std"] = noise["instance_std"]
+    params.update({key: noise[key] for key in grid.pattern_info(w.noise).params})
     # only when not the default, so that the default noise jobs keep their params
     if not noise["nested"]:
         params["nested"] = False
     return params
+
+
+def noise_code(w):
+    """The noise script's closure plus the pattern's own module (lnm.noise.patterns imports it
+    by name): an edit of one pattern redraws its files only."""
+    return code("noise.py", f"noise/patterns/{grid.pattern_info(w.noise).module}.py")
 
 
 def job_specs(w):
@@ -295,9 +302,12 @@ def final_targets():
 
 
 def generator_files():
-    """The flip-target classifiers (and logits) of the datasets with instance_classifier noise."""
+    """The flip-target classifiers (and logits) of the datasets with a pattern that needs them
+    (instance_classifier)."""
     used = {
-        c.dataset for c in grid.noise_cells(config) if c.noise == "instance_classifier"
+        c.dataset
+        for c in grid.noise_cells(config)
+        if grid.pattern_info(c.noise).needs_generator
     }
     return [
         res(t.format(dataset=d))

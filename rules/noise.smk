@@ -1,5 +1,6 @@
 # noise: noisy train/val labels, clean masks, realised rates, empirical transition matrix.
 # classifier_generator: the flip-target classifier of instance_classifier noise (one per dataset).
+# What each pattern draws, needs and depends on: its file in lnm/noise/patterns.
 
 
 rule classifier_generator:
@@ -60,7 +61,7 @@ rule noise:
     input:
         data_file,
         generator=noise_inputs,
-        code=code("noise.py"),
+        code=noise_code,
     output:
         sums(res(grid.NOISE_FILE)),
     log:

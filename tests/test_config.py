@@ -89,6 +89,57 @@ def test_schema_enums_come_from_the_code():
     assert adapter["enum"] == list(grid.ADAPTERS)
     assert props["backbones"]["items"]["enum"] == list(BACKBONES) == list(grid.BACKBONES)
     assert set(props["method_params"]["properties"]) == set(grid.methods())
+    train = schema["definitions"]["train_override"]["properties"]
+    assert train["optimizer"]["properties"]["name"]["enum"] == list(grid.OPTIMIZERS)
+    assert train["schedule"]["properties"]["name"]["enum"] == list(grid.SCHEDULES)
+    assert props["runtime"]["properties"]["stream"]["enum"] == list(grid.STREAM_MODES)
+    assert props["protocol"]["enum"] == list(grid.PROTOCOLS)
+    noise = props["noise"]["properties"]
+    assert noise["classifier"]["properties"]["fit_on"]["enum"] == list(grid.FIT_ON)
+    assert noise["instance_std"] == grid.pattern_info("instance").params["instance_std"]
+    assert "instance_std" in props["noise"]["required"]
+    when = props["cell_overrides"]["items"]["properties"]["when"]["properties"]
+    assert when["patterns"]["items"]["enum"] == list(grid.PATTERNS)
+    # the code that runs them uses the same names (torch-free lnm.grid is their one place)
+    from lnm.train import datasource, optim
+
+    assert (optim.OPTIMIZERS, optim.SCHEDULES) == (grid.OPTIMIZERS, grid.SCHEDULES)
+    assert datasource.STREAM_MODES is grid.STREAM_MODES
+    raw = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+
+    def enums(node):  # every enum written in the schema file itself
+        if isinstance(node, dict):
+            yield from ([node["enum"]] if "enum" in node else [])
+            for v in node.values():
+                yield from enums(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from enums(v)
+
+    written = [e for e in enums(raw) if e]
+    assert written == [["refuse", "keep_first"], ["estimated", "assumed"]]  # no grid names
+
+
+def test_the_cross_fitted_classifier_settings_are_declared_once():
+    """noise.classifier and estimation refer to one definition (`crossfit`), adding only their
+    own key; lnm.noise.classifier checks its options against the same definition."""
+    raw = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    crossfit = raw["definitions"]["crossfit"]
+    shared = {"folds", "backbone", "pretrained", "epochs", "batch_size", "lr", "seed"}
+    assert set(crossfit["properties"]) == set(crossfit["required"]) == shared
+    sections = (
+        raw["properties"]["noise"]["properties"]["classifier"],
+        raw["properties"]["estimation"],
+    )
+    for section, own in zip(sections, ("fit_on", "enabled"), strict=True):
+        assert section["$ref"] == "#/definitions/crossfit"
+        assert list(section["properties"]) == section["required"] == [own]
+        assert section["unevaluatedProperties"] is False
+    settings = {"noise.classifier": BASE["noise"]["classifier"], "estimation": BASE["estimation"]}
+    for section, values in settings.items():
+        msg = bad(**{section.replace(".", "__"): {**values, "fold": 3, "lr": 0}})
+        assert f"unknown key(s) ['fold'] under '{section}'" in msg and "'folds'" in msg, msg
+        assert f"{section}.lr: 0 is not allowed; must be > 0" in msg, msg
 
 
 def test_method_params_keys_are_checked_against_the_method():

@@ -283,7 +283,7 @@ def test_estimate_noise_refuses_foreign_or_tampered_inputs(tmp_path):
         fh.write(b"x")
     with pytest.raises(ChecksumError):
         estimate_noise(h5, npz, out, **FAST)
-    with pytest.raises(NoiseError, match="estimator folds 1"):
+    with pytest.raises(NoiseError, match="estimator.folds: 1 is not allowed"):
         estimate_noise(h5, npz, out, **{**FAST, "folds": 1})
     assert not out.exists() and not sidecar(out).exists()
     plain = tmp_path / "plain.npz"

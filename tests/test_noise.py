@@ -23,13 +23,9 @@ from lnm.checksum import ChecksumError, sidecar, verify, write_sidecar
 from lnm.noise.generate import expected_rate, generate_noise_file, make_noisy_labels
 from lnm.noise.instance import channel_stats, instance_projection, instance_targets
 from lnm.noise.io import load_noise, save_noise
-from lnm.noise.matrix import (
-    empirical_transition,
-    flip_with_matrix,
-    is_identifiable,
-    pairflip_matrix,
-    symmetric_matrix,
-)
+from lnm.noise.matrix import empirical_transition, flip_with_matrix, is_identifiable
+from lnm.noise.patterns.pairflip import pairflip_matrix
+from lnm.noise.patterns.symmetric import symmetric_matrix
 from lnm.noise.spec import NoiseError, stream_rng
 
 
@@ -256,7 +252,7 @@ def test_default_draws_are_nested_across_rates(pattern):
 
 @pytest.mark.parametrize("nested", [True, False])
 def test_instance_projection_is_reused_across_rates_only_when_nested(monkeypatch, nested):
-    import lnm.noise.generate as gen
+    import lnm.noise.patterns.instance as pattern  # the instance pattern draws the projection
 
     drawn = []
 
@@ -264,7 +260,7 @@ def test_instance_projection_is_reused_across_rates_only_when_nested(monkeypatch
         drawn.append(instance_projection(*args))
         return drawn[-1]
 
-    monkeypatch.setattr(gen, "instance_projection", spy)
+    monkeypatch.setattr(pattern, "instance_projection", spy)
     for rate in (0.2, 0.5):
         noisy("instance", rate, seed=4, n=300, val=100, nested=nested)
     assert len(drawn) == 2 and np.array_equal(drawn[0], drawn[1]) is nested

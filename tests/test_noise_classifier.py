@@ -20,6 +20,7 @@ from scipy import stats
 
 import lnm.noise.classifier as clf
 from lnm.checksum import ChecksumError, sidecar, verify
+from lnm.config import load_schema
 from lnm.models import build_model
 from lnm.noise.generate import expected_rate, generate_noise_file, make_noisy_labels
 from lnm.noise.instance import masked_softmax
@@ -314,11 +315,12 @@ def test_fit_on_test(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "kw,needle",
     [
-        ({"fit_on": "val"}, "fit_on 'val'"),
-        ({"folds": 1}, "folds 1"),
-        ({"epochs": 0}, "epochs 0"),
-        ({"lr": -1.0}, "lr -1.0"),
-        ({"schedule": "step"}, "schedule 'step'"),
+        ({"fit_on": "val"}, "generator.fit_on: 'val' is not allowed"),
+        ({"folds": 1}, "generator.folds: 1 is not allowed; must be >= 2"),
+        ({"epochs": 0}, "generator.epochs: 0 is not allowed"),
+        ({"lr": -1.0}, "generator.lr: -1.0 is not allowed"),
+        ({"schedule": "step"}, "generator.schedule: 'step' is not allowed"),
+        ({"backbone": "resnet9"}, "generator.backbone: 'resnet9' is not allowed"),
     ],
 )
 def test_bad_generator_options(tmp_path, kw, needle):
@@ -326,6 +328,23 @@ def test_bad_generator_options(tmp_path, kw, needle):
     with pytest.raises(NoiseError, match=needle):
         clf.train_generator(h5, tmp_path / "g.pt", tmp_path / "g.npz", **kw)
     assert not (tmp_path / "g.pt").exists() and not (tmp_path / "g.npz").exists()
+
+
+def test_classifier_options_are_checked_against_the_config_schema():
+    """One definition of the cross-fitted classifier's settings (the schema's ``crossfit``, also
+    behind noise.classifier and estimation): an unknown key and every bad value are named at
+    once, numbers come back as the schema's types."""
+    with pytest.raises(NoiseError) as err:
+        clf.check_config("estimator", fold=3, lr=0, hflip="yes")
+    msg = str(err.value)
+    assert "unknown key(s) ['fold'] under 'estimator'" in msg and "'folds'" in msg
+    assert "estimator.lr: 0 is not allowed; must be > 0" in msg
+    assert "estimator.hflip: 'yes' is not allowed; must be of type boolean" in msg
+    cfg = clf.check_config(lr=1, folds=np.int64(3), seed=2.0, pretrained=np.bool_(True))
+    assert type(cfg["lr"]) is float and type(cfg["folds"]) is int and type(cfg["seed"]) is int
+    assert cfg["pretrained"] is True
+    schema = load_schema()["definitions"]["crossfit"]["properties"]
+    assert set(schema) | {"fit_on"} | set(clf.OPTIONS) == set(clf.DEFAULTS)
 
 
 def test_too_many_folds_for_the_data():

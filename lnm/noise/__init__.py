@@ -1,8 +1,10 @@
 """Label noise for the train/val splits (test labels are never touched).
 
-Synthetic patterns: ``none``, ``symmetric`` (off-diagonal ``rate/(C-1)``, a flip never keeps the
-class), ``pairflip`` (class ``i`` flips to ``i+1 mod C``), ``instance`` (Xia et al., NeurIPS 2020,
-"Part-dependent label noise"; see :mod:`lnm.noise.instance`) and ``instance_classifier``
+Each pattern is one file in :mod:`lnm.noise.patterns` (its class says what it draws and needs;
+:func:`lnm.grid.pattern_catalog` reads the list). Synthetic patterns: ``none``, ``symmetric``
+(off-diagonal ``rate/(C-1)``, a flip never keeps the class), ``pairflip`` (class ``i`` flips to
+``i+1 mod C``), ``instance`` (Xia et al., NeurIPS 2020, "Part-dependent label noise"; see
+:mod:`lnm.noise.instance`) and ``instance_classifier``
 (LNMBench's classifier-based instance noise: the same truncated-normal flip rates, flip targets
 from a trained generator classifier's softmax over the wrong classes; see
 :mod:`lnm.noise.classifier`). Real-world pattern: ``real`` (the noisy labels that come with the

@@ -38,9 +38,8 @@ labels (``val_accuracy``)). Both are written atomically with SHA-256 sidecars.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
-import math
-import numbers
 import time
 from collections.abc import Callable, Iterator
 
@@ -52,7 +51,6 @@ from ..checksum import verify, write_bytes
 from .io import save_noise
 from .spec import NoiseError
 
-FIT_ON = ("crossfit", "test")
 #: Defaults: BreastMNIST-28 (546 train images, 5 folds) trains in ~12 s on 2 threads, ~25 s on 1
 DEFAULTS = dict(
     fit_on="crossfit",
@@ -69,49 +67,60 @@ DEFAULTS = dict(
     seed=0,
     pretrained=False,
 )
-SCHEDULES = ("cosine", "constant")
+#: The training options that are no config keys (the config's are the schema's ``crossfit``
+#: definition and ``noise.classifier.fit_on``), declared the same way.
+OPTIONS = {
+    "momentum": {"type": "number", "minimum": 0},
+    "weight_decay": {"type": "number", "minimum": 0},
+    "schedule": {"type": "string", "enum": ["cosine", "constant"]},
+    "crop_padding": {"type": "integer", "minimum": 0},
+    "hflip": {"type": "boolean"},
+}
 
 
-def _int(what, name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise NoiseError(f"{what} {name} {value!r} invalid; allowed: an integer >= {low}")
-    return int(value)
+@functools.cache
+def options_schema() -> dict:
+    """The schema of :func:`check_config`'s options: the config schema's ``crossfit``
+    definition (shared by ``noise.classifier`` and ``estimation``), ``fit_on`` and
+    :data:`OPTIONS` (one definition of every key, one validation path)."""
+    from ..config import load_schema
 
-
-def _positive(what, name, value, low=0.0, strict=True):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= low if strict else value < low):
-        sign = ">" if strict else ">="
-        raise NoiseError(f"{what} {name} {value!r} invalid; allowed: a number {sign} {low}")
-    return float(value)
+    root = load_schema()
+    fit_on = root["properties"]["noise"]["properties"]["classifier"]["properties"]["fit_on"]
+    return {
+        "definitions": root["definitions"],
+        "$ref": "#/definitions/crossfit",
+        "properties": {"fit_on": fit_on, **OPTIONS},
+        "unevaluatedProperties": False,
+    }
 
 
 def check_config(what: str = "generator", **kw) -> dict:
-    """The configuration (``DEFAULTS`` updated with ``kw``), validated; ``what`` names the
-    classifier in error messages (``generator``, or ``estimator`` for :mod:`lnm.noise.estimate`)."""
-    unknown = sorted(set(kw) - set(DEFAULTS))
-    if unknown:
-        raise NoiseError(f"unknown {what} option(s) {unknown}; allowed: {sorted(DEFAULTS)}")
-    cfg = {**DEFAULTS, **kw}
-    if cfg["fit_on"] not in FIT_ON:
-        raise NoiseError(f"{what} fit_on {cfg['fit_on']!r}; allowed: {', '.join(FIT_ON)}")
-    if cfg["schedule"] not in SCHEDULES:
-        raise NoiseError(f"{what} schedule {cfg['schedule']!r}; allowed: {', '.join(SCHEDULES)}")
-    cfg["folds"] = _int(what, "folds", cfg["folds"], 2)
-    cfg["epochs"] = _int(what, "epochs", cfg["epochs"], 1)
-    cfg["batch_size"] = _int(what, "batch_size", cfg["batch_size"], 2)
-    cfg["crop_padding"] = _int(what, "crop_padding", cfg["crop_padding"], 0)
-    cfg["seed"] = _int(what, "seed", cfg["seed"], 0)
-    cfg["lr"] = _positive(what, "lr", cfg["lr"])
-    cfg["momentum"] = _positive(what, "momentum", cfg["momentum"], strict=False)
-    cfg["weight_decay"] = _positive(what, "weight_decay", cfg["weight_decay"], strict=False)
-    for key in ("pretrained", "hflip"):
-        if not isinstance(cfg[key], (bool, np.bool_)):
-            raise NoiseError(f"{what} {key} {cfg[key]!r} invalid; allowed: true or false")
-        cfg[key] = bool(cfg[key])
-    if not isinstance(cfg["backbone"], str):
-        raise NoiseError(f"{what} backbone {cfg['backbone']!r} invalid; allowed: a name")
-    return cfg
+    """The configuration (``DEFAULTS`` updated with ``kw``), validated against
+    :func:`options_schema` (every problem at once); ``what`` names the classifier in error
+    messages (``generator``, or ``estimator`` for :mod:`lnm.noise.estimate`). Numbers come back
+    as the schema's types (an integer ``lr`` as a float)."""
+    from ..config import schema_problems
+
+    cfg = {k: v.item() if isinstance(v, np.generic) else v for k, v in {**DEFAULTS, **kw}.items()}
+    schema = options_schema()
+    problems = schema_problems(cfg, schema, prefix=(what,))
+    if problems:
+        raise NoiseError(f"invalid {what} options: " + "; ".join(problems))
+    cast = {"integer": int, "number": float}
+    return {k: cast.get(_type(k, schema), _same)(v) for k, v in cfg.items()}
+
+
+def _same(value):
+    return value
+
+
+def _type(key: str, schema: dict) -> str | None:
+    """The declared type of option ``key`` (following a ``$ref`` into the definitions)."""
+    spec = schema["properties"].get(key) or schema["definitions"]["crossfit"]["properties"][key]
+    if "$ref" in spec:
+        spec = schema["definitions"][spec["$ref"].rsplit("/", 1)[-1]]
+    return spec.get("type")
 
 
 @contextlib.contextmanager
@@ -324,7 +333,6 @@ def train_generator(
 
 
 def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> dict:
-    from ..data.hdf5 import load_h5
     from ..models import build_model
     from ..train.augment import Augmenter
 
@@ -333,8 +341,55 @@ def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> d
     log(f"generator of {h5_path} on {dev}{threads}: {cfg}")
     fit_split = "train" if cfg["fit_on"] == "crossfit" else "test"
     splits = ("train", "val") + (("test",) if fit_split == "test" else ())
+    attrs, c, labels, images = _generator_data(h5_path, splits, dev)
+    in_chans, size = int(attrs["n_channels"]), int(attrs["size"])
+    mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
+    augmenter = Augmenter(
+        mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
+    )
+
+    def make_model():
+        return build_model(cfg["backbone"], in_chans, c, size, cfg["pretrained"])
+
+    started = time.perf_counter()
+    if fit_split == "train":
+        out = crossfit_logits(
+            images["train"],
+            labels["train"],
+            c,
+            cfg,
+            make_model,
+            augmenter,
+            log,
+            val_images=images["val"],
+        )
+    else:
+        out = _fit_on_test(images, labels, cfg, make_model, augmenter, log)
+    record = {
+        **cfg,
+        "folds": cfg["folds"] if fit_split == "train" else 1,
+        "dataset": str(attrs.get("dataset", "")),
+        "size": size,
+        "num_classes": c,
+        "data_sha256": data_sha256,
+    }
+    result = _write_generator(out_weights, out_logits, record, out, labels)
+    log(
+        f"generator ({cfg['fit_on']}, {cfg['backbone']}, {cfg['epochs']} epochs): accuracy of "
+        f"its logits on the clean labels: train {result['train_accuracy']:.3f}"
+        f"{' (out-of-fold)' if fit_split == 'train' else ''}, val {result['val_accuracy']:.3f}; "
+        f"{time.perf_counter() - started:.1f}s"
+    )
+    return result
+
+
+def _generator_data(h5_path, splits, dev) -> tuple[dict, int, dict, dict]:
+    """The HDF5's attributes, class count, clean labels (checked to be in ``0..C-1``) and
+    uint8 NCHW images on ``dev`` of ``splits``."""
+    from ..data.hdf5 import load_h5
+
     data = load_h5(h5_path, check=False, image_splits=splits)
-    attrs, c = data.attrs, data.num_classes
+    c = data.num_classes
     labels = {s: np.asarray(data.labels[s], dtype=np.int64) for s in splits}
     for s in splits:
         bad = np.flatnonzero((labels[s] < 0) | (labels[s] >= c))
@@ -347,52 +402,30 @@ def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> d
         s: torch.from_numpy(np.ascontiguousarray(data.images[s].transpose(0, 3, 1, 2))).to(dev)
         for s in splits
     }
-    del data
-    in_chans, size = int(attrs["n_channels"]), int(attrs["size"])
-    mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
-    augmenter = Augmenter(
-        mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
-    )
+    return data.attrs, c, labels, images
 
-    def make_model():
-        return build_model(cfg["backbone"], in_chans, c, size, cfg["pretrained"])
 
-    started = time.perf_counter()
-    n_train = len(labels["train"])
-    if fit_split == "train":
-        out = crossfit_logits(
-            images["train"],
-            labels["train"],
-            c,
-            cfg,
-            make_model,
-            augmenter,
-            log,
-            val_images=images["val"],
-        )
-        train_logits, fold, val_logits, states = (
-            out[key] for key in ("train_logits", "fold", "val_logits", "states")
-        )
-    else:
-        fold = np.full(n_train, -1, dtype=np.int64)
-        tag = f"generator on the test split ({len(labels['test'])} images)"
-        idx = np.arange(len(labels["test"]))
-        y_test = torch.from_numpy(labels["test"]).to(dev)
-        model = fit_classifier(images["test"], y_test, idx, cfg, make_model, augmenter, 0, log, tag)
-        train_logits = predict_logits(model, images["train"], augmenter)
-        val_logits = predict_logits(model, images["val"], augmenter)
-        states = [_state(model)]
-
-    record = {
-        **cfg,
-        "folds": cfg["folds"] if fit_split == "train" else 1,
-        "dataset": str(attrs.get("dataset", "")),
-        "size": size,
-        "num_classes": c,
-        "data_sha256": data_sha256,
+def _fit_on_test(images, labels, cfg, make_model, augmenter, log) -> dict:
+    """``fit_on: test``: one model trained on the test split; its logits of train and val."""
+    tag = f"generator on the test split ({len(labels['test'])} images)"
+    idx = np.arange(len(labels["test"]))
+    y_test = torch.from_numpy(labels["test"]).to(images["test"].device)
+    model = fit_classifier(images["test"], y_test, idx, cfg, make_model, augmenter, 0, log, tag)
+    return {
+        "train_logits": predict_logits(model, images["train"], augmenter),
+        "fold": np.full(len(labels["train"]), -1, dtype=np.int64),
+        "val_logits": predict_logits(model, images["val"], augmenter),
+        "states": [_state(model)],
     }
+
+
+def _write_generator(out_weights, out_logits, record: dict, out: dict, labels: dict) -> dict:
+    """Write the weights (with ``record``, the configuration) and the logits file; return the
+    logits file's dict."""
+    fold, train_logits, val_logits = out["fold"], out["train_logits"], out["val_logits"]
     buf = io.BytesIO()
-    torch.save({"folds": states, "fold_of_sample": torch.from_numpy(fold), "config": record}, buf)
+    weights = {"folds": out["states"], "fold_of_sample": torch.from_numpy(fold), "config": record}
+    torch.save(weights, buf)
     generator_sha256 = write_bytes(out_weights, buf.getvalue())
     result = {
         **record,
@@ -404,10 +437,4 @@ def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> d
         "val_accuracy": _accuracy(val_logits, labels["val"]),
     }
     save_noise(out_logits, result)
-    log(
-        f"generator ({cfg['fit_on']}, {cfg['backbone']}, {cfg['epochs']} epochs): accuracy of "
-        f"its logits on the clean labels: train {result['train_accuracy']:.3f}"
-        f"{' (out-of-fold)' if fit_split == 'train' else ''}, val {result['val_accuracy']:.3f}; "
-        f"{time.perf_counter() - started:.1f}s"
-    )
     return result

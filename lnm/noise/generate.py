@@ -1,4 +1,9 @@
-"""Noisy labels for the train and val splits of one dataset, and the on-disk noise file."""
+"""Noisy labels for the train and val splits of one dataset, and the on-disk noise file.
+
+What a pattern draws is its class in :mod:`lnm.noise.patterns`; here the arguments are checked,
+the pattern gets its inputs and random streams (:class:`lnm.noise.patterns.Draw`), and what every
+noise file records is computed from its labels (clean masks, realised rates, transition
+matrices)."""
 
 from __future__ import annotations
 
@@ -7,21 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ..checksum import verify
-from .instance import (
-    channel_stats,
-    expected_flip_rate,
-    instance_noise,
-    instance_projection,
-    masked_softmax,
-)
 from .io import data_name, load_noise, save_noise
-from .matrix import (
-    empirical_transition,
-    flip_with_matrix,
-    is_identifiable,
-    pairflip_matrix,
-    symmetric_matrix,
-)
+from .matrix import empirical_transition, is_identifiable
+from .patterns import Draw, Pattern, get_pattern
 from .spec import (
     SPLITS,
     NoiseError,
@@ -31,34 +24,22 @@ from .spec import (
     check_rate,
     check_seed,
     check_std,
-    stream_rng,
 )
-
-#: patterns whose per-sample flip rate is drawn from the truncated normal (``*_flip_prob`` keys)
-INSTANCE_PATTERNS = ("instance", "instance_classifier")
 
 
 def expected_rate(pattern, rate, std=0.1) -> float:
-    """Expected fraction of flipped labels: 0 for ``none``, ``rate`` for symmetric/pairflip, the
-    truncated-normal mean for ``instance`` and ``instance_classifier`` (e.g. 0.794 for rate 0.8,
-    0.871 for 0.9 at std 0.1) and NaN for ``real`` (the data's rate is what it is)."""
+    """Expected fraction of flipped labels, as the pattern says: 0 for ``none``, ``rate`` for a
+    class-conditional pattern, the truncated-normal mean for ``instance`` and
+    ``instance_classifier`` (e.g. 0.794 for rate 0.8, 0.871 for 0.9 at std 0.1) and NaN for
+    ``real`` (the data's rate is what it is)."""
     rate = check_rate(pattern, rate)
-    if pattern in INSTANCE_PATTERNS:
-        return expected_flip_rate(rate, std)
-    if pattern == "real":
-        return float("nan")
-    return rate
+    return get_pattern(pattern).expected_rate(rate, std)
 
 
 def nominal_matrix(pattern: str, rate: float, num_classes: int) -> np.ndarray | None:
-    """The class-conditional matrix of ``pattern`` (None for instance noise, which has none)."""
-    if pattern == "symmetric":
-        return symmetric_matrix(num_classes, rate)
-    if pattern == "pairflip":
-        return pairflip_matrix(num_classes, rate)
-    if pattern == "none":
-        return np.eye(check_num_classes(num_classes))
-    return None
+    """The class-conditional matrix of ``pattern`` (None for a pattern without one, e.g.
+    instance noise)."""
+    return get_pattern(pattern).matrix(rate, num_classes)
 
 
 def _realised(is_clean: np.ndarray) -> float:
@@ -97,93 +78,67 @@ def make_noisy_labels(
     from nested results, so their files stay as they were.
     Returns the dict documented in :mod:`lnm.noise` (python scalars, numpy arrays).
     """
+    draw = _draw_of(pattern, rate, noise_seed, num_classes, labels, noisy_val, std, nested)
+    draw.images, draw.logits = images, logits
+    draw.channel_mean, draw.channel_std = channel_mean, channel_std
+    pat = get_pattern(pattern)
+    shared = pat.prepare(draw)
+    result: dict = {}
+    for split in SPLITS:
+        result.update(_noised_split(pat, draw, split, shared))
+    result.update(_summary(pat, draw, result, bool(noisy_val)))
+    return result
+
+
+def _draw_of(pattern, rate, noise_seed, num_classes, labels, noisy_val, std, nested) -> Draw:
+    """The checked arguments of :func:`make_noisy_labels` (without its pattern's inputs)."""
     rate, seed = check_rate(pattern, rate), check_seed(noise_seed)
-    if pattern == "real":
-        raise NoiseError(
-            "pattern 'real' draws no labels: its noisy labels come with the data "
-            "(lnm.noise.real.real_noise, or generate_noise_file on a real-world HDF5)"
-        )
-    c, std, noisy_val = check_num_classes(num_classes), check_std(std), bool(noisy_val)
-    nested = check_nested(nested)
-    key = None if nested else rate  # what enters the seed besides (noise_seed, pattern, stream)
+    c, std, nested = check_num_classes(num_classes), check_std(std), check_nested(nested)
     missing = [s for s in SPLITS if s not in labels]
     if missing:
         raise NoiseError(f"labels lack split(s) {missing}; required: {list(SPLITS)}")
     clean = {s: check_labels(labels[s], c, f"{s} labels") for s in SPLITS}
-    noised = [s for s in SPLITS if s == "train" or noisy_val]
+    noised = tuple(s for s in SPLITS if s == "train" or bool(noisy_val))
+    # what enters the seed besides (noise_seed, pattern, stream): the rate, unless nested
+    return Draw(pattern, rate, c, seed, std, clean, noised, None if nested else rate)
 
-    W, targets = None, {}
-    if pattern == "instance_classifier":
-        if logits is None or any(s not in logits for s in noised):
-            raise NoiseError(
-                f"instance_classifier noise needs the generator's logits for split(s) {noised}"
-            )
-        for s in noised:
-            if np.shape(logits[s]) != (len(clean[s]), c):
-                raise NoiseError(
-                    f"{s} logits of shape {np.shape(logits[s])}; expected {(len(clean[s]), c)} "
-                    f"(one row of {c} class logits per {s} sample)"
-                )
-            targets[s] = masked_softmax(logits[s], clean[s])
-    if pattern == "instance":
-        if images is None or any(s not in images for s in noised):
-            raise NoiseError(f"instance noise needs images for split(s) {noised}")
-        shape = np.shape(images["train"])[1:]
-        if any(np.shape(images[s])[1:] != shape for s in noised):
-            raise NoiseError("train and val images differ in shape; instance noise needs one W")
-        if channel_mean is None or channel_std is None:
-            channel_mean, channel_std = channel_stats(images["train"])
-        W = instance_projection(
-            int(np.prod(shape)), c, stream_rng(seed, pattern, "projection", key)
-        )
 
-    result: dict = {}
-    T_nominal = nominal_matrix(pattern, rate, c)
-    for split in SPLITS:
-        y = clean[split]
-        if split not in noised or pattern == "none":
-            noisy, q = y.copy(), np.zeros(len(y))
-        elif pattern == "instance_classifier":
-            rng = stream_rng(seed, pattern, split, key)
-            noisy, q = instance_noise(None, y, c, rate, rng, std, targets=targets[split])
-        elif pattern == "instance":
-            noisy, q = instance_noise(
-                images[split],
-                y,
-                c,
-                rate,
-                stream_rng(seed, pattern, split, key),
-                std,
-                W=W,
-                channel_mean=channel_mean,
-                channel_std=channel_std,
-            )
-        else:
-            noisy = flip_with_matrix(y, T_nominal, stream_rng(seed, pattern, split, key))
-        result[f"{split}_noisy"] = noisy
-        result[f"{split}_clean"] = y.copy()
-        result[f"{split}_is_clean"] = noisy == y
-        if pattern in INSTANCE_PATTERNS:
-            result[f"{split}_flip_prob"] = q
+def _noised_split(pattern: Pattern, draw: Draw, split: str, shared) -> dict:
+    """The noise-file entries of one split: noisy and clean labels, the clean mask and (for a
+    ``flip_prob`` pattern) the per-sample flip probability (0 for a split left clean)."""
+    y = draw.labels[split]
+    noisy, q = pattern.draw(draw, split, shared) if split in draw.noised else (y.copy(), None)
+    out = {f"{split}_noisy": noisy, f"{split}_clean": y.copy(), f"{split}_is_clean": noisy == y}
+    if pattern.flip_prob:
+        out[f"{split}_flip_prob"] = np.zeros(len(y)) if q is None else q
+    return out
 
-    result["transition"] = empirical_transition(clean["train"], result["train_noisy"], c)
-    result["nominal_transition"] = result["transition"].copy() if T_nominal is None else T_nominal
-    result.update(
+
+def _summary(pattern: Pattern, draw: Draw, result: dict, noisy_val: bool) -> dict:
+    """What a noise file records beside the labels: transition matrices (the nominal one is the
+    pattern's, else the empirical), realised and expected rates, identifiability, the draw's
+    settings."""
+    transition = empirical_transition(draw.labels["train"], result["train_noisy"], draw.num_classes)
+    nominal = pattern.matrix(draw.rate, draw.num_classes)
+    nominal = transition.copy() if nominal is None else nominal
+    summary = dict(
+        transition=transition,
+        nominal_transition=nominal,
         realised_rate=_realised(result["train_is_clean"]),
         realised_rate_val=_realised(result["val_is_clean"]),
-        identifiable=is_identifiable(result["nominal_transition"]),
-        pattern=pattern,
-        rate=rate,
-        noise_seed=seed,
+        identifiable=is_identifiable(nominal),
+        pattern=draw.pattern,
+        rate=draw.rate,
+        noise_seed=draw.noise_seed,
         noisy_val=noisy_val,
-        std=std,
-        expected_rate=expected_rate(pattern, rate, std),
+        std=draw.std,
+        expected_rate=pattern.expected_rate(draw.rate, draw.std),
         has_clean=True,  # the clean labels of both splits are known (synthetic noise)
         val_has_clean=True,
     )
-    if not nested:  # only then: nested noise files have no "draws" key
-        result["draws"] = "independent"
-    return result
+    if draw.rate_key is not None:  # only then: nested noise files have no "draws" key
+        summary["draws"] = "independent"
+    return summary
 
 
 def load_generator_logits(path, data_sha256: str | None = None) -> dict:
@@ -226,8 +181,8 @@ def generate_noise_file(
     Arguments are validated before anything is read; on any error no output (nor sidecar) appears.
     Instance noise standardises pixels with the HDF5's recorded train-split channel mean/std.
     ``nested``: see :func:`make_noisy_labels`. ``generator_logits``: the logits file of the
-    ``instance_classifier`` generator (required by that pattern, ignored by the others); the
-    noise file records its ``generator_sha256`` and ``generator_logits_sha256``.
+    generator of a pattern that ``needs_generator`` (``instance_classifier``; ignored by the
+    others); the noise file records its ``generator_sha256`` and ``generator_logits_sha256``.
 
     A real-world HDF5 (attr ``real_world``) allows ``real`` (its own noisy labels) and ``none``
     (its clean labels): see :mod:`lnm.noise.real`; ``real`` needs a real-world file.
@@ -237,51 +192,60 @@ def generate_noise_file(
     file it is given (:func:`lnm.noise.io.check_drawn_on`). They add to the file's bytes, not
     to its draws: the labels are those :func:`make_noisy_labels` returns.
     """
-    from ..data.hdf5 import load_h5
     from .real import is_real_world, real_world_noise
 
     check_rate(pattern, rate)
     check_seed(noise_seed)
     check_std(std)
     check_nested(nested)
-    if pattern == "instance_classifier" and generator_logits is None:
+    if get_pattern(pattern).needs_generator and generator_logits is None:
         raise NoiseError(
-            "pattern 'instance_classifier' needs generator_logits: the logits file of its "
+            f"pattern {pattern!r} needs generator_logits: the logits file of its "
             "generator classifier (lnm.noise.classifier.train_generator)"
         )
     data_sha256 = verify(h5_path)
     if is_real_world(h5_path):
         result = real_world_noise(h5_path, pattern, rate, noise_seed, noisy_val, std)
         result.update(dataset=data_name(h5_path), data_sha256=data_sha256)
-        save_noise(Path(out_path), result)
-        return result
-    if pattern == "real":
+    else:
+        args = (pattern, rate, noise_seed, noisy_val, std, nested, generator_logits)
+        result = _drawn_on_file(h5_path, data_sha256, *args)
+    save_noise(Path(out_path), result)
+    return result
+
+
+def _drawn_on_file(
+    h5_path, data_sha256, pattern, rate, noise_seed, noisy_val, std, nested, generator_logits
+) -> dict:
+    """:func:`make_noisy_labels` on the labels (and the images or generator logits the pattern
+    needs) of a verified MedMNIST-layout HDF5, with the keys of the files it was drawn from."""
+    from ..data.hdf5 import load_h5
+
+    pat = get_pattern(pattern)
+    if pat.from_data:
         raise NoiseError(
-            f"{h5_path}: pattern 'real' needs a real-world dataset (noisy labels that come with "
-            "the data); this file has none (attr real_world is not true)"
+            f"{h5_path}: pattern {pattern!r} needs a real-world dataset (noisy labels that come "
+            "with the data); this file has none (attr real_world is not true)"
         )
-    generator = None
-    if pattern == "instance_classifier":
-        generator = load_generator_logits(generator_logits, data_sha256)
-    data = load_h5(h5_path, check=False, image_splits=SPLITS if pattern == "instance" else ())
-    images = data.images if pattern == "instance" else None
-    mean, sd = data.attrs.get("mean"), data.attrs.get("std")
+    generator = (
+        load_generator_logits(generator_logits, data_sha256) if pat.needs_generator else None
+    )
+    data = load_h5(h5_path, check=False, image_splits=SPLITS if pat.needs_images else ())
     result = make_noisy_labels(
         pattern,
         rate,
         noise_seed,
         data.num_classes,
         {s: data.labels[s] for s in SPLITS},
-        images,
+        data.images if pat.needs_images else None,
         noisy_val,
         std,
-        channel_mean=mean,
-        channel_std=sd,
+        channel_mean=data.attrs.get("mean"),
+        channel_std=data.attrs.get("std"),
         nested=nested,
         logits=generator and generator["logits"],
     )
     if generator:
         result.update(generator["keys"])
     result.update(dataset=str(data.attrs["dataset"]), data_sha256=data_sha256)
-    save_noise(Path(out_path), result)
     return result

@@ -1,26 +1,11 @@
-"""Class-conditional noise: transition matrices, sampling from them, and diagnostics."""
+"""Class-conditional noise: sampling from transition matrices, and their diagnostics (each
+pattern's own matrix is in its file in :mod:`lnm.noise.patterns`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .spec import NoiseError, check_labels, check_num_classes, check_rate
-
-
-def symmetric_matrix(num_classes: int, rate: float) -> np.ndarray:
-    """Diagonal ``1 - rate``, off-diagonal ``rate / (C - 1)``: a flip never keeps the class."""
-    c, rate = check_num_classes(num_classes), check_rate("symmetric", rate)
-    T = np.full((c, c), rate / (c - 1))
-    np.fill_diagonal(T, 1.0 - rate)
-    return T
-
-
-def pairflip_matrix(num_classes: int, rate: float) -> np.ndarray:
-    """Diagonal ``1 - rate`` and ``T[i, (i + 1) % C] = rate`` (each class flips to the next)."""
-    c, rate = check_num_classes(num_classes), check_rate("pairflip", rate)
-    T = np.eye(c) * (1.0 - rate)
-    T[np.arange(c), (np.arange(c) + 1) % c] += rate
-    return T
+from .spec import NoiseError, check_labels, check_num_classes
 
 
 def sample_rows(P: np.ndarray, rng: np.random.Generator) -> np.ndarray:

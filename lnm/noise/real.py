@@ -31,6 +31,7 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..grid import CLEAN, REAL  # noqa: E402
 from .matrix import empirical_transition, is_identifiable  # noqa: E402
 from .spec import (  # noqa: E402
     SPLITS,
@@ -42,8 +43,8 @@ from .spec import (  # noqa: E402
     check_std,
 )
 
-#: the patterns a real-world dataset allows
-REAL_WORLD_PATTERNS = ("none", "real")
+#: the patterns a real-world dataset allows: its noisy labels, and the clean ceiling
+REAL_WORLD_PATTERNS = (CLEAN, REAL)
 
 
 def is_real_world(h5_path) -> bool:
@@ -119,28 +120,12 @@ def real_noise(
     (e.g. the file name).
     """
     pre = f"{source}: " if source else ""
-    rate, seed = check_rate("real", rate), check_seed(noise_seed)
+    rate, seed = check_rate(REAL, rate), check_seed(noise_seed)
     c, std, noisy_val = check_num_classes(num_classes), check_std(std), bool(noisy_val)
     result: dict = {}
-    known = {}
     for split in SPLITS:
-        if split not in noisy:
-            raise NoiseError(f"noisy labels lack split {split!r}; required: {list(SPLITS)}")
-        y_noisy = check_labels(noisy[split], c, f"{pre}{split} noisy labels")
-        if split in clean:
-            y_clean = check_clean(clean[split], c, f"{pre}{split} clean labels")
-        else:
-            y_clean = np.full(len(y_noisy), -1, dtype=np.int64)
-        if len(y_clean) != len(y_noisy):
-            raise NoiseError(
-                f"{pre}{split}: {len(y_noisy)} noisy labels but {len(y_clean)} clean labels"
-            )
-        known[split] = all_known(y_clean)
-        is_clean, realised = _diagnostics(y_noisy, y_clean, known[split])
-        result[f"{split}_noisy"] = y_noisy
-        result[f"{split}_clean"] = y_clean
-        result[f"{split}_is_clean"] = is_clean
-        result["realised_rate" if split == "train" else "realised_rate_val"] = realised
+        result.update(_given_split(split, noisy, clean, c, pre))
+    known = {s: all_known(result[f"{s}_clean"]) for s in SPLITS}
     if known["train"]:
         T = empirical_transition(result["train_clean"], result["train_noisy"], c)
         identifiable = is_identifiable(T)
@@ -150,7 +135,7 @@ def real_noise(
         transition=T,
         nominal_transition=T.copy(),
         identifiable=identifiable,
-        pattern="real",
+        pattern=REAL,
         rate=rate,
         noise_seed=seed,
         noisy_val=noisy_val,
@@ -160,21 +145,48 @@ def real_noise(
         val_has_clean=known["val"],
     )
     for split, votes in (annotators or {}).items():
-        if split not in SPLITS:
-            continue
-        agreement = annotator_agreement(votes, c, f"{pre}{split} annotators")
-        if len(agreement) != len(result[f"{split}_noisy"]):
-            raise NoiseError(
-                f"{pre}{split}: {len(agreement)} rows of annotator votes but "
-                f"{len(result[f'{split}_noisy'])} noisy labels"
-            )
-        result[f"{split}_agreement"] = agreement
-        if split == "train":
-            voted = agreement[np.isfinite(agreement)]
-            result["annotator_disagreement"] = (
-                float(1.0 - voted.mean()) if voted.size else float("nan")
-            )
+        if split in SPLITS:
+            result.update(_agreement(split, votes, len(result[f"{split}_noisy"]), c, pre))
     return result
+
+
+def _given_split(split: str, noisy: dict, clean: dict, c: int, pre: str) -> dict:
+    """One split's noise-file entries from its given labels: noisy and clean labels (-1 where
+    unknown), the clean mask and the realised rate (False / NaN unless every clean label is
+    known)."""
+    if split not in noisy:
+        raise NoiseError(f"noisy labels lack split {split!r}; required: {list(SPLITS)}")
+    y_noisy = check_labels(noisy[split], c, f"{pre}{split} noisy labels")
+    if split in clean:
+        y_clean = check_clean(clean[split], c, f"{pre}{split} clean labels")
+    else:
+        y_clean = np.full(len(y_noisy), -1, dtype=np.int64)
+    if len(y_clean) != len(y_noisy):
+        raise NoiseError(
+            f"{pre}{split}: {len(y_noisy)} noisy labels but {len(y_clean)} clean labels"
+        )
+    is_clean, realised = _diagnostics(y_noisy, y_clean, all_known(y_clean))
+    return {
+        f"{split}_noisy": y_noisy,
+        f"{split}_clean": y_clean,
+        f"{split}_is_clean": is_clean,
+        "realised_rate" if split == "train" else "realised_rate_val": realised,
+    }
+
+
+def _agreement(split: str, votes, n: int, c: int, pre: str) -> dict:
+    """``{split}_agreement`` of the annotators' ``votes`` (and, for train, the
+    ``annotator_disagreement``)."""
+    agreement = annotator_agreement(votes, c, f"{pre}{split} annotators")
+    if len(agreement) != n:
+        raise NoiseError(
+            f"{pre}{split}: {len(agreement)} rows of annotator votes but {n} noisy labels"
+        )
+    out = {f"{split}_agreement": agreement}
+    if split == "train":
+        voted = agreement[np.isfinite(agreement)]
+        out["annotator_disagreement"] = float(1.0 - voted.mean()) if voted.size else float("nan")
+    return out
 
 
 def clean_ceiling(
@@ -188,8 +200,9 @@ def clean_ceiling(
     if not all_known(y["train"]):
         unknown = int((y["train"] < 0).sum())
         raise NoiseError(
-            f"{source}: noise 'none' trains on the clean train labels, but {unknown} of "
-            f"{len(y['train'])} train samples have none (-1); use pattern 'real' for this dataset"
+            f"{source}: noise {CLEAN!r} trains on the clean train labels, but {unknown} of "
+            f"{len(y['train'])} train samples have none (-1); use pattern {REAL!r} for this "
+            "dataset"
         )
     val_known = all_known(y["val"])
     val_noisy = y["val"] if val_known else check_labels(noisy["val"], c, f"{source}: val labels")
@@ -207,7 +220,7 @@ def clean_ceiling(
         "realised_rate": 0.0,
         "realised_rate_val": realised_val,
         "identifiable": True,
-        "pattern": "none",
+        "pattern": CLEAN,
         "rate": 0.0,
         "noise_seed": seed,
         "noisy_val": noisy_val,
@@ -256,7 +269,7 @@ def real_world_noise(h5_path, pattern, rate, noise_seed, noisy_val=True, std=0.1
     noisy = {
         s: check_labels(v, c, f"{name}: /{s}/noisy_labels") for s, v in labels["noisy"].items()
     }
-    if pattern == "none":
+    if pattern == CLEAN:
         clean = {s: clean.get(s, np.full(len(noisy[s]), -1, np.int64)) for s in SPLITS}
         return clean_ceiling(c, noisy, clean, noise_seed, noisy_val, std, source=name)
     return real_noise(

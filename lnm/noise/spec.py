@@ -4,9 +4,10 @@ Every random stream is derived from ``np.random.SeedSequence([noise_seed, patter
 so that (i) the same ``noise_seed`` always reproduces the same labels, (ii) different noise seeds
 give different labels, (iii) train and val get independent streams, and (iv) the instance-noise
 projection ``W`` has its own stream keyed on ``(noise_seed, pattern)`` only, shared by both splits.
-``pattern_code`` is the pattern's index in :data:`lnm.grid.PATTERNS`. ``instance_classifier``
-draws its flip rates and labels exactly as ``instance`` does, from its own streams, and needs no
-projection (its flip targets come from the generator's logits); ``real`` draws nothing.
+``pattern_code`` is the ``code`` the pattern's file in :mod:`lnm.noise.patterns` declares (fixed
+for ever: a new pattern takes a code no pattern ever had). ``instance_classifier`` draws its flip
+rates and labels exactly as ``instance`` does, from its own streams, and needs no projection (its
+flip targets come from the generator's logits); ``real`` draws nothing.
 
 The rate is not part of that seed, so the draws of one noise seed are *nested* across rates
 (common random numbers): every sample uses the same uniform at every rate, and its label flips
@@ -25,7 +26,7 @@ import numbers
 
 import numpy as np
 
-from ..grid import PATTERNS  # the index of a pattern enters its streams
+from ..grid import NOISY_PATTERNS, PATTERNS, pattern_info
 
 SPLITS = ("train", "val")
 # Stream identifiers inside one (noise_seed, pattern): one per split, one for the projection W.
@@ -43,15 +44,15 @@ def check_pattern(pattern) -> str:
 
 
 def check_rate(pattern, rate) -> float:
-    """Validate ``rate`` for ``pattern``: ``none`` needs 0, the others 0 <= rate < 1."""
+    """Validate ``rate`` for ``pattern``: the clean pattern needs 0, the others 0 <= rate < 1."""
     check_pattern(pattern)
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not math.isfinite(rate):
         raise NoiseError(f"noise rate {rate!r} is not a finite number; allowed: 0 <= rate < 1")
     rate = float(rate)
-    if pattern == "none" and rate != 0.0:
+    if pattern_info(pattern).is_clean and rate != 0.0:
         raise NoiseError(
-            f"noise rate {rate!r} with pattern 'none'; allowed: rate 0 only "
-            f"(use one of {', '.join(p for p in PATTERNS if p != 'none')} for noise)"
+            f"noise rate {rate!r} with pattern {pattern!r}; allowed: rate 0 only "
+            f"(use one of {', '.join(NOISY_PATTERNS)} for noise)"
         )
     if not 0.0 <= rate < 1.0:
         raise NoiseError(f"noise rate {rate!r} out of range; allowed: 0 <= rate < 1")
@@ -122,7 +123,8 @@ def stream_rng(
     ``rate`` None: the nested draws (the same stream at every rate); a number: that rate enters
     the seed sequence (independent draws per rate).
     """
-    entropy = [check_seed(noise_seed), PATTERNS.index(check_pattern(pattern)), STREAM_CODES[stream]]
+    code = pattern_info(check_pattern(pattern)).code  # the pattern's code enters its streams
+    entropy = [check_seed(noise_seed), code, STREAM_CODES[stream]]
     if rate is not None:
         entropy.append(rate_key(rate))
     return np.random.default_rng(np.random.SeedSequence(entropy))

@@ -22,8 +22,6 @@ from .augment import Augmenter
 
 #: The splits whose images a run reads.
 SPLITS = ("train", "val", "test")
-#: ``open_data``'s choices of path.
-STREAM_MODES = ("auto", "never", "always")
 GIB = float(1 << 30)
 
 

@@ -19,7 +19,8 @@ import torch
 
 from ..checksum import sidecar, verify
 from ..gpu import jobs_per_device
-from .data import GIB, SPLITS, STREAM_MODES, DeviceData, nchw_images
+from ..grid import STREAM_MODES  # open_data's choices of path (runtime.stream)
+from .data import GIB, SPLITS, DeviceData, nchw_images
 from .stream import StreamData
 
 

@@ -10,8 +10,7 @@ import math
 
 import torch
 
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "multistep", "cosine", "linear_decay")
+from ..grid import OPTIMIZERS, SCHEDULES  # the names live in lnm.grid (the config schema's enums)
 
 
 def make_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
