@@ -65,6 +65,13 @@ def linear_rampup(current: float, length: float) -> float:
     return 1.0 if current >= length else current / length
 
 
+def unreliable_weight(epoch: int, warmup_ep: int, debias_pl: float) -> float:
+    """β of the pseudo head's loss on the unreliable samples: ``0.1·min(e/(2·warmup_ep), 1)``
+    (1 without pseudo-label debiasing), then 0 from epoch 2·warmup_ep on if below 1."""
+    beta = 0.1 * linear_rampup(epoch, 2 * warmup_ep) if debias_pl else 1.0
+    return 0.0 if (epoch >= 2 * warmup_ep and beta < 1) else beta
+
+
 def css_select(losses: torch.Tensor, labels: torch.Tensor, rho: float, num_classes: int):
     """Class-wise small-loss selection: boolean mask of the ``max(min(⌈ρ·N/C⌉, n_j), 1)``
     smallest losses within each noisy class j (ties: the earlier sample)."""
@@ -297,10 +304,7 @@ class ProMix(Method):
         labels = self.data.train_labels
         css = [css_select(self.per_sample_loss(k), labels, rho, c) for k in range(2)]
         w = linear_rampup(epoch, warm)
-        b_pl = float(hp["debias_pl"])
-        beta = 0.1 * linear_rampup(epoch, 2 * warm) if b_pl else 1.0
-        if epoch >= 2 * warm and beta < 1:
-            beta = 0.0
+        beta = unreliable_weight(epoch, warm, float(hp["debias_pl"]))
         lga = epoch > self.spec.epochs - int(hp["start_expand"])
         n = self.data.num_train
         selected = [torch.zeros(n, dtype=torch.bool, device=self.device) for _ in range(2)]
