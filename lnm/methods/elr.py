@@ -93,7 +93,9 @@ class ELR(Method):
     order = 12
     #: ELR+: the official test averages the two networks' logits (one network: its own)
     eval_view = "logit_sum"
-    phases = (("warmup", "warmup_epochs"), ("main", None))
+    #: one phase for the cost model: ELR+'s optional warm-up (0 epochs by default) is cheaper
+    #: than its main epochs and does not exist for ELR
+    phases = (("main", None),)
     params = {
         "beta": {
             "default": 0.7,
