@@ -118,8 +118,16 @@ def tiny_probe(method, epochs, base=None, total=None):
     return probe
 
 
+TRUNC = {"truncated": True, "k": 0.6}
 PROBES = {
     "gce.truncated": tiny_probe("gce", [0, 1], {"start_prune": 2, "prune_every": 1, "k": 0.6}),
+    "gce.start_prune": tiny_probe("gce", [0, 1], {**TRUNC, "start_prune": 2, "prune_every": 1}),
+    "gce.prune_every": tiny_probe("gce", [0, 1], {**TRUNC, "start_prune": 2, "prune_every": 1}),
+    "promix.pretrain_ep": tiny_probe("promix", [0], {"pretrain_ep": 0}),
+    "promix.warmup_ep": tiny_probe("promix", [0, 1], {"pretrain_ep": 0}),
+    "promix.start_expand": tiny_probe(
+        "promix", [0, 1], {"pretrain_ep": 0, "start_expand": 0, "tau": 0.4}, total=3
+    ),
     "elr.plus": tiny_probe("elr", [0]),
     "sop.ratio_consistency": tiny_probe("sop", [0]),
     "sop.ratio_balance": tiny_probe("sop", [0]),
@@ -128,6 +136,8 @@ PROBES = {
     "cocorrecting.select_on": tiny_probe(
         "cocorrecting", [0, 1], {"forget_rate": 0.3, "num_gradual": 1}
     ),
+    "cocorrecting.stage1": tiny_probe("cocorrecting", [0, 1], {"stage1": 1, "stage2": 100}),
+    "cocorrecting.stage2": tiny_probe("cocorrecting", [0, 1], {"stage1": 0, "stage2": 1}),
 }
 
 

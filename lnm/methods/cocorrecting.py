@@ -32,9 +32,9 @@ density = neighbours closer than the ``density_t`` quantile of all distances, k-
 densities; subset 0 densest); in stage 2 a sample's label moves only once the epoch exceeds
 ``stage1 + (s + 1)·(stage2 − stage1)/3`` for its subset s − 1 (subset 0 from the start).
 
-Defaults: ``utils/settings.py`` and ``scripts/isic.sh`` (stage1 70, stage2 200 of 320 epochs,
-λ₁ 200 (isic.sh: 150 at 20 % noise, 200 at 40 %), α 0.4, β 0.1, K 10, forget rate = noise
-rate). The official learning-rate plan (lr until stage2, then ``lr2`` = lr/10 dropping 10x at
+Defaults: ``utils/settings.py`` and ``scripts/isic.sh`` (λ₁ 200 (isic.sh: 150 at 20 % noise, 200
+at 40 %), α 0.4, β 0.1, K 10, forget rate = noise rate); its stages at epochs 70 and 200 of 320
+are scaled to the grid's 50 epochs (11, 31). The official learning-rate plan (lr until stage2, then ``lr2`` = lr/10 dropping 10x at
 each third of the rest) is a training recipe (``config.yaml`` ``recipes``). Test predictions:
 the mean of the two networks' logits (the official ``test``'s "mix"; ``eval_view:
 logit_sum``).
@@ -176,16 +176,16 @@ class CoCorrecting(SmallLossMethod):
     params = {
         **SmallLossMethod.params,
         "stage1": {
-            "default": 70,
+            "default": 11,
             "type": "integer",
             "minimum": 0,
-            "description": "first epoch of stage 2 (label correction) (settings.py --stage1 70 of 320 epochs)",
+            "description": "first epoch of stage 2 (label correction); settings.py --stage1 70 of 320 epochs, scaled to 50",
         },
         "stage2": {
-            "default": 200,
+            "default": 31,
             "type": "integer",
             "minimum": 0,
-            "description": "first epoch of stage 3 (fixed corrected labels) (settings.py --stage2 200)",
+            "description": "first epoch of stage 3 (fixed corrected labels); settings.py --stage2 200 of 320 epochs, scaled to 50",
         },
         "lambda1": {
             "default": 200.0,

@@ -12,8 +12,9 @@ Truncated variant (``truncated: true``): ``L_trunc = L_q(k)`` where ``p_ỹ ≤ 
 are recomputed from scratch as ``w_i = [L_q(p_ỹi) < L_q(k)] = [p_ỹi > k]``
 (``TruncatedLoss.update_weight``; ``main.py``: ``(epoch+1) >= args.start_prune and (epoch+1) %
 10 == 0``): a pruned sample comes back when its confidence rises above k again. Before the first
-pruning every weight is 1 (same gradient as GCE). Defaults: q 0.7, k 0.5, pruning from epoch
-40 every 10 epochs (paper §4 and AlanChou ``main.py``, 120 CIFAR epochs).
+pruning every weight is 1 (same gradient as GCE). Defaults: q 0.7, k 0.5 (paper §4 and AlanChou);
+the official pruning from epoch 40 every 10 epochs of 120 is scaled to the grid's 50 epochs
+(17 and 4; ``gce.start_prune: 40``, ``gce.prune_every: 10`` restore it).
 
 Departures (``docs/deviations.md``): the weights come from the *current* network (eval mode, the
 unaugmented training images), as in the paper's alternating search; AlanChou reloads the
@@ -81,16 +82,16 @@ class GCE(Method):
             "description": "truncation threshold: samples with p_y <= k are pruned (AlanChou TruncatedLoss(k=0.5))",
         },
         "start_prune": {
-            "default": 40,
+            "default": 17,
             "type": "integer",
             "minimum": 1,
-            "description": "first pruning at the start of 0-based epoch e with e + 1 >= start_prune (AlanChou main.py --start_prune 40)",
+            "description": "first pruning at the start of 0-based epoch e with e + 1 >= start_prune; AlanChou main.py --start_prune 40 of 120 epochs, scaled to 50",
         },
         "prune_every": {
-            "default": 10,
+            "default": 4,
             "type": "integer",
             "minimum": 1,
-            "description": "pruning when (e + 1) % prune_every == 0 (AlanChou main.py: 10)",
+            "description": "pruning when (e + 1) % prune_every == 0; AlanChou main.py: 10 of 120 epochs, scaled to 50",
         },
     }
 

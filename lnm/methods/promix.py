@@ -30,8 +30,9 @@ Mixup: ``λ ~ Beta(4, 4)``, ``max(λ, 1 − λ)``; FMix (:mod:`._fmix`): α 1, d
 predictions: the mean of the two primary heads' logits (``test``: ``outputs_mean_ori``;
 ``eval_view: logit_sum``). Defaults: the argparse defaults and ``run.sh`` for CIFAR-10 (τ 0.99,
 warm-up 10, debias 0.8/0.8); ρ 0.5 is ``run.sh``'s value for CIFAR-N, 50 % symmetric and
-asymmetric noise (0.7 for 20 % symmetric; argparse's unused default ``0.2,0.6``). Step counts
-are epochs of the official 600-epoch runs.
+asymmetric noise (0.7 for 20 % symmetric; argparse's unused default ``0.2,0.6``). The official
+epoch counts of its 600-epoch runs (warm-up 10, ramps 50, label guessing in the last 250) are
+scaled to the grid's 50 epochs: 5 (LNMBench's DivideMix warm-up), 4, 21.
 
 Departures (``docs/deviations.md``): a loss term over an empty set (no clean or no other sample
 in the batch) is left out, and π is not updated from an empty set (the official mean of an empty
@@ -143,16 +144,16 @@ class ProMix(Method):
     phases = (("warmup", "pretrain_ep"), ("main", None))
     params = {
         "pretrain_ep": {
-            "default": 10,
+            "default": 5,
             "type": "integer",
             "minimum": 0,
-            "description": "warm-up epochs of CE (argparse --pretrain_ep 10; run.sh: 10 CIFAR-10, 30 CIFAR-100)",
+            "description": "warm-up epochs of CE; argparse --pretrain_ep 10 of 600 epochs (run.sh: 10 CIFAR-10, 30 CIFAR-100); 5 of 50 as LNMBench's DivideMix (10 of 300 officially)",
         },
         "warmup_ep": {
-            "default": 50,
+            "default": 4,
             "type": "integer",
             "minimum": 0,
-            "description": "epochs of the linear ramps of rho and w (2x: beta) (argparse --warmup_ep 50)",
+            "description": "epochs of the linear ramps of rho and w (2x: beta); argparse --warmup_ep 50 of 600 epochs, scaled to 50",
         },
         "rho_start": {
             "default": 0.5,
@@ -183,10 +184,10 @@ class ProMix(Method):
             "description": "LGA fills the clean set up to this fraction of the batch (argparse --threshold 0.9)",
         },
         "start_expand": {
-            "default": 250,
+            "default": 21,
             "type": "integer",
             "minimum": 0,
-            "description": "LGA in the last start_expand epochs: e > epochs - start_expand (argparse 250 of 600)",
+            "description": "LGA in the last start_expand epochs: e > epochs - start_expand; argparse 250 of 600 epochs, scaled to 50",
         },
         "debias_output": {
             "default": 0.8,
