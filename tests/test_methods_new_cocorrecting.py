@@ -360,3 +360,18 @@ def test_clustering_happens_at_stage1_from_both_networks_features(tmp_path):
 def test_cocorrecting_resumes_exactly_in_stage_two(tmp_path):
     curve = resume_matches(tmp_path, "cocorrecting", {**PARAMS, "lambda1": 2000.0})
     assert curve["clean_ratio"].notna().all()
+
+
+def test_forget_rate_is_the_oracle_or_the_cells_estimate(tmp_path, monkeypatch):
+    """``forget_rate`` is declared like the Co-teaching family's: null = the cell's nominal rate
+    (oracle ᵒ), ``estimated`` = the estimation stage's rate."""
+    from lnm import grid
+    from lnm.train.data import DeviceData
+
+    assert grid.rate_params("cocorrecting") == ("forget_rate",)
+    m = make(tmp_path, "cocorrecting", {"num_gradual": 1})
+    assert (m.tau, m.noise_rate_source, m.uses_true_noise_rate) == (0.4, "oracle", True)
+    monkeypatch.setattr(DeviceData, "noise_estimate", {"estimated_rate": 0.15}, raising=False)
+    m = make(tmp_path, "cocorrecting", {"forget_rate": "estimated", "num_gradual": 1})
+    assert (m.tau, m.noise_rate_source, m.uses_true_noise_rate) == (0.15, "estimated", False)
+    assert m.forget_rate(0) == 0.0 and m.forget_rate(1) == pytest.approx(0.15)
