@@ -16,7 +16,8 @@ train images/s include everything the method does per epoch: the second network 
 two-network methods, DivideMix's per-sample loss passes, GMM and MixMatch views, DISC's strong
 views, T-Revision's transition estimate. Methods whose epochs differ in kind are measured per
 phase (DivideMix warm-up / MixMatch, DISC warm-up / selection, Co-teaching+ co-teaching /
-disagreement, T-Revision estimation / reweighting / revision): their phase boundaries are moved
+disagreement, T-Revision estimation / reweighting / revision, and every method whose class declares
+``phases``: ProMix warm-up / main, Co-Correcting's three stages): their phase boundaries are moved
 so that each phase lasts ``--warm-epochs`` untimed plus one timed epoch. DivideMix's MixMatch
 epoch iterates over the labelled set, so its time beyond the two per-sample loss passes is
 rescaled per cell from the measured labelled fraction (in whole batches) to ``max(1 - rate, min_labelled_frac)``. Also measured: evaluation
