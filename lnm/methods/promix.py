@@ -310,6 +310,7 @@ class ProMix(Method):
         n = self.data.num_train
         selected = [torch.zeros(n, dtype=torch.bool, device=self.device) for _ in range(2)]
         corrected = torch.full((n,), -1, dtype=torch.long, device=self.device)
+        seen = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.nets.train()
         self.pseudo_heads.train()
         opt = self.optimizers[0]
@@ -325,6 +326,7 @@ class ProMix(Method):
                 self.priors[f"other{k}"] = prior_update(self.priors[f"other{k}"], px[~ch], m)
                 selected[k][bt.idx] = ch
             meter.add(loss, len(bt))
+            seen[bt.idx] = True
             idx, lab = guessed
             corrected[bt.idx[idx]] = lab
         changed = (corrected >= 0) & (corrected != labels)
@@ -335,6 +337,7 @@ class ProMix(Method):
             "selected_net0": selected[0].cpu().numpy(),
             "selected_net1": selected[1].cpu().numpy(),
             "corrected": (cidx.cpu().numpy(), corrected[cidx].cpu().numpy()),
+            "seen": seen.cpu().numpy(),
         }
 
     def _batch(self, bt, css, w: float, beta: float, lga: bool):
