@@ -16,7 +16,8 @@ train images/s include everything the method does per epoch: the second network 
 two-network methods, DivideMix's per-sample loss passes, GMM and MixMatch views, DISC's strong
 views, T-Revision's transition estimate. Methods whose epochs differ in kind are measured per
 phase (DivideMix warm-up / MixMatch, DISC warm-up / selection, Co-teaching+ co-teaching /
-disagreement, T-Revision estimation / reweighting / revision): their phase boundaries are moved
+disagreement, T-Revision estimation / reweighting / revision, and every method whose class declares
+``phases``: ProMix warm-up / main, Co-Correcting's three stages): their phase boundaries are moved
 so that each phase lasts ``--warm-epochs`` untimed plus one timed epoch. DivideMix's MixMatch
 epoch iterates over the labelled set, so its time beyond the two per-sample loss passes is
 rescaled per cell from the measured labelled fraction (in whole batches) to ``max(1 - rate, min_labelled_frac)``. Also measured: evaluation
@@ -93,6 +94,23 @@ CLASSIFIER_AUGMENT = {"crop_padding": 4, "hflip": True}
 
 
 # ----------------------------------------------------------------------------- phases
+def declared_phases(method: str) -> tuple:
+    """The ``phases`` literal of the method's class (read from its file, no torch): ``((name,
+    param), ...)``, ``param`` naming the hyperparameter that holds the epoch at which the phase
+    ends (None: the run's end); () when the class declares none (the methods below)."""
+    import ast
+
+    info = grid.method_info(method)
+    for node in ast.parse(info.path.read_text()).body:
+        if isinstance(node, ast.ClassDef) and node.name == info.cls:
+            for stmt in node.body:
+                if isinstance(stmt, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "phases" for t in stmt.targets
+                ):
+                    return tuple(tuple(p) for p in ast.literal_eval(stmt.value))
+    return ()
+
+
 def phase_overrides(method: str, k: int) -> dict:
     """Method parameters that make each of ``method``'s phases last ``k`` epochs."""
     if method == "dividemix":
@@ -103,11 +121,12 @@ def phase_overrides(method: str, k: int) -> dict:
         return {"init_epoch": k}
     if method == "trevision":
         return {"estimation_epochs": k, "revision_epochs": k}
-    return {}
+    return {p: k * (i + 1) for i, (_, p) in enumerate(declared_phases(method)) if p}
 
 
 def phase_count(method: str) -> int:
-    return {"dividemix": 2, "disc": 2, "coteaching_plus": 2, "trevision": 3}.get(method, 1)
+    fixed = {"dividemix": 2, "disc": 2, "coteaching_plus": 2, "trevision": 3}
+    return fixed.get(method) or len(declared_phases(method)) or 1
 
 
 def phase_epochs(method: str, hp: dict, epochs: int) -> list[int]:
@@ -121,6 +140,13 @@ def phase_epochs(method: str, hp: dict, epochs: int) -> list[int]:
         from lnm.methods.trevision import stage_lengths
 
         return list(stage_lengths(epochs, hp["estimation_epochs"], hp["revision_epochs"]))
+    declared = declared_phases(method)
+    if declared:
+        ends, start = [], 0
+        for _, p in declared:
+            start = max(start, epochs if p is None else min(int(hp[p]), epochs))
+            ends.append(start)
+        return [b - a for a, b in zip([0, *ends[:-1]], ends)]
     return [epochs]
 
 

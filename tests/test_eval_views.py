@@ -163,11 +163,12 @@ def test_with_one_network_every_view_is_the_network(view):
 def test_methods_declare_lnmbenchs_views_and_the_catalog_reads_them():
     catalog = grid.method_catalog()
     want = {m: "mean_of_accuracies" for m in ("coteaching", "coteaching_plus", "codis", "jocor")}
-    want["dividemix"] = "logit_sum"
+    # the official tests of DivideMix, ProMix, Co-Correcting and ELR+ argmax the summed logits
+    want.update(dict.fromkeys(("dividemix", "promix", "cocorrecting", "elr"), "logit_sum"))
     for name, info in catalog.items():
         assert info.eval_view == want.get(name, "softmax_mean"), name
         assert get_method(name).eval_view == info.eval_view
-        if info.num_nets == 1:
+        if info.num_nets == 1 and name != "elr":  # ELR: two networks with plus: true (ELR+)
             assert info.eval_view == "softmax_mean"
     assert grid.eval_view_text("mean_of_accuracies") == "mean of the two networks' accuracies"
     assert "one network" in grid.eval_view_text("softmax_mean", num_nets=1)

@@ -19,12 +19,15 @@ LNM = REPO / "lnm"
 
 #: Which shared helper modules each method runs (hand-written: a wrong closure fails here).
 HELPERS = {
-    "_selection.py": {"coteaching", "coteaching_plus", "codis", "jocor"},
+    "_selection.py": {"coteaching", "coteaching_plus", "codis", "jocor", "cocorrecting"},
     "_transition.py": {"trevision", "volminnet"},
     "_gmm.py": {"dividemix"},
-    "_mixup.py": {"disc", "dividemix"},
-    "_losses.py": {"disc"},
-    "_randaugment.py": {"disc"},
+    "_mixup.py": {"disc", "dividemix", "elr", "promix"},
+    "_losses.py": {"disc", "gce"},
+    "_randaugment.py": {"disc", "sop", "promix"},
+    "_persample.py": {"gce", "elr", "sop", "cocorrecting"},
+    "_features.py": {"promix", "cocorrecting"},
+    "_fmix.py": {"promix"},
 }
 
 
@@ -39,7 +42,7 @@ def test_static_catalog_matches_the_imported_classes():
 
     catalog = grid.method_catalog()
     assert list(catalog) == list(REGISTRY) == list(grid.methods())
-    assert len(catalog) == 11
+    assert len(catalog) == 16
     for name, info in catalog.items():
         cls = REGISTRY[name]
         assert (cls.name, cls.__name__, cls.num_nets) == (name, info.cls, info.num_nets)
@@ -59,7 +62,7 @@ def test_every_method_param_declares_a_type_and_a_valid_default():
 
 
 def test_a_new_method_is_one_file(tmp_path, monkeypatch):
-    """A twelfth method: one new file, found with its params, ordered after the others."""
+    """A seventeenth method: one new file, found with its params, ordered after the others."""
     methods = tmp_path / "methods"
     shutil.copytree(LNM / "methods", methods, ignore=shutil.ignore_patterns("__pycache__"))
     (methods / "mymethod.py").write_text(
@@ -75,7 +78,7 @@ def test_a_new_method_is_one_file(tmp_path, monkeypatch):
     grid.method_catalog.cache_clear()
     try:
         catalog = grid.method_catalog()
-        assert list(catalog)[-1] == "mymethod" and len(catalog) == 12
+        assert list(catalog)[-1] == "mymethod" and len(catalog) == 17
         info = catalog["mymethod"]
         assert info.num_nets == 2  # inherited from SmallLossMethod
         assert info.defaults == {

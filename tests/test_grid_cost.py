@@ -109,6 +109,12 @@ def test_phases(gc):
     ]
     assert gc.phase_epochs("disc", {"start_epoch": 5}, 3) == [3, 0]
     assert gc.phase_epochs("sce", {}, 7) == [7]
-    for m in ("dividemix", "disc", "coteaching_plus", "trevision"):
+    # methods that declare their phases (class attribute ``phases``)
+    assert gc.phase_epochs("cocorrecting", {"stage1": 11, "stage2": 31}, 50) == [11, 20, 19]
+    assert gc.phase_epochs("cocorrecting", {"stage1": 11, "stage2": 31}, 20) == [11, 9, 0]
+    assert gc.phase_epochs("promix", {"pretrain_ep": 5}, 50) == [5, 45]
+    assert gc.phase_epochs("gce", {}, 7) == [7] and gc.phase_count("sop") == 1
+    assert (gc.phase_count("promix"), gc.phase_count("cocorrecting")) == (2, 3)
+    for m in ("dividemix", "disc", "coteaching_plus", "trevision", "promix", "cocorrecting"):
         hp = {**gc.grid.method_info(m).defaults, **gc.phase_overrides(m, 2)}
         assert gc.phase_epochs(m, hp, 2 * gc.phase_count(m)) == [2] * gc.phase_count(m)

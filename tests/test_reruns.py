@@ -27,6 +27,7 @@ from tests.test_grid import HELPERS
 WORKFLOW = ["Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "presets", "envs",
             "lnm", "report", "profiles"]  # fmt: skip
 CELLS = 2  # symmetric 0.4 and instance 0.4, one seed: every method trains twice
+METHODS = len(grid.methods())  # GRID runs every method of the catalog
 GRID = f"""
 methods: {list(grid.methods())}
 noise: {{patterns: {{symmetric: [0.4], instance: [0.4]}}, clean: false}}
@@ -143,13 +144,13 @@ def test_a_helper_module_reruns_exactly_the_methods_that_import_it(wf, helper):
     "module, expect",
     [
         ("methods/coteaching.py", {"train": 2}),
-        ("train/trainer.py", {"train": 2 * 11}),
+        ("train/trainer.py", {"train": 2 * METHODS}),
         # a pattern's module and what only it imports: its noise files (one pattern, one cell)
-        ("noise/instance.py", {"noise": 1, "train": 11}),
-        ("noise/patterns/symmetric.py", {"noise": 1, "train": 11}),
-        ("noise/patterns/base.py", {"noise": 2, "train": 2 * 11}),
-        ("data/hdf5.py", {"preprocess": 1, "noise": 2, "train": 2 * 11}),
-        ("data/medmnist_io.py", {"download": 1, "preprocess": 1, "noise": 2, "train": 2 * 11}),
+        ("noise/instance.py", {"noise": 1, "train": METHODS}),
+        ("noise/patterns/symmetric.py", {"noise": 1, "train": METHODS}),
+        ("noise/patterns/base.py", {"noise": 2, "train": 2 * METHODS}),
+        ("data/hdf5.py", {"preprocess": 1, "noise": 2, "train": 2 * METHODS}),
+        ("data/medmnist_io.py", {"download": 1, "preprocess": 1, "noise": 2, "train": 2 * METHODS}),
         ("report/figures.py", {"figure_ranking": 3, "figure_acc_vs_rate": 1}),
         ("report/stats.py", {"statistics": 1}),
         ("report/manifest.py", {"manifest": 1}),
@@ -170,7 +171,7 @@ def test_a_workflow_script_edit_reruns_its_rule_only(wf):
     root, config = wf
     with edited(root / "workflow_scripts" / "noise.py"):
         counts, _ = planned(root, *config)
-    assert counts["noise"] == 2 and counts["train"] == 2 * 11 and "preprocess" not in counts
+    assert counts["noise"] == 2 and counts["train"] == 2 * METHODS and "preprocess" not in counts
 
 
 @pytest.mark.slow
@@ -189,7 +190,7 @@ def test_instance_std_reruns_instance_noise_only(wf, tmp_path):
     std = tmp_path / "std.yaml"
     std.write_text("noise: {instance_std: 0.2}\n")
     counts, methods = planned(root, *config, files=[std])
-    assert counts["noise"] == 1 and counts["train"] == 11 and methods == set(grid.methods())
+    assert counts["noise"] == 1 and counts["train"] == METHODS and methods == set(grid.methods())
     out = run(root, "--dry-run", "--config", *config, files=[std])
     assert "symmetric-0.4-n0.npz" not in "".join(re.findall(r"rule noise:\n(?:    .*\n)+", out))
 
@@ -216,7 +217,7 @@ def test_independent_noise_draws_rerun_the_noise_and_what_it_feeds(wf, tmp_path)
     independent = tmp_path / "independent.yaml"
     independent.write_text("noise: {nested: false}\n")
     counts, methods = planned(root, *config, files=[independent])
-    assert counts["noise"] == CELLS and counts["train"] == CELLS * 11
+    assert counts["noise"] == CELLS and counts["train"] == CELLS * METHODS
     assert "preprocess" not in counts
 
 
