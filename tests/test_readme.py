@@ -11,7 +11,7 @@ in the order they appear. Four kinds are not run exactly as written, each for a 
   the test runs in the environment it would create (this interpreter's ``bin`` first on PATH,
   the copy first on PYTHONPATH so its ``lnm`` and logger plugin are the ones imported);
 - the demo run (``snakemake --cores 2 --configfile presets/demo.yaml``) is run as written with
-  ``--dry-run`` appended (110 training runs take many minutes on 2 cores), and then for real on
+  ``--dry-run`` appended (160 training runs take many minutes on 2 cores), and then for real on
   a smaller grid with the demo's results folder kept: every ``snakemake`` and ``lnm status``
   command that names ``presets/demo.yaml`` gets one more config file, ``smaller_demo.yaml``
   (presets/smoke.yaml without its ``results``, plus classifier-based instance noise and the
@@ -284,9 +284,9 @@ def test_readme_commands_run_as_written_in_order(tmp_path):
             command = command.replace("presets/demo.yaml", f"presets/demo.yaml {smaller}", 1)
         outputs[command] = run(command)
 
-    assert re.search(r"^train\s+110$", outputs["demo dry run"], re.M), "the demo has 110 runs"
+    assert re.search(r"^train\s+160$", outputs["demo dry run"], re.M), "the demo has 160 runs"
     validate = [o for c, o in outputs.items() if c.startswith("lnm validate presets/demo.yaml")]
-    assert validate and all("110 training runs" in o for o in validate)
+    assert validate and all("160 training runs" in o for o in validate)
     assert f"results/demo: not finished: 0 of {SMALLER_RUNS} training runs done" in outputs[
         "status before"]  # fmt: skip
     assert "train 6" in " ".join(outputs["status before"].split())

@@ -62,9 +62,9 @@ def _plugin(name):
 
 #: Phrases checked by the tests of this file: phrase -> what it must equal (a callable's value).
 CHECKED = {
-    "110 training runs": lambda: _demo_runs() == 110,
-    "110 runs": lambda: _demo_runs() == 110,
-    "11 methods": lambda: _demo_methods() and _demo_runs() % 11 == 0,
+    "160 training runs": lambda: _demo_runs() == 160,
+    "160 runs": lambda: _demo_runs() == 160,
+    "16 methods": lambda: _demo_methods() and _demo_runs() % 16 == 0,
     "120 characters": lambda: _plugin("width") == 120,
     "30 s": lambda: _plugin("interval") == 30,
     "8 min": lambda: _gpu_check_limit() == 8 * 60,
