@@ -192,7 +192,10 @@ def test_every_default_is_in_config_yaml_and_nothing_is_filled_in():
 
 def test_presets_validate_merged_over_config_yaml():
     demo = load_config(REPO / "presets" / "demo.yaml")  # config.yaml is merged first
-    assert demo["methods"] == BASE["methods"] and demo["train"]["epochs"] == 8
+    # the demo lists every method of the catalog (lists are replaced, not merged), the paper grid
+    # LNMBench's eleven
+    assert demo["methods"] == list(grid.methods()) and demo["train"]["epochs"] == 8
+    assert set(BASE["methods"]) < set(demo["methods"])
     assert load_config(REPO / "config.yaml", REPO / "presets" / "demo.yaml") == demo
 
 
