@@ -778,7 +778,10 @@ def run_folder_lock(out_dir: Path) -> Iterator[None]:
     dies) while a run trains into it; a second process finds it held and raises
     :class:`RunFolderBusy` naming the holder (PID, host, start) instead of training into the
     same folder at the same time (e.g. a job of a Snakemake killed with -9, still running,
-    and the same run started by a new Snakemake). The file is removed when the run ends."""
+    and the same run started by a new Snakemake). The file is removed when the run ends, and a
+    folder this made is removed again if the run left nothing in it (a run refused before any
+    work leaves no folder behind)."""
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RUN_LOCK
     while True:
@@ -808,6 +811,9 @@ def run_folder_lock(out_dir: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(path)
         fcntl.flock(fd, fcntl.LOCK_UN)
+        if made:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something
+                out_dir.rmdir()
         os.close(fd)
 
 
