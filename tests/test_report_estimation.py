@@ -442,7 +442,7 @@ def test_estimated_vs_true_figure(estimates, tmp_path):
     fig = est.estimated_vs_true_figure(estimates)
     ax, side = fig.axes
     drawn = {a.get_gid() for a in ax.get_children() if a.get_gid()}
-    assert {"retinamnist:symmetric-0.2", "retinamnist:none-0", "identity"} <= drawn
+    assert {"retinamnist:symmetric:0.2", "retinamnist:none:0", "identity"} <= drawn
     assert not any(str(g).startswith("chexpert") for g in drawn)  # no true rate: not plotted
     (note,) = [t for t in side.texts if t.get_gid() == "unplotted"]
     assert "chexpert real 0.2 (assumed): 0.153" in note.get_text()

@@ -642,7 +642,7 @@ def estimated_vs_true_figure(estimates: pd.DataFrame) -> Figure:
             ms=8,
             capsize=3,
             lw=1.2,
-            gid=f"{r['dataset']}:{r['noise']}-{r['rate']:g}" + (":unreliable" if bad else ""),
+            gid=f"{r['dataset']}:{r['noise']}:{r['rate']:g}" + (":unreliable" if bad else ""),
         )
     if known.empty:
         _note(ax, "n/a: no cell has a true noise rate\n(no clean training labels)")
