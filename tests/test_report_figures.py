@@ -181,3 +181,13 @@ def test_the_estimation_figure_keeps_its_text_inside_and_its_legend_visible(tmp_
     check(est.estimated_vs_true_figure(estimates), "estimated_vs_true")
     real = estimates[estimates["dataset"] == "chexpert"]
     check(est.estimated_vs_true_figure(real), "estimated_vs_true without a true rate")
+
+
+def test_the_ranking_legend_lists_no_line_it_does_not_draw(tmp_path):
+    """Without CE there is no clean-CE line, so no "clean CE" in the legend (the old figure
+    listed it, and chance, whether drawn or not)."""
+    runs = grid_runs(tmp_path, ("coteaching", "disc"))
+    fig = figures.ranking_figure(runs, "overall")
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    drawn = {ln.get_gid() for ax in fig.axes for ln in ax.get_lines()}
+    assert "clean-ce" not in drawn and not any("clean CE" in label for label in labels)

@@ -654,12 +654,13 @@ def _cd_panel(ax, ra: dict, colors: dict, what: str) -> None:
     k, cd = len(avg), ra["cd"]
     ax.set_title(fit_lines(ax.figure, f"{what}: {friedman_text(ra)}", "medium"), fontsize="medium")
     if k < 2:
-        _note(
-            ax,
-            "n/a: needs ≥2 methods with results on a common noisy cell"
-            if k
-            else "n/a: no noisy cells",
-        )
+        if k:
+            why = "n/a: needs ≥2 methods with results on a common noisy cell"
+        elif len(ra["matrix"]):
+            why = "n/a: no noisy cell has a result of every method"
+        else:
+            why = "n/a: no noisy cells"
+        _note(ax, why)
         return
     lo, hi = 1, k
     span = hi - lo
