@@ -301,6 +301,9 @@ def test_estimates_and_the_runs_told_them_carry_the_reliability(tmp_path):
     with pytest.raises(ValueError, match="not among the estimate files"):
         agg.collect_runs(paths, [good])
     runs = agg.collect_runs(paths, [bad, good])
+    # without a list (lnm aggregate): the recorded path, verified against the recorded hash
+    alone = agg.collect_runs(paths)
+    pd.testing.assert_series_equal(alone["estimate_unreliable"], runs["estimate_unreliable"])
     told = runs[runs["method"] == "coteaching_est"].set_index("noise")
     assert told.loc["pairflip", "estimate_unreliable"].all()
     assert not told.loc["none", "estimate_unreliable"].any()

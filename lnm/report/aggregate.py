@@ -236,17 +236,25 @@ def estimate_reliabilities(paths: Iterable[str | os.PathLike]) -> dict[str, dict
 
 def _estimate_columns(m: dict, path: Path, reliabilities: dict | None) -> dict:
     """``estimate_oof_accuracy`` and ``estimate_unreliable`` of a run told its cell's estimated
-    noise rate (metrics.json ``inputs.estimate``); None for the others."""
-    told = ((m.get("inputs") or {}).get("estimate") or {}).get("sha256")
-    if told is None:
+    noise rate (metrics.json ``inputs.estimate``); None for the others. The estimate comes from
+    ``reliabilities`` (the files the caller gives, by SHA-256) or, when the caller gives none
+    (``lnm aggregate``), from the path the run recorded, verified to be the file it read."""
+    told = (m.get("inputs") or {}).get("estimate") or {}
+    sha = told.get("sha256")
+    if sha is None:
         return {"estimate_oof_accuracy": None, "estimate_unreliable": None}
-    if reliabilities is None or told not in reliabilities:
+    if reliabilities is None and told.get("path") and Path(told["path"]).exists():
+        recorded = Path(told["path"])
+        if verify(recorded) == sha:
+            reliabilities = estimate_reliabilities([recorded])
+    if reliabilities is None or sha not in reliabilities:
         raise ValueError(
-            f"{path}: the run was told the noise estimate with SHA-256 {told}, which is not among "
-            "the estimate files given to the report (aggregate rule input 'estimates'); give it "
-            "every estimate file a run reads"
+            f"{path}: the run was told the noise estimate {told.get('path')} with SHA-256 {sha}, "
+            "which is not among the estimate files given to the report (aggregate rule input "
+            "'estimates') nor at that path with that hash; give it every estimate file a run "
+            "reads"
         )
-    rel = reliabilities[told]
+    rel = reliabilities[sha]
     return {
         "estimate_oof_accuracy": rel["oof_accuracy"],
         "estimate_unreliable": bool(rel["unreliable"]),
@@ -292,7 +300,8 @@ def collect_runs(
 ) -> pd.DataFrame:
     """One tidy row per run (columns :data:`COLUMNS`), from checksum-verified ``metrics.json``;
     ``estimates``: the estimate files the runs told an estimated noise rate read (each run's
-    ``estimate_unreliable`` comes from its file; a run whose file is not given is refused)."""
+    ``estimate_unreliable`` comes from its file; a run whose file is not given is refused);
+    None: each such run's recorded estimate path, verified against its recorded hash."""
     rel = estimate_reliabilities(estimates) if estimates is not None else None
     df = pd.DataFrame([_row(Path(p), rel) for p in metrics_paths], columns=COLUMNS)
     floats = _SELECTION + ["realised_rate_val", "majority_acc", "estimate_oof_accuracy"]
