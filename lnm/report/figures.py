@@ -390,7 +390,7 @@ def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
     for tick, m in zip(axes[0].get_yticklabels(), order):
         tick.set_color(colors[m])
     axes[0].set_ylim(len(order) - 0.5, -0.5)
-    axes[0].set_ylabel("method  [rank group]  position by balanced accuracy")
+    axes[0].set_ylabel("method  [rank group]  bal. # = position by balanced accuracy")
     if ra["separable"]:
         sep = f"Friedman p = {pval(ra['friedman']['pvalue'])}, Nemenyi CD {ra['cd']:.1f} ranks"
     else:
@@ -575,10 +575,11 @@ def selection_figure(epochs: pd.DataFrame, dataset: str, noise: str, rate: float
     )
     if not has_clean:
         what += "; no clean training labels, so nothing can be scored and there is no 1 − ε line"
+    stopped = any(_first_idle(df, m) is not None for m in idle)
     subtitle = what + (
         "; a dotted vertical line = the epoch from which a method made no parameter update "
         "(its line stops: nothing was selected)"
-        if idle
+        if stopped
         else ""
     )
     _suptitle(
