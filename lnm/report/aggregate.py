@@ -55,7 +55,7 @@ from lnm.report.fmt import (
     oracle_label,
     oracle_methods,
     oracle_note,
-    pval,
+    p_is,
     resolved_digits,
     run_flags,
     runs_last_k,
@@ -578,11 +578,11 @@ def _groups_summary(analyses: dict) -> str:
         if not ra["groups"]:
             parts.append(f"{c}: n/a (no cell with every method)")
         elif not ra["separable"]:
-            p = f"p = {pval(fr['pvalue'])}" if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
+            p = p_is(fr["pvalue"]) if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
             parts.append(f"{c}: Friedman {p}, so one group (a): not separable")
         else:
             parts.append(
-                f"{c}: Friedman p = {pval(fr['pvalue'])}, Nemenyi CD = {ra['cd']:.1f} ranks over "
+                f"{c}: Friedman {p_is(fr['pvalue'])}, Nemenyi CD = {ra['cd']:.1f} ranks over "
                 f"{ra['n']} cells"
             )
     return "; ".join(parts) + "."

@@ -36,7 +36,7 @@ from lnm.report.fmt import (
     ORACLE,
     oracle_label,
     oracle_methods,
-    pval,
+    p_is,
     run_flags,
     runs_last_k,
     sort_rows,
@@ -392,10 +392,10 @@ def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
     axes[0].set_ylim(len(order) - 0.5, -0.5)
     axes[0].set_ylabel("method  [rank group]  bal. # = position by balanced accuracy")
     if ra["separable"]:
-        sep = f"Friedman p = {pval(ra['friedman']['pvalue'])}, Nemenyi CD {ra['cd']:.1f} ranks"
+        sep = f"Friedman {p_is(ra['friedman']['pvalue'])}, Nemenyi CD {ra['cd']:.1f} ranks"
     else:
         fr = ra["friedman"]
-        p = f"p = {pval(fr['pvalue'])}" if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
+        p = p_is(fr["pvalue"]) if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
         sep = f"Friedman {p}: one group, the data cannot order these methods"
     entries = [
         (

@@ -97,6 +97,12 @@ def pval(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_is(p: float) -> str:
+    """``p = 0.003``, ``p < 0.001``, or ``p = –`` when there is none (never ``p = <0.001``)."""
+    text = pval(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def rate_label(rate: float, identifiable: bool = True, noise: str | None = None) -> str:
     """A noise rate as a row label, with † when the setting is not identifiable; for real-world
     noise the rate is the one methods were told (``assumed``), not a noise level."""

@@ -27,6 +27,7 @@ from lnm.report.fmt import (
     oracle_label,
     oracle_methods,
     oracle_note,
+    p_is,
     pval,
     resolved_digits,
 )
@@ -129,7 +130,7 @@ def groups_text(ra: dict) -> str:
         return "Rank groups n/a: no noisy cell with every method."
     if not ra["separable"]:
         why = (
-            f"the Friedman test finds no difference (p = {pval(fr['pvalue'])} ≥ {ra['alpha']})"
+            f"the Friedman test finds no difference ({p_is(fr['pvalue'])} ≥ {ra['alpha']})"
             if np.isfinite(fr["pvalue"])
             else f"the Friedman test is {fr['note'] or 'n/a'}"
         )
@@ -174,10 +175,10 @@ def friedman_text(ra: dict) -> str:
         return f"Friedman test {fr['note']}."
     text = (
         f"Friedman test over {ra['n']} cells and {ra['k']} methods: χ² = "
-        f"{fr['statistic']:.2f} (df {ra['k'] - 1}), p = {pval(fr['pvalue'])}"
+        f"{fr['statistic']:.2f} (df {ra['k'] - 1}), {p_is(fr['pvalue'])}"
     )
     if np.isfinite(fr["pvalue_id"]):
-        text += f"; Iman–Davenport F = {num(fr['iman_davenport'], 2)}, p = {pval(fr['pvalue_id'])}"
+        text += f"; Iman–Davenport F = {num(fr['iman_davenport'], 2)}, {p_is(fr['pvalue_id'])}"
     text += "."
     return text + (f" ({fr['note']})" if fr["note"] else "")
 
