@@ -201,15 +201,44 @@ def estimate_input(w):
     )
 
 
-def estimate_files():
-    """Estimate files of the report: every noisy cell's when estimation is enabled."""
-    if not config["estimation"]["enabled"]:
-        return []
-    return [
+def _read_estimates():
+    """Estimate files a train job reads: its cell's, for a run told the estimated noise rate
+    (whichever backbone and seed: the spec's method parameters decide)."""
+    b, s = config["backbones"][0], config["seeds"][0]
+    return {
         res(grid.ESTIMATE_FILE.format(**vars(c)))
         for c in grid.noise_cells(config)
-        if c.noise != grid.CLEAN
+        if any(
+            run_spec(
+                config, c.dataset, c.noise, c.rate, c.noise_seed, m, b, s
+            ).needs_estimate
+            for m in grid.grid_methods(config)
+        )
+    }
+
+
+READ_ESTIMATES = _read_estimates()
+
+
+def estimate_files():
+    """Estimate files of the report: every noisy cell's when estimation is enabled, and every
+    one a run reads (a clean cell's too): each estimate is reported and in the manifest.
+    """
+    enabled = config["estimation"]["enabled"]
+    paths = [
+        res(grid.ESTIMATE_FILE.format(**vars(c))) for c in grid.noise_cells(config)
     ]
+    return [
+        p
+        for p, c in zip(paths, grid.noise_cells(config))
+        if p in READ_ESTIMATES or (enabled and c.noise != grid.CLEAN)
+    ]
+
+
+def run_estimate_files():
+    """The estimate files train jobs read, in grid order (the report marks the runs told an
+    unreliable one)."""
+    return [p for p in estimate_files() if p in READ_ESTIMATES]
 
 
 def run_params(w):

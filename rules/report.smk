@@ -10,6 +10,8 @@ rule aggregate:
         probs=run_files("test_probs.npz"),
         epochs=run_files("per_epoch.csv"),  # collapse flags: epochs without an update
         sums=sidecars(run_files("metrics.json", "test_probs.npz", "per_epoch.csv")),
+        # the estimates runs were told: an unreliable one is marked on its runs
+        estimates=sums(*run_estimate_files()),
         code=code("aggregate.py"),
     output:
         reported(f"{RES}/tables/runs.csv", "runs_csv", "8. Data files"),

@@ -290,3 +290,31 @@ def test_estimate_noise_refuses_foreign_or_tampered_inputs(tmp_path):
     save_noise(plain, {"estimated_rate": 0.1})
     with pytest.raises(NoiseError, match="not a noise-estimate file"):
         load_estimate(plain)
+
+
+def test_an_estimator_that_learned_nothing_is_said_to_be_unreliable(tmp_path):
+    """The same symmetric-0.2 cell (240 training images), estimated twice: an estimator trained
+    for 1 epoch cannot be told from always predicting the majority class of the noisy labels,
+    so its estimate is logged UNRELIABLE (and it is far off); one trained for 10 epochs can, and
+    is not (lnm.noise.reliability). The file holds no verdict: the report recomputes it."""
+    from lnm.noise.reliability import file_reliability
+
+    h5 = make_h5(tmp_path / "d.h5", n=(240, 32, 48))
+    npz = tmp_path / "noise.npz"
+    noise = generate_noise_file(h5, npz, "symmetric", 0.2, 0)
+    verdicts = {}
+    for epochs in (1, 10):
+        lines = []
+        out = tmp_path / f"e{epochs}.npz"
+        res = estimate_noise(h5, npz, out, **{**FAST, "epochs": epochs, "log": lines.append})
+        last = lines[-1]
+        majority = np.bincount(noise["train_noisy"]).max() / 240
+        assert f"majority class of the noisy labels {majority:.3f}" in last
+        assert f"on the clean labels {res['oof_clean_accuracy']:.3f}" in last
+        verdicts[epochs] = ("UNRELIABLE" in last, abs(res["rate_error"]))
+        rel = file_reliability(load_estimate(out))
+        assert rel["unreliable"] == ("UNRELIABLE" in last)
+        assert rel["majority_rate"] == pytest.approx(majority)
+        assert "unreliable" not in load_noise(out)
+    (bad, bad_error), (good, good_error) = verdicts[1], verdicts[10]
+    assert bad and not good and bad_error > good_error

@@ -42,6 +42,8 @@ def write_estimate(
     has_clean=True,
     transition_error=0.1,
     backbone="resnet8",
+    oof_accuracy=0.9,
+    joint=None,
 ):
     """An estimate file as lnm.noise.estimate writes it: ``noisy`` = the mislabelled samples
     (the truth), ``flagged`` = cleanlab's label issues; the scores are computed here the way
@@ -67,7 +69,9 @@ def write_estimate(
         "oof_probs": np.full((n, 2), 0.5, np.float32),
         "fold": np.arange(n, dtype=np.int64) % 2,
         "estimated_rate": estimated_rate,
-        "estimated_joint": np.eye(2) / 2,
+        "estimated_joint": np.eye(2) / 2 if joint is None else joint,
+        "oof_accuracy": oof_accuracy,
+        "oof_clean_accuracy": oof_accuracy - 0.05 if has_clean else nan,
         "estimated_transition": np.eye(2),
         "label_issues": flagged,
         "num_label_issues": int(flagged.sum()),
@@ -205,26 +209,37 @@ def test_estimation_cells_and_table(estimates, tmp_path):
     for p in out.values():
         verify(p)
     md = out["estimation.md"].read_text()
-    row = next(ln for ln in md.splitlines() if ln.startswith("| retinamnist | symmetric |"))
-    cols = [c.strip() for c in row.strip("|").split("|")]
-    assert cols[2:8] == [
+    head = next(ln for ln in md.splitlines() if ln.startswith("| dataset |"))
+    names = [c.strip() for c in head.strip("|").split("|")]
+
+    def row_of(prefix):
+        line = next(ln for ln in md.splitlines() if ln.startswith(prefix))
+        return dict(zip(names, (c.strip() for c in line.strip("|").split("|"))))
+
+    sym = row_of("| retinamnist | symmetric |")
+    assert [sym[c] for c in ("rate", "noise seeds", "true rate", "estimated rate")] == [
         "0.2",
         "2",
         "0.400 ± 0.000",
         "0.390 ± 0.028",
-        "−0.010 ± 0.028".replace("−", "-"),
-        "0.300 ± 0.141",
     ]
-    assert cols[9] == "83.3 ± 23.6"  # issue precision: 66.7 and 100
+    assert sym["error (est. − true)"] == "−0.010 ± 0.028".replace("−", "-")
+    assert sym["T̂ error (rel. L1)"] == "0.300 ± 0.141"
+    assert sym["issue precision (%)"] == "83.3 ± 23.6"  # 66.7 and 100
+    # beside every estimate: the estimator's accuracy on the noisy and the clean labels
+    assert sym["estimator OOF acc. (noisy labels)"] == "0.900 ± 0.000"
+    assert sym["estimator OOF acc. (clean labels)"] == "0.850 ± 0.000"
+    assert sym["majority share (noisy labels)"] == "0.500 ± 0.000"
     # no clean labels: every score against the truth is n/a, the estimate is shown
-    real = next(ln for ln in md.splitlines() if ln.startswith("| chexpert |"))
-    cells_real = [c.strip() for c in real.strip("|").split("|")]
-    assert cells_real[2] == "0.2 (assumed)" and cells_real[5] == "0.153"
-    assert cells_real[4] == cells_real[6] == cells_real[7] == "n/a"
-    assert cells_real[8] == "20.0" and cells_real[9:] == ["n/a"] * 4
+    real = row_of("| chexpert |")
+    assert real["rate"] == "0.2 (assumed)" and real["estimated rate"] == "0.153"
+    truth = ["true rate", "error (est. − true)", "T̂ error (rel. L1)"]
+    truth += ["estimator OOF acc. (clean labels)", "issue precision (%)", "issue recall (%)"]
+    truth += ["trusted clean ratio (%)", "trusted coverage (%)"]
+    assert [real[c] for c in truth] == ["n/a"] * len(truth)
+    assert real["flagged (%)"] == "20.0" and real["estimator OOF acc. (noisy labels)"] == "0.900"
     # the clean cell flags nothing: precision undefined (–), not n/a
-    clean = next(ln for ln in md.splitlines() if ln.startswith("| retinamnist | none |"))
-    assert [c.strip() for c in clean.strip("|").split("|")][9] == "–"
+    assert row_of("| retinamnist | none |")["issue precision (%)"] == "–"
     assert "n/a: the dataset has no clean training labels" in md and "– = undefined" in md
     assert "mean ± std over the 1–2 noise seeds" in md and "real = the labels" in md
     html = out["estimation.html"].read_text()
@@ -427,7 +442,7 @@ def test_estimated_vs_true_figure(estimates, tmp_path):
     fig = est.estimated_vs_true_figure(estimates)
     ax, side = fig.axes
     drawn = {a.get_gid() for a in ax.get_children() if a.get_gid()}
-    assert {"retinamnist:symmetric-0.2", "retinamnist:none-0", "identity"} <= drawn
+    assert {"retinamnist:symmetric:0.2", "retinamnist:none:0", "identity"} <= drawn
     assert not any(str(g).startswith("chexpert") for g in drawn)  # no true rate: not plotted
     (note,) = [t for t in side.texts if t.get_gid() == "unplotted"]
     assert "chexpert real 0.2 (assumed): 0.153" in note.get_text()

@@ -56,6 +56,19 @@ the training configuration scalars (``folds``, ``backbone``, ``pretrained``, ``e
 ``batch_size``, ``lr``, ``seed`` and the fixed ``momentum``, ``weight_decay``, ``schedule``,
 ``crop_padding``, ``hflip``) and ``cleanlab_version``.
 
+Reliability (:mod:`lnm.noise.reliability`; computed from the file, never stored in it, so
+estimate files and the runs told them are unchanged; logged with the estimate): the estimate is marked *unreliable* when
+the estimator cannot be told from always predicting the majority class of the noisy labels —
+the Wilson 95 % interval of its out-of-fold accuracy over the N train labels reaches down to
+(or below) the noisy labels' majority-class share. A predictor that ignores the image scores at
+most that share on the same labels; confident learning reads label errors off where the
+out-of-fold probabilities disagree with the given labels, so if those probabilities cannot be
+shown to carry information beyond the class prior, the disagreements are the estimator's own
+errors and the estimated rate measures the estimator, not the labels (a clean cell estimated at
+0.28). The test is necessary, not sufficient: an estimator above the majority class can still
+misestimate, which is why its out-of-fold accuracy (and, with clean labels, its accuracy on
+them) is printed beside every estimate.
+
 Caveats: confident learning is consistent when the probabilities are good estimates of
 P(noisy label | x); a weak classifier (few epochs, small data) miscounts, so a cell without
 noise does not estimate exactly 0 (its OOF errors are counted as label issues) and a high rate
@@ -76,6 +89,7 @@ from .classifier import DEFAULTS as CLASSIFIER_DEFAULTS
 from .classifier import _accuracy, check_config, crossfit_logits, deterministic
 from .io import check_drawn_on, load_noise, save_noise
 from .matrix import empirical_transition
+from .reliability import estimator_reliability, reliability_text
 from .spec import NoiseError, check_labels
 
 #: the estimation settings of :func:`estimate_noise` (the config's ``estimation`` section)
@@ -326,10 +340,17 @@ def _estimate_noise(h5_path, noise_path, out_path, cfg: dict, dev, log) -> dict:
         if has_clean
         else f"true rate unknown; {result['num_label_issues']} label issues"
     )
+    rel = estimator_reliability(result["oof_accuracy"], np.bincount(noisy, minlength=c))
+    rel["oof_clean_accuracy"] = result["oof_clean_accuracy"]
+    verdict = (
+        " UNRELIABLE: the estimator cannot be told from always predicting the majority class, "
+        "so the estimate counts its own errors as label noise."
+        if rel["unreliable"]
+        else ""
+    )
     log(
-        f"estimator: out-of-fold accuracy on the noisy labels {result['oof_accuracy']:.3f}; "
-        f"estimated rate {result['estimated_rate']:.4f} ({truth}); "
-        f"{time.perf_counter() - started:.1f}s"
+        f"estimator: {reliability_text(rel)}; estimated rate {result['estimated_rate']:.4f} "
+        f"({truth}); {time.perf_counter() - started:.1f}s.{verdict}"
     )
     return result
 

@@ -30,26 +30,32 @@ import pandas as pd
 from lnm import grid
 from lnm.checksum import verify
 from lnm.grid import CELL_KEYS, HEADLINE, RUN_KEYS, ordered
-from lnm.report import files
+from lnm.noise.io import load_noise
+from lnm.noise.reliability import file_reliability
+from lnm.report import files, stats
 from lnm.report.cells import (
     BOLD_NOTE,
+    PAIRFLIP_TWO_NOTE,
     RESOLUTION_WHY,
+    all_known,
     cell_table,
     grid_tables,
     mark_best,
     pooled_resolution,
     run_marks,
+    two_class_pairflip,
     uncertainty,
 )
 from lnm.report.fmt import (
     COLLAPSED,
     collapse_note,
     mean_std,
+    na_text,
     num,
     oracle_label,
     oracle_methods,
     oracle_note,
-    pval,
+    p_is,
     resolved_digits,
     run_flags,
     runs_last_k,
@@ -57,6 +63,7 @@ from lnm.report.fmt import (
     shown,
     sort_rows,
     spread_text,
+    unreliable_note,
     view_note,
 )
 from lnm.report.ranks import rank_analysis
@@ -81,16 +88,30 @@ _SELECTION = ["clean_ratio", "coverage", "purified_ratio", "t_error", "gmm_auc"]
 #: Class-level columns: per-class test recall (JSON list, %, last-k mean), test-set class counts
 #: (JSON list, from the labels in the run's ``test_probs.npz``) and the majority-class rate (%).
 _CLASSES = ["per_class_recall", "test_class_counts", "majority_acc"]
-#: Collapse flags (:func:`collapse_flags`): classes the final-epoch test predictions use, epochs
-#: without a parameter update, ``collapsed`` and ``collapse_reason``.
-_COLLAPSE = ["predicted_classes", "no_update_epochs", "collapsed", "collapse_reason"]
+#: Collapse flags (:func:`collapse_flags`): classes the final-epoch test predictions use, the
+#: share of the most predicted one, their balanced accuracy and the half-width of a predictor that
+#: ignores the image, epochs without a parameter update, ``collapsed`` and ``collapse_reason``.
+_COLLAPSE = [
+    "predicted_classes",
+    "top_class_share",
+    "final_balanced_acc",
+    "uninformed_hw",
+    "no_update_epochs",
+    "collapsed",
+    "collapse_reason",
+]
 #: What the run's number assumed: told the true noise rate (bool; None = the method assumes no
-#: rate), where its rate came from and its value, the method a variant runs, and how its test
-#: predictions were made (metrics.json ``eval_view``; None = not recorded).
+#: rate), where its rate came from and its value, for a run told its cell's estimated rate the
+#: estimator's out-of-fold accuracy and whether the estimate is unreliable
+#: (:func:`lnm.noise.estimate.estimator_reliability`; None for other runs), the method a variant
+#: runs, and how its test predictions were made (metrics.json ``eval_view``; None = not
+#: recorded).
 _ASSUMED = [
     "uses_true_noise_rate",
     "noise_rate_source",
     "assumed_noise_rate",
+    "estimate_oof_accuracy",
+    "estimate_unreliable",
     "base_method",
     "eval_view",
 ]
@@ -140,26 +161,56 @@ def no_update_epochs(per_epoch: pd.DataFrame) -> int | None:
 
 def collapse_flags(metrics_path: str | os.PathLike, num_classes: int) -> dict:
     """Whether a run collapsed, from the files next to its ``metrics.json`` (each verified
-    against its sidecar before it is read; an absent file gives no evidence):
+    against its sidecar before it is read; an absent file gives no evidence). Computed here, by
+    the report, from the run's stored predictions: the training outputs say nothing about it.
 
-    - ``predicted_classes``: distinct argmax classes of the final-epoch test probabilities
-      (``test_probs.npz``); one class for every test image = collapsed;
+    - from the final-epoch test probabilities (``test_probs.npz``, with their labels):
+      ``predicted_classes`` (distinct argmax classes), ``top_class_share`` (% of the test images
+      given the most predicted class), ``final_balanced_acc`` (%) and ``uninformed_hw``: the
+      half-width of the balanced accuracy of a predictor that ignores the image
+      (:func:`lnm.report.stats.uninformed_balanced`). The predictions carry no class information
+      — collapsed — when their balanced accuracy is within that half-width of that predictor's
+      mean (``|BA − b₀| ≤ hw``; :mod:`lnm.report.stats`, "Collapse"): a constant predictor
+      (every test image one class) is the limit, a run predicting one class for 96 % of the
+      images at a balanced accuracy of 51 % is another. (A balanced accuracy resolved *below* b₀
+      is not a collapse: the predictions follow the class, inverted, as a model that learned
+      non-identifiable noise does);
     - ``no_update_epochs``: epochs without a parameter update (:func:`no_update_epochs` of
       ``per_epoch.csv``); no update in most (more than half) of the epochs = collapsed;
     - ``collapsed`` and ``collapse_reason`` (e.g. "all test predictions are class 1; no update
       in 6 of 8 epochs"; None when it did not collapse)."""
-    out = {"predicted_classes": None, "no_update_epochs": None, "collapsed": False}
+    out = {
+        "predicted_classes": None,
+        "top_class_share": None,
+        "final_balanced_acc": None,
+        "uninformed_hw": None,
+        "no_update_epochs": None,
+        "collapsed": False,
+    }
     reasons = []
     probs = Path(metrics_path).with_name("test_probs.npz")
     if probs.exists():
         verify(probs)
         with np.load(probs) as npz:
             p = np.asarray(npz["probs"], dtype=float)
+            labels = np.asarray(npz["labels"]).astype(int).ravel()
         pred = p.reshape(len(p), -1).argmax(1) if p.size else np.empty(0, int)
-        classes = np.unique(pred)
+        classes, counts = np.unique(pred, return_counts=True)
         out["predicted_classes"] = int(len(classes))
-        if len(classes) == 1 and int(num_classes) > 1:
-            reasons.append(f"all test predictions are class {int(classes[0])}")
+        if len(pred) and int(num_classes) > 1:
+            top = int(classes[counts.argmax()])
+            share = 100.0 * counts.max() / len(pred)
+            bal = stats.balanced_accuracy(pred, labels, int(num_classes))
+            base, hw = stats.uninformed_balanced(pred, labels, int(num_classes))
+            out.update(top_class_share=share, final_balanced_acc=bal, uninformed_hw=hw)
+            if len(classes) == 1:
+                reasons.append(f"all test predictions are class {top}")
+            elif abs(bal - base) <= hw + 1e-9:
+                reasons.append(
+                    f"final test predictions carry no class information: balanced accuracy "
+                    f"{bal:.1f} % is within ±{hw:.1f} of the {base:.1f} % of predictions that "
+                    f"ignore the image ({share:.0f} % are class {top})"
+                )
     epochs = Path(metrics_path).with_name("per_epoch.csv")
     if epochs.exists():
         verify(epochs)
@@ -173,7 +224,44 @@ def collapse_flags(metrics_path: str | os.PathLike, num_classes: int) -> dict:
     return out
 
 
-def _row(path: Path) -> dict:
+def estimate_reliabilities(paths: Iterable[str | os.PathLike]) -> dict[str, dict]:
+    """SHA-256 -> :func:`lnm.noise.estimate.file_reliability` of each estimate file (verified
+    against its sidecar): what a run told an estimated noise rate is marked with."""
+    out = {}
+    for p in paths:
+        sha = verify(p)
+        out[sha] = file_reliability(load_noise(p, check=False))
+    return out
+
+
+def _estimate_columns(m: dict, path: Path, reliabilities: dict | None) -> dict:
+    """``estimate_oof_accuracy`` and ``estimate_unreliable`` of a run told its cell's estimated
+    noise rate (metrics.json ``inputs.estimate``); None for the others. The estimate comes from
+    ``reliabilities`` (the files the caller gives, by SHA-256) or, when the caller gives none
+    (``lnm aggregate``), from the path the run recorded, verified to be the file it read."""
+    told = (m.get("inputs") or {}).get("estimate") or {}
+    sha = told.get("sha256")
+    if sha is None:
+        return {"estimate_oof_accuracy": None, "estimate_unreliable": None}
+    if reliabilities is None and told.get("path") and Path(told["path"]).exists():
+        recorded = Path(told["path"])
+        if verify(recorded) == sha:
+            reliabilities = estimate_reliabilities([recorded])
+    if reliabilities is None or sha not in reliabilities:
+        raise ValueError(
+            f"{path}: the run was told the noise estimate {told.get('path')} with SHA-256 {sha}, "
+            "which is not among the estimate files given to the report (aggregate rule input "
+            "'estimates') nor at that path with that hash; give it every estimate file a run "
+            "reads"
+        )
+    rel = reliabilities[sha]
+    return {
+        "estimate_oof_accuracy": rel["oof_accuracy"],
+        "estimate_unreliable": bool(rel["unreliable"]),
+    }
+
+
+def _row(path: Path, reliabilities: dict | None = None) -> dict:
     verify(path)
     m = json.loads(path.read_text())
     sel, inputs = m.get("selection") or {}, m.get("inputs") or {}
@@ -199,17 +287,30 @@ def _row(path: Path) -> dict:
     row["assumed_noise_rate"] = m.get("assumed_noise_rate")
     row["base_method"] = (m.get("spec") or {}).get("base_method") or m["run"]["method"]
     row["eval_view"] = m.get("eval_view")
+    row.update(_estimate_columns(m, path, reliabilities))
     for name in ("data", "noise"):
         row[f"{name}_sha256"] = (inputs.get(name) or {}).get("sha256")
     row["metrics_path"] = str(path)
     return row
 
 
-def collect_runs(metrics_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One tidy row per run (columns :data:`COLUMNS`), from checksum-verified ``metrics.json``."""
-    df = pd.DataFrame([_row(Path(p)) for p in metrics_paths], columns=COLUMNS)
-    for col in _SELECTION + ["realised_rate_val", "majority_acc"]:
+def collect_runs(
+    metrics_paths: Iterable[str | os.PathLike],
+    estimates: Iterable[str | os.PathLike] | None = None,
+) -> pd.DataFrame:
+    """One tidy row per run (columns :data:`COLUMNS`), from checksum-verified ``metrics.json``;
+    ``estimates``: the estimate files the runs told an estimated noise rate read (each run's
+    ``estimate_unreliable`` comes from its file; a run whose file is not given is refused);
+    None: each such run's recorded estimate path, verified against its recorded hash."""
+    rel = estimate_reliabilities(estimates) if estimates is not None else None
+    df = pd.DataFrame([_row(Path(p), rel) for p in metrics_paths], columns=COLUMNS)
+    floats = _SELECTION + ["realised_rate_val", "majority_acc", "estimate_oof_accuracy"]
+    for col in floats + ["top_class_share", "final_balanced_acc", "uninformed_hw"]:
         df[col] = pd.to_numeric(df[col]).astype(float)
+    df["estimate_unreliable"] = pd.array(
+        [pd.NA if v is None or v != v else bool(v) for v in df["estimate_unreliable"]],
+        dtype="boolean",
+    )
     # unknown (a real-world set without clean labels): NA, never a dagger
     df["identifiable"] = pd.array(
         [pd.NA if v is None or v != v else bool(v) for v in df["identifiable"]], dtype="boolean"
@@ -234,7 +335,8 @@ def write_runs_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Per cell (:data:`CELL_KEYS`): mean, std (ddof=1; NaN for one run) and ``n`` over all
-    (noise_seed, seed) runs of :data:`SUMMARY_METRICS`; ``identifiable`` = all runs identifiable;
+    (noise_seed, seed) runs of :data:`SUMMARY_METRICS`; ``identifiable`` = all runs identifiable
+    (NA, printed n/a, when a run's data has no clean labels to say);
     ``realised_rate`` = mean realised training noise rate; ``best_group`` = bold (the row's best
     as printed and every method not separable from it, :func:`lnm.report.cells.mark_best`, the
     rule of every table); ``n_collapsed``, ``collapse_reason``, ``uses_true_noise_rate`` and
@@ -242,12 +344,14 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     agg = {f"{m}_{s}": (m, s) for m in SUMMARY_METRICS for s in ("mean", "std")}
     agg.update(
         n=(HEADLINE, "size"),
-        identifiable=("identifiable", "all"),
+        identifiable=("identifiable", all_known),
         realised_rate=("realised_rate", "mean"),
     )
-    if "num_test" in runs:
-        agg["num_test"] = ("num_test", "first")
+    for col in ("num_test", "num_classes"):
+        if col in runs:
+            agg[col] = (col, "first")
     out = runs.groupby(CELL_KEYS, sort=False).agg(**agg).reset_index()
+    out["identifiable"] = out["identifiable"].astype("boolean")
     out = out.join(run_marks(runs))
     mean, std = f"{HEADLINE}_mean", f"{HEADLINE}_std"
     probe = uncertainty(out.rename(columns={mean: "mean", std: "std"}))
@@ -276,9 +380,12 @@ def ranking_view(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     per pattern column and overall, the balanced accuracy by the same arithmetic
     (``balanced_<column>``), the rank group (``group_<column>``: letters from
     :func:`lnm.report.ranks.rank_analysis` over that pattern's noisy cells — methods sharing a
-    letter are not separable), the noisy runs and how many collapsed (``n_runs``,
-    ``n_collapsed``), ``uses_true_noise_rate`` (any noisy run) and ``eval_view``. Also returns
-    what the rendering says: the resolution, its decimals and the per-column rank analyses."""
+    letter are not separable), the collapsed runs among that column's runs
+    (``collapsed_<column>``), the position by the headline and by balanced accuracy overall
+    (``rank_overall``, ``rank_balanced_overall``; 1 = best, ties share the best position), the
+    noisy runs and how many collapsed (``n_runs``, ``n_collapsed``), ``uses_true_noise_rate``
+    (any noisy run) and ``eval_view``. Also returns what the rendering says: the resolution,
+    its decimals and the per-column rank analyses."""
     rank = ranking(runs)
     cols = list(rank.columns)
     bal = ranking(runs, grid.last_k("balanced_acc")).reindex(rank.index)
@@ -293,6 +400,18 @@ def ranking_view(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         view[f"group_{c}"] = [analyses[c]["groups"].get(m, "") for m in view.index]
     flagged = run_flags(runs[runs["noise"] != "none"])
     g = flagged.groupby("method")
+    per = flagged.groupby(["method", "noise"])["collapsed"].sum()
+    for c in cols:
+        if c == "overall":
+            hit = g["collapsed"].sum()
+        else:
+            hit = per.xs(c, level="noise") if c in per.index.get_level_values("noise") else None
+        view[f"collapsed_{c}"] = (
+            hit.reindex(view.index).fillna(0).astype(int) if hit is not None else 0
+        )
+    bal_order = view["balanced_overall"].rank(ascending=False, method="min")
+    view["rank_overall"] = np.arange(1, len(view) + 1)
+    view["rank_balanced_overall"] = bal_order.astype("Int64")
     view["n_runs"] = g.size().reindex(view.index).fillna(0).astype(int)
     view["n_collapsed"] = g["collapsed"].sum().reindex(view.index).fillna(0).astype(int)
     view["uses_true_noise_rate"] = g["uses_true_noise_rate"].any().reindex(view.index)
@@ -358,30 +477,42 @@ def summary_markdown(summary: pd.DataFrame, k: int) -> str:
     return to_markdown(summary_tables(summary, title=""), heading)
 
 
+def ranking_bold(view: pd.DataFrame, column: str, digits: int) -> pd.Series:
+    """Per method, whether the ranking table bolds its value in ``column``: the column's best
+    as printed among the methods without collapsed runs in that column, and every such method
+    sharing a group letter with it. A method with collapsed runs there (``collapsed_<column>``)
+    is never bold: its mean is partly that of predictions without class information."""
+    vals = view[column]
+    ok = (view.get(f"collapsed_{column}", pd.Series(0, index=view.index)) <= 0) & vals.notna()
+    if not ok.any():
+        return pd.Series(False, index=view.index)
+    printed = vals.map(lambda v: shown(v, digits)).where(ok)
+    best = printed == printed.max()
+    letters = set("".join(view.loc[best, f"group_{column}"]))
+    shares = pd.Series([bool(letters & set(g)) for g in view[f"group_{column}"]], view.index)
+    return (best | shares) & ok
+
+
 def ranking_tables(view: pd.DataFrame, meta: dict) -> list[Table]:
     """The paper's ranking (:func:`ranking_view`) as a :class:`Table`: per column the mean
-    accuracy with its rank-group letters, then balanced accuracy, collapsed runs; numbers
-    rounded to what the test sets resolve; bold = the column's best and every method sharing a
-    group letter with it (or printing the same value)."""
+    accuracy with its rank-group letters (⊘ where the method has collapsed runs among that
+    column's runs), then balanced accuracy and the position by it, collapsed runs; numbers
+    rounded to what the test sets resolve; bold = :func:`ranking_bold`."""
     cols, digits = meta["columns"], meta["digits"]
     oracle = oracle_methods(meta["runs"])
     rows, bold = [], []
-    tops = {}
-    for c in cols:
-        vals = view[c]
-        printed = vals.map(lambda v: shown(v, digits))
-        best = printed == printed.max()
-        letters = set("".join(view.loc[best, f"group_{c}"]))
-        shares = [bool(letters & set(g)) for g in view[f"group_{c}"]]
-        tops[c] = best | pd.Series(shares, index=view.index)
+    tops = {c: ranking_bold(view, c, digits) for c in cols}
     for m, r in view.iterrows():
-        row = [oracle_label(m, oracle)]
+        row = [oracle_label(m, oracle) + (f" {COLLAPSED}" if r["n_collapsed"] else "")]
         b = [False]
         for c in cols:
-            row.append(f"{num(r[c], digits)} {r[f'group_{c}']}".rstrip())
+            mark = f" {COLLAPSED}" if r.get(f"collapsed_{c}", 0) else ""
+            row.append(f"{num(r[c], digits)} {r[f'group_{c}']}".rstrip() + mark)
             b.append(bool(np.isfinite(r[c]) and tops[c][m]))
         row += [num(r[f"balanced_{c}"], digits) for c in cols]
-        b += [False] * len(cols)
+        rank_bal = r["rank_balanced_overall"]
+        row.append(f"{int(r['rank_overall'])} / " + ("–" if pd.isna(rank_bal) else f"{rank_bal}"))
+        b += [False] * (len(cols) + 1)
         row.append(f"{COLLAPSED}{r['n_collapsed']}/{r['n_runs']}" if r["n_collapsed"] else "0")
         b.append(False)
         rows.append(row)
@@ -392,31 +523,48 @@ def ranking_tables(view: pd.DataFrame, meta: dict) -> list[Table]:
         "Per pattern: mean headline accuracy (%) over all runs (datasets × rates × seeds) of that "
         "pattern; overall = unweighted mean of the pattern columns present; sorted by overall "
         "(the LNMBench paper's arithmetic, ranking.csv keeps every digit). Balanced accuracy "
-        "(mean per-class recall) by the same arithmetic beside it: accuracy alone rewards a "
-        "method that predicts the majority class.",
+        "(mean per-class recall) by the same arithmetic beside it, and the position by overall "
+        "accuracy / by overall balanced accuracy: accuracy alone rewards a method that predicts "
+        "the majority class.",
         f"Rounded to {digits} decimal(s): the test sets resolve about ±{num(res)} points "
         f"({RESOLUTION_WHY}); smaller differences are not resolved by these data."
         if np.isfinite(res)
         else "Test-set resolution unknown (no test size): printed to two decimals.",
         "Letters = rank groups per column (average ranks over that pattern's noisy cells): "
         "methods sharing a letter are not separable. " + _groups_summary(meta["analyses"]),
-        "Bold = the column's best as printed and every method sharing a group letter with it.",
+        "Bold = the column's best as printed among the methods without collapsed runs in that "
+        f"column, and every such method sharing a group letter with it. {COLLAPSED} after a "
+        "value = the method has collapsed runs among that column's runs: its position there is "
+        "partly that of predictions without class information, never a success.",
         f"The datasets averaged here have different chance levels (majority class: {chance}); "
         "the ranking figures show each dataset separately.",
     ]
+    if two_class_pairflip(meta["runs"]) and "pairflip" in cols:
+        notes.append(PAIRFLIP_TWO_NOTE)
     notes += [
         n
-        for n in (collapse_note(meta["runs"]), oracle_note(meta["runs"]), view_note(meta["runs"]))
+        for n in (
+            collapse_note(meta["runs"]),
+            oracle_note(meta["runs"]),
+            unreliable_note(meta["runs"]),
+            view_note(meta["runs"]),
+        )
         if n
     ]
     return [
         Table(
             "Ranking per noise pattern (the paper's figure 2), with balanced accuracy and rank "
             "groups",
-            ["method", *cols, *(f"bal. acc {c}" for c in cols), "collapsed runs"],
+            [
+                "method",
+                *cols,
+                *(f"bal. acc {c}" for c in cols),
+                "position acc / bal. acc",
+                "collapsed runs",
+            ],
             rows,
             bold,
-            align="l" + "r" * (2 * len(cols) + 1),
+            align="l" + "r" * (2 * len(cols) + 2),
             notes=notes,
         )
     ]
@@ -430,11 +578,11 @@ def _groups_summary(analyses: dict) -> str:
         if not ra["groups"]:
             parts.append(f"{c}: n/a (no cell with every method)")
         elif not ra["separable"]:
-            p = f"p = {pval(fr['pvalue'])}" if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
+            p = p_is(fr["pvalue"]) if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
             parts.append(f"{c}: Friedman {p}, so one group (a): not separable")
         else:
             parts.append(
-                f"{c}: Friedman p = {pval(fr['pvalue'])}, Nemenyi CD = {ra['cd']:.1f} ranks over "
+                f"{c}: Friedman {p_is(fr['pvalue'])}, Nemenyi CD = {ra['cd']:.1f} ranks over "
                 f"{ra['n']} cells"
             )
     return "; ".join(parts) + "."
@@ -454,8 +602,8 @@ def write_tables(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Pa
         "aggregate",
         out_dir,
         {
-            "runs.csv": files.csv(runs),
-            "summary.csv": files.csv(summary),
+            "runs.csv": files.csv(na_text(runs, ["identifiable", "estimate_unreliable"])),
+            "summary.csv": files.csv(na_text(summary, ["identifiable"])),
             "summary.md": summary_markdown(summary, k),
             "summary.tex": to_latex(tables, "summary"),
             "summary.html": to_html(tables, head),

@@ -41,6 +41,8 @@ from lnm.report.fmt import (
     run_flags,
     shown,
     sort_rows,
+    unreliable_mark,
+    unreliable_note,
     view_note,
 )
 from lnm.report.render import Table
@@ -56,7 +58,8 @@ CHANCE_NOTE = (
 )
 CI_NOTE = (
     "[lo, hi] = 95 % confidence interval of the mean over seeds, "
-    "mean ± t(0.975, n−1)·s/√n; (n=1) = one run in the cell, no interval ("
+    "mean ± t(0.975, n−1)·s/√n, clipped to [0, 100] (the mean accuracy lies there, so the "
+    "clipped interval covers it as often); (n=1) = one run in the cell, no interval ("
     + stats.NEEDS_SEEDS
     + ")."
 )
@@ -68,8 +71,16 @@ RES_NOTE = (
 BOLD_NOTE = (
     "Bold = the row's best as printed, together with every method the data cannot tell apart "
     "from it: its printed gap to the best is below the test-set resolution at the best's "
-    "accuracy (±test), or its 95 % CI overlaps the best's. One rounding and one rule in every "
-    "table and rendering (cells.csv and summary.csv: best_group)."
+    "accuracy (±test), or its 95 % CI overlaps the best's. A cell with collapsed runs (⊘) is "
+    "never bold, nor the best the others are compared with: its number is (partly) that of "
+    "predictions without class information. One rounding and one rule in every table and "
+    "rendering (cells.csv and summary.csv: best_group)."
+)
+#: The note of every per-cell table with pairflip rows of a two-class dataset.
+PAIRFLIP_TWO_NOTE = (
+    "With two classes pairflip noise (each class flips to the next) is exactly symmetric noise "
+    "(each class flips to the other): its rows test the same structure as the symmetric ones, "
+    "not a second one."
 )
 DAGGER_NOTE = (
     "† Not identifiable: at this noise pattern and rate the true class is no longer "
@@ -135,11 +146,14 @@ def dataset_info(runs: pd.DataFrame) -> pd.DataFrame:
 
 def uncertainty(cells: pd.DataFrame) -> pd.DataFrame:
     """``cells`` (``mean``, ``std``, ``n`` and, when known, ``num_test``) with the 95 % t
-    interval over runs (``ci_hw``, ``ci_lo``, ``ci_hi``; NaN for one run) and the test-set
+    interval over runs (``ci_hw``, and ``ci_lo``, ``ci_hi`` clipped to [0, 100]: an accuracy
+    lies there, so the clipped interval keeps its coverage; NaN for one run) and the test-set
     resolution at the mean (``test_hw``; NaN without ``num_test``)."""
     out = cells.copy()
     out["ci_hw"] = [stats.t_halfwidth(s, n) for s, n in zip(out["std"], out["n"])]
-    out["ci_lo"], out["ci_hi"] = out["mean"] - out["ci_hw"], out["mean"] + out["ci_hw"]
+    out["ci_lo"], out["ci_hi"] = stats.clip_percent(
+        out["mean"] - out["ci_hw"], out["mean"] + out["ci_hw"]
+    )
     n_test = out["num_test"] if "num_test" in out else pd.Series(np.nan, index=out.index)
     out["test_hw"] = [stats.binomial_halfwidth(m, n) for m, n in zip(out["mean"], n_test)]
     return out
@@ -158,9 +172,13 @@ def mark_best(
     digits: int = 1,
     keys: list[str] | None = None,
     lower_is_better: bool = False,
+    eligible: pd.Series | None = None,
 ) -> pd.DataFrame:
     """The one rule for every bold of the report, per block (``keys``, default the block keys
-    present): ``best`` = the block's best value *as printed* with ``digits`` decimals
+    present). Only ``eligible`` cells take part (default: the cells without collapsed runs,
+    ``n_collapsed`` = 0, when the frame has that column; else all): a cell whose number is
+    (partly) a collapsed run's is never bold and never the best the others are compared with.
+    ``best`` = the block's best eligible value *as printed* with ``digits`` decimals
     (:func:`lnm.report.fmt.shown`; several cells when they print the same), ``tied`` = not
     best but not separable from it — its printed gap to the best is below the printed
     test-set resolution at the best's accuracy (``test_hw``) or its 95 % CI (``ci_lo``,
@@ -170,7 +188,14 @@ def mark_best(
     out = pd.DataFrame(False, index=cells.index, columns=["best", "tied", "best_group"])
     sign = -1 if lower_is_better else 1
     col = lambda c: cells[c] if c in cells else pd.Series(np.nan, index=cells.index)  # noqa: E731
+    if eligible is None:
+        eligible = (
+            pd.to_numeric(cells["n_collapsed"], errors="coerce").fillna(0) <= 0
+            if "n_collapsed" in cells
+            else pd.Series(True, index=cells.index)
+        )
     units = pd.Series([_units(v, digits) for v in cells[value]], index=cells.index) * sign
+    units = units.where(pd.Series(eligible, index=cells.index).astype(bool))
     hw_u = pd.Series([_units(v, digits) for v in col("test_hw")], index=cells.index)
     lo_u = pd.Series([_units(v, digits) for v in col("ci_lo")], index=cells.index)
     hi_u = pd.Series([_units(v, digits) for v in col("ci_hi")], index=cells.index)
@@ -199,8 +224,9 @@ def mark_best(
 
 
 def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: headline ``mean``/``std``/``n`` over runs, 95 % t interval
-    (``ci_lo``/``ci_hi``/``ci_hw``), ``test_hw`` (binomial half-width at ``mean``), ``chance``,
+    """One row per cell: headline ``mean``/``std``/``n`` over runs, ``num_classes``,
+    ``identifiable`` (NA when some run's data has no clean labels to say), 95 % t interval
+    (``ci_lo``/``ci_hi``/``ci_hw``, clipped to [0, 100]), ``test_hw`` (binomial half-width at ``mean``), ``chance``,
     ``clean_ce`` and ``ceiling_frac`` (n/a when clean CE is within the test-set resolution of
     chance), ``best``/``tied``/``best_group`` within the block (:func:`mark_best`), secondary
     means, the run marks of :func:`run_marks` and a ``note`` naming every statistic that is n/a
@@ -216,13 +242,15 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         n_seeds=("seed", "nunique"),
         mean=(HEADLINE, "mean"),
         std=(HEADLINE, "std"),
-        identifiable=("identifiable", "all"),
+        identifiable=("identifiable", all_known),
+        num_classes=("num_classes", "first"),
         balanced_acc=(grid.last_k("balanced_acc"), "mean"),
         macro_f1=(grid.last_k("macro_f1"), "mean"),
         num_test=("num_test", "first"),
         realised_rate=("realised_rate", "mean"),
         annotator_disagreement=("annotator_disagreement", "mean"),
     ).reset_index()
+    cells["identifiable"] = cells["identifiable"].astype("boolean")
     cells = uncertainty(cells).join(run_marks(runs))
     cells["chance"] = cells["dataset"].map(info["majority_acc"])
     clean = runs[(runs["noise"] == "none") & (runs["method"] == REFERENCE)]
@@ -254,6 +282,7 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         "n",
         "n_noise_seeds",
         "n_seeds",
+        "num_classes",
         "identifiable",
         "realised_rate",
         "annotator_disagreement",
@@ -276,6 +305,7 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         "collapse_reason",
         "min_predicted_classes",
         "uses_true_noise_rate",
+        "n_unreliable_estimate",
         "eval_view",
         "note",
     ]
@@ -287,7 +317,9 @@ def run_marks(runs: pd.DataFrame) -> pd.DataFrame:
     flagged collapsed), ``collapse_reason`` (their distinct reasons, "; "-joined),
     ``uses_true_noise_rate`` (any run told the true noise rate), ``eval_view`` (the
     distinct views recorded, " / "-joined; None when none was) and ``min_predicted_classes``
-    (fewest distinct classes a run's final test predictions used; NaN when unknown)."""
+    (fewest distinct classes a run's final test predictions used; NaN when unknown) and
+    ``n_unreliable_estimate`` (runs told an estimated noise rate marked unreliable,
+    runs.csv ``estimate_unreliable``)."""
     runs = run_flags(runs)
     if "predicted_classes" not in runs:
         runs["predicted_classes"] = np.nan
@@ -305,8 +337,25 @@ def run_marks(runs: pd.DataFrame) -> pd.DataFrame:
             "uses_true_noise_rate": g["uses_true_noise_rate"].any().astype(bool).to_numpy(),
             "eval_view": g["eval_view"].agg(lambda v: joined(v, " / ")).to_numpy(),
             "min_predicted_classes": g["predicted_classes"].min().astype(float).to_numpy(),
+            "n_unreliable_estimate": g["estimate_unreliable"].sum().astype(int).to_numpy(),
         }
     )
+
+
+def two_class_pairflip(cells: pd.DataFrame) -> bool:
+    """Whether ``cells`` (runs or cells, with ``num_classes``) have pairflip rows of a
+    two-class dataset, where pairflip is symmetric noise (:data:`PAIRFLIP_TWO_NOTE`)."""
+    if "num_classes" not in cells or "noise" not in cells:
+        return False
+    classes = pd.to_numeric(cells["num_classes"], errors="coerce")
+    return bool(((cells["noise"] == "pairflip") & (classes == 2)).any())
+
+
+def all_known(values) -> object:
+    """``all(values)`` of a boolean column where NA means unknown: NA when any value is unknown
+    (pandas' ``all`` skips NA, so an all-NA column would say True)."""
+    s = pd.Series(values, dtype="boolean")
+    return pd.NA if s.isna().any() else bool(s.all())
 
 
 def ceiling_na(chance: float, clean_ce: float, resolution: float) -> str:
@@ -393,6 +442,8 @@ def grid_tables(
                 text, b = fmt(r)
                 if "n_collapsed" in block:
                     text += collapse_mark(r["n_collapsed"], r.get("n", r["n_collapsed"]))
+                if "n_unreliable_estimate" in block:
+                    text += unreliable_mark(r["n_unreliable_estimate"], r.get("n", 1))
                 texts.append((text, b))
             ident = bool(block["identifiable"].dropna().all()) if "identifiable" in block else True
             row = [noise, rate_label(rate, ident, noise)]
@@ -410,13 +461,16 @@ def grid_tables(
             t_notes.append(DAGGER_NOTE)
         if (ds["noise"] == grid.REAL).any():
             t_notes.append(REAL_NOTE)
+        if two_class_pairflip(ds):
+            t_notes.append(PAIRFLIP_TWO_NOTE)
         if "annotator_disagreement" in ds and ds["annotator_disagreement"].notna().any():
             t_notes.append(
                 "Annotators: each training image has several labels; they disagree on "
                 f"{100 * float(ds['annotator_disagreement'].dropna().iloc[0]):.1f} % of the votes "
                 "(1 − mean share of votes agreeing with the majority vote, the clean label)."
             )
-        for note in (collapse_note(ds), oracle_note(ds), view_note(ds) if view else ""):
+        notes_marks = (collapse_note(ds), oracle_note(ds), unreliable_note(ds))
+        for note in (*notes_marks, view_note(ds) if view else ""):
             if note:
                 t_notes.append(note)
         name = f"{dataset} ({backbone})" + (f": {title}" if title else "")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lnm import grid
@@ -71,8 +72,9 @@ TRANSITION_METHODS = ("trevision", "volminnet")
 def collect_epochs(runs: pd.DataFrame) -> pd.DataFrame:
     """Every run's ``per_epoch.csv`` (next to its ``metrics.json``, verified) with the run keys:
     one row per run and epoch (``epoch`` 1-based), columns :data:`EPOCH_COLUMNS` (``no_update``
-    = the epoch made no parameter update, :func:`lnm.report.aggregate.no_update`) and the
-    run's ``collapsed`` flag."""
+    = the epoch made no parameter update, :func:`lnm.report.aggregate.no_update`), the run's
+    ``collapsed`` flag, its realised training noise rate (``realised_rate``: NaN without clean
+    labels) and the diagnostics that are n/a for want of clean labels (``diagnostics_na``)."""
     frames = []
     flagged = run_flags(runs)
     for _, run in flagged.iterrows():
@@ -86,8 +88,10 @@ def collect_epochs(runs: pd.DataFrame) -> pd.DataFrame:
         for k in reversed(RUN_KEYS):
             df.insert(0, k, run[k])
         df["collapsed"] = bool(run["collapsed"])
+        df["realised_rate"] = run.get("realised_rate", np.nan)
+        df["diagnostics_na"] = run.get("diagnostics_na")
         frames.append(df)
-    cols = RUN_KEYS + ["epoch"] + EPOCH_COLUMNS + ["collapsed"]
+    cols = RUN_KEYS + ["epoch"] + EPOCH_COLUMNS + ["collapsed", "realised_rate", "diagnostics_na"]
     if not frames:
         return pd.DataFrame(columns=cols)
     out = pd.concat(frames, ignore_index=True)[cols]
@@ -96,6 +100,7 @@ def collect_epochs(runs: pd.DataFrame) -> pd.DataFrame:
             out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
     out["no_update"] = out["no_update"].astype(bool)
     out["collapsed"] = out["collapsed"].astype(bool)
+    out["realised_rate"] = pd.to_numeric(out["realised_rate"], errors="coerce").astype(float)
     return sort_rows(out, RUN_KEYS + ["epoch"])
 
 

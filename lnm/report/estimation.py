@@ -46,18 +46,25 @@ from matplotlib.lines import Line2D
 from lnm import grid
 from lnm.grid import CELL_KEYS, HEADLINE, RUN_KEYS
 from lnm.noise.io import load_noise
+from lnm.noise.reliability import file_reliability
 from lnm.report import files, stats
 from lnm.report.cells import BOLD_NOTE, mark_best, uncertainty
-from lnm.report.figures import _figure, _note, _save, pattern_styles
+from lnm.report.figures import _figure, _note, _save, _suptitle, pattern_styles
 from lnm.report.fmt import (
+    COLLAPSE_WHAT,
+    COLLAPSED,
     REAL_NOTE,
+    UNRELIABLE,
+    collapse_mark,
     flag,
     mean_std,
     num,
     rate_label,
+    run_flags,
     runs_last_k,
     sort_rows,
     spread_text,
+    unreliable_mark,
 )
 from lnm.report.render import Table, to_html, to_markdown
 
@@ -75,19 +82,35 @@ ESTIMATE_VALUES = [
     "clean_ratio",
     "coverage",
 ]
+#: How good the estimator is (:func:`lnm.noise.reliability.file_reliability`): its out-of-fold
+#: accuracy on the noisy labels with its Wilson 95 % interval, on the clean labels (NaN without
+#: them), the noisy labels' majority-class share and whether the estimate is ``unreliable``
+#: (the interval reaches the majority share).
+RELIABILITY_VALUES = [
+    "oof_accuracy",
+    "oof_accuracy_lo",
+    "oof_accuracy_hi",
+    "oof_clean_accuracy",
+    "majority_rate",
+]
 #: The columns of :func:`collect_estimates` (``flagged`` = 100 · num_label_issues / num_train;
 #: ``backbone`` = the estimator's backbone, from the file).
 ESTIMATE_COLUMNS = (
     ["dataset", "noise", "rate", "noise_seed", "backbone", "num_train", "has_clean"]
     + ESTIMATE_VALUES
-    + ["flagged", "noise_sha256", "estimate_path"]
+    + ["flagged"]
+    + RELIABILITY_VALUES
+    + ["unreliable", "noise_sha256", "estimate_path"]
 )
 #: Values scored against the clean labels: n/a where the dataset has none.
-TRUTH_VALUES = grid.ESTIMATE_TRUTH_KEYS
+TRUTH_VALUES = (*grid.ESTIMATE_TRUTH_KEYS, "oof_clean_accuracy")
 #: What the estimation table shows per cell (column label, decimals), in order.
 SHOWN = {
     "true_rate": ("true rate", 3),
     "estimated_rate": ("estimated rate", 3),
+    "oof_accuracy": ("estimator OOF acc. (noisy labels)", 3),
+    "majority_rate": ("majority share (noisy labels)", 3),
+    "oof_clean_accuracy": ("estimator OOF acc. (clean labels)", 3),
     "rate_error": ("error (est. − true)", 3),
     "transition_error": ("T̂ error (rel. L1)", 3),
     "flagged": ("flagged (%)", 1),
@@ -144,6 +167,9 @@ def _row(path: Path) -> dict:
     row.update({k: _scalar(est, k) for k in ESTIMATE_VALUES})
     n = row["num_train"]
     row["flagged"] = 100.0 * row["num_label_issues"] / n if n else float("nan")
+    rel = file_reliability(est)
+    row.update({k: rel[k] for k in RELIABILITY_VALUES})
+    row["unreliable"] = bool(rel["unreliable"])
     row["noise_sha256"] = est.get("noise_sha256")
     row["estimate_path"] = str(path)
     return row
@@ -153,9 +179,10 @@ def collect_estimates(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """One row per estimate file (columns :data:`ESTIMATE_COLUMNS`), each verified against its
     SHA-256 sidecar, in canonical order; the cell comes from the path."""
     df = pd.DataFrame([_row(Path(p)) for p in paths], columns=ESTIMATE_COLUMNS)
-    for col in ESTIMATE_VALUES + ["flagged"]:
+    for col in ESTIMATE_VALUES + ["flagged"] + RELIABILITY_VALUES:
         df[col] = pd.to_numeric(df[col]).astype(float)
     df["has_clean"] = df["has_clean"].astype(bool)
+    df["unreliable"] = df["unreliable"].astype(bool)
     keys = ESTIMATION_KEYS + ["noise_seed"]
     dup = df[df.duplicated(keys, keep=False)]
     if len(dup):
@@ -170,6 +197,10 @@ def _typed(estimates: pd.DataFrame) -> pd.DataFrame:
     ``estimates.csv`` (``has_clean`` as text, an unknown backbone as NaN)."""
     out = estimates.copy()
     out["has_clean"] = flag(out["has_clean"]).to_numpy() if "has_clean" in out else False
+    out["unreliable"] = flag(out["unreliable"]).to_numpy() if "unreliable" in out else False
+    for col in RELIABILITY_VALUES:
+        if col not in out:  # an estimates.csv written before these columns existed: unknown
+            out[col] = np.nan
     if "backbone" not in out:
         out["backbone"] = None
     out["backbone"] = out["backbone"].where(out["backbone"].notna(), "unknown").astype(str)
@@ -183,11 +214,12 @@ def _joined(values) -> str:
 
 def estimation_cells(estimates: pd.DataFrame) -> pd.DataFrame:
     """Per cell (dataset, noise, rate): ``n`` (noise seeds = estimate files), ``has_clean``,
-    the estimator's ``backbone`` and the mean and std over the noise seeds of every value of
+    ``n_unreliable`` (estimates whose estimator cannot be told from the majority class), the
+    estimator's ``backbone`` and the mean and std over the noise seeds of every value of
     :data:`SHOWN` (std NaN with one noise seed)."""
     cols = (
         ESTIMATION_KEYS
-        + ["backbone", "n", "has_clean"]
+        + ["backbone", "n", "has_clean", "n_unreliable"]
         + [f"{c}_{s}" for c in SHOWN for s in ("mean", "std")]
     )
     if estimates.empty:
@@ -200,10 +232,12 @@ def estimation_cells(estimates: pd.DataFrame) -> pd.DataFrame:
             backbone=("backbone", _joined),
             n=("noise_seed", "size"),
             has_clean=("has_clean", "all"),
+            n_unreliable=("unreliable", "sum"),
             **agg,
         )
         .reset_index()
     )
+    out["n_unreliable"] = out["n_unreliable"].astype(int)
     return sort_rows(out[cols], ESTIMATION_KEYS)
 
 
@@ -228,6 +262,19 @@ ESTIMATION_NOTE = (
     "are mislabelled, issue recall = share of the mislabelled samples that are flagged; trusted "
     "= the samples not flagged, scored like the methods' selected sets (clean ratio = precision "
     "against the clean mask, coverage = recall of the clean samples; see selection.*)."
+)
+#: How the estimation table says whether an estimator can be trusted.
+RELIABILITY_NOTE = (
+    "estimator OOF acc. = accuracy of the estimator's out-of-fold predictions on the noisy "
+    "labels it was trained on (and, where the data has them, on the clean labels); majority "
+    "share = the largest class's share of the noisy labels, what always predicting one class "
+    f"scores. {UNRELIABLE} after an estimated rate (ᵘk/n: k of the cell's n noise files) = "
+    "unreliable: the Wilson 95 % interval of the out-of-fold accuracy over the training labels "
+    "reaches the majority share, so the estimator cannot be told from a constant predictor and "
+    "confident learning counts its errors as label noise (the estimate measures the estimator, "
+    "not the labels). Runs told such an estimate carry the mark in every table. The test is "
+    "necessary, not sufficient: an estimator above the majority share can still misestimate, "
+    "so compare its accuracies with the rate it estimates (docs/reading-the-report.md)."
 )
 #: What n/a and – mean in the estimation tables.
 NA_NOTE = (
@@ -261,14 +308,17 @@ def estimation_render(cells: pd.DataFrame) -> list[Table]:
     def text(r, c):
         if c in TRUTH_VALUES and not bool(r["has_clean"]):
             return "n/a"
-        return mean_std(r[f"{c}_mean"], r[f"{c}_std"], SHOWN[c][1])
+        out = mean_std(r[f"{c}_mean"], r[f"{c}_std"], SHOWN[c][1])
+        if c == "estimated_rate":
+            out += unreliable_mark(r.get("n_unreliable", 0), r["n"])
+        return out
 
     rows = [
         [r["dataset"], r["noise"], rate_label(r["rate"], True, r["noise"]), str(r["n"])]
         + [text(r, c) for c in SHOWN]
         for _, r in cells.iterrows()
     ]
-    notes = [ESTIMATION_NOTE]
+    notes = [ESTIMATION_NOTE, RELIABILITY_NOTE]
     if not cells["has_clean"].astype(bool).all() or cells.filter(like="_mean").isna().any().any():
         notes.append(NA_NOTE)
     if (cells["noise"] == grid.REAL).any():
@@ -342,10 +392,16 @@ OVE_COLUMNS = [
     "acc_reference_std",
     "acc_estimated_mean",
     "acc_estimated_std",
+    "balanced_reference_mean",
+    "balanced_estimated_mean",
     "lost_mean",
     "lost_lo",
     "lost_hi",
     "lost_hw",
+    "lost_balanced_mean",
+    "n_collapsed_reference",
+    "n_collapsed_estimated",
+    "n_unreliable_estimate",
     "num_test",
     "reference_best_group",
     "estimated_best_group",
@@ -366,7 +422,12 @@ def oracle_vs_estimated(runs: pd.DataFrame) -> pd.DataFrame:
     ``noise_rate_source``/``base_method`` columns or no such pair."""
     if runs is None or not set(_NEEDS) <= set(runs.columns) or runs.empty:
         return pd.DataFrame(columns=OVE_COLUMNS)
+    runs = run_flags(runs)
+    bal = grid.last_k("balanced_acc")
     df = runs.assign(
+        _bal=pd.to_numeric(
+            runs.get(bal, pd.Series(np.nan, index=runs.index)), errors="coerce"
+        ).astype(float),
         _src=runs["noise_rate_source"].fillna("").astype(str),
         base_method=runs["base_method"].where(runs["base_method"].notna(), runs["method"]),
         assumed_noise_rate=pd.to_numeric(
@@ -375,6 +436,7 @@ def oracle_vs_estimated(runs: pd.DataFrame) -> pd.DataFrame:
         num_test=runs.get("num_test", pd.Series(np.nan, index=runs.index)),
     )
     keep = PAIR_KEYS + ["base_method", "method", "_src", HEADLINE, "assumed_noise_rate"]
+    keep += ["_bal", "collapsed", "estimate_unreliable"]
     ref = df[df["_src"].isin(REFERENCE_SOURCES)][keep + ["num_test"]]
     est = df[df["_src"] == "estimated"][keep]
     pairs = ref.merge(est, on=PAIR_KEYS + ["base_method"], suffixes=("_ref", "_est"))
@@ -385,6 +447,7 @@ def oracle_vs_estimated(runs: pd.DataFrame) -> pd.DataFrame:
     for key, g in pairs.groupby(group + ["method_est"], sort=False):
         a_ref, a_est = g[f"{HEADLINE}_ref"], g[f"{HEADLINE}_est"]
         lost, lo, hi = stats.t_interval(a_ref - a_est)
+        lo, hi = stats.clip_percent(lo, hi, -100.0, 100.0)  # a difference of accuracies
         n = len(g)
         per_file = g.groupby("noise_seed")["assumed_noise_rate_est"].mean()  # one per estimate
         rows.append(
@@ -401,10 +464,16 @@ def oracle_vs_estimated(runs: pd.DataFrame) -> pd.DataFrame:
                 "acc_reference_std": a_ref.std(),
                 "acc_estimated_mean": a_est.mean(),
                 "acc_estimated_std": a_est.std(),
+                "balanced_reference_mean": g["_bal_ref"].mean(),
+                "balanced_estimated_mean": g["_bal_est"].mean(),
                 "lost_mean": lost,
                 "lost_lo": lo,
                 "lost_hi": hi,
                 "lost_hw": (hi - lo) / 2,
+                "lost_balanced_mean": (g["_bal_ref"] - g["_bal_est"]).mean(),
+                "n_collapsed_reference": int(g["collapsed_ref"].sum()),
+                "n_collapsed_estimated": int(g["collapsed_est"].sum()),
+                "n_unreliable_estimate": int(g["estimate_unreliable_est"].sum()),
                 "num_test": g["num_test"].iloc[0],
                 "note": "" if n >= 2 else f"CI {stats.NEEDS_SEEDS}",
             }
@@ -421,6 +490,7 @@ def oracle_vs_estimated(runs: pd.DataFrame) -> pd.DataFrame:
                 "std": out[f"acc_{arm}_std"],
                 "n": out["n_pairs"],
                 "num_test": pd.to_numeric(out["num_test"], errors="coerce"),
+                "n_collapsed": out[f"n_collapsed_{arm}"],
             }
         )
         for arm in ("reference", "estimated")
@@ -443,8 +513,16 @@ OVE_NOTE = (
     "those runs. rate told = the rate the runs were given (metrics.json assumed_noise_rate; "
     "the estimated one: mean ± std over the noise files, each with its own estimate). lost = accuracy with the oracle − with the "
     "estimate, in points (positive: not knowing the rate cost accuracy); [lo, hi] = 95 % t "
-    "interval of the mean paired difference, mean ± t(0.975, n−1)·s_d/√n; (n=1) = one pair, no "
-    f"interval ({stats.NEEDS_SEEDS})."
+    "interval of the mean paired difference, mean ± t(0.975, n−1)·s_d/√n (clipped to "
+    "[−100, 100]); (n=1) = one pair, no interval "
+    f"({stats.NEEDS_SEEDS}). bal. acc. = balanced accuracy (mean per-class recall) of the same "
+    "runs, with the rate told / with the estimate."
+)
+OVE_COLLAPSE_NOTE = (
+    f"{COLLAPSED} = collapsed runs among the pairs (⊘k/n: k of the n pairs): "
+    f"{COLLAPSE_WHAT}. Such an accuracy is never bold, and its 'lost' compares a predictor "
+    "that ignores the image, not the method with and without the oracle: read the balanced "
+    "accuracies (mean per-class recall; 100/C for such a predictor) beside it."
 )
 ASSUMED_NOTE = (
     "assumed: a real-world cell has no oracle; its reference is the rate the config assumes "
@@ -484,24 +562,42 @@ def oracle_render(ove: pd.DataFrame, k: int | None) -> list[Table]:
         row += [r["estimated_method"], str(r["n_pairs"])]
         row += [f"{num(r['rate_reference'], 3)} ({r['reference']})"]
         row += [mean_std(r["rate_estimated_mean"], r["rate_estimated_std"], 3)]
-        row += [mean_std(r["acc_reference_mean"], r["acc_reference_std"])]
-        row += [mean_std(r["acc_estimated_mean"], r["acc_estimated_std"])]
+        n = r["n_pairs"]
+        row += [
+            mean_std(r["acc_reference_mean"], r["acc_reference_std"])
+            + collapse_mark(r["n_collapsed_reference"], n)
+        ]
+        row += [
+            mean_std(r["acc_estimated_mean"], r["acc_estimated_std"])
+            + collapse_mark(r["n_collapsed_estimated"], n)
+            + unreliable_mark(r["n_unreliable_estimate"], n)
+        ]
+        row += [f"{num(r['balanced_reference_mean'])} / {num(r['balanced_estimated_mean'])}"]
         row += [lost(r)]
         rows.append(row)
-        flags = [False] * (len(row) - 3) + [bool(r["reference_best_group"])]
-        bold.append(flags + [bool(r["estimated_best_group"]), False])
+        flags = [False] * (len(row) - 4) + [bool(r["reference_best_group"])]
+        bold.append(flags + [bool(r["estimated_best_group"]), False, False])
     head = ["dataset"] + (["backbone"] if multi else []) + ["noise", "rate", "method"]
     head += ["with estimate", "pairs", "rate told", "estimated rate told"]
     head += ["acc. with rate told (%)", "acc. with estimate (%)"]
+    head += ["bal. acc. told / estimate (%)"]
     head += ["lost [95 % CI]" if several else "lost (points)"]
     notes = [OVE_NOTE, BOLD_NOTE]
+    if (ove[["n_collapsed_reference", "n_collapsed_estimated"]].to_numpy() > 0).any():
+        notes.append(OVE_COLLAPSE_NOTE)
+    if (ove["n_unreliable_estimate"] > 0).any():
+        notes.append(
+            f"{UNRELIABLE} = runs told an unreliable estimate (ᵘk/n: k of the n pairs): its "
+            "estimator cannot be told from always predicting the majority class of the noisy "
+            "labels (estimation.*)."
+        )
     if (ove["reference"] == "assumed").any():
         notes.append(ASSUMED_NOTE)
     if (ove["noise"] == grid.REAL).any():
         notes.append(REAL_NOTE)
     what = "mean ± std over the pairs" if several else "one pair per row, so no std and no CI"
     title = f"Accuracy lost without the oracle noise rate ({grid.headline_text(k)}; {what})"
-    align = "l" + ("l" if multi else "") + "lrllr" + "r" * 5
+    align = "l" + ("l" if multi else "") + "lrllr" + "r" * 6
     return [Table(title, head, rows, bold, align=align, notes=notes)]
 
 
@@ -524,20 +620,29 @@ def estimated_vs_true_figure(estimates: pd.DataFrame) -> Figure:
     ax, side = fig.subplots(1, 2, width_ratios=[2.6, 1])
     side.set_axis_off()
     banded = bool((known["n"] >= 2).any())
+
+    def bar(v, sd):  # ± 1 std, clipped to the rates' range [0, 1]
+        if not np.isfinite(sd):
+            return None
+        lo, hi = stats.clip_percent(v - sd, v + sd, 0.0, 1.0)
+        return [[v - lo], [hi - v]]
+
     for _, r in known.iterrows():
         x, y = r["true_rate_mean"], r["estimated_rate_mean"]
-        xe, ye = r["true_rate_std"], r["estimated_rate_std"]
+        bad = int(r.get("n_unreliable", 0)) > 0
         ax.errorbar(
             x,
             y,
-            xerr=xe if np.isfinite(xe) else None,
-            yerr=ye if np.isfinite(ye) else None,
+            xerr=bar(x, r["true_rate_std"]),
+            yerr=bar(y, r["estimated_rate_std"]),
             fmt=markers.get(r["noise"], "o"),
             color=colors[r["dataset"]],
+            mfc="white" if bad else colors[r["dataset"]],
+            mew=1.8,
             ms=8,
             capsize=3,
             lw=1.2,
-            gid=f"{r['dataset']}:{r['noise']}-{r['rate']:g}",
+            gid=f"{r['dataset']}:{r['noise']}:{r['rate']:g}" + (":unreliable" if bad else ""),
         )
     if known.empty:
         _note(ax, "n/a: no cell has a true noise rate\n(no clean training labels)")
@@ -552,7 +657,7 @@ def estimated_vs_true_figure(estimates: pd.DataFrame) -> Figure:
     ax.set(ylabel="estimated noise rate (cleanlab)")
     ax.grid(alpha=0.3)
     handles = [
-        Line2D([], [], color=colors[d], marker="o", ls="none", label=d)
+        Line2D([], [], color=colors[d], marker="o", ls="none", label=d, gid=d)
         for d in datasets
         if d in set(known["dataset"])
     ]
@@ -564,17 +669,39 @@ def estimated_vs_true_figure(estimates: pd.DataFrame) -> Figure:
             marker=markers.get(p, "o"),
             ls="none",
             label="no noise (clean labels)" if p == grid.CLEAN else f"{p} noise",
+            gid=p,
         )
         for p in patterns
         if p in set(known["noise"])
     ]
     if not known.empty:
-        handles.append(Line2D([], [], color="0.3", ls="--", label="identity (perfect estimate)"))
+        handles.append(
+            Line2D(
+                [], [], color="0.3", ls="--", label="identity (perfect estimate)", gid="identity"
+            )
+        )
+    if (known.get("n_unreliable", pd.Series(0, index=known.index)) > 0).any():
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.4",
+                marker="o",
+                mfc="white",
+                mew=1.8,
+                ls="none",
+                label=f"open = {UNRELIABLE} unreliable: estimator not\nabove the majority class",
+                gid="unreliable",
+            )
+        )
     side.legend(handles=handles, loc="upper left", frameon=False, fontsize="medium")
     if len(unknown):
         lines = [
             f"{r['dataset']} {r['noise']} {rate_label(r['rate'], True, r['noise'])}: "
             f"{mean_std(r['estimated_rate_mean'], r['estimated_rate_std'], 3)}"
+            + unreliable_mark(r.get("n_unreliable", 0), r["n"])
+            + f" (estimator {num(r['oof_accuracy_mean'], 3)} vs majority "
+            f"{num(r['majority_rate_mean'], 3)})"
             for _, r in unknown.iterrows()
         ]
         side.text(
@@ -590,13 +717,15 @@ def estimated_vs_true_figure(estimates: pd.DataFrame) -> Figure:
             gid="unplotted",
         )
     what = (
-        "mean over the noise seeds, bars = ± 1 std"
+        "mean over the noise seeds, bars = ± 1 std (clipped to 0–1)"
         if banded
         else "one noise file per cell, so no error bar"
     )
-    fig.suptitle(
+    _suptitle(
+        fig,
         "How close is cleanlab's estimated noise rate to the true one?\n"
-        f"one point per cell (dataset × pattern × rate): {what}; dashed = identity",
+        f"one point per cell (dataset × pattern × rate): {what}; dashed = identity; open marker "
+        "= unreliable (the estimator cannot be told from always predicting the majority class)",
         fontsize="large",
     )
     return fig

@@ -36,7 +36,7 @@ from lnm.report.fmt import (
     ORACLE,
     oracle_label,
     oracle_methods,
-    pval,
+    p_is,
     run_flags,
     runs_last_k,
     sort_rows,
@@ -80,6 +80,40 @@ def _figure(figsize: tuple[float, float]) -> Figure:
     fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def fit_lines(fig: Figure, text: str, fontsize="medium", width: float = 0.96) -> str:
+    """``text`` with every line wrapped at spaces so that, drawn at ``fontsize``, it fits
+    ``width`` of the figure's width (measured with the figure's renderer): a title never runs
+    off the figure's edges."""
+    renderer = fig.canvas.get_renderer()
+    probe = fig.text(0, 0, "", fontsize=fontsize)
+    limit = width * fig.bbox.width
+    out = []
+    for line in text.split("\n"):
+        current = ""
+        for word in line.split(" "):
+            trial = f"{current} {word}" if current else word
+            probe.set_text(trial)
+            if not current or probe.get_window_extent(renderer).width <= limit:
+                current = trial
+            else:
+                out.append(current)
+                current = word
+        out.append(current)
+    probe.remove()
+    return "\n".join(out)
+
+
+def _suptitle(fig: Figure, text: str, fontsize="medium") -> None:
+    """The figure's title, wrapped to its width (:func:`fit_lines`)."""
+    fig.suptitle(fit_lines(fig, text, fontsize), fontsize=fontsize)
+
+
+def _band(y, s, low: float = 0.0, high: float = 100.0):
+    """A ± ``s`` band around ``y`` clipped to [``low``, ``high``] (percent by default): the
+    value lies there, so the band never shows an impossible accuracy or share."""
+    return np.clip(y - s, low, high), np.clip(y + s, low, high)
 
 
 def _save(fig: Figure, out_png: str | os.PathLike) -> Path:
@@ -159,7 +193,10 @@ def acc_vs_rate_figure(runs: pd.DataFrame, dataset: str) -> Figure:
             ax.plot(x, y, "-", marker=marker, color=color, ms=5, lw=1.8, gid=f"{method}:{pattern}")
             if np.isfinite(s).any():
                 ok = np.isfinite(s)
-                ax.fill_between(x[ok], (y - s)[ok], (y + s)[ok], color=color, alpha=0.15, lw=0)
+                lo, hi = _band(y[ok], s[ok])
+                ax.fill_between(
+                    x[ok], lo, hi, color=color, alpha=0.15, lw=0, gid=f"band:{method}:{pattern}"
+                )
             bad = c["collapsed"].to_numpy(dtype=bool)
             if bad.any():
                 ax.plot(x[bad], y[bad], **COLLAPSE_STYLE, gid="collapsed")
@@ -179,28 +216,41 @@ def acc_vs_rate_figure(runs: pd.DataFrame, dataset: str) -> Figure:
             ax.xaxis.set_tick_params(labelbottom=True)
 
     handles = [
-        Line2D([], [], color=styles[p][0], marker=styles[p][1], lw=1.8, label=f"{p} noise")
+        Line2D([], [], color=styles[p][0], marker=styles[p][1], lw=1.8, label=f"{p} noise", gid=p)
         for p in patterns
     ]
     if REFERENCE in methods and len(methods) > 1:
-        handles.append(Line2D([], [], color="0.3", ls=":", lw=1.2, label="CE, same pattern"))
+        handles.append(
+            Line2D([], [], color="0.3", ls=":", lw=1.2, label="CE, same pattern", gid="ce")
+        )
     if not np.isnan(chance):
         handles.append(
-            Line2D([], [], **CHANCE_STYLE, label=f"chance (majority class) {chance:.1f} %")
+            Line2D(
+                [],
+                [],
+                **CHANCE_STYLE,
+                label=f"chance (majority class) {chance:.1f} %",
+                gid="chance",
+            )
         )
     if bool(cells["collapsed"].any()):
-        handles.append(Line2D([], [], **COLLAPSE_STYLE, label="⊘ collapsed run(s)"))
+        handles.append(
+            Line2D([], [], **COLLAPSE_STYLE, label="⊘ collapsed run(s)", gid="collapsed")
+        )
     if banded:
-        handles.append(Patch(color="0.5", alpha=0.3, label="± 1 std over the cell's runs"))
+        handles.append(
+            Patch(color="0.5", alpha=0.3, label="± 1 std over the cell's runs", gid="band")
+        )
     if oracle:
         handles.append(Patch(color="none", label=f"{ORACLE} told the true noise rate"))
     axes[len(methods)].legend(handles=handles, loc="center", fontsize="medium", frameon=False)
     what = (
-        "mean over the runs of each cell, band = ± 1 std"
+        "mean over the runs of each cell, band = ± 1 std (clipped to 0–100)"
         if banded
         else "one run per cell, so no error band"
     )
-    fig.suptitle(
+    _suptitle(
+        fig,
         f"{dataset} ({df['backbone'].iloc[0]}): how fast does each method lose accuracy as "
         f"label noise grows, against CE and chance?\n{grid.headline_text(k)}; {what}; "
         "rate 0 = the clean run",
@@ -220,19 +270,36 @@ def plot_acc_vs_rate(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLik
 def _dataset_values(runs: pd.DataFrame, pattern: str) -> pd.DataFrame:
     """Per dataset and method, the ranking's value on that dataset alone: the mean headline over
     the pattern's runs (``overall``: the unweighted mean of the pattern means, as the paper
-    averages patterns), with ``collapsed`` = any of those runs collapsed."""
+    averages patterns), the balanced accuracy by the same arithmetic (``balanced``), with
+    ``collapsed`` = any of those runs collapsed."""
     noisy = run_flags(runs[runs["noise"] != "none"])
     sub = noisy if pattern == "overall" else noisy[noisy["noise"] == pattern]
+    bal = grid.last_k("balanced_acc")
+    sub = sub.assign(_bal=pd.to_numeric(sub[bal], errors="coerce") if bal in sub else np.nan)
     per = (
         sub.groupby(["dataset", "method", "noise"], sort=False)
-        .agg(value=(HEADLINE, "mean"), collapsed=("collapsed", "any"))
+        .agg(value=(HEADLINE, "mean"), balanced=("_bal", "mean"), collapsed=("collapsed", "any"))
         .reset_index()
     )
     return (
         per.groupby(["dataset", "method"], sort=False)
-        .agg(value=("value", "mean"), collapsed=("collapsed", "any"))
+        .agg(value=("value", "mean"), balanced=("balanced", "mean"), collapsed=("collapsed", "any"))
         .reset_index()
     )
+
+
+def _balanced_chance(df: pd.DataFrame) -> float:
+    """Balanced accuracy of a predictor that ignores the image: 100 / the number of classes
+    present in the test set (from ``test_class_counts``, else ``num_classes``); NaN if unknown."""
+    for c in df.get("test_class_counts", pd.Series(dtype=object)):
+        if isinstance(c, str):
+            return 100.0 / max(1, sum(1 for v in json.loads(c) if v > 0))
+    n = pd.to_numeric(df.get("num_classes", pd.Series(dtype=float)), errors="coerce").dropna()
+    return 100.0 / float(n.iloc[0]) if len(n) else float("nan")
+
+
+BALANCED_STYLE = {"marker": "D", "mfc": "white", "ms": 6, "ls": "none", "mew": 1.5}
+BALANCED_CHANCE_STYLE = {"color": "0.45", "ls": "-.", "lw": 1.1}
 
 
 def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
@@ -243,12 +310,16 @@ def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
         raise ValueError(f"no ranking column {pattern!r}; have {meta['columns']}")
     order = view[pattern].dropna().sort_values(ascending=False, kind="mergesort").index
     groups = view[f"group_{pattern}"]
+    # the position by balanced accuracy in this column, beside the paper's order
+    bal_pos = view[f"balanced_{pattern}"].rank(ascending=False, method="min")
+    flagged = view.get(f"collapsed_{pattern}", pd.Series(0, index=view.index))
     oracle = oracle_methods(meta["runs"])
     ra = meta["analyses"][pattern]
     values = _dataset_values(runs, pattern)
     datasets = list(dict.fromkeys(values["dataset"]))
     colors = method_colors(order)
     ypos = {m: i for i, m in enumerate(order)}  # best on top (axis inverted)
+    drawn = set()
 
     fig = _figure(FIGSIZE_RANKING)
     axes = fig.subplots(1, max(len(datasets), 1), sharey=True, squeeze=False)[0]
@@ -257,72 +328,108 @@ def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
         drun = runs[runs["dataset"] == dataset]
         n_test = int(drun["num_test"].iloc[0]) if "num_test" in drun else 0
         hw = np.array([stats.binomial_halfwidth(v, n_test) for v in d["value"]])
-        chance = _chance(drun)
+        chance, bal_chance = _chance(drun), _balanced_chance(drun)
         ce = drun[(drun["noise"] == "none") & (drun["method"] == REFERENCE)][HEADLINE].mean()
-        for m, v, h, bad in zip(d.index, d["value"], hw, d["collapsed"].fillna(False)):
+        for m, v, b, h, bad in zip(
+            d.index, d["value"], d["balanced"], hw, d["collapsed"].fillna(False)
+        ):
             if not np.isfinite(v):
                 continue
+            if np.isfinite(b):  # balanced accuracy: an open diamond joined to the dot
+                ax.plot([b, v], [ypos[m], ypos[m]], color=colors[m], lw=0.8, alpha=0.5)
+                ax.plot([b], [ypos[m]], color=colors[m], **BALANCED_STYLE, gid=f"balanced:{m}")
+                drawn.add("balanced")
+            lo, hi = _band(v, h) if np.isfinite(h) else (v, v)
             ax.errorbar(
                 v,
                 ypos[m],
-                xerr=h if np.isfinite(h) else None,
+                xerr=[[v - lo], [hi - v]] if np.isfinite(h) else None,
                 fmt="o",
                 color=colors[m],
                 ms=7,
                 capsize=3,
                 lw=1.5,
-                gid=f"{m}:{dataset}",
+                gid=f"accuracy:{m}:{dataset}",
             )
             if bad:
                 ax.plot([v], [ypos[m]], **COLLAPSE_STYLE, gid="collapsed")
-        lo = [d["value"] - np.nan_to_num(hw), pd.Series([chance])]
-        hi = [d["value"] + np.nan_to_num(hw), pd.Series([ce])]
-        if np.isfinite(chance):
-            ax.axvline(chance, **CHANCE_STYLE, gid="chance")
-        if np.isfinite(ce):
-            ax.axvline(ce, color="0.25", ls=":", lw=1.3, gid="clean-ce")
-        lo_v, hi_v = pd.concat(lo).min(), pd.concat(hi).max()
-        if np.isfinite(lo_v) and np.isfinite(hi_v):
+                drawn.add("collapsed")
+        ends = [d["value"] - np.nan_to_num(hw), d["value"] + np.nan_to_num(hw), d["balanced"]]
+        ends += [pd.Series([chance, ce])]
+        every = pd.concat(ends).dropna()
+        if len(every):
+            lo_v, hi_v = float(every.min()), float(every.max())
             pad = max(1.0, 0.06 * (hi_v - lo_v))
-            ax.set_xlim(lo_v - pad, hi_v + pad)  # focused: the values, chance and clean CE
+            # focused: the values, chance and clean CE, within 0-100; the 100/C line only
+            # where it falls inside (a balanced accuracy near it brings it in)
+            ax.set_xlim(max(lo_v - pad, -1.0), min(hi_v + pad, 101.0))
+        left, right = ax.get_xlim()
+        for x, style, gid in (
+            (chance, CHANCE_STYLE, "chance"),
+            (bal_chance, BALANCED_CHANCE_STYLE, "balanced-chance"),
+            (ce, {"color": "0.25", "ls": ":", "lw": 1.3}, "clean-ce"),
+        ):
+            if np.isfinite(x) and left <= x <= right:
+                ax.axvline(x, **style, gid=gid)
+                drawn.add(gid)
         ax.set_title(
-            f"{dataset}\nchance {chance:.1f} %, clean CE "
+            f"{dataset}\nchance {chance:.1f} % (balanced {bal_chance:.0f} %), clean CE "
             + (f"{ce:.1f} %" if np.isfinite(ce) else "n/a"),
             fontsize="medium",
         )
-        ax.set_xlabel("test accuracy (%)")
+        ax.set_xlabel("test accuracy / balanced accuracy (%)")
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(
-        range(len(order)),
-        [f"{oracle_label(m, oracle)}  [{groups.get(m, '')}]" for m in order],
-    )
+
+    def label(m):
+        pos = bal_pos.get(m)
+        bal = "–" if pos is None or not np.isfinite(pos) else f"{int(pos)}"
+        mark = f" {COLLAPSED}" if flagged.get(m, 0) else ""
+        return f"{oracle_label(m, oracle)}{mark}  [{groups.get(m, '')}]  bal. #{bal}"
+
+    axes[0].set_yticks(range(len(order)), [label(m) for m in order])
     for tick, m in zip(axes[0].get_yticklabels(), order):
         tick.set_color(colors[m])
     axes[0].set_ylim(len(order) - 0.5, -0.5)
-    axes[0].set_ylabel("method  [rank group]")
+    axes[0].set_ylabel("method  [rank group]  bal. # = position by balanced accuracy")
     if ra["separable"]:
-        sep = f"Friedman p = {pval(ra['friedman']['pvalue'])}, Nemenyi CD {ra['cd']:.1f} ranks"
+        sep = f"Friedman {p_is(ra['friedman']['pvalue'])}, Nemenyi CD {ra['cd']:.1f} ranks"
     else:
         fr = ra["friedman"]
-        p = f"p = {pval(fr['pvalue'])}" if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
+        p = p_is(fr["pvalue"]) if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
         sep = f"Friedman {p}: one group, the data cannot order these methods"
-    handles = [
-        Line2D([], [], color="0.3", marker="o", ls="-", label="± test-set resolution (95 %)"),
-        Line2D([], [], **CHANCE_STYLE, label="chance (majority class)"),
-        Line2D([], [], color="0.25", ls=":", lw=1.3, label="clean CE"),
+    entries = [
+        (
+            "accuracy",
+            Line2D([], [], color="0.3", marker="o", ls="-", label="accuracy ± test-set resolution"),
+        ),
+        ("balanced", Line2D([], [], color="0.3", **BALANCED_STYLE, label="balanced accuracy")),
+        ("chance", Line2D([], [], **CHANCE_STYLE, label="chance (majority class)")),
+        (
+            "balanced-chance",
+            Line2D([], [], **BALANCED_CHANCE_STYLE, label="100/C (balanced acc. of a constant)"),
+        ),
+        ("clean-ce", Line2D([], [], color="0.25", ls=":", lw=1.3, label="clean CE")),
+        ("collapsed", Line2D([], [], **COLLAPSE_STYLE, label="⊘ collapsed run(s)")),
     ]
-    if bool(values["collapsed"].any()):
-        handles.append(Line2D([], [], **COLLAPSE_STYLE, label="⊘ collapsed run(s)"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    handles = []
+    for gid, h in entries:  # only marks the figure draws
+        if gid == "accuracy" or gid in drawn:
+            h.set_gid(gid)
+            handles.append(h)
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=min(3, len(handles)), frameon=False
+    )
     what = (
         "unweighted mean of the pattern means"
         if pattern == "overall"
         else f"mean over the {pattern}-noise rates and seeds"
     )
-    fig.suptitle(
+    _suptitle(
+        fig,
         f"Ranking, {pattern}{'' if pattern == 'overall' else ' noise'}: which methods can the "
-        f"data tell apart?\ndot = {what} on each dataset ({grid.headline_text(k)}); "
-        "order = the paper's ranking (mean over datasets)\n"
+        f"data tell apart?\ndot = {what} on each dataset ({grid.headline_text(k)}), diamond = "
+        "balanced accuracy; order = the paper's ranking (mean accuracy over datasets), bal. # = "
+        f"position by balanced accuracy; {COLLAPSED} = collapsed runs, never a success\n"
         f"[letter] = rank group, same letter = not separable ({sep})",
         fontsize="medium",
     )
@@ -332,15 +439,17 @@ def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
 def plot_ranking(runs: pd.DataFrame, pattern: str, out_png: str | os.PathLike) -> Path:
     """The paper's ranking for one noise pattern (or ``overall``), best on top, shown per
     dataset on a focused axis (each dataset has its own chance level and test-set resolution):
-    a dot per method with a ± test-set-resolution bar, chance and clean-CE lines, the rank-group
-    letters beside each method (same letter = not separable), ⊘ = collapsed runs."""
+    a dot per method with a ± test-set-resolution bar (clipped to 0–100), its balanced accuracy
+    as an open diamond beside it, chance, 100/C and clean-CE lines, the rank-group letters and
+    the position by balanced accuracy beside each method (same letter = not separable),
+    ⊘ = collapsed runs."""
     return _save(ranking_figure(runs, pattern), out_png)
 
 
 # ---------------------------------------------------------------- selection diagnostics
 
 FIGSIZE_SELECTION = (12.0, 7.5)  # inches -> 1440 x 900 px
-FIGSIZE_CD = (10.0, 5.0)  # inches -> 1200 x 600 px
+FIGSIZE_CD = (10.0, 8.5)  # inches -> 1200 x 1020 px: by accuracy above, by balanced accuracy
 FIGSIZE_RECALL = (13.0, 5.5)  # inches -> 1560 x 660 px
 
 _SELECTION_PANELS = [  # column, y label, panel title, what (for the n/a note)
@@ -389,6 +498,21 @@ def _note(ax, text: str) -> None:
     )
 
 
+def _selection_truth(df: pd.DataFrame) -> tuple[float, bool]:
+    """(realised training noise rate, mean over the setting's runs; whether the data has clean
+    training labels) of a setting's per-epoch rows: no clean labels where every run's realised
+    rate is unknown or its diagnostics were n/a for want of them (``per_epoch.csv``
+    ``realised_rate``, ``diagnostics_na``)."""
+    if df.empty or "realised_rate" not in df:
+        return float("nan"), True
+    per_run = df.groupby(["noise_seed", "seed", "method"])
+    realised = pd.to_numeric(per_run["realised_rate"].first(), errors="coerce")
+    na = df["diagnostics_na"].fillna("").astype(str) if "diagnostics_na" in df else None
+    unscored = bool(na is not None and na.str.contains("clean_ratio|coverage").all())
+    clean = bool(realised.notna().any()) and not unscored
+    return (float(realised.mean()) if clean else float("nan")), clean
+
+
 def selection_figure(epochs: pd.DataFrame, dataset: str, noise: str, rate: float) -> Figure:
     """The figure of :func:`plot_selection`, not saved (for tests and notebooks)."""
     df = epochs[
@@ -400,17 +524,19 @@ def selection_figure(epochs: pd.DataFrame, dataset: str, noise: str, rate: float
     colors = method_colors(df["method"]) if len(df) else {}
     idle = _idle_epochs(df)
     runs_per = df.groupby("method")["seed"].size() / df.groupby("method")["epoch"].nunique()
+    realised, has_clean = _selection_truth(df)
     fig = _figure(FIGSIZE_SELECTION)
     axes = fig.subplots(2, 2, sharex=True).ravel()
     banded = False
     for ax, (col, ylabel, title, what) in zip(axes, _SELECTION_PANELS):
         have = df[df[col].notna()] if col in df else df.iloc[:0]
-        if col == "clean_ratio" and 0 < float(rate) < 1:
+        if col == "clean_ratio" and has_clean and 0 < realised < 1:
             ax.axhline(
-                100 * (1 - float(rate)),
+                100 * (1 - realised),
                 **CHANCE_STYLE,
                 gid="one-minus-rate",
-                label=f"1 − ε = {100 * (1 - float(rate)):g} % (random selection)",
+                label=f"1 − ε = {100 * (1 - realised):.1f} % (random selection; ε = realised "
+                f"noise rate {realised:.3f})",
             )
         for method in ordered(have["method"], grid.methods()):
             g = have[have["method"] == method].groupby("epoch")[col].agg(["mean", "std"])
@@ -420,14 +546,18 @@ def selection_figure(epochs: pd.DataFrame, dataset: str, noise: str, rate: float
             if np.isfinite(s).any():
                 ok = np.isfinite(s)
                 banded = True
-                ax.fill_between(
-                    x[ok], (y - s)[ok], (y + s)[ok], color=colors[method], alpha=0.15, lw=0
-                )
+                lo, hi = _band(y[ok], s[ok], 0.0, np.inf if col == "t_error" else 100.0)
+                ax.fill_between(x[ok], lo, hi, color=colors[method], alpha=0.15, lw=0)
             stop = _first_idle(df, method)
             if stop is not None and col in ("clean_ratio", "coverage"):
                 ax.axvline(stop - 0.5, color=colors[method], ls=":", lw=1.2, gid=f"{method}:idle")
         if have.empty:
-            _note(ax, f"n/a: no method in this grid\nreports {what}")
+            why = (
+                f"n/a: no method in this grid\nreports {what}"
+                if has_clean
+                else f"n/a: the dataset has no clean\ntraining labels to score {what}"
+            )
+            _note(ax, why)
         else:
             ax.legend(fontsize="small", loc="best")
         if col != "t_error":
@@ -439,17 +569,21 @@ def selection_figure(epochs: pd.DataFrame, dataset: str, noise: str, rate: float
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     n = runs_per.round().astype(int) if len(runs_per) else pd.Series(dtype=int)
     what = (
-        "mean over the runs, band = ± 1 std"
+        "mean over the runs, band = ± 1 std (clipped to the possible range)"
         if banded
         else spread_text(n).replace(", so no std", ", so no band")
     )
+    if not has_clean:
+        what += "; no clean training labels, so nothing can be scored and there is no 1 − ε line"
+    stopped = any(_first_idle(df, m) is not None for m in idle)
     subtitle = what + (
         "; a dotted vertical line = the epoch from which a method made no parameter update "
         "(its line stops: nothing was selected)"
-        if idle
+        if stopped
         else ""
     )
-    fig.suptitle(
+    _suptitle(
+        fig,
         f"{dataset} ({backbone}), {noise} noise at rate {float(rate):g}: does each method train "
         f"on clean samples, and how many of them?\n{subtitle}",
         fontsize="medium",
@@ -491,7 +625,8 @@ def plot_selection(
     epochs: pd.DataFrame, dataset: str, noise: str, rate: float, out_png: str | os.PathLike
 ) -> Path:
     """Per-epoch selection diagnostics of one noisy setting: clean ratio (with the 1 − ε line of
-    random selection), coverage, purified ratio and transition-matrix error, one line per
+    random selection at the realised noise rate ε; no line, and the true reason for every n/a
+    panel, where the data has no clean training labels), coverage, purified ratio and transition-matrix error, one line per
     method (mean over seeds and noise seeds, a ± 1 std band only where there are several runs);
     epochs without a parameter update and collapsed runs are named in the legend, and a dotted
     line marks where a method stopped updating; a panel no method reports says so."""
@@ -502,38 +637,32 @@ def plot_selection(
 
 
 def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike, alpha: float = 0.05) -> Path:
-    """Demšar's critical-difference diagram: average rank of each method over the noisy cells
-    (1 = best, on the left), the Nemenyi CD as a scale bar, thick bars joining the methods of
-    each rank group (one bar over all when the Friedman test finds no difference); the Friedman
-    result in the title; ⊘ = methods with collapsed runs, ᵒ = told the true noise rate."""
+    """Demšar's critical-difference diagram, twice: average rank of each method over the noisy
+    cells by the headline accuracy (the paper's ranking, top) and by balanced accuracy (bottom),
+    1 = best on the left, the Nemenyi CD as a scale bar (only with a Friedman test behind it),
+    thick bars joining the methods of each rank group (one bar over all when the Friedman test
+    finds no difference); each panel's Friedman result in its title; ⊘ = methods with collapsed
+    runs, ᵒ = told the true noise rate."""
     return _save(cd_diagram_figure(runs, alpha), out_png)
 
 
-def cd_diagram_figure(runs: pd.DataFrame, alpha: float = 0.05) -> Figure:
-    """The figure of :func:`plot_cd_diagram`, not saved (for tests and notebooks)."""
-    cells = cell_table(runs)
-    ra = rank_analysis(cells, alpha)
+def _cd_panel(ax, ra: dict, colors: dict, what: str) -> None:
+    """One critical-difference diagram of the rank analysis ``ra`` in ``ax``."""
     avg = ra["ranks"].set_index("method")["avg_rank"]
     flagged = ra["ranks"].set_index("method")["n_collapsed"]
-    oracle = ra["oracle"]
-    fig = _figure(FIGSIZE_CD)
-    ax = fig.subplots()
+    alpha, oracle = ra["alpha"], ra["oracle"]
     ax.set_axis_off()
     k, cd = len(avg), ra["cd"]
-    title = (
-        f"Critical-difference diagram: average rank of {k} method(s) over {ra['n']} noisy "
-        "cell(s) (dataset × pattern × rate; 1 = best)"
-    )
+    ax.set_title(fit_lines(ax.figure, f"{what}: {friedman_text(ra)}", "medium"), fontsize="medium")
     if k < 2:
-        _note(
-            ax,
-            "n/a: needs ≥2 methods with results on a common noisy cell"
-            if k
-            else "n/a: no noisy cells",
-        )
-        fig.suptitle(title)
-        return fig
-    colors = method_colors(avg.index)
+        if k:
+            why = "n/a: needs ≥2 methods with results on a common noisy cell"
+        elif len(ra["matrix"]):
+            why = "n/a: no noisy cell has a result of every method"
+        else:
+            why = "n/a: no noisy cells"
+        _note(ax, why)
+        return
     lo, hi = 1, k
     span = hi - lo
     left_n = (k + 1) // 2
@@ -590,25 +719,40 @@ def cd_diagram_figure(runs: pd.DataFrame, alpha: float = 0.05) -> Figure:
             )
             label += ": wider than the rank range, no difference can be significant"
         ax.text((lo + end) / 2, 2.05, label, ha="center", va="bottom", fontsize="small")
+    elif not np.isfinite(ra["friedman"]["pvalue"]):
+        ax.text(lo, 1.9, "Nemenyi CD n/a: no Friedman test behind it", fontsize="small")
     else:
         ax.text(lo, 1.9, "Nemenyi CD n/a", fontsize="small")
+
+
+def cd_diagram_figure(runs: pd.DataFrame, alpha: float = 0.05) -> Figure:
+    """The figure of :func:`plot_cd_diagram`, not saved (for tests and notebooks)."""
+    cells = cell_table(runs)
+    ra = rank_analysis(cells, alpha)
+    bal = ra["balanced"]
+    fig = _figure(FIGSIZE_CD)
+    panels = [(ra, "by test accuracy (the paper's ranking)")]
+    if bal is not None:
+        panels.append((bal, "by balanced accuracy (mean per-class recall)"))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    colors = method_colors(ra["ranks"]["method"])
+    for ax, (analysis, what) in zip(axes, panels):
+        _cd_panel(ax, analysis, colors, what)
+    k = len(ra["ranks"])
+    flagged = ra["ranks"]["n_collapsed"]
     note = (
-        "bars = rank groups (average ranks within the CD)"
-        if ra["separable"]
-        else "the Friedman test finds no difference, so one bar: the data cannot order them"
+        "bars = rank groups (average ranks within the CD); one bar over all where the Friedman "
+        "test finds no difference or is n/a: the data cannot order them"
     )
     marks = [f"[letters] = rank group; {note}"]
     if (flagged > 0).any():
-        marks.append(f"{COLLAPSED} = some runs collapsed")
-    if oracle:
+        marks.append(f"{COLLAPSED} = some runs collapsed: never a success, whatever the rank")
+    if ra["oracle"]:
         marks.append(f"{ORACLE} = told the true noise rate")
-    fig.suptitle(
-        "Which methods rank differently over the noisy cells? "
-        + title.split(": ", 1)[1]
-        + "\n"
-        + friedman_text(ra)
-        + "\n"
-        + "; ".join(marks),
+    _suptitle(
+        fig,
+        f"Which methods rank differently over the noisy cells? Average rank of {k} method(s) "
+        f"over {ra['n']} noisy cell(s) (dataset × pattern × rate; 1 = best)\n" + "; ".join(marks),
         fontsize="medium",
     )
     return fig

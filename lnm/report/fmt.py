@@ -97,6 +97,12 @@ def pval(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_is(p: float) -> str:
+    """``p = 0.003``, ``p < 0.001``, or ``p = –`` when there is none (never ``p = <0.001``)."""
+    text = pval(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def rate_label(rate: float, identifiable: bool = True, noise: str | None = None) -> str:
     """A noise rate as a row label, with † when the setting is not identifiable; for real-world
     noise the rate is the one methods were told (``assumed``), not a noise level."""
@@ -144,7 +150,22 @@ def spread_text(
 
 COLLAPSED = "⊘"  #: a cell (or method) with collapsed runs
 ORACLE = "ᵒ"  #: a method that was told the cell's true noise rate
-FLAG_COLUMNS = ("collapsed", "collapse_reason", "uses_true_noise_rate", "eval_view")
+UNRELIABLE = "ᵘ"  #: runs told a noise-rate estimate whose estimator is not above the majority class
+FLAG_COLUMNS = (
+    "collapsed",
+    "collapse_reason",
+    "uses_true_noise_rate",
+    "estimate_unreliable",
+    "eval_view",
+)
+#: What ⊘ means, in every note that explains it.
+COLLAPSE_WHAT = (
+    "the run's final test predictions carry no class information — their balanced accuracy is "
+    "within the test set's resolution of that of predictions that ignore the image (1/C for a "
+    "constant predictor; runs.csv final_balanced_acc, uninformed_hw) — or it made no parameter "
+    "update in most epochs; its accuracy is that of a predictor that ignores the image, not of "
+    "the method"
+)
 
 
 def flag(values) -> pd.Series:
@@ -158,7 +179,7 @@ def run_flags(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with the flag columns of :data:`FLAG_COLUMNS` present and typed (a run table
     written before they existed says nothing was flagged or recorded)."""
     out = runs.copy()
-    for col in ("collapsed", "uses_true_noise_rate"):
+    for col in ("collapsed", "uses_true_noise_rate", "estimate_unreliable"):
         out[col] = flag(out[col]).to_numpy() if col in out else False
     for col in ("collapse_reason", "eval_view"):
         out[col] = out[col].where(out[col].notna(), None) if col in out else None
@@ -204,10 +225,10 @@ def collapse_note(df: pd.DataFrame) -> str:
         n = int(total[sel].sum())
         parts.append(f"{method}: {k} of {n} runs" + (f" ({', '.join(kinds)})" if kinds else ""))
     return (
-        f"{COLLAPSED} collapsed (⊘k/n: k of the cell's n runs): the run ended predicting one "
-        "class for every test image, or made no parameter update in most epochs; its accuracy "
-        "is that of a constant predictor, not of the method (runs.csv: collapsed, "
-        "collapse_reason). " + "; ".join(parts) + "."
+        f"{COLLAPSED} collapsed (⊘k/n: k of the cell's n runs): {COLLAPSE_WHAT} (runs.csv: "
+        "collapsed, collapse_reason). Never bold, and ranked with its mark. "
+        + "; ".join(parts)
+        + "."
     )
 
 
@@ -218,7 +239,53 @@ def _reason_kind(reason: str) -> str:
         return "no update in most epochs"
     if reason.startswith("all test predictions"):
         return "all test predictions one class"
+    if reason.startswith("final test predictions carry no class information"):
+        return "predictions without class information"
     return reason
+
+
+def unreliable_mark(n_unreliable, n_runs) -> str:
+    """`` ᵘ`` (every run of the cell was told an unreliable estimate) or `` ᵘk/n``; empty if
+    none."""
+    if not n_unreliable or not np.isfinite(n_unreliable) or n_unreliable <= 0:
+        return ""
+    k, n = int(n_unreliable), int(n_runs)
+    return f" {UNRELIABLE}" if k >= n else f" {UNRELIABLE}{k}/{n}"
+
+
+def unreliable_note(df: pd.DataFrame) -> str:
+    """The note under a table that shows ᵘ; ``df`` = runs (``estimate_unreliable``) or cells
+    (``n_unreliable_estimate``); empty when no run was told an unreliable estimate."""
+    if "n_unreliable_estimate" in df:
+        count = pd.to_numeric(df["n_unreliable_estimate"], errors="coerce").fillna(0)
+    elif "estimate_unreliable" in df:
+        count = run_flags(df)["estimate_unreliable"].astype(int)
+    else:
+        return ""
+    if not int(count.sum()):
+        return ""
+    methods = grid.ordered(df.loc[count.to_numpy() > 0, "method"], grid.methods())
+    return (
+        f"{UNRELIABLE} told an unreliable noise-rate estimate (ᵘk/n: k of the cell's n runs): "
+        f"{', '.join(methods)} took their noise rate from the cell's estimate, whose estimator "
+        "cannot be told from always predicting the majority class of the noisy labels (its "
+        "out-of-fold accuracy's 95 % interval reaches the majority-class share; estimation.*, "
+        "runs.csv estimate_unreliable), so the rate they were told measures the estimator, "
+        "not the labels."
+    )
+
+
+def na_text(df: pd.DataFrame, columns) -> pd.DataFrame:
+    """``df`` with each of ``columns`` (nullable booleans) written as True / False / ``n/a`` for
+    a CSV: unknown is said, not left blank (``pd.read_csv`` reads ``n/a`` back as NA)."""
+    out = df.copy()
+    for col in columns:
+        if col in out:
+            out[col] = [
+                "n/a" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else bool(v)
+                for v in out[col]
+            ]
+    return out
 
 
 def oracle_methods(runs: pd.DataFrame) -> list[str]:

@@ -102,10 +102,13 @@ def _bold(g: pd.DataFrame) -> pd.DataFrame:
     """Per metric column of one dataset's method table: the best as printed and every method
     within the test-set resolution at the best value (the binomial half-width over the test
     images: a lower bound for balanced accuracy and macro-F1, whose small classes are noisier),
-    by the rule of every table (:func:`lnm.report.cells.mark_best`)."""
+    by the rule of every table (:func:`lnm.report.cells.mark_best`): a method with collapsed
+    runs is never bold."""
     out = pd.DataFrame(index=g.index)
     for metric in _METRICS:
         probe = pd.DataFrame({"mean": g[metric]})
+        if "n_collapsed" in g:
+            probe["n_collapsed"] = g["n_collapsed"]
         n_test = g["num_test"] if "num_test" in g else np.nan
         probe["test_hw"] = [
             stats.binomial_halfwidth(v, n) for v, n in zip(g[metric], pd.Series(n_test, g.index))
@@ -181,7 +184,7 @@ def imbalance_render(
                     "present means whole classes are never predicted.",
                     "Bold = the best per column as printed and every method within the test-set "
                     "resolution at the best value (binomial 95 % half-width over the test "
-                    "images).",
+                    "images), among the methods without collapsed runs (⊘: never bold).",
                 ]
                 + [n for n in (collapse_note(_used(ds)),) if n],
             )

@@ -27,23 +27,33 @@ from lnm.report.fmt import (
     oracle_label,
     oracle_methods,
     oracle_note,
+    p_is,
     pval,
     resolved_digits,
 )
 from lnm.report.render import Table
 
 
-def rank_analysis(cells: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
-    """Average ranks over the complete noisy blocks, Friedman test, Nemenyi CD, cliques and
-    rank groups (``groups``: method -> letters; ``separable``: the Friedman test rejected)."""
-    matrix = block_matrix(cells)
+def rank_analysis(
+    cells: pd.DataFrame, alpha: float = stats.ALPHA, value: str = "mean", balanced: bool = True
+) -> dict:
+    """Average ranks over the complete noisy blocks of ``value`` (the headline ``mean``, as the
+    paper ranks), Friedman test, Nemenyi CD — only with a Friedman test behind it: NaN where
+    the test is n/a (one cell, fewer than three methods) —, cliques and rank groups
+    (``groups``: method -> letters; ``separable``: the Friedman test rejected). With
+    ``balanced`` and a ``balanced_acc`` column, the same analysis by balanced accuracy is
+    ``balanced`` and its average ranks and groups are columns of ``ranks``
+    (``avg_rank_balanced``, ``group_balanced``): accuracy alone rewards predicting the
+    majority class."""
+    matrix = block_matrix(cells, value)
     full = stats.complete_blocks(matrix)
     ranks = stats.block_ranks(full)
     avg = ranks.mean(axis=0).sort_values(kind="mergesort") if len(full) else pd.Series(dtype=float)
     fr = stats.friedman(matrix)
     k, n = full.shape[1], full.shape[0]
-    cd = stats.nemenyi_cd(k, n, alpha)
-    separable = bool(np.isfinite(fr["pvalue"]) and fr["pvalue"] < alpha)
+    tested = bool(np.isfinite(fr["pvalue"]))
+    cd = stats.nemenyi_cd(k, n, alpha) if tested else float("nan")
+    separable = bool(tested and fr["pvalue"] < alpha)
     groups = stats.rank_groups(avg, cd, separable)
     noisy = cells[cells["noise"] != "none"]
     flagged = (
@@ -64,8 +74,15 @@ def rank_analysis(cells: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
             "n_runs": [int(runs.get(m, 0)) for m in avg.index],
         }
     )
+    bal = None
+    if balanced and value != "balanced_acc" and "balanced_acc" in cells:
+        bal = rank_analysis(cells, alpha, "balanced_acc", balanced=False)
+        by = bal["ranks"].set_index("method")
+        table.insert(4, "avg_rank_balanced", table["method"].map(by["avg_rank"]).to_numpy())
+        table.insert(5, "group_balanced", table["method"].map(by["group"]).fillna("").to_numpy())
     return {
         "matrix": matrix,
+        "value": value,
         "ranks": table,
         "friedman": fr,
         "k": k,
@@ -81,7 +98,29 @@ def rank_analysis(cells: pd.DataFrame, alpha: float = stats.ALPHA) -> dict:
         "collapse_note": collapse_note(noisy) if len(noisy) else "",
         "oracle_note": oracle_note(noisy) if len(noisy) else "",
         "dropped": int(len(matrix) - n),
+        "balanced": bal,
     }
+
+
+def top_methods(ra: dict) -> set[str]:
+    """What a rank table bolds: the best-ranked method *without collapsed runs* and every
+    method sharing a group letter with it, methods with collapsed runs left out (their rank is
+    partly that of predictions without class information, never a success)."""
+    t = ra["ranks"]
+    if t.empty:
+        return set()
+    ok = t[t["n_collapsed"] <= 0]
+    if ok.empty:
+        return set()
+    letters = set(ok["group"].iloc[0])
+    return {m for m, g in zip(ok["method"], ok["group"]) if letters & set(g)}
+
+
+#: Why a CD is n/a without a Friedman test (for every note that says so).
+CD_NEEDS_TEST = (
+    "Nemenyi CD n/a: the Friedman test is n/a, and a post-hoc critical difference needs the "
+    "test behind it."
+)
 
 
 def groups_text(ra: dict) -> str:
@@ -91,7 +130,7 @@ def groups_text(ra: dict) -> str:
         return "Rank groups n/a: no noisy cell with every method."
     if not ra["separable"]:
         why = (
-            f"the Friedman test finds no difference (p = {pval(fr['pvalue'])} ≥ {ra['alpha']})"
+            f"the Friedman test finds no difference ({p_is(fr['pvalue'])} ≥ {ra['alpha']})"
             if np.isfinite(fr["pvalue"])
             else f"the Friedman test is {fr['note'] or 'n/a'}"
         )
@@ -136,31 +175,37 @@ def friedman_text(ra: dict) -> str:
         return f"Friedman test {fr['note']}."
     text = (
         f"Friedman test over {ra['n']} cells and {ra['k']} methods: χ² = "
-        f"{fr['statistic']:.2f} (df {ra['k'] - 1}), p = {pval(fr['pvalue'])}"
+        f"{fr['statistic']:.2f} (df {ra['k'] - 1}), {p_is(fr['pvalue'])}"
     )
     if np.isfinite(fr["pvalue_id"]):
-        text += f"; Iman–Davenport F = {num(fr['iman_davenport'], 2)}, p = {pval(fr['pvalue_id'])}"
+        text += f"; Iman–Davenport F = {num(fr['iman_davenport'], 2)}, {p_is(fr['pvalue_id'])}"
     text += "."
     return text + (f" ({fr['note']})" if fr["note"] else "")
 
 
 def rank_render(ra: dict) -> list[Table]:
-    """Average ranks with their rank groups; bold = the groups of the best-ranked method."""
+    """Average ranks with their rank groups, and beside them the average rank by balanced
+    accuracy with its groups; bold = the groups of the best-ranked method without collapsed
+    runs (:func:`top_methods`), ⊘ = a method with collapsed runs (never bold)."""
     digits = resolved_digits(ra["resolution"])
-    top = set(ra["ranks"]["group"].iloc[0]) if len(ra["ranks"]) else set()
+    top = top_methods(ra)
+    bal = ra.get("balanced")
     rows, bold = [], []
     for _, r in ra["ranks"].iterrows():
-        rows.append(
-            [
-                oracle_label(r["method"], ra["oracle"]),
-                r["group"],
-                num(r["avg_rank"], 1),
-                num(r["mean_acc"], digits),
-                str(r["first_in"]),
-                f"{COLLAPSED}{r['n_collapsed']}/{r['n_runs']}" if r["n_collapsed"] else "0",
-            ]
-        )
-        bold.append([bool(top & set(r["group"]))] * 4 + [False, False])
+        mark = f" {COLLAPSED}" if r["n_collapsed"] else ""
+        row = [
+            oracle_label(r["method"], ra["oracle"]) + mark,
+            r["group"],
+            num(r["avg_rank"], 1),
+            num(r["mean_acc"], digits),
+            str(r["first_in"]),
+        ]
+        if bal is not None:
+            row.append(f"{num(r['avg_rank_balanced'], 1)} {r['group_balanced']}".rstrip())
+        row.append(f"{COLLAPSED}{r['n_collapsed']}/{r['n_runs']}" if r["n_collapsed"] else "0")
+        rows.append(row)
+        b = r["method"] in top
+        bold.append([b] * 4 + [False] * (len(row) - 4))
     cd = ra["cd"]
     notes = [friedman_text(ra), groups_text(ra)]
     if np.isfinite(cd):
@@ -169,6 +214,8 @@ def rank_render(ra: dict) -> list[Table]:
             f"{ra['q_alpha']:.3f}, CD = q_α·√(k(k+1)/(6N)) = {cd:.2f} ranks; methods "
             "whose average ranks differ by less than CD are not significantly different."
         )
+    elif not np.isfinite(ra["friedman"]["pvalue"]):
+        notes.append(CD_NEEDS_TEST)
     else:
         notes.append("Nemenyi CD n/a: needs ≥2 methods and ≥1 cell with every method.")
     if ra["dropped"]:
@@ -178,16 +225,29 @@ def rank_render(ra: dict) -> list[Table]:
         "ranked by its mean over the cell's runs, 1 = best, ties share the mean rank. Average ranks are "
         f"printed to one decimal, mean accuracies to {digits} (the test sets resolve about "
         f"±{num(ra['resolution'])} points: {RESOLUTION_WHY}). Bold = the best-ranked method "
-        "and every method sharing a group letter with it."
+        f"without collapsed runs and every method sharing a group letter with it; {COLLAPSED} "
+        "= a method with collapsed runs among these cells, never bold: its rank is partly that "
+        "of predictions without class information."
     )
+    if bal is not None:
+        notes.append(
+            "Ranked by the headline accuracy, as the LNMBench paper ranks. Beside it, the "
+            "average rank by balanced accuracy (mean per-class recall) over the same cells with "
+            "its own rank groups (" + groups_text(bal).removeprefix("Group: ") + "): a method "
+            "that ranks high by accuracy only is gaining it from the majority class."
+        )
     notes += [n for n in (ra["collapse_note"], ra["oracle_note"]) if n]
+    cols = ["method", "group", "average rank", "mean acc (%)", "ranked first in"]
+    if bal is not None:
+        cols.append("avg rank by bal. acc [group]")
+    cols.append("collapsed")
     return [
         Table(
             "Average rank over cells (1 = best) and rank groups",
-            ["method", "group", "average rank", "mean acc (%)", "ranked first in", "collapsed"],
+            cols,
             rows,
             bold,
-            align="llrrrr",
+            align="ll" + "r" * (len(cols) - 2),
             notes=notes,
         )
     ]

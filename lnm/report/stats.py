@@ -30,6 +30,20 @@ Formulas
 * Fraction of the clean ceiling recovered: ``(acc − chance) / (clean CE − chance)``, chance = the
   accuracy of always predicting the test set's majority class; undefined when clean CE is not
   above chance by more than the test-set resolution at clean CE (the denominator would be noise).
+* Collapse (a run whose predictions carry no class information): the final test predictions
+  ``ŷ`` with their class shares ``q_c`` (of all test images) and the test class counts ``n_c``
+  over the C' classes present. A predictor that ignores the image (it draws ``ŷ`` with
+  probabilities ``q``, whatever the class) has per-class recall ``Binomial(n_c, q_c) / n_c``, so
+  its balanced accuracy has mean ``b₀ = Σ_c q_c / C'`` (= 1/C' when every predicted class is
+  present) and variance ``Σ_c q_c (1 − q_c) / n_c / C'²`` (recalls of disjoint images are
+  independent; with the prediction counts held fixed, a permutation, the variance is a little
+  smaller, so this band is conservative). A run is collapsed when its balanced accuracy is within
+  the test set's resolution of b₀: ``|BA − b₀| ≤ z_{0.975} · √(that variance)`` — the test set
+  cannot tell its predictions from ones that ignore the image. A constant predictor is the limit
+  (variance 0, BA = b₀ exactly). Below the band the predictions follow the class, inverted (a
+  model that learned non-identifiable noise): a result, not a collapse.
+* Intervals of accuracies are clipped to [0, 100] (:func:`clip_percent`): the true mean accuracy
+  lies in [0, 100], so intersecting an interval with it keeps the interval's coverage.
 * Rank groups (compact letter display): the methods, in order of average rank, fall into the
   maximal runs whose average ranks lie within the Nemenyi CD of each other; each run gets a
   letter and a method shows the letters of every run it belongs to, so two methods sharing a
@@ -81,6 +95,41 @@ def binomial_halfwidth(acc: float, n_test: int, level: float = 0.95) -> float:
     p = min(max(acc / 100.0, 0.0), 1.0)
     z = sps.norm.ppf(0.5 + level / 2)
     return float(100.0 * z * math.sqrt(p * (1 - p) / n_test))
+
+
+def clip_percent(lo, hi, low: float = 0.0, high: float = 100.0):
+    """An interval ``[lo, hi]`` (scalars or arrays) intersected with ``[low, high]`` (percent by
+    default): the quantity it covers lies there, so clipping keeps its coverage; NaN stays NaN."""
+    return np.clip(lo, low, high), np.clip(hi, low, high)
+
+
+def balanced_accuracy(pred, labels, num_classes: int) -> float:
+    """Mean per-class recall (%) of predictions ``pred`` over the classes present in ``labels``
+    (as the trainer computes ``balanced_acc``); NaN without labels."""
+    pred, labels = np.asarray(pred, int).ravel(), np.asarray(labels, int).ravel()
+    counts = np.bincount(labels, minlength=num_classes)
+    if not counts.sum():
+        return float("nan")
+    hits = np.bincount(labels[pred == labels], minlength=num_classes)
+    present = counts > 0
+    return float(100.0 * np.mean(hits[present] / counts[present]))
+
+
+def uninformed_balanced(pred, labels, num_classes: int, level: float = 0.95) -> tuple[float, float]:
+    """(mean, half-width), in %, of the balanced accuracy of a predictor that ignores the image
+    and predicts class c with the share ``q_c`` of ``pred`` (module docstring, "Collapse"): mean
+    ``100 Σ_c q_c / C'`` and half-width ``100 z √(Σ_c q_c (1 − q_c) / n_c) / C'`` over the C'
+    classes present in ``labels``; (NaN, NaN) without labels."""
+    pred, labels = np.asarray(pred, int).ravel(), np.asarray(labels, int).ravel()
+    counts = np.bincount(labels, minlength=num_classes)
+    if not len(labels):
+        return float("nan"), float("nan")
+    q = np.bincount(pred, minlength=num_classes)[: len(counts)] / len(pred)
+    present = counts > 0
+    k = int(present.sum())
+    var = float(np.sum(q[present] * (1 - q[present]) / counts[present])) / k**2
+    z = sps.norm.ppf(0.5 + level / 2)
+    return float(100.0 * q[present].sum() / k), float(100.0 * z * math.sqrt(var))
 
 
 def ceiling_fraction(acc: float, chance: float, clean: float, resolution: float = 0.0) -> float:

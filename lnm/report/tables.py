@@ -29,7 +29,7 @@ from lnm.report.cells import (
     resolution_render,
     resolution_table,
 )
-from lnm.report.fmt import runs_last_k
+from lnm.report.fmt import na_text, runs_last_k
 from lnm.report.imbalance import imbalance_render, imbalance_table
 from lnm.report.ranks import (
     friedman_row,
@@ -69,7 +69,7 @@ def write_statistics(runs: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str
         "statistics",
         out_dir,
         {
-            "cells.csv": _csv(cells),
+            "cells.csv": _csv(na_text(cells, ["identifiable"])),
             "cells.md": to_markdown(cell_t, head),
             "cells.tex": to_latex(cell_t, "cells"),
             "cells.html": to_html(cell_t, head),
