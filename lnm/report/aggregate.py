@@ -29,6 +29,7 @@ import pandas as pd
 
 from lnm import grid
 from lnm.checksum import verify
+from lnm.collapse import prediction_collapse
 from lnm.grid import CELL_KEYS, HEADLINE, RUN_KEYS, ordered
 from lnm.noise.io import load_noise
 from lnm.noise.reliability import file_reliability
@@ -205,7 +206,7 @@ def collapse_flags(metrics_path: str | os.PathLike, num_classes: int) -> dict:
             out.update(top_class_share=share, final_balanced_acc=bal, uninformed_hw=hw)
             if len(classes) == 1:
                 reasons.append(f"all test predictions are class {top}")
-            elif abs(bal - base) <= hw + 1e-9:
+            elif prediction_collapse(pred, labels, int(num_classes)) is not None:
                 reasons.append(
                     f"final test predictions carry no class information: balanced accuracy "
                     f"{bal:.1f} % is within ±{hw:.1f} of the {base:.1f} % of predictions that "

@@ -47,8 +47,10 @@ from lnm.report.ranks import friedman_text, rank_analysis
 DPI = 120
 FIGSIZE_ACC = (13.0, 9.0)  # inches -> 1560 x 1080 px
 FIGSIZE_RANKING = (12.0, 6.0)  # inches -> 1440 x 720 px
-# tab10 for the first 10 methods, navy for the 11th, then light colours for unknown names.
-_PALETTE = [f"C{i}" for i in range(10)] + ["#000080", "#a6cee3", "#fb9a99", "#fdbf6f", "#cab2d6"]
+# tab10 for the first 10 methods, navy for the 11th, five dark colours for the next five, then
+# light colours for further and unknown names.
+_PALETTE = [f"C{i}" for i in range(10)] + ["#000080", "#b15928", "#6a3d9a", "#33a02c", "#e7298a"]
+_PALETTE += ["#66a61e", "#a6cee3", "#fb9a99", "#fdbf6f", "#cab2d6"]
 #: Colour and marker per noise pattern (acc_vs_rate panels are per method, lines per pattern).
 _PATTERN_STYLE = {
     "symmetric": ("#1f77b4", "o"),

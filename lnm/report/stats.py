@@ -60,6 +60,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+# the collapse criterion's two numbers, written once (numpy only: lnm train prints it too)
+from lnm.collapse import balanced_accuracy, uninformed_balanced  # noqa: F401
+
 ALPHA = 0.05
 NEEDS_SEEDS = "n/a: needs ≥2 seeds"
 NEEDS_METHODS = "n/a: needs ≥3 methods"
@@ -101,35 +104,6 @@ def clip_percent(lo, hi, low: float = 0.0, high: float = 100.0):
     """An interval ``[lo, hi]`` (scalars or arrays) intersected with ``[low, high]`` (percent by
     default): the quantity it covers lies there, so clipping keeps its coverage; NaN stays NaN."""
     return np.clip(lo, low, high), np.clip(hi, low, high)
-
-
-def balanced_accuracy(pred, labels, num_classes: int) -> float:
-    """Mean per-class recall (%) of predictions ``pred`` over the classes present in ``labels``
-    (as the trainer computes ``balanced_acc``); NaN without labels."""
-    pred, labels = np.asarray(pred, int).ravel(), np.asarray(labels, int).ravel()
-    counts = np.bincount(labels, minlength=num_classes)
-    if not counts.sum():
-        return float("nan")
-    hits = np.bincount(labels[pred == labels], minlength=num_classes)
-    present = counts > 0
-    return float(100.0 * np.mean(hits[present] / counts[present]))
-
-
-def uninformed_balanced(pred, labels, num_classes: int, level: float = 0.95) -> tuple[float, float]:
-    """(mean, half-width), in %, of the balanced accuracy of a predictor that ignores the image
-    and predicts class c with the share ``q_c`` of ``pred`` (module docstring, "Collapse"): mean
-    ``100 Σ_c q_c / C'`` and half-width ``100 z √(Σ_c q_c (1 − q_c) / n_c) / C'`` over the C'
-    classes present in ``labels``; (NaN, NaN) without labels."""
-    pred, labels = np.asarray(pred, int).ravel(), np.asarray(labels, int).ravel()
-    counts = np.bincount(labels, minlength=num_classes)
-    if not len(labels):
-        return float("nan"), float("nan")
-    q = np.bincount(pred, minlength=num_classes)[: len(counts)] / len(pred)
-    present = counts > 0
-    k = int(present.sum())
-    var = float(np.sum(q[present] * (1 - q[present]) / counts[present])) / k**2
-    z = sps.norm.ppf(0.5 + level / 2)
-    return float(100.0 * q[present].sum() / k), float(100.0 * z * math.sqrt(var))
 
 
 def ceiling_fraction(acc: float, chance: float, clean: float, resolution: float = 0.0) -> float:
