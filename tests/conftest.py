@@ -230,27 +230,23 @@ def snakemake(*args, check=True, cwd=REPO) -> subprocess.CompletedProcess:
     return proc
 
 
+def synthetic_results(res: Path, n=(128, 40, 60)) -> Path:
+    """A synthetic 3-class "pathmnist" in the results folder ``res`` and the record the download
+    step would have written for it (pointing at it); returns the HDF5 file."""
+    from lnm.checksum import verify, write_text
+
+    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=n, size=28, num_classes=3)
+    record = {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic",
+              "sha256": verify(h5), "bytes": h5.stat().st_size}  # fmt: skip
+    write_text(res / "raw" / "pathmnist_28.json", json.dumps(record))
+    return h5
+
+
 @pytest.fixture(scope="session")
 def synthetic_smoke(tmp_path_factory):
     """The smoke preset run once on a synthetic 3-class "pathmnist" made here; (results, args)."""
-    from lnm.checksum import verify, write_text
-
     res = tmp_path_factory.mktemp("synthetic") / "results"
-    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(128, 40, 60), size=28, num_classes=3)
-    # the record the download step would have written, pointing at the synthetic source
-    write_text(
-        res / "raw" / "pathmnist_28.json",
-        json.dumps(
-            {
-                "dataset": "pathmnist",
-                "size": 28,
-                "path": str(h5),
-                "md5": "synthetic",
-                "sha256": verify(h5),
-                "bytes": h5.stat().st_size,
-            }
-        ),
-    )
+    synthetic_results(res)
     cfg = [
         "--config",
         f"results={res}",

@@ -29,6 +29,14 @@ sys.meta_path.insert(0, _Block())
 """
 
 
+def blocking(tmp_path, modules: str) -> dict:
+    """The environment of a Python in which ``modules`` do not import."""
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "sitecustomize.py").write_text(BLOCK)
+    return {"PYTHONPATH": str(fake), "BLOCK_MODULES": modules}
+
+
 def check(tmp_path, *args, env=None):
     proc = subprocess.run(
         ["bash", str(SCRIPT), "--out", str(tmp_path / "out"), *args],
@@ -85,11 +93,7 @@ def test_the_summary_runs_as_the_check_calls_it(tmp_path):
 
 
 def test_a_python_without_torch_fails(tmp_path):
-    fake = tmp_path / "site"
-    fake.mkdir()
-    (fake / "sitecustomize.py").write_text(BLOCK)
-    env = {"PYTHONPATH": str(fake), "BLOCK_MODULES": "torch"}
-    rc, out = check(tmp_path, "--python", sys.executable, env=env)
+    rc, out = check(tmp_path, "--python", sys.executable, env=blocking(tmp_path, "torch"))
     assert rc == 2 and "torch fails to import" in out and "nothing checked" in out
     rc, out = check(tmp_path, "--python", str(tmp_path / "no-python"))
     assert rc == 2 and "nothing checked" in out
@@ -97,10 +101,7 @@ def test_a_python_without_torch_fails(tmp_path):
 
 @pytest.mark.slow  # imports every package the check needs (~20-90 s)
 def test_missing_packages_are_named_with_the_steps_they_skip(tmp_path):
-    fake = tmp_path / "site"
-    fake.mkdir()
-    (fake / "sitecustomize.py").write_text(BLOCK)
-    env = {"PYTHONPATH": str(fake), "BLOCK_MODULES": "snakemake jsonschema medmnist cleanlab"}
+    env = blocking(tmp_path, "snakemake jsonschema medmnist cleanlab")
     rc, out = check(tmp_path, "--python", sys.executable, env=env)
     assert rc != 0
     assert "MISSING Python packages: jsonschema snakemake medmnist cleanlab" in out
