@@ -395,10 +395,6 @@ def preprocess_real(
 
 
 # ----------------------------------------------------------------------------- the writer
-#: The datasets a split's group may hold, in the order they are written.
-SPLIT_ARRAYS = ("images", "labels", "noisy_labels", "annotators")
-
-
 def write_h5(
     path,
     images: dict,
@@ -425,24 +421,27 @@ def write_h5(
     ``mean``/``std``: default the train split's per channel, in [0, 1]. ``chunked``: one
     lzf-compressed image per chunk, as real-world files are written. ``attrs``: more file
     attributes after the standard ones (e.g. ``source``, ``real_world``)."""
-    per_split = {"images": images, "labels": labels}
-    per_split |= {"noisy_labels": noisy_labels or {}, "annotators": annotators or {}}
+    missing = [s for s in SPLITS if s not in images or s not in labels]
+    if missing:
+        raise ValueError(
+            f"{path}: no images or labels of split(s) {missing}; every one of {SPLITS}"
+        )
+    optional = {"noisy_labels": noisy_labels or {}, "annotators": annotators or {}}
     with artifact(path) as tmp, h5py.File(tmp, "w", track_order=True) as h5:
         for split in SPLITS:
             g = h5.create_group(split)
-            for name in SPLIT_ARRAYS:
-                if split not in per_split[name]:
-                    continue
-                if name == "images":
-                    x = np.ascontiguousarray(images[split], dtype=np.uint8)
-                    chunks = dict(chunks=(1, *x.shape[1:]), compression="lzf") if chunked else {}
-                    g.create_dataset("images", data=x, **chunks)
-                else:
-                    g.create_dataset(name, data=np.asarray(per_split[name][split], np.int64))
+            x = np.ascontiguousarray(images[split], dtype=np.uint8)
+            chunks = dict(chunks=(1, *x.shape[1:]), compression="lzf") if chunked else {}
+            g.create_dataset("images", data=x, **chunks)
+            g.create_dataset("labels", data=np.asarray(labels[split], np.int64))
+            for name, arrays in optional.items():
+                if split in arrays:
+                    g.create_dataset(name, data=np.asarray(arrays[split], np.int64))
         train = images["train"]
         if mean is None or std is None:
             flat = train.reshape(len(train), -1, train.shape[-1]) / 255.0
-            mean, std = flat.mean(axis=(0, 1)), flat.std(axis=(0, 1))
+            mean = flat.mean(axis=(0, 1)) if mean is None else mean
+            std = flat.std(axis=(0, 1)) if std is None else std
         h5.attrs.update(
             dataset=dataset,
             size=int(train.shape[1]),
