@@ -45,10 +45,6 @@ in and out as the trainer's checkpoint holds it). Per method and variant it prin
 - ``x-load``: whether eager's checkpoint loads (``load_state_dict``, strict) into a fresh method
   of the variant and the variant's checkpoint into a fresh eager method, bitwise.
 
-Last, the ``state_dict`` keys of an eager network, of one compiled in place and of the
-``torch.compile(net)`` wrapper (``OptimizedModule``, keys prefixed ``_orig_mod.``), and whether
-an eager checkpoint loads into the wrapper.
-
 On CUDA the trainer's CUDA path is measured as it is (``Method.forward``: channels_last, and
 bf16 autocast with ``precision: bf16``) for each of ``--precisions`` (default ``fp32,bf16``),
 with CUDA graphs through ``mode="reduce-overhead"``. On a CPU the trainer computes in fp32
@@ -77,7 +73,6 @@ its sets from epoch 1, T-Revision estimates T in epoch 0 and reweights from epoc
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import logging
@@ -90,11 +85,10 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
+import _common
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
@@ -103,11 +97,6 @@ CUDA_ONLY = {"reduce-overhead": "CUDA graphs need a CUDA device"}
 #: the CPU's default modes: ``max-autotune-no-cudagraphs`` adds minutes of compiling a backbone
 CPU_MODES = "default"
 DEFAULT_METHODS = ("ce", "coteaching", "dividemix")
-NOISE_RATE = 0.2
-#: ``config.yaml``'s harmonized training settings
-OPTIMIZER = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
-SCHEDULE = {"name": "multistep", "milestones": [20, 40], "gamma": 0.1}
-AUGMENT = {"crop_padding": 4, "hflip": True, "vflip": False}
 #: hyperparameters that put each method in its main phase from epoch 1 (see the docstring);
 #: only those a method declares are passed
 MAIN_PHASE = {
@@ -124,80 +113,24 @@ MAIN_PHASE = {
 
 # ----------------------------------------------------------------------------- set-up
 def synthetic_data(args, device):
-    """DeviceData of ``steps x batch`` training images (class c brightens band c of the image)
-    with 20 % symmetric noise on the training and validation labels."""
+    """DeviceData of ``steps x batch`` synthetic training images with 20 % symmetric noise on
+    the training and validation labels (:func:`_common.synthetic`)."""
     from lnm.train.data import DeviceData
 
-    rng = np.random.default_rng(0)
-    n, s, c, k = args.steps * args.batch_size, args.size, args.channels, args.classes
-    counts = {"train": n, "val": 64, "test": 64}
-    images, clean, noisy = {}, {}, {}
-    band = max(1, s // k)
-    for split, count in counts.items():
-        y = rng.integers(0, k, count)
-        x = rng.integers(0, 96, (count, s, s, c))
-        for cls in range(k):
-            x[y == cls, (cls * band) % s : (cls * band) % s + band] += 120
-        flip = rng.random(count) < NOISE_RATE
-        y_noisy = y.copy()
-        y_noisy[flip] = (y[flip] + rng.integers(1, k, int(flip.sum()))) % k
-        images[split], clean[split], noisy[split] = x.clip(0, 255).astype(np.uint8), y, y_noisy
-    transition = np.zeros((k, k))
-    np.add.at(transition, (clean["train"], noisy["train"]), 1)
-    transition /= transition.sum(1, keepdims=True).clip(min=1)
-    flat = images["train"].reshape(-1, c)
-    dataset = SimpleNamespace(
-        attrs={
-            "n_channels": c,
-            "n_classes": k,
-            "mean": flat.mean(0) / 255,
-            "std": flat.std(0) / 255,
-        },
-        images=images,
-        labels=clean,
-    )
-    noise = {
-        "train_noisy": noisy["train"],
-        "train_clean": clean["train"],
-        "train_is_clean": noisy["train"] == clean["train"],
-        "val_noisy": noisy["val"],
-        "val_clean": clean["val"],
-        "transition": transition,
-        "has_clean": True,
-        "val_has_clean": True,
-    }
-    data = DeviceData(dataset, noise, device, AUGMENT, args.batch_size, True)
+    counts = {"train": args.steps * args.batch_size, "val": 64, "test": 64}
+    ds, noise = _common.synthetic(counts, args.size, args.channels, args.classes, rate=0.2)
+    data = DeviceData(ds, noise, device, _common.AUGMENT, args.batch_size, True)
     data.noise_estimate = None  # as the trainer sets it without an estimate file
     return data
 
 
 def run_spec(method: str, args, precision: str):
     from lnm.methods import get_method
-    from lnm.train.spec import RunSpec
 
     cls = get_method(method)
     params = {k: v for k, v in MAIN_PHASE.get(method, {}).items() if k in cls.defaults}
-    return RunSpec(
-        dataset="synthetic",
-        size=args.size,
-        noise="symmetric",
-        rate=NOISE_RATE,
-        noise_seed=0,
-        method=method,
-        backbone=args.backbone,
-        seed=0,
-        pretrained=False,
-        epochs=100,
-        batch_size=args.batch_size,
-        optimizer=dict(OPTIMIZER),
-        schedule=dict(SCHEDULE),
-        augment=dict(AUGMENT),
-        drop_last=True,
-        last_k=1,
-        eval_view=cls.eval_view,
-        precision=precision,
-        method_params=params,
-    )
+    return _common.run_spec(method, args.backbone, args.size, args.batch_size,
+                            eval_view=cls.eval_view, precision=precision, method_params=params)  # fmt: skip
 
 
 @dataclass
@@ -270,11 +203,6 @@ def build_method(spec, data, device, v: Variant):
 
 
 # ----------------------------------------------------------------------------- measuring
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class _LimitWatch(logging.Handler):
     """Counts dynamo's "hit config.recompile_limit" warnings: past the limit a function runs
     eager, so a variant that hits it does not measure compiled code."""
@@ -311,12 +239,12 @@ def run_epoch(v: Variant, data, spec, epoch: int, device, into: Counter) -> tupl
     from lnm.train.trainer import _rng_state, _set_rng_state
 
     _set_rng_state(v.rng, torch.device(device))
-    _sync(device)
+    _common.sync(device)
     before = _counters()
     t0, c0 = time.perf_counter(), time.process_time()
     v.method.start_epoch(epoch)
     diag = v.method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
-    _sync(device)
+    _common.sync(device)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     v.rng = _rng_state(torch.device(device))
     v.losses.append(float(diag.get("train_loss", float("nan"))))
@@ -551,60 +479,14 @@ def print_rows(method: str, precision: str, variants: list[Variant], args) -> No
         )
 
 
-def state_dict_keys(args, data, device) -> None:
-    """Keys of an eager, an in-place compiled and a wrapped (``torch.compile(net)``) network,
-    and what loading an eager checkpoint into each does (nothing is compiled: no call)."""
-    from lnm.models import build_model
-
-    def net():
-        return build_model(args.backbone, data.in_chans, data.num_classes, args.size, False)
-
-    eager = nn.ModuleList([net()])
-    state = eager.state_dict()
-    inplace = nn.ModuleList([net()])
-    inplace[0].compile()
-    wrapped = nn.ModuleList([torch.compile(net())])
-    first = next(iter(state))
-    print("\nstate_dict keys (a method's 'nets', an nn.ModuleList):")
-    print(f"  eager                  {first!r} ... ({len(state)} keys)")
-    same = list(inplace.state_dict()) == list(state)
-    print(
-        f"  net.compile() in place {next(iter(inplace.state_dict()))!r}: "
-        f"{'the same keys' if same else 'DIFFERENT keys'}; "
-        f"eager checkpoint loads: {_try_load(inplace, state)}"
-    )
-    print(
-        f"  torch.compile(net)     {next(iter(wrapped.state_dict()))!r}; "
-        f"eager checkpoint loads: {_try_load(wrapped, state)}"
-    )
-    orig = nn.ModuleList([m._orig_mod for m in wrapped])
-    print(
-        f"  ... its ._orig_mod     {next(iter(orig.state_dict()))!r}; "
-        f"eager checkpoint loads: {_try_load(orig, state)}"
-    )
-
-
-def _try_load(module: nn.Module, state: dict) -> str:
-    try:
-        module.load_state_dict(state)
-        return "yes"
-    except Exception as err:
-        text = " ".join(str(err).split())  # the key lists follow the first line
-        start = text.find("Missing key")
-        return f"NO ({type(err).__name__}: {text[start if start >= 0 else 0 :][:100]}...)"
-
-
 # ----------------------------------------------------------------------------- main
-def parse_args():
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def parse_args(argv=None):
+    p = _common.parser(__doc__, json=False)
     p.add_argument("--backbone", default="resnet18", help="one of lnm.grid.BACKBONES")
     p.add_argument("--size", type=int, default=28, help="image size in pixels")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--classes", type=int, default=9)
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
     p.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
@@ -616,7 +498,8 @@ def parse_args():
     p.add_argument(
         "--modes",
         help="comma-separated torch.compile modes (default on CUDA: "
-        f"{','.join(MODES)}; on a CPU: {CPU_MODES}); CUDA-only ones are skipped on a CPU",
+        f"{','.join(MODES)}; on a CPU: {CPU_MODES}); CUDA-only ones are skipped on a CPU; "
+        "none: eager only",
     )
     p.add_argument(
         "--precisions",
@@ -636,34 +519,24 @@ def parse_args():
         help="resume check: the fresh method recompiles with dynamo reset and inductor's "
         "caches off (autotuning again), as a resumed job on another machine does",
     )
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument(
-        "--no-keys", action="store_true", help="skip the state_dict keys section at the end"
-    )
     p.add_argument(
         "--quick",
         action="store_true",
         help="CE only, 1 step, 1 repeat, mode default (about a minute with a warm cache)",
     )
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.fresh_cache:  # before anything is compiled: inductor reads it when it compiles
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lnm-compile-bench-")
     from lnm.grid import BACKBONES, methods
-    from lnm.train.trainer import resolve_device
 
     if args.backbone not in BACKBONES:
         raise SystemExit(f"unknown backbone {args.backbone!r}; allowed: {', '.join(BACKBONES)}")
-    try:
-        device = resolve_device(args.device)
-    except RuntimeError as err:  # cuda asked for where there is none
-        raise SystemExit(str(err)) from None
+    device = _common.setup(args)
     cuda = device.type == "cuda"
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.quick:
         args.methods, args.modes = "ce", "default"
         args.steps, args.repeats = args.steps or 1, args.repeats or 1
@@ -685,6 +558,8 @@ def main() -> None:
         notes.append("--whole-step: 2 warm-up epochs (the optimiser step compiles twice)")
     modes = []
     for m in (args.modes or (",".join(MODES) if cuda else CPU_MODES)).split(","):
+        if m == "none":  # eager alone: its timing and resume check
+            continue
         if m not in MODES:
             raise SystemExit(f"unknown mode {m!r}; allowed: {', '.join(MODES)}")
         if m in CUDA_ONLY and not cuda:
@@ -740,8 +615,6 @@ def main() -> None:
             print_rows(name, precision, variants, args)
             problems += variant_problems(name, precision, variants)
             del variants
-    if not args.no_keys:
-        state_dict_keys(args, data, device)
     print(
         "\nimg/s, CPU s: medians of the timed epochs (CPU s = process CPU time of an epoch); "
         "wall x / CPU x: eager / variant; compile s: extra warm-up time over eager's; graphs: "
@@ -752,7 +625,7 @@ def main() -> None:
     )
     if problems:  # a failed variant or an inexact resume is a failed check, not a table entry
         print("\nFAILED checks:\n  " + "\n  ".join(problems))
-        sys.exit(1)
+    return 1 if problems else 0
 
 
 def variant_problems(method: str, precision: str, variants: list[Variant]) -> list[str]:
@@ -772,4 +645,4 @@ def variant_problems(method: str, precision: str, variants: list[Variant]) -> li
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

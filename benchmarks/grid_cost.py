@@ -58,7 +58,6 @@ counts printed here are the grid's, for comparison.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import hashlib
 import io
@@ -74,17 +73,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
+from _common import REPO, parser, setup, sync, synthetic, write_synthetic
 
-from lnm import grid  # noqa: E402
-from lnm.config import load_config, run_spec  # noqa: E402
-from lnm.train.spec import RunSpec  # noqa: E402
+from lnm import grid
+from lnm.config import load_config, run_spec
+from lnm.train.spec import RunSpec
 
+HERE = REPO / "benchmarks"
 DEFAULT_MEASUREMENTS = HERE / "grid_cost.json"
 FORMAT = 1
 #: Real-world sets without a file or --split-sizes: (channels, classes) assumed for measuring.
@@ -410,41 +406,6 @@ def devices_needed(total_hours: float, wall_hours: float, longest_hours: float) 
 
 
 # ---------------------------------------------------------------------- measurement
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def synthetic_data(n: dict, size: int, channels: int, classes: int, rate: float, seed: int = 0):
-    """An in-memory dataset (the fields :class:`lnm.train.data.DeviceData` reads) and its
-    noise dict: random images, labels with a fraction ``rate`` flipped."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    images, labels = {}, {}
-    for split, count in n.items():
-        images[split] = rng.integers(0, 256, (count, size, size, channels), dtype=np.uint8)
-        labels[split] = rng.integers(0, classes, count).astype(np.int64)
-    attrs = {
-        "dataset": "synthetic",
-        "size": size,
-        "n_channels": channels,
-        "n_classes": classes,
-        "mean": np.full(channels, 0.5),
-        "std": np.full(channels, 0.25),
-    }
-    noise = {"has_clean": True, "val_has_clean": True, "transition": np.eye(classes)}
-    for split in ("train", "val"):
-        flip = rng.random(n[split]) < rate
-        noisy = np.where(flip, (labels[split] + 1) % classes, labels[split])
-        noise |= {f"{split}_noisy": noisy, f"{split}_clean": labels[split]}
-        if split == "train":
-            noise["train_is_clean"] = ~flip
-    return SimpleNamespace(attrs=attrs, images=images, labels=labels), noise
-
-
 def measure_run(
     spec: RunSpec,
     device,
@@ -489,7 +450,7 @@ def measure_run(
     n_eval = int(eval_images or n_train)
     n = {"train": n_train, "val": n_eval // 2, "test": n_eval - n_eval // 2}
     rate = spec.rate if spec.rate > 0 else 0.2
-    dataset, noise = synthetic_data(n, spec.size, channels, classes, rate)
+    dataset, noise = synthetic(n, spec.size, channels, classes, rate)
     data = DeviceData(dataset, noise, device, mspec.augment, bs, mspec.drop_last)
     data.noise_estimate = {"estimated_rate": rate}  # forget_rate: estimated
     configure_determinism(device)  # the trainer's settings (CUDA: deterministic algorithms)
@@ -499,10 +460,10 @@ def measure_run(
     phases = [{"seconds": 0.0, "images": 0, "epochs": 0} for _ in range(n_phases)]
     for epoch in range(mspec.epochs):
         m.start_epoch(epoch)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         diag = m.train_epoch(epoch, data.epoch_batches(mspec.seed, epoch))
-        _sync(device)
+        sync(device)
         dt = time.perf_counter() - t0
         if epoch % per_phase < warm_epochs:
             continue
@@ -516,10 +477,10 @@ def measure_run(
     for p in phases:
         p["ips"] = p["images"] / p["seconds"]
     evaluate(m, data)  # warm-up
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     evaluate(m, data)
-    _sync(device)
+    sync(device)
     ev = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="lnm-grid-cost-") as tmp:
         t0 = time.perf_counter()
@@ -579,46 +540,24 @@ def measure_startup(device) -> float:
 def measure_data_path(device, megabytes: int = 128) -> float:
     """Bytes/s of a run's data path: SHA-256 verification of an (uncompressed, MedMNIST-style)
     HDF5 file of ``megabytes`` of images and loading it onto ``device`` (page cache warm)."""
-    import h5py
-    import numpy as np
-    import torch
-
-    from lnm.checksum import verify, write_sidecar
+    from lnm.checksum import verify
     from lnm.train.datasource import open_data
 
     size, c = 64, 3
     per = size * size * c
     n = max(3, (megabytes << 20) // per)
     counts = {"train": n - 2 * (n // 10), "val": n // 10, "test": n // 10}
-    dataset, noise = synthetic_data(counts, size, c, 5, 0.2)
     with tempfile.TemporaryDirectory(prefix="lnm-grid-cost-") as tmp:
         path = Path(tmp) / "synthetic_64.h5"
-        with h5py.File(path, "w") as h5:
-            for s in counts:
-                g = h5.create_group(s)
-                g.create_dataset("images", data=dataset.images[s])
-                g.create_dataset("labels", data=dataset.labels[s])
-            h5.attrs.update(
-                dataset="synthetic",
-                size=size,
-                task="multi-class",
-                n_channels=c,
-                n_classes=5,
-                classes=json.dumps([str(i) for i in range(5)]),
-                source_md5="",
-                source_sha256="0" * 64,
-                mean=np.full(c, 0.5),
-                std=np.full(c, 0.25),
-            )
-        write_sidecar(path)
+        noise = write_synthetic(path, counts, size, c, 5, 0.2)
         total = n * per
         best = math.inf
         for _ in range(2):  # the first warms the page cache
-            _sync(torch.device(device))
+            sync(device)
             t0 = time.perf_counter()
             verify(path)
             data = open_data(path, noise, device, {}, 128, True, stream="never", log=lambda s: None)
-            _sync(torch.device(device))
+            sync(device)
             best = min(best, time.perf_counter() - t0)
             del data
     return total / best
@@ -745,10 +684,8 @@ def parse_split_sizes(items: list[str]) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def parse_args(argv=None):
+    p = parser(__doc__)
     p.add_argument("configs", nargs="*", help="config files merged over config.yaml, in order")
     p.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="override")
     p.add_argument("--methods", nargs="+", help="only these methods (measured and projected)")
@@ -760,8 +697,6 @@ def main(argv=None) -> int:
     )
     p.add_argument("--batch-size", type=int, help="measure at this batch size (default: the run's)")
     p.add_argument("--eval-images", type=int, help="synthetic val + test images (default: train)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
-    p.add_argument("--threads", type=int, help="torch threads on a CPU (default: torch's)")
     p.add_argument("--measurements", type=Path, default=DEFAULT_MEASUREMENTS, help="cache file")
     p.add_argument("--use", metavar="NAME", help="project with this device's measurements")
     p.add_argument("--no-measure", action="store_true", help="measure nothing (cached only)")
@@ -769,8 +704,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-startup", action="store_true", help="leave out start-up and data loading")
     p.add_argument("--data-mb", type=int, default=128, help="size of the data-path test file")
     p.add_argument("--wall-hours", type=float, help="devices needed to finish in this wall time")
-    p.add_argument("--json", type=Path, help="also write the projection to this JSON file")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
 
     config = load_config(*args.configs, overrides=parse_sets(args.set))
     names = " + ".join(["config.yaml", *[str(c) for c in args.configs]])
@@ -787,14 +725,7 @@ def main(argv=None) -> int:
         measure = False
         device = None
     else:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        pref = args.device
-        if pref == "auto":
-            pref = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(pref)
+        device = setup(args)
         dev_name = device_name(device)
         measure = not args.no_measure
     dev = doc["devices"].setdefault(dev_name, {"runs": {}})

@@ -22,8 +22,7 @@ used memory (``nvidia-smi``, every 0.1 s) and prints the peak above the idle lev
 After the timings it checks that the packed runs' outputs (metrics.json, per_epoch.csv,
 test_probs.npz) are byte-identical to the separate runs' of the same seeds.
 
-Data: ``--dataset`` at ``--size`` px from its raw MedMNIST file in ``--raw-dir`` (else
-``$LNM_RAW_DIR``, else ``../shared/data/medmnist`` beside the repository), else (or with
+Data: ``--dataset`` at ``--size`` px from its raw MedMNIST file in ``--raw-dir``, else (or with
 ``--synthetic``) a synthetic BreastMNIST-shaped set at that size (546 / 78 / 156 images).
 
     python benchmarks/pack_runs.py                                  # CPU, K=3, 1 and 3 epochs
@@ -33,9 +32,10 @@ Data: ``--dataset`` at ``--size`` px from its raw MedMNIST file in ``--raw-dir``
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,17 +45,21 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overhead import (  # noqa: E402
-    _children_cpu,
-    default_raw_dir,
-    epoch_seconds,
-    make_synthetic,
-    train_cmd,
-)
+import _common
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = _common.REPO
 OUTPUTS = ("metrics.json", "per_epoch.csv", "test_probs.npz")
+EPOCH_LINE = re.compile(r"\] epoch (\d+)/\d+ .*\(([\d.]+)s\)$")
+
+
+def epoch_seconds(stderr: str) -> list[float]:
+    """The trainer's own per-epoch seconds, from its log lines."""
+    return [float(m.group(2)) for line in stderr.splitlines() if (m := EPOCH_LINE.search(line))]
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def prepare(work: Path, args) -> tuple[Path, Path, str]:
@@ -64,7 +68,7 @@ def prepare(work: Path, args) -> tuple[Path, Path, str]:
     from lnm.noise.generate import generate_noise_file
 
     h5 = work / f"{args.dataset}_{args.size}.h5"
-    raw = Path(args.raw_dir).expanduser() if args.raw_dir else default_raw_dir()
+    raw = _common.raw_dir(args.raw_dir)
     if not args.synthetic and (raw / raw_filename(args.dataset, args.size)).exists():
         from lnm.data.hdf5 import preprocess
         from lnm.data.medmnist_io import fetch
@@ -76,7 +80,8 @@ def prepare(work: Path, args) -> tuple[Path, Path, str]:
     else:
         if args.dataset != "breastmnist":
             raise SystemExit(f"no raw file of {args.dataset} at {args.size} px in {raw}")
-        make_synthetic(h5, size=args.size)
+        counts = {"train": 546, "val": 78, "test": 156}
+        _common.write_synthetic(h5, counts, args.size, 1, 2, dataset="breastmnist")
         what = f"synthetic BreastMNIST-shaped set (546/78/156 images, {args.size} px, 2 classes)"
     npz = work / "noise.npz"
     generate_noise_file(h5, npz, "symmetric", 0.4, 0)
@@ -92,6 +97,16 @@ def write_config(work: Path, args, epochs: int) -> Path:
         f"train: {{epochs: {epochs}, last_k: 1}}\n"
     )
     return path
+
+
+def train_cmd(args, cfg: Path, h5: Path, npz: Path, out, seeds) -> list[str]:
+    """``lnm train`` of ``seeds`` in one process (``out`` holding ``{seed}``)."""
+    return [
+        sys.executable, "-m", "lnm.cli", "train", "--config", str(cfg), "--data", str(h5),
+        "--noise", str(npz), "--method", args.method, "--backbone", args.backbone,
+        "--seed", *map(str, seeds), "--device", args.device, "--threads", str(args.threads),
+        "--out", str(out),
+    ]  # fmt: skip
 
 
 class GpuMemory:
@@ -136,13 +151,9 @@ class GpuMemory:
 def run_mode(args, cfg, h5, npz, groups: list[list[int]], slots: int, out: Path) -> dict:
     """Run one process per seed group, at most ``slots`` at a time; wall and CPU seconds, the
     trainer's epoch seconds, and the GPU's peak used memory."""
-    cmds = [
-        [sys.executable, "-m", "lnm.cli", "train",
-         *train_cmd(args, [cfg], h5, npz, out / "s{seed}", seeds=g, device=args.device)]
-        for g in groups
-    ]  # fmt: skip
+    cmds = [train_cmd(args, cfg, h5, npz, out / "s{seed}", g) for g in groups]
     pending, running, errs, epoch_s = list(cmds), [], [], 0.0
-    c0, t0 = _children_cpu(), time.perf_counter()
+    c0, t0 = children_cpu(), time.perf_counter()
     with GpuMemory(args.device.startswith("cuda")) as mem:
         while pending or running:
             while pending and len(running) < slots:
@@ -164,7 +175,7 @@ def run_mode(args, cfg, h5, npz, groups: list[list[int]], slots: int, out: Path)
                 raise SystemExit(f"lnm train failed ({p.returncode}):\n{stdout}\n{stderr}")
             errs.append(stderr)
             epoch_s += sum(epoch_seconds(stderr))
-    wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
+    wall, cpu = time.perf_counter() - t0, children_cpu() - c0
     return {"wall": wall, "cpu": cpu, "epochs": epoch_s, "gpu_peak_mib": mem.peak}
 
 
@@ -182,8 +193,8 @@ def compare(a: Path, b: Path, seeds) -> list[str]:
     ]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse_args(argv=None):
+    p = _common.parser(__doc__, device="cpu", threads=1, raw_dir=True)
     p.add_argument("--runs", type=int, default=3, help="K: runs (seeds 0..K-1) per mode")
     p.add_argument("--epochs", type=int, nargs="+", default=[1, 3], help="epoch counts")
     p.add_argument("--slots", type=int, nargs="+", default=[1, 2], help="processes at a time")
@@ -192,20 +203,14 @@ def main(argv=None) -> int:
     p.add_argument("--backbone", default="resnet8")
     p.add_argument("--dataset", default="breastmnist")
     p.add_argument("--size", type=int, default=28, help="image size (px)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=1, help="lnm train --threads")
-    p.add_argument("--raw-dir", help="folder with the raw MedMNIST file")
     p.add_argument("--synthetic", action="store_true", help="synthetic data even if real exists")
     p.add_argument("--workdir", help="keep the files here (default: a temporary folder)")
-    p.add_argument("--json", help="write the figures to this JSON file")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    if args.device.startswith("cuda"):
-        import torch
 
-        if not torch.cuda.is_available():
-            print(f"--device {args.device}: CUDA is not available here; nothing measured")
-            return 0
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    _common.device(args.device)  # CUDA asked for where there is none: exit naming it
     k = args.runs
     seeds = list(range(k))
     with tempfile.TemporaryDirectory(prefix="lnm-pack-") as tmp:
@@ -307,7 +312,7 @@ def main(argv=None) -> int:
             text = "byte-identical" if not diff else "DIFFER: " + ", ".join(diff)
             print(f"outputs of {m} ({e} epoch(s)) against separate x1: {text}")
         if args.json:
-            Path(args.json).write_text(json.dumps({"data": what, "rows": table}, indent=2) + "\n")
+            args.json.write_text(json.dumps({"data": what, "rows": table}, indent=2) + "\n")
     ok = all(not d for d in same.values())
     return 0 if ok else 1
 

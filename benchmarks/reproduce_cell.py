@@ -23,9 +23,7 @@ differs when neither; cannot tell with one seed and a larger difference. With fe
 paper's 100 epochs or a subsampled training set the verdict line says the recipe was scaled, so
 it is indicative only.
 
-Data: ``<raw-dir>/<dataset>.npz`` (medmnist's files at 28 px; ``--raw-dir``, else
-``$LNM_RAW_DIR``, else ``shared/data/medmnist`` beside or inside the repository, else
-``~/.medmnist``); nothing is downloaded. ``--json`` writes every number. On an H100 the full
+Data: ``<raw-dir>/<dataset>.npz`` (medmnist's files at 28 px); nothing is downloaded. ``--json`` writes every number. On an H100 the full
 recipe (2 datasets x 3 seeds x 100 epochs) takes about a minute and a half; ``--time-limit``
 stops starting new runs past that many seconds (the runs done are reported). ``--backbone``
 (tests: ``resnet8``) and ``--max-train`` make the run a plumbing check, marked as such.
@@ -33,35 +31,20 @@ stops starting new runs past that many seconds (the runs done are reported). ``-
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
-import sys
 import time
 from pathlib import Path
 
+import _common
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
-
-from lnm.report import reproduction as rep  # noqa: E402
-from lnm.report import stats  # noqa: E402
+from lnm.report import reproduction as rep
+from lnm.report import stats
 
 DATASETS = ("breastmnist", "retinamnist")
 KINDS = {"acc": "test_acc_best_val_auc", "auc": "auc_best_val_auc"}
 PAPER_EPOCHS = 100
-
-
-def raw_dir(arg: str | None) -> Path:
-    shared = [REPO.parent / "shared" / "data" / "medmnist", REPO / "shared" / "data" / "medmnist"]
-    for cand in (arg, os.environ.get("LNM_RAW_DIR"), *shared):
-        if cand and Path(cand).expanduser().is_dir():
-            return Path(cand).expanduser()
-    return Path("~/.medmnist").expanduser()
 
 
 def load(path: Path) -> dict:
@@ -177,15 +160,11 @@ def judge(values: list[float], value: float, n_test: int, metric: str) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def parse_args(argv=None):
+    p = _common.parser(__doc__, raw_dir=True)
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=PAPER_EPOCHS)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
-    p.add_argument("--raw-dir", help="folder of medmnist's 28-px .npz files")
     p.add_argument("--max-train", type=int, help="subsample the training split (tests)")
     p.add_argument(
         "--backbone",
@@ -193,22 +172,20 @@ def main(argv=None) -> int:
         help="another network (tests: resnet8); the verdict is then indicative only",
     )
     p.add_argument("--time-limit", type=float, help="start no new run after this many seconds")
-    p.add_argument("--json", type=Path, help="write every number to this file")
     p.add_argument(
         "--checks",
         type=Path,
         help="write the verdicts as rows of benchmarks/gpu_check.sh's closing table "
         "(agrees: met; differs or cannot tell: MISSED; a scaled recipe: MISSED)",
     )
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    import torch
 
-    dev = args.device
-    if dev == "auto":
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(dev)
-    folder = raw_dir(args.raw_dir)
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    device = _common.setup(args)
+    folder = _common.raw_dir(args.raw_dir)
     scaled = args.epochs != PAPER_EPOCHS or bool(args.max_train) or args.backbone != "resnet18"
     print(
         f"reproduce_cell: clean CE, {args.backbone} (28 px), Adam 1e-3, batch 128, {args.epochs} epochs"

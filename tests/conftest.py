@@ -1,14 +1,14 @@
+import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
-from lnm.checksum import write_sidecar
+from lnm.data.hdf5 import write_h5
 
 REPO = Path(__file__).resolve().parent.parent
 #: The real MedMNIST files the tests use offline: $LNM_RAW_DIR, else ../shared/data/medmnist
@@ -41,31 +41,27 @@ def make_h5(
 ) -> Path:
     """A tiny learnable dataset in the layout of lnm.data.hdf5: class c brightens band c."""
     rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as h5:
-        for split, count in zip(("train", "val", "test"), n):
-            y = rng.integers(0, num_classes, count)
-            x = rng.integers(0, noise, (count, size, size, channels))
-            for c in range(num_classes):
-                rows = slice(c * size // num_classes, (c + 1) * size // num_classes)
-                x[y == c, rows] += signal
-            g = h5.create_group(split)
-            g["images"] = x.clip(0, 255).astype(np.uint8)
-            g["labels"] = y.astype(np.int64)
-        h5.attrs.update(
-            dataset="synthetic",
-            size=size,
-            task="multi-class",
-            n_channels=channels,
-            n_classes=num_classes,
-            classes=json.dumps([f"c{i}" for i in range(num_classes)]),
-            source_md5="0" * 32,
-            source_sha256="0" * 64,
-            mean=np.full(channels, 0.35),
-            std=np.full(channels, 0.3),
-        )
-    write_sidecar(path)
+    images, labels = {}, {}
+    for split, count in zip(("train", "val", "test"), n):
+        labels[split] = y = rng.integers(0, num_classes, count)
+        x = rng.integers(0, noise, (count, size, size, channels))
+        for c in range(num_classes):
+            rows = slice(c * size // num_classes, (c + 1) * size // num_classes)
+            x[y == c, rows] += signal
+        images[split] = x.clip(0, 255).astype(np.uint8)
+    write_h5(path, images, labels, dataset="synthetic",
+             classes=[f"c{i}" for i in range(num_classes)], source_md5="0" * 32,
+             mean=np.full(channels, 0.35), std=np.full(channels, 0.3))  # fmt: skip
     return path
+
+
+def benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` imported as a module (its folder on ``sys.path``, as
+    when it runs)."""
+    folder = str(REPO / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
 
 
 def check_png(path, figsize):
@@ -234,27 +230,23 @@ def snakemake(*args, check=True, cwd=REPO) -> subprocess.CompletedProcess:
     return proc
 
 
+def synthetic_results(res: Path, n=(128, 40, 60)) -> Path:
+    """A synthetic 3-class "pathmnist" in the results folder ``res`` and the record the download
+    step would have written for it (pointing at it); returns the HDF5 file."""
+    from lnm.checksum import verify, write_text
+
+    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=n, size=28, num_classes=3)
+    record = {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic",
+              "sha256": verify(h5), "bytes": h5.stat().st_size}  # fmt: skip
+    write_text(res / "raw" / "pathmnist_28.json", json.dumps(record))
+    return h5
+
+
 @pytest.fixture(scope="session")
 def synthetic_smoke(tmp_path_factory):
     """The smoke preset run once on a synthetic 3-class "pathmnist" made here; (results, args)."""
-    from lnm.checksum import verify, write_text
-
     res = tmp_path_factory.mktemp("synthetic") / "results"
-    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(128, 40, 60), size=28, num_classes=3)
-    # the record the download step would have written, pointing at the synthetic source
-    write_text(
-        res / "raw" / "pathmnist_28.json",
-        json.dumps(
-            {
-                "dataset": "pathmnist",
-                "size": 28,
-                "path": str(h5),
-                "md5": "synthetic",
-                "sha256": verify(h5),
-                "bytes": h5.stat().st_size,
-            }
-        ),
-    )
+    synthetic_results(res)
     cfg = [
         "--config",
         f"results={res}",

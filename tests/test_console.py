@@ -224,20 +224,15 @@ def test_sigterm_stops_a_real_run_with_one_line_each_way(tmp_path):
     started: the running jobs finish, the console says once that the run is stopping and at
     the end what finished; no repeated notice, no error (none failed); every finished job's
     log is non-empty. Run again, the workflow counts the runs done before and trains the rest."""
-    import json
     import os
     import signal
     import threading
     import time
 
-    from lnm.checksum import verify, write_text
-    from tests.conftest import SYNTHETIC_RULES, make_h5
+    from tests.conftest import SYNTHETIC_RULES, synthetic_results
 
     res = tmp_path / "results"
-    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(128, 40, 60), size=28, num_classes=3)
-    write_text(res / "raw" / "pathmnist_28.json", json.dumps(
-        {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic",
-         "sha256": verify(h5), "bytes": h5.stat().st_size}))  # fmt: skip
+    synthetic_results(res)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
            str(REPO / "presets" / "smoke.yaml"), "--config", f"results={res}",
            "datasets=[pathmnist]", "--allowed-rules", *SYNTHETIC_RULES]  # fmt: skip

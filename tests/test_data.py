@@ -133,3 +133,43 @@ def test_artifacts_follow_the_umask(tmp_path, umask, mode):
     for name in ("a.json", "b.bin"):
         for f in (tmp_path / name, sidecar(tmp_path / name)):
             assert stat.S_IMODE(f.stat().st_mode) == mode, (f, oct(f.stat().st_mode))
+
+
+def test_the_writer_writes_what_load_h5_reads_with_the_train_statistics(tmp_path):
+    """lnm.data.hdf5.write_h5, the one writer of the layout (preprocess, tests, benchmarks)."""
+    import h5py
+
+    from lnm.data.hdf5 import SPLITS, write_h5
+
+    rng = np.random.default_rng(0)
+    images = {
+        s: rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8) for s, n in zip(SPLITS, (6, 3, 2))
+    }
+    labels = {s: np.arange(len(x)) % 2 for s, x in images.items()}
+    votes = np.array([[0, 1], [1, -1], [0, 0], [1, 1], [-1, -1], [0, 1]])
+    path = tmp_path / "d.h5"
+    write_h5(path, images, labels, dataset="fixture", classes=["a", "b"], chunked=True,
+             noisy_labels={"train": 1 - labels["train"]}, annotators={"train": votes},
+             source="csv", real_world=True)  # fmt: skip
+    ds = load_h5(path)  # its sidecar is checked
+    assert {k: ds.attrs[k] for k in ("dataset", "size", "task", "n_channels", "n_classes")} == {
+        "dataset": "fixture", "size": 4, "task": "binary-class", "n_channels": 3, "n_classes": 2
+    }  # fmt: skip
+    assert ds.attrs["classes"] == ["a", "b"] and ds.real_world and ds.attrs["source"] == "csv"
+    for s in SPLITS:
+        np.testing.assert_array_equal(ds.images[s], images[s])
+        np.testing.assert_array_equal(ds.labels[s], labels[s])
+    np.testing.assert_array_equal(ds.noisy_labels["train"], 1 - labels["train"])
+    np.testing.assert_array_equal(ds.annotators["train"], votes)
+    assert set(ds.noisy_labels) == set(ds.annotators) == {"train"}
+    flat = images["train"].reshape(-1, 3) / 255
+    np.testing.assert_allclose(ds.attrs["mean"], flat.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(ds.attrs["std"], flat.std(0), rtol=1e-12)
+    with h5py.File(path) as h5:  # one lzf-compressed image per chunk, as real-world files
+        assert h5["val/images"].chunks == (1, 4, 4, 3) and h5["val/images"].compression == "lzf"
+    other = tmp_path / "e.h5"
+    with pytest.raises(ValueError, match=r"e\.h5: no images or labels of split\(s\) \['test'\]"):
+        write_h5(
+            other, {s: images[s] for s in ("train", "val")}, labels, dataset="x", classes=[0, 1]
+        )
+    assert not other.exists()

@@ -4,6 +4,8 @@
 import json
 import os
 import re
+import shlex
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO, benchmark
+
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
-sys.path.insert(0, str(REPO / "benchmarks"))
-import gpu_summary  # noqa: E402
+gpu_summary = benchmark("gpu_summary")
 
 BLOCK = """
 import os, sys
@@ -25,6 +27,14 @@ class _Block:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, _Block())
 """
+
+
+def blocking(tmp_path, modules: str) -> dict:
+    """The environment of a Python in which ``modules`` do not import."""
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "sitecustomize.py").write_text(BLOCK)
+    return {"PYTHONPATH": str(fake), "BLOCK_MODULES": modules}
 
 
 def check(tmp_path, *args, env=None):
@@ -50,12 +60,40 @@ def test_the_step_budgets_and_the_reserve_fit_in_eight_minutes():
     assert "pytest -m gpu" in steps.splitlines()[0]  # the GPU tests come first
 
 
+def step_commands(text: str, table: str) -> list[str]:
+    """The COMMAND column of gpu_check.sh's table ``table`` (STEPS, FULL_STEPS), unquoted."""
+    lines = re.search(rf"^{table}=\(\n(.*?)^\)", text, re.M | re.S)[1].splitlines()
+    return [line.strip()[1:-1].replace('\\"', '"').split("|", 3)[3] for line in lines]
+
+
+def test_every_benchmark_the_check_runs_takes_its_flags():
+    text = SCRIPT.read_text()
+    env = {"PY": "python", "OUT": "/o", "RAW_DIR": "/r", "ROUNDS": "3", "BATCHES": "5"}
+    scripts = []
+    for cmd in step_commands(text, "STEPS") + step_commands(text, "FULL_STEPS"):
+        argv = shlex.split(cmd.replace("\\$", "$"))
+        if len(argv) < 2 or not argv[1].startswith("benchmarks/"):
+            continue
+        argv = [string.Template(a).substitute(env) for a in argv]
+        name = Path(argv[1]).stem
+        benchmark(name).parse_args(argv[2:])  # an unknown flag or a bad value exits
+        scripts.append(name)
+    assert scripts == ["throughput", "grid_cost", "reproduce_cell", "grid_cost", "pack_runs",
+                       "compile_bench"]  # fmt: skip
+    assert 'benchmarks/gpu_summary.py "$OUT"' in text
+
+
+def test_the_summary_runs_as_the_check_calls_it(tmp_path):
+    write(tmp_path, GOOD_STEPS, junit([("a", None, "")]), GOOD_TP, GOOD_GRID)
+    script = str(REPO / "benchmarks" / "gpu_summary.py")
+    proc = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "every target is met" in proc.stdout
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True)
+    assert proc.returncode == 1 and "usage: gpu_summary.py OUT_DIR" in proc.stderr
+
+
 def test_a_python_without_torch_fails(tmp_path):
-    fake = tmp_path / "site"
-    fake.mkdir()
-    (fake / "sitecustomize.py").write_text(BLOCK)
-    env = {"PYTHONPATH": str(fake), "BLOCK_MODULES": "torch"}
-    rc, out = check(tmp_path, "--python", sys.executable, env=env)
+    rc, out = check(tmp_path, "--python", sys.executable, env=blocking(tmp_path, "torch"))
     assert rc == 2 and "torch fails to import" in out and "nothing checked" in out
     rc, out = check(tmp_path, "--python", str(tmp_path / "no-python"))
     assert rc == 2 and "nothing checked" in out
@@ -63,10 +101,7 @@ def test_a_python_without_torch_fails(tmp_path):
 
 @pytest.mark.slow  # imports every package the check needs (~20-90 s)
 def test_missing_packages_are_named_with_the_steps_they_skip(tmp_path):
-    fake = tmp_path / "site"
-    fake.mkdir()
-    (fake / "sitecustomize.py").write_text(BLOCK)
-    env = {"PYTHONPATH": str(fake), "BLOCK_MODULES": "snakemake jsonschema medmnist cleanlab"}
+    env = blocking(tmp_path, "snakemake jsonschema medmnist cleanlab")
     rc, out = check(tmp_path, "--python", sys.executable, env=env)
     assert rc != 0
     assert "MISSING Python packages: jsonschema snakemake medmnist cleanlab" in out

@@ -1,22 +1,16 @@
 """benchmarks/grid_cost.py: a tiny real measurement, and the projection on a hand-computed case."""
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
 from lnm.config import load_config
-from tests.conftest import REPO, tiny_spec
+from tests.conftest import benchmark, tiny_spec
 
 
 @pytest.fixture(scope="module")
 def gc():
-    spec = importlib.util.spec_from_file_location("grid_cost", REPO / "benchmarks" / "grid_cost.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["grid_cost"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark("grid_cost")
 
 
 def test_measure_run_smoke(gc):

@@ -5,7 +5,6 @@ folder), and by the consumers of a noise file (one drawn on another data file)."
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -18,7 +17,7 @@ import pytest
 
 from lnm.checksum import sidecar, verify, write_bytes, write_sidecar, write_text
 from lnm.cli import main as lnm
-from tests.conftest import REPO, SYNTHETIC_RULES, make_h5, snakemake
+from tests.conftest import REPO, SYNTHETIC_RULES, make_h5, snakemake, synthetic_results
 from tests.test_config import README_ERRORS, README_MISTAKES
 
 
@@ -185,10 +184,7 @@ def test_a_second_holder_of_a_results_folder_is_refused_naming_host_and_pid(held
 def test_the_workflow_refuses_a_second_run_on_the_same_results_folder(held):
     """Only a run that would run jobs takes the lock (onstart); a dry run notes the holder."""
     res, proc = held
-    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(64, 20, 30), size=28, num_classes=3)
-    record = {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic"}
-    record.update(sha256=verify(h5), bytes=h5.stat().st_size)
-    write_text(res / "raw" / "pathmnist_28.json", json.dumps(record))
+    synthetic_results(res, n=(64, 20, 30))
     target = res / "noise" / "pathmnist" / "symmetric-0.4-n0.npz"
     args = ["--config", f"results={res}", "datasets=[pathmnist]", "--allowed-rules"]
     args += [*SYNTHETIC_RULES, "--", str(target)]

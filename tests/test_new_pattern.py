@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import SYNTHETIC_RULES, make_h5
+from tests.conftest import SYNTHETIC_RULES, synthetic_results
 from tests.test_readme import _copy_repository
 
 #: The newcomer: class-conditional, each label flips with probability ε to the class before it
@@ -64,12 +64,7 @@ def copy_with_pattern(tmp_path_factory):
     added = {p.relative_to(repo) for p in repo.rglob("*")} - before
     assert [str(p) for p in added] == ["lnm/noise/patterns/nearest_class.py"]
     res = tmp / "results"
-    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(128, 40, 60), size=28, num_classes=3)
-    from lnm.checksum import verify, write_text
-
-    record = {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic"}
-    record.update(sha256=verify(h5), bytes=h5.stat().st_size)
-    write_text(res / "raw" / "pathmnist_28.json", json.dumps(record))
+    synthetic_results(res)
     cfg = tmp / "nearest.yaml"
     cfg.write_text(
         textwrap.dedent("""

@@ -10,7 +10,6 @@ deterministic; the bounds state how far a correct implementation may legitimatel
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import zipfile
 
@@ -20,6 +19,7 @@ import pytest
 from scipy import stats
 
 from lnm.checksum import ChecksumError, sidecar, verify, write_sidecar
+from lnm.data.hdf5 import write_h5
 from lnm.noise.generate import expected_rate, generate_noise_file, make_noisy_labels
 from lnm.noise.instance import channel_stats, instance_projection, instance_targets
 from lnm.noise.io import load_noise, save_noise
@@ -396,28 +396,12 @@ def test_bad_num_classes_labels_and_seed():
 
 def make_h5(path, n=(400, 100, 100), num_classes=4, shape=(5, 5, 3)):
     rng = np.random.default_rng(42)
-    with h5py.File(path, "w") as h5:
-        train_images = None
-        for split, size in zip(("train", "val", "test"), n):
-            g = h5.create_group(split)
-            images = rng.integers(0, 256, (size, *shape), dtype=np.uint8)
-            train_images = images if split == "train" else train_images
-            g.create_dataset("images", data=images)
-            g.create_dataset("labels", data=rng.integers(0, num_classes, size).astype(np.int64))
-        flat = train_images.reshape(-1, shape[-1]) / 255.0
-        h5.attrs.update(
-            dataset="synthmnist",
-            size=shape[0],
-            task="multi-class",
-            n_channels=shape[-1],
-            n_classes=num_classes,
-            classes=json.dumps([str(i) for i in range(num_classes)]),
-            source_md5="0" * 32,
-            source_sha256="0" * 64,
-            mean=flat.mean(0),
-            std=flat.std(0),
-        )
-    write_sidecar(path)
+    images, labels = {}, {}
+    for split, size in zip(("train", "val", "test"), n):
+        images[split] = rng.integers(0, 256, (size, *shape), dtype=np.uint8)
+        labels[split] = rng.integers(0, num_classes, size)
+    classes = [str(i) for i in range(num_classes)]
+    write_h5(path, images, labels, dataset="synthmnist", classes=classes, source_md5="0" * 32)
     return path
 
 

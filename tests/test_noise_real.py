@@ -6,7 +6,6 @@ expected number (realised rate, transition matrix, agreement) is computed on pap
 
 from __future__ import annotations
 
-import json
 import math
 
 import h5py
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from lnm.checksum import verify, write_sidecar
+from lnm.data.hdf5 import write_h5
 from lnm.noise.generate import generate_noise_file, make_noisy_labels
 from lnm.noise.io import load_noise
 from lnm.noise.real import annotator_agreement, real_noise
@@ -37,41 +37,12 @@ AGREEMENT = np.array([2 / 3, 1, 1, np.nan, 1 / 3, 1, 1, 2 / 3])
 def real_h5(path, train_clean=TRAIN_CLEAN, val_clean=VAL_CLEAN, votes=None):
     """A real-world HDF5 (4x4 RGB images) with the given reference labels (-1 = unknown)."""
     rng = np.random.default_rng(0)
-    splits = {
-        "train": (TRAIN_NOISY, train_clean),
-        "val": (VAL_NOISY, val_clean),
-        "test": (None, TEST),
-    }
-    with h5py.File(path, "w") as h5:
-        for split, (noisy, clean) in splits.items():
-            g = h5.create_group(split)
-            n = len(clean)
-            g.create_dataset(
-                "images",
-                data=rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8),
-                chunks=(1, 4, 4, 3),
-                compression="lzf",
-            )
-            g["labels"] = np.asarray(clean, dtype=np.int64)
-            if noisy is not None:
-                g["noisy_labels"] = np.asarray(noisy, dtype=np.int64)
-            if votes is not None and split == "train":
-                g["annotators"] = votes.astype(np.int64)
-        h5.attrs.update(
-            dataset="fixture",
-            size=4,
-            task="multi-class",
-            n_channels=3,
-            n_classes=3,
-            classes=json.dumps(["a", "b", "c"]),
-            source_md5="",
-            source_sha256="0" * 64,
-            source="csv",
-            real_world=True,
-            mean=np.full(3, 0.5),
-            std=np.full(3, 0.29),
-        )
-    write_sidecar(path)
+    labels = {"train": train_clean, "val": val_clean, "test": TEST}
+    images = {s: rng.integers(0, 256, (len(y), 4, 4, 3), dtype=np.uint8) for s, y in labels.items()}
+    write_h5(path, images, labels, dataset="fixture", classes=["a", "b", "c"],
+             noisy_labels={"train": TRAIN_NOISY, "val": VAL_NOISY},
+             annotators={} if votes is None else {"train": votes}, chunked=True,
+             mean=np.full(3, 0.5), std=np.full(3, 0.29), source="csv", real_world=True)  # fmt: skip
     return path
 
 

@@ -18,7 +18,7 @@ from lnm.train import trainer as trainer_mod
 from lnm.train.datasource import SharedInputs
 from lnm.train.pack import RunJob, run_folders, train_runs
 from lnm.train.trainer import ATTEMPT_LOG, CHECKPOINT, train_run
-from tests.conftest import REPO, TINY_RUN, make_h5, tiny_problem, tiny_spec
+from tests.conftest import REPO, TINY_RUN, make_h5, synthetic_results, tiny_problem, tiny_spec
 
 FILES = [f for name in ("metrics.json", "per_epoch.csv", "test_probs.npz")
          for f in (name, name + ".sha256")]  # fmt: skip
@@ -274,16 +274,6 @@ def test_dry_run_packs_every_seed_of_a_group_into_one_train_job(tmp_path):
     assert {f for job in packed for f in job["output"]} == {
         f for job in single for f in job["output"]
     }
-
-
-def synthetic_results(res: Path) -> None:
-    """A synthetic 3-class "pathmnist" and the record the download step would have written."""
-    from lnm.checksum import write_text
-
-    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(128, 40, 60), size=28, num_classes=3)
-    record = {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic",
-              "sha256": verify(h5), "bytes": h5.stat().st_size}  # fmt: skip
-    write_text(res / "raw" / "pathmnist_28.json", json.dumps(record))
 
 
 @pytest.mark.slow

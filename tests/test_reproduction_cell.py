@@ -1,7 +1,6 @@
 """benchmarks/reproduce_cell.py (the GPU check's reproduction cell) runs end to end on the CPU,
 tiny: synthetic BreastMNIST-shaped data, ResNet-8, two epochs, two seeds."""
 
-import importlib.util
 import json
 import math
 
@@ -9,17 +8,12 @@ import numpy as np
 import pytest
 
 from lnm.report import reproduction as rep
-from tests.conftest import REPO
+from tests.conftest import benchmark
 
 
 @pytest.fixture(scope="module")
 def cell():
-    spec = importlib.util.spec_from_file_location(
-        "reproduce_cell", REPO / "benchmarks" / "reproduce_cell.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark("reproduce_cell")
 
 
 def fake_breastmnist(path, n=(48, 16, 24), seed=0):

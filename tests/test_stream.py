@@ -4,13 +4,11 @@ no reader thread outlives its generator."""
 import gc
 import threading
 
-import h5py
 import numpy as np
 import pytest
 import torch
 
-from lnm.checksum import write_sidecar
-from lnm.data.hdf5 import load_h5
+from lnm.data.hdf5 import load_h5, write_h5
 from lnm.train import trainer
 from lnm.train.augment import LNMBENCH_AUGMENT
 from lnm.train.data import DeviceData
@@ -26,15 +24,10 @@ CROP_FLIP = {"crop_padding": 2, "hflip": True, "vflip": True}
 
 def make_chunked_h5(path, n=(37, 11, 13), size=16, channels=3, seed=1):
     """make_h5's layout written as the real-world files are: one lzf-compressed image per chunk."""
-    src = make_h5(path.with_name("src-" + path.name), n=n, size=size, channels=channels, seed=seed)
-    with h5py.File(src, "r") as a, h5py.File(path, "w") as b:
-        for split in ("train", "val", "test"):
-            g = b.create_group(split)
-            im = a[split]["images"][()]
-            g.create_dataset("images", data=im, chunks=(1, *im.shape[1:]), compression="lzf")
-            g["labels"] = a[split]["labels"][()]
-        b.attrs.update(dict(a.attrs))
-    write_sidecar(path)
+    make_h5(path, n=n, size=size, channels=channels, seed=seed)
+    ds = load_h5(path, check=False)
+    write_h5(path, ds.images, ds.labels, chunked=True,
+             **{k: ds.attrs[k] for k in ("dataset", "classes", "mean", "std")})  # fmt: skip
     return path
 
 

@@ -17,7 +17,7 @@ from lnm.verify import (
     scan,
     verify_results,
 )
-from tests.conftest import SYNTHETIC_RULES, make_h5, snakemake
+from tests.conftest import SYNTHETIC_RULES, snakemake, synthetic_results
 
 RUN = "runs/d/symmetric-0.4-n0/ce/resnet8/s0"
 
@@ -173,10 +173,7 @@ def test_missing_sidecars_for_the_onstart_check(results):
 def noise_file(tmp_path):
     """A results folder with synthetic data and one noise file made by the workflow."""
     res = tmp_path / "results"
-    h5 = make_h5(res / "data" / "pathmnist_28.h5", n=(64, 20, 30), size=28, num_classes=3)
-    record = {"dataset": "pathmnist", "size": 28, "path": str(h5), "md5": "synthetic"}
-    record.update(sha256=verify(h5), bytes=h5.stat().st_size)
-    write_text(res / "raw" / "pathmnist_28.json", json.dumps(record))
+    synthetic_results(res, n=(64, 20, 30))
     target = res / "noise" / "pathmnist" / "symmetric-0.4-n0.npz"
     cfg = ["--config", f"results={res}", "datasets=[pathmnist]", "--allowed-rules"]
     snakemake(*cfg, *SYNTHETIC_RULES, "--", str(target))

@@ -47,41 +47,26 @@ def preprocess(record_path: str | Path, raw_dir: str | Path, out_path: str | Pat
     """The raw file of a verified download record (found in ``raw_dir``, MD5 checked) -> HDF5."""
     verify(record_path)
     rec = json.loads(Path(record_path).read_text())
-    flag, size = rec["dataset"], int(rec["size"])
+    flag = rec["dataset"]
     raw = raw_path(rec, raw_dir)
     info = dataset_info(flag)
     classes = [info["label"][str(i)] for i in range(len(info["label"]))]
     with np.load(raw) as npz:
         arrays = {s: (npz[f"{s}_images"], npz[f"{s}_labels"]) for s in SPLITS}
-    with artifact(out_path) as tmp, h5py.File(tmp, "w", track_order=True) as h5:
-        for split, (images, labels) in arrays.items():
-            if images.ndim == 3:
-                images = images[..., None]
-            labels = labels.reshape(-1).astype(np.int64)
-            n = info["n_samples"][split]
-            if len(images) != n or len(labels) != n:
-                raise DataError(
-                    f"{raw}: split {split} has {len(images)} images / {len(labels)} "
-                    f"labels, medmnist INFO says {n}"
-                )
-            if labels.min() < 0 or labels.max() >= len(classes):
-                raise DataError(f"{raw}: {split} labels outside 0..{len(classes) - 1}")
-            g = h5.create_group(split)
-            g.create_dataset("images", data=np.ascontiguousarray(images, dtype=np.uint8))
-            g.create_dataset("labels", data=labels)
-        train = arrays["train"][0].reshape(len(arrays["train"][0]), -1, images.shape[-1]) / 255.0
-        h5.attrs.update(
-            dataset=flag,
-            size=size,
-            task=info["task"],
-            n_channels=images.shape[-1],
-            n_classes=len(classes),
-            classes=json.dumps(classes),
-            source_md5=rec["md5"],
-            source_sha256=rec["sha256"],
-            mean=train.mean(axis=(0, 1)),
-            std=train.std(axis=(0, 1)),
-        )
+    images, labels = {}, {}
+    for split, (x, y) in arrays.items():
+        images[split] = x[..., None] if x.ndim == 3 else x
+        labels[split] = y = y.reshape(-1).astype(np.int64)
+        n = info["n_samples"][split]
+        if len(x) != n or len(y) != n:
+            raise DataError(
+                f"{raw}: split {split} has {len(x)} images / {len(y)} "
+                f"labels, medmnist INFO says {n}"
+            )
+        if y.min() < 0 or y.max() >= len(classes):
+            raise DataError(f"{raw}: {split} labels outside 0..{len(classes) - 1}")
+    write_h5(out_path, images, labels, dataset=flag, classes=classes, task=info["task"],
+             source_md5=rec["md5"], source_sha256=rec["sha256"])  # fmt: skip
 
 
 @dataclass
@@ -407,3 +392,66 @@ def preprocess_real(
         if dropped:  # duplicates: keep_first (by file when read, by pixels when decoded)
             h5.attrs["duplicates_dropped"] = json.dumps(dropped)
     log(f"{adapter}: done in {time.perf_counter() - t0:.1f} s")
+
+
+# ----------------------------------------------------------------------------- the writer
+def write_h5(
+    path,
+    images: dict,
+    labels: dict,
+    *,
+    dataset: str,
+    classes: list,
+    task: str | None = None,
+    mean=None,
+    std=None,
+    source_md5: str = "",
+    source_sha256: str = "0" * 64,
+    noisy_labels: dict | None = None,
+    annotators: dict | None = None,
+    chunked: bool = False,
+    **attrs,
+) -> None:
+    """Write the layout of the module docstring atomically, with its SHA-256 sidecar. The one
+    writer of that layout (:func:`preprocess`, the tests, the benchmarks).
+
+    ``images``: split -> uint8 (N, H, W, C) (every split of :data:`SPLITS`); ``labels``,
+    ``noisy_labels`` (real-world train/val), ``annotators``: split -> per-sample arrays, stored
+    as int64. ``task``: default by the number of ``classes`` (binary-class or multi-class);
+    ``mean``/``std``: default the train split's per channel, in [0, 1]. ``chunked``: one
+    lzf-compressed image per chunk, as real-world files are written. ``attrs``: more file
+    attributes after the standard ones (e.g. ``source``, ``real_world``)."""
+    missing = [s for s in SPLITS if s not in images or s not in labels]
+    if missing:
+        raise ValueError(
+            f"{path}: no images or labels of split(s) {missing}; every one of {SPLITS}"
+        )
+    optional = {"noisy_labels": noisy_labels or {}, "annotators": annotators or {}}
+    with artifact(path) as tmp, h5py.File(tmp, "w", track_order=True) as h5:
+        for split in SPLITS:
+            g = h5.create_group(split)
+            x = np.ascontiguousarray(images[split], dtype=np.uint8)
+            chunks = dict(chunks=(1, *x.shape[1:]), compression="lzf") if chunked else {}
+            g.create_dataset("images", data=x, **chunks)
+            g.create_dataset("labels", data=np.asarray(labels[split], np.int64))
+            for name, arrays in optional.items():
+                if split in arrays:
+                    g.create_dataset(name, data=np.asarray(arrays[split], np.int64))
+        train = images["train"]
+        if mean is None or std is None:
+            flat = train.reshape(len(train), -1, train.shape[-1]) / 255.0
+            mean = flat.mean(axis=(0, 1)) if mean is None else mean
+            std = flat.std(axis=(0, 1)) if std is None else std
+        h5.attrs.update(
+            dataset=dataset,
+            size=int(train.shape[1]),
+            task=task or ("binary-class" if len(classes) == 2 else "multi-class"),
+            n_channels=int(train.shape[-1]),
+            n_classes=len(classes),
+            classes=json.dumps(list(classes)),
+            source_md5=source_md5,
+            source_sha256=source_sha256,
+            mean=mean,
+            std=std,
+            **attrs,
+        )
