@@ -82,19 +82,19 @@ class Sources:
         def walk(node, prefix):
             for key, value in node.items():
                 path = (*prefix, key)
-                if not isinstance(value, dict):
-                    for old in [p for p in self.where if p[: len(path)] == path]:
-                        del self.where[old]
-                self.where[path] = place(path)
                 if isinstance(value, dict):
+                    self.where[path] = place(path)
                     walk(value, path)
-                else:
-                    for p in lines:
-                        if len(p) > len(path) and p[: len(path)] == path:
-                            self.where[p] = place(p)
-                    if not lines:  # a source without lines: its list items in order
-                        for p in _paths(value, path):
-                            self.where[p] = place(p)
+                    continue
+                for old in [p for p in self.where if p[: len(path)] == path]:
+                    del self.where[old]
+                self.where[path] = place(path)
+                below = (
+                    [p for p in lines if len(p) > len(path) and p[: len(path)] == path]
+                    if lines
+                    else _paths(value, path)  # a source without lines: its list items in order
+                )
+                self.where.update((p, place(p)) for p in below)
 
         walk(data, ())
 
