@@ -209,8 +209,7 @@ def _cmd_train(a):
     if len(jobs) == 1:
         from .train.trainer import train_run
 
-        j = jobs[0]
-        results = [train_run(j.spec, j.data_path, j.noise_path, j.out_dir, **options)]
+        results = [train_run(**vars(jobs[0]), **options)]
     else:  # one after another in this process, sharing its start-up and the loaded images
         results = train_runs(jobs, **options)
     for job, m in zip(jobs, results):

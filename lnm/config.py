@@ -787,14 +787,6 @@ class _Located:
                 self._walk(item, (*path, i), index, depth + 1)
 
 
-def _read_yaml(path: str | Path) -> dict:
-    """A config file's mapping (a key written twice is an error naming file, line and key)."""
-    located = _Located(Path(path), 0)
-    if located.problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(p.text for p in located.problems))
-    return located.data
-
-
 def read_config_files(files) -> tuple[list[dict], Sources, list[Problem]]:
     """Read config files strictly, in merge order: their mappings, where each key was set, and
     the keys written twice (problems, reported with the others)."""

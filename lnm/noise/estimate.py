@@ -73,7 +73,14 @@ import torch
 from ..checksum import verify
 from ..grid import ESTIMATE_TRUTH_KEYS
 from .classifier import DEFAULTS as CLASSIFIER_DEFAULTS
-from .classifier import _accuracy, check_config, crossfit_logits, deterministic
+from .classifier import (
+    _accuracy,
+    check_config,
+    crossfit_logits,
+    deterministic,
+    device_images,
+    model_setup,
+)
 from .io import check_drawn_on, load_noise, save_noise
 from .matrix import empirical_transition
 from .spec import NoiseError, check_labels
@@ -269,9 +276,6 @@ def _read_inputs(h5_path, noise_path):
 
 
 def _estimate_noise(h5_path, noise_path, out_path, cfg: dict, dev, log) -> dict:
-    from ..models import build_model
-    from ..train.augment import Augmenter
-
     started = time.perf_counter()
     data, noise, data_sha256, noise_sha256 = _read_inputs(h5_path, noise_path)
     attrs, c = data.attrs, data.num_classes
@@ -283,18 +287,9 @@ def _estimate_noise(h5_path, noise_path, out_path, cfg: dict, dev, log) -> dict:
         f"estimator of {noise_path} ({noise.get('pattern')} {noise.get('rate')}, "
         f"{len(noisy)} train labels) on {h5_path}, {dev}{threads}: {train_cfg}"
     )
-    images = torch.from_numpy(np.ascontiguousarray(data.images["train"].transpose(0, 3, 1, 2)))
-    images = images.to(dev)
-    in_chans, size = int(attrs["n_channels"]), int(attrs["size"])
-    mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
+    images = device_images(data.images["train"], dev)
     del data
-    augmenter = Augmenter(
-        mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
-    )
-
-    def make_model():
-        return build_model(cfg["backbone"], in_chans, c, size, cfg["pretrained"])
-
+    make_model, augmenter = model_setup(attrs, c, cfg, dev)
     fit = crossfit_logits(images, noisy, c, cfg, make_model, augmenter, log, what="estimator")
     del images
     oof_probs = _softmax32(fit["train_logits"])
@@ -315,7 +310,7 @@ def _estimate_noise(h5_path, noise_path, out_path, cfg: dict, dev, log) -> dict:
         "noise_rate": float(noise.get("rate", NAN)),
         "noise_seed": int(noise.get("noise_seed", -1)),
         "dataset": str(attrs.get("dataset", "")),
-        "size": size,
+        "size": int(attrs["size"]),
         "num_classes": c,
     }
     save_noise(out_path, result)
