@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
+import h5py
+import numpy as np
 
-from ..checksum import artifact, sha256, verify, write_text  # noqa: E402
-from .medmnist_io import DataError, dataset_info, raw_path  # noqa: E402
-from .realworld import RealWorldError, pixel_digest  # noqa: E402  (torch-free, light)
+from ..checksum import artifact, sha256, verify, write_text
+from .medmnist_io import DataError, dataset_info, raw_path
+from .realworld import RealWorldError, pixel_digest  # torch-free, light
 
 SPLITS = ("train", "val", "test")
 
