@@ -216,22 +216,17 @@ def estimate_noise(
     noise_path,
     out_path,
     *,
-    folds: int = DEFAULTS["folds"],
-    backbone: str = DEFAULTS["backbone"],
-    pretrained: bool = DEFAULTS["pretrained"],
-    epochs: int = DEFAULTS["epochs"],
-    batch_size: int = DEFAULTS["batch_size"],
-    lr: float = DEFAULTS["lr"],
-    seed: int = DEFAULTS["seed"],
     device: str = "cpu",
     threads: int = 1,
     log: Callable[[str], None] = print,
+    **settings,
 ) -> dict:
     """Estimate the noise of the noise file ``noise_path`` (drawn for the HDF5 ``h5_path``) from
     its noisy train labels; write the estimate file ``out_path`` (module docstring) and return
     its dict (python scalars, numpy arrays).
 
-    Settings are validated before anything is read; both inputs are verified against their
+    ``settings``: keys of :data:`DEFAULTS` (the others keep their default), validated before
+    anything is read; both inputs are verified against their
     SHA-256 sidecars. A noise file of another data file is refused: one that records a
     ``data_sha256`` other than the HDF5's, or whose train split differs from the HDF5's (length,
     or recorded clean labels other than the HDF5's ``/train/labels``). Works on real-world
@@ -239,16 +234,10 @@ def estimate_noise(
     ``device``/``threads``: as for the generator (a CPU run is deterministic; the caller's
     global RNG and thread count are restored).
     """
-    cfg = check_config(
-        "estimator",
-        folds=folds,
-        backbone=backbone,
-        pretrained=pretrained,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-    )
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"estimate_noise: no setting {unknown}; allowed: {', '.join(DEFAULTS)}")
+    cfg = check_config("estimator", **settings)
     with deterministic(device, threads) as dev:
         return _estimate_noise(h5_path, noise_path, out_path, cfg, dev, log)
 
