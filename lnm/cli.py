@@ -21,6 +21,7 @@ workflow does with ``--configfile``. ``lnm <command> --help`` lists every option
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import sys
 import textwrap
@@ -208,8 +209,7 @@ def _cmd_train(a):
     if len(jobs) == 1:
         from .train.trainer import train_run
 
-        j = jobs[0]
-        results = [train_run(j.spec, j.data_path, j.noise_path, j.out_dir, **options)]
+        results = [train_run(**vars(jobs[0]), **options)]
     else:  # one after another in this process, sharing its start-up and the loaded images
         results = train_runs(jobs, **options)
     for job, m in zip(jobs, results):
@@ -258,32 +258,30 @@ def _cmd_aggregate(a):
     print(f"{a.out}: runs.csv and summary tables of {len(runs)} run(s)")
 
 
-def _config_option(s, help_extra: str = "") -> None:
+def _config_options(s, files: bool = False) -> None:
+    """``--config`` (repeatable); ``files``: after the positional CONFIG files."""
+    if files:
+        s.add_argument(
+            "files",
+            nargs="*",
+            metavar="CONFIG",
+            help="config files (presets/demo.yaml, ...); none: config.yaml alone",
+        )
     s.add_argument(
         "--config",
         action="append",
         default=[],
         metavar="YAML",
-        help="config file merged over config.yaml (repeatable; later files win)" + help_extra,
+        help="config file merged over config.yaml (repeatable; later files win)"
+        + ("; merged after the positional CONFIG files" if files else ""),
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    v = _vocabulary()
-    p = argparse.ArgumentParser(prog="lnm", description=__doc__, formatter_class=_MainFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+def _download_args(s, v: dict) -> None:
+    """verify (or download) a MedMNIST .npz and write its JSON record
 
-    def add(name, help, description=None):
-        return sub.add_parser(
-            name, help=help, description=description or help, formatter_class=_Formatter
-        )
-
-    s = add(
-        "download",
-        "verify (or download) a MedMNIST .npz and write its JSON record",
-        "Use the raw file in --raw-dir if its MD5 is the one medmnist lists; else download it "
-        "there (unless --no-download) and verify it. Writes a JSON record of the file.",
-    )
+    Use the raw file in --raw-dir if its MD5 is the one medmnist lists; else download it there
+    (unless --no-download) and verify it. Writes a JSON record of the file."""
     s.add_argument("--dataset", required=True, choices=v["datasets"], help="MedMNIST dataset")
     s.add_argument("--size", type=int, default=28, choices=v["sizes"], help="image size (px)")
     s.add_argument(
@@ -298,15 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail with the URL and MD5 instead of downloading a missing file",
     )
-    s.set_defaults(fn=_cmd_download)
 
-    s = add("preprocess", "raw .npz -> HDF5 (uint8 images, int labels per split)")
+
+def _preprocess_args(s, v: dict) -> None:
+    """raw .npz -> HDF5 (uint8 images, int labels per split)"""
     s.add_argument("--record", required=True, metavar="JSON", help="record from `lnm download`")
     s.add_argument("--raw-dir", required=True, metavar="DIR", help="folder holding the raw .npz")
     s.add_argument("--out", required=True, metavar="H5", help="HDF5 file to write")
-    s.set_defaults(fn=_cmd_preprocess)
 
-    s = add("noise", "noisy-label file of one (pattern, rate, noise seed)")
+
+def _noise_args(s, v: dict) -> None:
+    """noisy-label file of one (pattern, rate, noise seed)"""
     s.add_argument("--data", required=True, metavar="H5", help="HDF5 file from `lnm preprocess`")
     s.add_argument("--pattern", required=True, choices=v["patterns"], help="noise pattern")
     s.add_argument(
@@ -330,29 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(classifier_logits.npz of the workflow's classifier_generator rule)",
     )
     s.add_argument("--out", required=True, metavar="NPZ", help="noise file to write")
-    s.set_defaults(fn=_cmd_noise)
 
-    s = add(
-        "validate",
-        "validate config files merged over config.yaml",
-        "Merge config.yaml and the given files (left to right; dicts deeply, lists replaced), "
-        "validate the result and print the number of training runs it defines, where each "
-        "cell_overrides entry applies, and notes (e.g. pairflip on two classes). Every "
-        "problem is reported at once, in file order; a key written twice in a file is one.",
-    )
-    s.add_argument(
-        "files",
-        nargs="*",
-        metavar="CONFIG",
-        help="config files (presets/demo.yaml, ...); none: config.yaml alone",
-    )
-    _config_option(s, "; merged after the positional CONFIG files")
-    s.set_defaults(fn=_cmd_validate)
 
-    s = add(
-        "params",
-        "list each method's hyperparameters: name, default, type/range, description",
-    )
+def _validate_args(s, v: dict) -> None:
+    """validate config files merged over config.yaml
+
+    Merge config.yaml and the given files (left to right; dicts deeply, lists replaced),
+    validate the result and print the number of training runs it defines, where each
+    cell_overrides entry applies, and notes (e.g. pairflip on two classes). Every problem is
+    reported at once, in file order; a key written twice in a file is one."""
+    _config_options(s, files=True)
+
+
+def _params_args(s, v: dict) -> None:
+    """list each method's hyperparameters: name, default, type/range, description"""
     s.add_argument(
         "methods",
         nargs="*",
@@ -360,16 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METHOD",
         help=f"methods to list (default: all); one of: {', '.join(v['methods'])}",
     )
-    s.set_defaults(fn=_cmd_params)
 
-    s = add(
-        "train",
-        "one training run (the workflow's train rule without Snakemake)",
-        "Train one run of the config (merged over config.yaml) on a data file and a noise "
-        "file; writes metrics.json, per_epoch.csv and test_probs.npz (with sidecars) to --out "
-        "and resumes from a checkpoint there.",
-    )
-    _config_option(s)
+
+def _train_args(s, v: dict) -> None:
+    """one training run (the workflow's train rule without Snakemake)
+
+    Train one run of the config (merged over config.yaml) on a data file and a noise file;
+    writes metrics.json, per_epoch.csv and test_probs.npz (with sidecars) to --out and resumes
+    from a checkpoint there."""
+    _config_options(s)
     s.add_argument("--data", required=True, metavar="H5", help="HDF5 file from `lnm preprocess`")
     s.add_argument("--noise", required=True, metavar="NPZ", help="noise file from `lnm noise`")
     s.add_argument(
@@ -404,16 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="run folder; {seed} in it is replaced by the run's seed (needed with several)",
     )
-    s.set_defaults(fn=_cmd_train)
 
-    s = add(
-        "verify",
-        "check every artifact against its SHA-256 sidecar and MANIFEST.sha256",
-        "One line per problem and a summary; exit status 1 on any problem, a missing "
-        "MANIFEST.sha256 (an unfinished run) included unless --partial. See lnm/verify.py for "
-        "which files count as artifacts and docs/verification.md for what the workflow checks "
-        "by itself.",
-    )
+
+def _verify_args(s, v: dict) -> None:
+    """check every artifact against its SHA-256 sidecar and MANIFEST.sha256
+
+    One line per problem and a summary; exit status 1 on any problem, a missing MANIFEST.sha256
+    (an unfinished run) included unless --partial. See lnm/verify.py for which files count as
+    artifacts and docs/verification.md for what the workflow checks by itself."""
     s.add_argument("results", nargs="?", default="results", help="results folder")
     s.add_argument(
         "--partial",
@@ -421,33 +409,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a results folder the workflow has not finished: without MANIFEST.sha256 "
         "its artifacts are checked against their sidecars only",
     )
-    s.set_defaults(fn=_cmd_verify)
 
-    s = add(
-        "status",
-        "is the workflow finished for these config files? else which stages are missing",
-        "Merge config.yaml and the given files as the workflow does, count the training runs "
-        "finished in the results folder and list the jobs each stage still has to run (as "
-        "snakemake --dry-run with the same config files plans them). Exit status 1 when "
-        "anything is left to run: the report needs every stage.",
-    )
-    s.add_argument(
-        "files",
-        nargs="*",
-        metavar="CONFIG",
-        help="config files (presets/demo.yaml, ...); none: config.yaml alone",
-    )
-    _config_option(s, "; merged after the positional CONFIG files")
-    s.set_defaults(fn=_cmd_status)
 
-    s = add(
-        "new-method",
-        "write lnm/methods/NAME.py: a working method (params, docstring skeleton) to edit",
-        "Write a new method file from a template that trains as written (cross-entropy on the "
-        "smallest-loss share of each batch): its name, display order, params (default, type, "
-        "range, description) and train_epoch, under a docstring skeleton. The method is listed "
-        "by `lnm params` and accepted in configs at once.",
-    )
+def _status_args(s, v: dict) -> None:
+    """is the workflow finished for these config files? else which stages are missing
+
+    Merge config.yaml and the given files as the workflow does, count the training runs finished
+    in the results folder and list the jobs each stage still has to run (as snakemake --dry-run
+    with the same config files plans them). Exit status 1 when anything is left to run: the
+    report needs every stage."""
+    _config_options(s, files=True)
+
+
+def _new_method_args(s, v: dict) -> None:
+    """write lnm/methods/NAME.py: a working method (params, docstring skeleton) to edit
+
+    Write a new method file from a template that trains as written (cross-entropy on the
+    smallest-loss share of each batch): its name, display order, params (default, type, range,
+    description) and train_epoch, under a docstring skeleton. The method is listed by
+    `lnm params` and accepted in configs at once."""
     s.add_argument("name", metavar="NAME", help="method name: lower-case letters, digits, _")
     s.add_argument(
         "--dir",
@@ -455,12 +435,41 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder to write to (default: the lnm/methods folder of this lnm)",
     )
-    s.set_defaults(fn=_cmd_new_method)
 
-    s = add("aggregate", "runs.csv and summary tables from metrics.json files")
+
+def _aggregate_args(s, v: dict) -> None:
+    """runs.csv and summary tables from metrics.json files"""
     s.add_argument("--out", required=True, metavar="DIR", help="folder for the tables")
     s.add_argument("metrics", nargs="+", metavar="METRICS_JSON", help="metrics.json of runs")
-    s.set_defaults(fn=_cmd_aggregate)
+
+
+#: Each subcommand: its name, the function it runs and the one that adds its arguments, whose
+#: docstring is its help line and then its description, in the order ``lnm --help`` lists them.
+_COMMANDS = (
+    ("download", _cmd_download, _download_args),
+    ("preprocess", _cmd_preprocess, _preprocess_args),
+    ("noise", _cmd_noise, _noise_args),
+    ("validate", _cmd_validate, _validate_args),
+    ("params", _cmd_params, _params_args),
+    ("train", _cmd_train, _train_args),
+    ("verify", _cmd_verify, _verify_args),
+    ("status", _cmd_status, _status_args),
+    ("new-method", _cmd_new_method, _new_method_args),
+    ("aggregate", _cmd_aggregate, _aggregate_args),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    v = _vocabulary()
+    p = argparse.ArgumentParser(prog="lnm", description=__doc__, formatter_class=_MainFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for name, run, add_arguments in _COMMANDS:
+        help, _, description = inspect.getdoc(add_arguments).partition("\n\n")
+        s = sub.add_parser(
+            name, help=help, description=description or help, formatter_class=_Formatter
+        )
+        s.set_defaults(fn=run)
+        add_arguments(s, v)
     return p
 
 

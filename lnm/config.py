@@ -82,19 +82,19 @@ class Sources:
         def walk(node, prefix):
             for key, value in node.items():
                 path = (*prefix, key)
-                if not isinstance(value, dict):
-                    for old in [p for p in self.where if p[: len(path)] == path]:
-                        del self.where[old]
-                self.where[path] = place(path)
                 if isinstance(value, dict):
+                    self.where[path] = place(path)
                     walk(value, path)
-                else:
-                    for p in lines:
-                        if len(p) > len(path) and p[: len(path)] == path:
-                            self.where[p] = place(p)
-                    if not lines:  # a source without lines: its list items in order
-                        for p in _paths(value, path):
-                            self.where[p] = place(p)
+                    continue
+                for old in [p for p in self.where if p[: len(path)] == path]:
+                    del self.where[old]
+                self.where[path] = place(path)
+                below = (
+                    [p for p in lines if len(p) > len(path) and p[: len(path)] == path]
+                    if lines
+                    else _paths(value, path)  # a source without lines: its list items in order
+                )
+                self.where.update((p, place(p)) for p in below)
 
         walk(data, ())
 
@@ -785,14 +785,6 @@ class _Located:
             for i, item in enumerate(node.value):
                 self.lines[(*path, i)] = (item.start_mark.line + 1, item.start_mark.column + 1)
                 self._walk(item, (*path, i), index, depth + 1)
-
-
-def _read_yaml(path: str | Path) -> dict:
-    """A config file's mapping (a key written twice is an error naming file, line and key)."""
-    located = _Located(Path(path), 0)
-    if located.problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(p.text for p in located.problems))
-    return located.data
 
 
 def read_config_files(files) -> tuple[list[dict], Sources, list[Problem]]:

@@ -45,8 +45,6 @@ RELATIVE_COST = {
 
 #: A run folder below the results folder, as a path pattern: lnm.grid.RUN_DIR's fields as *.
 RUN_GLOB = re.sub(r"\{[a-z_]+\}", "*", grid.RUN_DIR)
-#: The fields of a run folder, in order (lnm.grid.RUN_DIR).
-RUN_FIELDS = re.findall(r"\{([a-z_]+)\}", grid.RUN_DIR)
 _RUN_RE = re.compile(
     "^" + re.sub(r"\\\{([a-z_]+)\\\}", r"(?P<\1>[^/]+?)", re.escape(grid.RUN_DIR)) + "$"
 )
@@ -116,10 +114,6 @@ class Estimator:
 
     def observe(self, method: str, seconds: float) -> None:
         self.seconds.setdefault(method, []).append(float(seconds))
-
-    @property
-    def observed(self) -> bool:
-        return bool(self.seconds)
 
     def cost(self, method: str) -> float:
         method = self.aliases.get(method, method)

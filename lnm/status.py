@@ -10,6 +10,7 @@ code, inputs or parameters changed).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -75,23 +76,19 @@ def status(cfg: dict, files: list[str], pending: dict[str, int] | None = None) -
         )
     jobs = ", ".join(f"{rule} {n}" for rule, n in pending.items())
     config_args = " ".join(files)
+    wrap = functools.partial(
+        textwrap.wrap, width=WIDTH, initial_indent="  ", subsequent_indent="    ",
+        break_on_hyphens=False,
+    )  # fmt: skip
     lines = [
         f"{results}: not finished: {runs}",
-        *textwrap.wrap(
+        *wrap(
             f"still to run ({sum(pending.values())} jobs whose outputs are missing or out of "
-            f"date, as snakemake --dry-run plans them): {jobs}",
-            WIDTH,
-            initial_indent="  ",
-            subsequent_indent="    ",
-            break_on_hyphens=False,
+            f"date, as snakemake --dry-run plans them): {jobs}"
         ),
-        *textwrap.wrap(
+        *wrap(
             "the report needs every stage: finish the workflow first (snakemake --cores N "
-            f"--configfile {config_args}), then build the report",
-            WIDTH,
-            initial_indent="  ",
-            subsequent_indent="    ",
-            break_on_hyphens=False,
+            f"--configfile {config_args}), then build the report"
         ),
     ]
     return False, "\n".join(lines)

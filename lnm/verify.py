@@ -46,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checksum import SUFFIX, ChecksumError, read_sidecar, recorded, sha256, sidecar
+from .checksum import SUFFIX, ChecksumError, read_sidecar, sha256, sidecar
 from .grid import MANIFEST
 
 #: Top-level folders of a results folder that hold no artifacts.
@@ -115,17 +115,26 @@ def scan(results: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     return artifacts, orphans
 
 
+def _read_sidecar(path: Path) -> tuple[tuple[str | None, int | None], Problem | None]:
+    """((SHA-256, size) its sidecar records, None), or ((None, None), the problem: the sidecar
+    is missing or malformed)."""
+    side = sidecar(path)
+    if not side.exists():
+        return (None, None), Problem(str(path), f"missing sidecar {side.name}")
+    try:
+        return read_sidecar(path), None
+    except ChecksumError:
+        return (None, None), Problem(str(path), f"malformed sidecar {side.name}")
+
+
 def check_artifact(path: str | os.PathLike) -> tuple[str | None, Problem | None]:
     """(actual SHA-256 or None, problem or None) of one artifact against its sidecar."""
     path = Path(path)
     if not path.is_file():
         return None, Problem(str(path), "missing")
-    if not sidecar(path).exists():
-        return None, Problem(str(path), f"missing sidecar {sidecar(path).name}")
-    try:
-        want = recorded(path)
-    except ChecksumError:
-        return None, Problem(str(path), f"malformed sidecar {sidecar(path).name}")
+    (want, _), problem = _read_sidecar(path)
+    if problem:
+        return None, problem
     actual = sha256(path)
     if actual != want:
         return actual, Problem(
@@ -308,14 +317,9 @@ def start_check(results: str | os.PathLike, workdir: str | os.PathLike = ".") ->
     for path in artifacts:
         if os.path.normpath(os.path.abspath(path)) in skip:
             continue
-        side = sidecar(path)
-        if not side.exists():
-            problems.append(Problem(str(path), f"missing sidecar {side.name}"))
-            continue
-        try:
-            _, size = read_sidecar(path)
-        except ChecksumError:
-            problems.append(Problem(str(path), f"malformed sidecar {side.name}"))
+        (_, size), problem = _read_sidecar(path)
+        if problem:
+            problems.append(problem)
             continue
         actual = path.stat().st_size
         if size is not None and actual != size:

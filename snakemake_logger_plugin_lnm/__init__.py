@@ -458,51 +458,26 @@ class LogHandler(LogHandlerBase):
             self.handleError(record)
 
     def _emit(self, record: logging.LogRecord) -> None:
-        event = getattr(record, "event", None)
         plan = getattr(record, PLAN, None)
         if isinstance(plan, dict):  # the workflow's plan (Snakefile onstart): not shown as is
             self._on_plan(plan)
             return
         if self._stop_message(record):
             return
+        event = getattr(record, "event", None)
         show = self._filter.filter(record)
+        handle = _HANDLERS.get(event)
+        if handle is not None:  # the event's own line, if any
+            handle(self, record, show)
+            return
         if event == LogEvent.RESOURCES_INFO and getattr(record, "cores", None):
             self.cores = int(record.cores)
         elif event == LogEvent.RUN_INFO and isinstance(getattr(record, "stats", None), dict):
             self.planned = {k: int(v) for k, v in record.stats.items() if k != "total"}
-        elif event == LogEvent.PROGRESS:
-            self.steps = (int(record.done), int(record.total))
-            return  # folded into the job lines
-        elif event == LogEvent.JOB_STARTED:
-            now = self.clock()
-            for jid in getattr(record, "jobs", []) or []:
-                self.jobs.setdefault(jid, _Job(jid)).started = now
-                self.running.add(jid)
-                self.failed.discard(jid)  # a retried job
-            self._start_ticker()
-            return  # the JOB_INFO that follows names the job
-        elif event == LogEvent.JOB_INFO:
-            self._job_info(record, show)
-            return
-        elif event == LogEvent.JOB_FINISHED:
-            self._job_finished(record, show)
-            return
-        elif event == LogEvent.JOB_ERROR:
-            self._job_error(record, show)
-            return
-        elif event == LogEvent.WORKFLOW_STARTED:
-            if show:
-                configs = ", ".join(map(str, getattr(record, "configfiles", None) or [])) or "-"
-                version = getattr(record, "snakemake_version", "")
-                self.write(self.wrap(f"Snakemake {version}; config files: {configs}"))
-            return
-        elif event == LogEvent.SHELLCMD:
-            cmd = getattr(record, "shellcmd", None) or getattr(record, "cmd", None)
-            if show and cmd:
-                self.write(self.wrap(str(cmd)))
-            return
-        if not show:
-            return
+        if show:
+            self._show(record, event)
+
+    def _show(self, record: logging.LogRecord, event) -> None:
         if record.levelno >= logging.WARNING or event in (LogEvent.ERROR, LogEvent.GROUP_ERROR):
             self.write(self._full(record), record.levelno)  # errors and warnings: never cut
             return
@@ -513,6 +488,28 @@ class LogHandler(LogHandlerBase):
             paths = text[len(LOG_HINT) :].split(", ")
             text = LOG_HINT + ", ".join(relative(p) for p in paths)
         self.write(self.wrap(text))
+
+    def _progress(self, record: logging.LogRecord, show: bool) -> None:
+        self.steps = (int(record.done), int(record.total))  # folded into the job lines
+
+    def _job_started(self, record: logging.LogRecord, show: bool) -> None:
+        now = self.clock()  # not shown: the JOB_INFO that follows names the job
+        for jid in getattr(record, "jobs", []) or []:
+            self.jobs.setdefault(jid, _Job(jid)).started = now
+            self.running.add(jid)
+            self.failed.discard(jid)  # a retried job
+        self._start_ticker()
+
+    def _workflow_started(self, record: logging.LogRecord, show: bool) -> None:
+        if show:
+            configs = ", ".join(map(str, getattr(record, "configfiles", None) or [])) or "-"
+            version = getattr(record, "snakemake_version", "")
+            self.write(self.wrap(f"Snakemake {version}; config files: {configs}"))
+
+    def _shellcmd(self, record: logging.LogRecord, show: bool) -> None:
+        cmd = getattr(record, "shellcmd", None) or getattr(record, "cmd", None)
+        if show and cmd:
+            self.write(self.wrap(str(cmd)))
 
     def _stop_message(self, record: logging.LogRecord) -> bool:
         """SIGTERM: one line when the stop begins, one when it ends (with what finished),
@@ -575,15 +572,20 @@ class LogHandler(LogHandlerBase):
         if show:
             self.write(self.job_line("start", job))
 
+    def _file_lines(self, r: logging.LogRecord, items) -> list[str]:
+        """``    input: a, b, ...`` for each of ``items`` that ``r`` lists files for, within the
+        width."""
+        return [
+            f"    {item}: {files_text(files, self.width - len(item) - 6)}"
+            for item, files in ((i, getattr(r, i, None) or []) for i in items)
+            if files
+        ]
+
     def _dry_block(self, r: logging.LogRecord) -> str:
         """Snakemake's job block, with file lists and the reason shortened."""
         w = self.width
         kind = ("local" if r.local else "") + ("checkpoint" if r.is_checkpoint else "rule")
-        lines = ["", f"{kind} {r.rule_name}:"]
-        for item in ("input", "output", "log"):
-            files = getattr(r, item, None) or []
-            if files:
-                lines.append(f"    {item}: {files_text(files, w - len(item) - 6)}")
+        lines = ["", f"{kind} {r.rule_name}:", *self._file_lines(r, ("input", "output", "log"))]
         lines.append(f"    jobid: {r.jobid}")
         if getattr(r, "benchmark", None):
             lines.append(f"    benchmark: {r.benchmark}")
@@ -625,10 +627,7 @@ class LogHandler(LogHandlerBase):
         if getattr(r, "rule_msg", None):
             lines.append(f"    message: {r.rule_msg}")
         lines.append(f"    jobid: {r.jobid}")
-        for item in ("input", "output"):
-            files = getattr(r, item, None) or []
-            if files:
-                lines.append(f"    {item}: {files_text(files, self.width - len(item) - 6)}")
+        lines += self._file_lines(r, ("input", "output"))
         logs = list(getattr(r, "log", None) or [])
         if logs:
             lines.append(f"    log: {', '.join(logs)} (check log file(s) for error details)")
@@ -638,8 +637,7 @@ class LogHandler(LogHandlerBase):
             lines.append(
                 f"    shell:\n        {r.shellcmd}\n        (command exited with non-zero exit code)"
             )
-        for key, value in (getattr(r, "aux", None) or {}).items():
-            lines.append(f"    {key}: {value}")
+        lines += [f"    {key}: {value}" for key, value in (getattr(r, "aux", None) or {}).items()]
         if self._formatter.show_failed_logs and logs:
             from snakemake.logging import show_logs
 
@@ -648,3 +646,15 @@ class LogHandler(LogHandlerBase):
         if status:
             lines.append(shorten(f"{time.strftime('%H:%M:%S')} {status}", self.width))
         self.write("\n".join(lines), logging.ERROR)
+
+
+#: The events :class:`LogHandler` shows its own way (if at all), each with its handler.
+_HANDLERS = {
+    LogEvent.PROGRESS: LogHandler._progress,
+    LogEvent.JOB_STARTED: LogHandler._job_started,
+    LogEvent.JOB_INFO: LogHandler._job_info,
+    LogEvent.JOB_FINISHED: LogHandler._job_finished,
+    LogEvent.JOB_ERROR: LogHandler._job_error,
+    LogEvent.WORKFLOW_STARTED: LogHandler._workflow_started,
+    LogEvent.SHELLCMD: LogHandler._shellcmd,
+}

@@ -153,7 +153,7 @@ def test_a_marker_lands_where_the_affine_map_says():
     turn counter-clockwise ((row, col) → (14 - col, row))."""
     img = torch.zeros(1, 1, 15, 15)
     img[0, 0, 2 + 2, 5 + 3] = 255.0  # r = 2, c = 3 → output (7, 10)
-    one = lambda v: torch.tensor([v], dtype=torch.float64)  # noqa: E731
+    one = lambda v: torch.tensor([v], dtype=torch.float64)
     yes, no = torch.tensor([True]), torch.tensor([False])
     cases = [(no, 0.0, (7, 10)), (yes, 0.0, (7, 4)), (no, 90.0, (4, 7)), (yes, 90.0, (10, 7))]
     for hflip, angle, (row, col) in cases:

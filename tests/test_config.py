@@ -274,7 +274,7 @@ def test_run_params_keep_only_settings_the_run_uses():
 
 def test_cell_overrides_give_one_method_different_params_per_cell():
     cfg = load_config(REPO / "presets" / "reference.yaml")
-    spec = lambda noise, rate, m="disc": run_spec(  # noqa: E731
+    spec = lambda noise, rate, m="disc": run_spec(
         cfg, "pathmnist", noise, rate, "0", m, "resnet50", "0"
     )
     low, high = spec("symmetric", "0.5"), spec("symmetric", "0.6")

@@ -251,7 +251,7 @@ def plus_probe(n_dis, base, epoch=20, optimizer=None):
 
     def probe(tmp_path, setting):
         w0, w1, y = plus_case(n_dis)
-        run = lambda p: plus_step(w0, w1, y, ORDER12, p, epoch, optimizer=optimizer)  # noqa: E731
+        run = lambda p: plus_step(w0, w1, y, ORDER12, p, epoch, optimizer=optimizer)
         return np.concatenate(run(base)).ravel(), np.concatenate(run({**base, **setting})).ravel()
 
     return probe

@@ -90,7 +90,7 @@ def test_lock_of_a_killed_holder_is_reclaimed(tmp_path):
     proc, out = start_holder(tmp_path, "victim", devices="0")
     assert wait_for(out) == "0"
     pool = GpuPool(tmp_path / "locks", ["0"])
-    quiet = lambda s: None  # noqa: E731
+    quiet = lambda s: None
     with pytest.raises(TimeoutError):
         with pool.acquire(timeout=0.2, poll=0.05, log=quiet):
             pass
@@ -140,7 +140,7 @@ def test_a_full_pool_waits_for_a_slot_and_never_raises(tmp_path, monkeypatch, ca
         try:
             with pool.acquire(poll=0.01) as dev:  # the job's log: standard error
                 got.append((name, dev))
-        except BaseException as err:  # noqa: BLE001 (reported by the assertion below)
+        except BaseException as err:  # reported by the assertion below
             errors.append(err)
 
     h = threading.Thread(target=holder)

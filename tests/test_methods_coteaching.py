@@ -512,7 +512,7 @@ def test_coteaching_plus_keep_count_is_truncated_only_under_the_reference_preset
 
     ref = load_config(REPO / "presets" / "reference.yaml")
     harm = load_config(REPO / "presets" / "demo.yaml")
-    spec = lambda cfg: run_spec(  # noqa: E731
+    spec = lambda cfg: run_spec(
         cfg, "breastmnist", "symmetric", "0.2", "0", "coteaching_plus", "resnet8", "0"
     )
     assert spec(ref).method_params["keep_count"] == "truncated"

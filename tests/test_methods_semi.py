@@ -329,9 +329,7 @@ def test_disc_reference_views_are_lnmbenchs():
     from tests.conftest import REPO
 
     default = T.RandomResizedCrop(224)
-    spec = lambda cfg: run_spec(  # noqa: E731
-        cfg, "pathmnist", "symmetric", "0.5", "0", "disc", "resnet50", "0"
-    )
+    spec = lambda cfg: run_spec(cfg, "pathmnist", "symmetric", "0.5", "0", "disc", "resnet50", "0")
     ref = spec(load_config(REPO / "presets" / "reference.yaml"))
     crop = ref.augment["resized_crop"]
     assert tuple(crop["scale"]) == default.scale and tuple(crop["ratio"]) == default.ratio
@@ -400,7 +398,7 @@ def test_disc_clean_hard_corrected_sets_follow_the_rule():
     )
     tau = torch.tensor([0.3, 0.3, 0.3, 0.3, 0.3, 0.05, 0.95, 0.95])
     sets = disc_sets(w, s, labels, tau, tau, sigma=0.5, cap=0.99)
-    as_idx = lambda m: torch.nonzero(m).squeeze(1).tolist()  # noqa: E731
+    as_idx = lambda m: torch.nonzero(m).squeeze(1).tolist()
     assert as_idx(sets["clean"]) == [0]
     assert as_idx(sets["hard"]) == [1, 2]
     assert as_idx(sets["weak_selected"]) == [0, 1] and as_idx(sets["strong_selected"]) == [0, 2]
@@ -468,7 +466,7 @@ def test_resume_after_warmup_matches_uninterrupted(tmp_path, name, params):
     with pytest.raises(RuntimeError):
         run_method(tmp_path, name, epochs=3, params=params, out="resumed", log=crash)
     resumed, out = run_method(tmp_path, name, epochs=3, params=params, out="resumed")
-    drop = lambda m: {k: v for k, v in m.items() if k != "provenance"}  # noqa: E731
+    drop = lambda m: {k: v for k, v in m.items() if k != "provenance"}
     assert drop(resumed) == drop(full)
     curve = pd.read_csv(out / "per_epoch.csv")
     pd.testing.assert_frame_equal(curve, pd.read_csv(tmp_path / "full" / "per_epoch.csv"))

@@ -495,7 +495,7 @@ def test_volminnet_transition_parametrisation_and_loss_by_hand():
     with torch.no_grad():
         tr.w.copy_(torch.tensor([[0.0, 1.0, -1.0], [-3.0, 5.0, 0.5], [2.0, -2.0, 0.0]]))
     t = tr()
-    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    sig = lambda v: 1 / (1 + math.exp(-v))
     raw = np.array([[1, sig(1.0), sig(-1.0)], [sig(-3.0), 1, sig(0.5)], [sig(2.0), sig(-2.0), 1]])
     t_np = raw / raw.sum(1, keepdims=True)  # the diagonal stays 1 before normalisation
     np.testing.assert_allclose(t.detach().numpy(), t_np, rtol=1e-6)
@@ -540,7 +540,7 @@ def test_volminnet_learns_a_known_transition_matrix():
     )
     torch.manual_seed(0)
     m = get_method("volminnet")(spec, lambda: nn.Linear(d, c), c, CPU, None)
-    err = lambda a: np.abs(np.asarray(a) - t_true).sum()  # noqa: E731
+    err = lambda a: np.abs(np.asarray(a) - t_true).sum()
     err_init = err(m.transition().detach())
     for e in range(spec.epochs):
         m.start_epoch(e)

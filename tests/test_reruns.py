@@ -269,7 +269,7 @@ def test_training_killed_mid_epoch_resumes_and_matches(tmp_path, workflow_copy):
     root, _ = workflow_copy
     extra = one_run_config(tmp_path)
     a, b = tmp_path / "a", tmp_path / "b"
-    cfg = lambda res: ["--config", f"results={res}", f"raw_dir={SHARED_MEDMNIST}"]  # noqa: E731
+    cfg = lambda res: ["--config", f"results={res}", f"raw_dir={SHARED_MEDMNIST}"]
     snakemake(root, *cfg(a), extra_config=extra)
     ckpt = kill_after_first_checkpoint(root, extra, b, settle=0.3)  # into the next epoch
 
@@ -294,7 +294,7 @@ def test_killed_run_is_not_resumed_after_its_code_changed(tmp_path, workflow_cop
     extra = one_run_config(tmp_path)
     run = ONE_RUN
     a, b = tmp_path / "a", tmp_path / "b"
-    cfg = lambda res: ["--config", f"results={res}", f"raw_dir={SHARED_MEDMNIST}"]  # noqa: E731
+    cfg = lambda res: ["--config", f"results={res}", f"raw_dir={SHARED_MEDMNIST}"]
     snakemake(root, *cfg(a), extra_config=extra)
     kill_after_first_checkpoint(root, extra, b)
 

@@ -263,7 +263,7 @@ def test_start_check_names_missing_sidecars_and_size_changes_without_hashing(res
     tamper_keeping_mtime(results / RUN / "metrics.json")  # same size: not seen here
     (results / "figures" / "ranking_overall.png").unlink()  # its job rebuilds it: no problem
     msg = start_check(results, workdir=results)
-    size = lambda p: p.stat().st_size  # noqa: E731
+    size = lambda p: p.stat().st_size
     assert msg.splitlines()[1:4] == [
         f"  {noise}: missing sidecar symmetric-0.4-n0.npz.sha256",
         f"  {table}: {size(table)} bytes, but its sidecar records "

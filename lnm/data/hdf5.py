@@ -23,6 +23,7 @@ before (no extra attrs: :func:`load_h5` reads them as ``source="medmnist"``,
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -33,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
+import h5py
+import numpy as np
 
-from ..checksum import artifact, sha256, verify, write_text  # noqa: E402
-from .medmnist_io import DataError, dataset_info, raw_path  # noqa: E402
-from .realworld import RealWorldError, pixel_digest  # noqa: E402  (torch-free, light)
+from ..checksum import artifact, sha256, verify, write_text
+from .medmnist_io import DataError, dataset_info, raw_path
+from .realworld import RealWorldError, pixel_digest  # torch-free, light
 
 SPLITS = ("train", "val", "test")
 
@@ -278,6 +279,70 @@ def _write_images(
     return total, total_sq, kept
 
 
+def _checked_record(record_path, root: Path, options: dict | None) -> tuple[dict, str, dict]:
+    """The source record (checked against its sidecar), its SHA-256 and the normalised
+    ``options``; fails when they differ from the record's or when a CSV it lists is missing or
+    changed since."""
+    from .realworld import normalize_options
+
+    record_sha = verify(record_path)
+    rec = json.loads(Path(record_path).read_text())
+    adapter = rec["adapter"]
+    opts = normalize_options(adapter, options)
+    if opts != rec["options"]:
+        raise RealWorldError(
+            f"{record_path}: the {adapter} options {opts} differ from the source record's "
+            f"{rec['options']}; re-run the workflow so the record is rewritten"
+        )
+    for f in rec["files"]:
+        path = root / f["name"]
+        if not path.is_file():
+            raise RealWorldError(f"{path}: missing; the source record {record_path} lists it")
+        got = sha256(path)
+        if got != f["sha256"]:
+            raise RealWorldError(
+                f"{path} changed after the source record {record_path} was written: SHA-256 "
+                f"now {got}, recorded {f['sha256']}. Re-run the workflow so the record (and "
+                "everything made from it) is rebuilt from the current CSVs"
+            )
+    return rec, record_sha, opts
+
+
+def _write_split(h5, split: str, t, size: int, resizable: bool, write_images) -> tuple:
+    """One split's group: its images (``write_images(dset, table, split=split)``: the pixel
+    sums and the rows kept, :func:`_write_images`), reference labels, labels as given (not for
+    test) and annotators; returns the pixel sums and the number of images kept."""
+    g = h5.create_group(split)
+    dset = g.create_dataset(
+        "images",
+        shape=(len(t), size, size, 3),
+        maxshape=(None, size, size, 3) if resizable else None,
+        dtype=np.uint8,
+        chunks=(1, size, size, 3),
+        compression="lzf",
+    )
+    *sums, kept = write_images(dset, t, split=split)
+    if len(kept) < len(t):
+        dset.resize(len(kept), axis=0)
+        t = t.subset(kept)  # tables.splits keeps the rows: dups indexes them
+    g.create_dataset("labels", data=t.clean.astype(np.int64))
+    if split != "test":
+        g.create_dataset("noisy_labels", data=t.given.astype(np.int64))
+    if t.annotators is not None:
+        g.create_dataset("annotators", data=t.annotators.astype(np.int64))
+    return sums, len(t)
+
+
+def _mean_std(sums, n_images: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std in [0, 1] from the exact integer sum and sum of squares of
+    ``n_images`` images of ``size`` x ``size`` pixels."""
+    n_pix = n_images * size * size
+    s, ss = (v.tolist() for v in sums)  # Python ints: exact
+    mean = np.array([si / (n_pix * 255) for si in s])
+    var = [(ssi * n_pix - si * si) / (n_pix * n_pix * 255 * 255) for si, ssi in zip(s, ss)]
+    return mean, np.sqrt(np.maximum(var, 0.0))
+
+
 def preprocess_real(
     record_path,
     root,
@@ -304,29 +369,11 @@ def preprocess_real(
         raise RealWorldError(f"image size {size!r}: must be an integer in 8..4096")
     if not isinstance(workers, int) or workers < 1:
         raise RealWorldError(f"workers {workers!r}: must be an integer >= 1")
-    from .realworld import Duplicates, normalize_options, read_splits
+    from .realworld import Duplicates, read_splits
 
-    record_sha = verify(record_path)
-    rec = json.loads(Path(record_path).read_text())
-    adapter = rec["adapter"]
-    opts = normalize_options(adapter, options)
-    if opts != rec["options"]:
-        raise RealWorldError(
-            f"{record_path}: the {adapter} options {opts} differ from the source record's "
-            f"{rec['options']}; re-run the workflow so the record is rewritten"
-        )
     root = Path(root).expanduser().absolute()
-    for f in rec["files"]:
-        path = root / f["name"]
-        if not path.is_file():
-            raise RealWorldError(f"{path}: missing; the source record {record_path} lists it")
-        got = sha256(path)
-        if got != f["sha256"]:
-            raise RealWorldError(
-                f"{path} changed after the source record {record_path} was written: SHA-256 "
-                f"now {got}, recorded {f['sha256']}. Re-run the workflow so the record (and "
-                "everything made from it) is rebuilt from the current CSVs"
-            )
+    rec, record_sha, opts = _checked_record(record_path, root, options)
+    adapter = rec["adapter"]
     tables = read_splits(adapter, root, opts, log=log)
     now = _record(tables)
     for key in ("classes", "splits", "layout"):
@@ -343,35 +390,13 @@ def preprocess_real(
     dups = Duplicates(tables, "pixels")
     resizable = opts["duplicates"] == "keep_first"  # else a duplicate is refused, never dropped
     with artifact(out_path) as tmp, h5py.File(tmp, "w", track_order=True) as h5:
-        stats, n_train = None, 0
-        for split in SPLITS:
-            t = tables.splits[split]
-            g = h5.create_group(split)
-            dset = g.create_dataset(
-                "images",
-                shape=(len(t), size, size, 3),
-                maxshape=(None, size, size, 3) if resizable else None,
-                dtype=np.uint8,
-                chunks=(1, size, size, 3),
-                compression="lzf",
-            )
-            *sums, kept = _write_images(dset, t, size, workers, draft, log, split, dups)
-            if len(kept) < len(t):
-                dset.resize(len(kept), axis=0)
-                t = t.subset(kept)  # tables.splits keeps the rows: dups indexes them
-            if split == "train":
-                stats, n_train = sums, len(t)
-            g.create_dataset("labels", data=t.clean.astype(np.int64))
-            if split != "test":
-                g.create_dataset("noisy_labels", data=t.given.astype(np.int64))
-            if t.annotators is not None:
-                g.create_dataset("annotators", data=t.annotators.astype(np.int64))
+        write = functools.partial(
+            _write_images, size=size, workers=workers, draft=draft, log=log, dups=dups
+        )
+        stats = {s: _write_split(h5, s, tables.splits[s], size, resizable, write) for s in SPLITS}
         dups.check()  # after every split: all refused rows in one message
         dups.report(log)
-        n_pix = n_train * size * size
-        s, ss = (v.tolist() for v in stats)  # Python ints: exact
-        mean = np.array([si / (n_pix * 255) for si in s])
-        var = [(ssi * n_pix - si * si) / (n_pix * n_pix * 255 * 255) for si, ssi in zip(s, ss)]
+        mean, std = _mean_std(*stats["train"], size)
         h5.attrs.update(
             dataset=dataset or adapter,
             size=size,
@@ -382,7 +407,7 @@ def preprocess_real(
             source_md5="",
             source_sha256=record_sha,
             mean=mean,
-            std=np.sqrt(np.maximum(var, 0.0)),
+            std=std,
             source=adapter,
             real_world=True,
             has_clean_train=tables.has_clean_train,

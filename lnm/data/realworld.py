@@ -72,11 +72,6 @@ def has_clean_train(adapter: str, options: dict | None) -> bool:
     return get_adapter(adapter).has_clean_train(options)
 
 
-def expected_layout(adapter: str, options: dict | None = None) -> list[str]:
-    """What the adapter's folder must hold, one line per file (for errors and docs)."""
-    return get_adapter(adapter).layout(options)
-
-
 # ------------------------------------------------------------------------------------ reading
 
 

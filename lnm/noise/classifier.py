@@ -291,66 +291,53 @@ def train_generator(
     out_weights,
     out_logits,
     *,
-    fit_on: str = DEFAULTS["fit_on"],
-    folds: int = DEFAULTS["folds"],
-    backbone: str = DEFAULTS["backbone"],
-    epochs: int = DEFAULTS["epochs"],
-    batch_size: int = DEFAULTS["batch_size"],
-    lr: float = DEFAULTS["lr"],
-    seed: int = DEFAULTS["seed"],
-    pretrained: bool = DEFAULTS["pretrained"],
-    momentum: float = DEFAULTS["momentum"],
-    weight_decay: float = DEFAULTS["weight_decay"],
-    schedule: str = DEFAULTS["schedule"],
-    crop_padding: int = DEFAULTS["crop_padding"],
-    hflip: bool = DEFAULTS["hflip"],
     device: str = "cpu",
     threads: int = 1,
     log: Callable[[str], None] = print,
+    **options,
 ) -> dict:
     """Train the ``instance_classifier`` generator on the clean labels of the verified HDF5
     ``h5_path``; write ``out_weights`` and ``out_logits`` (module docstring). Returns the
-    logits file's dict. Options are validated before anything is read; each output is written
+    logits file's dict. ``options``: keys of :data:`DEFAULTS` (the others keep their default),
+    validated by :func:`check_config` before anything is read; each output is written
     atomically (no half-written file under its name).
     """
-    cfg = check_config(
-        fit_on=fit_on,
-        folds=folds,
-        backbone=backbone,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        pretrained=pretrained,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        crop_padding=crop_padding,
-        hflip=hflip,
-    )
+    cfg = check_config(**options)
     with deterministic(device, threads) as dev:  # the global RNG and thread count are restored
         return _train_generator(h5_path, out_weights, out_logits, cfg, dev, log)
 
 
-def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> dict:
+def model_setup(attrs: dict, num_classes: int, cfg: dict, dev) -> tuple[Callable, object]:
+    """A factory of the classifier ``cfg`` describes, for the images of an HDF5 with
+    ``attrs``, and its augmenter on ``dev`` (random crop and flip, pixels normalised with the
+    HDF5's channel mean/std)."""
     from ..models import build_model
     from ..train.augment import Augmenter
 
+    in_chans, size = int(attrs["n_channels"]), int(attrs["size"])
+    mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
+    augmenter = Augmenter(
+        mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
+    )
+    make = functools.partial(
+        build_model, cfg["backbone"], in_chans, num_classes, size, cfg["pretrained"]
+    )
+    return make, augmenter
+
+
+def device_images(images: np.ndarray, dev) -> torch.Tensor:
+    """uint8 NHWC images as an NCHW tensor on ``dev``."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(dev)
+
+
+def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> dict:
     data_sha256 = verify(h5_path)
     threads = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
     log(f"generator of {h5_path} on {dev}{threads}: {cfg}")
     fit_split = "train" if cfg["fit_on"] == "crossfit" else "test"
     splits = ("train", "val") + (("test",) if fit_split == "test" else ())
     attrs, c, labels, images = _generator_data(h5_path, splits, dev)
-    in_chans, size = int(attrs["n_channels"]), int(attrs["size"])
-    mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
-    augmenter = Augmenter(
-        mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
-    )
-
-    def make_model():
-        return build_model(cfg["backbone"], in_chans, c, size, cfg["pretrained"])
-
+    make_model, augmenter = model_setup(attrs, c, cfg, dev)
     started = time.perf_counter()
     if fit_split == "train":
         out = crossfit_logits(
@@ -369,7 +356,7 @@ def _train_generator(h5_path, out_weights, out_logits, cfg: dict, dev, log) -> d
         **cfg,
         "folds": cfg["folds"] if fit_split == "train" else 1,
         "dataset": str(attrs.get("dataset", "")),
-        "size": size,
+        "size": int(attrs["size"]),
         "num_classes": c,
         "data_sha256": data_sha256,
     }
@@ -398,11 +385,7 @@ def _generator_data(h5_path, splits, dev) -> tuple[dict, int, dict, dict]:
                 f"{h5_path}: /{s}/labels row {bad[0]} is {labels[s][bad[0]]}; the generator "
                 f"trains on and is scored against clean labels in 0..{c - 1}"
             )
-    images = {
-        s: torch.from_numpy(np.ascontiguousarray(data.images[s].transpose(0, 3, 1, 2))).to(dev)
-        for s in splits
-    }
-    return data.attrs, c, labels, images
+    return data.attrs, c, labels, {s: device_images(data.images[s], dev) for s in splits}
 
 
 def _fit_on_test(images, labels, cfg, make_model, augmenter, log) -> dict:

@@ -86,7 +86,14 @@ import torch
 from ..checksum import verify
 from ..grid import ESTIMATE_TRUTH_KEYS
 from .classifier import DEFAULTS as CLASSIFIER_DEFAULTS
-from .classifier import _accuracy, check_config, crossfit_logits, deterministic
+from .classifier import (
+    _accuracy,
+    check_config,
+    crossfit_logits,
+    deterministic,
+    device_images,
+    model_setup,
+)
 from .io import check_drawn_on, load_noise, save_noise
 from .matrix import empirical_transition
 from .reliability import estimator_reliability, reliability_text
@@ -223,22 +230,17 @@ def estimate_noise(
     noise_path,
     out_path,
     *,
-    folds: int = DEFAULTS["folds"],
-    backbone: str = DEFAULTS["backbone"],
-    pretrained: bool = DEFAULTS["pretrained"],
-    epochs: int = DEFAULTS["epochs"],
-    batch_size: int = DEFAULTS["batch_size"],
-    lr: float = DEFAULTS["lr"],
-    seed: int = DEFAULTS["seed"],
     device: str = "cpu",
     threads: int = 1,
     log: Callable[[str], None] = print,
+    **settings,
 ) -> dict:
     """Estimate the noise of the noise file ``noise_path`` (drawn for the HDF5 ``h5_path``) from
     its noisy train labels; write the estimate file ``out_path`` (module docstring) and return
     its dict (python scalars, numpy arrays).
 
-    Settings are validated before anything is read; both inputs are verified against their
+    ``settings``: keys of :data:`DEFAULTS` (the others keep their default), validated before
+    anything is read; both inputs are verified against their
     SHA-256 sidecars. A noise file of another data file is refused: one that records a
     ``data_sha256`` other than the HDF5's, or whose train split differs from the HDF5's (length,
     or recorded clean labels other than the HDF5's ``/train/labels``). Works on real-world
@@ -246,16 +248,10 @@ def estimate_noise(
     ``device``/``threads``: as for the generator (a CPU run is deterministic; the caller's
     global RNG and thread count are restored).
     """
-    cfg = check_config(
-        "estimator",
-        folds=folds,
-        backbone=backbone,
-        pretrained=pretrained,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-    )
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"estimate_noise: no setting {unknown}; allowed: {', '.join(DEFAULTS)}")
+    cfg = check_config("estimator", **settings)
     with deterministic(device, threads) as dev:
         return _estimate_noise(h5_path, noise_path, out_path, cfg, dev, log)
 
@@ -283,9 +279,6 @@ def _read_inputs(h5_path, noise_path):
 
 
 def _estimate_noise(h5_path, noise_path, out_path, cfg: dict, dev, log) -> dict:
-    from ..models import build_model
-    from ..train.augment import Augmenter
-
     started = time.perf_counter()
     data, noise, data_sha256, noise_sha256 = _read_inputs(h5_path, noise_path)
     attrs, c = data.attrs, data.num_classes
@@ -297,18 +290,9 @@ def _estimate_noise(h5_path, noise_path, out_path, cfg: dict, dev, log) -> dict:
         f"estimator of {noise_path} ({noise.get('pattern')} {noise.get('rate')}, "
         f"{len(noisy)} train labels) on {h5_path}, {dev}{threads}: {train_cfg}"
     )
-    images = torch.from_numpy(np.ascontiguousarray(data.images["train"].transpose(0, 3, 1, 2)))
-    images = images.to(dev)
-    in_chans, size = int(attrs["n_channels"]), int(attrs["size"])
-    mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
+    images = device_images(data.images["train"], dev)
     del data
-    augmenter = Augmenter(
-        mean, std, crop_padding=cfg["crop_padding"], hflip=cfg["hflip"], device=dev
-    )
-
-    def make_model():
-        return build_model(cfg["backbone"], in_chans, c, size, cfg["pretrained"])
-
+    make_model, augmenter = model_setup(attrs, c, cfg, dev)
     fit = crossfit_logits(images, noisy, c, cfg, make_model, augmenter, log, what="estimator")
     del images
     oof_probs = _softmax32(fit["train_logits"])
@@ -329,7 +313,7 @@ def _estimate_noise(h5_path, noise_path, out_path, cfg: dict, dev, log) -> dict:
         "noise_rate": float(noise.get("rate", NAN)),
         "noise_seed": int(noise.get("noise_seed", -1)),
         "dataset": str(attrs.get("dataset", "")),
-        "size": size,
+        "size": int(attrs["size"]),
         "num_classes": c,
     }
     save_noise(out_path, result)

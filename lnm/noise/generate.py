@@ -36,12 +36,6 @@ def expected_rate(pattern, rate, std=0.1) -> float:
     return get_pattern(pattern).expected_rate(rate, std)
 
 
-def nominal_matrix(pattern: str, rate: float, num_classes: int) -> np.ndarray | None:
-    """The class-conditional matrix of ``pattern`` (None for a pattern without one, e.g.
-    instance noise)."""
-    return get_pattern(pattern).matrix(rate, num_classes)
-
-
 def _realised(is_clean: np.ndarray) -> float:
     return float(1.0 - is_clean.mean()) if is_clean.size else float("nan")
 

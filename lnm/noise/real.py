@@ -28,12 +28,12 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
+import h5py
+import numpy as np
 
-from ..grid import CLEAN, REAL  # noqa: E402
-from .matrix import empirical_transition, is_identifiable  # noqa: E402
-from .spec import (  # noqa: E402
+from ..grid import CLEAN, REAL
+from .matrix import empirical_transition, is_identifiable
+from .spec import (
     SPLITS,
     NoiseError,
     check_labels,

@@ -59,24 +59,19 @@ def check_rate(pattern, rate) -> float:
     return rate
 
 
+def _integer(value, minimum: int, what: str) -> int:
+    """``value`` as an int when it is an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise NoiseError(f"{what} {value!r} invalid; allowed: an integer >= {minimum}")
+    return int(value)
+
+
 def check_num_classes(num_classes) -> int:
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, numbers.Integral)
-        or num_classes < 2
-    ):
-        raise NoiseError(f"num_classes {num_classes!r} invalid; allowed: an integer >= 2")
-    return int(num_classes)
+    return _integer(num_classes, 2, "num_classes")
 
 
 def check_seed(noise_seed) -> int:
-    if (
-        isinstance(noise_seed, bool)
-        or not isinstance(noise_seed, numbers.Integral)
-        or noise_seed < 0
-    ):
-        raise NoiseError(f"noise_seed {noise_seed!r} invalid; allowed: an integer >= 0")
-    return int(noise_seed)
+    return _integer(noise_seed, 0, "noise_seed")
 
 
 def check_std(std) -> float:

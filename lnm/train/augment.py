@@ -391,26 +391,34 @@ class Augmenter:
                 torch.minimum(x, top, out=x)
         return x
 
+    def _pad_crop(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Random crop of ``x`` (B, C, H, W) zero-padded by ``pad`` on every side."""
+        b, _, h, w = x.shape
+        dev, p = x.device, self.pad
+        padded = F.pad(x, (p, p, p, p))
+        off = torch.randint(0, 2 * p + 1, (2, b), generator=gen).to(dev)
+        rows = (off[0, :, None] + torch.arange(h, device=dev))[:, :, None]  # (B, H, 1)
+        cols = (off[1, :, None] + torch.arange(w, device=dev))[:, None, :]  # (B, 1, W)
+        bidx = torch.arange(b, device=dev)[:, None, None]
+        return padded.permute(0, 2, 3, 1)[bidx, rows, cols].permute(0, 3, 1, 2)
+
+    def _flip(self, x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        """``x`` with image i flipped left-right where ``flips[i, 0]`` (with ``hflip``) and
+        upside down where ``flips[i, 1]`` (with ``vflip``)."""
+        if self.hflip:
+            x = torch.where(flips[:, 0, None, None, None], x.flip(3), x)
+        if self.vflip:
+            x = torch.where(flips[:, 1, None, None, None], x.flip(2), x)
+        return x
+
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Augment a uint8 (B, C, H, W) batch and return it normalised as float."""
         b, _, h, w = x.shape
-        dev = x.device
         if self.pad:
-            p = self.pad
-            padded = F.pad(x, (p, p, p, p))
-            off = torch.randint(0, 2 * p + 1, (2, b), generator=gen).to(dev)
-            rows = (off[0, :, None] + torch.arange(h, device=dev))[:, :, None]  # (B, H, 1)
-            cols = (off[1, :, None] + torch.arange(w, device=dev))[:, None, :]  # (B, 1, W)
-            bidx = torch.arange(b, device=dev)[:, None, None]
-            x = padded.permute(0, 2, 3, 1)[bidx, rows, cols].permute(0, 3, 1, 2)
+            x = self._pad_crop(x, gen)
         flips_cpu = torch.rand((2, b), generator=gen)
         if not (self.geometric or self.jitter):  # the crop/flip-only augmenter
-            flips = flips_cpu.to(dev) < 0.5
-            if self.hflip:
-                x = torch.where(flips[0, :, None, None, None], x.flip(3), x)
-            if self.vflip:
-                x = torch.where(flips[1, :, None, None, None], x.flip(2), x)
-            return self.normalize(x)
+            return self.normalize(self._flip(x, flips_cpu.T.to(x.device) < 0.5))
         geo, steps = self.draw(flips_cpu < 0.5, gen, b, h, w)
         # one transfer: flips (2), the affine parameters (12), per jitter step its factor and
         # contrast flag (2 each)
@@ -419,22 +427,17 @@ class Augmenter:
             parts.append(geo)
         for factor, is_contrast in steps:
             parts += [factor[:, None], is_contrast.double()[:, None]]
-        params = torch.cat(parts, 1).float().to(dev)
-        flips, col = params[:, :2] < 0.5, 2
+        params = torch.cat(parts, 1).float().to(x.device)
         x = x.to(torch.float32, copy=True)  # ours: changed in place below
         cover = None
         if geo is not None:
-            x, cover = warp(x, params[:, col : col + 12], rotated=self.rotation > 0)
-            col += 12
+            x, cover = warp(x, params[:, 2:14], rotated=self.rotation > 0)
         else:  # jitter only: flips as in the crop/flip-only augmenter
-            if self.hflip:
-                x = torch.where(flips[:, 0, None, None, None], x.flip(3), x)
-            if self.vflip:
-                x = torch.where(flips[:, 1, None, None, None], x.flip(2), x)
-        dev_steps = []
-        for _ in steps:
-            dev_steps.append((params[:, col], params[:, col + 1] > 0.5))
-            col += 2
+            x = self._flip(x, params[:, :2] < 0.5)
+        col = 2 if geo is None else 14
+        dev_steps = [
+            (params[:, c], params[:, c + 1] > 0.5) for c in range(col, col + 2 * len(steps), 2)
+        ]
         if dev_steps:
             x = self._jitter(x, dev_steps, cover)
         return self.normalize(x)

@@ -69,7 +69,7 @@ class TrainData:
         self.num_classes = int(attrs["n_classes"])
         mean, std = np.atleast_1d(attrs["mean"]), np.atleast_1d(attrs["std"])
         self.augmenter = Augmenter(mean, std, device=device, **augment)
-        to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+        to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)
         self.train_labels = to(noise["train_noisy"])
         # the clean labels and the masks/matrix computed from them are as the noise file gives
         # them: where the data has none (``has_clean`` false) the labels are -1, the mask all

@@ -31,7 +31,8 @@ from .trainer import remove_checkpoint, train_run
 
 @dataclass(frozen=True)
 class RunJob:
-    """One run of a pack: what :func:`lnm.train.trainer.train_run` takes per run."""
+    """One run of a pack: what :func:`lnm.train.trainer.train_run` takes per run (its fields are
+    train_run's keywords)."""
 
     spec: RunSpec
     data_path: str | Path
@@ -43,17 +44,16 @@ class RunJob:
 
 def train_runs(
     jobs: Sequence[RunJob],
-    device: str = "auto",
-    threads: int = 1,
     keep_checkpoint: bool = False,
     log: Callable[[str], None] | None = None,
-    stream: str = "auto",
-    memory_budget_mb: int | None = None,
     shared: SharedInputs | None = None,
+    **options,
 ) -> list[dict]:
     """Train ``jobs`` one after another in this process (see the module docstring); return
-    their metrics. The first run that fails stops the pack (its error is raised); the runs
-    completed before it keep their checkpoints for the rerun."""
+    their metrics. ``options``: the keywords every run's :func:`lnm.train.trainer.train_run`
+    takes (``device``, ``threads``, ``stream``, ``memory_budget_mb``). The first run that fails
+    stops the pack (its error is raised); the runs completed before it keep their checkpoints
+    for the rerun."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     folders = [Path(j.out_dir).resolve() for j in jobs]
     if len(set(folders)) != len(folders):
@@ -63,23 +63,9 @@ def train_runs(
     try:
         for i, job in enumerate(jobs, 1):
             log(f"packed run {i}/{len(jobs)}: {job.out_dir}")
-            results.append(
-                train_run(
-                    job.spec,
-                    job.data_path,
-                    job.noise_path,
-                    job.out_dir,
-                    device=device,
-                    threads=threads,
-                    keep_checkpoint=True,  # until the whole pack has completed
-                    log=log,
-                    code_files=job.code_files,
-                    stream=stream,
-                    memory_budget_mb=memory_budget_mb,
-                    estimate_path=job.estimate_path,
-                    shared=shared,
-                )
-            )
+            # keep_checkpoint: until the whole pack has completed
+            run = train_run(**vars(job), keep_checkpoint=True, log=log, shared=shared, **options)
+            results.append(run)
     finally:
         shared.drop_images()
     if not keep_checkpoint:

@@ -71,6 +71,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -78,7 +79,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..checksum import ChecksumError, artifact, sidecar, verify, write_bytes
+from ..checksum import ChecksumError, artifact, sidecar, verify, write_bytes, write_text
 from ..codedeps import closure, code_digest
 from ..gpu import CUBLAS_WORKSPACE, holder_text, read_holder
 from ..grid import EVAL_VIEWS, RUN_KEYS, eval_view_text, method_info
@@ -384,21 +385,29 @@ def probs_file_arrays(view: str, test: Outputs, labels: np.ndarray) -> dict:
     return arrays
 
 
+def _selection_keys(diag: dict) -> list[str]:
+    """The sets a method reported as selected (``selected``, ``selected_net<i>``)."""
+    return [k for k in diag if k == "selected" or k.startswith("selected_")]
+
+
+def _unscorable(diag: dict) -> list[str]:
+    """The scores a method's reported sets would get: n/a without clean training labels."""
+    na = {"clean_ratio", "coverage"} if _selection_keys(diag) else set()
+    for key, score in (("T_hat", "t_error"), ("clean_prob", "gmm_auc")):
+        if diag.get(key) is not None:
+            na.add(score)
+    if diag.get("corrected") is not None:
+        na.add("purified_ratio")
+    return sorted(na)
+
+
 def _diagnostics(diag: dict, data: TrainData) -> dict:
     """Turn a method's reported sets into scores against the clean mask; keep scalar values.
     Without clean training labels (``data.has_clean`` False) there is nothing to score against:
     only the scalar values are kept (the scores are n/a, never numbers against fake labels)."""
     out = {k: float(v) for k, v in diag.items() if np.isscalar(v)}
     if not data.has_clean:  # the scores the method's sets would get, present and NaN (n/a)
-        na = set()
-        if any(k == "selected" or k.startswith("selected_") for k in diag):
-            na |= {"clean_ratio", "coverage"}
-        for key, score in (("T_hat", "t_error"), ("clean_prob", "gmm_auc")):
-            if diag.get(key) is not None:
-                na.add(score)
-        if diag.get("corrected") is not None:
-            na.add("purified_ratio")
-        return {**out, **{k: float("nan") for k in sorted(na)}}
+        return {**out, **{k: float("nan") for k in _unscorable(diag)}}
     is_clean = data.is_clean
     if diag.get("T_hat") is not None:  # relative L1 error against the empirical matrix
         t_hat, t = np.asarray(diag["T_hat"], dtype=float), np.nan_to_num(data.transition)
@@ -407,7 +416,7 @@ def _diagnostics(diag: dict, data: TrainData) -> dict:
         out["gmm_auc"] = binary_auc(is_clean, np.asarray(diag["clean_prob"]))
     seen = diag.get("seen")
     seen = np.ones_like(is_clean) if seen is None else np.asarray(seen, dtype=bool)
-    for key in [k for k in diag if k == "selected" or k.startswith("selected_")]:
+    for key in _selection_keys(diag):
         suffix = key[len("selected") :]
         scores = selection_scores(np.asarray(diag[key], dtype=bool), seen, is_clean)
         out.update({f"{k}{suffix}": v for k, v in scores.items()})
@@ -560,6 +569,177 @@ def summarize(
     return out
 
 
+def _hash_inputs(
+    spec: RunSpec, data_path, noise_path, estimate_path, shared: SharedInputs | None
+) -> tuple[dict, dict | None]:
+    """The run's input files with their SHA-256 (for metrics.json) and the cell's noise
+    estimate (None: not given), after checking ``last_k`` against ``epochs``."""
+    if not 1 <= spec.last_k <= spec.epochs:
+        raise ValueError(
+            f"last_k = {spec.last_k} must be between 1 and epochs = {spec.epochs}: the headline "
+            "averages the last last_k epochs"
+        )
+    check = verify if shared is None else shared.verify
+    inputs = {
+        k: {"path": str(p), "sha256": check(p)}
+        for k, p in (("data", data_path), ("noise", noise_path))
+    }
+    if estimate_path is None:
+        return inputs, None
+    # the cell's noise estimate: forget_rate: estimated
+    inputs["estimate"] = {"path": str(estimate_path), "sha256": check(estimate_path)}
+    return inputs, load_noise(estimate_path, check=False)
+
+
+def _run_noise(spec: RunSpec, noise_path, data_path, data_sha256: str, inputs: dict) -> dict:
+    """The noise file, checked to be the spec's (pattern, rate, noise seed); an
+    ``instance_classifier`` file adds the classifier that drew its flips to ``inputs``."""
+    noise = load_noise(noise_path, check=False, data_path=data_path, data_sha256=data_sha256)
+    for key, want in (
+        ("pattern", spec.noise),
+        ("rate", spec.rate),
+        ("noise_seed", spec.noise_seed),
+    ):
+        if noise[key] != want:
+            raise ValueError(
+                f"{noise_path}: noise file has {key}={noise[key]!r}, run expects {want!r}"
+            )
+    if "generator_sha256" in noise:
+        inputs["generator"] = {
+            "sha256": str(noise["generator_sha256"]),
+            "logits_sha256": str(noise["generator_logits_sha256"]),
+        }
+    return noise
+
+
+def _data_and_method(
+    spec: RunSpec, data_path, noise: dict, dev: torch.device, estimate: dict | None, **options
+) -> tuple[TrainData, object]:
+    """The run's data (:func:`open_data` with ``options``) and its method, with deterministic
+    kernels and every RNG seeded by the spec first."""
+    configure_determinism(dev)
+    seed_everything(spec.seed)
+    data = open_data(
+        data_path, noise, dev, spec.augment, spec.batch_size, spec.drop_last, **options
+    )
+    data.noise_estimate = estimate  # forget_rate: estimated reads it (None: not given)
+    factory = functools.partial(
+        build_model, spec.backbone, int(data.in_chans), data.num_classes, spec.size,
+        spec.pretrained,
+    )  # fmt: skip
+    return data, get_method(spec.method_class)(spec, factory, data.num_classes, dev, data)
+
+
+@dataclass
+class _Run:
+    """A run being trained: its method and data, where it stands (the per-epoch rows, the
+    first epoch still to train, the epochs it resumed at, the checkpoints it set aside) and
+    what its checkpoints and outputs record."""
+
+    spec: RunSpec
+    out_dir: Path
+    dev: torch.device
+    identity: dict
+    data: TrainData
+    method: object
+    log: _RunLog
+    history: list[dict] = field(default_factory=list)
+    start: int = 0
+    resumed_at: list[int] = field(default_factory=list)
+    set_aside: list[dict] = field(default_factory=list)
+
+    def resume(self, state: dict | None, record: dict | None) -> None:
+        """Take up a loaded checkpoint's state (or note the one set aside)."""
+        if state is None:
+            self.set_aside = [] if record is None else [record]
+            return
+        self.method.load_state_dict(state["method"])
+        _set_rng_state(state["rng"], self.dev)
+        self.history, self.start = state["history"], state["epoch"] + 1
+        self.resumed_at = [*state.get("resumed_at_epochs", []), self.start + 1]
+        self.set_aside = list(state.get("checkpoints_set_aside", []))
+        start, epochs = self.start, self.spec.epochs
+        self.log(
+            f"resuming {self.out_dir} after epoch {start}/{epochs} "
+            + (
+                f"(epochs 1-{start} restored from {CHECKPOINT}), at epoch {start + 1}/{epochs}"
+                if start < epochs
+                else "(every epoch restored from the checkpoint; writing the outputs)"
+            )
+        )
+
+    def train(self) -> Outputs:
+        """Train the epochs still to train, each logged and checkpointed; the test outputs of
+        the last epoch."""
+        spec, method, data, test = self.spec, self.method, self.data, None
+        for epoch in range(self.start, spec.epochs):
+            t0 = time.perf_counter()
+            method.start_epoch(epoch)
+            diag = method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
+            row = {"epoch": epoch, **_diagnostics(diag, data)}  # per_epoch.csv: 0-based index
+            ev, test = evaluate(method, data)
+            row.update(ev, seconds=time.perf_counter() - t0)
+            self.history.append(row)
+            self.log(self._epoch_line(epoch, row))
+            self._checkpoint(epoch)
+        if test is None:  # resumed after the last epoch had already been checkpointed
+            test = predict_outputs(method, data, "test")
+        return test
+
+    def _epoch_line(self, epoch: int, row: dict) -> str:
+        spec, loss = self.spec, row.get("train_loss", float("nan"))
+        if np.isfinite(loss):
+            loss_text = f"loss {loss:.4f}"
+        else:  # the method made no parameter update in this epoch (a NaN mean of no losses)
+            idle = sum(not np.isfinite(r.get("train_loss", float("nan"))) for r in self.history)
+            loss_text = f"no update ({idle} of {epoch + 1} epochs without one)"
+        return (
+            f"[{spec.method} {spec.dataset} {spec.noise}-{spec.rate} s{spec.seed}] epoch "
+            f"{epoch + 1}/{spec.epochs} {loss_text} "
+            f"val {row['val_acc']:.2f} test {row['test_acc']:.2f} ({row['seconds']:.1f}s)"
+        )
+
+    def _checkpoint(self, epoch: int) -> None:
+        """The state after ``epoch``, written atomically with its SHA-256 sidecar."""
+        state = {
+            "epoch": epoch,
+            "spec": self.spec.to_dict(),
+            "identity": self.identity,
+            "method": self.method.state_dict(),
+            "rng": _rng_state(self.dev),
+            "history": self.history,
+            "resumed_at_epochs": self.resumed_at,
+            "checkpoints_set_aside": self.set_aside,
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        write_bytes(self.out_dir / CHECKPOINT, buf.getvalue())
+
+    def write_outputs(self, test: Outputs, noise: dict, inputs: dict) -> dict:
+        """metrics.json, per_epoch.csv and test_probs.npz, each atomically with its sidecar;
+        returns the metrics."""
+        table = EpochTable(self.history)
+        metrics = summarize(self.spec, table, noise, inputs, self.method, self.dev)
+        prov = metrics["provenance"]
+        prov.update(
+            code_sha256=self.identity["code"],
+            resumed_at_epochs=self.resumed_at,
+            checkpoints_set_aside=self.set_aside,
+        )
+        prov.setdefault("deterministic", {})["bf16_autocast"] = self.method.precision == "bf16"
+        prov["deterministic"].update(determinism_record())
+        prov["compute"] = self.identity["compute"]
+        with artifact(self.out_dir / "per_epoch.csv") as tmp:
+            table.write_csv(tmp, drop=["seconds"])
+        buf = io.BytesIO()
+        labels = self.data.labels["test"].cpu().numpy()
+        np.savez_compressed(buf, **probs_file_arrays(self.spec.eval_view, test, labels))
+        write_bytes(self.out_dir / "test_probs.npz", buf.getvalue())
+        text = json.dumps(_finite(metrics), indent=2, sort_keys=True, allow_nan=False)
+        write_text(self.out_dir / "metrics.json", text + "\n")
+        return metrics
+
+
 def _train_run(
     spec: RunSpec,
     data_path: str | Path,
@@ -592,166 +772,37 @@ def _train_run(
     images held on the device; :func:`lnm.train.pack.train_runs`). The result is the same.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    if not 1 <= spec.last_k <= spec.epochs:
-        raise ValueError(
-            f"last_k = {spec.last_k} must be between 1 and epochs = {spec.epochs}: the headline "
-            "averages the last last_k epochs"
-        )
     out_dir = Path(out_dir)
-    check = verify if shared is None else shared.verify
-    inputs = {
-        "data": {"path": str(data_path), "sha256": check(data_path)},
-        "noise": {"path": str(noise_path), "sha256": check(noise_path)},
-    }
+    inputs, estimate = _hash_inputs(spec, data_path, noise_path, estimate_path, shared)
     code_files = default_code_files(spec) if code_files is None else list(code_files)
-    estimate = None
-    if estimate_path is not None:  # the cell's noise estimate: forget_rate: estimated
-        inputs["estimate"] = {"path": str(estimate_path), "sha256": check(estimate_path)}
-        estimate = load_noise(estimate_path, check=False)
     dev = resolve_device(device)
+    data_sha = inputs["data"]["sha256"]
     identity = run_identity(
         spec,
-        inputs["data"]["sha256"],
+        data_sha,
         inputs["noise"]["sha256"],
         code_digest(code_files, REPO_ROOT),
         inputs.get("estimate", {}).get("sha256"),
         compute=compute_identity(spec, dev.type),
     )
-    noise = load_noise(noise_path, check=False, data_path=data_path, data_sha256=identity["data"])
-    for key, want in (
-        ("pattern", spec.noise),
-        ("rate", spec.rate),
-        ("noise_seed", spec.noise_seed),
-    ):
-        if noise[key] != want:
-            raise ValueError(
-                f"{noise_path}: noise file has {key}={noise[key]!r}, run expects {want!r}"
-            )
-    if "generator_sha256" in noise:  # instance_classifier: the classifier that drew the flips
-        inputs["generator"] = {
-            "sha256": str(noise["generator_sha256"]),
-            "logits_sha256": str(noise["generator_logits_sha256"]),
-        }
+    noise = _run_noise(spec, noise_path, data_path, data_sha, inputs)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, int(threads)))
-    configure_determinism(dev)
-    seed_everything(spec.seed)
     notes: list[str] = []  # said before the attempt log is open; copied into it
-    data = open_data(
-        data_path,
-        noise,
-        dev,
-        spec.augment,
-        spec.batch_size,
-        spec.drop_last,
-        stream=stream,
-        memory_budget_bytes=None if memory_budget_mb is None else int(memory_budget_mb) << 20,
-        log=notes.append,
-        shared=shared,
-        sha256=inputs["data"]["sha256"],
-    )
-    in_chans = int(data.in_chans)
-    factory = lambda: build_model(
-        spec.backbone,
-        in_chans,
-        data.num_classes,
-        spec.size,  # noqa: E731
-        spec.pretrained,
-    )
-    data.noise_estimate = estimate  # forget_rate: estimated reads it (None: not given)
-    method = get_method(spec.method_class)(spec, factory, data.num_classes, dev, data)
-
-    ckpt = out_dir / CHECKPOINT
-    history: list[dict] = []
-    start, resumed_at, set_aside_records = 0, [], []
-    state, record = load_checkpoint(ckpt, identity, spec, dev, notes.append)
+    budget = None if memory_budget_mb is None else int(memory_budget_mb) << 20
+    data, method = _data_and_method(
+        spec, data_path, noise, dev, estimate, log=notes.append, stream=stream,
+        memory_budget_bytes=budget, shared=shared, sha256=data_sha,
+    )  # fmt: skip
+    state, record = load_checkpoint(out_dir / CHECKPOINT, identity, spec, dev, notes.append)
     run_log = _RunLog(out_dir / ATTEMPT_LOG, log)
     run_log.open(resume=state is not None)
     try:
         for line in notes:
             run_log(line)
-        if state is not None:
-            method.load_state_dict(state["method"])
-            _set_rng_state(state["rng"], dev)
-            history, start = state["history"], state["epoch"] + 1
-            resumed_at = [*state.get("resumed_at_epochs", []), start + 1]
-            set_aside_records = list(state.get("checkpoints_set_aside", []))
-            run_log(
-                f"resuming {out_dir} after epoch {start}/{spec.epochs} "
-                + (
-                    f"(epochs 1-{start} restored from {CHECKPOINT}), at epoch "
-                    f"{start + 1}/{spec.epochs}"
-                    if start < spec.epochs
-                    else "(every epoch restored from the checkpoint; writing the outputs)"
-                )
-            )
-        elif record is not None:
-            set_aside_records = [record]
-
-        test = None
-        for epoch in range(start, spec.epochs):
-            t0 = time.perf_counter()
-            method.start_epoch(epoch)
-            diag = method.train_epoch(epoch, data.epoch_batches(spec.seed, epoch))
-            # per_epoch.csv: 0-based index
-            row = {"epoch": epoch, **_diagnostics(diag, data)}
-            ev, test = evaluate(method, data)
-            row.update(ev, seconds=time.perf_counter() - t0)
-            history.append(row)
-            loss = row.get("train_loss", float("nan"))
-            if np.isfinite(loss):
-                loss_text = f"loss {loss:.4f}"
-            else:  # the method made no parameter update in this epoch (a NaN mean of no losses)
-                idle = sum(not np.isfinite(r.get("train_loss", float("nan"))) for r in history)
-                loss_text = f"no update ({idle} of {epoch + 1} epochs without one)"
-            run_log(
-                f"[{spec.method} {spec.dataset} {spec.noise}-{spec.rate} s{spec.seed}] epoch "
-                f"{epoch + 1}/{spec.epochs} {loss_text} "
-                f"val {row['val_acc']:.2f} test {row['test_acc']:.2f} ({row['seconds']:.1f}s)"
-            )
-            buf = io.BytesIO()
-            torch.save(
-                {
-                    "epoch": epoch,
-                    "spec": spec.to_dict(),
-                    "identity": identity,
-                    "method": method.state_dict(),
-                    "rng": _rng_state(dev),
-                    "history": history,
-                    "resumed_at_epochs": resumed_at,
-                    "checkpoints_set_aside": set_aside_records,
-                },
-                buf,
-            )
-            write_bytes(ckpt, buf.getvalue())  # atomically, with its SHA-256 sidecar
-            del buf
-        if test is None:  # resumed after the last epoch had already been checkpointed
-            test = predict_outputs(method, data, "test")
-
-        table = EpochTable(history)
-        metrics = summarize(spec, table, noise, inputs, method, dev)
-        metrics["provenance"].update(
-            code_sha256=identity["code"],
-            resumed_at_epochs=resumed_at,
-            checkpoints_set_aside=set_aside_records,
-        )
-        metrics["provenance"].setdefault("deterministic", {})["bf16_autocast"] = (
-            method.precision == "bf16"
-        )
-        metrics["provenance"]["deterministic"].update(determinism_record())
-        metrics["provenance"]["compute"] = identity["compute"]
-        with artifact(out_dir / "per_epoch.csv") as tmp:
-            table.write_csv(tmp, drop=["seconds"])
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf, **probs_file_arrays(spec.eval_view, test, data.labels["test"].cpu().numpy())
-        )
-        with artifact(out_dir / "test_probs.npz") as tmp:
-            tmp.write_bytes(buf.getvalue())
-        with artifact(out_dir / "metrics.json") as tmp:
-            tmp.write_text(
-                json.dumps(_finite(metrics), indent=2, sort_keys=True, allow_nan=False) + "\n"
-            )
+        run = _Run(spec, out_dir, dev, identity, data, method, run_log)
+        run.resume(state, record)
+        metrics = run.write_outputs(run.train(), noise, inputs)
     finally:
         run_log.close()
         if hasattr(data, "close"):  # streamed data: its file handle, now rather than at exit

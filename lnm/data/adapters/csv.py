@@ -35,8 +35,6 @@ from ._tables import (
 )
 from .base import Adapter
 
-_COLUMN = {"type": "string", "minLength": 1}
-
 
 class CsvAdapter(Adapter):
     name = "csv"
