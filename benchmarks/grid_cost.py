@@ -455,7 +455,7 @@ def measure_run(
     data.noise_estimate = {"estimated_rate": rate}  # forget_rate: estimated
     configure_determinism(device)  # the trainer's settings (CUDA: deterministic algorithms)
     seed_everything(0)
-    factory = lambda: build_model(spec.backbone, channels, classes, spec.size, False)  # noqa: E731
+    factory = lambda: build_model(spec.backbone, channels, classes, spec.size, False)
     m = get_method(method)(mspec, factory, classes, device, data)
     phases = [{"seconds": 0.0, "images": 0, "epochs": 0} for _ in range(n_phases)]
     for epoch in range(mspec.epochs):

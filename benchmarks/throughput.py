@@ -116,7 +116,7 @@ def pipelines(backbone, size, n, batch, device, workers):
 
     def new_method():
         torch.manual_seed(0)
-        factory = lambda: build_model(backbone, 3, 5, size)  # noqa: E731
+        factory = lambda: build_model(backbone, 3, 5, size)
         return get_method("ce")(spec, factory, 5, device, data)
 
     return {

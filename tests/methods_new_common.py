@@ -94,7 +94,7 @@ def resume_matches(tmp_path, method: str, params: dict, epochs: int = 4, crash_a
         tmp_path, method, epochs=epochs, params=params, out="resumed", log=lines.append
     )
     assert any(f"after epoch {crash_at - 1}/{epochs}" in x for x in lines), lines
-    drop = lambda m: {k: v for k, v in m.items() if k != "provenance"}  # noqa: E731
+    drop = lambda m: {k: v for k, v in m.items() if k != "provenance"}
     assert drop(resumed) == drop(full)
     curve = pd.read_csv(out / "per_epoch.csv")
     pd.testing.assert_frame_equal(curve, pd.read_csv(tmp_path / "full" / "per_epoch.csv"))

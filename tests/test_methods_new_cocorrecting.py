@@ -216,7 +216,7 @@ def test_selection_matches_loss_coteaching_plus(stage, tau, step):
         torch.testing.assert_close(
             torch.autograd.grad(sel.loss, z0)[0], torch.autograd.grad(want[0] + want[1], z0)[0]
         )
-        as_set = lambda m: set(torch.nonzero(m).squeeze(1).tolist())  # noqa: E731
+        as_set = lambda m: set(torch.nonzero(m).squeeze(1).tolist())
         assert as_set(sel.masks["selected_net0"]) == set(want[2].tolist())
         assert as_set(sel.masks["selected_net1"]) == set(want[3].tolist())
         assert as_set(discarded) == set(want[4].tolist()) | set(want[5].tolist())

@@ -187,7 +187,7 @@ def official_train_batch(fwd, inputs_x, inputs_x2, labels, w_x, w_x2, pis, epoch
             match = px.max(dim=1)[1] == px2.max(dim=1)[1]
             lg = lambda ic, wx: official_label_guessing(
                 ic, wx, batch_size, score1, score2, match, a["tau"], a["threshold"]
-            )  # noqa: E731
+            )
             hc2_sel_wx1, hc2_sel_wx2 = lg(idx_chosen, w_x), lg(idx_chosen_2, w_x2)
             idx_chosen = torch.where(hc2_sel_wx1 == 1)[0]
             idx_chosen_2 = torch.where(hc2_sel_wx2 == 1)[0]
