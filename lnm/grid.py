@@ -179,6 +179,19 @@ RUN_DIR = "runs/" + RUN_ID
 #: What every training run writes into its folder (each with a ``.sha256`` sidecar).
 RUN_FILES = ("metrics.json", "per_epoch.csv", "test_probs.npz")
 MANIFEST = "MANIFEST.sha256"
+#: The folders below ``results`` that hold a config's artifacts (what ``lnm verify`` and the
+#: workflow's start-up check scan): the first folder of every path template, the tables and the
+#: figures. Nothing else there is this config's: Snakemake's ``logs/`` and ``benchmarks/``,
+#: ``report.html``, or another config's results folder nested inside (``results/demo`` inside
+#: the paper grid's ``results``).
+ARTIFACT_DIRS = (
+    *dict.fromkeys(
+        t.split("/")[0]
+        for t in (RAW_RECORD, DATA_FILE, NOISE_FILE, ESTIMATE_FILE, GENERATOR_FILE, RUN_DIR)
+    ),
+    "tables",
+    "figures",
+)
 
 #: Tables each report rule writes under ``tables/``.
 TABLES = {

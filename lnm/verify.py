@@ -2,18 +2,18 @@
 and against ``MANIFEST.sha256``.
 
 Which files are artifacts (each must have a sidecar ``X.sha256`` that matches it):
-every file in a *subfolder* of the results folder (``raw/``, ``data/``, ``noise/``, ``runs/``,
-``tables/``, ``figures/``, ...), except
+every file below the folders :data:`lnm.grid.ARTIFACT_DIRS` names (``raw/``, ``data/``,
+``noise/``, ``estimates/``, ``runs/``, ``tables/``, ``figures/``), except
 
 - the sidecars themselves (``*.sha256``); a sidecar whose artifact is missing is a problem;
-- anything below ``logs/`` and ``benchmarks/`` (Snakemake's per-job logs and timings);
 - hidden files and folders (``.snakemake/``, the ``.<name>.*.tmp`` of an atomic write under way);
 - a training run's resume state, ``checkpoint.*`` (``checkpoint.pt``, its sidecar, its attempt
   log and the checkpoints set aside as ``checkpoint.pt.stale-*``/``.corrupt-*``): it is not a
   result, changes while a run trains, and the trainer verifies it itself before resuming.
 
-Files directly in the results folder are not artifacts (``report.html`` from ``snakemake
---report`` lives there) except ``MANIFEST.sha256``, which has a sidecar of its own (so a line
+Nothing else below the results folder is an artifact: Snakemake's ``logs/`` and
+``benchmarks/``, ``report.html`` from ``snakemake --report``, another config's results folder
+nested inside (the demo's ``results/demo`` inside the paper grid's ``results``), except ``MANIFEST.sha256``, which has a sidecar of its own (so a line
 deleted from it is a SHA-256 mismatch): each of its lines must name an existing file (relative
 to the results folder) whose SHA-256 is the one listed. Artifacts not listed in it (written
 after it, or left from another config) are noted, not counted as problems. A missing manifest
@@ -47,10 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checksum import SUFFIX, ChecksumError, read_sidecar, sha256, sidecar
-from .grid import MANIFEST
+from .grid import ARTIFACT_DIRS, MANIFEST
 
-#: Top-level folders of a results folder that hold no artifacts.
-UNCHECKED_DIRS = ("logs", "benchmarks")
 #: Name prefix of a training run's resume state (checked by the trainer, not here).
 CHECKPOINT_PREFIX = "checkpoint."
 
@@ -87,7 +85,7 @@ class Report:
 def is_artifact(rel: str | os.PathLike) -> bool:
     """Whether a path relative to the results folder is an artifact (see the module doc)."""
     parts = Path(rel).parts
-    if len(parts) < 2 or parts[0] in UNCHECKED_DIRS:
+    if len(parts) < 2 or parts[0] not in ARTIFACT_DIRS:
         return False
     if any(p.startswith(".") for p in parts):
         return False

@@ -274,6 +274,25 @@ def test_start_check_names_missing_sidecars_and_size_changes_without_hashing(res
     assert msg.startswith("3 artifact(s) of") and "Nothing was run" in msg
 
 
+def test_another_configs_results_nested_inside_are_not_this_configs_artifacts(results, capsys):
+    """The paper grid's results folder (``results``) holds the demo's (``results/demo``), with
+    its own logs, timings and report: none of it is an artifact of the outer folder, so neither
+    the start-up check nor lnm verify of ``results`` names it (the README runs the demo, then
+    dry-runs the paper grid)."""
+    from lnm.verify import start_check
+
+    nested = results / "demo"
+    for rel in ("logs/aggregate.log", "benchmarks/train/x.tsv", "report.html", "tables/runs.csv"):
+        (nested / rel).parent.mkdir(parents=True, exist_ok=True)
+        (nested / rel).write_text("no sidecar\n")
+    (results / "cli" / "run").mkdir(parents=True)  # lnm train --out results/cli/run
+    (results / "cli" / "run" / "metrics.json").write_text("{}")
+    assert not is_artifact("demo/tables/runs.csv") and not is_artifact("cli/run/metrics.json")
+    assert start_check(results, workdir=results) is None
+    rc, lines = run_verify(results, capsys)
+    assert rc == 0 and "OK: 8 artifacts" in lines[-1], lines
+
+
 def test_start_check_skips_what_snakemake_marked_incomplete(results, tmp_path):
     """An interrupted job's outputs (Snakemake's markers in .snakemake/incomplete) may lack
     their sidecar: --rerun-incomplete rebuilds them."""
