@@ -69,10 +69,11 @@ halves that.
 Defaults: ``--steps`` 1 on a CPU, 20 on CUDA; ``--repeats`` 3; ``--warmup`` 1 (2 with
 ``--whole-step``: the compiled optimiser step compiles again once its state exists).
 
-Methods whose phases need epochs first are put in their main phase from epoch 1 (epoch 0 is the
-warm-up): the Co-teaching family's and CDR's ramps end at epoch 1 (``num_gradual: 1``),
-Co-teaching+ uses disagreement from epoch 1, DivideMix runs MixMatch from epoch 0, DISC uses
-its sets from epoch 1, T-Revision estimates T in epoch 0 and reweights from epoch 1.
+Methods whose phases need epochs first are put in their second phase as early as their first
+phase allows (its ``min_epochs``, 1 unless declared; the traits of the method's class,
+``lnm.grid.method_info``), and a ramp ends at epoch 1: e.g. the Co-teaching family's and CDR's
+ramps end at epoch 1 (``num_gradual: 1``), DivideMix runs MixMatch from epoch 0, DISC uses its
+sets from epoch 1, T-Revision estimates T in epoch 0 and reweights from epoch 1.
 """
 
 from __future__ import annotations
@@ -108,18 +109,18 @@ NOISE_RATE = 0.2
 OPTIMIZER = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 SCHEDULE = {"name": "multistep", "milestones": [20, 40], "gamma": 0.1}
 AUGMENT = {"crop_padding": 4, "hflip": True, "vflip": False}
-#: hyperparameters that put each method in its main phase from epoch 1 (see the docstring);
-#: only those a method declares are passed
-MAIN_PHASE = {
-    "coteaching": {"num_gradual": 1},
-    "coteaching_plus": {"num_gradual": 1, "init_epoch": 1},
-    "codis": {"num_gradual": 1},
-    "jocor": {"num_gradual": 1},
-    "cdr": {"num_gradual": 1},
-    "dividemix": {"warmup_epochs": 0},
-    "disc": {"start_epoch": 1},
-    "trevision": {"estimation_epochs": 1},
-}
+
+
+def main_phase(method: str) -> dict:
+    """Parameters that put ``method`` in its second phase early and end its ramp at epoch 1."""
+    from lnm import grid
+
+    info = grid.method_info(method)
+    first = info.phases[0] if len(info.phases) > 1 else {}
+    out = {info.ramp: 1} if info.ramp else {}
+    if first.get("until") or first.get("epochs"):
+        out[first.get("until") or first["epochs"]] = first.get("min_epochs", 1)
+    return out
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -176,7 +177,7 @@ def run_spec(method: str, args, precision: str):
     from lnm.train.spec import RunSpec
 
     cls = get_method(method)
-    params = {k: v for k, v in MAIN_PHASE.get(method, {}).items() if k in cls.defaults}
+    params = main_phase(method)
     return RunSpec(
         dataset="synthetic",
         size=args.size,

@@ -18,7 +18,8 @@ from __future__ import annotations
 import ast
 import functools
 import itertools
-from dataclasses import dataclass, field, fields
+import re
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -356,19 +357,32 @@ def run_dirs(config: dict) -> list[str]:
 METHODS_DIR = PACKAGE / "methods"
 
 
+#: The diagnostics a method may report for the trainer to score (lnm/methods/base.py).
+REPORTS = ("selected", "corrected", "T_hat", "clean_prob")
+#: What a phase declares (lnm/methods/base.py, ``phases``); ``until`` and ``epochs`` name a
+#: parameter holding an epoch count, ``batch_multiple`` and ``labelled`` a parameter too.
+PHASE_KEYS = ("name", "until", "epochs", "min_epochs", "batch_multiple", "labelled")
+
+
 @dataclass(frozen=True)
 class MethodInfo:
-    """A method as its file declares it: ``name``, ``order`` (display position), ``num_nets``,
-    ``params`` (hyperparameter -> JSON-schema fragment with its ``default``) and ``eval_view``
-    (how LNMBench scored it, one of :data:`EVAL_VIEWS`)."""
+    """A method as its file declares it: ``name``, ``order`` (display position), ``params``
+    (hyperparameter -> JSON-schema fragment with its ``default``) and its traits, the class
+    attributes after ``params`` (inherited; :class:`lnm.methods.base.Method` holds the defaults
+    and documents each): ``num_nets``, ``eval_view`` (how LNMBench scored it, one of
+    :data:`EVAL_VIEWS`), ``phases``, ``ramp``, ``reports``, ``relative_cost``."""
 
     name: str
     module: str  # module name inside lnm.methods
     cls: str
     order: int
+    params: dict
     num_nets: int
-    params: dict = field(default_factory=dict)
-    eval_view: str = DEFAULT_EVAL_VIEW
+    eval_view: str
+    phases: tuple
+    ramp: str | None
+    reports: tuple
+    relative_cost: float | None
 
     @property
     def defaults(self) -> dict:
@@ -378,6 +392,11 @@ class MethodInfo:
     def path(self) -> Path:
         return METHODS_DIR / f"{self.module}.py"
 
+    @property
+    def estimates_transition(self) -> bool:
+        """Whether its runs report an estimated transition matrix (``T_hat``)."""
+        return "T_hat" in self.reports
+
     def schema(self) -> dict:
         """JSON schema of ``method_params.<name>``: the declared keys, types and ranges."""
         props = {
@@ -385,6 +404,42 @@ class MethodInfo:
             for k, spec in self.params.items()
         }
         return {"type": "object", "additionalProperties": False, "properties": props}
+
+    def phase_epochs(self, epochs: int, params: dict | None = None) -> list[int]:
+        """Epochs of each of :attr:`phases` in a run of ``epochs`` epochs with ``params`` (over
+        the defaults): the leading phases with a boundary, in order, each within what is left;
+        then the later ones with a length, in order; the free phases share the rest equally,
+        the earlier taking the remainder."""
+        hp = {**self.defaults, **(params or {})}
+        bounds = [_bound(p, hp) for p in self.phases]  # (kind, value), or None: free
+        out, start = [], 0
+        for b in bounds:
+            if b is None:
+                break
+            end = min(max(b[1] if b[0] == "until" else start + b[1], start), epochs)
+            out.append(end - start)
+            start = end
+        left, rest = epochs - start, []
+        for b in bounds[len(out) :]:  # "epochs" or free (no "until" after a free phase)
+            rest.append(None if b is None else min(b[1], left))
+            left -= rest[-1] or 0
+        free = [i for i, v in enumerate(rest) if v is None]
+        for j, i in enumerate(free):
+            rest[i] = left // len(free) + (j < left % len(free))
+        return out + rest
+
+    def phase_overrides(self, k: int) -> dict:
+        """Parameters that make each phase last ``k`` epochs of a run of ``k * len(phases)``."""
+        out = {}
+        for i, p in enumerate(self.phases):
+            if "until" in p or "epochs" in p:
+                out[p.get("until") or p["epochs"]] = k * (i + 1) if "until" in p else k
+        return out
+
+
+def _bound(phase: dict, hp: dict) -> tuple[str, int] | None:
+    key = next((k for k in ("until", "epochs") if k in phase), None)
+    return None if key is None or hp[phase[key]] is None else (key, int(hp[phase[key]]))
 
 
 class _ClassDecl:
@@ -432,17 +487,15 @@ def _inherited(decl: _ClassDecl, attr: str, classes: dict[str, _ClassDecl]):
     return None
 
 
+#: A method's traits: its class attributes that the workflow reads (literals, inherited).
+METHOD_TRAITS = tuple(f.name for f in fields(MethodInfo))[5:]
+
+
 @functools.cache
 def method_catalog() -> dict[str, MethodInfo]:
     """Every method of ``lnm/methods`` (a module not starting with ``_`` that defines a class
     with a string ``name``), in display order, read from the source without importing it."""
-    classes: dict[str, _ClassDecl] = {}
-    for path in sorted(METHODS_DIR.glob("*.py")):
-        if path.name == "__init__.py":
-            continue
-        for node in ast.parse(path.read_text(), str(path)).body:
-            if isinstance(node, ast.ClassDef):
-                classes[node.name] = _ClassDecl(path.stem, node)
+    classes = _read_classes(METHODS_DIR)
     found: dict[str, MethodInfo] = {}
     for cname, decl in classes.items():
         if decl.module.startswith("_") or decl.module == "base" or "name" not in decl.attrs:
@@ -452,27 +505,50 @@ def method_catalog() -> dict[str, MethodInfo]:
         if name in found:
             raise ValueError(f"{where}: method name {name!r} is already used by {found[name].cls}")
         params = _inherited(decl, "params", classes)
-        nets = _inherited(decl, "num_nets", classes)
+        traits = {
+            t: _literal(_inherited(decl, t, classes) or classes["Method"].attrs[t], classes, where)
+            for t in METHOD_TRAITS
+        }
         order = decl.attrs.get("order")
-        view = _inherited(decl, "eval_view", classes)
-        view = ast.literal_eval(view) if view is not None else DEFAULT_EVAL_VIEW
-        if view not in EVAL_VIEWS:
-            raise ValueError(
-                f"{where}: eval_view {view!r} is not allowed; allowed: {', '.join(EVAL_VIEWS)}"
-            )
         found[name] = MethodInfo(
             name=name,
             module=decl.module,
             cls=cname,
             order=ast.literal_eval(order) if order is not None else 10**6,
-            num_nets=ast.literal_eval(nets) if nets is not None else 1,
             params=_literal(params, classes, where) if params is not None else {},
-            eval_view=view,
+            **traits,
         )
-        missing = [k for k, s in found[name].params.items() if "default" not in s]
-        if missing:
-            raise ValueError(f"{where}: params {missing} declare no default")
+        _check_method(found[name], where)
     return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def _check_method(info: MethodInfo, where: str) -> None:
+    """Every parameter has a default, the traits hold allowed values and name its parameters."""
+    missing = [k for k, s in info.params.items() if "default" not in s]
+    if missing:
+        raise ValueError(f"{where}: params {missing} declare no default")
+    if info.eval_view not in EVAL_VIEWS:
+        raise ValueError(f"{where}: eval_view {info.eval_view!r} is not allowed; allowed: "
+                         f"{', '.join(EVAL_VIEWS)}")  # fmt: skip
+    if not set(info.reports) <= set(REPORTS) or info.ramp not in (None, *info.params):
+        raise ValueError(f"{where}: reports {info.reports!r}, ramp {info.ramp!r}; allowed: "
+                         f"reports of {', '.join(REPORTS)}, ramp None or a parameter")  # fmt: skip
+    kinds = ""
+    for p in info.phases:
+        named = {p.get(k) for k in PHASE_KEYS[1:] if k != "min_epochs"} - {None}
+        if (
+            "name" not in p
+            or set(p) - set(PHASE_KEYS)
+            or named - set(info.params)
+            or ("until" in p and "epochs" in p)
+        ):
+            raise ValueError(f"{where}: phase {p!r}: allowed: a dict with name and keys of "
+                             f"{', '.join(PHASE_KEYS)} (at most one of until and epochs), naming "
+                             f"parameters ({', '.join(info.params) or 'none'})")  # fmt: skip
+        kinds += "u" if "until" in p else "e" if "epochs" in p else "f"
+    if not re.fullmatch("u*[ef]*f[ef]*", kinds):
+        raise ValueError(f"{where}: phases {[p['name'] for p in info.phases]}: those with until "
+                         "must come first, and one at least must be free (no until or epochs)")  # fmt: skip
 
 
 def base_method(config: dict | None, name: str) -> str:
@@ -551,24 +627,12 @@ def _types(spec: dict) -> list:
     return kind if isinstance(kind, list) else [kind]
 
 
-def _class_decls(folder: Path) -> dict[str, _ClassDecl]:
-    """Every class of the modules in ``folder``, by name (read, not imported)."""
-    classes: dict[str, _ClassDecl] = {}
-    for path in sorted(folder.glob("*.py")):
-        if path.name == "__init__.py":
-            continue
-        for node in ast.parse(path.read_text(), str(path)).body:
-            if isinstance(node, ast.ClassDef):
-                classes[node.name] = _ClassDecl(path.stem, node)
-    return classes
-
-
 @functools.cache
 def adapter_catalog() -> dict[str, AdapterInfo]:
     """Every adapter of ``lnm/data/adapters`` (a module not starting with ``_`` that defines a
     class with a string ``name``), in display order, read from the source without importing it.
     The options every adapter takes are ``common_options`` of the base class ``Adapter``."""
-    classes = _class_decls(ADAPTERS_DIR)
+    classes = _read_classes(ADAPTERS_DIR)
     common = _literal(classes["Adapter"].attrs["common_options"], classes, "lnm/data/adapters")
     found: dict[str, AdapterInfo] = {}
     for cname, decl in classes.items():
