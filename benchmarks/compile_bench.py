@@ -117,10 +117,9 @@ def main_phase(method: str) -> dict:
 
     info = grid.method_info(method)
     first = info.phases[0] if len(info.phases) > 1 else {}
+    key = first.get("until") or first.get("epochs")
     out = {info.ramp: 1} if info.ramp else {}
-    if first.get("until") or first.get("epochs"):
-        out[first.get("until") or first["epochs"]] = first.get("min_epochs", 1)
-    return out
+    return {**out, key: first.get("min_epochs", 1)} if key else out
 
 
 # ----------------------------------------------------------------------------- set-up

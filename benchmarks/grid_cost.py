@@ -94,10 +94,6 @@ REAL_WORLD_SHAPE = (3, 5)
 CLASSIFIER_AUGMENT = {"crop_padding": 4, "hflip": True}
 
 
-def method_hp(spec: RunSpec) -> dict:
-    return {**grid.method_info(spec.method_class).defaults, **spec.method_params}
-
-
 # ------------------------------------------------------------------------------ keys
 def measure_key(spec: RunSpec) -> str:
     """What decides a run's images/s (besides the device): the method's code, backbone, image
@@ -222,7 +218,8 @@ def grid_jobs(
             continue
         sizes, c, k = shapes[cell.dataset]
         spec = run_spec(config, cell.dataset, cell.noise, cell.rate, cell.noise_seed, m, b, s)
-        info, hp = grid.method_info(spec.method_class), method_hp(spec)
+        info = grid.method_info(spec.method_class)
+        hp = {**info.defaults, **spec.method_params}
         least = [float(hp[p["labelled"]]) for p in info.phases if "labelled" in p]
         frac = max(1.0 - spec.rate, *least) if least else None
         jobs.append(
@@ -414,7 +411,8 @@ def measure_run(
     device = torch.device(device)
     method = spec.method_class
     bs = int(batch_size or spec.batch_size)
-    info, hp = grid.method_info(method), method_hp(spec)
+    info = grid.method_info(method)
+    hp = {**info.defaults, **spec.method_params}
     mult = math.lcm(*(int(hp[p["batch_multiple"]]) for p in info.phases if "batch_multiple" in p))
     batches = -(-batches // mult) * mult  # whole steps of a phase that takes several batches
     per_phase = warm_epochs + 1

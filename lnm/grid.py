@@ -359,9 +359,9 @@ METHODS_DIR = PACKAGE / "methods"
 
 #: The diagnostics a method may report for the trainer to score (lnm/methods/base.py).
 REPORTS = ("selected", "corrected", "T_hat", "clean_prob")
-#: What a phase declares (lnm/methods/base.py, ``phases``); ``until`` and ``epochs`` name a
-#: parameter holding an epoch count, ``batch_multiple`` and ``labelled`` a parameter too.
-PHASE_KEYS = ("name", "until", "epochs", "min_epochs", "batch_multiple", "labelled")
+#: What a phase declares (lnm/methods/base.py, ``phases``): those of PHASE_PARAMS name a parameter.
+PHASE_PARAMS = ("until", "epochs", "batch_multiple", "labelled")
+PHASE_KEYS = ("name", "min_epochs", *PHASE_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -407,39 +407,24 @@ class MethodInfo:
 
     def phase_epochs(self, epochs: int, params: dict | None = None) -> list[int]:
         """Epochs of each of :attr:`phases` in a run of ``epochs`` epochs with ``params`` (over
-        the defaults): the leading phases with a boundary, in order, each within what is left;
-        then the later ones with a length, in order; the free phases share the rest equally,
-        the earlier taking the remainder."""
-        hp = {**self.defaults, **(params or {})}
-        bounds = [_bound(p, hp) for p in self.phases]  # (kind, value), or None: free
-        out, start = [], 0
-        for b in bounds:
-            if b is None:
-                break
-            end = min(max(b[1] if b[0] == "until" else start + b[1], start), epochs)
-            out.append(end - start)
-            start = end
-        left, rest = epochs - start, []
-        for b in bounds[len(out) :]:  # "epochs" or free (no "until" after a free phase)
-            rest.append(None if b is None else min(b[1], left))
-            left -= rest[-1] or 0
-        free = [i for i, v in enumerate(rest) if v is None]
+        the defaults): each phase with a boundary, in order, within what is left; the free
+        phases share the rest equally, the earlier taking the remainder."""
+        hp, out, left = {**self.defaults, **(params or {})}, [], epochs
+        for p in self.phases:  # the phases with "until" come first (checked)
+            key = p.get("until") or p.get("epochs")
+            n = None if key is None or hp[key] is None else int(hp[key])
+            n = n if n is None or "epochs" in p else n - (epochs - left)  # until: its end
+            out.append(None if n is None else max(0, min(n, left)))
+            left -= out[-1] or 0
+        free = [i for i, n in enumerate(out) if n is None]
         for j, i in enumerate(free):
-            rest[i] = left // len(free) + (j < left % len(free))
-        return out + rest
+            out[i] = left // len(free) + (j < left % len(free))
+        return out
 
     def phase_overrides(self, k: int) -> dict:
         """Parameters that make each phase last ``k`` epochs of a run of ``k * len(phases)``."""
-        out = {}
-        for i, p in enumerate(self.phases):
-            if "until" in p or "epochs" in p:
-                out[p.get("until") or p["epochs"]] = k * (i + 1) if "until" in p else k
-        return out
-
-
-def _bound(phase: dict, hp: dict) -> tuple[str, int] | None:
-    key = next((k for k in ("until", "epochs") if k in phase), None)
-    return None if key is None or hp[phase[key]] is None else (key, int(hp[phase[key]]))
+        bounds = [(i, p.get("until"), p.get("epochs")) for i, p in enumerate(self.phases)]
+        return {u or e: k * (i + 1) if u else k for i, u, e in bounds if u or e}
 
 
 class _ClassDecl:
@@ -524,31 +509,26 @@ def method_catalog() -> dict[str, MethodInfo]:
 
 def _check_method(info: MethodInfo, where: str) -> None:
     """Every parameter has a default, the traits hold allowed values and name its parameters."""
-    missing = [k for k, s in info.params.items() if "default" not in s]
-    if missing:
-        raise ValueError(f"{where}: params {missing} declare no default")
-    if info.eval_view not in EVAL_VIEWS:
-        raise ValueError(f"{where}: eval_view {info.eval_view!r} is not allowed; allowed: "
-                         f"{', '.join(EVAL_VIEWS)}")  # fmt: skip
-    if not set(info.reports) <= set(REPORTS) or info.ramp not in (None, *info.params):
-        raise ValueError(f"{where}: reports {info.reports!r}, ramp {info.ramp!r}; allowed: "
-                         f"reports of {', '.join(REPORTS)}, ramp None or a parameter")  # fmt: skip
-    kinds = ""
-    for p in info.phases:
-        named = {p.get(k) for k in PHASE_KEYS[1:] if k != "min_epochs"} - {None}
-        if (
-            "name" not in p
-            or set(p) - set(PHASE_KEYS)
-            or named - set(info.params)
-            or ("until" in p and "epochs" in p)
-        ):
-            raise ValueError(f"{where}: phase {p!r}: allowed: a dict with name and keys of "
-                             f"{', '.join(PHASE_KEYS)} (at most one of until and epochs), naming "
-                             f"parameters ({', '.join(info.params) or 'none'})")  # fmt: skip
-        kinds += "u" if "until" in p else "e" if "epochs" in p else "f"
-    if not re.fullmatch("u*[ef]*f[ef]*", kinds):
-        raise ValueError(f"{where}: phases {[p['name'] for p in info.phases]}: those with until "
-                         "must come first, and one at least must be free (no until or epochs)")  # fmt: skip
+    missing = [k for k, spec in info.params.items() if "default" not in spec]
+    kinds = "".join("u" if "until" in p else "e" if "epochs" in p else "f" for p in info.phases)
+    named = {p[k] for p in info.phases for k in PHASE_PARAMS if k in p}
+    odd = [p for p in info.phases if not {"name"} <= set(p) <= set(PHASE_KEYS)]
+    odd += [p for p in info.phases if {"until", "epochs"} <= set(p)]  # at most one boundary
+    checks = [
+        (missing, f"params {missing} declare no default"),
+        (info.eval_view not in EVAL_VIEWS,
+         f"eval_view {info.eval_view!r} is not allowed; allowed: {', '.join(EVAL_VIEWS)}"),
+        (not set(info.reports) <= set(REPORTS),
+         f"reports {info.reports!r}; allowed: {', '.join(REPORTS)}"),
+        (info.ramp not in (None, *info.params), f"ramp {info.ramp!r}; allowed: None or a parameter"),
+        (odd or named - set(info.params) or not re.fullmatch("u*[ef]*f[ef]*", kinds),
+         f"phases {list(info.phases)}; allowed: dicts with a name and keys of "
+         f"{', '.join(PHASE_KEYS)} (at most one of until and epochs), naming parameters, those "
+         "with until first, one at least free (no until, no epochs)"),
+    ]  # fmt: skip
+    wrong = [text for bad, text in checks if bad]
+    if wrong:
+        raise ValueError(f"{where}: " + "; ".join(wrong))
 
 
 def base_method(config: dict | None, name: str) -> str:

@@ -83,16 +83,21 @@ def test_reports_are_what_the_method_reports(tmp_path, method):
     assert ("T_hat" in seen) == info.estimates_transition
 
 
+PHASES = r"phases \[.*\]; allowed: dicts with a name and keys of name, min_epochs, until"
+
+
 @pytest.mark.parametrize(
     "attr, value, error",
     [
-        ("phases", '({"name": "a", "until": "nope"}, {"name": "b"})', "naming parameters"),
-        ("phases", '({"name": "a", "until": "k", "epochs": "k"}, {"name": "b"})', "at most one"),
-        ("phases", '({"name": "a", "epochs": "k"},)', "one at least must be free"),
-        ("phases", '({"name": "a"}, {"name": "b", "until": "k"})', "until must come first"),
-        ("phases", '({"name": "a", "cost": 2},)', "keys of name, until"),
-        ("reports", '("T_hat", "accuracy")', "reports of selected"),
-        ("ramp", '"nope"', "ramp None or a parameter"),
+        ("phases", '({"name": "a", "until": "nope"}, {"name": "b"})', PHASES),  # no such param
+        ("phases", '({"name": "a", "until": "k", "epochs": "k"}, {"name": "b"})', PHASES),
+        ("phases", '({"name": "a", "epochs": "k"},)', PHASES),  # none free
+        ("phases", '({"name": "a"}, {"name": "b", "until": "k"})', PHASES),  # until after free
+        ("phases", '({"name": "a", "cost": 2},)', PHASES),
+        ("phases", '({"until": "k"}, {"name": "b"})', PHASES),
+        ("reports", '("T_hat", "accuracy")', r"reports \('T_hat', 'accuracy'\); allowed: selected"),
+        ("ramp", '"nope"', "ramp 'nope'; allowed: None or a parameter"),
+        ("eval_view", '"vote"', "eval_view 'vote' is not allowed; allowed: softmax_mean"),
     ],
 )
 def test_a_bad_trait_is_refused_naming_the_file(tmp_path, monkeypatch, attr, value, error):

@@ -172,11 +172,8 @@ class CoCorrecting(SmallLossMethod):
     order = 15
     #: the official ``test`` reports the mean of the two networks' logits ("mix")
     eval_view = "logit_sum"
-    phases = (
-        {"name": "stage1", "until": "stage1"},
-        {"name": "stage2", "until": "stage2"},
-        {"name": "stage3"},
-    )
+    phases = ({"name": "stage1", "until": "stage1"}, {"name": "stage2", "until": "stage2"},
+              {"name": "stage3"})  # fmt: skip
     reports = ("selected", "corrected")
     params = {
         **SmallLossMethod.params,

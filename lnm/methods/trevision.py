@@ -83,11 +83,8 @@ def per_sample_revision(t_hat: torch.Tensor, delta: torch.Tensor, batch: int) ->
 class TRevision(Method):
     name = "trevision"
     order = 1
-    phases = (
-        {"name": "estimation", "epochs": "estimation_epochs"},
-        {"name": "reweighting"},
-        {"name": "revision", "epochs": "revision_epochs"},
-    )
+    phases = ({"name": "estimation", "epochs": "estimation_epochs"}, {"name": "reweighting"},
+              {"name": "revision", "epochs": "revision_epochs"})  # fmt: skip
     reports = ("T_hat",)
     relative_cost = 0.9
     params = {

@@ -70,8 +70,7 @@ DIAGNOSTICS = {
 def transition_methods(runs: pd.DataFrame) -> set[str]:
     """The methods of ``runs`` (``method_variants`` names included: a variant is its method)
     whose method estimates a transition matrix (its class's trait, ``lnm.grid.method_info``)."""
-    base = runs["base_method"].fillna(runs["method"]) if "base_method" in runs else runs["method"]
-    pairs = set(zip(runs["method"], base))
+    pairs = set(zip(runs["method"], runs["base_method"]))
     return {m for m, b in pairs if grid.method_info(b).estimates_transition}
 
 
@@ -230,11 +229,12 @@ def t_error_render(diag: pd.DataFrame, k: int, transition=()) -> list[Table]:
     t = diag[diag["method"].isin(transition)] if "t_error_mean" in diag else diag.iloc[:0]
     t = t[t["t_error_mean"].notna()] if len(t) else t
     if t.empty:
+        names = ", ".join(m for m, i in grid.method_catalog().items() if i.estimates_transition)
         return [
             Table(
                 "Transition-matrix estimation error",
                 ["result"],
-                [[f"n/a: no transition-matrix method ({', '.join(_estimating())}) in this grid"]],
+                [[f"n/a: no transition-matrix method ({names}) in this grid"]],
                 align="l",
             )
         ]
@@ -253,10 +253,6 @@ def t_error_render(diag: pd.DataFrame, k: int, transition=()) -> list[Table]:
         ],
         value="t_error_mean",
     )
-
-
-def _estimating() -> list[str]:
-    return [m for m, info in grid.method_catalog().items() if info.estimates_transition]
 
 
 def _spread(n) -> str:
