@@ -65,10 +65,11 @@ halves that.
 Defaults: ``--steps`` 1 on a CPU, 20 on CUDA; ``--repeats`` 3; ``--warmup`` 1 (2 with
 ``--whole-step``: the compiled optimiser step compiles again once its state exists).
 
-Methods whose phases need epochs first are put in their main phase from epoch 1 (epoch 0 is the
-warm-up): the Co-teaching family's and CDR's ramps end at epoch 1 (``num_gradual: 1``),
-Co-teaching+ uses disagreement from epoch 1, DivideMix runs MixMatch from epoch 0, DISC uses
-its sets from epoch 1, T-Revision estimates T in epoch 0 and reweights from epoch 1.
+Methods whose phases need epochs first are put in their second phase as early as their first
+phase allows (its ``min_epochs``, 1 unless declared; the traits of the method's class,
+``lnm.grid.method_info``), and a ramp ends at epoch 1: e.g. the Co-teaching family's and CDR's
+ramps end at epoch 1 (``num_gradual: 1``), DivideMix runs MixMatch from epoch 0, DISC uses its
+sets from epoch 1, T-Revision estimates T in epoch 0 and reweights from epoch 1.
 """
 
 from __future__ import annotations
@@ -97,18 +98,17 @@ CUDA_ONLY = {"reduce-overhead": "CUDA graphs need a CUDA device"}
 #: the CPU's default modes: ``max-autotune-no-cudagraphs`` adds minutes of compiling a backbone
 CPU_MODES = "default"
 DEFAULT_METHODS = ("ce", "coteaching", "dividemix")
-#: hyperparameters that put each method in its main phase from epoch 1 (see the docstring);
-#: only those a method declares are passed
-MAIN_PHASE = {
-    "coteaching": {"num_gradual": 1},
-    "coteaching_plus": {"num_gradual": 1, "init_epoch": 1},
-    "codis": {"num_gradual": 1},
-    "jocor": {"num_gradual": 1},
-    "cdr": {"num_gradual": 1},
-    "dividemix": {"warmup_epochs": 0},
-    "disc": {"start_epoch": 1},
-    "trevision": {"estimation_epochs": 1},
-}
+
+
+def main_phase(method: str) -> dict:
+    """Parameters that put ``method`` in its second phase early and end its ramp at epoch 1."""
+    from lnm import grid
+
+    info = grid.method_info(method)
+    first = info.phases[0] if len(info.phases) > 1 else {}
+    key = first.get("until") or first.get("epochs")
+    out = {info.ramp: 1} if info.ramp else {}
+    return {**out, key: first.get("min_epochs", 1)} if key else out
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -128,7 +128,7 @@ def run_spec(method: str, args, precision: str):
     from lnm.methods import get_method
 
     cls = get_method(method)
-    params = {k: v for k, v in MAIN_PHASE.get(method, {}).items() if k in cls.defaults}
+    params = main_phase(method)
     return _common.run_spec(method, args.backbone, args.size, args.batch_size,
                             eval_view=cls.eval_view, precision=precision, method_params=params)  # fmt: skip
 

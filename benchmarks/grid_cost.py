@@ -14,13 +14,14 @@ weights) on a synthetic in-memory dataset of ``--batches`` training batches, hel
 as ``lnm.train.data.DeviceData``, and trained through ``Method.train_epoch``. So the measured
 train images/s include everything the method does per epoch: the second network of the
 two-network methods, DivideMix's per-sample loss passes, GMM and MixMatch views, DISC's strong
-views, T-Revision's transition estimate. Methods whose epochs differ in kind are measured per
-phase (DivideMix warm-up / MixMatch, DISC warm-up / selection, Co-teaching+ co-teaching /
-disagreement, T-Revision estimation / reweighting / revision, and every method whose class declares
-``phases``: ProMix warm-up / main, Co-Correcting's three stages): their phase boundaries are moved
-so that each phase lasts ``--warm-epochs`` untimed plus one timed epoch. DivideMix's MixMatch
-epoch iterates over the labelled set, so its time beyond the two per-sample loss passes is
-rescaled per cell from the measured labelled fraction (in whole batches) to ``max(1 - rate, min_labelled_frac)``. Also measured: evaluation
+views, T-Revision's transition estimate. A method whose epochs differ in kind declares
+its ``phases`` (a trait of its class, ``lnm.grid.method_info(m).phases``; e.g. DivideMix warm-up /
+MixMatch, T-Revision estimation / reweighting / revision) and is measured per phase: its phase
+boundaries are moved so that each phase lasts ``--warm-epochs`` untimed plus one timed epoch
+(``MethodInfo.phase_overrides``), a run's epochs per phase are ``MethodInfo.phase_epochs``. A
+phase that declares ``labelled`` (DivideMix's MixMatch) iterates over the labelled set, so its
+time beyond the two per-sample loss passes is rescaled per cell from the measured labelled
+fraction (in whole batches) to ``max(1 - rate, <its labelled parameter>)``. Also measured: evaluation
 (``lnm.train.trainer.evaluate`` on synthetic val + test splits: images/s), the per-epoch
 checkpoint (``torch.save`` of the method's state, written with its SHA-256 sidecar), once per
 device a run's start-up (a fresh Python importing the trainer and the methods and touching the
@@ -87,67 +88,6 @@ FORMAT = 1
 REAL_WORLD_SHAPE = (3, 5)
 #: The augmentation of the noise classifier and the estimator (lnm.noise.classifier).
 CLASSIFIER_AUGMENT = {"crop_padding": 4, "hflip": True}
-
-
-# ----------------------------------------------------------------------------- phases
-def declared_phases(method: str) -> tuple:
-    """The ``phases`` literal of the method's class (read from its file, no torch): ``((name,
-    param), ...)``, ``param`` naming the hyperparameter that holds the epoch at which the phase
-    ends (None: the run's end); () when the class declares none (the methods below)."""
-    import ast
-
-    info = grid.method_info(method)
-    for node in ast.parse(info.path.read_text()).body:
-        if isinstance(node, ast.ClassDef) and node.name == info.cls:
-            for stmt in node.body:
-                if isinstance(stmt, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id == "phases" for t in stmt.targets
-                ):
-                    return tuple(tuple(p) for p in ast.literal_eval(stmt.value))
-    return ()
-
-
-def phase_overrides(method: str, k: int) -> dict:
-    """Method parameters that make each of ``method``'s phases last ``k`` epochs."""
-    if method == "dividemix":
-        return {"warmup_epochs": k}
-    if method == "disc":
-        return {"start_epoch": k}
-    if method == "coteaching_plus":
-        return {"init_epoch": k}
-    if method == "trevision":
-        return {"estimation_epochs": k, "revision_epochs": k}
-    return {p: k * (i + 1) for i, (_, p) in enumerate(declared_phases(method)) if p}
-
-
-def phase_count(method: str) -> int:
-    fixed = {"dividemix": 2, "disc": 2, "coteaching_plus": 2, "trevision": 3}
-    return fixed.get(method) or len(declared_phases(method)) or 1
-
-
-def phase_epochs(method: str, hp: dict, epochs: int) -> list[int]:
-    """Epochs of each phase of a run of ``method`` with parameters ``hp`` (the method's
-    defaults updated with the spec's) and ``epochs`` epochs."""
-    first = {"dividemix": "warmup_epochs", "disc": "start_epoch", "coteaching_plus": "init_epoch"}
-    if method in first:
-        w = min(int(hp[first[method]]), epochs)
-        return [w, epochs - w]
-    if method == "trevision":
-        from lnm.methods.trevision import stage_lengths
-
-        return list(stage_lengths(epochs, hp["estimation_epochs"], hp["revision_epochs"]))
-    declared = declared_phases(method)
-    if declared:
-        ends, start = [], 0
-        for _, p in declared:
-            start = max(start, epochs if p is None else min(int(hp[p]), epochs))
-            ends.append(start)
-        return [b - a for a, b in zip([0, *ends[:-1]], ends)]
-    return [epochs]
-
-
-def method_hp(spec: RunSpec) -> dict:
-    return {**grid.method_info(spec.method_class).defaults, **spec.method_params}
 
 
 # ------------------------------------------------------------------------------ keys
@@ -223,7 +163,7 @@ class Job:
     eval_images: int  # per evaluated epoch (val + test)
     final_eval_images: int = 0  # once (the noise jobs' prediction pass)
     data_bytes: int = 0
-    labelled_frac: float | None = None  # DivideMix: the expected labelled fraction
+    labelled_frac: float | None = None  # a "labelled" phase's expected labelled fraction
     shape: tuple[int, int] = (3, 10)  # (channels, classes), for measuring
     tags: dict = field(default_factory=dict)
 
@@ -274,16 +214,16 @@ def grid_jobs(
             continue
         sizes, c, k = shapes[cell.dataset]
         spec = run_spec(config, cell.dataset, cell.noise, cell.rate, cell.noise_seed, m, b, s)
-        hp = method_hp(spec)
-        frac = None
-        if spec.method_class == "dividemix":
-            frac = max(1.0 - spec.rate, float(hp.get("min_labelled_frac", 0.0)))
+        info = grid.method_info(spec.method_class)
+        hp = {**info.defaults, **spec.method_params}
+        least = [float(hp[p["labelled"]]) for p in info.phases if "labelled" in p]
+        frac = max(1.0 - spec.rate, *least) if least else None
         jobs.append(
             Job(
                 row=m,
                 key=measure_key(spec),
                 spec=spec,
-                phases=phase_epochs(spec.method_class, hp, spec.epochs),
+                phases=info.phase_epochs(spec.epochs, hp),
                 train_images=sizes["train"],
                 epochs=spec.epochs,
                 eval_images=sizes["val"] + sizes["test"],
@@ -361,7 +301,7 @@ def job_seconds(job: Job, rec: dict, device: dict, startup: bool = True) -> floa
         spi = 1.0 / phase["ips"]
         measured = phase.get("labelled_frac")
         if job.labelled_frac is not None and measured:
-            # DivideMix: two per-sample loss passes over the train split (an evaluation of
+            # a labelled phase: two per-sample loss passes over the train split (an evaluation of
             # both nets) + MixMatch iterations over the labelled set, rescaled to the cell's
             spi = eval_spi + max(spi - eval_spi, 0.0) * job.labelled_frac / measured
         train += n_epochs * job.train_images * spi
@@ -382,7 +322,7 @@ def project(jobs: list[Job], measurements: dict, startup: bool = True):
     missing = set()
     for job in jobs:
         rec = runs.get(job.key)
-        if rec is None:
+        if rec is None or len(rec["phases"]) != len(job.phases):  # unmeasured, or other phases
             missing.add(job.key)
             continue
         r = rows.setdefault(
@@ -432,19 +372,19 @@ def measure_run(
     device = torch.device(device)
     method = spec.method_class
     bs = int(batch_size or spec.batch_size)
-    hp = method_hp(spec)
-    if method == "dividemix":  # whole warm-up batches (warmup_batch_mult x the batch size)
-        mult = int(hp["warmup_batch_mult"])
-        batches = -(-batches // mult) * mult
+    info = grid.method_info(method)
+    hp = {**info.defaults, **spec.method_params}
+    mult = math.lcm(*(int(hp[p["batch_multiple"]]) for p in info.phases if "batch_multiple" in p))
+    batches = -(-batches // mult) * mult  # whole steps of a phase that takes several batches
     per_phase = warm_epochs + 1
-    n_phases = phase_count(method)
+    n_phases = len(info.phases)
     mspec = replace(
         spec,
         batch_size=bs,
         epochs=per_phase * n_phases,
         last_k=1,
         pretrained=False,
-        method_params={**spec.method_params, **phase_overrides(method, per_phase)},
+        method_params={**spec.method_params, **info.phase_overrides(per_phase)},
     )
     n_train = batches * bs
     n_eval = int(eval_images or n_train)
@@ -472,7 +412,7 @@ def measure_run(
         p["images"] += n_train
         p["epochs"] += 1
         lab = [v for k, v in diag.items() if k.startswith("labelled_net")]
-        if lab:  # DivideMix: MixMatch iterations (whole batches) per net, as a fraction of N
+        if lab:  # a "labelled" phase: its iterations (whole batches) per net, as a fraction of N
             p["labelled_frac"] = float(np.mean([-(-int(v) // bs) * bs for v in lab])) / n_train
     for p in phases:
         p["ips"] = p["images"] / p["seconds"]

@@ -159,6 +159,11 @@ def _cmd_params(a):
     for name in a.methods or list(catalog):
         info = catalog[name]
         print(f"{name}  (lnm/methods/{info.module}.py, class {info.cls})")
+        phases = " -> ".join(
+            p["name"] + "".join(f" ({k} {p[k]})" for k in ("until", "epochs") if k in p)
+            for p in info.phases
+        )
+        print(f"    phases: {phases}; reports: {', '.join(info.reports) or 'nothing scored'}")
         if not info.params:
             print("    no hyperparameters")
         for key, spec in info.params.items():

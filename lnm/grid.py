@@ -18,7 +18,8 @@ from __future__ import annotations
 import ast
 import functools
 import itertools
-from dataclasses import dataclass, field, fields
+import re
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -369,19 +370,32 @@ def run_dirs(config: dict) -> list[str]:
 METHODS_DIR = PACKAGE / "methods"
 
 
+#: The diagnostics a method may report for the trainer to score (lnm/methods/base.py).
+REPORTS = ("selected", "corrected", "T_hat", "clean_prob")
+#: What a phase declares (lnm/methods/base.py, ``phases``): those of PHASE_PARAMS name a parameter.
+PHASE_PARAMS = ("until", "epochs", "batch_multiple", "labelled")
+PHASE_KEYS = ("name", "min_epochs", *PHASE_PARAMS)
+
+
 @dataclass(frozen=True)
 class MethodInfo:
-    """A method as its file declares it: ``name``, ``order`` (display position), ``num_nets``,
-    ``params`` (hyperparameter -> JSON-schema fragment with its ``default``) and ``eval_view``
-    (how LNMBench scored it, one of :data:`EVAL_VIEWS`)."""
+    """A method as its file declares it: ``name``, ``order`` (display position), ``params``
+    (hyperparameter -> JSON-schema fragment with its ``default``) and its traits, the class
+    attributes after ``params`` (inherited; :class:`lnm.methods.base.Method` holds the defaults
+    and documents each): ``num_nets``, ``eval_view`` (how LNMBench scored it, one of
+    :data:`EVAL_VIEWS`), ``phases``, ``ramp``, ``reports``, ``relative_cost``."""
 
     name: str
     module: str  # module name inside lnm.methods
     cls: str
     order: int
+    params: dict
     num_nets: int
-    params: dict = field(default_factory=dict)
-    eval_view: str = DEFAULT_EVAL_VIEW
+    eval_view: str
+    phases: tuple
+    ramp: str | None
+    reports: tuple
+    relative_cost: float | None
 
     @property
     def defaults(self) -> dict:
@@ -391,6 +405,11 @@ class MethodInfo:
     def path(self) -> Path:
         return METHODS_DIR / f"{self.module}.py"
 
+    @property
+    def estimates_transition(self) -> bool:
+        """Whether its runs report an estimated transition matrix (``T_hat``)."""
+        return "T_hat" in self.reports
+
     def schema(self) -> dict:
         """JSON schema of ``method_params.<name>``: the declared keys, types and ranges."""
         props = {
@@ -398,6 +417,27 @@ class MethodInfo:
             for k, spec in self.params.items()
         }
         return {"type": "object", "additionalProperties": False, "properties": props}
+
+    def phase_epochs(self, epochs: int, params: dict | None = None) -> list[int]:
+        """Epochs of each of :attr:`phases` in a run of ``epochs`` epochs with ``params`` (over
+        the defaults): each phase with a boundary, in order, within what is left; the free
+        phases share the rest equally, the earlier taking the remainder."""
+        hp, out, left = {**self.defaults, **(params or {})}, [], epochs
+        for p in self.phases:  # the phases with "until" come first (checked)
+            key = p.get("until") or p.get("epochs")
+            n = None if key is None or hp[key] is None else int(hp[key])
+            n = n if n is None or "epochs" in p else n - (epochs - left)  # until: its end
+            out.append(None if n is None else max(0, min(n, left)))
+            left -= out[-1] or 0
+        free = [i for i, n in enumerate(out) if n is None]
+        for j, i in enumerate(free):
+            out[i] = left // len(free) + (j < left % len(free))
+        return out
+
+    def phase_overrides(self, k: int) -> dict:
+        """Parameters that make each phase last ``k`` epochs of a run of ``k * len(phases)``."""
+        bounds = [(i, p.get("until"), p.get("epochs")) for i, p in enumerate(self.phases)]
+        return {u or e: k * (i + 1) if u else k for i, u, e in bounds if u or e}
 
 
 class _ClassDecl:
@@ -445,17 +485,15 @@ def _inherited(decl: _ClassDecl, attr: str, classes: dict[str, _ClassDecl]):
     return None
 
 
+#: A method's traits: its class attributes that the workflow reads (literals, inherited).
+METHOD_TRAITS = tuple(f.name for f in fields(MethodInfo))[5:]
+
+
 @functools.cache
 def method_catalog() -> dict[str, MethodInfo]:
     """Every method of ``lnm/methods`` (a module not starting with ``_`` that defines a class
     with a string ``name``), in display order, read from the source without importing it."""
-    classes: dict[str, _ClassDecl] = {}
-    for path in sorted(METHODS_DIR.glob("*.py")):
-        if path.name == "__init__.py":
-            continue
-        for node in ast.parse(path.read_text(), str(path)).body:
-            if isinstance(node, ast.ClassDef):
-                classes[node.name] = _ClassDecl(path.stem, node)
+    classes = _read_classes(METHODS_DIR)
     found: dict[str, MethodInfo] = {}
     for cname, decl in classes.items():
         if decl.module.startswith("_") or decl.module == "base" or "name" not in decl.attrs:
@@ -465,27 +503,45 @@ def method_catalog() -> dict[str, MethodInfo]:
         if name in found:
             raise ValueError(f"{where}: method name {name!r} is already used by {found[name].cls}")
         params = _inherited(decl, "params", classes)
-        nets = _inherited(decl, "num_nets", classes)
+        traits = {
+            t: _literal(_inherited(decl, t, classes) or classes["Method"].attrs[t], classes, where)
+            for t in METHOD_TRAITS
+        }
         order = decl.attrs.get("order")
-        view = _inherited(decl, "eval_view", classes)
-        view = ast.literal_eval(view) if view is not None else DEFAULT_EVAL_VIEW
-        if view not in EVAL_VIEWS:
-            raise ValueError(
-                f"{where}: eval_view {view!r} is not allowed; allowed: {', '.join(EVAL_VIEWS)}"
-            )
         found[name] = MethodInfo(
             name=name,
             module=decl.module,
             cls=cname,
             order=ast.literal_eval(order) if order is not None else 10**6,
-            num_nets=ast.literal_eval(nets) if nets is not None else 1,
             params=_literal(params, classes, where) if params is not None else {},
-            eval_view=view,
+            **traits,
         )
-        missing = [k for k, s in found[name].params.items() if "default" not in s]
-        if missing:
-            raise ValueError(f"{where}: params {missing} declare no default")
+        _check_method(found[name], where)
     return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def _check_method(info: MethodInfo, where: str) -> None:
+    """Every parameter has a default, the traits hold allowed values and name its parameters."""
+    missing = [k for k, spec in info.params.items() if "default" not in spec]
+    kinds = "".join("u" if "until" in p else "e" if "epochs" in p else "f" for p in info.phases)
+    named = {p[k] for p in info.phases for k in PHASE_PARAMS if k in p}
+    odd = [p for p in info.phases if not {"name"} <= set(p) <= set(PHASE_KEYS)]
+    odd += [p for p in info.phases if {"until", "epochs"} <= set(p)]  # at most one boundary
+    checks = [
+        (missing, f"params {missing} declare no default"),
+        (info.eval_view not in EVAL_VIEWS,
+         f"eval_view {info.eval_view!r} is not allowed; allowed: {', '.join(EVAL_VIEWS)}"),
+        (not set(info.reports) <= set(REPORTS),
+         f"reports {info.reports!r}; allowed: {', '.join(REPORTS)}"),
+        (info.ramp not in (None, *info.params), f"ramp {info.ramp!r}; allowed: None or a parameter"),
+        (odd or named - set(info.params) or not re.fullmatch("u*[ef]*f[ef]*", kinds),
+         f"phases {list(info.phases)}; allowed: dicts with a name and keys of "
+         f"{', '.join(PHASE_KEYS)} (at most one of until and epochs), naming parameters, those "
+         "with until first, one at least free (no until, no epochs)"),
+    ]  # fmt: skip
+    wrong = [text for bad, text in checks if bad]
+    if wrong:
+        raise ValueError(f"{where}: " + "; ".join(wrong))
 
 
 def base_method(config: dict | None, name: str) -> str:
@@ -564,24 +620,12 @@ def _types(spec: dict) -> list:
     return kind if isinstance(kind, list) else [kind]
 
 
-def _class_decls(folder: Path) -> dict[str, _ClassDecl]:
-    """Every class of the modules in ``folder``, by name (read, not imported)."""
-    classes: dict[str, _ClassDecl] = {}
-    for path in sorted(folder.glob("*.py")):
-        if path.name == "__init__.py":
-            continue
-        for node in ast.parse(path.read_text(), str(path)).body:
-            if isinstance(node, ast.ClassDef):
-                classes[node.name] = _ClassDecl(path.stem, node)
-    return classes
-
-
 @functools.cache
 def adapter_catalog() -> dict[str, AdapterInfo]:
     """Every adapter of ``lnm/data/adapters`` (a module not starting with ``_`` that defines a
     class with a string ``name``), in display order, read from the source without importing it.
     The options every adapter takes are ``common_options`` of the base class ``Adapter``."""
-    classes = _class_decls(ADAPTERS_DIR)
+    classes = _read_classes(ADAPTERS_DIR)
     common = _literal(classes["Adapter"].attrs["common_options"], classes, "lnm/data/adapters")
     found: dict[str, AdapterInfo] = {}
     for cname, decl in classes.items():

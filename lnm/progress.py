@@ -22,25 +22,18 @@ from pathlib import Path
 from . import grid
 
 #: Relative time of one training run per method, CE = 1, under one recipe (the harmonized
-#: protocol), from the cost model of ``benchmarks/grid_cost.py`` (each method trained through its
-#: own ``train_epoch``, plus evaluation, checkpoints and start-up): its minutes per job of the demo
-#: (``python benchmarks/grid_cost.py presets/demo.yaml --threads 1``: ResNet-8, 28 px, 8 epochs)
-#: over CE's, rounded (measured 2026-12-07 at 9699cc5, on a busy 2-core CPU; per job in minutes:
-#: CE 2.69, T-Revision 2.47, VolMinNet 2.49, SCE 2.19, CDR 2.18, Co-teaching 4.18, Co-teaching+
-#: 4.99, CoDis 4.57, JoCoR 4.03, DISC 6.96, DivideMix 13.64). Used only until a method has
-#: finished a run; a method missing here counts as the mean of the others.
+#: protocol): each method class's ``relative_cost`` (lnm.grid.method_info), from the cost model of
+#: ``benchmarks/grid_cost.py`` (each method trained through its own ``train_epoch``, plus
+#: evaluation, checkpoints and start-up): its minutes per job of the demo (``python
+#: benchmarks/grid_cost.py presets/demo.yaml --threads 1``: ResNet-8, 28 px, 8 epochs) over CE's,
+#: rounded (measured 2026-12-07 at 9699cc5, on a busy 2-core CPU; per job in minutes: CE 2.69,
+#: T-Revision 2.47, VolMinNet 2.49, SCE 2.19, CDR 2.18, Co-teaching 4.18, Co-teaching+ 4.99,
+#: CoDis 4.57, JoCoR 4.03, DISC 6.96, DivideMix 13.64). Used only until a method has finished a
+#: run; a method without one counts as the mean of the others.
 RELATIVE_COST = {
-    "ce": 1.0,
-    "trevision": 0.9,
-    "volminnet": 0.9,
-    "sce": 0.8,
-    "cdr": 0.8,
-    "coteaching": 1.6,
-    "coteaching_plus": 1.9,
-    "codis": 1.7,
-    "jocor": 1.5,
-    "disc": 2.6,
-    "dividemix": 5.1,
+    m: info.relative_cost
+    for m, info in grid.method_catalog().items()
+    if info.relative_cost is not None
 }
 
 #: A run folder below the results folder, as a path pattern: lnm.grid.RUN_DIR's fields as *.

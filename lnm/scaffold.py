@@ -43,6 +43,8 @@ class {cls}(Method):
     name = "{name}"  # its name in configs (methods: [...]), tables, figures and run folders
     order = {order}  # its position in tables and figures
     # num_nets = 2  # how many networks it trains (self.nets, one optimiser each)
+    # Traits (lnm/methods/base.py; docs/methods.md): its phases, which diagnostics it reports...
+    reports = ("selected",)  # train_epoch reports the samples it trusted
     # Hyperparameters: name -> default (the reference value), JSON-schema type and range, and
     # a description. Plain literals: `lnm params` and the config check read them without
     # importing torch. A config overrides them with method_params.{name}.<param>.

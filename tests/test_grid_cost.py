@@ -5,6 +5,7 @@ import json
 import pytest
 
 from lnm.config import load_config
+from lnm.grid import method_info, methods
 from tests.conftest import benchmark, tiny_spec
 
 
@@ -95,20 +96,45 @@ def test_projection_by_hand(gc, tmp_path, capsys):
     assert "devices to finish in 0.05 h: 2" in out
 
 
-def test_phases(gc):
-    assert gc.phase_epochs("trevision", {"estimation_epochs": 5, "revision_epochs": None}, 50) == [
+def test_phases():
+    """Each method's phases as its class declares them (lnm.grid.MethodInfo.phase_epochs)."""
+    info = method_info
+    assert info("trevision").phase_epochs(
+        50, {"estimation_epochs": 5, "revision_epochs": None}
+    ) == [
         5,
         23,
         22,
     ]
-    assert gc.phase_epochs("disc", {"start_epoch": 5}, 3) == [3, 0]
-    assert gc.phase_epochs("sce", {}, 7) == [7]
-    # methods that declare their phases (class attribute ``phases``)
-    assert gc.phase_epochs("cocorrecting", {"stage1": 11, "stage2": 31}, 50) == [11, 20, 19]
-    assert gc.phase_epochs("cocorrecting", {"stage1": 11, "stage2": 31}, 20) == [11, 9, 0]
-    assert gc.phase_epochs("promix", {"pretrain_ep": 5}, 50) == [5, 45]
-    assert gc.phase_epochs("gce", {}, 7) == [7] and gc.phase_count("sop") == 1
-    assert (gc.phase_count("promix"), gc.phase_count("cocorrecting")) == (2, 3)
-    for m in ("dividemix", "disc", "coteaching_plus", "trevision", "promix", "cocorrecting"):
-        hp = {**gc.grid.method_info(m).defaults, **gc.phase_overrides(m, 2)}
-        assert gc.phase_epochs(m, hp, 2 * gc.phase_count(m)) == [2] * gc.phase_count(m)
+    assert info("trevision").phase_epochs(50, {"revision_epochs": 10}) == [5, 35, 10]
+    assert info("disc").phase_epochs(3, {"start_epoch": 5}) == [3, 0]
+    assert info("sce").phase_epochs(7, {}) == [7]
+    assert info("cocorrecting").phase_epochs(50, {"stage1": 11, "stage2": 31}) == [11, 20, 19]
+    assert info("cocorrecting").phase_epochs(20, {"stage1": 11, "stage2": 31}) == [11, 9, 0]
+    assert info("promix").phase_epochs(50, {"pretrain_ep": 5}) == [5, 45]
+    assert info("gce").phase_epochs(7, {}) == [7] and len(info("sop").phases) == 1
+    assert (len(info("promix").phases), len(info("cocorrecting").phases)) == (2, 3)
+    assert [len(info(m).phases) for m in ("dividemix", "disc", "coteaching_plus", "trevision")] == [
+        2,
+        2,
+        2,
+        3,
+    ]
+    for m in methods():
+        n = len(info(m).phases)
+        assert info(m).phase_epochs(2 * n, info(m).phase_overrides(2)) == [2] * n
+
+
+def test_a_phase_trait_is_projected(gc):
+    """A method's declared phases reach the projection: a run's epochs per phase, each phase at
+    its measured speed, and a stale measurement with other phases is not used."""
+    config = load_config(overrides={**TINY_GRID, "methods": ["trevision"]})
+    config["method_params"] = {"trevision": {"estimation_epochs": 1}}
+    jobs = gc.grid_jobs(config, split_sizes=SIZES)
+    assert {tuple(j.phases) for j in jobs} == {(1, 2, 1)}  # 4 epochs: 1 + 2 + 1
+    rec = {"phases": [{"ips": 100.0}, {"ips": 50.0}, {"ips": 25.0}], "eval": {"ips": 20.0}}
+    rows, missing = gc.project(jobs, {"runs": {jobs[0].key: rec}}, startup=False)
+    # 100 train images: 1 x 1 s + 2 x 2 s + 1 x 4 s, plus 4 evaluations of 40 images at 20/s
+    assert rows["trevision"]["seconds"] == pytest.approx(len(jobs) * (9.0 + 8.0)) and not missing
+    stale = {**rec, "phases": rec["phases"][:1]}
+    assert gc.project(jobs, {"runs": {jobs[0].key: stale}})[1] == [jobs[0].key]

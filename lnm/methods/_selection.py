@@ -175,6 +175,8 @@ class SmallLossMethod(Method):
     num_nets = 2
     #: LNMBench scores the Co-teaching family by the mean of the two networks' accuracies
     eval_view = "mean_of_accuracies"
+    ramp = "num_gradual"
+    reports = ("selected",)
     params = {
         "forget_rate": {
             "default": None,

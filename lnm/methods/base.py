@@ -97,6 +97,24 @@ class Method:
     params: dict = {}
     #: ``{name: default}`` of :attr:`params`
     defaults: dict = {}
+    # Traits: what the workflow knows of a method without running it, plain literals read by
+    # lnm.grid.method_catalog (inherited like ``params``; docs/methods.md, "Traits").
+    #: its training phases, in order: spans of epochs that differ in kind and cost (the cost model
+    #: times each). Each a dict: ``name``; ``until``: the parameter holding the epoch at which
+    #: it ends, or ``epochs``: the parameter holding its length (null: a free phase); neither:
+    #: free (the free phases share the epochs the others leave). Optional: ``min_epochs`` (the
+    #: fewest it may have, default 1), ``batch_multiple`` (the parameter: a step takes that many
+    #: batches), ``labelled`` (the parameter of the least labelled fraction: the phase evaluates
+    #: the training set, then trains on the samples it labels clean, reported as
+    #: ``labelled_net<k>``)
+    phases = ({"name": "train"},)
+    #: the parameter holding the epochs over which the selected share ramps up (None: no ramp)
+    ramp = None
+    #: which of the scored diagnostics above ``train_epoch`` may report: ``selected``,
+    #: ``corrected``, ``T_hat`` (the method estimates a transition matrix), ``clean_prob``
+    reports = ()
+    #: the time of one of its runs next to CE's (lnm.progress; None: unmeasured)
+    relative_cost = None
     #: the noise rate the method was told (None: it needs none); set by :meth:`assumed_rate`
     assumed_noise_rate: float | None = None
     #: where it came from (one of lnm.grid.RATE_SOURCES; None: the method needs no rate)

@@ -90,6 +90,8 @@ class CDR(Method):
     name = "cdr"
     # forget_rate None: the cell's nominal noise rate (reference: --noise_rate)
     order = 4
+    ramp = "num_gradual"
+    relative_cost = 0.8
     params = {
         "forget_rate": {
             "default": None,

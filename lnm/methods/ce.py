@@ -10,6 +10,7 @@ from .base import Method
 class CE(Method):
     name = "ce"
     order = 0
+    relative_cost = 1.0
     params = {
         "label_smoothing": {
             "default": 0.0,

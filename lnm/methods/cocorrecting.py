@@ -172,7 +172,9 @@ class CoCorrecting(SmallLossMethod):
     order = 15
     #: the official ``test`` reports the mean of the two networks' logits ("mix")
     eval_view = "logit_sum"
-    phases = (("stage1", "stage1"), ("stage2", "stage2"), ("stage3", None))
+    phases = ({"name": "stage1", "until": "stage1"}, {"name": "stage2", "until": "stage2"},
+              {"name": "stage3"})  # fmt: skip
+    reports = ("selected", "corrected")
     params = {
         **SmallLossMethod.params,
         "stage1": {

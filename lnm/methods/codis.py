@@ -74,6 +74,7 @@ class CoDis(SmallLossMethod):
     # reference values: co_lambda 0.15 (CoDis/main.py --co_lam), num_gradual 10, exponent 1,
     # forget_rate = noise rate
     order = 7
+    relative_cost = 1.7
     params = {
         **SmallLossMethod.params,
         "co_lambda": {"default": 0.15, "type": "number", "minimum": 0},

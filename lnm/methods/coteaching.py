@@ -18,6 +18,7 @@ class CoTeaching(SmallLossMethod):
     name = "coteaching"
     # reference values: forget_rate = noise rate (--forget_rate unset), num_gradual 10, exponent 1
     order = 5
+    relative_cost = 1.6
 
     def select(self, epoch, tau, z0, z1, y):
         return cross_small_loss(per_sample_ce(z0, y), per_sample_ce(z1, y), tau)

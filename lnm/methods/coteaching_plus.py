@@ -45,6 +45,8 @@ class CoTeachingPlus(SmallLossMethod):
     # reference values (coteaching_plus/main.py as run by LNMBench): init_epoch 5, num_gradual 10,
     # exponent 1, forget_rate = noise rate
     order = 6
+    phases = ({"name": "coteaching", "until": "init_epoch"}, {"name": "disagreement"})
+    relative_cost = 1.9
     params = {
         **SmallLossMethod.params,
         "init_epoch": {

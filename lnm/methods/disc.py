@@ -86,6 +86,9 @@ def disc_sets(
 class DISC(Method):
     name = "disc"
     order = 9
+    phases = ({"name": "warmup", "until": "start_epoch"}, {"name": "selection"})
+    reports = ("selected", "corrected")
+    relative_cost = 2.6
     params = {
         "start_epoch": {
             "default": 5,

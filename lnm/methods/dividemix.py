@@ -133,6 +133,13 @@ class DivideMix(Method):
     #: LNMBench (and the official ``test``): argmax of the sum of both networks' logits
     eval_view = "logit_sum"
     order = 10
+    #: MixMatch may start on untrained networks (warm-up 0); a warm-up step takes
+    #: ``warmup_batch_mult`` batches; MixMatch iterates over the labelled samples
+    phases = ({"name": "warmup", "until": "warmup_epochs", "min_epochs": 0,
+               "batch_multiple": "warmup_batch_mult"},
+              {"name": "mixmatch", "labelled": "min_labelled_frac"})  # fmt: skip
+    reports = ("selected", "corrected", "clean_prob")
+    relative_cost = 5.1
     params = {
         "warmup_epochs": {
             "default": 5,

@@ -93,9 +93,8 @@ class ELR(Method):
     order = 12
     #: ELR+: the official test averages the two networks' logits (one network: its own)
     eval_view = "logit_sum"
-    #: one phase for the cost model: ELR+'s optional warm-up (0 epochs by default) is cheaper
-    #: than its main epochs and does not exist for ELR
-    phases = (("main", None),)
+    # one phase (the default) for the cost model: ELR+'s optional warm-up (0 epochs by default)
+    # is cheaper than its main epochs and does not exist for ELR
     params = {
         "beta": {
             "default": 0.7,

@@ -60,7 +60,7 @@ def prune_weights(p_y: torch.Tensor, k: float) -> torch.Tensor:
 class GCE(Method):
     name = "gce"
     order = 11
-    phases = (("main", None),)
+    reports = ("selected",)  # truncated: the samples it keeps
     params = {
         "q": {
             "default": 0.7,

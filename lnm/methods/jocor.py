@@ -52,6 +52,7 @@ class JoCoR(SmallLossMethod):
     # reference values: co_lambda 0.1 (JoCoR default, no per-dataset value), num_gradual 10,
     # exponent 1, forget_rate = noise rate
     order = 8
+    relative_cost = 1.5
     params = {
         **SmallLossMethod.params,
         "co_lambda": {"default": 0.1, "type": "number", "minimum": 0, "maximum": 1},

@@ -141,7 +141,8 @@ class ProMix(Method):
     num_nets = 2
     #: the official ``test`` scores the mean of the two primary heads' logits
     eval_view = "logit_sum"
-    phases = (("warmup", "pretrain_ep"), ("main", None))
+    phases = ({"name": "warmup", "until": "pretrain_ep"}, {"name": "main"})
+    reports = ("selected", "corrected")
     params = {
         "pretrain_ep": {
             "default": 5,

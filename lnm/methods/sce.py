@@ -30,6 +30,7 @@ def sce_loss(logits: torch.Tensor, y: torch.Tensor, alpha: float, beta: float) -
 class SCE(Method):
     name = "sce"
     order = 3
+    relative_cost = 0.8
     params = {
         "alpha": {"default": 0.1, "type": "number", "minimum": 0},
         "beta": {"default": 1.0, "type": "number", "minimum": 0},

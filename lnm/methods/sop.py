@@ -69,7 +69,6 @@ def sop_loss(
 class SOP(Method):
     name = "sop"
     order = 13
-    phases = (("main", None),)
     params = {
         "lr_u": {
             "default": 1.0,

@@ -83,6 +83,10 @@ def per_sample_revision(t_hat: torch.Tensor, delta: torch.Tensor, batch: int) ->
 class TRevision(Method):
     name = "trevision"
     order = 1
+    phases = ({"name": "estimation", "epochs": "estimation_epochs"}, {"name": "reweighting"},
+              {"name": "revision", "epochs": "revision_epochs"})  # fmt: skip
+    reports = ("T_hat",)
+    relative_cost = 0.9
     params = {
         "estimation_epochs": {
             "default": 5,

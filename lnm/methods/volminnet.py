@@ -35,6 +35,8 @@ def volmin_loss(logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor, lam: flo
 class VolMinNet(Method):
     name = "volminnet"
     order = 2
+    reports = ("T_hat",)
+    relative_cost = 0.9
     params = {
         "lam": {
             "default": 0.0001,

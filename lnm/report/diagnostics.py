@@ -65,8 +65,13 @@ DIAGNOSTICS = {
     "gmm_auc": "GMM AUC",
     "t_error": "T error (rel. L1)",
 }
-#: Methods that estimate a transition matrix.
-TRANSITION_METHODS = ("trevision", "volminnet")
+
+
+def transition_methods(runs: pd.DataFrame) -> set[str]:
+    """The methods of ``runs`` (``method_variants`` names included: a variant is its method)
+    whose method estimates a transition matrix (its class's trait, ``lnm.grid.method_info``)."""
+    pairs = set(zip(runs["method"], runs["base_method"]))
+    return {m for m, b in pairs if grid.method_info(b).estimates_transition}
 
 
 def collect_epochs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -134,9 +139,10 @@ def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return sort_rows(out, ["dataset", "backbone", "noise", "rate", "method"])
 
 
-def selection_render(diag: pd.DataFrame, k: int) -> list[Table]:
-    """Long table of the selection diagnostics and the T-error matrix table; ``k`` = the
-    ``last_k`` each run's diagnostics average."""
+def selection_render(diag: pd.DataFrame, k: int, transition=()) -> list[Table]:
+    """Long table of the selection diagnostics and the T-error matrix table of the methods
+    ``transition`` (:func:`transition_methods`); ``k`` = the ``last_k`` each run's diagnostics
+    average."""
     if diag.empty:
         return [
             Table(
@@ -215,19 +221,20 @@ def selection_render(diag: pd.DataFrame, k: int) -> list[Table]:
                 + ([DETECTION_NOTE] if (sel["method"] == grid.DETECTION).any() else []),
             )
         )
-    tables += t_error_render(diag, k)
+    tables += t_error_render(diag, k, transition)
     return tables
 
 
-def t_error_render(diag: pd.DataFrame, k: int) -> list[Table]:
-    t = diag[diag["method"].isin(TRANSITION_METHODS)] if "t_error_mean" in diag else diag.iloc[:0]
+def t_error_render(diag: pd.DataFrame, k: int, transition=()) -> list[Table]:
+    t = diag[diag["method"].isin(transition)] if "t_error_mean" in diag else diag.iloc[:0]
     t = t[t["t_error_mean"].notna()] if len(t) else t
     if t.empty:
+        names = ", ".join(m for m, i in grid.method_catalog().items() if i.estimates_transition)
         return [
             Table(
                 "Transition-matrix estimation error",
                 ["result"],
-                [["n/a: no transition-matrix method (T-Revision, VolMinNet) in this grid"]],
+                [[f"n/a: no transition-matrix method ({names}) in this grid"]],
                 align="l",
             )
         ]
@@ -275,7 +282,7 @@ def write_diagnostics(
     k = runs_last_k(runs)
     epochs = collect_epochs(runs)
     diag = with_detection(diagnostic_cells(runs), estimates)
-    tables = selection_render(diag, k)
+    tables = selection_render(diag, k, transition_methods(runs))
     head = "Selection diagnostics and transition-matrix error"
     return files.write_rule_tables(
         "diagnostics",
