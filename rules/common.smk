@@ -212,7 +212,7 @@ def _read_estimates():
             run_spec(
                 config, c.dataset, c.noise, c.rate, c.noise_seed, m, b, s
             ).needs_estimate
-            for m in grid.grid_methods(config)
+            for m in config["methods"]
         )
     }
 

@@ -6,7 +6,6 @@ entry has its method's traits."""
 from __future__ import annotations
 
 import shutil
-import sys
 import textwrap
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 from lnm import grid
 from lnm.report import aggregate as agg
 from lnm.report import diagnostics
-from tests.conftest import REPO, tiny_method
+from tests.conftest import REPO, benchmark, tiny_method
 from tests.test_report_tables import write_run
 
 
@@ -136,14 +135,7 @@ def test_relative_costs_are_the_traits():
 def test_compile_bench_starts_each_method_in_its_main_phase():
     """The compile benchmark's settings come from the traits (as the hand-written table of
     LNMBench's methods had them)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "compile_bench", REPO / "benchmarks" / "compile_bench.py"
-    )
-    cb = importlib.util.module_from_spec(spec)
-    sys.modules["compile_bench"] = cb  # dataclasses look their module up
-    spec.loader.exec_module(cb)
+    cb = benchmark("compile_bench")
     table = {
         "coteaching": {"num_gradual": 1},
         "coteaching_plus": {"num_gradual": 1, "init_epoch": 1},

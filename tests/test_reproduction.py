@@ -250,7 +250,9 @@ def test_differs_links_the_methods_deviations(folders, tmp_path):
     assert rep.methods_named("coteaching_plus / T-Revision") == {"coteaching_plus", "trevision"}
     # the real file: every method has its rows
     rows = rep.deviation_rows()
-    assert set(rows) == set(grid.methods()) and all(rows.values())
+    # (LNMBench's eleven and the five beyond it; a method file added later need not have any)
+    assert set(rows) >= set(load_config(REPO / "presets" / "demo.yaml")["methods"])
+    assert set(rows) <= set(grid.methods()) and all(rows.values())
 
 
 def test_refused_backbone_kind_and_test_selected_numbers(folders, tmp_path):
