@@ -14,11 +14,7 @@ rule aggregate:
         estimates=sums(*run_estimate_files()),
         code=code("aggregate.py"),
     output:
-        reported(f"{RES}/tables/runs.csv", "runs_csv", "8. Data files"),
-        sums(*tables("summary.csv", "summary.md", "ranking.csv")),
-        reported(f"{RES}/tables/summary.tex", "latex", "8. Data files"),
-        reported(f"{RES}/tables/ranking.html", "ranking_table", "1. Ranking"),
-        reported(f"{RES}/tables/summary.html", "summary", "3. Per-cell results"),
+        tables("aggregate"),
     log:
         f"{RES}/logs/aggregate.log",
     localrule: True
@@ -30,28 +26,10 @@ rule aggregate:
 
 rule statistics:
     input:
-        sums(f"{RES}/tables/runs.csv"),
+        sums(table("runs.csv")),
         code=code("statistics.py"),
     output:
-        reported(f"{RES}/tables/cells.csv", "cells_csv", "8. Data files"),
-        sums(
-            *tables(
-                "cells.md",
-                "resolution.csv",
-                "ranks.csv",
-                "friedman.csv",
-                "wilcoxon.csv",
-                "variance.csv",
-                "imbalance.csv",
-            )
-        ),
-        reported(f"{RES}/tables/cells.tex", "latex", "8. Data files"),
-        reported(f"{RES}/tables/statistics.md", "statistics_md", "8. Data files"),
-        reported(f"{RES}/tables/cells.html", "cells", "3. Per-cell results"),
-        reported(f"{RES}/tables/ranks.html", "ranks", "4. Statistics"),
-        reported(f"{RES}/tables/wilcoxon.html", "wilcoxon", "4. Statistics"),
-        reported(f"{RES}/tables/variance.html", "variance", "4. Statistics"),
-        reported(f"{RES}/tables/imbalance.html", "imbalance", "6. Imbalance"),
+        tables("statistics"),
     log:
         f"{RES}/logs/statistics.log",
     localrule: True
@@ -63,18 +41,13 @@ rule statistics:
 
 rule diagnostics:
     input:
-        sums(f"{RES}/tables/runs.csv"),
+        sums(table("runs.csv")),
         estimates=diagnostics_estimates,  # cleanlab's detection rows
         epochs=run_files("per_epoch.csv"),
         sums=sidecars(run_files("per_epoch.csv")),
         code=code("diagnostics.py"),
     output:
-        sums(*tables("per_epoch.csv", "selection.csv", "selection.md")),
-        reported(
-            f"{RES}/tables/selection.html",
-            "selection_table",
-            "5. Selection diagnostics",
-        ),
+        tables("diagnostics"),
     log:
         f"{RES}/logs/diagnostics.log",
     localrule: True
@@ -86,20 +59,11 @@ rule diagnostics:
 
 rule estimation:
     input:
-        runs=sums(f"{RES}/tables/runs.csv"),
+        runs=sums(table("runs.csv")),
         estimates=sums(*estimate_files()),
         code=code("estimation.py"),
     output:
-        sums(*tables("estimates.csv", "estimation.csv", "estimation.md")),
-        sums(*tables("oracle_vs_estimated.csv", "oracle_vs_estimated.md")),
-        reported(
-            f"{RES}/tables/estimation.html", "estimation", "5. Selection diagnostics"
-        ),
-        reported(
-            f"{RES}/tables/oracle_vs_estimated.html",
-            "oracle_vs_estimated",
-            "1. Ranking",
-        ),
+        tables("estimation"),
     log:
         f"{RES}/logs/estimation.log",
     localrule: True
@@ -111,16 +75,12 @@ rule estimation:
 
 rule figure_estimation:
     input:
-        sums(f"{RES}/tables/estimates.csv"),
+        sums(table("estimates.csv")),
         code=code("figures.py"),
     output:
-        reported(
-            f"{RES}/figures/estimated_vs_true.png",
-            "estimated_vs_true",
-            "5. Selection diagnostics",
-        ),
+        figures("figure_estimation"),
     log:
-        f"{RES}/logs/figures/estimated_vs_true.log",
+        figure_log("figure_estimation"),
     localrule: True
     conda:
         "../envs/lnm.yaml"
@@ -134,9 +94,7 @@ rule run_metadata:
         sums=sidecars(run_files("metrics.json")),
         code=code("metadata.py"),
     output:
-        reported(f"{RES}/tables/run_metadata.html", "run_metadata", "7. Run metadata"),
-        reported(f"{RES}/tables/config.yaml", "config", "7. Run metadata"),
-        reported(f"{RES}/tables/versions.csv", "versions", "7. Run metadata"),
+        tables("run_metadata"),
     log:
         f"{RES}/logs/run_metadata.log",
     localrule: True
@@ -150,16 +108,12 @@ rule run_metadata:
 
 rule figure_acc_vs_rate:
     input:
-        sums(f"{RES}/tables/runs.csv"),
+        sums(table("runs.csv")),
         code=code("figures.py"),
     output:
-        reported(
-            f"{RES}/figures/acc_vs_rate_{{dataset}}.png",
-            "acc_vs_rate",
-            "2. Accuracy vs noise rate",
-        ),
+        figures("figure_acc_vs_rate"),
     log:
-        f"{RES}/logs/figures/acc_vs_rate_{{dataset}}.log",
+        figure_log("figure_acc_vs_rate"),
     localrule: True
     conda:
         "../envs/lnm.yaml"
@@ -169,12 +123,12 @@ rule figure_acc_vs_rate:
 
 rule figure_ranking:
     input:
-        sums(f"{RES}/tables/runs.csv"),
+        sums(table("runs.csv")),
         code=code("figures.py"),
     output:
-        reported(f"{RES}/figures/ranking_{{pattern}}.png", "ranking", "1. Ranking"),
+        figures("figure_ranking"),
     log:
-        f"{RES}/logs/figures/ranking_{{pattern}}.log",
+        figure_log("figure_ranking"),
     localrule: True
     conda:
         "../envs/lnm.yaml"
@@ -184,17 +138,12 @@ rule figure_ranking:
 
 rule figure_selection:
     input:
-        sums(f"{RES}/tables/per_epoch.csv"),
+        sums(table("per_epoch.csv")),
         code=code("figures.py"),
     output:
-        reported(
-            f"{RES}/figures/selection_{{dataset}}_{{noise}}-{{rate}}.png",
-            "selection",
-            "5. Selection diagnostics",
-            "{dataset}",
-        ),
+        figures("figure_selection"),
     log:
-        f"{RES}/logs/figures/selection_{{dataset}}_{{noise}}-{{rate}}.log",
+        figure_log("figure_selection"),
     localrule: True
     conda:
         "../envs/lnm.yaml"
@@ -204,12 +153,12 @@ rule figure_selection:
 
 rule figure_cd_diagram:
     input:
-        sums(f"{RES}/tables/runs.csv"),
+        sums(table("runs.csv")),
         code=code("figures.py"),
     output:
-        reported(f"{RES}/figures/cd_diagram.png", "cd_diagram", "4. Statistics"),
+        figures("figure_cd_diagram"),
     log:
-        f"{RES}/logs/figures/cd_diagram.log",
+        figure_log("figure_cd_diagram"),
     localrule: True
     conda:
         "../envs/lnm.yaml"
@@ -219,12 +168,12 @@ rule figure_cd_diagram:
 
 rule figure_recall:
     input:
-        sums(f"{RES}/tables/runs.csv"),
+        sums(table("runs.csv")),
         code=code("figures.py"),
     output:
-        reported(f"{RES}/figures/recall_{{dataset}}.png", "recall", "6. Imbalance"),
+        figures("figure_recall"),
     log:
-        f"{RES}/logs/figures/recall_{{dataset}}.log",
+        figure_log("figure_recall"),
     localrule: True
     conda:
         "../envs/lnm.yaml"
@@ -237,7 +186,7 @@ rule manifest:
         artifacts=manifest_inputs,
         code=code("manifest.py"),
     output:
-        reported(f"{RES}/MANIFEST.sha256", "manifest", "7. Run metadata"),
+        shown(res(grid.MANIFEST), grid.MANIFEST),
     log:
         f"{RES}/logs/manifest.log",
     localrule: True
@@ -251,22 +200,14 @@ rule manifest:
 
 rule reproduction:
     input:
-        runs=sums(f"{RES}/tables/runs.csv"),
-        epochs=sums(f"{RES}/tables/per_epoch.csv"),  # *_final kinds: each run's last epoch
+        runs=sums(table("runs.csv")),
+        epochs=sums(table("per_epoch.csv")),  # *_final kinds: each run's last epoch
         references=reference_tables(),
         deviations=deviations_file(),
         code=code("reproduction.py"),
     output:
-        csv=reported(
-            f"{RES}/tables/reproduction.csv", "reproduction_csv", "8. Data files"
-        ),
-        tables=sums(*tables("reproduction_ranking.csv", "reproduction.md")),
-        html=reported(
-            f"{RES}/tables/reproduction.html", "reproduction", "9. Reproduction"
-        ),
-        figure=reported(
-            figure("reproduction"), "reproduction_figure", "9. Reproduction"
-        ),
+        tables=tables("reproduction"),
+        figure=figures("reproduction"),
     log:
         f"{RES}/logs/reproduction.log",
     localrule: True
