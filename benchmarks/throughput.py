@@ -381,6 +381,7 @@ def compare_setup(backbone, size, n, batch, device, classes=5, channels=3):
     """Synthetic data, the DeviceData of lnm's path and a factory of fresh CE methods."""
     from types import SimpleNamespace
 
+    from lnm.grid import CLEAN
     from lnm.methods import get_method
     from lnm.train.data import DeviceData
     from lnm.train.spec import RunSpec
@@ -412,7 +413,7 @@ def compare_setup(backbone, size, n, batch, device, classes=5, channels=3):
     spec = RunSpec(
         dataset="synthetic",
         size=size,
-        noise="none",
+        noise=CLEAN,
         rate=0.0,
         noise_seed=0,
         method="ce",

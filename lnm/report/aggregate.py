@@ -52,6 +52,7 @@ from lnm.report.fmt import (
     collapse_note,
     mean_std,
     na_text,
+    noisy_rows,
     num,
     oracle_label,
     oracle_methods,
@@ -366,7 +367,7 @@ def ranking(runs: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame:
     over *all* runs (datasets × rates × seeds) of each noise pattern except ``none`` (one column
     per pattern), and ``overall`` = unweighted mean of the pattern columns; sorted by
     ``overall`` descending."""
-    noisy = runs[runs["noise"] != "none"]
+    noisy = noisy_rows(runs)
     table = noisy.pivot_table(index="method", columns="noise", values=metric, aggfunc="mean")
     table = table[ordered(table.columns, grid.PATTERNS)]
     table["overall"] = table.mean(axis=1)
@@ -399,7 +400,7 @@ def ranking_view(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         sub = cells if c == "overall" else cells[cells["noise"] == c]
         analyses[c] = rank_analysis(sub)
         view[f"group_{c}"] = [analyses[c]["groups"].get(m, "") for m in view.index]
-    flagged = run_flags(runs[runs["noise"] != "none"])
+    flagged = run_flags(noisy_rows(runs))
     g = flagged.groupby("method")
     per = flagged.groupby(["method", "noise"])["collapsed"].sum()
     for c in cols:
@@ -421,7 +422,7 @@ def ranking_view(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         .agg(lambda v: " / ".join(sorted({str(x) for x in v.dropna()})) or None)
         .reindex(view.index)
     )
-    noisy_cells = cells[cells["noise"] != "none"]
+    noisy_cells = noisy_rows(cells)
     res = pooled_resolution(noisy_cells)
     meta = {
         "columns": cols,

@@ -31,6 +31,7 @@ from lnm.report.fmt import (
     REAL_NOTE,
     collapse_mark,
     collapse_note,
+    noisy_rows,
     num,
     oracle_label,
     oracle_methods,
@@ -253,7 +254,7 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     cells["identifiable"] = cells["identifiable"].astype("boolean")
     cells = uncertainty(cells).join(run_marks(runs))
     cells["chance"] = cells["dataset"].map(info["majority_acc"])
-    clean = runs[(runs["noise"] == "none") & (runs["method"] == REFERENCE)]
+    clean = runs[(runs["noise"] == grid.CLEAN) & (runs["method"] == REFERENCE)]
     clean_ce = clean.groupby(["dataset", "backbone"])[HEADLINE].mean()
     cells["clean_ce"] = [
         clean_ce.get((d, b), float("nan")) for d, b in zip(cells["dataset"], cells["backbone"])
@@ -401,7 +402,7 @@ def pooled_resolution(cells: pd.DataFrame) -> float:
 
 def block_matrix(cells: pd.DataFrame, value: str = "mean", noisy_only: bool = True) -> pd.DataFrame:
     """Blocks (noisy cells, index ``BLOCK_KEYS``) × methods (canonical order) of ``value``."""
-    df = cells[cells["noise"] != "none"] if noisy_only else cells
+    df = noisy_rows(cells) if noisy_only else cells
     if df.empty:
         return pd.DataFrame(columns=ordered(cells["method"], grid.methods()), dtype=float)
     m = df.pivot_table(index=BLOCK_KEYS, columns="method", values=value, aggfunc="mean", sort=False)
@@ -518,7 +519,7 @@ def ceiling_tables(cells: pd.DataFrame) -> list[Table]:
     test set resolves (its resolution at clean CE over the ceiling's height); n/a, with the
     reason, where the clean ceiling is not resolved above chance. Bold = the accuracy table's
     best group, plus any fraction that prints as the row's best."""
-    noisy = cells[cells["noise"] != "none"]
+    noisy = noisy_rows(cells)
     if noisy.empty:
         return []
     tables = []

@@ -35,6 +35,7 @@ from lnm.report.fmt import (
     collapse_mark,
     collapse_note,
     mean_std,
+    noisy_rows,
     run_flags,
     runs_last_k,
     sort_rows,
@@ -107,7 +108,7 @@ def collect_epochs(runs: pd.DataFrame) -> pd.DataFrame:
 def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Per noisy cell and method with any diagnostic: mean, std and n over seeds of each of
     :data:`DIAGNOSTICS` (each run's mean of its last ``last_k`` epochs)."""
-    noisy = runs[runs["noise"] != "none"]
+    noisy = noisy_rows(runs)
     cols = [c for c in DIAGNOSTICS if c in noisy]
     na = (
         noisy["diagnostics_na"].fillna("").astype(str)

@@ -58,6 +58,7 @@ from lnm.report.fmt import (
     collapse_mark,
     flag,
     mean_std,
+    noisy_rows,
     num,
     rate_label,
     run_flags,
@@ -347,7 +348,7 @@ def detection_rows(estimates: pd.DataFrame) -> pd.DataFrame:
     cols = CELL_KEYS + ["n", "na"]
     cols += [f"{c}_{s}" for c in ("clean_ratio", "coverage") for s in ("mean", "std")]
     cols += ["n_collapsed", "collapse_reason"]
-    noisy = estimates[estimates["noise"] != grid.CLEAN] if len(estimates) else estimates
+    noisy = noisy_rows(estimates) if len(estimates) else estimates
     if noisy.empty:
         return pd.DataFrame(columns=cols)
     df = _typed(noisy).assign(method=grid.DETECTION)

@@ -34,6 +34,7 @@ from lnm.report.cells import REFERENCE, cell_table
 from lnm.report.fmt import (
     COLLAPSED,
     ORACLE,
+    noisy_rows,
     oracle_label,
     oracle_methods,
     p_is,
@@ -161,16 +162,16 @@ def acc_vs_rate_figure(runs: pd.DataFrame, dataset: str) -> Figure:
             f"{dataset}: several backbones {sorted(df['backbone'].unique())}; "
             "filter runs to one backbone first"
         )
-    patterns = ordered(df.loc[df["noise"] != "none", "noise"], grid.PATTERNS)
+    patterns = ordered(noisy_rows(df)["noise"], grid.PATTERNS)
     if not patterns:
         raise ValueError(f"{dataset}: no runs with label noise to plot")
     methods = ordered(df["method"], grid.methods())
     colors, styles = method_colors(methods), pattern_styles(patterns)
     cells = _cell_means(df, ["method", "noise", "rate"])
-    clean = cells[cells["noise"] == "none"].set_index("method")
+    clean = cells[cells["noise"] == grid.CLEAN].set_index("method")
     chance = _chance(df)
     oracle = oracle_methods(df)
-    rates = sorted({0.0, *cells.loc[cells["noise"] != "none", "rate"].astype(float)})
+    rates = sorted({0.0, *noisy_rows(cells)["rate"].astype(float)})
     banded = bool(cells["std"].notna().any())
 
     def curve(method: str, pattern: str) -> pd.DataFrame:
@@ -274,7 +275,7 @@ def _dataset_values(runs: pd.DataFrame, pattern: str) -> pd.DataFrame:
     the pattern's runs (``overall``: the unweighted mean of the pattern means, as the paper
     averages patterns), the balanced accuracy by the same arithmetic (``balanced``), with
     ``collapsed`` = any of those runs collapsed."""
-    noisy = run_flags(runs[runs["noise"] != "none"])
+    noisy = run_flags(noisy_rows(runs))
     sub = noisy if pattern == "overall" else noisy[noisy["noise"] == pattern]
     bal = grid.last_k("balanced_acc")
     sub = sub.assign(_bal=pd.to_numeric(sub[bal], errors="coerce") if bal in sub else np.nan)
@@ -331,7 +332,7 @@ def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
         n_test = int(drun["num_test"].iloc[0]) if "num_test" in drun else 0
         hw = np.array([stats.binomial_halfwidth(v, n_test) for v in d["value"]])
         chance, bal_chance = _chance(drun), _balanced_chance(drun)
-        ce = drun[(drun["noise"] == "none") & (drun["method"] == REFERENCE)][HEADLINE].mean()
+        ce = drun[(drun["noise"] == grid.CLEAN) & (drun["method"] == REFERENCE)][HEADLINE].mean()
         for m, v, b, h, bad in zip(
             d.index, d["value"], d["balanced"], hw, d["collapsed"].fillna(False)
         ):
@@ -790,7 +791,7 @@ def recall_figure(runs: pd.DataFrame, dataset: str) -> Figure:
     df = df[df["per_class_recall"].notna()]
     if df.empty:
         raise ValueError(f"{dataset}: no per-class recall in the run table")
-    noisy = df[df["noise"] != "none"]
+    noisy = noisy_rows(df)
     score = (noisy if len(noisy) else df).groupby("method")[HEADLINE].mean()
     order = ordered(score.index, grid.methods())
     score = score.reindex(order).sort_values(ascending=False, kind="mergesort")
@@ -838,7 +839,7 @@ def recall_figure(runs: pd.DataFrame, dataset: str) -> Figure:
         ax.set_yticks(
             range(len(settings)),
             [
-                (f"{n} {r:g}" if n != "none" else "clean")
+                (f"{n} {r:g}" if n != grid.CLEAN else "clean")
                 + (f" {COLLAPSED}" if bad.get((n, r), False) else "")
                 for n, r in settings.itertuples(index=False)
             ],

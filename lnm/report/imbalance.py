@@ -11,7 +11,14 @@ from lnm import grid
 from lnm.grid import ordered
 from lnm.report import stats
 from lnm.report.cells import IMBALANCE_RATIO, grid_tables, mark_best
-from lnm.report.fmt import collapse_mark, collapse_note, num, oracle_label, oracle_methods
+from lnm.report.fmt import (
+    collapse_mark,
+    collapse_note,
+    noisy_rows,
+    num,
+    oracle_label,
+    oracle_methods,
+)
 from lnm.report.render import Table
 
 _METRICS = ("acc", "balanced_acc", "macro_f1")
@@ -25,7 +32,7 @@ def imbalance_table(cells: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
     for (dataset, backbone), ds in cells[cells["dataset"].isin(imb)].groupby(
         ["dataset", "backbone"], sort=False
     ):
-        noisy = ds[ds["noise"] != "none"]
+        noisy = noisy_rows(ds)
         use = noisy if len(noisy) else ds
         agg = use.groupby("method", sort=False)[["mean", "balanced_acc", "macro_f1"]].mean()
         agg = agg.reindex(ordered(agg.index, grid.methods()))
@@ -94,7 +101,7 @@ def imbalance_table(cells: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
 
 def _used(ds: pd.DataFrame) -> pd.DataFrame:
     """The cells a dataset's method table averages: the noisy ones, all if there is none."""
-    noisy = ds[ds["noise"] != "none"]
+    noisy = noisy_rows(ds)
     return noisy if len(noisy) else ds
 
 

@@ -23,6 +23,7 @@ from lnm.report.cells import REFERENCE, RESOLUTION_WHY, block_matrix, pooled_res
 from lnm.report.fmt import (
     COLLAPSED,
     collapse_note,
+    noisy_rows,
     num,
     oracle_label,
     oracle_methods,
@@ -55,7 +56,7 @@ def rank_analysis(
     cd = stats.nemenyi_cd(k, n, alpha) if tested else float("nan")
     separable = bool(tested and fr["pvalue"] < alpha)
     groups = stats.rank_groups(avg, cd, separable)
-    noisy = cells[cells["noise"] != "none"]
+    noisy = noisy_rows(cells)
     flagged = (
         noisy.groupby("method")["n_collapsed"].sum()
         if "n_collapsed" in noisy
@@ -264,7 +265,7 @@ def wilcoxon_render(w: pd.DataFrame, cells: pd.DataFrame | None = None) -> list[
     """The Wilcoxon table; with ``cells``, methods told the true noise rate get ᵒ and methods
     with collapsed noisy runs ⊘, each explained in a note."""
     rows, bold = [], []
-    noisy = cells[cells["noise"] != "none"] if cells is not None else None
+    noisy = noisy_rows(cells) if cells is not None else None
     oracle = oracle_methods(noisy) if noisy is not None and len(noisy) else []
     flagged = (
         noisy.groupby("method")["n_collapsed"].sum()

@@ -290,7 +290,7 @@ def _row(r: dict, path, line: int) -> dict:
     else:
         out["rate"] = _float(r["rate"], path, line, "rate", 0.0, 0.999999, "a rate in [0, 1)")
         if (r["pattern"] == grid.CLEAN) != (out["rate"] == 0):
-            raise bad("rate", "0 exactly for pattern 'none', above 0 for a noisy pattern")
+            raise bad("rate", f"0 exactly for pattern {grid.CLEAN!r}, above 0 for a noisy one")
     for column, minimum in (("size", 1), ("epochs", 1), ("seed", 0), ("n", 1)):
         value = _int(r[column], path, line, column, minimum)
         out[column] = float("nan") if value is None else float(value)
