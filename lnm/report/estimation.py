@@ -304,14 +304,8 @@ DETECTION_NOTE = (
 def estimation_render(cells: pd.DataFrame) -> list[Table]:
     """The estimation table: one row per cell of :func:`estimation_cells`."""
     if cells.empty:
-        return [
-            Table(
-                "Noise-rate estimation",
-                ["result"],
-                [["n/a: no estimate file (no noisy cell, or estimation is disabled)"]],
-                align="l",
-            )
-        ]
+        why = "n/a: no estimate file (no noisy cell, or estimation is disabled)"
+        return [Table.note("Noise-rate estimation", why)]
 
     def text(r, c):
         if c in TRUTH_VALUES and not bool(r["has_clean"]):
@@ -604,7 +598,7 @@ def oracle_render(ove: pd.DataFrame, k: int | None) -> list[Table]:
             "n/a: no method was run both with the oracle noise rate and with the estimated one "
             "in the same cell (add a method_variants entry with forget_rate: estimated)"
         )
-        return [Table(title, ["result"], [[why]], align="l")]
+        return [Table.note(title, why)]
     several = bool((ove["n_pairs"] >= 2).any())
     multi = ove["backbone"].nunique() > 1
     rows, bold = zip(*(_ove_row(r, multi, several) for _, r in ove.iterrows()))

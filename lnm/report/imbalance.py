@@ -131,19 +131,11 @@ def imbalance_render(
     ``k`` = the ``last_k`` they average."""
     tables = []
     if imb.empty:
-        return [
-            Table(
-                "Imbalance view",
-                ["result"],
-                [
-                    [
-                        f"no dataset is imbalanced (largest/smallest test class ≥ {IMBALANCE_RATIO}) or "
-                        "test class counts are unknown"
-                    ]
-                ],
-                align="l",
-            )
-        ]
+        why = (
+            f"no dataset is imbalanced (largest/smallest test class ≥ {IMBALANCE_RATIO}) or test "
+            "class counts are unknown"
+        )
+        return [Table.note("Imbalance view", why)]
     for (dataset, backbone), g in imb.groupby(["dataset", "backbone"], sort=False):
         d = info.set_index("dataset").loc[dataset]
         ds = cells[(cells["dataset"] == dataset) & (cells["backbone"] == backbone)]

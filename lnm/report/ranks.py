@@ -273,14 +273,8 @@ def wilcoxon_render(w: pd.DataFrame, cells: pd.DataFrame | None = None) -> list[
         else pd.Series(dtype=float)
     )
     if w.empty:
-        return [
-            Table(
-                "Paired comparison with CE over cells (Wilcoxon signed-rank)",
-                ["result"],
-                [["n/a: needs CE and at least one other method"]],
-                align="l",
-            )
-        ]
+        title = "Paired comparison with CE over cells (Wilcoxon signed-rank)"
+        return [Table.note(title, "n/a: needs CE and at least one other method")]
     for _, r in w.iterrows():
         n = r["n_cells"]
         rows.append(

@@ -959,7 +959,7 @@ def render(result: pd.DataFrame, ranking: pd.DataFrame, refs: pd.DataFrame) -> l
             f"{NO_OVERLAP} (references: {names}; every published row differs from our runs in "
             "its cell, backbone, image size, epochs or kind; see below)."
         )
-        tables = [Table("Ours beside the published numbers", ["result"], [[none]], align="l")]
+        tables = [Table.note("Ours beside the published numbers", none)]
     other = result[result["status"] == "not compared"] if len(result) else result
     if len(other):
         tables.append(_uncompared_table(other))
@@ -1019,8 +1019,7 @@ def _ranking_tables(ranking: pd.DataFrame) -> list[Table]:
     ):
         title = f"Method ranking, {pattern}: ours vs {ref} ({backbone}, {kind})"
         if (g["status"] == "not compared").all() and g["method"].isna().all():
-            why = [[f"Not compared: {g['why'].iloc[0]}."]]
-            out.append(Table(title, ["result"], why, align="l"))
+            out.append(Table.note(title, f"Not compared: {g['why'].iloc[0]}."))
         else:
             out.append(_ranking_table(title, g, kind))
     return out
