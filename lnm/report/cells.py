@@ -31,7 +31,6 @@ from lnm.report.fmt import (
     REAL_NOTE,
     collapse_mark,
     collapse_note,
-    noisy_rows,
     num,
     oracle_label,
     oracle_methods,
@@ -89,6 +88,11 @@ DAGGER_NOTE = (
     "be recovered from the noisy ones even in principle; accuracies there are not "
     "comparable with identifiable rows."
 )
+
+
+def noisy_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``df`` with label noise (every pattern but the clean ceiling)."""
+    return df[df["noise"] != grid.CLEAN]
 
 
 def _counts(s) -> list[int] | None:

@@ -29,13 +29,12 @@ from lnm.checksum import verify
 from lnm.grid import CELL_KEYS, RUN_KEYS
 from lnm.report import files
 from lnm.report.aggregate import no_update
-from lnm.report.cells import grid_tables, mark_best, run_marks
+from lnm.report.cells import grid_tables, mark_best, noisy_rows, run_marks
 from lnm.report.estimation import DETECTION_NOTE, detection_rows
 from lnm.report.fmt import (
     collapse_mark,
     collapse_note,
     mean_std,
-    noisy_rows,
     run_flags,
     runs_last_k,
     sort_rows,

@@ -48,7 +48,7 @@ from lnm.grid import CELL_KEYS, HEADLINE, RUN_KEYS
 from lnm.noise.io import load_noise
 from lnm.noise.reliability import file_reliability
 from lnm.report import files, stats
-from lnm.report.cells import BOLD_NOTE, mark_best, uncertainty
+from lnm.report.cells import BOLD_NOTE, mark_best, noisy_rows, uncertainty
 from lnm.report.figures import (
     _figure,
     _legend_entries,
@@ -65,7 +65,6 @@ from lnm.report.fmt import (
     collapse_mark,
     flag,
     mean_std,
-    noisy_rows,
     num,
     rate_label,
     run_flags,

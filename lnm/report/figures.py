@@ -30,11 +30,10 @@ from lnm.checksum import artifact
 from lnm.grid import HEADLINE, ordered
 from lnm.report import stats
 from lnm.report.aggregate import ranking_view
-from lnm.report.cells import REFERENCE, cell_table
+from lnm.report.cells import REFERENCE, cell_table, noisy_rows
 from lnm.report.fmt import (
     COLLAPSED,
     ORACLE,
-    noisy_rows,
     oracle_label,
     oracle_methods,
     p_is,

@@ -34,11 +34,6 @@ def sort_rows(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return df.sort_values(by, key=key, kind="mergesort").reset_index(drop=True)
 
 
-def noisy_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``df`` with label noise (every pattern but the clean ceiling)."""
-    return df[df["noise"] != grid.CLEAN]
-
-
 def runs_last_k(runs: pd.DataFrame) -> int:
     """The number of epochs every ``*_last_k`` metric of ``runs`` averages (its ``last_k``
     column); raises when the runs mix different k (:func:`lnm.grid.single_last_k`) or when

@@ -10,15 +10,8 @@ import pandas as pd
 from lnm import grid
 from lnm.grid import ordered
 from lnm.report import stats
-from lnm.report.cells import IMBALANCE_RATIO, grid_tables, mark_best
-from lnm.report.fmt import (
-    collapse_mark,
-    collapse_note,
-    noisy_rows,
-    num,
-    oracle_label,
-    oracle_methods,
-)
+from lnm.report.cells import IMBALANCE_RATIO, grid_tables, mark_best, noisy_rows
+from lnm.report.fmt import collapse_mark, collapse_note, num, oracle_label, oracle_methods
 from lnm.report.render import Table
 
 _METRICS = ("acc", "balanced_acc", "macro_f1")

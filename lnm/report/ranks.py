@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from lnm.report import stats
-from lnm.report.cells import REFERENCE, RESOLUTION_WHY, block_matrix, pooled_resolution
+from lnm.report.cells import REFERENCE, RESOLUTION_WHY, block_matrix, noisy_rows, pooled_resolution
 from lnm.report.fmt import (
     COLLAPSED,
     collapse_note,
-    noisy_rows,
     num,
     oracle_label,
     oracle_methods,

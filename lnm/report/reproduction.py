@@ -62,27 +62,11 @@ REFERENCES_DIR = Path(__file__).resolve().parent / "references"
 #: Where the deviations a "differs" row links live (a file of the repository).
 DEVIATIONS = grid.PACKAGE.parent / "docs" / "deviations.md"
 
-#: The columns of a reference table, in order (references/README.md says what each holds).
-COLUMNS = (
-    "reference",
-    "dataset",
-    "pattern",
-    "rate",
-    "method",
-    "backbone",
-    "size",
-    "epochs",
-    "kind",
-    "seed",
-    "value",
-    "spread",
-    "n",
-    "provenance",
-    "note",
-)
 #: A published number's cell and conditions: rows with the same key and kind are the runs
 #: (seeds) of one published number.
 KEY = ("reference", "dataset", "pattern", "rate", "method", "backbone", "size", "epochs", "kind")
+#: The columns of a reference table, in order (references/README.md says what each holds).
+COLUMNS = (*KEY, "seed", "value", "spread", "n", "provenance", "note")
 #: The dataset of a row that summarises a noise pattern over the reference's whole grid.
 ALL = "all"
 #: The pattern of a row that averages the per-pattern means (the paper's "overall").
@@ -473,15 +457,7 @@ def _stated(value) -> bool:
 
 #: The columns of ``reproduction.csv``.
 RESULT_COLUMNS = [
-    "reference",
-    "dataset",
-    "pattern",
-    "rate",
-    "method",
-    "backbone",
-    "size",
-    "epochs",
-    "kind",
+    *KEY,
     "status",
     "ours_mean",
     "ours_std",

@@ -102,19 +102,15 @@ def variance_render(v: pd.DataFrame, runs: pd.DataFrame) -> list[Table]:
     flagged = collapse_note(run_flags(runs))
     if flagged:
         notes = [*notes, flagged]
+    parts = [("per method, averaged over cells", pooled, dict(intro=intro))]
+    parts.append(("per cell", per_cell, dict(notes=notes)))
     return [
         Table(
-            "Variance split per method, averaged over cells",
+            f"Variance split {what}",
             VARIANCE_COLUMNS,
-            [_variance_row(r) for _, r in pooled.iterrows()],
+            [_variance_row(r) for _, r in rows.iterrows()],
             align="lllrlrrrrr",
-            intro=intro,
-        ),
-        Table(
-            "Variance split per cell",
-            VARIANCE_COLUMNS,
-            [_variance_row(r) for _, r in per_cell.iterrows()],
-            align="lllrlrrrrr",
-            notes=notes,
-        ),
+            **kw,
+        )
+        for what, rows, kw in parts
     ]
