@@ -335,6 +335,12 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     return sort_rows(cells[CELL_COLUMNS], ["dataset", "backbone", "noise", "rate", "method"])
 
 
+def joined(values, sep: str) -> str:
+    """The distinct parts of ``values`` (each ``sep``-joined; NaN skipped), sorted and
+    ``sep``-joined ("" when there is none)."""
+    return sep.join(sorted({p for v in values.dropna() for p in str(v).split(sep) if p}))
+
+
 def run_marks(runs: pd.DataFrame) -> pd.DataFrame:
     """Per cell (rows in ``runs.groupby(CELL_KEYS, sort=False)`` order): ``n_collapsed`` (runs
     flagged collapsed), ``collapse_reason`` (their distinct reasons, "; "-joined),
@@ -348,17 +354,15 @@ def run_marks(runs: pd.DataFrame) -> pd.DataFrame:
         runs["predicted_classes"] = np.nan
     runs["predicted_classes"] = pd.to_numeric(runs["predicted_classes"], errors="coerce")
 
-    def joined(values, sep):
-        found = sorted({p for v in values.dropna() for p in str(v).split(sep) if p})
-        return sep.join(found) or None
-
     g = runs.groupby(CELL_KEYS, sort=False)
     return pd.DataFrame(
         {
             "n_collapsed": g["collapsed"].sum().astype(int).to_numpy(),
-            "collapse_reason": g["collapse_reason"].agg(lambda v: joined(v, "; ")).to_numpy(),
+            "collapse_reason": g["collapse_reason"]
+            .agg(lambda v: joined(v, "; ") or None)
+            .to_numpy(),
             "uses_true_noise_rate": g["uses_true_noise_rate"].any().astype(bool).to_numpy(),
-            "eval_view": g["eval_view"].agg(lambda v: joined(v, " / ")).to_numpy(),
+            "eval_view": g["eval_view"].agg(lambda v: joined(v, " / ") or None).to_numpy(),
             "min_predicted_classes": g["predicted_classes"].min().astype(float).to_numpy(),
             "n_unreliable_estimate": g["estimate_unreliable"].sum().astype(int).to_numpy(),
         }

@@ -29,7 +29,7 @@ from lnm.checksum import verify
 from lnm.grid import CELL_KEYS, RUN_KEYS
 from lnm.report import files
 from lnm.report.aggregate import no_update
-from lnm.report.cells import grid_tables, mark_best, noisy_rows, run_marks
+from lnm.report.cells import grid_tables, joined, mark_best, noisy_rows, run_marks
 from lnm.report.estimation import DETECTION_NOTE, detection_rows
 from lnm.report.fmt import (
     collapse_mark,
@@ -123,10 +123,9 @@ def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
         )
     agg = {f"{c}_{s}": (c, s) for c in cols for s in ("mean", "std")}
     has = has.assign(na=na[has.index])
-    joined = lambda s: ",".join(sorted({v for x in s for v in x.split(",") if v}))  # noqa: E731
     out = (
         has.groupby(CELL_KEYS, sort=False)
-        .agg(n=("seed", "size"), na=("na", joined), **agg)
+        .agg(n=("seed", "size"), na=("na", lambda s: joined(s, ",")), **agg)
         .reset_index()
     )
     marks = run_marks(has)[["n_collapsed", "collapse_reason"]]

@@ -48,7 +48,7 @@ from lnm.grid import CELL_KEYS, HEADLINE, RUN_KEYS
 from lnm.noise.io import load_noise
 from lnm.noise.reliability import file_reliability
 from lnm.report import files, stats
-from lnm.report.cells import BOLD_NOTE, mark_best, noisy_rows, uncertainty
+from lnm.report.cells import BOLD_NOTE, joined, mark_best, noisy_rows, uncertainty
 from lnm.report.figures import (
     _figure,
     _legend_entries,
@@ -357,7 +357,7 @@ def detection_rows(estimates: pd.DataFrame) -> pd.DataFrame:
         df.groupby(CELL_KEYS, sort=False)
         .agg(
             n=("noise_seed", "size"),
-            na=("na", lambda s: ",".join(sorted({v for x in s for v in x.split(",") if v}))),
+            na=("na", lambda s: joined(s, ",")),
             clean_ratio_mean=("clean_ratio", "mean"),
             clean_ratio_std=("clean_ratio", "std"),
             coverage_mean=("coverage", "mean"),

@@ -248,12 +248,20 @@ def load_table(path: str | os.PathLike, name: str | None = None) -> pd.DataFrame
     return df
 
 
-def _row(r: dict, path, line: int) -> dict:
+def _checker(r: dict, path, line: int):
+    """``bad(column, allowed)``: the error naming a field of the row ``r`` and what is allowed."""
+
     def bad(column, allowed):
         return ReferenceError(
             f"{_where(path, line, column)}: {r[column]!r} is not allowed; allowed: {allowed}"
         )
 
+    return bad
+
+
+def _check_names(r: dict, bad) -> None:
+    """The names of a row: lower-case names, a known pattern (``overall`` only on a dataset
+    ``all`` row), method and kind."""
     for column in ("reference", "dataset", "backbone"):
         if not NAME.match(r[column]):
             raise bad(column, "a lower-case name of letters, digits and _")
@@ -265,26 +273,42 @@ def _row(r: dict, path, line: int) -> dict:
         raise bad("method", ", ".join(grid.methods()))
     if kind_template(r["kind"]) is None:
         raise bad("kind", ", ".join(KIND_TEXT) + " ({k}: a number of epochs ≥ 1)")
-    out = dict(r, line=line)
+
+
+def _rate(r: dict, path, line: int, bad) -> float:
+    """A row's rate: empty (NaN) on a dataset ``all`` row, else in [0, 1), 0 exactly for the
+    clean pattern."""
     if r["dataset"] == ALL:
         if r["rate"] != "":
             raise bad("rate", f"empty on a dataset {ALL!r} row (a mean over the pattern's rates)")
-        out["rate"] = float("nan")
-    else:
-        out["rate"] = _float(r["rate"], path, line, "rate", 0.0, 0.999999, "a rate in [0, 1)")
-        if (r["pattern"] == grid.CLEAN) != (out["rate"] == 0):
-            raise bad("rate", f"0 exactly for pattern {grid.CLEAN!r}, above 0 for a noisy one")
+        return float("nan")
+    rate = _float(r["rate"], path, line, "rate", 0.0, 0.999999, "a rate in [0, 1)")
+    if (r["pattern"] == grid.CLEAN) != (rate == 0):
+        raise bad("rate", f"0 exactly for pattern {grid.CLEAN!r}, above 0 for a noisy one")
+    return rate
+
+
+def _value_spread(r: dict, path, line: int, bad) -> tuple[float, float]:
+    """A row's value (a percentage, or in [0, 1] for a unit kind) and its spread over seeds
+    (NaN when empty; only on a summary row)."""
+    hi, what = (1.0, "a number in [0, 1]") if is_unit(r["kind"]) else (100.0, "a percentage")
+    value = _float(r["value"], path, line, "value", 0.0, hi, what)
+    if r["spread"] == "":
+        return value, float("nan")
+    if r["seed"] != "":
+        raise bad("spread", "empty on a per-seed row (the spread is computed over the seeds)")
+    return value, _float(r["spread"], path, line, "spread", 0.0, hi, "a std ≥ 0, or empty")
+
+
+def _row(r: dict, path, line: int) -> dict:
+    bad = _checker(r, path, line)
+    _check_names(r, bad)
+    out = dict(r, line=line)
+    out["rate"] = _rate(r, path, line, bad)
     for column, minimum in (("size", 1), ("epochs", 1), ("seed", 0), ("n", 1)):
         value = _int(r[column], path, line, column, minimum)
         out[column] = float("nan") if value is None else float(value)
-    hi, what = (1.0, "a number in [0, 1]") if is_unit(r["kind"]) else (100.0, "a percentage")
-    out["value"] = _float(r["value"], path, line, "value", 0.0, hi, what)
-    if r["spread"] == "":
-        out["spread"] = float("nan")
-    else:
-        if r["seed"] != "":
-            raise bad("spread", "empty on a per-seed row (the spread is computed over the seeds)")
-        out["spread"] = _float(r["spread"], path, line, "spread", 0.0, hi, "a std ≥ 0, or empty")
+    out["value"], out["spread"] = _value_spread(r, path, line, bad)
     if r["seed"] != "" and r["n"] not in ("", "1"):
         raise bad("n", "1 or empty on a per-seed row")
     if not r["provenance"]:
