@@ -373,6 +373,23 @@ def figure_targets():
 TABLE_NAMES = {t for names in grid.TABLES.values() for t in names}
 
 
+def check_report():
+    """Every name REPORT shows is a table, a figure rule or the manifest, with its caption."""
+    known = TABLE_NAMES | set(grid.FIGURES) | {grid.MANIFEST}
+    for captions in REPORT.values():
+        for name, caption in captions.items():
+            path = os.path.join(workflow.basedir, "report", f"{caption}.rst")
+            if name not in known or not os.path.exists(path):
+                raise WorkflowError(
+                    f"rules/common.smk, REPORT: {name!r} (caption {path}): allowed: a table of "
+                    "lnm.grid.TABLES, a figure rule of lnm.grid.FIGURES or the manifest, with "
+                    "its caption file"
+                )
+
+
+check_report()
+
+
 def table(name):
     """A table of lnm.grid.TABLES below the results folder."""
     if name not in TABLE_NAMES:
