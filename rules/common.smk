@@ -345,6 +345,15 @@ def figure_log(rule):
     return f"{RES}/logs/figures/{os.path.splitext(grid.FIGURES[rule])[0]}.log"
 
 
+#: The figure rules: a figure of lnm.grid.FIGURES that no table rule writes with its tables.
+FIGURE_RULES = [rule for rule in grid.FIGURES if rule not in grid.TABLES]
+#: The table a figure rule draws from, where it is not runs.csv.
+FIGURE_INPUT = {
+    "figure_selection": "per_epoch.csv",
+    "figure_estimation": "estimates.csv",
+}
+
+
 def figure_targets():
     """Every figure of the report (see rules/report.smk)."""
     datasets, figs = config["datasets"], []

@@ -73,21 +73,6 @@ rule estimation:
         "../workflow_scripts/estimation.py"
 
 
-rule figure_estimation:
-    input:
-        sums(table("estimates.csv")),
-        code=code("figures.py"),
-    output:
-        figures("figure_estimation"),
-    log:
-        figure_log("figure_estimation"),
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
-
-
 rule run_metadata:
     input:
         metrics=run_files("metrics.json"),
@@ -106,79 +91,25 @@ rule run_metadata:
         "../workflow_scripts/metadata.py"
 
 
-rule figure_acc_vs_rate:
-    input:
-        sums(table("runs.csv")),
-        code=code("figures.py"),
-    output:
-        figures("figure_acc_vs_rate"),
-    log:
-        figure_log("figure_acc_vs_rate"),
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
+# One rule per figure of lnm.grid.FIGURES (the reproduction rule writes its own): figures.py
+# draws it from the table FIGURE_INPUT names.
+for _figure in FIGURE_RULES:
 
-
-rule figure_ranking:
-    input:
-        sums(table("runs.csv")),
-        code=code("figures.py"),
-    output:
-        figures("figure_ranking"),
-    log:
-        figure_log("figure_ranking"),
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
-
-
-rule figure_selection:
-    input:
-        sums(table("per_epoch.csv")),
-        code=code("figures.py"),
-    output:
-        figures("figure_selection"),
-    log:
-        figure_log("figure_selection"),
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
-
-
-rule figure_cd_diagram:
-    input:
-        sums(table("runs.csv")),
-        code=code("figures.py"),
-    output:
-        figures("figure_cd_diagram"),
-    log:
-        figure_log("figure_cd_diagram"),
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
-
-
-rule figure_recall:
-    input:
-        sums(table("runs.csv")),
-        code=code("figures.py"),
-    output:
-        figures("figure_recall"),
-    log:
-        figure_log("figure_recall"),
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
+    rule:
+        name:
+            _figure
+        input:
+            sums(table(FIGURE_INPUT.get(_figure, "runs.csv"))),
+            code=code("figures.py"),
+        output:
+            figures(_figure),
+        log:
+            figure_log(_figure),
+        localrule: True
+        conda:
+            "../envs/lnm.yaml"
+        script:
+            "../workflow_scripts/figures.py"
 
 
 rule manifest:
