@@ -246,7 +246,7 @@ def grid_jobs(
         size = grid.dataset_size(config, d)
         data_bytes = sum(sizes.values()) * size**2 * c
         cells = [cl for cl in grid.noise_cells(config) if cl.dataset == d]
-        if any(cl.noise == "instance_classifier" for cl in cells):
+        if any(grid.pattern_info(cl.noise).needs_generator for cl in cells):
             spec = classifier_spec(base, gen, size)
             folds = int(gen["folds"])
             crossfit = gen["fit_on"] == "crossfit"

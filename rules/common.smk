@@ -83,17 +83,67 @@ def sums(*paths):
     return [p for path in paths for p in (path, f"{path}.sha256")]
 
 
-def reported(path, caption, category, subcategory=None):
-    """An artifact marked for `snakemake --report` (caption report/<caption>.rst), and its
-    SHA-256 sidecar."""
-    # (`report(` must not start a line here: Snakemake's parser would take it for the keyword)
-    item = report(
-        path,
-        caption=f"../report/{caption}.rst",
-        category=category,
-        subcategory=subcategory,
-    )
-    return [item, f"{path}.sha256"]
+#: What `snakemake --report` shows, by report category (numbered in reading order): a table of
+#: lnm.grid.TABLES or a figure rule of lnm.grid.FIGURES -> its caption, report/<caption>.rst.
+#: Every other table is written with its sidecar only.
+REPORT = {
+    "1. Ranking": {
+        "ranking.html": "ranking_table",
+        "oracle_vs_estimated.html": "oracle_vs_estimated",
+        "figure_ranking": "ranking",
+    },
+    "2. Accuracy vs noise rate": {"figure_acc_vs_rate": "acc_vs_rate"},
+    "3. Per-cell results": {"summary.html": "summary", "cells.html": "cells"},
+    "4. Statistics": {
+        "ranks.html": "ranks",
+        "wilcoxon.html": "wilcoxon",
+        "variance.html": "variance",
+        "figure_cd_diagram": "cd_diagram",
+    },
+    "5. Selection diagnostics": {
+        "selection.html": "selection_table",
+        "estimation.html": "estimation",
+        "figure_estimation": "estimated_vs_true",
+        "figure_selection": "selection",
+    },
+    "6. Imbalance": {"imbalance.html": "imbalance", "figure_recall": "recall"},
+    "7. Run metadata": {
+        "run_metadata.html": "run_metadata",
+        "config.yaml": "config",
+        "versions.csv": "versions",
+        grid.MANIFEST: "manifest",
+    },
+    "8. Data files": {
+        "runs.csv": "runs_csv",
+        "summary.tex": "latex",
+        "cells.csv": "cells_csv",
+        "cells.tex": "latex",
+        "statistics.md": "statistics_md",
+        "reproduction.csv": "reproduction_csv",
+    },
+    "9. Reproduction": {
+        "reproduction.html": "reproduction",
+        "reproduction": "reproduction_figure",
+    },
+}
+#: A report subcategory: one group of selection figures a dataset.
+SUBCATEGORY = {"figure_selection": "{dataset}"}
+
+
+def shown(path, name):
+    """An artifact and its SHA-256 sidecar; marked for `snakemake --report` when REPORT names
+    ``name`` (a table's file name, a figure's rule)."""
+    for category, captions in REPORT.items():
+        if name in captions:
+            # (`report(` must not start a line here: Snakemake's parser takes it for the keyword)
+            item = report(
+                path,
+                caption=f"../report/{captions[name]}.rst",
+                category=category,
+                subcategory=SUBCATEGORY.get(name),
+            )
+            return [item, f"{path}.sha256"]
+    return sums(path)
 
 
 def sidecars(paths):
@@ -276,14 +326,32 @@ def patterns():
 
 
 def noisy_settings(dataset):
-    """'{noise}-{rate}' of every noisy setting of ``dataset``, as in noise-file and figure names."""
-    return [
-        f"{p}-{r}" for p, r in grid.noise_settings(config, dataset) if p != grid.CLEAN
-    ]
+    """(noise, rate) of every noisy setting of ``dataset``."""
+    return [(p, r) for p, r in grid.noise_settings(config, dataset) if p != grid.CLEAN]
 
 
 def figure(rule, **fields):
-    return f"{RES}/figures/{grid.FIGURES[rule].format(**fields)}"
+    """The figure of ``rule`` (lnm.grid.FIGURES) with ``fields`` filled in, the others wildcards."""
+    return f"{RES}/figures/{grid.fill(grid.FIGURES[rule], **fields)}"
+
+
+def figures(rule):
+    """The outputs of a figure rule: its figure, marked for the report, and its sidecar."""
+    return shown(figure(rule), rule)
+
+
+def figure_log(rule):
+    """The log of a figure rule, named as its figure."""
+    return f"{RES}/logs/figures/{os.path.splitext(grid.FIGURES[rule])[0]}.log"
+
+
+#: The figure rules: a figure of lnm.grid.FIGURES that no table rule writes with its tables.
+FIGURE_RULES = [rule for rule in grid.FIGURES if rule not in grid.TABLES]
+#: The table a figure rule draws from, where it is not runs.csv.
+FIGURE_INPUT = {
+    "figure_selection": "per_epoch.csv",
+    "figure_estimation": "estimates.csv",
+}
 
 
 def figure_targets():
@@ -299,9 +367,9 @@ def figure_targets():
         ]
         figs += [figure("figure_ranking", pattern=p) for p in patterns() + ["overall"]]
         figs += [
-            f"{RES}/figures/selection_{d}_{s}.png"
+            figure("figure_selection", dataset=d, noise=p, rate=r)
             for d in datasets
-            for s in noisy_settings(d)
+            for p, r in noisy_settings(d)
         ]
         figs.append(figure("figure_cd_diagram"))
     figs += [figure("figure_recall", dataset=d) for d in datasets]
@@ -311,19 +379,46 @@ def figure_targets():
     return figs
 
 
-def tables(*names):
-    return [f"{RES}/tables/{n}" for n in names]
+TABLE_NAMES = {t for names in grid.TABLES.values() for t in names}
+
+
+def check_report():
+    """Every name REPORT shows is a table, a figure rule or the manifest, with its caption."""
+    known = TABLE_NAMES | set(grid.FIGURES) | {grid.MANIFEST}
+    for captions in REPORT.values():
+        for name, caption in captions.items():
+            path = os.path.join(workflow.basedir, "report", f"{caption}.rst")
+            if name not in known or not os.path.exists(path):
+                raise WorkflowError(
+                    f"rules/common.smk, REPORT: {name!r} (caption {path}): allowed: a table of "
+                    "lnm.grid.TABLES, a figure rule of lnm.grid.FIGURES or the manifest, with "
+                    "its caption file"
+                )
+
+
+check_report()
+
+
+def table(name):
+    """A table of lnm.grid.TABLES below the results folder."""
+    if name not in TABLE_NAMES:
+        raise WorkflowError(f"{name!r} is no table of lnm.grid.TABLES")
+    return f"{RES}/tables/{name}"
+
+
+def tables(rule):
+    """The outputs of a report rule: every table lnm.grid.TABLES lists for it, with its
+    sidecar, those REPORT names marked for the report."""
+    return [p for name in grid.TABLES[rule] for p in shown(table(name), name)]
 
 
 def table_targets():
-    return tables(
-        *(
-            t
-            for rule, names in grid.TABLES.items()
-            if rule != "estimation" or estimate_files()
-            for t in names
-        )
-    )
+    return [
+        table(t)
+        for rule, names in grid.TABLES.items()
+        if rule != "estimation" or estimate_files()
+        for t in names
+    ]
 
 
 def final_targets():
@@ -348,7 +443,7 @@ def generator_files():
 
 def diagnostics_estimates(w):
     """The per-file estimate table, for cleanlab's detection rows (when estimation is on)."""
-    return sums(*tables("estimates.csv")) if estimate_files() else []
+    return sums(table("estimates.csv")) if estimate_files() else []
 
 
 def manifest_inputs(w):

@@ -14,11 +14,7 @@ rule aggregate:
         estimates=sums(*run_estimate_files()),
         code=code("aggregate.py"),
     output:
-        reported(f"{RES}/tables/runs.csv", "runs_csv", "8. Data files"),
-        sums(*tables("summary.csv", "summary.md", "ranking.csv")),
-        reported(f"{RES}/tables/summary.tex", "latex", "8. Data files"),
-        reported(f"{RES}/tables/ranking.html", "ranking_table", "1. Ranking"),
-        reported(f"{RES}/tables/summary.html", "summary", "3. Per-cell results"),
+        tables("aggregate"),
     log:
         f"{RES}/logs/aggregate.log",
     localrule: True
@@ -30,28 +26,10 @@ rule aggregate:
 
 rule statistics:
     input:
-        sums(f"{RES}/tables/runs.csv"),
+        sums(table("runs.csv")),
         code=code("statistics.py"),
     output:
-        reported(f"{RES}/tables/cells.csv", "cells_csv", "8. Data files"),
-        sums(
-            *tables(
-                "cells.md",
-                "resolution.csv",
-                "ranks.csv",
-                "friedman.csv",
-                "wilcoxon.csv",
-                "variance.csv",
-                "imbalance.csv",
-            )
-        ),
-        reported(f"{RES}/tables/cells.tex", "latex", "8. Data files"),
-        reported(f"{RES}/tables/statistics.md", "statistics_md", "8. Data files"),
-        reported(f"{RES}/tables/cells.html", "cells", "3. Per-cell results"),
-        reported(f"{RES}/tables/ranks.html", "ranks", "4. Statistics"),
-        reported(f"{RES}/tables/wilcoxon.html", "wilcoxon", "4. Statistics"),
-        reported(f"{RES}/tables/variance.html", "variance", "4. Statistics"),
-        reported(f"{RES}/tables/imbalance.html", "imbalance", "6. Imbalance"),
+        tables("statistics"),
     log:
         f"{RES}/logs/statistics.log",
     localrule: True
@@ -63,18 +41,13 @@ rule statistics:
 
 rule diagnostics:
     input:
-        sums(f"{RES}/tables/runs.csv"),
+        sums(table("runs.csv")),
         estimates=diagnostics_estimates,  # cleanlab's detection rows
         epochs=run_files("per_epoch.csv"),
         sums=sidecars(run_files("per_epoch.csv")),
         code=code("diagnostics.py"),
     output:
-        sums(*tables("per_epoch.csv", "selection.csv", "selection.md")),
-        reported(
-            f"{RES}/tables/selection.html",
-            "selection_table",
-            "5. Selection diagnostics",
-        ),
+        tables("diagnostics"),
     log:
         f"{RES}/logs/diagnostics.log",
     localrule: True
@@ -86,20 +59,11 @@ rule diagnostics:
 
 rule estimation:
     input:
-        runs=sums(f"{RES}/tables/runs.csv"),
+        runs=sums(table("runs.csv")),
         estimates=sums(*estimate_files()),
         code=code("estimation.py"),
     output:
-        sums(*tables("estimates.csv", "estimation.csv", "estimation.md")),
-        sums(*tables("oracle_vs_estimated.csv", "oracle_vs_estimated.md")),
-        reported(
-            f"{RES}/tables/estimation.html", "estimation", "5. Selection diagnostics"
-        ),
-        reported(
-            f"{RES}/tables/oracle_vs_estimated.html",
-            "oracle_vs_estimated",
-            "1. Ranking",
-        ),
+        tables("estimation"),
     log:
         f"{RES}/logs/estimation.log",
     localrule: True
@@ -109,34 +73,13 @@ rule estimation:
         "../workflow_scripts/estimation.py"
 
 
-rule figure_estimation:
-    input:
-        sums(f"{RES}/tables/estimates.csv"),
-        code=code("figures.py"),
-    output:
-        reported(
-            f"{RES}/figures/estimated_vs_true.png",
-            "estimated_vs_true",
-            "5. Selection diagnostics",
-        ),
-    log:
-        f"{RES}/logs/figures/estimated_vs_true.log",
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
-
-
 rule run_metadata:
     input:
         metrics=run_files("metrics.json"),
         sums=sidecars(run_files("metrics.json")),
         code=code("metadata.py"),
     output:
-        reported(f"{RES}/tables/run_metadata.html", "run_metadata", "7. Run metadata"),
-        reported(f"{RES}/tables/config.yaml", "config", "7. Run metadata"),
-        reported(f"{RES}/tables/versions.csv", "versions", "7. Run metadata"),
+        tables("run_metadata"),
     log:
         f"{RES}/logs/run_metadata.log",
     localrule: True
@@ -148,88 +91,25 @@ rule run_metadata:
         "../workflow_scripts/metadata.py"
 
 
-rule figure_acc_vs_rate:
-    input:
-        sums(f"{RES}/tables/runs.csv"),
-        code=code("figures.py"),
-    output:
-        reported(
-            f"{RES}/figures/acc_vs_rate_{{dataset}}.png",
-            "acc_vs_rate",
-            "2. Accuracy vs noise rate",
-        ),
-    log:
-        f"{RES}/logs/figures/acc_vs_rate_{{dataset}}.log",
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
+# One rule per figure of lnm.grid.FIGURES (the reproduction rule writes its own): figures.py
+# draws it from the table FIGURE_INPUT names.
+for _figure in FIGURE_RULES:
 
-
-rule figure_ranking:
-    input:
-        sums(f"{RES}/tables/runs.csv"),
-        code=code("figures.py"),
-    output:
-        reported(f"{RES}/figures/ranking_{{pattern}}.png", "ranking", "1. Ranking"),
-    log:
-        f"{RES}/logs/figures/ranking_{{pattern}}.log",
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
-
-
-rule figure_selection:
-    input:
-        sums(f"{RES}/tables/per_epoch.csv"),
-        code=code("figures.py"),
-    output:
-        reported(
-            f"{RES}/figures/selection_{{dataset}}_{{noise}}-{{rate}}.png",
-            "selection",
-            "5. Selection diagnostics",
-            "{dataset}",
-        ),
-    log:
-        f"{RES}/logs/figures/selection_{{dataset}}_{{noise}}-{{rate}}.log",
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
-
-
-rule figure_cd_diagram:
-    input:
-        sums(f"{RES}/tables/runs.csv"),
-        code=code("figures.py"),
-    output:
-        reported(f"{RES}/figures/cd_diagram.png", "cd_diagram", "4. Statistics"),
-    log:
-        f"{RES}/logs/figures/cd_diagram.log",
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
-
-
-rule figure_recall:
-    input:
-        sums(f"{RES}/tables/runs.csv"),
-        code=code("figures.py"),
-    output:
-        reported(f"{RES}/figures/recall_{{dataset}}.png", "recall", "6. Imbalance"),
-    log:
-        f"{RES}/logs/figures/recall_{{dataset}}.log",
-    localrule: True
-    conda:
-        "../envs/lnm.yaml"
-    script:
-        "../workflow_scripts/figures.py"
+    rule:
+        name:
+            _figure
+        input:
+            sums(table(FIGURE_INPUT.get(_figure, "runs.csv"))),
+            code=code("figures.py"),
+        output:
+            figures(_figure),
+        log:
+            figure_log(_figure),
+        localrule: True
+        conda:
+            "../envs/lnm.yaml"
+        script:
+            "../workflow_scripts/figures.py"
 
 
 rule manifest:
@@ -237,7 +117,7 @@ rule manifest:
         artifacts=manifest_inputs,
         code=code("manifest.py"),
     output:
-        reported(f"{RES}/MANIFEST.sha256", "manifest", "7. Run metadata"),
+        shown(res(grid.MANIFEST), grid.MANIFEST),
     log:
         f"{RES}/logs/manifest.log",
     localrule: True
@@ -251,22 +131,14 @@ rule manifest:
 
 rule reproduction:
     input:
-        runs=sums(f"{RES}/tables/runs.csv"),
-        epochs=sums(f"{RES}/tables/per_epoch.csv"),  # *_final kinds: each run's last epoch
+        runs=sums(table("runs.csv")),
+        epochs=sums(table("per_epoch.csv")),  # *_final kinds: each run's last epoch
         references=reference_tables(),
         deviations=deviations_file(),
         code=code("reproduction.py"),
     output:
-        csv=reported(
-            f"{RES}/tables/reproduction.csv", "reproduction_csv", "8. Data files"
-        ),
-        tables=sums(*tables("reproduction_ranking.csv", "reproduction.md")),
-        html=reported(
-            f"{RES}/tables/reproduction.html", "reproduction", "9. Reproduction"
-        ),
-        figure=reported(
-            figure("reproduction"), "reproduction_figure", "9. Reproduction"
-        ),
+        tables=tables("reproduction"),
+        figure=figures("reproduction"),
     log:
         f"{RES}/logs/reproduction.log",
     localrule: True

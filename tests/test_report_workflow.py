@@ -1,6 +1,8 @@
 """End to end: the smoke preset on synthetic data through every table and figure rule, then
 `snakemake --report` builds one page holding every reported output."""
 
+import re
+
 import matplotlib.image as mpimg
 import pandas as pd
 import pytest
@@ -96,3 +98,39 @@ def test_smoke_report(synthetic_smoke):
         assert category in html, category
     assert "How to read this report" in html and "{{" not in html
     assert "Undefined substitution" not in log and "ERROR/" not in log
+
+
+def test_report_rules_write_what_grid_lists(tmp_path):
+    """rules/common.smk derives the report rules' outputs: each report rule writes exactly the
+    tables lnm.grid.TABLES lists for it and each figure rule its lnm.grid.FIGURES template,
+    every file with its SHA-256 sidecar (a dry run of the smoke preset, estimation on)."""
+    out = run_snakemake(
+        "--dry-run",
+        "--detailed-summary",
+        "--config",
+        f"results={tmp_path}",
+        f"raw_dir={tmp_path / 'raw'}",
+        "allow_download=false",
+        "estimation={enabled: true}",
+    ).stdout
+    written: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        path, _, rule, *_ = line.split("\t") + [""] * 3
+        if path.startswith(f"{tmp_path}/"):
+            written.setdefault(rule, set()).add(path.removeprefix(f"{tmp_path}/"))
+
+    def with_sidecars(paths):
+        return {q for p in paths for q in (p, f"{p}.sha256")}
+
+    for rule, names in grid.TABLES.items():
+        expected = with_sidecars(f"tables/{n}" for n in names)
+        if rule in grid.FIGURES:  # reproduction: its tables and its figure
+            expected |= with_sidecars([f"figures/{grid.FIGURES[rule]}"])
+        assert written[rule] == expected, rule
+    for rule, template in grid.FIGURES.items():
+        pattern = re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(f"figures/{template}")))
+        figs = {p for p in written[rule] if p.startswith("figures/")}
+        assert figs and all(pattern.fullmatch(p.removesuffix(".sha256")) for p in figs), rule
+    assert written["figure_selection"] == with_sidecars(
+        ["figures/selection_breastmnist_symmetric-0.4.png"]
+    )

@@ -18,6 +18,7 @@ from lnm.config import load_config
 from lnm.report import aggregate as agg
 from lnm.report import diagnostics
 from lnm.report import reproduction as rep
+from lnm.report.figures import DPI
 from tests.conftest import REPO
 from tests.test_report_tables import write_run
 
@@ -74,9 +75,8 @@ def test_shipped_tables_load_and_say_what_every_number_is():
     lnm = refs[refs["reference"] == "lnmbench"]
     # the README figure: 11 methods x (symmetric, instance, real-world, overall)
     fig = lnm[lnm["dataset"] == rep.ALL]
-    assert len(fig) == 44 and set(fig["method"]) == set(
-        load_config(REPO / "config.yaml")["methods"]
-    )
+    assert len(fig) == 44 and set(fig["method"]) == set(rep.PAPER_NAMES)  # LNMBench's 11
+    assert set(rep.PAPER_NAMES) == set(load_config(REPO / "config.yaml")["methods"])
     bars = fig.pivot_table(index="method", columns="pattern", values="value")
     overall = bars[["symmetric", "instance_classifier", "real"]].mean(axis=1)
     assert np.allclose(overall, bars["overall"], atol=0.01)  # the paper's arithmetic, ±0.01
@@ -399,7 +399,7 @@ def test_files_figure_and_the_no_overlap_line(folders, tmp_path):
     result = pd.read_csv(tmp_path / "tables" / "reproduction.csv")
     assert len(result) and (result["status"] == "not compared").all()
     img = mpimg.imread(tmp_path / "figures" / "reproduction.png")
-    assert img.shape[:2] == (round(rep.FIGSIZE[1] * rep.DPI), round(rep.FIGSIZE[0] * rep.DPI))
+    assert img.shape[:2] == (round(rep.FIGSIZE[1] * DPI), round(rep.FIGSIZE[0] * DPI))
     # with a comparable number: a point per number, coloured by verdict
     path = table(tmp_path, row(value="61"), name="mine")
     rep.write_reproduction(

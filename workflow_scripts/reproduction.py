@@ -12,7 +12,7 @@ with logged(snakemake):
     verify(epochs_csv)
     write_reproduction(
         pd.read_csv(runs_csv),
-        Path(snakemake.output.csv[0]).parent,
+        Path(snakemake.output.tables[0]).parent,
         snakemake.output.figure[0],
         references=snakemake.params.references,
         extra=snakemake.params.extra,

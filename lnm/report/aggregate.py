@@ -42,6 +42,7 @@ from lnm.report.cells import (
     cell_table,
     grid_tables,
     mark_best,
+    noisy_rows,
     pooled_resolution,
     run_marks,
     two_class_pairflip,
@@ -160,6 +161,35 @@ def no_update_epochs(per_epoch: pd.DataFrame) -> int | None:
     return None if idle is None else int(idle.sum())
 
 
+def _prediction_flags(probs: Path, num_classes: int) -> tuple[dict, str | None]:
+    """What the final test predictions (``test_probs.npz``, verified) say about a collapse:
+    the columns of :func:`collapse_flags` they give, and the reason when they carry no class
+    information (None otherwise)."""
+    verify(probs)
+    with np.load(probs) as npz:
+        p = np.asarray(npz["probs"], dtype=float)
+        labels = np.asarray(npz["labels"]).astype(int).ravel()
+    pred = p.reshape(len(p), -1).argmax(1) if p.size else np.empty(0, int)
+    classes, counts = np.unique(pred, return_counts=True)
+    out = {"predicted_classes": int(len(classes))}
+    if not len(pred) or int(num_classes) <= 1:
+        return out, None
+    top = int(classes[counts.argmax()])
+    share = 100.0 * counts.max() / len(pred)
+    bal = stats.balanced_accuracy(pred, labels, int(num_classes))
+    base, hw = stats.uninformed_balanced(pred, labels, int(num_classes))
+    out.update(top_class_share=share, final_balanced_acc=bal, uninformed_hw=hw)
+    if len(classes) == 1:
+        return out, f"all test predictions are class {top}"
+    if prediction_collapse(pred, labels, int(num_classes)) is not None:
+        return out, (
+            f"final test predictions carry no class information: balanced accuracy "
+            f"{bal:.1f} % is within ±{hw:.1f} of the {base:.1f} % of predictions that "
+            f"ignore the image ({share:.0f} % are class {top})"
+        )
+    return out, None
+
+
 def collapse_flags(metrics_path: str | os.PathLike, num_classes: int) -> dict:
     """Whether a run collapsed, from the files next to its ``metrics.json`` (each verified
     against its sidecar before it is read; an absent file gives no evidence). Computed here, by
@@ -180,38 +210,16 @@ def collapse_flags(metrics_path: str | os.PathLike, num_classes: int) -> dict:
       ``per_epoch.csv``); no update in most (more than half) of the epochs = collapsed;
     - ``collapsed`` and ``collapse_reason`` (e.g. "all test predictions are class 1; no update
       in 6 of 8 epochs"; None when it did not collapse)."""
-    out = {
-        "predicted_classes": None,
-        "top_class_share": None,
-        "final_balanced_acc": None,
-        "uninformed_hw": None,
-        "no_update_epochs": None,
-        "collapsed": False,
-    }
+    out = dict.fromkeys(
+        ("predicted_classes", "top_class_share", "final_balanced_acc", "uninformed_hw")
+    )
+    out.update(no_update_epochs=None, collapsed=False)
     reasons = []
     probs = Path(metrics_path).with_name("test_probs.npz")
     if probs.exists():
-        verify(probs)
-        with np.load(probs) as npz:
-            p = np.asarray(npz["probs"], dtype=float)
-            labels = np.asarray(npz["labels"]).astype(int).ravel()
-        pred = p.reshape(len(p), -1).argmax(1) if p.size else np.empty(0, int)
-        classes, counts = np.unique(pred, return_counts=True)
-        out["predicted_classes"] = int(len(classes))
-        if len(pred) and int(num_classes) > 1:
-            top = int(classes[counts.argmax()])
-            share = 100.0 * counts.max() / len(pred)
-            bal = stats.balanced_accuracy(pred, labels, int(num_classes))
-            base, hw = stats.uninformed_balanced(pred, labels, int(num_classes))
-            out.update(top_class_share=share, final_balanced_acc=bal, uninformed_hw=hw)
-            if len(classes) == 1:
-                reasons.append(f"all test predictions are class {top}")
-            elif prediction_collapse(pred, labels, int(num_classes)) is not None:
-                reasons.append(
-                    f"final test predictions carry no class information: balanced accuracy "
-                    f"{bal:.1f} % is within ±{hw:.1f} of the {base:.1f} % of predictions that "
-                    f"ignore the image ({share:.0f} % are class {top})"
-                )
+        flags, why = _prediction_flags(probs, num_classes)
+        out.update(flags)
+        reasons += [why] if why else []
     epochs = Path(metrics_path).with_name("per_epoch.csv")
     if epochs.exists():
         verify(epochs)
@@ -366,7 +374,7 @@ def ranking(runs: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame:
     over *all* runs (datasets × rates × seeds) of each noise pattern except ``none`` (one column
     per pattern), and ``overall`` = unweighted mean of the pattern columns; sorted by
     ``overall`` descending."""
-    noisy = runs[runs["noise"] != "none"]
+    noisy = noisy_rows(runs)
     table = noisy.pivot_table(index="method", columns="noise", values=metric, aggfunc="mean")
     table = table[ordered(table.columns, grid.PATTERNS)]
     table["overall"] = table.mean(axis=1)
@@ -374,6 +382,32 @@ def ranking(runs: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame:
     table = table.reset_index()
     table = table.sort_values(["overall", "method"], ascending=[False, True], kind="mergesort")
     return table.set_index("method")
+
+
+def _run_columns(view: pd.DataFrame, flagged: pd.DataFrame, cols: list[str]) -> None:
+    """``collapsed_<column>`` per column and the noisy runs' ``n_runs``, ``n_collapsed``,
+    ``uses_true_noise_rate`` and ``eval_view`` of each method, added to ``view``."""
+    g = flagged.groupby("method")
+    per = flagged.groupby(["method", "noise"])["collapsed"].sum()
+    for c in cols:
+        if c == "overall":
+            hit = g["collapsed"].sum()
+        else:
+            hit = per.xs(c, level="noise") if c in per.index.get_level_values("noise") else None
+        view[f"collapsed_{c}"] = (
+            hit.reindex(view.index).fillna(0).astype(int) if hit is not None else 0
+        )
+    bal_order = view["balanced_overall"].rank(ascending=False, method="min")
+    view["rank_overall"] = np.arange(1, len(view) + 1)
+    view["rank_balanced_overall"] = bal_order.astype("Int64")
+    view["n_runs"] = g.size().reindex(view.index).fillna(0).astype(int)
+    view["n_collapsed"] = g["collapsed"].sum().reindex(view.index).fillna(0).astype(int)
+    view["uses_true_noise_rate"] = g["uses_true_noise_rate"].any().reindex(view.index)
+    view["eval_view"] = (
+        g["eval_view"]
+        .agg(lambda v: " / ".join(sorted({str(x) for x in v.dropna()})) or None)
+        .reindex(view.index)
+    )
 
 
 def ranking_view(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -399,29 +433,9 @@ def ranking_view(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         sub = cells if c == "overall" else cells[cells["noise"] == c]
         analyses[c] = rank_analysis(sub)
         view[f"group_{c}"] = [analyses[c]["groups"].get(m, "") for m in view.index]
-    flagged = run_flags(runs[runs["noise"] != "none"])
-    g = flagged.groupby("method")
-    per = flagged.groupby(["method", "noise"])["collapsed"].sum()
-    for c in cols:
-        if c == "overall":
-            hit = g["collapsed"].sum()
-        else:
-            hit = per.xs(c, level="noise") if c in per.index.get_level_values("noise") else None
-        view[f"collapsed_{c}"] = (
-            hit.reindex(view.index).fillna(0).astype(int) if hit is not None else 0
-        )
-    bal_order = view["balanced_overall"].rank(ascending=False, method="min")
-    view["rank_overall"] = np.arange(1, len(view) + 1)
-    view["rank_balanced_overall"] = bal_order.astype("Int64")
-    view["n_runs"] = g.size().reindex(view.index).fillna(0).astype(int)
-    view["n_collapsed"] = g["collapsed"].sum().reindex(view.index).fillna(0).astype(int)
-    view["uses_true_noise_rate"] = g["uses_true_noise_rate"].any().reindex(view.index)
-    view["eval_view"] = (
-        g["eval_view"]
-        .agg(lambda v: " / ".join(sorted({str(x) for x in v.dropna()})) or None)
-        .reindex(view.index)
-    )
-    noisy_cells = cells[cells["noise"] != "none"]
+    flagged = run_flags(noisy_rows(runs))
+    _run_columns(view, flagged, cols)
+    noisy_cells = noisy_rows(cells)
     res = pooled_resolution(noisy_cells)
     meta = {
         "columns": cols,
@@ -494,31 +508,27 @@ def ranking_bold(view: pd.DataFrame, column: str, digits: int) -> pd.Series:
     return (best | shares) & ok
 
 
-def ranking_tables(view: pd.DataFrame, meta: dict) -> list[Table]:
-    """The paper's ranking (:func:`ranking_view`) as a :class:`Table`: per column the mean
-    accuracy with its rank-group letters (⊘ where the method has collapsed runs among that
-    column's runs), then balanced accuracy and the position by it, collapsed runs; numbers
-    rounded to what the test sets resolve; bold = :func:`ranking_bold`."""
+def _ranking_row(m: str, r, meta: dict, tops: dict) -> tuple[list[str], list[bool]]:
+    """One method's row of the ranking table and its bold flags."""
     cols, digits = meta["columns"], meta["digits"]
-    oracle = oracle_methods(meta["runs"])
-    rows, bold = [], []
-    tops = {c: ranking_bold(view, c, digits) for c in cols}
-    for m, r in view.iterrows():
-        row = [oracle_label(m, oracle) + (f" {COLLAPSED}" if r["n_collapsed"] else "")]
-        b = [False]
-        for c in cols:
-            mark = f" {COLLAPSED}" if r.get(f"collapsed_{c}", 0) else ""
-            row.append(f"{num(r[c], digits)} {r[f'group_{c}']}".rstrip() + mark)
-            b.append(bool(np.isfinite(r[c]) and tops[c][m]))
-        row += [num(r[f"balanced_{c}"], digits) for c in cols]
-        rank_bal = r["rank_balanced_overall"]
-        row.append(f"{int(r['rank_overall'])} / " + ("–" if pd.isna(rank_bal) else f"{rank_bal}"))
-        b += [False] * (len(cols) + 1)
-        row.append(f"{COLLAPSED}{r['n_collapsed']}/{r['n_runs']}" if r["n_collapsed"] else "0")
-        b.append(False)
-        rows.append(row)
-        bold.append(b)
-    res = meta["resolution"]
+    row = [
+        oracle_label(m, oracle_methods(meta["runs"]))
+        + (f" {COLLAPSED}" if r["n_collapsed"] else "")
+    ]
+    b = [False]
+    for c in cols:
+        mark = f" {COLLAPSED}" if r.get(f"collapsed_{c}", 0) else ""
+        row.append(f"{num(r[c], digits)} {r[f'group_{c}']}".rstrip() + mark)
+        b.append(bool(np.isfinite(r[c]) and tops[c][m]))
+    row += [num(r[f"balanced_{c}"], digits) for c in cols]
+    rank_bal = r["rank_balanced_overall"]
+    row.append(f"{int(r['rank_overall'])} / " + ("–" if pd.isna(rank_bal) else f"{rank_bal}"))
+    row.append(f"{COLLAPSED}{r['n_collapsed']}/{r['n_runs']}" if r["n_collapsed"] else "0")
+    return row, b + [False] * (len(cols) + 2)
+
+
+def _ranking_notes(meta: dict) -> list[str]:
+    res, digits, runs = meta["resolution"], meta["digits"], meta["runs"]
     chance = ", ".join(f"{d} {num(v)} %" for d, v in meta["chance"].items())
     notes = [
         "Per pattern: mean headline accuracy (%) over all runs (datasets × rates × seeds) of that "
@@ -540,33 +550,34 @@ def ranking_tables(view: pd.DataFrame, meta: dict) -> list[Table]:
         f"The datasets averaged here have different chance levels (majority class: {chance}); "
         "the ranking figures show each dataset separately.",
     ]
-    if two_class_pairflip(meta["runs"]) and "pairflip" in cols:
+    if two_class_pairflip(runs) and "pairflip" in meta["columns"]:
         notes.append(PAIRFLIP_TWO_NOTE)
-    notes += [
-        n
-        for n in (
-            collapse_note(meta["runs"]),
-            oracle_note(meta["runs"]),
-            unreliable_note(meta["runs"]),
-            view_note(meta["runs"]),
-        )
-        if n
-    ]
+    marks = (collapse_note(runs), oracle_note(runs), unreliable_note(runs), view_note(runs))
+    return notes + [n for n in marks if n]
+
+
+def ranking_tables(view: pd.DataFrame, meta: dict) -> list[Table]:
+    """The paper's ranking (:func:`ranking_view`) as a :class:`Table`: per column the mean
+    accuracy with its rank-group letters (⊘ where the method has collapsed runs among that
+    column's runs), then balanced accuracy and the position by it, collapsed runs; numbers
+    rounded to what the test sets resolve; bold = :func:`ranking_bold`."""
+    cols = meta["columns"]
+    tops = {c: ranking_bold(view, c, meta["digits"]) for c in cols}
+    rows, bold = [], []
+    for m, r in view.iterrows():
+        row, b = _ranking_row(m, r, meta, tops)
+        rows.append(row)
+        bold.append(b)
+    head = ["method", *cols, *(f"bal. acc {c}" for c in cols), "position acc / bal. acc"]
     return [
         Table(
             "Ranking per noise pattern (the paper's figure 2), with balanced accuracy and rank "
             "groups",
-            [
-                "method",
-                *cols,
-                *(f"bal. acc {c}" for c in cols),
-                "position acc / bal. acc",
-                "collapsed runs",
-            ],
+            head + ["collapsed runs"],
             rows,
             bold,
             align="l" + "r" * (2 * len(cols) + 2),
-            notes=notes,
+            notes=_ranking_notes(meta),
         )
     ]
 

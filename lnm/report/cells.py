@@ -90,6 +90,11 @@ DAGGER_NOTE = (
 )
 
 
+def noisy_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``df`` with label noise (every pattern but the clean ceiling)."""
+    return df[df["noise"] != grid.CLEAN]
+
+
 def _counts(s) -> list[int] | None:
     if s is None or (isinstance(s, float) and math.isnan(s)):
         return None
@@ -166,6 +171,24 @@ def _units(x, digits: int) -> float:
     return round(v * 10**digits) if np.isfinite(v) else float("nan")
 
 
+def _block_best(u: pd.Series, hw_u, lo_u, hi_u, lower_is_better: bool):
+    """(best, tied) of one block's printed values ``u`` (in units of the last digit, the
+    better the higher; NaN = not eligible), see :func:`mark_best`."""
+    top = u.max()
+    best = u == top
+    tops = u.index[best]
+    hw = hw_u[tops].max()
+    none = pd.Series(False, index=u.index)
+    by_res = (top - u < hw) if np.isfinite(hw) else none
+    if lower_is_better:  # a worse (higher) value whose interval reaches the best's
+        edge = hi_u[tops].max()
+        by_ci = lo_u[u.index] <= edge if np.isfinite(edge) else none
+    else:
+        edge = lo_u[tops].min()
+        by_ci = hi_u[u.index] >= edge if np.isfinite(edge) else none
+    return best, ~best & u.notna() & (by_res | by_ci)
+
+
 def mark_best(
     cells: pd.DataFrame,
     value: str = "mean",
@@ -186,41 +209,95 @@ def mark_best(
     Columns the frame lacks (no ``test_hw``, no CI) give no tie by that criterion."""
     keys = [k for k in (BLOCK_KEYS if keys is None else keys) if k in cells]
     out = pd.DataFrame(False, index=cells.index, columns=["best", "tied", "best_group"])
-    sign = -1 if lower_is_better else 1
-    col = lambda c: cells[c] if c in cells else pd.Series(np.nan, index=cells.index)  # noqa: E731
     if eligible is None:
         eligible = (
             pd.to_numeric(cells["n_collapsed"], errors="coerce").fillna(0) <= 0
             if "n_collapsed" in cells
             else pd.Series(True, index=cells.index)
         )
-    units = pd.Series([_units(v, digits) for v in cells[value]], index=cells.index) * sign
-    units = units.where(pd.Series(eligible, index=cells.index).astype(bool))
-    hw_u = pd.Series([_units(v, digits) for v in col("test_hw")], index=cells.index)
-    lo_u = pd.Series([_units(v, digits) for v in col("ci_lo")], index=cells.index)
-    hi_u = pd.Series([_units(v, digits) for v in col("ci_hi")], index=cells.index)
+
+    def units(values):
+        return pd.Series([_units(v, digits) for v in values], index=cells.index)
+
+    def optional(c):
+        return units(cells[c] if c in cells else pd.Series(np.nan, index=cells.index))
+
+    printed = units(cells[value]) * (-1 if lower_is_better else 1)
+    printed = printed.where(pd.Series(eligible, index=cells.index).astype(bool))
+    hw_u, lo_u, hi_u = optional("test_hw"), optional("ci_lo"), optional("ci_hi")
     groups = cells.groupby(keys, sort=False).groups.values() if keys else [cells.index]
     for idx in groups:
-        u = units[idx]
-        if u.isna().all():
+        if printed[idx].isna().all():
             continue
-        top = u.max()
-        best = u == top
-        tops = u.index[best]
-        hw = hw_u[tops].max()
-        gap = top - u
-        by_res = (gap < hw) if np.isfinite(hw) else pd.Series(False, index=u.index)
-        if lower_is_better:  # a worse (higher) value whose interval reaches the best's
-            edge = hi_u[tops].max()
-            by_ci = lo_u[idx] <= edge if np.isfinite(edge) else pd.Series(False, index=u.index)
-        else:
-            edge = lo_u[tops].min()
-            by_ci = hi_u[idx] >= edge if np.isfinite(edge) else pd.Series(False, index=u.index)
-        tied = ~best & u.notna() & (by_res | by_ci)
+        best, tied = _block_best(printed[idx], hw_u, lo_u, hi_u, lower_is_better)
         out.loc[idx, "best"] = best.to_numpy()
         out.loc[idx, "tied"] = tied.to_numpy()
         out.loc[idx, "best_group"] = (best | tied).to_numpy()
     return out.astype(bool)
+
+
+#: The columns of ``cells.csv``, in order.
+CELL_COLUMNS = CELL_KEYS + [
+    "n",
+    "n_noise_seeds",
+    "n_seeds",
+    "num_classes",
+    "identifiable",
+    "realised_rate",
+    "annotator_disagreement",
+    "mean",
+    "std",
+    "ci_lo",
+    "ci_hi",
+    "ci_hw",
+    "num_test",
+    "test_hw",
+    "best",
+    "tied",
+    "best_group",
+    "chance",
+    "clean_ce",
+    "ceiling_frac",
+    "balanced_acc",
+    "macro_f1",
+    "n_collapsed",
+    "collapse_reason",
+    "min_predicted_classes",
+    "uses_true_noise_rate",
+    "n_unreliable_estimate",
+    "eval_view",
+    "note",
+]
+
+
+def _ceiling(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` with ``clean_ce`` (the block's clean CE accuracy), ``ceiling_frac`` (the
+    fraction of the clean ceiling above chance recovered) and ``ceiling_note`` (why n/a)."""
+    clean = runs[(runs["noise"] == grid.CLEAN) & (runs["method"] == REFERENCE)]
+    clean_ce = clean.groupby(["dataset", "backbone"])[HEADLINE].mean()
+    cells["clean_ce"] = [
+        clean_ce.get((d, b), float("nan")) for d, b in zip(cells["dataset"], cells["backbone"])
+    ]
+    ceiling_hw = [
+        stats.binomial_halfwidth(ce, n) for ce, n in zip(cells["clean_ce"], cells["num_test"])
+    ]
+    cells["ceiling_frac"] = [
+        stats.ceiling_fraction(m, c, ce, hw)
+        for m, c, ce, hw in zip(cells["mean"], cells["chance"], cells["clean_ce"], ceiling_hw)
+    ]
+    cells = cells.join(mark_best(cells))
+    cells["ceiling_note"] = [
+        ceiling_na(c, ce, hw) for c, ce, hw in zip(cells["chance"], cells["clean_ce"], ceiling_hw)
+    ]
+    return cells
+
+
+def _cell_note(r) -> str:
+    """Every statistic of a cell that is n/a, and why."""
+    why = [f"CI {stats.NEEDS_SEEDS}"] if r["n"] < 2 else []
+    if r["ceiling_note"]:
+        why.append(f"ceiling fraction n/a: {r['ceiling_note']}")
+    return "; ".join(why)
 
 
 def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -253,63 +330,15 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     cells["identifiable"] = cells["identifiable"].astype("boolean")
     cells = uncertainty(cells).join(run_marks(runs))
     cells["chance"] = cells["dataset"].map(info["majority_acc"])
-    clean = runs[(runs["noise"] == "none") & (runs["method"] == REFERENCE)]
-    clean_ce = clean.groupby(["dataset", "backbone"])[HEADLINE].mean()
-    cells["clean_ce"] = [
-        clean_ce.get((d, b), float("nan")) for d, b in zip(cells["dataset"], cells["backbone"])
-    ]
-    ceiling_hw = [
-        stats.binomial_halfwidth(ce, n) for ce, n in zip(cells["clean_ce"], cells["num_test"])
-    ]
-    cells["ceiling_frac"] = [
-        stats.ceiling_fraction(m, c, ce, hw)
-        for m, c, ce, hw in zip(cells["mean"], cells["chance"], cells["clean_ce"], ceiling_hw)
-    ]
-    cells = cells.join(mark_best(cells))
-    cells["ceiling_note"] = [
-        ceiling_na(c, ce, hw) for c, ce, hw in zip(cells["chance"], cells["clean_ce"], ceiling_hw)
-    ]
-    notes = []
-    for _, r in cells.iterrows():
-        why = []
-        if r["n"] < 2:
-            why.append(f"CI {stats.NEEDS_SEEDS}")
-        if r["ceiling_note"]:
-            why.append(f"ceiling fraction n/a: {r['ceiling_note']}")
-        notes.append("; ".join(why))
-    cells["note"] = notes
-    cols = CELL_KEYS + [
-        "n",
-        "n_noise_seeds",
-        "n_seeds",
-        "num_classes",
-        "identifiable",
-        "realised_rate",
-        "annotator_disagreement",
-        "mean",
-        "std",
-        "ci_lo",
-        "ci_hi",
-        "ci_hw",
-        "num_test",
-        "test_hw",
-        "best",
-        "tied",
-        "best_group",
-        "chance",
-        "clean_ce",
-        "ceiling_frac",
-        "balanced_acc",
-        "macro_f1",
-        "n_collapsed",
-        "collapse_reason",
-        "min_predicted_classes",
-        "uses_true_noise_rate",
-        "n_unreliable_estimate",
-        "eval_view",
-        "note",
-    ]
-    return sort_rows(cells[cols], ["dataset", "backbone", "noise", "rate", "method"])
+    cells = _ceiling(cells, runs)
+    cells["note"] = [_cell_note(r) for _, r in cells.iterrows()]
+    return sort_rows(cells[CELL_COLUMNS], ["dataset", "backbone", "noise", "rate", "method"])
+
+
+def joined(values, sep: str) -> str:
+    """The distinct parts of ``values`` (each ``sep``-joined; NaN skipped), sorted and
+    ``sep``-joined ("" when there is none)."""
+    return sep.join(sorted({p for v in values.dropna() for p in str(v).split(sep) if p}))
 
 
 def run_marks(runs: pd.DataFrame) -> pd.DataFrame:
@@ -325,17 +354,15 @@ def run_marks(runs: pd.DataFrame) -> pd.DataFrame:
         runs["predicted_classes"] = np.nan
     runs["predicted_classes"] = pd.to_numeric(runs["predicted_classes"], errors="coerce")
 
-    def joined(values, sep):
-        found = sorted({p for v in values.dropna() for p in str(v).split(sep) if p})
-        return sep.join(found) or None
-
     g = runs.groupby(CELL_KEYS, sort=False)
     return pd.DataFrame(
         {
             "n_collapsed": g["collapsed"].sum().astype(int).to_numpy(),
-            "collapse_reason": g["collapse_reason"].agg(lambda v: joined(v, "; ")).to_numpy(),
+            "collapse_reason": g["collapse_reason"]
+            .agg(lambda v: joined(v, "; ") or None)
+            .to_numpy(),
             "uses_true_noise_rate": g["uses_true_noise_rate"].any().astype(bool).to_numpy(),
-            "eval_view": g["eval_view"].agg(lambda v: joined(v, " / ")).to_numpy(),
+            "eval_view": g["eval_view"].agg(lambda v: joined(v, " / ") or None).to_numpy(),
             "min_predicted_classes": g["predicted_classes"].min().astype(float).to_numpy(),
             "n_unreliable_estimate": g["estimate_unreliable"].sum().astype(int).to_numpy(),
         }
@@ -401,13 +428,56 @@ def pooled_resolution(cells: pd.DataFrame) -> float:
 
 def block_matrix(cells: pd.DataFrame, value: str = "mean", noisy_only: bool = True) -> pd.DataFrame:
     """Blocks (noisy cells, index ``BLOCK_KEYS``) × methods (canonical order) of ``value``."""
-    df = cells[cells["noise"] != "none"] if noisy_only else cells
+    df = noisy_rows(cells) if noisy_only else cells
     if df.empty:
         return pd.DataFrame(columns=ordered(cells["method"], grid.methods()), dtype=float)
     m = df.pivot_table(index=BLOCK_KEYS, columns="method", values=value, aggfunc="mean", sort=False)
     m = m[ordered(m.columns, grid.methods())]
     m.columns.name = None
     return m
+
+
+def _grid_row(noise, rate, block: pd.DataFrame, fmt, value: str, extra_col):
+    """One (noise, rate) row of a grid table (``block``: its cells by method) and its bold
+    flags; every cell with its run marks (⊘, ᵘ), the rate with † when not identifiable."""
+    texts = []
+    for m in block.index:
+        r = block.loc[m]
+        if pd.isna(r[value]):
+            texts.append(("–", False))
+            continue
+        text, b = fmt(r)
+        if "n_collapsed" in block:
+            text += collapse_mark(r["n_collapsed"], r.get("n", r["n_collapsed"]))
+        if "n_unreliable_estimate" in block:
+            text += unreliable_mark(r["n_unreliable_estimate"], r.get("n", 1))
+        texts.append((text, b))
+    ident = bool(block["identifiable"].dropna().all()) if "identifiable" in block else True
+    row = [noise, rate_label(rate, ident, noise)] + [t for t, _ in texts]
+    bold = [False, False] + [x for _, x in texts]
+    if extra_col:
+        row.append(extra_col[1](block))
+        bold.append(False)
+    return row, bold
+
+
+def _grid_notes(ds: pd.DataFrame, notes, view: bool) -> list[str]:
+    """``notes`` and the notes of every mark one dataset's grid table shows."""
+    out = list(notes)
+    if "identifiable" in ds and not ds["identifiable"].dropna().all():
+        out.append(DAGGER_NOTE)
+    if (ds["noise"] == grid.REAL).any():
+        out.append(REAL_NOTE)
+    if two_class_pairflip(ds):
+        out.append(PAIRFLIP_TWO_NOTE)
+    if "annotator_disagreement" in ds and ds["annotator_disagreement"].notna().any():
+        out.append(
+            "Annotators: each training image has several labels; they disagree on "
+            f"{100 * float(ds['annotator_disagreement'].dropna().iloc[0]):.1f} % of the votes "
+            "(1 − mean share of votes agreeing with the majority vote, the clean label)."
+        )
+    marks = (collapse_note(ds), oracle_note(ds), unreliable_note(ds), view_note(ds) if view else "")
+    return out + [note for note in marks if note]
 
 
 def grid_tables(
@@ -429,53 +499,19 @@ def grid_tables(
     tables = []
     for (dataset, backbone), ds in cells.groupby(["dataset", "backbone"], sort=False):
         methods = ordered(ds["method"], grid.methods())
-        oracle = oracle_methods(ds)
         rows, bold = [], []
         for (noise, rate), block in ds.groupby(["noise", "rate"], sort=False):
             block = block.set_index("method").reindex(methods)
-            texts = []
-            for m in methods:
-                r = block.loc[m]
-                if pd.isna(r[value]):
-                    texts.append(("–", False))
-                    continue
-                text, b = fmt(r)
-                if "n_collapsed" in block:
-                    text += collapse_mark(r["n_collapsed"], r.get("n", r["n_collapsed"]))
-                if "n_unreliable_estimate" in block:
-                    text += unreliable_mark(r["n_unreliable_estimate"], r.get("n", 1))
-                texts.append((text, b))
-            ident = bool(block["identifiable"].dropna().all()) if "identifiable" in block else True
-            row = [noise, rate_label(rate, ident, noise)]
-            row += [t for t, _ in texts]
-            b = [False, False] + [x for _, x in texts]
-            if extra_col:
-                row.append(extra_col[1](block))
-                b.append(False)
+            row, b = _grid_row(noise, rate, block, fmt, value, extra_col)
             rows.append(row)
             bold.append(b)
+        oracle = oracle_methods(ds)
         cols = ["noise", "rate", *(oracle_label(m, oracle) for m in methods)]
         cols += [extra_col[0]] if extra_col else []
-        t_notes = list(notes)
-        if "identifiable" in ds and not ds["identifiable"].dropna().all():
-            t_notes.append(DAGGER_NOTE)
-        if (ds["noise"] == grid.REAL).any():
-            t_notes.append(REAL_NOTE)
-        if two_class_pairflip(ds):
-            t_notes.append(PAIRFLIP_TWO_NOTE)
-        if "annotator_disagreement" in ds and ds["annotator_disagreement"].notna().any():
-            t_notes.append(
-                "Annotators: each training image has several labels; they disagree on "
-                f"{100 * float(ds['annotator_disagreement'].dropna().iloc[0]):.1f} % of the votes "
-                "(1 − mean share of votes agreeing with the majority vote, the clean label)."
-            )
-        notes_marks = (collapse_note(ds), oracle_note(ds), unreliable_note(ds))
-        for note in (*notes_marks, view_note(ds) if view else ""):
-            if note:
-                t_notes.append(note)
         name = f"{dataset} ({backbone})" + (f": {title}" if title else "")
+        align = "lr" + "r" * (len(cols) - 2)
         tables.append(
-            Table(name, cols, rows, bold, align="lr" + "r" * (len(cols) - 2), notes=t_notes)
+            Table(name, cols, rows, bold, align=align, notes=_grid_notes(ds, notes, view))
         )
     return tables
 
@@ -518,7 +554,7 @@ def ceiling_tables(cells: pd.DataFrame) -> list[Table]:
     test set resolves (its resolution at clean CE over the ceiling's height); n/a, with the
     reason, where the clean ceiling is not resolved above chance. Bold = the accuracy table's
     best group, plus any fraction that prints as the row's best."""
-    noisy = cells[cells["noise"] != "none"]
+    noisy = noisy_rows(cells)
     if noisy.empty:
         return []
     tables = []

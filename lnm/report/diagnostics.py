@@ -29,7 +29,7 @@ from lnm.checksum import verify
 from lnm.grid import CELL_KEYS, RUN_KEYS
 from lnm.report import files
 from lnm.report.aggregate import no_update
-from lnm.report.cells import grid_tables, mark_best, run_marks
+from lnm.report.cells import grid_tables, joined, mark_best, noisy_rows, run_marks
 from lnm.report.estimation import DETECTION_NOTE, detection_rows
 from lnm.report.fmt import (
     collapse_mark,
@@ -112,7 +112,7 @@ def collect_epochs(runs: pd.DataFrame) -> pd.DataFrame:
 def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Per noisy cell and method with any diagnostic: mean, std and n over seeds of each of
     :data:`DIAGNOSTICS` (each run's mean of its last ``last_k`` epochs)."""
-    noisy = runs[runs["noise"] != "none"]
+    noisy = noisy_rows(runs)
     cols = [c for c in DIAGNOSTICS if c in noisy]
     na = (
         noisy["diagnostics_na"].fillna("").astype(str)
@@ -128,10 +128,9 @@ def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
         )
     agg = {f"{c}_{s}": (c, s) for c in cols for s in ("mean", "std")}
     has = has.assign(na=na[has.index])
-    joined = lambda s: ",".join(sorted({v for x in s for v in x.split(",") if v}))  # noqa: E731
     out = (
         has.groupby(CELL_KEYS, sort=False)
-        .agg(n=("seed", "size"), na=("na", joined), **agg)
+        .agg(n=("seed", "size"), na=("na", lambda s: joined(s, ",")), **agg)
         .reset_index()
     )
     marks = run_marks(has)[["n_collapsed", "collapse_reason"]]
@@ -139,90 +138,73 @@ def diagnostic_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return sort_rows(out, ["dataset", "backbone", "noise", "rate", "method"])
 
 
+SELECTION_NOTE = (
+    "clean ratio = precision of the selected set against the clean mask; coverage = recall of "
+    "the truly clean samples; purified ratio = share of relabelled samples whose new label is "
+    "the clean one; GMM AUC = AUC of the clean probability (DivideMix) against the clean mask."
+)
+NO_CLEAN_NOTE = (
+    "n/a: the dataset has no clean training labels (real-world noise, e.g. CheXpert), so the "
+    "selected or corrected sets cannot be scored."
+)
+BELOW_CHANCE_NOTE = (
+    "✗ GMM AUC below 0.5 (chance): the clean probability ranks the noisy samples above the "
+    "clean ones, so the selection keeps the wrong samples."
+)
+
+
+def _diagnostic_text(r, c: str) -> str:
+    if c in str(r.get("na") or "").split(","):
+        return "n/a"
+    out = mean_std(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1)
+    return out + (" ✗" if c == "gmm_auc" and r[f"{c}_mean"] < 0.5 else "")
+
+
+def _selection_table(sel: pd.DataFrame, show: list[str], k: int) -> Table:
+    """The diagnostics ``show`` of the cells ``sel``, one row per cell and method."""
+    rows = [
+        [r["dataset"], r["noise"], f"{r['rate']:g}", r["method"]]
+        + [str(r["n"]) + collapse_mark(r.get("n_collapsed", 0), r["n"])]
+        + [_diagnostic_text(r, c) for c in show]
+        for _, r in sel.iterrows()
+    ]
+    notes = [SELECTION_NOTE]
+    if (sel["na"].fillna("") != "").any():
+        notes.append(NO_CLEAN_NOTE)
+    if "gmm_auc" in show and (sel["gmm_auc_mean"] < 0.5).any():
+        notes.append(BELOW_CHANCE_NOTE)
+    notes += [n for n in (collapse_note(sel),) if n]
+    notes += [DETECTION_NOTE] if (sel["method"] == grid.DETECTION).any() else []
+    return Table(
+        f"Sample selection and label correction: each run's {grid.last_k_text(k)}, "
+        f"{_spread(sel['n'])}",
+        ["dataset", "noise", "rate", "method", "runs"] + [DIAGNOSTICS[c] for c in show],
+        rows,
+        align="llrlr" + "r" * len(show),
+        notes=notes,
+    )
+
+
 def selection_render(diag: pd.DataFrame, k: int, transition=()) -> list[Table]:
     """Long table of the selection diagnostics and the T-error matrix table of the methods
     ``transition`` (:func:`transition_methods`); ``k`` = the ``last_k`` each run's diagnostics
     average."""
     if diag.empty:
-        return [
-            Table(
-                f"Selection diagnostics ({grid.last_k_text(k)})",
-                ["result"],
-                [
-                    [
-                        "no method in this grid reports selection or transition-matrix diagnostics on a "
-                        "noisy cell"
-                    ]
-                ],
-                align="l",
-            )
-        ]
-    na = diag["na"].fillna("").astype(str) if "na" in diag else pd.Series("", index=diag.index)
-    unscored = lambda c: na.str.split(",").map(lambda v: c in v)  # noqa: E731
-    show = [
-        c
-        for c in DIAGNOSTICS
-        if c != "t_error"
-        and f"{c}_mean" in diag
-        and (diag[f"{c}_mean"].notna() | unscored(c)).any()
-    ]
-    tables = []
-    if show:
-        shown = pd.concat([diag[f"{c}_mean"].notna() | unscored(c) for c in show], axis=1)
-        sel = diag[shown.any(axis=1)]
-    else:
-        sel = diag.iloc[:0]
-    if len(sel):
-
-        def text(r, c):
-            if c in str(r.get("na") or "").split(","):
-                return "n/a"
-            out = mean_std(r[f"{c}_mean"], r[f"{c}_std"], 3 if c == "gmm_auc" else 1)
-            return out + (" ✗" if c == "gmm_auc" and r[f"{c}_mean"] < 0.5 else "")
-
-        rows = [
-            [r["dataset"], r["noise"], f"{r['rate']:g}", r["method"]]
-            + [str(r["n"]) + collapse_mark(r.get("n_collapsed", 0), r["n"])]
-            + [text(r, c) for c in show]
-            for _, r in sel.iterrows()
-        ]
-        below = "gmm_auc" in show and (sel["gmm_auc_mean"] < 0.5).any()
-        tables.append(
-            Table(
-                f"Sample selection and label correction: each run's {grid.last_k_text(k)}, "
-                f"{_spread(sel['n'])}",
-                ["dataset", "noise", "rate", "method", "runs"] + [DIAGNOSTICS[c] for c in show],
-                rows,
-                align="llrlr" + "r" * len(show),
-                notes=[
-                    "clean ratio = precision of the selected set against the "
-                    "clean mask; coverage = recall of the truly clean samples; "
-                    "purified ratio = share of relabelled samples whose new "
-                    "label is the clean one; GMM AUC = AUC of the clean "
-                    "probability (DivideMix) against the clean mask."
-                ]
-                + (
-                    [
-                        "n/a: the dataset has no clean training labels (real-world noise, e.g. "
-                        "CheXpert), so the selected or corrected sets cannot be scored."
-                    ]
-                    if (sel["na"].fillna("") != "").any()
-                    else []
-                )
-                + (
-                    [
-                        "✗ GMM AUC below 0.5 (chance): the clean probability ranks the noisy "
-                        "samples above the clean ones, so the selection keeps the wrong samples."
-                    ]
-                    if below
-                    else []
-                )
-                + [n for n in (collapse_note(sel),) if n]
-                + ([DETECTION_NOTE] if (sel["method"] == grid.DETECTION).any() else []),
-            )
+        none = (
+            "no method in this grid reports selection or transition-matrix diagnostics on a "
+            "noisy cell"
         )
-    tables += t_error_render(diag, k, transition)
-    return tables
+        return [Table.note(f"Selection diagnostics ({grid.last_k_text(k)})", none)]
+    na = diag["na"].fillna("").astype(str) if "na" in diag else pd.Series("", index=diag.index)
+    have = {
+        c: diag[f"{c}_mean"].notna() | na.str.split(",").map(lambda v, c=c: c in v)
+        for c in DIAGNOSTICS
+        if c != "t_error" and f"{c}_mean" in diag
+    }
+    show = [c for c, h in have.items() if h.any()]
+    sel = diag[pd.concat([have[c] for c in show], axis=1).any(axis=1)] if show else diag.iloc[:0]
+    tables = [_selection_table(sel, show, k)] if len(sel) else []
+    return tables + t_error_render(diag, k, transition)
 
 
 def t_error_render(diag: pd.DataFrame, k: int, transition=()) -> list[Table]:
@@ -231,11 +213,9 @@ def t_error_render(diag: pd.DataFrame, k: int, transition=()) -> list[Table]:
     if t.empty:
         names = ", ".join(m for m, i in grid.method_catalog().items() if i.estimates_transition)
         return [
-            Table(
+            Table.note(
                 "Transition-matrix estimation error",
-                ["result"],
-                [[f"n/a: no transition-matrix method ({names}) in this grid"]],
-                align="l",
+                f"n/a: no transition-matrix method ({names}) in this grid",
             )
         ]
     # lower is better; the best as printed (3 decimals), by the rule of every table

@@ -48,8 +48,15 @@ from lnm.grid import CELL_KEYS, HEADLINE, RUN_KEYS
 from lnm.noise.io import load_noise
 from lnm.noise.reliability import file_reliability
 from lnm.report import files, stats
-from lnm.report.cells import BOLD_NOTE, mark_best, uncertainty
-from lnm.report.figures import _figure, _note, _save, _suptitle, pattern_styles
+from lnm.report.cells import BOLD_NOTE, joined, mark_best, noisy_rows, uncertainty
+from lnm.report.figures import (
+    _figure,
+    _legend_entries,
+    _note,
+    _save,
+    _suptitle,
+    pattern_styles,
+)
 from lnm.report.fmt import (
     COLLAPSE_WHAT,
     COLLAPSED,
@@ -296,14 +303,8 @@ DETECTION_NOTE = (
 def estimation_render(cells: pd.DataFrame) -> list[Table]:
     """The estimation table: one row per cell of :func:`estimation_cells`."""
     if cells.empty:
-        return [
-            Table(
-                "Noise-rate estimation",
-                ["result"],
-                [["n/a: no estimate file (no noisy cell, or estimation is disabled)"]],
-                align="l",
-            )
-        ]
+        why = "n/a: no estimate file (no noisy cell, or estimation is disabled)"
+        return [Table.note("Noise-rate estimation", why)]
 
     def text(r, c):
         if c in TRUTH_VALUES and not bool(r["has_clean"]):
@@ -347,7 +348,7 @@ def detection_rows(estimates: pd.DataFrame) -> pd.DataFrame:
     cols = CELL_KEYS + ["n", "na"]
     cols += [f"{c}_{s}" for c in ("clean_ratio", "coverage") for s in ("mean", "std")]
     cols += ["n_collapsed", "collapse_reason"]
-    noisy = estimates[estimates["noise"] != grid.CLEAN] if len(estimates) else estimates
+    noisy = noisy_rows(estimates) if len(estimates) else estimates
     if noisy.empty:
         return pd.DataFrame(columns=cols)
     df = _typed(noisy).assign(method=grid.DETECTION)
@@ -356,7 +357,7 @@ def detection_rows(estimates: pd.DataFrame) -> pd.DataFrame:
         df.groupby(CELL_KEYS, sort=False)
         .agg(
             n=("noise_seed", "size"),
-            na=("na", lambda s: ",".join(sorted({v for x in s for v in x.split(",") if v}))),
+            na=("na", lambda s: joined(s, ",")),
             clean_ratio_mean=("clean_ratio", "mean"),
             clean_ratio_std=("clean_ratio", "std"),
             coverage_mean=("coverage", "mean"),
@@ -410,76 +411,61 @@ OVE_COLUMNS = [
 _NEEDS = ("noise_rate_source", "base_method")
 
 
-def oracle_vs_estimated(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per cell and method run both with a reference rate (:data:`REFERENCE_SOURCES`, runs.csv
-    ``noise_rate_source``) and with the estimated rate (a variant with the same
-    ``base_method``): the paired runs' accuracies (headline, mean and std), the accuracy lost
-    without the reference ``lost`` = reference − estimated (points; mean with its 95 % t
-    interval over the pairs, ``lost_lo``/``lost_hi``/``lost_hw``, NaN with one pair), the rates
-    the runs were told (``assumed_noise_rate``; the estimated one as mean and std over the
-    noise files, each with its own estimate), and which accuracy is bold
-    (:func:`lnm.report.cells.mark_best`, the rule of every table). Empty when runs.csv has no
-    ``noise_rate_source``/``base_method`` columns or no such pair."""
-    if runs is None or not set(_NEEDS) <= set(runs.columns) or runs.empty:
-        return pd.DataFrame(columns=OVE_COLUMNS)
+def _pairs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run told a reference rate beside its estimated-rate twin (same noise file, seed and
+    budget, same ``base_method``): columns ``*_ref`` and ``*_est``."""
     runs = run_flags(runs)
     bal = grid.last_k("balanced_acc")
+    nan = pd.Series(np.nan, index=runs.index)
     df = runs.assign(
-        _bal=pd.to_numeric(
-            runs.get(bal, pd.Series(np.nan, index=runs.index)), errors="coerce"
-        ).astype(float),
+        _bal=pd.to_numeric(runs.get(bal, nan), errors="coerce").astype(float),
         _src=runs["noise_rate_source"].fillna("").astype(str),
         base_method=runs["base_method"].where(runs["base_method"].notna(), runs["method"]),
-        assumed_noise_rate=pd.to_numeric(
-            runs.get("assumed_noise_rate", pd.Series(np.nan, index=runs.index)), errors="coerce"
-        ),
-        num_test=runs.get("num_test", pd.Series(np.nan, index=runs.index)),
+        assumed_noise_rate=pd.to_numeric(runs.get("assumed_noise_rate", nan), errors="coerce"),
+        num_test=runs.get("num_test", nan),
     )
     keep = PAIR_KEYS + ["base_method", "method", "_src", HEADLINE, "assumed_noise_rate"]
     keep += ["_bal", "collapsed", "estimate_unreliable"]
     ref = df[df["_src"].isin(REFERENCE_SOURCES)][keep + ["num_test"]]
     est = df[df["_src"] == "estimated"][keep]
-    pairs = ref.merge(est, on=PAIR_KEYS + ["base_method"], suffixes=("_ref", "_est"))
-    if pairs.empty:
-        return pd.DataFrame(columns=OVE_COLUMNS)
-    rows = []
-    group = ["dataset", "backbone", "noise", "rate", "base_method", "_src_ref", "method_ref"]
-    for key, g in pairs.groupby(group + ["method_est"], sort=False):
-        a_ref, a_est = g[f"{HEADLINE}_ref"], g[f"{HEADLINE}_est"]
-        lost, lo, hi = stats.t_interval(a_ref - a_est)
-        lo, hi = stats.clip_percent(lo, hi, -100.0, 100.0)  # a difference of accuracies
-        n = len(g)
-        per_file = g.groupby("noise_seed")["assumed_noise_rate_est"].mean()  # one per estimate
-        rows.append(
-            {
-                **dict(zip(group[:5], key[:5])),
-                "reference": key[5],
-                "method": key[6],
-                "estimated_method": key[7],
-                "n_pairs": n,
-                "rate_reference": g["assumed_noise_rate_ref"].mean(),
-                "rate_estimated_mean": per_file.mean(),
-                "rate_estimated_std": per_file.std(),
-                "acc_reference_mean": a_ref.mean(),
-                "acc_reference_std": a_ref.std(),
-                "acc_estimated_mean": a_est.mean(),
-                "acc_estimated_std": a_est.std(),
-                "balanced_reference_mean": g["_bal_ref"].mean(),
-                "balanced_estimated_mean": g["_bal_est"].mean(),
-                "lost_mean": lost,
-                "lost_lo": lo,
-                "lost_hi": hi,
-                "lost_hw": (hi - lo) / 2,
-                "lost_balanced_mean": (g["_bal_ref"] - g["_bal_est"]).mean(),
-                "n_collapsed_reference": int(g["collapsed_ref"].sum()),
-                "n_collapsed_estimated": int(g["collapsed_est"].sum()),
-                "n_unreliable_estimate": int(g["estimate_unreliable_est"].sum()),
-                "num_test": g["num_test"].iloc[0],
-                "note": "" if n >= 2 else f"CI {stats.NEEDS_SEEDS}",
-            }
-        )
-    out = pd.DataFrame(rows)
-    # the two accuracies of a row, each with its CI and test-set resolution, bold by the one rule
+    return ref.merge(est, on=PAIR_KEYS + ["base_method"], suffixes=("_ref", "_est"))
+
+
+def _pair_row(g: pd.DataFrame) -> dict:
+    """The accuracies and rates of one cell's pairs ``g`` and the accuracy ``lost`` without the
+    reference rate (mean with its 95 % t interval, clipped to ±100 points)."""
+    a_ref, a_est = g[f"{HEADLINE}_ref"], g[f"{HEADLINE}_est"]
+    lost, lo, hi = stats.t_interval(a_ref - a_est)
+    lo, hi = stats.clip_percent(lo, hi, -100.0, 100.0)  # a difference of accuracies
+    n = len(g)
+    per_file = g.groupby("noise_seed")["assumed_noise_rate_est"].mean()  # one per estimate
+    return {
+        "n_pairs": n,
+        "rate_reference": g["assumed_noise_rate_ref"].mean(),
+        "rate_estimated_mean": per_file.mean(),
+        "rate_estimated_std": per_file.std(),
+        "acc_reference_mean": a_ref.mean(),
+        "acc_reference_std": a_ref.std(),
+        "acc_estimated_mean": a_est.mean(),
+        "acc_estimated_std": a_est.std(),
+        "balanced_reference_mean": g["_bal_ref"].mean(),
+        "balanced_estimated_mean": g["_bal_est"].mean(),
+        "lost_mean": lost,
+        "lost_lo": lo,
+        "lost_hi": hi,
+        "lost_hw": (hi - lo) / 2,
+        "lost_balanced_mean": (g["_bal_ref"] - g["_bal_est"]).mean(),
+        "n_collapsed_reference": int(g["collapsed_ref"].sum()),
+        "n_collapsed_estimated": int(g["collapsed_est"].sum()),
+        "n_unreliable_estimate": int(g["estimate_unreliable_est"].sum()),
+        "num_test": g["num_test"].iloc[0],
+        "note": "" if n >= 2 else f"CI {stats.NEEDS_SEEDS}",
+    }
+
+
+def _mark_arms(out: pd.DataFrame) -> None:
+    """``reference_best_group``/``estimated_best_group``: the two accuracies of each row, each
+    with its CI and test-set resolution, bold by the rule of every table."""
     arms = [
         pd.DataFrame(
             {
@@ -500,6 +486,36 @@ def oracle_vs_estimated(runs: pd.DataFrame) -> pd.DataFrame:
     for arm in ("reference", "estimated"):
         sel = long[long["arm"] == arm].set_index("row")["best_group"]
         out[f"{arm}_best_group"] = sel.reindex(out.index).astype(bool).to_numpy()
+
+
+def oracle_vs_estimated(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and method run both with a reference rate (:data:`REFERENCE_SOURCES`, runs.csv
+    ``noise_rate_source``) and with the estimated rate (a variant with the same
+    ``base_method``): the paired runs' accuracies (headline, mean and std), the accuracy lost
+    without the reference ``lost`` = reference − estimated (points; mean with its 95 % t
+    interval over the pairs, ``lost_lo``/``lost_hi``/``lost_hw``, NaN with one pair), the rates
+    the runs were told (``assumed_noise_rate``; the estimated one as mean and std over the
+    noise files, each with its own estimate), and which accuracy is bold
+    (:func:`lnm.report.cells.mark_best`, the rule of every table). Empty when runs.csv has no
+    ``noise_rate_source``/``base_method`` columns or no such pair."""
+    if runs is None or not set(_NEEDS) <= set(runs.columns) or runs.empty:
+        return pd.DataFrame(columns=OVE_COLUMNS)
+    pairs = _pairs(runs)
+    if pairs.empty:
+        return pd.DataFrame(columns=OVE_COLUMNS)
+    group = ["dataset", "backbone", "noise", "rate", "base_method", "_src_ref", "method_ref"]
+    rows = [
+        {
+            **dict(zip(group[:5], key[:5])),
+            "reference": key[5],
+            "method": key[6],
+            "estimated_method": key[7],
+            **_pair_row(g),
+        }
+        for key, g in pairs.groupby(group + ["method_est"], sort=False)
+    ]
+    out = pd.DataFrame(rows)
+    _mark_arms(out)
     out = sort_rows(out, ["dataset", "backbone", "noise", "rate", "method", "estimated_method"])
     return out[OVE_COLUMNS]
 
@@ -530,58 +546,33 @@ ASSUMED_NOTE = (
 )
 
 
-def oracle_render(ove: pd.DataFrame, k: int | None) -> list[Table]:
-    """The oracle-vs-estimated table; ``k`` = the ``last_k`` the headline averages."""
-    if ove.empty:
-        return [
-            Table(
-                "Accuracy lost without the oracle noise rate",
-                ["result"],
-                [
-                    [
-                        "n/a: no method was run both with the oracle noise rate and with the "
-                        "estimated one in the same cell (add a method_variants entry with "
-                        "forget_rate: estimated)"
-                    ]
-                ],
-                align="l",
-            )
-        ]
-    several = bool((ove["n_pairs"] >= 2).any())
-    multi = ove["backbone"].nunique() > 1
+def _ove_row(r, multi: bool, several: bool) -> tuple[list[str], list[bool]]:
+    """One row of the oracle-vs-estimated table and its bold flags (the two accuracies)."""
+    n = r["n_pairs"]
+    if n >= 2:
+        lost = f"{num(r['lost_mean'])} [{num(r['lost_lo'])}, {num(r['lost_hi'])}]"
+    else:
+        lost = num(r["lost_mean"]) + (" (n=1)" if several else "")
+    row = [r["dataset"]] + ([r["backbone"]] if multi else [])
+    row += [r["noise"], rate_label(r["rate"], True, r["noise"]), r["method"]]
+    row += [r["estimated_method"], str(n)]
+    row += [f"{num(r['rate_reference'], 3)} ({r['reference']})"]
+    row += [mean_std(r["rate_estimated_mean"], r["rate_estimated_std"], 3)]
+    row += [
+        mean_std(r["acc_reference_mean"], r["acc_reference_std"])
+        + collapse_mark(r["n_collapsed_reference"], n)
+    ]
+    row += [
+        mean_std(r["acc_estimated_mean"], r["acc_estimated_std"])
+        + collapse_mark(r["n_collapsed_estimated"], n)
+        + unreliable_mark(r["n_unreliable_estimate"], n)
+    ]
+    row += [f"{num(r['balanced_reference_mean'])} / {num(r['balanced_estimated_mean'])}", lost]
+    bold = [False] * (len(row) - 4) + [bool(r["reference_best_group"])]
+    return row, bold + [bool(r["estimated_best_group"]), False, False]
 
-    def lost(r):
-        if r["n_pairs"] >= 2:
-            return f"{num(r['lost_mean'])} [{num(r['lost_lo'])}, {num(r['lost_hi'])}]"
-        return num(r["lost_mean"]) + (" (n=1)" if several else "")
 
-    rows, bold = [], []
-    for _, r in ove.iterrows():
-        row = [r["dataset"]] + ([r["backbone"]] if multi else [])
-        row += [r["noise"], rate_label(r["rate"], True, r["noise"]), r["method"]]
-        row += [r["estimated_method"], str(r["n_pairs"])]
-        row += [f"{num(r['rate_reference'], 3)} ({r['reference']})"]
-        row += [mean_std(r["rate_estimated_mean"], r["rate_estimated_std"], 3)]
-        n = r["n_pairs"]
-        row += [
-            mean_std(r["acc_reference_mean"], r["acc_reference_std"])
-            + collapse_mark(r["n_collapsed_reference"], n)
-        ]
-        row += [
-            mean_std(r["acc_estimated_mean"], r["acc_estimated_std"])
-            + collapse_mark(r["n_collapsed_estimated"], n)
-            + unreliable_mark(r["n_unreliable_estimate"], n)
-        ]
-        row += [f"{num(r['balanced_reference_mean'])} / {num(r['balanced_estimated_mean'])}"]
-        row += [lost(r)]
-        rows.append(row)
-        flags = [False] * (len(row) - 4) + [bool(r["reference_best_group"])]
-        bold.append(flags + [bool(r["estimated_best_group"]), False, False])
-    head = ["dataset"] + (["backbone"] if multi else []) + ["noise", "rate", "method"]
-    head += ["with estimate", "pairs", "rate told", "estimated rate told"]
-    head += ["acc. with rate told (%)", "acc. with estimate (%)"]
-    head += ["bal. acc. told / estimate (%)"]
-    head += ["lost [95 % CI]" if several else "lost (points)"]
+def _ove_notes(ove: pd.DataFrame) -> list[str]:
     notes = [OVE_NOTE, BOLD_NOTE]
     if (ove[["n_collapsed_reference", "n_collapsed_estimated"]].to_numpy() > 0).any():
         notes.append(OVE_COLLAPSE_NOTE)
@@ -595,10 +586,30 @@ def oracle_render(ove: pd.DataFrame, k: int | None) -> list[Table]:
         notes.append(ASSUMED_NOTE)
     if (ove["noise"] == grid.REAL).any():
         notes.append(REAL_NOTE)
+    return notes
+
+
+def oracle_render(ove: pd.DataFrame, k: int | None) -> list[Table]:
+    """The oracle-vs-estimated table; ``k`` = the ``last_k`` the headline averages."""
+    title = "Accuracy lost without the oracle noise rate"
+    if ove.empty:
+        why = (
+            "n/a: no method was run both with the oracle noise rate and with the estimated one "
+            "in the same cell (add a method_variants entry with forget_rate: estimated)"
+        )
+        return [Table.note(title, why)]
+    several = bool((ove["n_pairs"] >= 2).any())
+    multi = ove["backbone"].nunique() > 1
+    rows, bold = zip(*(_ove_row(r, multi, several) for _, r in ove.iterrows()))
+    head = ["dataset"] + (["backbone"] if multi else []) + ["noise", "rate", "method"]
+    head += ["with estimate", "pairs", "rate told", "estimated rate told"]
+    head += ["acc. with rate told (%)", "acc. with estimate (%)"]
+    head += ["bal. acc. told / estimate (%)"]
+    head += ["lost [95 % CI]" if several else "lost (points)"]
     what = "mean ± std over the pairs" if several else "one pair per row, so no std and no CI"
-    title = f"Accuracy lost without the oracle noise rate ({grid.headline_text(k)}; {what})"
+    title += f" ({grid.headline_text(k)}; {what})"
     align = "l" + ("l" if multi else "") + "lrllr" + "r" * 6
-    return [Table(title, head, rows, bold, align=align, notes=notes)]
+    return [Table(title, head, list(rows), list(bold), align=align, notes=_ove_notes(ove))]
 
 
 # ---------------------------------------------------------------- figure
@@ -606,35 +617,24 @@ def oracle_render(ove: pd.DataFrame, k: int | None) -> list[Table]:
 FIGSIZE_ESTIMATION = (11.0, 7.0)  # inches -> 1320 x 840 px
 
 
-def estimated_vs_true_figure(estimates: pd.DataFrame) -> Figure:
-    """The figure of :func:`plot_estimated_vs_true`, not saved (for tests and notebooks)."""
-    cells = estimation_cells(estimates)
-    noisy = cells[cells["estimated_rate_mean"].notna()]
-    known = noisy[noisy["true_rate_mean"].notna() & noisy["has_clean"].astype(bool)]
-    unknown = noisy.drop(known.index)
-    datasets = list(dict.fromkeys(cells["dataset"]))
-    colors = {d: f"C{i % 10}" for i, d in enumerate(datasets)}
-    patterns = grid.ordered(cells["noise"], grid.PATTERNS)
-    markers = {p: m for p, (_, m) in pattern_styles(patterns).items()}
-    fig = _figure(FIGSIZE_ESTIMATION)
-    ax, side = fig.subplots(1, 2, width_ratios=[2.6, 1])
-    side.set_axis_off()
-    banded = bool((known["n"] >= 2).any())
+def _rate_bar(v, sd):
+    """± 1 std around ``v``, clipped to the rates' range [0, 1] (None: no std)."""
+    if not np.isfinite(sd):
+        return None
+    lo, hi = stats.clip_percent(v - sd, v + sd, 0.0, 1.0)
+    return [[v - lo], [hi - v]]
 
-    def bar(v, sd):  # ± 1 std, clipped to the rates' range [0, 1]
-        if not np.isfinite(sd):
-            return None
-        lo, hi = stats.clip_percent(v - sd, v + sd, 0.0, 1.0)
-        return [[v - lo], [hi - v]]
 
+def _estimate_points(ax, known: pd.DataFrame, colors: dict, markers: dict) -> None:
+    """A point per cell with a true rate (open: an unreliable estimate), the identity line."""
     for _, r in known.iterrows():
         x, y = r["true_rate_mean"], r["estimated_rate_mean"]
         bad = int(r.get("n_unreliable", 0)) > 0
         ax.errorbar(
             x,
             y,
-            xerr=bar(x, r["true_rate_std"]),
-            yerr=bar(y, r["estimated_rate_std"]),
+            xerr=_rate_bar(x, r["true_rate_std"]),
+            yerr=_rate_bar(y, r["estimated_rate_std"]),
             fmt=markers.get(r["noise"], "o"),
             color=colors[r["dataset"]],
             mfc="white" if bad else colors[r["dataset"]],
@@ -656,9 +656,13 @@ def estimated_vs_true_figure(estimates: pd.DataFrame) -> Figure:
     ax.set(xlabel="true noise rate (realised share of wrong training labels)")
     ax.set(ylabel="estimated noise rate (cleanlab)")
     ax.grid(alpha=0.3)
+
+
+def _estimate_legend(known: pd.DataFrame, colors: dict, markers: dict) -> list:
+    """The datasets and patterns plotted, the identity line, the open marker if drawn."""
     handles = [
-        Line2D([], [], color=colors[d], marker="o", ls="none", label=d, gid=d)
-        for d in datasets
+        Line2D([], [], color=c, marker="o", ls="none", label=d, gid=d)
+        for d, c in colors.items()
         if d in set(known["dataset"])
     ]
     handles += [
@@ -671,54 +675,72 @@ def estimated_vs_true_figure(estimates: pd.DataFrame) -> Figure:
             label="no noise (clean labels)" if p == grid.CLEAN else f"{p} noise",
             gid=p,
         )
-        for p in patterns
+        for p in markers
         if p in set(known["noise"])
     ]
-    if not known.empty:
-        handles.append(
-            Line2D(
-                [], [], color="0.3", ls="--", label="identity (perfect estimate)", gid="identity"
-            )
-        )
+    open_ = f"open = {UNRELIABLE} unreliable: estimator not\nabove the majority class"
+    entries = [
+        ("identity", Line2D([], [], color="0.3", ls="--", label="identity (perfect estimate)")),
+        (
+            "unreliable",
+            Line2D([], [], color="0.4", marker="o", mfc="white", mew=1.8, ls="none", label=open_),
+        ),
+    ]
+    drawn = {"identity"} if not known.empty else set()
     if (known.get("n_unreliable", pd.Series(0, index=known.index)) > 0).any():
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="0.4",
-                marker="o",
-                mfc="white",
-                mew=1.8,
-                ls="none",
-                label=f"open = {UNRELIABLE} unreliable: estimator not\nabove the majority class",
-                gid="unreliable",
-            )
-        )
-    side.legend(handles=handles, loc="upper left", frameon=False, fontsize="medium")
+        drawn.add("unreliable")
+    return handles + _legend_entries(entries, drawn)
+
+
+def _unplotted(side, unknown: pd.DataFrame) -> None:
+    """The estimated rates of the cells without a true rate, listed beside the plot."""
+    lines = [
+        f"{r['dataset']} {r['noise']} {rate_label(r['rate'], True, r['noise'])}: "
+        f"{mean_std(r['estimated_rate_mean'], r['estimated_rate_std'], 3)}"
+        + unreliable_mark(r.get("n_unreliable", 0), r["n"])
+        + f" (estimator {num(r['oof_accuracy_mean'], 3)} vs majority "
+        f"{num(r['majority_rate_mean'], 3)})"
+        for _, r in unknown.iterrows()
+    ]
+    side.text(
+        0.0,
+        0.02,
+        "Not plotted (no clean labels, so no true rate);\ntheir estimated rates:\n"
+        + "\n".join(lines),
+        transform=side.transAxes,
+        va="bottom",
+        ha="left",
+        fontsize="small",
+        color="0.25",
+        gid="unplotted",
+    )
+
+
+def estimated_vs_true_figure(estimates: pd.DataFrame) -> Figure:
+    """The figure of :func:`plot_estimated_vs_true`, not saved (for tests and notebooks)."""
+    cells = estimation_cells(estimates)
+    noisy = cells[cells["estimated_rate_mean"].notna()]
+    known = noisy[noisy["true_rate_mean"].notna() & noisy["has_clean"].astype(bool)]
+    unknown = noisy.drop(known.index)
+    datasets = list(dict.fromkeys(cells["dataset"]))
+    colors = {d: f"C{i % 10}" for i, d in enumerate(datasets)}
+    patterns = grid.ordered(cells["noise"], grid.PATTERNS)
+    markers = {p: m for p, (_, m) in pattern_styles(patterns).items()}
+    fig = _figure(FIGSIZE_ESTIMATION)
+    ax, side = fig.subplots(1, 2, width_ratios=[2.6, 1])
+    side.set_axis_off()
+    _estimate_points(ax, known, colors, markers)
+    side.legend(
+        handles=_estimate_legend(known, colors, markers),
+        loc="upper left",
+        frameon=False,
+        fontsize="medium",
+    )
     if len(unknown):
-        lines = [
-            f"{r['dataset']} {r['noise']} {rate_label(r['rate'], True, r['noise'])}: "
-            f"{mean_std(r['estimated_rate_mean'], r['estimated_rate_std'], 3)}"
-            + unreliable_mark(r.get("n_unreliable", 0), r["n"])
-            + f" (estimator {num(r['oof_accuracy_mean'], 3)} vs majority "
-            f"{num(r['majority_rate_mean'], 3)})"
-            for _, r in unknown.iterrows()
-        ]
-        side.text(
-            0.0,
-            0.02,
-            "Not plotted (no clean labels, so no true rate);\ntheir estimated rates:\n"
-            + "\n".join(lines),
-            transform=side.transAxes,
-            va="bottom",
-            ha="left",
-            fontsize="small",
-            color="0.25",
-            gid="unplotted",
-        )
+        _unplotted(side, unknown)
     what = (
         "mean over the noise seeds, bars = ± 1 std (clipped to 0–1)"
-        if banded
+        if bool((known["n"] >= 2).any())
         else "one noise file per cell, so no error bar"
     )
     _suptitle(

@@ -30,7 +30,7 @@ from lnm.checksum import artifact
 from lnm.grid import HEADLINE, ordered
 from lnm.report import stats
 from lnm.report.aggregate import ranking_view
-from lnm.report.cells import REFERENCE, cell_table
+from lnm.report.cells import REFERENCE, cell_table, noisy_rows
 from lnm.report.fmt import (
     COLLAPSED,
     ORACLE,
@@ -152,99 +152,118 @@ def _grid_shape(n: int, most_cols: int = 4) -> tuple[int, int]:
     return -(-max(n, 1) // cols), cols
 
 
+def _legend_entries(entries: list[tuple[str, object]], drawn: set[str]) -> list:
+    """The legend handles of ``entries`` (gid, handle) whose gid is in ``drawn`` (only marks
+    the figure draws), each tagged with its gid, in the order of ``entries``."""
+    handles = []
+    for gid, h in entries:
+        if gid in drawn:
+            h.set_gid(gid)
+            handles.append(h)
+    return handles
+
+
+def _fill_band(ax, x, y, s, color, high: float = 100.0, gid: str | None = None) -> bool:
+    """A ± ``s`` band around ``y`` where ``s`` is finite (clipped to [0, ``high``]); whether
+    there is one."""
+    ok = np.isfinite(s)
+    if ok.any():
+        lo, hi = _band(y[ok], s[ok], 0.0, high)
+        ax.fill_between(x[ok], lo, hi, color=color, alpha=0.15, lw=0, gid=gid)
+    return bool(ok.any())
+
+
+def _curve(cells: pd.DataFrame, method: str, pattern: str) -> pd.DataFrame:
+    """The cells of ``method`` under ``pattern`` by rate, its clean cell as the rate-0 point."""
+    clean = cells[cells["noise"] == grid.CLEAN].set_index("method")
+    c = cells[(cells["method"] == method) & (cells["noise"] == pattern)]
+    if method in clean.index:  # the clean cell is every pattern's rate-0 point
+        c = pd.concat([clean.loc[[method]].reset_index().assign(noise=pattern), c])
+    return c.sort_values("rate", kind="mergesort")
+
+
+def _acc_panel(ax, cells: pd.DataFrame, method: str, styles: dict, chance: float, ce: bool):
+    """One method's panel: the chance line, a line per pattern (CE's dotted beside it when
+    ``ce``), its ± 1 std band where there is one, ⊘ on collapsed cells."""
+    if not np.isnan(chance):
+        ax.axhline(chance, **CHANCE_STYLE, gid="chance")
+    for pattern, (color, marker) in styles.items():
+        if ce:
+            ref = _curve(cells, REFERENCE, pattern)
+            ax.plot(ref["rate"], ref["mean"], ":", color=color, lw=1.2, alpha=0.7, gid="ce")
+        c = _curve(cells, method, pattern)
+        x, y, s = (c[col].to_numpy(dtype=float) for col in ("rate", "mean", "std"))
+        ax.plot(x, y, "-", marker=marker, color=color, ms=5, lw=1.8, gid=f"{method}:{pattern}")
+        _fill_band(ax, x, y, s, color, gid=f"band:{method}:{pattern}")
+        bad = c["collapsed"].to_numpy(dtype=bool)
+        if bad.any():
+            ax.plot(x[bad], y[bad], **COLLAPSE_STYLE, gid="collapsed")
+
+
+def _label_panels(axes, n: int, ncols: int, xlabel: str, ylabel: str) -> None:
+    """Axis labels on the left column and on the lowest panel of each column of a grid of
+    ``n`` panels; the slots after them hidden."""
+    for i, ax in enumerate(axes):
+        if i >= n:
+            ax.set_axis_off()
+            continue
+        if i % ncols == 0:
+            ax.set_ylabel(ylabel)
+        if i + ncols >= n:  # no panel below: label this one's axis
+            ax.set_xlabel(xlabel)
+            ax.xaxis.set_tick_params(labelbottom=True)
+
+
+def _acc_legend(styles: dict, cells: pd.DataFrame, chance: float, ce: bool, oracle) -> list:
+    """The acc_vs_rate legend: the patterns, then each mark the figure draws."""
+    handles = [
+        Line2D([], [], color=c, marker=m, lw=1.8, label=f"{p} noise", gid=p)
+        for p, (c, m) in styles.items()
+    ]
+    entries = [
+        ("ce", Line2D([], [], color="0.3", ls=":", lw=1.2, label="CE, same pattern")),
+        ("chance", Line2D([], [], **CHANCE_STYLE, label=f"chance (majority class) {chance:.1f} %")),
+        ("collapsed", Line2D([], [], **COLLAPSE_STYLE, label="⊘ collapsed run(s)")),
+        ("band", Patch(color="0.5", alpha=0.3, label="± 1 std over the cell's runs")),
+        ("oracle", Patch(color="none", label=f"{ORACLE} told the true noise rate")),
+    ]
+    drawn = {
+        "ce": ce,
+        "chance": not np.isnan(chance),
+        "collapsed": bool(cells["collapsed"].any()),
+        "band": bool(cells["std"].notna().any()),
+        "oracle": bool(oracle),
+    }
+    return handles + _legend_entries(entries, {gid for gid, on in drawn.items() if on})
+
+
 def acc_vs_rate_figure(runs: pd.DataFrame, dataset: str) -> Figure:
     """The figure of :func:`plot_acc_vs_rate`, not saved (for tests and notebooks)."""
     k = runs_last_k(runs)
     df = run_flags(runs[runs["dataset"] == dataset])
-    if df["backbone"].nunique() > 1:
-        raise ValueError(
-            f"{dataset}: several backbones {sorted(df['backbone'].unique())}; "
-            "filter runs to one backbone first"
-        )
-    patterns = ordered(df.loc[df["noise"] != "none", "noise"], grid.PATTERNS)
+    backbone = _one_backbone(df, dataset)
+    patterns = ordered(noisy_rows(df)["noise"], grid.PATTERNS)
     if not patterns:
         raise ValueError(f"{dataset}: no runs with label noise to plot")
     methods = ordered(df["method"], grid.methods())
     colors, styles = method_colors(methods), pattern_styles(patterns)
     cells = _cell_means(df, ["method", "noise", "rate"])
-    clean = cells[cells["noise"] == "none"].set_index("method")
-    chance = _chance(df)
-    oracle = oracle_methods(df)
-    rates = sorted({0.0, *cells.loc[cells["noise"] != "none", "rate"].astype(float)})
+    chance, oracle = _chance(df), oracle_methods(df)
+    rates = sorted({0.0, *noisy_rows(cells)["rate"].astype(float)})
     banded = bool(cells["std"].notna().any())
-
-    def curve(method: str, pattern: str) -> pd.DataFrame:
-        c = cells[(cells["method"] == method) & (cells["noise"] == pattern)]
-        if method in clean.index:  # the clean cell is every pattern's rate-0 point
-            c = pd.concat([clean.loc[[method]].reset_index().assign(noise=pattern), c])
-        return c.sort_values("rate", kind="mergesort")
-
     fig = _figure(FIGSIZE_ACC)
     nrows, ncols = _grid_shape(len(methods) + 1)  # one slot for the legend
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
     for ax, method in zip(axes, methods):
-        if not np.isnan(chance):
-            ax.axhline(chance, **CHANCE_STYLE, gid="chance")
-        for pattern in patterns:
-            color, marker = styles[pattern]
-            if method != REFERENCE and REFERENCE in methods:
-                ref = curve(REFERENCE, pattern)
-                ax.plot(ref["rate"], ref["mean"], ":", color=color, lw=1.2, alpha=0.7, gid="ce")
-            c = curve(method, pattern)
-            x, y, s = (c[col].to_numpy(dtype=float) for col in ("rate", "mean", "std"))
-            ax.plot(x, y, "-", marker=marker, color=color, ms=5, lw=1.8, gid=f"{method}:{pattern}")
-            if np.isfinite(s).any():
-                ok = np.isfinite(s)
-                lo, hi = _band(y[ok], s[ok])
-                ax.fill_between(
-                    x[ok], lo, hi, color=color, alpha=0.15, lw=0, gid=f"band:{method}:{pattern}"
-                )
-            bad = c["collapsed"].to_numpy(dtype=bool)
-            if bad.any():
-                ax.plot(x[bad], y[bad], **COLLAPSE_STYLE, gid="collapsed")
+        _acc_panel(ax, cells, method, styles, chance, method != REFERENCE and REFERENCE in methods)
         ax.set_title(
             oracle_label(method, oracle), color=colors[method], fontweight="bold", fontsize="large"
         )
         ax.grid(alpha=0.3)
         ax.set_xticks(rates, [f"{r:g}" if r else "0\n(clean)" for r in rates])
-    for i, ax in enumerate(axes):
-        if i >= len(methods):
-            ax.set_axis_off()
-            continue
-        if i % ncols == 0:
-            ax.set_ylabel("test accuracy (%)")
-        if i + ncols >= len(methods):  # no method panel below: label this one's axis
-            ax.set_xlabel("noise rate")
-            ax.xaxis.set_tick_params(labelbottom=True)
-
-    handles = [
-        Line2D([], [], color=styles[p][0], marker=styles[p][1], lw=1.8, label=f"{p} noise", gid=p)
-        for p in patterns
-    ]
-    if REFERENCE in methods and len(methods) > 1:
-        handles.append(
-            Line2D([], [], color="0.3", ls=":", lw=1.2, label="CE, same pattern", gid="ce")
-        )
-    if not np.isnan(chance):
-        handles.append(
-            Line2D(
-                [],
-                [],
-                **CHANCE_STYLE,
-                label=f"chance (majority class) {chance:.1f} %",
-                gid="chance",
-            )
-        )
-    if bool(cells["collapsed"].any()):
-        handles.append(
-            Line2D([], [], **COLLAPSE_STYLE, label="⊘ collapsed run(s)", gid="collapsed")
-        )
-    if banded:
-        handles.append(
-            Patch(color="0.5", alpha=0.3, label="± 1 std over the cell's runs", gid="band")
-        )
-    if oracle:
-        handles.append(Patch(color="none", label=f"{ORACLE} told the true noise rate"))
+    _label_panels(axes, len(methods), ncols, "noise rate", "test accuracy (%)")
+    ce = REFERENCE in methods and len(methods) > 1
+    handles = _acc_legend(styles, cells, chance, ce, oracle)
     axes[len(methods)].legend(handles=handles, loc="center", fontsize="medium", frameon=False)
     what = (
         "mean over the runs of each cell, band = ± 1 std (clipped to 0–100)"
@@ -253,9 +272,9 @@ def acc_vs_rate_figure(runs: pd.DataFrame, dataset: str) -> Figure:
     )
     _suptitle(
         fig,
-        f"{dataset} ({df['backbone'].iloc[0]}): how fast does each method lose accuracy as "
-        f"label noise grows, against CE and chance?\n{grid.headline_text(k)}; {what}; "
-        "rate 0 = the clean run",
+        f"{dataset} ({backbone}): how fast does each method lose accuracy as label noise grows, "
+        f"against CE and chance?\n{grid.headline_text(k)}; {what}; rate 0 = the "
+        "clean run",
         fontsize="large",
     )
     return fig
@@ -274,7 +293,7 @@ def _dataset_values(runs: pd.DataFrame, pattern: str) -> pd.DataFrame:
     the pattern's runs (``overall``: the unweighted mean of the pattern means, as the paper
     averages patterns), the balanced accuracy by the same arithmetic (``balanced``), with
     ``collapsed`` = any of those runs collapsed."""
-    noisy = run_flags(runs[runs["noise"] != "none"])
+    noisy = run_flags(noisy_rows(runs))
     sub = noisy if pattern == "overall" else noisy[noisy["noise"] == pattern]
     bal = grid.last_k("balanced_acc")
     sub = sub.assign(_bal=pd.to_numeric(sub[bal], errors="coerce") if bal in sub else np.nan)
@@ -304,83 +323,92 @@ BALANCED_STYLE = {"marker": "D", "mfc": "white", "ms": 6, "ls": "none", "mew": 1
 BALANCED_CHANCE_STYLE = {"color": "0.45", "ls": "-.", "lw": 1.1}
 
 
-def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
-    """The figure of :func:`plot_ranking`, not saved (for tests and notebooks)."""
-    k = runs_last_k(runs)
-    view, meta = ranking_view(runs)
-    if pattern not in meta["columns"]:
-        raise ValueError(f"no ranking column {pattern!r}; have {meta['columns']}")
-    order = view[pattern].dropna().sort_values(ascending=False, kind="mergesort").index
+def _ranking_dots(ax, d: pd.DataFrame, hw, colors: dict, dataset: str) -> set[str]:
+    """Per method of ``d`` (in its order, best on top): its accuracy dot with the ± test-set
+    resolution bar ``hw``, its balanced accuracy as an open diamond joined to it, ⊘ when it
+    collapsed; the marks drawn besides the dots."""
+    drawn = set()
+    for y, (m, v, b, h, bad) in enumerate(
+        zip(d.index, d["value"], d["balanced"], hw, d["collapsed"].fillna(False))
+    ):
+        if not np.isfinite(v):
+            continue
+        if np.isfinite(b):  # balanced accuracy: an open diamond joined to the dot
+            ax.plot([b, v], [y, y], color=colors[m], lw=0.8, alpha=0.5)
+            ax.plot([b], [y], color=colors[m], **BALANCED_STYLE, gid=f"balanced:{m}")
+            drawn.add("balanced")
+        lo, hi = _band(v, h) if np.isfinite(h) else (v, v)
+        ax.errorbar(
+            v,
+            y,
+            xerr=[[v - lo], [hi - v]] if np.isfinite(h) else None,
+            fmt="o",
+            color=colors[m],
+            ms=7,
+            capsize=3,
+            lw=1.5,
+            gid=f"accuracy:{m}:{dataset}",
+        )
+        if bad:
+            ax.plot([v], [y], **COLLAPSE_STYLE, gid="collapsed")
+            drawn.add("collapsed")
+    return drawn
+
+
+def _ranking_lines(ax, d: pd.DataFrame, hw, lines: dict) -> set[str]:
+    """A focused accuracy axis (the values and ``lines``, within 0–100) and the reference
+    ``lines`` (gid -> (x, style)) that fall inside it; their gids."""
+    ends = [d["value"] - np.nan_to_num(hw), d["value"] + np.nan_to_num(hw), d["balanced"]]
+    ends += [pd.Series([lines["chance"][0], lines["clean-ce"][0]])]
+    every = pd.concat(ends).dropna()
+    if len(every):
+        lo_v, hi_v = float(every.min()), float(every.max())
+        pad = max(1.0, 0.06 * (hi_v - lo_v))
+        # focused: the values, chance and clean CE, within 0-100; the 100/C line only
+        # where it falls inside (a balanced accuracy near it brings it in)
+        ax.set_xlim(max(lo_v - pad, -1.0), min(hi_v + pad, 101.0))
+    left, right = ax.get_xlim()
+    drawn = set()
+    for gid, (x, style) in lines.items():
+        if np.isfinite(x) and left <= x <= right:
+            ax.axvline(x, **style, gid=gid)
+            drawn.add(gid)
+    return drawn
+
+
+def _ranking_panel(ax, runs: pd.DataFrame, d: pd.DataFrame, colors: dict, dataset: str):
+    """One dataset's panel of the ranking figure (``d``: its values per method, in ranking
+    order); the marks drawn."""
+    drun = runs[runs["dataset"] == dataset]
+    n_test = int(drun["num_test"].iloc[0]) if "num_test" in drun else 0
+    hw = np.array([stats.binomial_halfwidth(v, n_test) for v in d["value"]])
+    chance, bal_chance = _chance(drun), _balanced_chance(drun)
+    ce = drun[(drun["noise"] == grid.CLEAN) & (drun["method"] == REFERENCE)][HEADLINE].mean()
+    drawn = _ranking_dots(ax, d, hw, colors, dataset)
+    lines = {
+        "chance": (chance, CHANCE_STYLE),
+        "balanced-chance": (bal_chance, BALANCED_CHANCE_STYLE),
+        "clean-ce": (ce, {"color": "0.25", "ls": ":", "lw": 1.3}),
+    }
+    drawn |= _ranking_lines(ax, d, hw, lines)
+    ax.set_title(
+        f"{dataset}\nchance {chance:.1f} % (balanced {bal_chance:.0f} %), clean CE "
+        + (f"{ce:.1f} %" if np.isfinite(ce) else "n/a"),
+        fontsize="medium",
+    )
+    ax.set_xlabel("test accuracy / balanced accuracy (%)")
+    ax.grid(axis="x", alpha=0.3)
+    return drawn
+
+
+def _ranking_methods(ax, view: pd.DataFrame, meta: dict, pattern: str, order, colors) -> None:
+    """The method axis: ``order`` from the top, each method with its rank group and its
+    position by balanced accuracy."""
     groups = view[f"group_{pattern}"]
     # the position by balanced accuracy in this column, beside the paper's order
     bal_pos = view[f"balanced_{pattern}"].rank(ascending=False, method="min")
     flagged = view.get(f"collapsed_{pattern}", pd.Series(0, index=view.index))
     oracle = oracle_methods(meta["runs"])
-    ra = meta["analyses"][pattern]
-    values = _dataset_values(runs, pattern)
-    datasets = list(dict.fromkeys(values["dataset"]))
-    colors = method_colors(order)
-    ypos = {m: i for i, m in enumerate(order)}  # best on top (axis inverted)
-    drawn = set()
-
-    fig = _figure(FIGSIZE_RANKING)
-    axes = fig.subplots(1, max(len(datasets), 1), sharey=True, squeeze=False)[0]
-    for ax, dataset in zip(axes, datasets):
-        d = values[values["dataset"] == dataset].set_index("method").reindex(order)
-        drun = runs[runs["dataset"] == dataset]
-        n_test = int(drun["num_test"].iloc[0]) if "num_test" in drun else 0
-        hw = np.array([stats.binomial_halfwidth(v, n_test) for v in d["value"]])
-        chance, bal_chance = _chance(drun), _balanced_chance(drun)
-        ce = drun[(drun["noise"] == "none") & (drun["method"] == REFERENCE)][HEADLINE].mean()
-        for m, v, b, h, bad in zip(
-            d.index, d["value"], d["balanced"], hw, d["collapsed"].fillna(False)
-        ):
-            if not np.isfinite(v):
-                continue
-            if np.isfinite(b):  # balanced accuracy: an open diamond joined to the dot
-                ax.plot([b, v], [ypos[m], ypos[m]], color=colors[m], lw=0.8, alpha=0.5)
-                ax.plot([b], [ypos[m]], color=colors[m], **BALANCED_STYLE, gid=f"balanced:{m}")
-                drawn.add("balanced")
-            lo, hi = _band(v, h) if np.isfinite(h) else (v, v)
-            ax.errorbar(
-                v,
-                ypos[m],
-                xerr=[[v - lo], [hi - v]] if np.isfinite(h) else None,
-                fmt="o",
-                color=colors[m],
-                ms=7,
-                capsize=3,
-                lw=1.5,
-                gid=f"accuracy:{m}:{dataset}",
-            )
-            if bad:
-                ax.plot([v], [ypos[m]], **COLLAPSE_STYLE, gid="collapsed")
-                drawn.add("collapsed")
-        ends = [d["value"] - np.nan_to_num(hw), d["value"] + np.nan_to_num(hw), d["balanced"]]
-        ends += [pd.Series([chance, ce])]
-        every = pd.concat(ends).dropna()
-        if len(every):
-            lo_v, hi_v = float(every.min()), float(every.max())
-            pad = max(1.0, 0.06 * (hi_v - lo_v))
-            # focused: the values, chance and clean CE, within 0-100; the 100/C line only
-            # where it falls inside (a balanced accuracy near it brings it in)
-            ax.set_xlim(max(lo_v - pad, -1.0), min(hi_v + pad, 101.0))
-        left, right = ax.get_xlim()
-        for x, style, gid in (
-            (chance, CHANCE_STYLE, "chance"),
-            (bal_chance, BALANCED_CHANCE_STYLE, "balanced-chance"),
-            (ce, {"color": "0.25", "ls": ":", "lw": 1.3}, "clean-ce"),
-        ):
-            if np.isfinite(x) and left <= x <= right:
-                ax.axvline(x, **style, gid=gid)
-                drawn.add(gid)
-        ax.set_title(
-            f"{dataset}\nchance {chance:.1f} % (balanced {bal_chance:.0f} %), clean CE "
-            + (f"{ce:.1f} %" if np.isfinite(ce) else "n/a"),
-            fontsize="medium",
-        )
-        ax.set_xlabel("test accuracy / balanced accuracy (%)")
-        ax.grid(axis="x", alpha=0.3)
 
     def label(m):
         pos = bal_pos.get(m)
@@ -388,53 +416,67 @@ def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
         mark = f" {COLLAPSED}" if flagged.get(m, 0) else ""
         return f"{oracle_label(m, oracle)}{mark}  [{groups.get(m, '')}]  bal. #{bal}"
 
-    axes[0].set_yticks(range(len(order)), [label(m) for m in order])
-    for tick, m in zip(axes[0].get_yticklabels(), order):
+    ax.set_yticks(range(len(order)), [label(m) for m in order])
+    for tick, m in zip(ax.get_yticklabels(), order):
         tick.set_color(colors[m])
-    axes[0].set_ylim(len(order) - 0.5, -0.5)
-    axes[0].set_ylabel("method  [rank group]  bal. # = position by balanced accuracy")
+    ax.set_ylim(len(order) - 0.5, -0.5)
+    ax.set_ylabel("method  [rank group]  bal. # = position by balanced accuracy")
+
+
+RANKING_LEGEND = [  # gid, legend handle (only those the figure draws are shown)
+    ("accuracy", dict(color="0.3", marker="o", ls="-", label="accuracy ± test-set resolution")),
+    ("balanced", dict(color="0.3", **BALANCED_STYLE, label="balanced accuracy")),
+    ("chance", dict(**CHANCE_STYLE, label="chance (majority class)")),
+    ("balanced-chance", dict(**BALANCED_CHANCE_STYLE, label="100/C (balanced acc. of a constant)")),
+    ("clean-ce", dict(color="0.25", ls=":", lw=1.3, label="clean CE")),
+    ("collapsed", dict(**COLLAPSE_STYLE, label="⊘ collapsed run(s)")),
+]
+
+
+def _ranking_title(pattern: str, k: int, ra: dict) -> str:
     if ra["separable"]:
         sep = f"Friedman {p_is(ra['friedman']['pvalue'])}, Nemenyi CD {ra['cd']:.1f} ranks"
     else:
         fr = ra["friedman"]
         p = p_is(fr["pvalue"]) if np.isfinite(fr["pvalue"]) else (fr["note"] or "n/a")
         sep = f"Friedman {p}: one group, the data cannot order these methods"
-    entries = [
-        (
-            "accuracy",
-            Line2D([], [], color="0.3", marker="o", ls="-", label="accuracy ± test-set resolution"),
-        ),
-        ("balanced", Line2D([], [], color="0.3", **BALANCED_STYLE, label="balanced accuracy")),
-        ("chance", Line2D([], [], **CHANCE_STYLE, label="chance (majority class)")),
-        (
-            "balanced-chance",
-            Line2D([], [], **BALANCED_CHANCE_STYLE, label="100/C (balanced acc. of a constant)"),
-        ),
-        ("clean-ce", Line2D([], [], color="0.25", ls=":", lw=1.3, label="clean CE")),
-        ("collapsed", Line2D([], [], **COLLAPSE_STYLE, label="⊘ collapsed run(s)")),
-    ]
-    handles = []
-    for gid, h in entries:  # only marks the figure draws
-        if gid == "accuracy" or gid in drawn:
-            h.set_gid(gid)
-            handles.append(h)
-    fig.legend(
-        handles=handles, loc="outside lower center", ncols=min(3, len(handles)), frameon=False
-    )
     what = (
         "unweighted mean of the pattern means"
         if pattern == "overall"
         else f"mean over the {pattern}-noise rates and seeds"
     )
-    _suptitle(
-        fig,
+    return (
         f"Ranking, {pattern}{'' if pattern == 'overall' else ' noise'}: which methods can the "
         f"data tell apart?\ndot = {what} on each dataset ({grid.headline_text(k)}), diamond = "
         "balanced accuracy; order = the paper's ranking (mean accuracy over datasets), bal. # = "
         f"position by balanced accuracy; {COLLAPSED} = collapsed runs, never a success\n"
-        f"[letter] = rank group, same letter = not separable ({sep})",
-        fontsize="medium",
+        f"[letter] = rank group, same letter = not separable ({sep})"
     )
+
+
+def ranking_figure(runs: pd.DataFrame, pattern: str) -> Figure:
+    """The figure of :func:`plot_ranking`, not saved (for tests and notebooks)."""
+    k = runs_last_k(runs)
+    view, meta = ranking_view(runs)
+    if pattern not in meta["columns"]:
+        raise ValueError(f"no ranking column {pattern!r}; have {meta['columns']}")
+    order = view[pattern].dropna().sort_values(ascending=False, kind="mergesort").index
+    values = _dataset_values(runs, pattern)
+    datasets = list(dict.fromkeys(values["dataset"]))
+    colors = method_colors(order)
+    fig = _figure(FIGSIZE_RANKING)
+    axes = fig.subplots(1, max(len(datasets), 1), sharey=True, squeeze=False)[0]
+    drawn = {"accuracy"}
+    for ax, dataset in zip(axes, datasets):
+        d = values[values["dataset"] == dataset].set_index("method").reindex(order)
+        drawn |= _ranking_panel(ax, runs, d, colors, dataset)
+    _ranking_methods(axes[0], view, meta, pattern, order, colors)
+    entries = [(gid, Line2D([], [], **style)) for gid, style in RANKING_LEGEND]
+    handles = _legend_entries(entries, drawn)
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=min(3, len(handles)), frameon=False
+    )
+    _suptitle(fig, _ranking_title(pattern, k, meta["analyses"][pattern]), fontsize="medium")
     return fig
 
 
@@ -515,6 +557,66 @@ def _selection_truth(df: pd.DataFrame) -> tuple[float, bool]:
     return (float(realised.mean()) if clean else float("nan")), clean
 
 
+def _selection_panel(ax, df: pd.DataFrame, panel: tuple, colors: dict, truth: tuple) -> bool:
+    """One diagnostic of ``_SELECTION_PANELS`` per epoch, a line per method (a ± 1 std band
+    where there is one; whether there is), the 1 − ε line of random selection in the clean-ratio
+    panel, a dotted line where a method stopped updating; a panel without data says why."""
+    col, ylabel, title, what = panel
+    realised, has_clean = truth
+    idle, banded = _idle_epochs(df), False
+    have = df[df[col].notna()] if col in df else df.iloc[:0]
+    if col == "clean_ratio" and has_clean and 0 < realised < 1:
+        ax.axhline(
+            100 * (1 - realised),
+            **CHANCE_STYLE,
+            gid="one-minus-rate",
+            label=f"1 − ε = {100 * (1 - realised):.1f} % (random selection; ε = realised "
+            f"noise rate {realised:.3f})",
+        )
+    for method in ordered(have["method"], grid.methods()):
+        g = have[have["method"] == method].groupby("epoch")[col].agg(["mean", "std"])
+        x, y, s = g.index.to_numpy(), g["mean"].to_numpy(), g["std"].to_numpy()
+        label = method + (f" ({idle[method]})" if method in idle else "")
+        ax.plot(x, y, "o-", ms=3, color=colors[method], label=label, gid=f"{method}:{col}")
+        banded |= _fill_band(ax, x, y, s, colors[method], np.inf if col == "t_error" else 100.0)
+        stop = _first_idle(df, method)
+        if stop is not None and col in ("clean_ratio", "coverage"):
+            ax.axvline(stop - 0.5, color=colors[method], ls=":", lw=1.2, gid=f"{method}:idle")
+    if have.empty:
+        why = (
+            f"n/a: no method in this grid\nreports {what}"
+            if has_clean
+            else f"n/a: the dataset has no clean\ntraining labels to score {what}"
+        )
+        _note(ax, why)
+    else:
+        ax.legend(fontsize="small", loc="best")
+    if col != "t_error":
+        ax.set_ylim(-2, 102)
+    ax.set(title=title, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    return banded
+
+
+def _selection_subtitle(df: pd.DataFrame, banded: bool, has_clean: bool) -> str:
+    runs_per = df.groupby("method")["seed"].size() / df.groupby("method")["epoch"].nunique()
+    n = runs_per.round().astype(int) if len(runs_per) else pd.Series(dtype=int)
+    what = (
+        "mean over the runs, band = ± 1 std (clipped to the possible range)"
+        if banded
+        else spread_text(n).replace(", so no std", ", so no band")
+    )
+    if not has_clean:
+        what += "; no clean training labels, so nothing can be scored and there is no 1 − ε line"
+    stopped = any(_first_idle(df, m) is not None for m in _idle_epochs(df))
+    return what + (
+        "; a dotted vertical line = the epoch from which a method made no parameter update "
+        "(its line stops: nothing was selected)"
+        if stopped
+        else ""
+    )
+
+
 def selection_figure(epochs: pd.DataFrame, dataset: str, noise: str, rate: float) -> Figure:
     """The figure of :func:`plot_selection`, not saved (for tests and notebooks)."""
     df = epochs[
@@ -524,70 +626,19 @@ def selection_figure(epochs: pd.DataFrame, dataset: str, noise: str, rate: float
     ]
     backbone = _one_backbone(df, f"{dataset} {noise}-{rate}")
     colors = method_colors(df["method"]) if len(df) else {}
-    idle = _idle_epochs(df)
-    runs_per = df.groupby("method")["seed"].size() / df.groupby("method")["epoch"].nunique()
-    realised, has_clean = _selection_truth(df)
+    truth = _selection_truth(df)
     fig = _figure(FIGSIZE_SELECTION)
     axes = fig.subplots(2, 2, sharex=True).ravel()
     banded = False
-    for ax, (col, ylabel, title, what) in zip(axes, _SELECTION_PANELS):
-        have = df[df[col].notna()] if col in df else df.iloc[:0]
-        if col == "clean_ratio" and has_clean and 0 < realised < 1:
-            ax.axhline(
-                100 * (1 - realised),
-                **CHANCE_STYLE,
-                gid="one-minus-rate",
-                label=f"1 − ε = {100 * (1 - realised):.1f} % (random selection; ε = realised "
-                f"noise rate {realised:.3f})",
-            )
-        for method in ordered(have["method"], grid.methods()):
-            g = have[have["method"] == method].groupby("epoch")[col].agg(["mean", "std"])
-            x, y, s = g.index.to_numpy(), g["mean"].to_numpy(), g["std"].to_numpy()
-            label = method + (f" ({idle[method]})" if method in idle else "")
-            ax.plot(x, y, "o-", ms=3, color=colors[method], label=label, gid=f"{method}:{col}")
-            if np.isfinite(s).any():
-                ok = np.isfinite(s)
-                banded = True
-                lo, hi = _band(y[ok], s[ok], 0.0, np.inf if col == "t_error" else 100.0)
-                ax.fill_between(x[ok], lo, hi, color=colors[method], alpha=0.15, lw=0)
-            stop = _first_idle(df, method)
-            if stop is not None and col in ("clean_ratio", "coverage"):
-                ax.axvline(stop - 0.5, color=colors[method], ls=":", lw=1.2, gid=f"{method}:idle")
-        if have.empty:
-            why = (
-                f"n/a: no method in this grid\nreports {what}"
-                if has_clean
-                else f"n/a: the dataset has no clean\ntraining labels to score {what}"
-            )
-            _note(ax, why)
-        else:
-            ax.legend(fontsize="small", loc="best")
-        if col != "t_error":
-            ax.set_ylim(-2, 102)
-        ax.set(title=title, ylabel=ylabel)
-        ax.grid(alpha=0.3)
+    for ax, panel in zip(axes, _SELECTION_PANELS):
+        banded |= _selection_panel(ax, df, panel, colors, truth)
     for ax in axes[2:]:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    n = runs_per.round().astype(int) if len(runs_per) else pd.Series(dtype=int)
-    what = (
-        "mean over the runs, band = ± 1 std (clipped to the possible range)"
-        if banded
-        else spread_text(n).replace(", so no std", ", so no band")
-    )
-    if not has_clean:
-        what += "; no clean training labels, so nothing can be scored and there is no 1 − ε line"
-    stopped = any(_first_idle(df, m) is not None for m in idle)
-    subtitle = what + (
-        "; a dotted vertical line = the epoch from which a method made no parameter update "
-        "(its line stops: nothing was selected)"
-        if stopped
-        else ""
-    )
     _suptitle(
         fig,
         f"{dataset} ({backbone}), {noise} noise at rate {float(rate):g}: does each method train "
-        f"on clean samples, and how many of them?\n{subtitle}",
+        f"on clean samples, and how many of them?\n{_selection_subtitle(df, banded, truth[1])}",
         fontsize="medium",
     )
     return fig
@@ -651,10 +702,8 @@ def plot_cd_diagram(runs: pd.DataFrame, out_png: str | os.PathLike, alpha: float
 def _cd_panel(ax, ra: dict, colors: dict, what: str) -> None:
     """One critical-difference diagram of the rank analysis ``ra`` in ``ax``."""
     avg = ra["ranks"].set_index("method")["avg_rank"]
-    flagged = ra["ranks"].set_index("method")["n_collapsed"]
-    alpha, oracle = ra["alpha"], ra["oracle"]
     ax.set_axis_off()
-    k, cd = len(avg), ra["cd"]
+    k = len(avg)
     ax.set_title(fit_lines(ax.figure, f"{what}: {friedman_text(ra)}", "medium"), fontsize="medium")
     if k < 2:
         if k:
@@ -668,25 +717,41 @@ def _cd_panel(ax, ra: dict, colors: dict, what: str) -> None:
     lo, hi = 1, k
     span = hi - lo
     left_n = (k + 1) // 2
-    step = 1.0
     letters = sorted({c for g in ra["groups"].values() for c in g})
     cliques = [[m for m in avg.index if c in ra["groups"].get(m, "")] for c in letters]
     cliques = [c for c in cliques if len(c) > 1]  # the bars: groups of several methods
     top = -0.6 - 0.35 * len(cliques)  # first label row, below the clique bars
     rows = max(left_n, k - left_n)
     ax.set_xlim(lo - 0.55 * span, hi + 0.55 * span)
-    ax.set_ylim(top - step * rows - 0.5, 2.4)
+    ax.set_ylim(top - rows - 0.5, 2.4)
     ax.plot([lo, hi], [0, 0], color="black", lw=1.2)
     for r in range(lo, hi + 1):
         ax.plot([r, r], [0, 0.18], color="black", lw=1.0)
         ax.text(r, 0.3, str(r), ha="center", va="bottom", fontsize="medium")
     ax.text((lo + hi) / 2, 0.95, "average rank", ha="center", va="bottom", fontsize="small")
+    _cd_methods(ax, ra, colors, top)
+    for j, group in enumerate(cliques):
+        y = -0.45 - 0.35 * j
+        a, b = avg[group].min(), avg[group].max()
+        ax.plot(
+            [a - 0.03 * span, b + 0.03 * span], [y, y], color="black", lw=4, solid_capstyle="round"
+        )
+    _cd_scale(ax, ra, lo, hi)
+
+
+def _cd_methods(ax, ra: dict, colors: dict, top: float) -> None:
+    """Each method's name, rank group and average rank, joined to its place on the rank axis:
+    the better half on the left, the others on the right, one row each from ``top`` down."""
+    ranks = ra["ranks"].set_index("method")
+    avg, flagged = ranks["avg_rank"], ranks["n_collapsed"]
+    k = len(avg)
+    lo, hi, span, left_n = 1, k, k - 1, (k + 1) // 2
     for i, (method, r) in enumerate(avg.items()):
-        name = oracle_label(method, oracle) + (f" {COLLAPSED}" if flagged.get(method, 0) else "")
+        name = oracle_label(method, ra["oracle"])
+        name += f" {COLLAPSED}" if flagged.get(method, 0) else ""
         name += f" [{ra['groups'].get(method, '')}]"
         left = i < left_n
-        row = i if left else k - 1 - i
-        y = top - step * row
+        y = top - (i if left else k - 1 - i)
         edge = lo - 0.08 * span if left else hi + 0.08 * span
         ax.plot([r, r, edge], [0, y, y], color=colors[method], lw=1.4)
         ax.plot([r], [0], "o", color=colors[method], ms=5)
@@ -700,18 +765,18 @@ def _cd_panel(ax, ra: dict, colors: dict, what: str) -> None:
             fontsize="medium",
             fontweight="bold",
         )
-    for j, group in enumerate(cliques):
-        y = -0.45 - 0.35 * j
-        a, b = avg[group].min(), avg[group].max()
-        ax.plot(
-            [a - 0.03 * span, b + 0.03 * span], [y, y], color="black", lw=4, solid_capstyle="round"
-        )
+
+
+def _cd_scale(ax, ra: dict, lo: int, hi: int) -> None:
+    """The Nemenyi CD as a scale bar above the rank axis (an arrow where it is wider than the
+    rank range), or why there is none."""
+    cd, span = ra["cd"], hi - lo
     if np.isfinite(cd):
         end = min(lo + cd, hi)
         ax.plot([lo, end], [1.9, 1.9], color="black", lw=1.4)
         for x in (lo, end) if lo + cd <= hi else (lo,):
             ax.plot([x, x], [1.8, 2.0], color="black", lw=1.4)
-        label = f"CD = {cd:.2f} (Nemenyi, α = {alpha:g})"
+        label = f"CD = {cd:.2f} (Nemenyi, α = {ra['alpha']:g})"
         if lo + cd > hi:
             ax.annotate(
                 "",
@@ -781,79 +846,43 @@ def plot_recall(runs: pd.DataFrame, dataset: str, out_png: str | os.PathLike) ->
     return _save(recall_figure(runs, dataset), out_png)
 
 
-def recall_figure(runs: pd.DataFrame, dataset: str) -> Figure:
-    """The figure of :func:`plot_recall`, not saved (for tests and notebooks)."""
-    k = runs_last_k(runs)
-    df = run_flags(runs[runs["dataset"] == dataset])
-    backbone = _one_backbone(df, dataset)
-    oracle = oracle_methods(df)
-    df = df[df["per_class_recall"].notna()]
-    if df.empty:
-        raise ValueError(f"{dataset}: no per-class recall in the run table")
-    noisy = df[df["noise"] != "none"]
-    score = (noisy if len(noisy) else df).groupby("method")[HEADLINE].mean()
-    order = ordered(score.index, grid.methods())
-    score = score.reindex(order).sort_values(ascending=False, kind="mergesort")
-    picks = [("best", score.index[0]), ("worst", score.index[-1])]
-    counts = next(
-        (json.loads(c) for c in df.get("test_class_counts", []) if isinstance(c, str)), None
+def _recall_panel(ax, g: pd.DataFrame, xlabels: list[str]):
+    """The heat map of one method's runs ``g``: mean per-class recall per noise setting (rows,
+    ⊘ where a run collapsed) and class (columns); the image."""
+    g = g.assign(recall=g["per_class_recall"].map(lambda s: np.asarray(json.loads(s), float)))
+    settings = sort_rows(g[["noise", "rate"]].drop_duplicates(), ["noise", "rate"])
+    mat = np.vstack(
+        [
+            np.mean(np.vstack(g[(g["noise"] == n) & (g["rate"] == r)]["recall"]), axis=0)
+            for n, r in settings.itertuples(index=False)
+        ]
     )
-    n_cls = int(df["num_classes"].iloc[0])
-    names = _class_names(dataset, n_cls)
-    xlabels = [f"{nm}\n(n={counts[i]})" if counts else nm for i, nm in enumerate(names)]
-    colors = method_colors(score.index)
+    image = ax.imshow(mat, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+    for (i, j), v in np.ndenumerate(mat):
+        color = "white" if v < 60 else "black"
+        ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize="small", color=color)
+    wide = len(xlabels) > 4
+    ax.set_xticks(
+        range(len(xlabels)),
+        xlabels,
+        fontsize="small",
+        rotation=30 if wide else 0,
+        ha="right" if wide else "center",
+    )
+    bad = g.groupby(["noise", "rate"])["collapsed"].any()
+    ax.set_yticks(
+        range(len(settings)),
+        [
+            (f"{n} {r:g}" if n != grid.CLEAN else "clean")
+            + (f" {COLLAPSED}" if bad.get((n, r), False) else "")
+            for n, r in settings.itertuples(index=False)
+        ],
+    )
+    ax.set_xlabel("true class (test count)")
+    return image
 
-    fig = _figure(FIGSIZE_RECALL)
-    axes = fig.subplots(1, 2)
-    image = None
-    for ax, (which, method) in zip(axes, picks):
-        g = df[df["method"] == method].copy()
-        g["recall"] = g["per_class_recall"].map(lambda s: np.asarray(json.loads(s), float))
-        settings = sort_rows(g[["noise", "rate"]].drop_duplicates(), ["noise", "rate"])
-        mat = np.vstack(
-            [
-                np.mean(np.vstack(g[(g["noise"] == n) & (g["rate"] == r)]["recall"]), axis=0)
-                for n, r in settings.itertuples(index=False)
-            ]
-        )
-        image = ax.imshow(mat, vmin=0, vmax=100, cmap="viridis", aspect="auto")
-        for (i, j), v in np.ndenumerate(mat):
-            ax.text(
-                j,
-                i,
-                f"{v:.0f}",
-                ha="center",
-                va="center",
-                fontsize="small",
-                color="white" if v < 60 else "black",
-            )
-        ax.set_xticks(
-            range(n_cls),
-            xlabels,
-            fontsize="small",
-            rotation=30 if n_cls > 4 else 0,
-            ha="right" if n_cls > 4 else "center",
-        )
-        bad = g.groupby(["noise", "rate"])["collapsed"].any()
-        ax.set_yticks(
-            range(len(settings)),
-            [
-                (f"{n} {r:g}" if n != "none" else "clean")
-                + (f" {COLLAPSED}" if bad.get((n, r), False) else "")
-                for n, r in settings.itertuples(index=False)
-            ],
-        )
-        tag = "best = worst (only one method)" if picks[0][1] == picks[1][1] else which
-        ax.set_title(
-            f"{tag}: {oracle_label(method, oracle)} (mean {score[method]:.1f} % over "
-            f"{'noisy' if len(noisy) else 'all'} runs)",
-            color=colors[method],
-            fontweight="bold",
-        )
-        ax.set_xlabel("true class (test count)")
-    axes[0].set_ylabel("noise pattern and rate")
-    fig.colorbar(image, ax=list(axes), label=f"per-class test recall (%), {grid.last_k_text(k)}")
-    shown_runs = df[df["method"].isin([m for _, m in picks])]
+
+def _recall_subtitle(shown_runs: pd.DataFrame) -> str:
     marks = (
         f"; {COLLAPSED} = a setting with collapsed runs" if shown_runs["collapsed"].any() else ""
     )
@@ -864,8 +893,45 @@ def recall_figure(runs: pd.DataFrame, dataset: str) -> Figure:
         else f"mean over the {n.min() if n.min() == n.max() else f'{n.min()}–{n.max()}'} runs "
         "of each cell"
     )
+    return f"per-class test recall (%), {what}{marks}"
+
+
+def recall_figure(runs: pd.DataFrame, dataset: str) -> Figure:
+    """The figure of :func:`plot_recall`, not saved (for tests and notebooks)."""
+    k = runs_last_k(runs)
+    df = run_flags(runs[runs["dataset"] == dataset])
+    backbone = _one_backbone(df, dataset)
+    oracle = oracle_methods(df)
+    df = df[df["per_class_recall"].notna()]
+    if df.empty:
+        raise ValueError(f"{dataset}: no per-class recall in the run table")
+    noisy = noisy_rows(df)
+    score = (noisy if len(noisy) else df).groupby("method")[HEADLINE].mean()
+    order = ordered(score.index, grid.methods())
+    score = score.reindex(order).sort_values(ascending=False, kind="mergesort")
+    picks = [("best", score.index[0]), ("worst", score.index[-1])]
+    counts = next(
+        (json.loads(c) for c in df.get("test_class_counts", []) if isinstance(c, str)), None
+    )
+    names = _class_names(dataset, int(df["num_classes"].iloc[0]))
+    xlabels = [f"{nm}\n(n={counts[i]})" if counts else nm for i, nm in enumerate(names)]
+    colors = method_colors(score.index)
+    fig = _figure(FIGSIZE_RECALL)
+    axes = fig.subplots(1, 2)
+    for ax, (which, method) in zip(axes, picks):
+        image = _recall_panel(ax, df[df["method"] == method], xlabels)
+        tag = "best = worst (only one method)" if picks[0][1] == picks[1][1] else which
+        ax.set_title(
+            f"{tag}: {oracle_label(method, oracle)} (mean {score[method]:.1f} % over "
+            f"{'noisy' if len(noisy) else 'all'} runs)",
+            color=colors[method],
+            fontweight="bold",
+        )
+    axes[0].set_ylabel("noise pattern and rate")
+    fig.colorbar(image, ax=list(axes), label=f"per-class test recall (%), {grid.last_k_text(k)}")
+    shown_runs = df[df["method"].isin([m for _, m in picks])]
     fig.suptitle(
         f"{dataset} ({backbone}): which classes do the best and the worst method (by mean "
-        f"accuracy) get right?\nper-class test recall (%), {what}{marks}"
+        f"accuracy) get right?\n{_recall_subtitle(shown_runs)}"
     )
     return fig

@@ -78,41 +78,45 @@ def provenance_table(metrics_paths: Iterable[str | os.PathLike]) -> tuple[pd.Dat
     return versions, facts
 
 
-def write_metadata(
-    config: dict, metrics_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
-) -> dict[str, Path]:
-    """Every table of ``lnm.grid.TABLES["run_metadata"]``: ``config.yaml``, ``versions.csv``
-    and ``run_metadata.html``."""
-    metrics_paths = list(metrics_paths)
-    versions, facts = provenance_table(metrics_paths)
-    config_text = yaml.safe_dump(
-        json.loads(json.dumps(config, default=str)), sort_keys=False, allow_unicode=True
-    )
+CONFIG_HTML = [
+    "<h2>Effective configuration</h2>",
+    '<p class="note">After presets, <code>--config</code> overrides and schema '
+    "defaults; the same as <code>config.yaml</code> next to this file.</p>",
+]
+CHECKSUMS_HTML = [
+    "<h2>Checksums</h2>",
+    '<p class="note">Every artifact has a SHA-256 sidecar; <code>MANIFEST.sha256</code> '
+    "(its own entry in this report) lists them all: <code>cd results &amp;&amp; "
+    "sha256sum -c MANIFEST.sha256</code>.</p>",
+]
+
+
+def _provenance_tables(versions: pd.DataFrame, facts: dict) -> list[Table]:
+    """The provenance facts of the training runs (what differs between them) and the package
+    versions (:func:`provenance_table`)."""
     several = [k for k, c in facts.items() if len(c) > 1 and k != "runs"]
     fact_rows = [
         [k, "; ".join(f"{v} ({c} runs)" if k != "runs" else v for v, c in cnt.most_common())]
         for k, cnt in facts.items()
     ]
-    tables = [
+    note = (
+        f"Differs between runs: {', '.join(several)}."
+        if several
+        else "Every run has the same provenance."
+    )
+    if "git commit" in several:
+        note += (
+            " The git commit is the repository's at training time; the workflow redoes a run "
+            "only when its own inputs or code change, so differing commits alone do not mean "
+            "differing training code."
+        )
+    return [
         Table(
             "Provenance of the training runs",
             ["what", "value (number of runs)"],
             fact_rows,
             align="ll",
-            notes=[
-                (
-                    f"Differs between runs: {', '.join(several)}."
-                    if several
-                    else "Every run has the same provenance."
-                )
-                + (
-                    " The git commit is the repository's at training time; the "
-                    "workflow redoes a run only when its own inputs or code change, "
-                    "so differing commits alone do not mean differing training code."
-                    if "git commit" in several
-                    else ""
-                )
-            ],
+            notes=[note],
         ),
         Table(
             "Package versions",
@@ -121,24 +125,25 @@ def write_metadata(
             align="lllr",
         ),
     ]
-    extra = [
-        "<h2>Effective configuration</h2>",
-        '<p class="note">After presets, <code>--config</code> overrides and schema '
-        "defaults; the same as <code>config.yaml</code> next to this file.</p>",
-        f"<pre>{html.escape(config_text)}</pre>",
-        "<h2>Checksums</h2>",
-        '<p class="note">Every artifact has a SHA-256 sidecar; <code>MANIFEST.sha256</code> '
-        "(its own entry in this report) lists them all: <code>cd results &amp;&amp; "
-        "sha256sum -c MANIFEST.sha256</code>.</p>",
-    ]
+
+
+def write_metadata(
+    config: dict, metrics_paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
+) -> dict[str, Path]:
+    """Every table of ``lnm.grid.TABLES["run_metadata"]``: ``config.yaml``, ``versions.csv``
+    and ``run_metadata.html``."""
+    versions, facts = provenance_table(list(metrics_paths))
+    config_text = yaml.safe_dump(
+        json.loads(json.dumps(config, default=str)), sort_keys=False, allow_unicode=True
+    )
+    extra = [*CONFIG_HTML, f"<pre>{html.escape(config_text)}</pre>", *CHECKSUMS_HTML]
+    head = "Run metadata: configuration, versions, provenance"
     return files.write_rule_tables(
         "run_metadata",
         out_dir,
         {
             "config.yaml": config_text,
             "versions.csv": files.csv(versions),
-            "run_metadata.html": to_html(
-                tables, "Run metadata: configuration, versions, provenance", extra=extra
-            ),
+            "run_metadata.html": to_html(_provenance_tables(versions, facts), head, extra=extra),
         },
     )

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lnm.report import stats
-from lnm.report.cells import REFERENCE, RESOLUTION_WHY, block_matrix, pooled_resolution
+from lnm.report.cells import REFERENCE, RESOLUTION_WHY, block_matrix, noisy_rows, pooled_resolution
 from lnm.report.fmt import (
     COLLAPSED,
     collapse_note,
@@ -32,6 +32,33 @@ from lnm.report.fmt import (
     resolved_digits,
 )
 from lnm.report.render import Table
+
+
+def _collapsed_runs(noisy: pd.DataFrame) -> pd.Series:
+    """Per method, its collapsed runs among the cells ``noisy``."""
+    if noisy is None or "n_collapsed" not in noisy:
+        return pd.Series(dtype=float)
+    return noisy.groupby("method")["n_collapsed"].sum()
+
+
+def _rank_table(full: pd.DataFrame, avg: pd.Series, groups: dict, noisy: pd.DataFrame):
+    """Per method in order of ``avg``: its average rank over the complete blocks ``full``, its
+    rank group, mean accuracy, blocks ranked first, collapsed and all runs."""
+    ranks = stats.block_ranks(full)
+    flagged = _collapsed_runs(noisy)
+    runs = noisy.groupby("method")["n"].sum() if "n" in noisy else pd.Series(dtype=float)
+    return pd.DataFrame(
+        {
+            "method": avg.index,
+            "avg_rank": avg.to_numpy(),
+            "group": [groups.get(m, "") for m in avg.index],
+            "mean_acc": [full[m].mean() for m in avg.index],
+            "first_in": [int((ranks[m] == ranks.min(axis=1)).sum()) for m in avg.index],
+            "n_cells": full.shape[0],
+            "n_collapsed": [int(flagged.get(m, 0)) for m in avg.index],
+            "n_runs": [int(runs.get(m, 0)) for m in avg.index],
+        }
+    )
 
 
 def rank_analysis(
@@ -47,33 +74,19 @@ def rank_analysis(
     majority class."""
     matrix = block_matrix(cells, value)
     full = stats.complete_blocks(matrix)
-    ranks = stats.block_ranks(full)
-    avg = ranks.mean(axis=0).sort_values(kind="mergesort") if len(full) else pd.Series(dtype=float)
+    avg = (
+        stats.block_ranks(full).mean(axis=0).sort_values(kind="mergesort")
+        if len(full)
+        else pd.Series(dtype=float)
+    )
     fr = stats.friedman(matrix)
     k, n = full.shape[1], full.shape[0]
     tested = bool(np.isfinite(fr["pvalue"]))
     cd = stats.nemenyi_cd(k, n, alpha) if tested else float("nan")
     separable = bool(tested and fr["pvalue"] < alpha)
     groups = stats.rank_groups(avg, cd, separable)
-    noisy = cells[cells["noise"] != "none"]
-    flagged = (
-        noisy.groupby("method")["n_collapsed"].sum()
-        if "n_collapsed" in noisy
-        else pd.Series(dtype=float)
-    )
-    runs = noisy.groupby("method")["n"].sum() if "n" in noisy else pd.Series(dtype=float)
-    table = pd.DataFrame(
-        {
-            "method": avg.index,
-            "avg_rank": avg.to_numpy(),
-            "group": [groups.get(m, "") for m in avg.index],
-            "mean_acc": [full[m].mean() for m in avg.index],
-            "first_in": [int((ranks[m] == ranks.min(axis=1)).sum()) for m in avg.index],
-            "n_cells": n,
-            "n_collapsed": [int(flagged.get(m, 0)) for m in avg.index],
-            "n_runs": [int(runs.get(m, 0)) for m in avg.index],
-        }
-    )
+    noisy = noisy_rows(cells)
+    table = _rank_table(full, avg, groups, noisy)
     bal = None
     if balanced and value != "balanced_acc" and "balanced_acc" in cells:
         bal = rank_analysis(cells, alpha, "balanced_acc", balanced=False)
@@ -183,6 +196,40 @@ def friedman_text(ra: dict) -> str:
     return text + (f" ({fr['note']})" if fr["note"] else "")
 
 
+def _rank_notes(ra: dict, digits: int) -> list[str]:
+    """The notes of the rank table: the tests, the groups, the CD and what the marks mean."""
+    notes = [friedman_text(ra), groups_text(ra)]
+    if np.isfinite(ra["cd"]):
+        notes.append(
+            f"Nemenyi critical difference (α = {ra['alpha']}): q_α = "
+            f"{ra['q_alpha']:.3f}, CD = q_α·√(k(k+1)/(6N)) = {ra['cd']:.2f} ranks; methods "
+            "whose average ranks differ by less than CD are not significantly different."
+        )
+    elif not np.isfinite(ra["friedman"]["pvalue"]):
+        notes.append(CD_NEEDS_TEST)
+    else:
+        notes.append("Nemenyi CD n/a: needs ≥2 methods and ≥1 cell with every method.")
+    if ra["dropped"]:
+        notes.append(f"{ra['dropped']} cell(s) without every method were left out.")
+    notes.append(
+        "Cells = noisy dataset × pattern × rate (× backbone) blocks; each method "
+        "ranked by its mean over the cell's runs, 1 = best, ties share the mean rank. Average ranks are "
+        f"printed to one decimal, mean accuracies to {digits} (the test sets resolve about "
+        f"±{num(ra['resolution'])} points: {RESOLUTION_WHY}). Bold = the best-ranked method "
+        f"without collapsed runs and every method sharing a group letter with it; {COLLAPSED} "
+        "= a method with collapsed runs among these cells, never bold: its rank is partly that "
+        "of predictions without class information."
+    )
+    if ra.get("balanced") is not None:
+        notes.append(
+            "Ranked by the headline accuracy, as the LNMBench paper ranks. Beside it, the "
+            "average rank by balanced accuracy (mean per-class recall) over the same cells with "
+            "its own rank groups (" + groups_text(ra["balanced"]).removeprefix("Group: ") + "): a "
+            "method that ranks high by accuracy only is gaining it from the majority class."
+        )
+    return notes + [n for n in (ra["collapse_note"], ra["oracle_note"]) if n]
+
+
 def rank_render(ra: dict) -> list[Table]:
     """Average ranks with their rank groups, and beside them the average rank by balanced
     accuracy with its groups; bold = the groups of the best-ranked method without collapsed
@@ -204,42 +251,9 @@ def rank_render(ra: dict) -> list[Table]:
             row.append(f"{num(r['avg_rank_balanced'], 1)} {r['group_balanced']}".rstrip())
         row.append(f"{COLLAPSED}{r['n_collapsed']}/{r['n_runs']}" if r["n_collapsed"] else "0")
         rows.append(row)
-        b = r["method"] in top
-        bold.append([b] * 4 + [False] * (len(row) - 4))
-    cd = ra["cd"]
-    notes = [friedman_text(ra), groups_text(ra)]
-    if np.isfinite(cd):
-        notes.append(
-            f"Nemenyi critical difference (α = {ra['alpha']}): q_α = "
-            f"{ra['q_alpha']:.3f}, CD = q_α·√(k(k+1)/(6N)) = {cd:.2f} ranks; methods "
-            "whose average ranks differ by less than CD are not significantly different."
-        )
-    elif not np.isfinite(ra["friedman"]["pvalue"]):
-        notes.append(CD_NEEDS_TEST)
-    else:
-        notes.append("Nemenyi CD n/a: needs ≥2 methods and ≥1 cell with every method.")
-    if ra["dropped"]:
-        notes.append(f"{ra['dropped']} cell(s) without every method were left out.")
-    notes.append(
-        "Cells = noisy dataset × pattern × rate (× backbone) blocks; each method "
-        "ranked by its mean over the cell's runs, 1 = best, ties share the mean rank. Average ranks are "
-        f"printed to one decimal, mean accuracies to {digits} (the test sets resolve about "
-        f"±{num(ra['resolution'])} points: {RESOLUTION_WHY}). Bold = the best-ranked method "
-        f"without collapsed runs and every method sharing a group letter with it; {COLLAPSED} "
-        "= a method with collapsed runs among these cells, never bold: its rank is partly that "
-        "of predictions without class information."
-    )
-    if bal is not None:
-        notes.append(
-            "Ranked by the headline accuracy, as the LNMBench paper ranks. Beside it, the "
-            "average rank by balanced accuracy (mean per-class recall) over the same cells with "
-            "its own rank groups (" + groups_text(bal).removeprefix("Group: ") + "): a method "
-            "that ranks high by accuracy only is gaining it from the majority class."
-        )
-    notes += [n for n in (ra["collapse_note"], ra["oracle_note"]) if n]
+        bold.append([r["method"] in top] * 4 + [False] * (len(row) - 4))
     cols = ["method", "group", "average rank", "mean acc (%)", "ranked first in"]
-    if bal is not None:
-        cols.append("avg rank by bal. acc [group]")
+    cols += ["avg rank by bal. acc [group]"] if bal is not None else []
     cols.append("collapsed")
     return [
         Table(
@@ -248,7 +262,7 @@ def rank_render(ra: dict) -> list[Table]:
             rows,
             bold,
             align="ll" + "r" * (len(cols) - 2),
-            notes=notes,
+            notes=_rank_notes(ra, digits),
         )
     ]
 
@@ -260,80 +274,51 @@ def wilcoxon_table(cells: pd.DataFrame) -> pd.DataFrame:
     return stats.wilcoxon_vs(block_matrix(cells), REFERENCE)
 
 
+WILCOXON_NOTE = (
+    "Δ = method − CE, per noisy cell, of the mean over seeds of the headline accuracy; wins = "
+    "share of cells where the method is strictly better. Two-sided Wilcoxon signed-rank test "
+    "(zero differences dropped), p-values Holm-adjusted over methods; bold = significant at "
+    "α = 0.05."
+)
+WILCOXON_COLUMNS = ["method", "cells", "win/tie/loss", "wins", "mean Δ (pp)", "median Δ (pp)"]
+WILCOXON_COLUMNS += ["W", "p", "p (Holm)", "note"]
+
+
+def _wilcoxon_row(r, oracle: list[str], flagged: pd.Series) -> list[str]:
+    wins = f"{int(r.get('wins', 0) or 0)}/{int(r.get('ties', 0) or 0)}/"
+    share = r.get("win_share", np.nan)
+    return [
+        oracle_label(r["method"], oracle)
+        + (f" {COLLAPSED}" if flagged.get(r["method"], 0) else ""),
+        str(r["n_cells"]),
+        wins + f"{int(r.get('losses', 0) or 0)}",
+        num(100 * share, 0) + " %" if np.isfinite(share) else "–",
+        num(r.get("mean_diff")),
+        num(r.get("median_diff")),
+        num(r.get("statistic")),
+        pval(r.get("pvalue")),
+        pval(r.get("pvalue_holm")),
+        r.get("note") or "",
+    ]
+
+
 def wilcoxon_render(w: pd.DataFrame, cells: pd.DataFrame | None = None) -> list[Table]:
     """The Wilcoxon table; with ``cells``, methods told the true noise rate get ᵒ and methods
     with collapsed noisy runs ⊘, each explained in a note."""
-    rows, bold = [], []
-    noisy = cells[cells["noise"] != "none"] if cells is not None else None
+    noisy = noisy_rows(cells) if cells is not None else None
     oracle = oracle_methods(noisy) if noisy is not None and len(noisy) else []
-    flagged = (
-        noisy.groupby("method")["n_collapsed"].sum()
-        if noisy is not None and "n_collapsed" in noisy
-        else pd.Series(dtype=float)
-    )
+    flagged = _collapsed_runs(noisy)
+    title = "Paired comparison with CE over cells (Wilcoxon signed-rank)"
     if w.empty:
-        return [
-            Table(
-                "Paired comparison with CE over cells (Wilcoxon signed-rank)",
-                ["result"],
-                [["n/a: needs CE and at least one other method"]],
-                align="l",
-            )
-        ]
-    for _, r in w.iterrows():
-        n = r["n_cells"]
-        rows.append(
-            [
-                oracle_label(r["method"], oracle)
-                + (f" {COLLAPSED}" if flagged.get(r["method"], 0) else ""),
-                str(n),
-                f"{int(r.get('wins', 0) or 0)}/"
-                f"{int(r.get('ties', 0) or 0)}/{int(r.get('losses', 0) or 0)}",
-                num(100 * r["win_share"], 0) + " %"
-                if np.isfinite(r.get("win_share", np.nan))
-                else "–",
-                num(r.get("mean_diff")),
-                num(r.get("median_diff")),
-                num(r.get("statistic")),
-                pval(r.get("pvalue")),
-                pval(r.get("pvalue_holm")),
-                r.get("note") or "",
-            ]
+        return [Table.note(title, "n/a: needs CE and at least one other method")]
+    rows = [_wilcoxon_row(r, oracle, flagged) for _, r in w.iterrows()]
+    sig = [np.isfinite(p) and p < stats.ALPHA for p in w.get("pvalue_holm", [np.nan] * len(w))]
+    notes = [WILCOXON_NOTE]
+    if (flagged > 0).any():
+        notes.append(
+            f"{COLLAPSED} = the method has collapsed runs among these cells (see cells.*): "
+            "their Δ compares a constant predictor with CE."
         )
-        sig = np.isfinite(r.get("pvalue_holm", np.nan)) and r["pvalue_holm"] < stats.ALPHA
-        bold.append([sig] * 9 + [False])
-    return [
-        Table(
-            "Paired comparison with CE over cells (Wilcoxon signed-rank)",
-            [
-                "method",
-                "cells",
-                "win/tie/loss",
-                "wins",
-                "mean Δ (pp)",
-                "median Δ (pp)",
-                "W",
-                "p",
-                "p (Holm)",
-                "note",
-            ],
-            rows,
-            bold,
-            align="lrrrrrrrrl",
-            notes=[
-                "Δ = method − CE, per noisy cell, of the mean over seeds of the headline "
-                "accuracy; wins = share of cells where the method is strictly better. "
-                "Two-sided Wilcoxon signed-rank test (zero differences dropped), "
-                "p-values Holm-adjusted over methods; bold = significant at α = 0.05."
-            ]
-            + (
-                [
-                    f"{COLLAPSED} = the method has collapsed runs among these cells (see cells.*): "
-                    "their Δ compares a constant predictor with CE."
-                ]
-                if (flagged > 0).any()
-                else []
-            )
-            + ([oracle_note(noisy)] if oracle else []),
-        )
-    ]
+    notes += [oracle_note(noisy)] if oracle else []
+    bold = [[s] * 9 + [False] for s in sig]
+    return [Table(title, WILCOXON_COLUMNS, rows, bold, align="lrrrrrrrrl", notes=notes)]

@@ -28,6 +28,11 @@ class Table:
         if self.bold is None:
             self.bold = [[False] * len(r) for r in self.rows]
 
+    @classmethod
+    def note(cls, title: str, text: str, **kw) -> Table:
+        """A table that says one thing: why there is nothing to show."""
+        return cls(title, ["result"], [[text]], align="l", **kw)
+
     def cells(self):
         for row, bold in zip(self.rows, self.bold):
             yield list(zip(row, bold))

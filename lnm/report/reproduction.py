@@ -52,7 +52,6 @@ import pandas as pd
 from scipy import stats as sps
 
 from lnm import grid
-from lnm.checksum import artifact
 from lnm.grid import HEADLINE, RUN_KEYS, ordered
 from lnm.report import files, stats
 from lnm.report.fmt import COLLAPSED, collapse_mark, num, pval, run_flags, sort_rows
@@ -63,27 +62,11 @@ REFERENCES_DIR = Path(__file__).resolve().parent / "references"
 #: Where the deviations a "differs" row links live (a file of the repository).
 DEVIATIONS = grid.PACKAGE.parent / "docs" / "deviations.md"
 
-#: The columns of a reference table, in order (references/README.md says what each holds).
-COLUMNS = (
-    "reference",
-    "dataset",
-    "pattern",
-    "rate",
-    "method",
-    "backbone",
-    "size",
-    "epochs",
-    "kind",
-    "seed",
-    "value",
-    "spread",
-    "n",
-    "provenance",
-    "note",
-)
 #: A published number's cell and conditions: rows with the same key and kind are the runs
 #: (seeds) of one published number.
 KEY = ("reference", "dataset", "pattern", "rate", "method", "backbone", "size", "epochs", "kind")
+#: The columns of a reference table, in order (references/README.md says what each holds).
+COLUMNS = (*KEY, "seed", "value", "spread", "n", "provenance", "note")
 #: The dataset of a row that summarises a noise pattern over the reference's whole grid.
 ALL = "all"
 #: The pattern of a row that averages the per-pattern means (the paper's "overall").
@@ -265,12 +248,20 @@ def load_table(path: str | os.PathLike, name: str | None = None) -> pd.DataFrame
     return df
 
 
-def _row(r: dict, path, line: int) -> dict:
+def _checker(r: dict, path, line: int):
+    """``bad(column, allowed)``: the error naming a field of the row ``r`` and what is allowed."""
+
     def bad(column, allowed):
         return ReferenceError(
             f"{_where(path, line, column)}: {r[column]!r} is not allowed; allowed: {allowed}"
         )
 
+    return bad
+
+
+def _check_names(r: dict, bad) -> None:
+    """The names of a row: lower-case names, a known pattern (``overall`` only on a dataset
+    ``all`` row), method and kind."""
     for column in ("reference", "dataset", "backbone"):
         if not NAME.match(r[column]):
             raise bad(column, "a lower-case name of letters, digits and _")
@@ -282,26 +273,42 @@ def _row(r: dict, path, line: int) -> dict:
         raise bad("method", ", ".join(grid.methods()))
     if kind_template(r["kind"]) is None:
         raise bad("kind", ", ".join(KIND_TEXT) + " ({k}: a number of epochs ≥ 1)")
-    out = dict(r, line=line)
+
+
+def _rate(r: dict, path, line: int, bad) -> float:
+    """A row's rate: empty (NaN) on a dataset ``all`` row, else in [0, 1), 0 exactly for the
+    clean pattern."""
     if r["dataset"] == ALL:
         if r["rate"] != "":
             raise bad("rate", f"empty on a dataset {ALL!r} row (a mean over the pattern's rates)")
-        out["rate"] = float("nan")
-    else:
-        out["rate"] = _float(r["rate"], path, line, "rate", 0.0, 0.999999, "a rate in [0, 1)")
-        if (r["pattern"] == grid.CLEAN) != (out["rate"] == 0):
-            raise bad("rate", "0 exactly for pattern 'none', above 0 for a noisy pattern")
+        return float("nan")
+    rate = _float(r["rate"], path, line, "rate", 0.0, 0.999999, "a rate in [0, 1)")
+    if (r["pattern"] == grid.CLEAN) != (rate == 0):
+        raise bad("rate", f"0 exactly for pattern {grid.CLEAN!r}, above 0 for a noisy one")
+    return rate
+
+
+def _value_spread(r: dict, path, line: int, bad) -> tuple[float, float]:
+    """A row's value (a percentage, or in [0, 1] for a unit kind) and its spread over seeds
+    (NaN when empty; only on a summary row)."""
+    hi, what = (1.0, "a number in [0, 1]") if is_unit(r["kind"]) else (100.0, "a percentage")
+    value = _float(r["value"], path, line, "value", 0.0, hi, what)
+    if r["spread"] == "":
+        return value, float("nan")
+    if r["seed"] != "":
+        raise bad("spread", "empty on a per-seed row (the spread is computed over the seeds)")
+    return value, _float(r["spread"], path, line, "spread", 0.0, hi, "a std ≥ 0, or empty")
+
+
+def _row(r: dict, path, line: int) -> dict:
+    bad = _checker(r, path, line)
+    _check_names(r, bad)
+    out = dict(r, line=line)
+    out["rate"] = _rate(r, path, line, bad)
     for column, minimum in (("size", 1), ("epochs", 1), ("seed", 0), ("n", 1)):
         value = _int(r[column], path, line, column, minimum)
         out[column] = float("nan") if value is None else float(value)
-    hi, what = (1.0, "a number in [0, 1]") if is_unit(r["kind"]) else (100.0, "a percentage")
-    out["value"] = _float(r["value"], path, line, "value", 0.0, hi, what)
-    if r["spread"] == "":
-        out["spread"] = float("nan")
-    else:
-        if r["seed"] != "":
-            raise bad("spread", "empty on a per-seed row (the spread is computed over the seeds)")
-        out["spread"] = _float(r["spread"], path, line, "spread", 0.0, hi, "a std ≥ 0, or empty")
+    out["value"], out["spread"] = _value_spread(r, path, line, bad)
     if r["seed"] != "" and r["n"] not in ("", "1"):
         raise bad("n", "1 or empty on a per-seed row")
     if not r["provenance"]:
@@ -474,15 +481,7 @@ def _stated(value) -> bool:
 
 #: The columns of ``reproduction.csv``.
 RESULT_COLUMNS = [
-    "reference",
-    "dataset",
-    "pattern",
-    "rate",
-    "method",
-    "backbone",
-    "size",
-    "epochs",
-    "kind",
+    *KEY,
     "status",
     "ours_mean",
     "ours_std",
@@ -567,8 +566,9 @@ def _closest(g: pd.DataFrame, kind: str) -> pd.DataFrame:
     return near[near["kind"] == kinds[0]]
 
 
-def _compare_one(p, g: pd.DataFrame, backbone, size, n_epochs, dev) -> dict:
-    """One published number against our runs ``g`` of one (backbone, size, epochs)."""
+def _differences(p, g: pd.DataFrame, backbone, size, n_epochs) -> list[str]:
+    """What keeps the published number ``p`` from being compared with our runs ``g`` of one
+    (backbone, size, epochs): backbone, image size, epochs or kind."""
     why = []
     if p["backbone"] != backbone:
         why.append(f"backbone: ours {backbone}, the reference's {p['backbone']}")
@@ -578,16 +578,45 @@ def _compare_one(p, g: pd.DataFrame, backbone, size, n_epochs, dev) -> dict:
         why.append(f"epochs: ours {int(n_epochs)}, the reference's {int(p['epochs'])}")
     kind = p["kind"]
     template = kind_template(kind)
-    same_kind = g[g["kind"] == kind]
     if template in NO_COUNTERPART:
         why.append(f"kind: {NO_COUNTERPART[template]}")
-    elif same_kind.empty:
+    elif g[g["kind"] == kind].empty:
         have = sorted(set(g["kind"]))
         why.append(
             f"kind: the reference's number is the {kind_text(kind)}; ours for this cell: "
             + (", ".join(f"{k} ({kind_text(k)})" for k in have) if have else "none")
         )
-    shown = same_kind if len(same_kind) else _closest(g, kind)
+    return why
+
+
+def _ours(shown: pd.DataFrame, kind: str) -> dict:
+    """Our mean of ``shown`` (one kind's values of a cell) with its 95 % CI, its runs, their
+    collapses and the test-set resolution at the mean (accuracies only)."""
+    vals = shown["value"].to_numpy(float)
+    n = len(vals)
+    mean = float(vals.mean())
+    std = float(vals.std(ddof=1)) if n > 1 else float("nan")
+    hw = stats.t_halfwidth(std, n)
+    num_test = pd.to_numeric(shown.get("num_test"), errors="coerce")
+    n_test = int(num_test.iloc[0]) if num_test is not None and num_test.notna().any() else 0
+    return dict(
+        ours_kind=shown["kind"].iloc[0],
+        ours_mean=mean,
+        ours_std=std,
+        ours_lo=mean - hw,
+        ours_hi=mean + hw,
+        ours_n=n,
+        n_collapsed=int(shown["collapsed"].sum()) if "collapsed" in shown else 0,
+        num_test=n_test or float("nan"),
+        resolution=stats.binomial_halfwidth(mean, n_test) if is_accuracy(kind) else math.nan,
+    )
+
+
+def _compare_one(p, g: pd.DataFrame, backbone, size, n_epochs, dev) -> dict:
+    """One published number against our runs ``g`` of one (backbone, size, epochs)."""
+    why = _differences(p, g, backbone, size, n_epochs)
+    same_kind = g[g["kind"] == p["kind"]]
+    shown = same_kind if len(same_kind) else _closest(g, p["kind"])
     row = {c: p[c] for c in KEY}
     row.update(
         provenance=p["provenance"],
@@ -597,24 +626,7 @@ def _compare_one(p, g: pd.DataFrame, backbone, size, n_epochs, dev) -> dict:
         published_seeds=p["seeds"],
     )
     if len(shown):
-        vals = shown["value"].to_numpy(float)
-        n = len(vals)
-        mean = float(vals.mean())
-        std = float(vals.std(ddof=1)) if n > 1 else float("nan")
-        hw = stats.t_halfwidth(std, n)
-        num_test = pd.to_numeric(shown.get("num_test"), errors="coerce")
-        n_test = int(num_test.iloc[0]) if num_test is not None and num_test.notna().any() else 0
-        row.update(
-            ours_kind=shown["kind"].iloc[0],
-            ours_mean=mean,
-            ours_std=std,
-            ours_lo=mean - hw,
-            ours_hi=mean + hw,
-            ours_n=n,
-            n_collapsed=int(shown["collapsed"].sum()) if "collapsed" in shown else 0,
-            num_test=n_test or float("nan"),
-            resolution=stats.binomial_halfwidth(mean, n_test) if is_accuracy(kind) else math.nan,
-        )
+        row.update(_ours(shown, p["kind"]))
     if why:
         row.update(status="not compared", why="; ".join(why), verdict="")
         row["why"] += f" (ours: {backbone}, {int(size)} px, {int(n_epochs)} epochs)"
@@ -741,16 +753,73 @@ RANKING_COLUMNS = [
 ]
 
 
+def _not_ranked(runs: pd.DataFrame, mine: pd.DataFrame, pattern, backbone, kind) -> str:
+    """Why our runs ``mine`` of the pattern and backbone give no counterpart of a reference's
+    per-pattern means of ``kind`` (empty: they do)."""
+    template = kind_template(kind)
+    if mine.empty:
+        return (
+            f"no noisy run of ours with the reference's backbone {backbone}"
+            + (f" and pattern {pattern}" if pattern != OVERALL else "")
+            + f" (ours: {', '.join(sorted(set(runs['backbone'])))})"
+        )
+    if template not in OURS or OURS[template][0] != "runs":
+        return f"kind: no per-pattern value of ours is a {kind_text(kind)}"
+    if "{k}" in template:
+        k = grid.single_last_k(mine["last_k"])
+        if our_kind(template, k) != kind:
+            return f"kind: the reference's {kind_text(kind)}; ours average the last {k}"
+    return ""
+
+
+def _ranked_rows(base: dict, g: pd.DataFrame, mine: pd.DataFrame, column: str) -> list[dict]:
+    """Per method, ours (by the paper's arithmetic) beside the published per-pattern means
+    ``g``: both ranks over the methods both have, our rank group, Kendall's τ of the orders."""
+    from lnm.report.aggregate import ranking
+    from lnm.report.cells import cell_table
+    from lnm.report.ranks import rank_analysis
+
+    ours = ranking(mine, metric=column)[base["pattern"]]
+    groups = rank_analysis(cell_table(mine))["groups"]
+    n_cells = mine.groupby(["dataset", "noise", "rate"]).ngroups
+    common = [m for m in ordered(g["method"], grid.methods()) if m in ours.index]
+    theirs = g.set_index("method")["value"]
+    ours_rank = ours[common].rank(ascending=False, method="average")
+    pub_rank = theirs[common].rank(ascending=False, method="average")
+    tau = p = float("nan")
+    if len(common) >= 2:
+        res = sps.kendalltau(ours[common].to_numpy(), theirs[common].to_numpy())
+        tau, p = float(res.statistic), float(res.pvalue)
+    status = "compared" if len(common) >= 2 else "not compared"
+    why = "" if len(common) >= 2 else f"{len(common)} method(s) in common: τ needs ≥ 2"
+    nan = float("nan")
+    return [
+        {
+            **base,
+            "method": m,
+            "ours": float(ours[m]) if m in ours.index else nan,
+            "ours_rank": float(ours_rank[m]) if m in common else nan,
+            "ours_group": groups.get(m, ""),
+            "ours_cells": n_cells,
+            "published": float(theirs[m]) if m in theirs.index else nan,
+            "published_rank": float(pub_rank[m]) if m in common else nan,
+            "diff": (float(ours[m] - theirs[m]) if m in common else nan),
+            "tau": tau,
+            "tau_pvalue": p,
+            "n_methods": len(common),
+            "status": status,
+            "why": why,
+        }
+        for m in ordered(set(g["method"]) | set(ours.index), grid.methods())
+    ]
+
+
 def ranking_comparison(runs: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
     """Per reference, pattern, backbone and kind of its per-pattern means (dataset ``all``):
     per method ours (mean over our cells of the pattern, the paper's arithmetic) and theirs,
     both ranks (1 = best), our rank group, and Kendall's τ (p-value) of the two orders over the
     methods both have; ``status`` ``compared`` or ``not compared`` (``why``: no runs with the
     reference's backbone, another kind, fewer than two common methods)."""
-    from lnm.report.aggregate import ranking
-    from lnm.report.cells import cell_table
-    from lnm.report.ranks import rank_analysis
-
     pub = published(refs)
     pub = pub[pub["dataset"] == ALL] if len(pub) else pub
     out = []
@@ -763,60 +832,11 @@ def ranking_comparison(runs: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
         mine = runs[(runs["backbone"] == backbone) & (runs["noise"] != grid.CLEAN)]
         if pattern != OVERALL:
             mine = mine[mine["noise"] == pattern]
-        template = kind_template(kind)
-        why = ""
-        if mine.empty:
-            have = sorted(set(runs["backbone"]))
-            why = (
-                f"no noisy run of ours with the reference's backbone {backbone}"
-                + (f" and pattern {pattern}" if pattern != OVERALL else "")
-                + f" (ours: {', '.join(have)})"
-            )
-        elif template not in OURS or OURS[template][0] != "runs":
-            why = f"kind: no per-pattern value of ours is a {kind_text(kind)}"
-        elif "{k}" in template:
-            k = grid.single_last_k(mine["last_k"])
-            if our_kind(template, k) != kind:
-                why = f"kind: the reference's {kind_text(kind)}; ours average the last {k}"
+        why = _not_ranked(runs, mine, pattern, backbone, kind)
         if why:
             out.append({**base, "status": "not compared", "why": why})
-            continue
-        column = OURS[template][1]
-        table = ranking(mine, metric=column)
-        ours = table[pattern]
-        cells = cell_table(mine)
-        groups = rank_analysis(cells)["groups"]
-        n_cells = mine.groupby(["dataset", "noise", "rate"]).ngroups
-        common = [m for m in ordered(g["method"], grid.methods()) if m in ours.index]
-        theirs = g.set_index("method")["value"]
-        ours_rank = ours[common].rank(ascending=False, method="average")
-        pub_rank = theirs[common].rank(ascending=False, method="average")
-        if len(common) >= 2:
-            res = sps.kendalltau(ours[common].to_numpy(), theirs[common].to_numpy())
-            tau, p = float(res.statistic), float(res.pvalue)
         else:
-            tau = p = float("nan")
-        status = "compared" if len(common) >= 2 else "not compared"
-        why = "" if len(common) >= 2 else f"{len(common)} method(s) in common: τ needs ≥ 2"
-        for m in ordered(set(g["method"]) | set(ours.index), grid.methods()):
-            out.append(
-                {
-                    **base,
-                    "method": m,
-                    "ours": float(ours[m]) if m in ours.index else float("nan"),
-                    "ours_rank": float(ours_rank[m]) if m in common else float("nan"),
-                    "ours_group": groups.get(m, ""),
-                    "ours_cells": n_cells,
-                    "published": float(theirs[m]) if m in theirs.index else float("nan"),
-                    "published_rank": float(pub_rank[m]) if m in common else float("nan"),
-                    "diff": (float(ours[m] - theirs[m]) if m in common else float("nan")),
-                    "tau": tau,
-                    "tau_pvalue": p,
-                    "n_methods": len(common),
-                    "status": status,
-                    "why": why,
-                }
-            )
+            out += _ranked_rows(base, g, mine, OURS[kind_template(kind)][1])
     return pd.DataFrame(out, columns=RANKING_COLUMNS)
 
 
@@ -841,138 +861,153 @@ def _label(r) -> str:
     return f"{r['dataset']} {r['pattern']}{rate}"
 
 
+def _compared_row(r) -> list[str]:
+    k = r["kind"]
+    ci = (
+        f"[{_fmt(r['ours_lo'], k)}, {_fmt(r['ours_hi'], k)}]"
+        if r["ours_n"] >= 2 and np.isfinite(r["ours_lo"])
+        else "(n=1)"
+    )
+    spread = "" if pd.isna(r["published_spread"]) else f" ± {_fmt(r['published_spread'], k)}"
+    pn = "" if pd.isna(r["published_n"]) else f" (n={int(r['published_n'])})"
+    return [
+        r["reference"],
+        _label(r),
+        r["method"],
+        r["backbone"],
+        k,
+        _fmt(r["ours_mean"], k) + collapse_mark(r["n_collapsed"], r["ours_n"]) + f" {ci}",
+        str(int(r["ours_n"])),
+        _fmt(r["published"], k) + spread + pn,
+        ("+" if r["diff"] > 0 else "") + _fmt(r["diff"], k),
+        "±" + _fmt(r["resolution"], k) if np.isfinite(r["resolution"]) else "–",
+        r["verdict"],
+        r["deviations"] if isinstance(r["deviations"], str) else "",
+    ]
+
+
+def _compared_table(compared: pd.DataFrame) -> Table:
+    """The compared numbers with their verdicts (a differs in bold)."""
+    head = ["reference", "cell", "method", "backbone", "kind", "ours (mean [95 % CI])", "n"]
+    head += ["published", "Δ", "±test", "verdict", "deviations"]
+    rows = [_compared_row(r) for _, r in compared.iterrows()]
+    bold = [[False] * 10 + [v == DIFFERS, False] for v in compared["verdict"]]
+    counts = compared["verdict"].value_counts()
+    intro = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + "."
+    notes = [VERDICT_NOTE]
+    if compared["n_collapsed"].fillna(0).gt(0).any():
+        notes.append(
+            f"{COLLAPSED} collapsed runs (⊘k/n: k of our n runs predict one class for every "
+            "test image or made no update in most epochs; runs.csv collapsed)."
+        )
+    notes.append(
+        "Deviations: the rows of docs/deviations.md for the method, where our "
+        "implementation knowingly differs from the original (a differs row only)."
+    )
+    return Table(
+        "Ours beside the published numbers",
+        head,
+        rows,
+        bold,
+        align="llllllrrrrll",
+        notes=notes,
+        intro=intro,
+    )
+
+
+def _uncompared_table(other: pd.DataFrame) -> Table:
+    """The published numbers of our cells that measure something else, and why."""
+    rows = [
+        [
+            r["reference"],
+            _label(r),
+            r["method"],
+            r["backbone"],
+            r["kind"],
+            _fmt(r["published"], r["kind"]),
+            (
+                f"{_fmt(r['ours_mean'], r['ours_kind'])} ({r['ours_kind']})"
+                if pd.notna(r.get("ours_mean"))
+                else "–"
+            ),
+            r["why"],
+        ]
+        for _, r in other.iterrows()
+    ]
+    head = ["reference", "cell", "method", "their backbone", "their kind", "published"]
+    return Table(
+        "Published numbers of our cells that are not comparable",
+        head + ["ours (closest)", "not compared because"],
+        rows,
+        align="lllllrrl",
+        notes=[
+            "No verdict and no difference: the two numbers measure different things. "
+            "'ours (closest)' is shown for orientation only."
+        ],
+    )
+
+
 def render(result: pd.DataFrame, ranking: pd.DataFrame, refs: pd.DataFrame) -> list[Table]:
     """The tables of ``reproduction.md``/``.html``: compared numbers with their verdicts, the
     numbers not compared and why, the rankings, and what each reference table is."""
-    tables = []
     names = ", ".join(sorted(set(refs["reference"]))) if len(refs) else "none configured"
     compared = result[result["status"] == "compared"] if len(result) else result
     if len(compared):
-        rows, bold = [], []
-        for _, r in compared.iterrows():
-            k = r["kind"]
-            ci = (
-                f"[{_fmt(r['ours_lo'], k)}, {_fmt(r['ours_hi'], k)}]"
-                if r["ours_n"] >= 2 and np.isfinite(r["ours_lo"])
-                else "(n=1)"
-            )
-            spread = (
-                "" if pd.isna(r["published_spread"]) else f" ± {_fmt(r['published_spread'], k)}"
-            )
-            pn = "" if pd.isna(r["published_n"]) else f" (n={int(r['published_n'])})"
-            rows.append(
-                [
-                    r["reference"],
-                    _label(r),
-                    r["method"],
-                    r["backbone"],
-                    k,
-                    _fmt(r["ours_mean"], k)
-                    + collapse_mark(r["n_collapsed"], r["ours_n"])
-                    + f" {ci}",
-                    str(int(r["ours_n"])),
-                    _fmt(r["published"], k) + spread + pn,
-                    ("+" if r["diff"] > 0 else "") + _fmt(r["diff"], k),
-                    "±" + _fmt(r["resolution"], k) if np.isfinite(r["resolution"]) else "–",
-                    r["verdict"],
-                    r["deviations"] if isinstance(r["deviations"], str) else "",
-                ]
-            )
-            bold.append([False] * 10 + [r["verdict"] == DIFFERS, False])
-        counts = compared["verdict"].value_counts()
-        intro = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + "."
-        notes = [VERDICT_NOTE]
-        if compared["n_collapsed"].fillna(0).gt(0).any():
-            notes.append(
-                f"{COLLAPSED} collapsed runs (⊘k/n: k of our n runs predict one class for every "
-                "test image or made no update in most epochs; runs.csv collapsed)."
-            )
-        notes.append(
-            "Deviations: the rows of docs/deviations.md for the method, where our "
-            "implementation knowingly differs from the original (a differs row only)."
-        )
-        tables.append(
-            Table(
-                "Ours beside the published numbers",
-                [
-                    "reference",
-                    "cell",
-                    "method",
-                    "backbone",
-                    "kind",
-                    "ours (mean [95 % CI])",
-                    "n",
-                    "published",
-                    "Δ",
-                    "±test",
-                    "verdict",
-                    "deviations",
-                ],
-                rows,
-                bold,
-                align="llllllrrrrll",
-                notes=notes,
-                intro=intro,
-            )
-        )
+        tables = [_compared_table(compared)]
     else:
-        tables.append(
-            Table(
-                "Ours beside the published numbers",
-                ["result"],
-                [
-                    [
-                        f"{NO_OVERLAP} (references: {names}; every published row differs from our "
-                        "runs in its cell, backbone, image size, epochs or kind; see below)."
-                    ]
-                ],
-                align="l",
-            )
+        none = (
+            f"{NO_OVERLAP} (references: {names}; every published row differs from our runs in "
+            "its cell, backbone, image size, epochs or kind; see below)."
         )
+        tables = [Table.note("Ours beside the published numbers", none)]
     other = result[result["status"] == "not compared"] if len(result) else result
     if len(other):
-        rows = [
-            [
-                r["reference"],
-                _label(r),
-                r["method"],
-                r["backbone"],
-                r["kind"],
-                _fmt(r["published"], r["kind"]),
-                (
-                    f"{_fmt(r['ours_mean'], r['ours_kind'])} ({r['ours_kind']})"
-                    if pd.notna(r.get("ours_mean"))
-                    else "–"
-                ),
-                r["why"],
-            ]
-            for _, r in other.iterrows()
-        ]
-        tables.append(
-            Table(
-                "Published numbers of our cells that are not comparable",
-                [
-                    "reference",
-                    "cell",
-                    "method",
-                    "their backbone",
-                    "their kind",
-                    "published",
-                    "ours (closest)",
-                    "not compared because",
-                ],
-                rows,
-                align="lllllrrl",
-                notes=[
-                    "No verdict and no difference: the two numbers measure different things. "
-                    "'ours (closest)' is shown for orientation only."
-                ],
-            )
-        )
+        tables.append(_uncompared_table(other))
     tables += _ranking_tables(ranking)
     if len(refs):
         tables.append(_reference_table(refs))
     return tables
+
+
+RANKING_NOTES = [
+    "Ours = the mean of our runs over the pattern's cells (the paper's arithmetic; overall = the "
+    "mean of the pattern means), on our grid, which need not be the paper's: compare the orders "
+    "(τ), not the levels.",
+    "Our group: methods sharing a letter are not separable by our rank statistics (Friedman, "
+    "Nemenyi; statistics.md), so a swap inside a group is not a disagreement.",
+]
+
+
+def _ranking_table(title: str, g: pd.DataFrame, kind: str) -> Table:
+    """One reference's ranking of a pattern beside ours, with Kendall's τ of the orders."""
+    g = g.sort_values(["ours_rank", "published_rank"], na_position="last")
+    rows = [
+        [
+            r["method"],
+            _fmt(r["ours"], kind),
+            num(r["ours_rank"], 1),
+            r["ours_group"] or "–",
+            _fmt(r["published"], kind),
+            num(r["published_rank"], 1),
+            ("+" if r["diff"] > 0 else "") + _fmt(r["diff"], kind),
+        ]
+        for _, r in g.iterrows()
+    ]
+    first = g.iloc[0]
+    tau = (
+        f"Kendall τ = {first['tau']:.2f} (p = {pval(first['tau_pvalue'])}) over "
+        f"{int(first['n_methods'])} methods"
+        if np.isfinite(first["tau"])
+        else f"Kendall τ n/a: {first['why']}"
+    )
+    return Table(
+        title,
+        ["method", "ours", "our rank", "our group", "published", "their rank", "Δ"],
+        rows,
+        align="lrrlrrr",
+        intro=tau + f"; ours over {int(first['ours_cells'])} noisy cells.",
+        notes=RANKING_NOTES,
+    )
 
 
 def _ranking_tables(ranking: pd.DataFrame) -> list[Table]:
@@ -984,47 +1019,9 @@ def _ranking_tables(ranking: pd.DataFrame) -> list[Table]:
     ):
         title = f"Method ranking, {pattern}: ours vs {ref} ({backbone}, {kind})"
         if (g["status"] == "not compared").all() and g["method"].isna().all():
-            out.append(
-                Table(title, ["result"], [[f"Not compared: {g['why'].iloc[0]}."]], align="l")
-            )
-            continue
-        g = g.sort_values(["ours_rank", "published_rank"], na_position="last")
-        rows = [
-            [
-                r["method"],
-                _fmt(r["ours"], kind),
-                num(r["ours_rank"], 1),
-                r["ours_group"] or "–",
-                _fmt(r["published"], kind),
-                num(r["published_rank"], 1),
-                ("+" if r["diff"] > 0 else "") + _fmt(r["diff"], kind),
-            ]
-            for _, r in g.iterrows()
-        ]
-        first = g.iloc[0]
-        tau = (
-            f"Kendall τ = {first['tau']:.2f} (p = {pval(first['tau_pvalue'])}) over "
-            f"{int(first['n_methods'])} methods"
-            if np.isfinite(first["tau"])
-            else f"Kendall τ n/a: {first['why']}"
-        )
-        out.append(
-            Table(
-                title,
-                ["method", "ours", "our rank", "our group", "published", "their rank", "Δ"],
-                rows,
-                align="lrrlrrr",
-                intro=tau + f"; ours over {int(first['ours_cells'])} noisy cells.",
-                notes=[
-                    "Ours = the mean of our runs over the pattern's cells (the paper's "
-                    "arithmetic; overall = the mean of the pattern means), on our grid, which "
-                    "need not be the paper's: compare the orders (τ), not the levels.",
-                    "Our group: methods sharing a letter are not separable by our rank "
-                    "statistics (Friedman, Nemenyi; statistics.md), so a swap inside a group "
-                    "is not a disagreement.",
-                ],
-            )
-        )
+            out.append(Table.note(title, f"Not compared: {g['why'].iloc[0]}."))
+        else:
+            out.append(_ranking_table(title, g, kind))
     return out
 
 
@@ -1052,78 +1049,87 @@ def _reference_table(refs: pd.DataFrame) -> Table:
 
 # ---------------------------------------------------------------- figure
 
-DPI = 120
 FIGSIZE = (11.0, 5.5)  # inches -> 1320 x 660 px
 _VERDICT_COLOR = {AGREES: "#2ca02c", DIFFERS: "#d62728", CANNOT_TELL: "#7f7f7f"}
+
+
+def _no_overlap(fig, result: pd.DataFrame) -> None:
+    """The figure's only text when nothing is compared: why."""
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_axis_off()
+    shown = len(result)
+    ax.text(
+        0.5,
+        0.5,
+        f"{NO_OVERLAP}.\n"
+        + (
+            f"{shown} published number(s) of our cells differ in backbone, size, epochs or "
+            "kind (reproduction.html lists them)."
+            if shown
+            else "No published row matches a cell (dataset, pattern, rate, method) we ran."
+        ),
+        ha="center",
+        va="center",
+        fontsize=12,
+        wrap=True,
+    )
+    fig.suptitle("Ours vs published")
+
+
+def _kind_panel(ax, d: pd.DataFrame, kind: str) -> None:
+    """Ours against the published numbers ``d`` of one kind, coloured by verdict."""
+    from lnm.report.figures import COLLAPSE_STYLE
+
+    x, y = d["published"].to_numpy(float), d["ours_mean"].to_numpy(float)
+    err = np.where(d["ours_n"] >= 2, (d["ours_hi"] - d["ours_mean"]).to_numpy(float), 0.0)
+    err = np.nan_to_num(err)
+    for v, color in _VERDICT_COLOR.items():
+        sel = (d["verdict"] == v).to_numpy()
+        if sel.any():
+            ax.errorbar(
+                x[sel],
+                y[sel],
+                yerr=err[sel],
+                fmt="o",
+                color=color,
+                ms=6,
+                capsize=3,
+                lw=1.2,
+                label=v,
+            )
+    coll = (d["n_collapsed"].fillna(0) > 0).to_numpy()
+    if coll.any():
+        ax.plot(x[coll], y[coll], **COLLAPSE_STYLE)
+    lo = float(np.nanmin(np.concatenate([x, y - err])))
+    hi = float(np.nanmax(np.concatenate([x, y + err])))
+    pad = 0.05 * (hi - lo if hi > lo else 1.0)
+    lim = (lo - pad, hi + pad)
+    ax.plot(lim, lim, color="0.4", ls="--", lw=1)
+    ax.set_xlim(lim)
+    ax.set_ylim(lim)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel(f"published ({kind})")
+    ax.set_ylabel("ours (mean, 95 % CI)")
+    ax.set_title(kind_text(kind), fontsize=9)
 
 
 def figure(result: pd.DataFrame):
     """Ours (y, with the 95 % CI) against the published value (x), one point per compared
     number, one panel per kind, the identity line; colour = verdict, a black × = collapsed
     runs. With nothing compared, the figure says so."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    from lnm.report.figures import _figure
+
+    fig = _figure(FIGSIZE)
     compared = result[result["status"] == "compared"] if len(result) else result
     if compared.empty:
-        ax = fig.add_subplot(1, 1, 1)
-        ax.set_axis_off()
-        shown = len(result)
-        ax.text(
-            0.5,
-            0.5,
-            f"{NO_OVERLAP}.\n"
-            + (
-                f"{shown} published number(s) of our cells differ in backbone, size, epochs or "
-                "kind (reproduction.html lists them)."
-                if shown
-                else "No published row matches a cell (dataset, pattern, rate, method) we ran."
-            ),
-            ha="center",
-            va="center",
-            fontsize=12,
-            wrap=True,
-        )
-        fig.suptitle("Ours vs published")
+        _no_overlap(fig, result)
         return fig
     kinds = list(dict.fromkeys(compared["kind"]))
     axes = fig.subplots(1, len(kinds), squeeze=False)[0]
     for ax, kind in zip(axes, kinds):
-        d = compared[compared["kind"] == kind]
-        x, y = d["published"].to_numpy(float), d["ours_mean"].to_numpy(float)
-        err = np.where(d["ours_n"] >= 2, (d["ours_hi"] - d["ours_mean"]).to_numpy(float), 0.0)
-        err = np.nan_to_num(err)
-        for v, color in _VERDICT_COLOR.items():
-            sel = (d["verdict"] == v).to_numpy()
-            if sel.any():
-                ax.errorbar(
-                    x[sel],
-                    y[sel],
-                    yerr=err[sel],
-                    fmt="o",
-                    color=color,
-                    ms=6,
-                    capsize=3,
-                    lw=1.2,
-                    label=v,
-                )
-        coll = (d["n_collapsed"].fillna(0) > 0).to_numpy()
-        if coll.any():
-            ax.plot(x[coll], y[coll], marker="X", color="black", ms=9, ls="none", zorder=5)
-        lo = float(np.nanmin(np.concatenate([x, y - err])))
-        hi = float(np.nanmax(np.concatenate([x, y + err])))
-        pad = 0.05 * (hi - lo if hi > lo else 1.0)
-        lim = (lo - pad, hi + pad)
-        ax.plot(lim, lim, color="0.4", ls="--", lw=1)
-        ax.set_xlim(lim)
-        ax.set_ylim(lim)
-        ax.set_aspect("equal", adjustable="box")
-        ax.set_xlabel(f"published ({kind})")
-        ax.set_ylabel("ours (mean, 95 % CI)")
-        ax.set_title(kind_text(kind), fontsize=9)
+        _kind_panel(ax, compared[compared["kind"] == kind], kind)
     handles = [
         Line2D([], [], marker="o", color=c, ls="none", label=v) for v, c in _VERDICT_COLOR.items()
     ]
@@ -1137,11 +1143,9 @@ def figure(result: pd.DataFrame):
 
 
 def plot(result: pd.DataFrame, out_png: str | os.PathLike) -> Path:
-    fig = figure(result)
-    with artifact(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-    fig.clear()
-    return Path(out_png)
+    from lnm.report.figures import _save
+
+    return _save(figure(result), out_png)
 
 
 # ---------------------------------------------------------------- the stage

@@ -277,13 +277,42 @@ def holm(pvalues: Iterable[float]) -> np.ndarray:
     return out
 
 
+def _paired(m: str, d: np.ndarray) -> dict:
+    """One method's paired differences ``d`` to the reference over the blocks: wins, ties,
+    losses, their mean and median, the Wilcoxon signed-rank test where it can be run."""
+    n = len(d)
+    nan = float("nan")
+    row = {
+        "method": m,
+        "n_cells": n,
+        "wins": int((d > 0).sum()),
+        "ties": int((d == 0).sum()),
+        "losses": int((d < 0).sum()),
+        "win_share": float((d > 0).mean()) if n else nan,
+        "mean_diff": float(d.mean()) if n else nan,
+        "median_diff": float(np.median(d)) if n else nan,
+        "statistic": nan,
+        "pvalue": nan,
+        "note": "",
+    }
+    if n < 2:
+        row["note"] = f"{NEEDS_CELLS} (have {n})"
+    elif not np.any(d != 0):
+        row["note"] = "n/a: tied with CE in every cell"
+    else:
+        res = sps.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
+        row.update(statistic=float(res.statistic), pvalue=float(res.pvalue))
+        if np.count_nonzero(d) < 6:
+            row["note"] = "fewer than 6 non-tied cells: p cannot fall below 0.05"
+    return row
+
+
 def wilcoxon_vs(matrix: pd.DataFrame, reference: str = "ce") -> pd.DataFrame:
     """Each method (column) against ``reference`` over the blocks where both have a value.
 
     Columns: ``method, n_cells, wins, ties, losses, win_share`` (share of cells where the method
     is strictly better), ``mean_diff, median_diff`` (method − reference, points), ``statistic``
     (Wilcoxon W), ``pvalue``, ``pvalue_holm`` and ``note``."""
-    rows = []
     if reference not in matrix.columns:
         return pd.DataFrame(
             [
@@ -291,51 +320,13 @@ def wilcoxon_vs(matrix: pd.DataFrame, reference: str = "ce") -> pd.DataFrame:
                 for m in matrix.columns
             ]
         )
+    rows = []
     for m in matrix.columns:
-        if m == reference:
-            continue
-        pair = matrix[[m, reference]].dropna()
-        d = (pair[m] - pair[reference]).to_numpy(dtype=float)
-        n = len(d)
-        row = {
-            "method": m,
-            "n_cells": n,
-            "wins": int((d > 0).sum()),
-            "ties": int((d == 0).sum()),
-            "losses": int((d < 0).sum()),
-            "win_share": float((d > 0).mean()) if n else float("nan"),
-            "mean_diff": float(d.mean()) if n else float("nan"),
-            "median_diff": float(np.median(d)) if n else float("nan"),
-            "statistic": float("nan"),
-            "pvalue": float("nan"),
-            "note": "",
-        }
-        if n < 2:
-            row["note"] = f"{NEEDS_CELLS} (have {n})"
-        elif not np.any(d != 0):
-            row["note"] = "n/a: tied with CE in every cell"
-        else:
-            res = sps.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
-            row.update(statistic=float(res.statistic), pvalue=float(res.pvalue))
-            if np.count_nonzero(d) < 6:
-                row["note"] = "fewer than 6 non-tied cells: p cannot fall below 0.05"
-        rows.append(row)
-    out = pd.DataFrame(
-        rows,
-        columns=[
-            "method",
-            "n_cells",
-            "wins",
-            "ties",
-            "losses",
-            "win_share",
-            "mean_diff",
-            "median_diff",
-            "statistic",
-            "pvalue",
-            "note",
-        ],
-    )
+        if m != reference:
+            pair = matrix[[m, reference]].dropna()
+            rows.append(_paired(m, (pair[m] - pair[reference]).to_numpy(dtype=float)))
+    columns = list(_paired("", np.zeros(0)))  # a row's keys, in order
+    out = pd.DataFrame(rows, columns=columns)
     out.insert(out.columns.get_loc("note"), "pvalue_holm", holm(out["pvalue"]))
     return out
 

@@ -59,82 +59,58 @@ def variance_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([out, pd.DataFrame(pooled)], ignore_index=True) if pooled else out
 
 
+VARIANCE_NOTE = (
+    "σ²_noise = spread of the noisy-label draw (between noise seeds), σ²_train = training "
+    "randomness (between seeds with the same noisy labels), from a one-way random-effects ANOVA "
+    "per cell: σ²_train = MSW, σ²_noise = max(0, (MSB − MSW)/n0). Shares = component / "
+    "(σ²_noise + σ²_train); 'all' rows average the components over cells first. σ = √σ², in "
+    "percentage points."
+)
+VARIANCE_COLUMNS = ["dataset", "backbone", "noise", "rate", "method", "runs", "σ_noise (pp)"]
+VARIANCE_COLUMNS += ["σ_train (pp)", "share noise", "share train"]
+
+
+def _variance_row(r) -> list[str]:
+    return [
+        r["dataset"],
+        r["backbone"],
+        r["noise"],
+        num(r["rate"], 2) if np.isfinite(r["rate"]) else "all",
+        r["method"] + collapse_mark(r.get("n_collapsed", 0), r["n_runs"]),
+        str(r["n_runs"]),
+        num(math.sqrt(r["var_noise"]), 2),
+        num(math.sqrt(r["var_train"]), 2),
+        num(100 * r["share_noise"], 0) + " %",
+        num(100 * r["share_train"], 0) + " %",
+    ]
+
+
 def variance_render(v: pd.DataFrame, runs: pd.DataFrame) -> list[Table]:
     n_noise, n_seed = runs["noise_seed"].nunique(), runs["seed"].nunique()
     intro = f"This grid has {n_noise} noise seed(s) and {n_seed} training seed(s) per cell."
-    notes = [
-        "σ²_noise = spread of the noisy-label draw (between noise seeds), σ²_train = "
-        "training randomness (between seeds with the same noisy labels), from a one-way "
-        "random-effects ANOVA per cell: σ²_train = MSW, σ²_noise = max(0, (MSB − MSW)/n0). "
-        "Shares = component / (σ²_noise + σ²_train); 'all' rows average the components "
-        "over cells first. σ = √σ², in percentage points."
-    ]
+    notes = [VARIANCE_NOTE]
     ok = v[v["share_noise"].notna()] if len(v) else v
     if ok.empty:
         sd = v["var_train"].dropna() if len(v) else pd.Series(dtype=float)
-        row = [
-            stats.NEEDS_VARIANCE + f" (this grid: {n_noise} noise seed(s), {n_seed} "
-            "training seed(s))"
-        ]
+        why = f" (this grid: {n_noise} noise seed(s), {n_seed} training seed(s))"
         if len(sd):
-            row[0] += (
-                f"; training-seed std alone, median over cells: "
-                f"{math.sqrt(float(sd.median())):.2f} pp"
-            )
-        return [
-            Table(
-                "Variance split: noisy-label draw vs training randomness",
-                ["result"],
-                [row],
-                align="l",
-                intro=intro,
-                notes=notes,
-            )
-        ]
-
-    def row(r):
-        return [
-            r["dataset"],
-            r["backbone"],
-            r["noise"],
-            num(r["rate"], 2) if np.isfinite(r["rate"]) else "all",
-            r["method"] + collapse_mark(r.get("n_collapsed", 0), r["n_runs"]),
-            str(r["n_runs"]),
-            num(math.sqrt(r["var_noise"]), 2),
-            num(math.sqrt(r["var_train"]), 2),
-            num(100 * r["share_noise"], 0) + " %",
-            num(100 * r["share_train"], 0) + " %",
-        ]
-
-    cols = [
-        "dataset",
-        "backbone",
-        "noise",
-        "rate",
-        "method",
-        "runs",
-        "σ_noise (pp)",
-        "σ_train (pp)",
-        "share noise",
-        "share train",
-    ]
+            median = math.sqrt(float(sd.median()))
+            why += f"; training-seed std alone, median over cells: {median:.2f} pp"
+        title = "Variance split: noisy-label draw vs training randomness"
+        return [Table.note(title, stats.NEEDS_VARIANCE + why, intro=intro, notes=notes)]
     pooled, per_cell = ok[ok["dataset"] == "all"], ok[ok["dataset"] != "all"]
     flagged = collapse_note(run_flags(runs))
     if flagged:
         notes = [*notes, flagged]
+    parts = [("per method, averaged over cells", pooled, dict(intro=intro))]
+    parts.append(("per cell", per_cell, dict(notes=notes)))
     return [
         Table(
-            "Variance split per method, averaged over cells",
-            cols,
-            [row(r) for _, r in pooled.iterrows()],
+            f"Variance split {what}",
+            VARIANCE_COLUMNS,
+            [_variance_row(r) for _, r in rows.iterrows()],
             align="lllrlrrrrr",
-            intro=intro,
-        ),
-        Table(
-            "Variance split per cell",
-            cols,
-            [row(r) for _, r in per_cell.iterrows()],
-            align="lllrlrrrrr",
-            notes=notes,
-        ),
+            **kw,
+        )
+        for what, rows, kw in parts
     ]
