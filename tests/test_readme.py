@@ -98,7 +98,8 @@ def readme_commands(text: str | None = None) -> list[str]:
 
 def kind(command: str) -> str:
     """``setup`` (skipped), ``demo`` (dry run + smaller real run), ``gpu`` (the paper grid on
-    GPUs or SLURM: dry run), ``pytest`` (collect only) or ``run`` (as written)."""
+    GPUs or SLURM: dry run), ``pytest`` (collect only), ``gpu_check`` (run as written: without
+    a GPU it must exit 2 saying nothing was checked) or ``run`` (as written)."""
     if "pip install" in command:
         return "setup"
     if without_comment(command) == DEMO_RUN:
@@ -108,6 +109,8 @@ def kind(command: str) -> str:
         return "gpu"
     if command.startswith("pytest"):
         return "pytest"
+    if command.startswith("bash benchmarks/gpu_check.sh"):
+        return "gpu_check"
     return "run"
 
 
@@ -153,7 +156,7 @@ def test_readme_commands_are_found_and_consistent_with_where_the_demo_writes():
     kinds = [kind(c) for c in commands]
     assert kinds.count("setup") == 1 and kinds.count("demo") == 1, commands
     assert kinds.index("setup") == 0 and kinds.index("demo") < kinds.index("pytest")
-    assert kinds.count("gpu") == 3, commands
+    assert kinds.count("gpu") == 3 and kinds.count("gpu_check") == 1, commands
     status = [c for c in commands if c.startswith("lnm status")]
     assert status == ["lnm status presets/demo.yaml"] and commands.index(status[0]) > kinds.index(
         "demo"
@@ -277,6 +280,10 @@ def test_readme_commands_run_as_written_in_order(tmp_path):
             continue
         elif k == "pytest":
             outputs[command] = run(f"{without_comment(command)} --collect-only")
+            continue
+        elif k == "gpu_check":  # this machine has no GPU: the check cannot pass
+            outputs[command] = run(without_comment(command), rc=2)
+            assert "no GPU: nothing checked" in outputs[command]
             continue
         if command.startswith("snakemake") and DEMO_CONFIG in command:
             command = command.replace(DEMO_CONFIG, f"{DEMO_CONFIG} {smaller}")
