@@ -44,18 +44,36 @@ def test_predictions_that_ignore_the_image_are_collapsed_and_informative_ones_ar
     assert prediction_collapse(inverted, labels, 2) is None
 
 
-def test_the_criterion_is_the_reports():
+def test_the_criterion_is_the_reports(tmp_path):
     """lnm train's collapse line and the report's ``collapsed`` flag use one criterion: the
-    report's statistics are lnm.collapse's functions, and its decision is
-    :func:`lnm.collapse.prediction_collapse`."""
-    import inspect
-
+    report's statistics are lnm.collapse's functions, and on predictions across the boundary
+    (one class, lopsided near-chance, informative, inverted) the report flags a run collapsed
+    exactly when :func:`lnm.collapse.prediction_collapse` says so."""
     from lnm import collapse
+    from lnm.checksum import write_sidecar
     from lnm.report import aggregate, stats
 
     assert stats.balanced_accuracy is collapse.balanced_accuracy
     assert stats.uninformed_balanced is collapse.uninformed_balanced
-    assert "prediction_collapse(" in inspect.getsource(aggregate.collapse_flags)
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(700, int), np.ones(300, int), np.full(200, 2)]
+    seen = set()
+    for share_right in (0.0, 0.2, 0.34, 0.36, 0.4, 0.5, 0.7, 1.0):
+        for lopsided in (0.0, 0.9):
+            pred = np.where(
+                rng.random(len(labels)) < share_right, labels, rng.integers(0, 3, len(labels))
+            )
+            pred = np.where(rng.random(len(labels)) < lopsided, 0, pred)
+            probs = np.eye(3)[pred]
+            run = tmp_path / f"r{share_right}_{lopsided}"
+            run.mkdir()
+            np.savez(run / "test_probs.npz", probs=probs, labels=labels)
+            write_sidecar(run / "test_probs.npz")
+            flags = aggregate.collapse_flags(run / "metrics.json", 3)
+            expected = collapse.prediction_collapse(pred, labels, 3) is not None
+            assert flags["collapsed"] == expected, (share_right, lopsided, flags)
+            seen.add(expected)
+    assert seen == {True, False}  # both sides of the boundary were probed
 
 
 def _lopsided(tmp_path):
