@@ -336,6 +336,44 @@ def _error(err: Exception) -> str:
     return f"{type(err).__name__}: {text[0][:110] if text else ''}"
 
 
+def _variants(method: str, args) -> list[Variant]:
+    """Eager, one variant per compile mode, and (``--whole-step``, CE) the compiled steps."""
+    variants = [Variant("eager")]
+    variants += [Variant(m, mode=m) for m in args.modes]
+    if args.whole_step and method == "ce":
+        variants += [Variant(f"step:{m}", mode=m, whole_step=True) for m in args.modes]
+    return variants
+
+
+def warm_up(v: Variant, spec, args, data, device) -> None:
+    """Build ``v`` and run its warm-up epochs (compilation happens here); a mode that fails is
+    recorded in ``v.error``, the other variants go on."""
+    try:
+        v.method, v.rng = build_method(spec, data, device, v)
+        for e in range(args.warmup):
+            v.warmup_wall += run_epoch(v, data, spec, e, device, v.warm)[0]
+        v.ckpt = checkpoint(v)
+    except Exception as err:
+        v.error, v.method = _error(err), None
+
+
+def time_round(live: list[Variant], r: int, spec, args, data, device) -> None:
+    """Timed round ``r``: one epoch of each live variant, in an order rotated by ``r``."""
+    epoch = args.warmup + r
+    for v in live[r % len(live) :] + live[: r % len(live)]:
+        if v.error is not None:
+            continue
+        try:
+            wall, cpu = run_epoch(v, data, spec, epoch, device, v.timed)
+        except Exception as err:
+            v.error, v.method = _error(err), None
+            continue
+        v.wall.append(wall)
+        v.cpu.append(cpu)
+        if r == 0:
+            v.ref = flatten(v.method.state_dict())
+
+
 def bench_method(method: str, precision: str, args, data, device) -> list[Variant]:
     """Warm up, time (interleaved) and check every variant of ``method``."""
     spec = run_spec(method, args, precision)
@@ -343,33 +381,12 @@ def bench_method(method: str, precision: str, args, data, device) -> list[Varian
     # cache on disk stays: later methods recompile from it); the compiled variants of one
     # method share the cache entries of the networks' forward, hence the higher limit
     torch._dynamo.reset()
-    variants = [Variant("eager")]
-    variants += [Variant(m, mode=m) for m in args.modes]
-    if args.whole_step and method == "ce":
-        variants += [Variant(f"step:{m}", mode=m, whole_step=True) for m in args.modes]
-    for v in variants:  # warm-up, one variant after the other: compilation happens here
-        try:
-            v.method, v.rng = build_method(spec, data, device, v)
-            for e in range(args.warmup):
-                v.warmup_wall += run_epoch(v, data, spec, e, device, v.warm)[0]
-            v.ckpt = checkpoint(v)
-        except Exception as err:  # a mode that fails here is reported, the others go on
-            v.error, v.method = _error(err), None
+    variants = _variants(method, args)
+    for v in variants:  # warm-up, one variant after the other
+        warm_up(v, spec, args, data, device)
     live = [v for v in variants if v.error is None]
     for r in range(args.repeats):
-        epoch = args.warmup + r
-        for v in live[r % len(live) :] + live[: r % len(live)]:
-            if v.error is not None:
-                continue
-            try:
-                wall, cpu = run_epoch(v, data, spec, epoch, device, v.timed)
-            except Exception as err:
-                v.error, v.method = _error(err), None
-                continue
-            v.wall.append(wall)
-            v.cpu.append(cpu)
-            if r == 0:
-                v.ref = flatten(v.method.state_dict())
+        time_round(live, r, spec, args, data, device)
     eager = variants[0]
     for v in variants:
         if v.error is None:
@@ -527,16 +544,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.fresh_cache:  # before anything is compiled: inductor reads it when it compiles
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lnm-compile-bench-")
-    from lnm.grid import BACKBONES, methods
+def resolve_args(args, cuda: bool) -> tuple[list[str], list[str], list[str]]:
+    """Fill in the defaults that depend on the device and check the choices: (method names,
+    precisions, notes on what is skipped and why); ``args.modes`` becomes a list."""
+    from lnm.grid import methods
 
-    if args.backbone not in BACKBONES:
-        raise SystemExit(f"unknown backbone {args.backbone!r}; allowed: {', '.join(BACKBONES)}")
-    device = _common.setup(args)
-    cuda = device.type == "cuda"
     if args.quick:
         args.methods, args.modes = "ce", "default"
         args.steps, args.repeats = args.steps or 1, args.repeats or 1
@@ -556,8 +568,17 @@ def main(argv=None) -> int:
     if args.whole_step and args.warmup < 2:
         args.warmup = 2  # the compiled optimiser step recompiles once its state exists
         notes.append("--whole-step: 2 warm-up epochs (the optimiser step compiles twice)")
+    args.modes = resolve_modes(args.modes, cuda, notes)
+    precisions = resolve_precisions(args.precisions, cuda, notes)
+    if args.whole_step and "ce" not in names:
+        notes.append("--whole-step: only CE has one; CE is not among --methods")
+    return names, precisions, notes
+
+
+def resolve_modes(given: str | None, cuda: bool, notes: list[str]) -> list[str]:
+    """The compile modes to run (``none``: eager only); CUDA-only ones skipped on a CPU."""
     modes = []
-    for m in (args.modes or (",".join(MODES) if cuda else CPU_MODES)).split(","):
+    for m in (given or (",".join(MODES) if cuda else CPU_MODES)).split(","):
         if m == "none":  # eager alone: its timing and resume check
             continue
         if m not in MODES:
@@ -566,21 +587,22 @@ def main(argv=None) -> int:
             notes.append(f"mode {m}: skipped ({CUDA_ONLY[m]})")
         else:
             modes.append(m)
-    args.modes = modes
-    precisions = (args.precisions or ("fp32,bf16" if cuda else "fp32")).split(",")
+    return modes
+
+
+def resolve_precisions(given: str | None, cuda: bool, notes: list[str]) -> list[str]:
+    """fp32 and/or bf16; bf16 is skipped on a CPU (the trainer computes in fp32 there)."""
+    precisions = (given or ("fp32,bf16" if cuda else "fp32")).split(",")
     if set(precisions) - {"fp32", "bf16"}:
-        raise SystemExit(f"--precisions: fp32 and/or bf16, not {args.precisions!r}")
+        raise SystemExit(f"--precisions: fp32 and/or bf16, not {given!r}")
     if not cuda and "bf16" in precisions:
         precisions = [p for p in precisions if p != "bf16"] or ["fp32"]
         notes.append("precision bf16: skipped (the trainer computes in fp32 on a CPU)")
-    if args.whole_step and "ce" not in names:
-        notes.append("--whole-step: only CE has one; CE is not among --methods")
+    return precisions
 
-    data = synthetic_data(args, device)
-    compiled = len(args.modes) * (2 if args.whole_step else 1)
-    limit = torch._dynamo.config.recompile_limit
-    torch._dynamo.config.recompile_limit = limit * max(1, compiled)
-    logging.getLogger("torch._dynamo").addHandler(LIMIT_WATCH)
+
+def print_header(args, device, limit: int, compiled: int, notes: list[str]) -> None:
+    cuda = device.type == "cuda"
     where = (
         torch.cuda.get_device_name(device)
         if cuda
@@ -607,6 +629,25 @@ def main(argv=None) -> int:
         print(note)
     print(HEAD)
     print("-" * len(HEAD))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.fresh_cache:  # before anything is compiled: inductor reads it when it compiles
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lnm-compile-bench-")
+    from lnm.grid import BACKBONES
+
+    if args.backbone not in BACKBONES:
+        raise SystemExit(f"unknown backbone {args.backbone!r}; allowed: {', '.join(BACKBONES)}")
+    device = _common.setup(args)
+    names, precisions, notes = resolve_args(args, device.type == "cuda")
+
+    data = synthetic_data(args, device)
+    compiled = len(args.modes) * (2 if args.whole_step else 1)
+    limit = torch._dynamo.config.recompile_limit
+    torch._dynamo.config.recompile_limit = limit * max(1, compiled)
+    logging.getLogger("torch._dynamo").addHandler(LIMIT_WATCH)
+    print_header(args, device, limit, compiled, notes)
     t_start = time.perf_counter()
     problems = []
     for precision in precisions:

@@ -197,8 +197,15 @@ def grid_jobs(
 ) -> list[Job]:
     """Every training run of ``config`` (restricted to ``methods`` / ``backbones``) and its
     noise-classifier and noise-estimation jobs (not with a method filter)."""
-    split_sizes = split_sizes or {}
-    jobs: list[Job] = []
+    shapes = dataset_shapes(config, split_sizes or {}, warn)
+    jobs = training_jobs(config, shapes, methods, backbones)
+    if methods is not None or not jobs:
+        return jobs
+    return jobs + noise_jobs(config, shapes, jobs[0].spec)
+
+
+def dataset_shapes(config: dict, split_sizes: dict, warn) -> dict:
+    """{dataset: (split sizes, channels, classes) or None when the split sizes are unknown}."""
     shapes: dict = {}
     for d in config["datasets"]:
         shapes[d] = dataset_shape(config, d, split_sizes)
@@ -207,6 +214,12 @@ def grid_jobs(
                 f"warning: {d}: split sizes unknown (no {grid.DATA_FILE.format(dataset=d, size='*')}"
                 f" under the results folder); give --split-sizes {d}=TRAIN,VAL,TEST. Left out."
             )
+    return shapes
+
+
+def training_jobs(config: dict, shapes: dict, methods, backbones) -> list[Job]:
+    """One job per training run of the grid whose dataset's shape is known."""
+    jobs: list[Job] = []
     bbs = [b for b in config["backbones"] if backbones is None or b in backbones]
     ms = [m for m in config["methods"] if methods is None or m in methods]
     for cell, m, b, s in itertools.product(grid.noise_cells(config), ms, bbs, config["seeds"]):
@@ -233,12 +246,13 @@ def grid_jobs(
                 tags={"dataset": cell.dataset, "noise": cell.noise, "rate": cell.rate},
             )
         )
-    if methods is not None or not jobs:
-        return jobs
-    base = jobs[0].spec
-    # the flip-target classifier of instance_classifier noise, one per dataset
-    gen = config["noise"]["classifier"]
-    est = config["estimation"]
+    return jobs
+
+
+def noise_jobs(config: dict, shapes: dict, base: RunSpec) -> list[Job]:
+    """The flip-target classifier of instance_classifier noise (one per dataset) and the
+    noise-estimation job of every noisy cell."""
+    jobs: list[Job] = []
     for d in config["datasets"]:
         if shapes[d] is None:
             continue
@@ -247,46 +261,52 @@ def grid_jobs(
         data_bytes = sum(sizes.values()) * size**2 * c
         cells = [cl for cl in grid.noise_cells(config) if cl.dataset == d]
         if any(grid.pattern_info(cl.noise).needs_generator for cl in cells):
-            spec = classifier_spec(base, gen, size)
-            folds = int(gen["folds"])
-            crossfit = gen["fit_on"] == "crossfit"
+            jobs.append(generator_job(config, base, d, sizes, (c, k), size, data_bytes))
+        est = config["estimation"]
+        if not est["enabled"]:
+            continue
+        spec = classifier_spec(base, est, size)
+        folds = int(est["folds"])
+        for cl in cells:
+            if cl.noise == grid.CLEAN:
+                continue
             jobs.append(
                 Job(
-                    row="classifier_generator",
+                    row="estimate_noise",
                     key=measure_key(spec),
                     spec=spec,
-                    phases=[int(gen["epochs"]) * ((folds - 1) if crossfit else 1)],
-                    train_images=sizes["train"] if crossfit else sizes["test"],
+                    phases=[int(est["epochs"]) * (folds - 1)],
+                    train_images=sizes["train"],
                     epochs=0,
                     eval_images=0,
-                    final_eval_images=sizes["train"] + sizes["val"] * (folds if crossfit else 1),
+                    final_eval_images=sizes["train"],
                     data_bytes=data_bytes,
                     shape=(c, k),
-                    tags={"dataset": d},
+                    tags={"dataset": d, "noise": cl.noise, "rate": cl.rate},
                 )
             )
-        if est["enabled"]:
-            spec = classifier_spec(base, est, size)
-            folds = int(est["folds"])
-            for cl in cells:
-                if cl.noise == grid.CLEAN:
-                    continue
-                jobs.append(
-                    Job(
-                        row="estimate_noise",
-                        key=measure_key(spec),
-                        spec=spec,
-                        phases=[int(est["epochs"]) * (folds - 1)],
-                        train_images=sizes["train"],
-                        epochs=0,
-                        eval_images=0,
-                        final_eval_images=sizes["train"],
-                        data_bytes=data_bytes,
-                        shape=(c, k),
-                        tags={"dataset": d, "noise": cl.noise, "rate": cl.rate},
-                    )
-                )
     return jobs
+
+
+def generator_job(config, base, d: str, sizes: dict, shape, size: int, data_bytes: int) -> Job:
+    """The classifier that picks instance_classifier noise's flip targets for dataset ``d``."""
+    gen = config["noise"]["classifier"]
+    spec = classifier_spec(base, gen, size)
+    folds = int(gen["folds"])
+    crossfit = gen["fit_on"] == "crossfit"
+    return Job(
+        row="classifier_generator",
+        key=measure_key(spec),
+        spec=spec,
+        phases=[int(gen["epochs"]) * ((folds - 1) if crossfit else 1)],
+        train_images=sizes["train"] if crossfit else sizes["test"],
+        epochs=0,
+        eval_images=0,
+        final_eval_images=sizes["train"] + sizes["val"] * (folds if crossfit else 1),
+        data_bytes=data_bytes,
+        shape=shape,
+        tags={"dataset": d},
+    )
 
 
 # ----------------------------------------------------------------------- projection
@@ -647,6 +667,68 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def measure_missing(args, jobs: list[Job], dev: dict, device, doc: dict) -> None:
+    """Measure (and cache) what ``dev`` lacks: start-up, the data path, and one run per
+    measurement key of ``jobs`` (all of it again with ``--remeasure``)."""
+    todo: dict = {}
+    for job in jobs:
+        if job.key not in todo and (args.remeasure or job.key not in dev["runs"]):
+            todo[job.key] = job
+    if args.remeasure or "startup_s" not in dev:
+        dev["startup_s"] = measure_startup(device)
+        print(f"  start-up (imports + device): {dev['startup_s']:.2f} s")
+        save_measurements(args.measurements, doc)
+    if args.remeasure or "data_bytes_per_s" not in dev:
+        dev["data_bytes_per_s"] = measure_data_path(device, args.data_mb)
+        print(f"  data path (verify + load): {dev['data_bytes_per_s'] / 2**20:.0f} MiB/s")
+        save_measurements(args.measurements, doc)
+    if todo:
+        print(
+            f"measuring {len(todo)} configuration(s): {args.batches} batches per epoch, "
+            f"{args.warm_epochs} untimed + 1 timed epoch per phase"
+        )
+    for key, job in todo.items():
+        c, k = job.shape
+        dev["runs"][key] = measure_run(
+            job.spec,
+            device,
+            batches=args.batches,
+            warm_epochs=args.warm_epochs,
+            channels=c,
+            classes=k,
+            batch_size=args.batch_size,
+            eval_images=args.eval_images,
+            log=lambda s: print(s, flush=True),
+        )
+        save_measurements(args.measurements, doc)
+
+
+def print_batch_notes(rows: dict, dev: dict) -> None:
+    """Configurations measured at another batch size than their runs use (memory-capped)."""
+    odd: dict = defaultdict(int)
+    for key in {k for r in rows.values() for k in r["keys"]}:
+        rec = dev["runs"][key]
+        if rec.get("measured_batch_size", rec.get("batch_size")) != rec.get("batch_size"):
+            odd[(rec["measured_batch_size"], rec["batch_size"])] += 1
+    for (measured, used), count in sorted(odd.items()):
+        print(f"{count} configuration(s) measured at batch {measured}; their runs use {used}")
+
+
+def json_summary(dev_name: str, names: str, total: float, rows: dict, missing) -> dict:
+    return {
+        "device": dev_name,
+        "configs": names,
+        "total_hours": total,
+        "training_runs": sum(
+            r["jobs"]
+            for k, r in rows.items()
+            if k not in ("classifier_generator", "estimate_noise")
+        ),
+        "hours": {k: r["seconds"] / 3600 for k, r in rows.items()},
+        "not_measured": list(missing),
+    }
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
 
@@ -670,67 +752,19 @@ def main(argv=None) -> int:
         measure = not args.no_measure
     dev = doc["devices"].setdefault(dev_name, {"runs": {}})
     print(f"device: {dev_name}" + ("" if measure else f" (measurements of {args.measurements})"))
-
     if measure:
-        todo: dict = {}
-        for job in jobs:
-            if job.key not in todo and (args.remeasure or job.key not in dev["runs"]):
-                todo[job.key] = job
-        if args.remeasure or "startup_s" not in dev:
-            dev["startup_s"] = measure_startup(device)
-            print(f"  start-up (imports + device): {dev['startup_s']:.2f} s")
-            save_measurements(args.measurements, doc)
-        if args.remeasure or "data_bytes_per_s" not in dev:
-            dev["data_bytes_per_s"] = measure_data_path(device, args.data_mb)
-            print(f"  data path (verify + load): {dev['data_bytes_per_s'] / 2**20:.0f} MiB/s")
-            save_measurements(args.measurements, doc)
-        if todo:
-            print(
-                f"measuring {len(todo)} configuration(s): {args.batches} batches per epoch, "
-                f"{args.warm_epochs} untimed + 1 timed epoch per phase"
-            )
-        for key, job in todo.items():
-            c, k = job.shape
-            dev["runs"][key] = measure_run(
-                job.spec,
-                device,
-                batches=args.batches,
-                warm_epochs=args.warm_epochs,
-                channels=c,
-                classes=k,
-                batch_size=args.batch_size,
-                eval_images=args.eval_images,
-                log=lambda s: print(s, flush=True),
-            )
-            save_measurements(args.measurements, doc)
+        measure_missing(args, jobs, dev, device, doc)
 
     rows, missing = project(jobs, dev, startup=not args.no_startup)
     if missing:
         print(f"not measured on {dev_name} (left out of the totals): {', '.join(missing)}")
     if not rows:
         return 1
-    odd: dict = defaultdict(int)
-    for key in {k for r in rows.values() for k in r["keys"]}:
-        rec = dev["runs"][key]
-        if rec.get("measured_batch_size", rec.get("batch_size")) != rec.get("batch_size"):
-            odd[(rec["measured_batch_size"], rec["batch_size"])] += 1
-    for (measured, used), count in sorted(odd.items()):
-        print(f"{count} configuration(s) measured at batch {measured}; their runs use {used}")
+    print_batch_notes(rows, dev)
     print()
     total = report(rows, dev, names, args.wall_hours)
     if args.json:
-        doc = {
-            "device": dev_name,
-            "configs": names,
-            "total_hours": total,
-            "training_runs": sum(
-                r["jobs"]
-                for k, r in rows.items()
-                if k not in ("classifier_generator", "estimate_noise")
-            ),
-            "hours": {k: r["seconds"] / 3600 for k, r in rows.items()},
-            "not_measured": list(missing),
-        }
+        doc = json_summary(dev_name, names, total, rows, missing)
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 1 if missing else 0
 

@@ -208,6 +208,101 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def build_modes(seeds: list[int], slot_counts) -> dict:
+    """{mode name: (groups of seeds, one process each; processes at once)}."""
+    k, modes = len(seeds), {}
+    for s in slot_counts:
+        modes[f"separate x{s}"] = ([[seed] for seed in seeds], s)
+        size = -(-k // s)
+        modes[f"packed x{s}"] = ([seeds[i : i + size] for i in range(0, k, size)], s)
+    return modes
+
+
+def run_rounds(args, cfgs: dict, modes: dict, work: Path, h5: Path, npz: Path) -> dict:
+    """A warm-up round, then ``--repeats`` timed rounds, the modes' order rotating per round:
+    {epochs: {mode: [timings of the timed rounds]}}."""
+    res = {e: {m: [] for m in modes} for e in cfgs}
+    names = list(modes)
+    for r in range(args.repeats + 1):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for e, cfg in cfgs.items():
+            for m in order:
+                groups, slots = modes[m]
+                out = work / f"e{e}" / m.replace(" ", "") / f"r{r}"
+                t = run_mode(args, cfg, h5, npz, groups, slots, out)
+                if r:
+                    res[e][m].append(t)
+        if r:
+            print(
+                f"  round {r}: "
+                + "; ".join(f"e{e} {m} {res[e][m][-1]['wall']:.1f}s" for e in cfgs for m in names),
+                flush=True,
+            )
+    return res
+
+
+def print_table(args, res: dict, modes: dict, same: dict) -> list[dict]:
+    """The medians per epochs and mode, printed and returned as rows."""
+    k, names = args.runs, list(modes)
+    cuda = args.device.startswith("cuda")
+    print()
+    head = f"{'epochs':>6} {'mode':<12} {'wall s':>8} {'/run':>7} {'cpu s':>8} {'/run':>7}"
+    head += f" {'outside epochs /run':>20} {'wall vs separate x1':>20}"
+    head += f" {'GPU peak MiB':>13}" if cuda else ""
+    print(head)
+    table = []
+    for e in res:
+        ref = median(res, e, names[0], "wall")
+        for m in names:
+            wall, cpu, ep = (median(res, e, m, key) for key in ("wall", "cpu", "epochs"))
+            # wall outside the trainer's epochs, per run (one process at a time only)
+            outside = (wall - ep) / k if modes[m][1] == 1 else None
+            row = {
+                "epochs": e,
+                "mode": m,
+                "wall": wall,
+                "wall_per_run": wall / k,
+                "cpu": cpu,
+                "cpu_per_run": cpu / k,
+                "outside_epochs_per_run": outside,
+                "ratio": wall / ref,
+                "gpu_peak_mib": median(res, e, m, "gpu_peak_mib"),
+                "differs": same.get((e, m), []),
+            }
+            table.append(row)
+            line = (
+                f"{e:>6} {m:<12} {wall:8.2f} {wall / k:7.2f} {cpu:8.2f} {cpu / k:7.2f} "
+                + (f"{outside:20.2f}" if outside is not None else f"{'-':>20}")
+                + f" {wall / ref:20.2f}"
+            )
+            if cuda:
+                gpu = row["gpu_peak_mib"]
+                line += f" {gpu:13.0f}" if gpu is not None else f" {'n/a':>13}"
+            print(line)
+    return table
+
+
+def median(res: dict, e: int, m: str, key: str):
+    vals = [t[key] for t in res[e][m] if t[key] is not None]
+    return statistics.median(vals) if vals else None
+
+
+def print_savings(res: dict, k: int, same: dict) -> None:
+    print()
+    for e in res:
+        sep, pack = median(res, e, "separate x1", "wall"), median(res, e, "packed x1", "wall")
+        sep_cpu, pack_cpu = median(res, e, "separate x1", "cpu"), median(res, e, "packed x1", "cpu")
+        print(
+            f"{e} epoch(s): packing saves {(sep - pack) / k:.2f} s wall and "
+            f"{(sep_cpu - pack_cpu) / k:.2f} s CPU per run ({(sep - pack) / (k - 1):.2f} s "
+            f"per run after the first) against separate processes one after another; "
+            f"packed/separate wall {pack / sep:.2f}"
+        )
+    for (e, m), diff in same.items():
+        text = "byte-identical" if not diff else "DIFFER: " + ", ".join(diff)
+        print(f"outputs of {m} ({e} epoch(s)) against separate x1: {text}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     _common.device(args.device)  # CUDA asked for where there is none: exit naming it
@@ -218,11 +313,7 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         h5, npz, what = prepare(work, args)
         cfgs = {e: write_config(work, args, e) for e in args.epochs}
-        modes = {}
-        for s in args.slots:
-            modes[f"separate x{s}"] = ([[seed] for seed in seeds], s)
-            size = -(-k // s)
-            modes[f"packed x{s}"] = ([seeds[i : i + size] for i in range(0, k, size)], s)
+        modes = build_modes(seeds, args.slots)
         print(f"data: {what}")
         print(
             f"{k} runs of lnm train --method {args.method} --backbone {args.backbone} "
@@ -230,87 +321,17 @@ def main(argv=None) -> int:
             f"{args.repeats} rounds (after a warm-up); modes: "
             + "; ".join(f"{m}: {len(g)} process(es) {g}" for m, (g, _) in modes.items())
         )
-        res = {e: {m: [] for m in modes} for e in args.epochs}
-        names = list(modes)
-        for r in range(args.repeats + 1):
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for e, cfg in cfgs.items():
-                for m in order:
-                    groups, slots = modes[m]
-                    out = work / f"e{e}" / m.replace(" ", "") / f"r{r}"
-                    t = run_mode(args, cfg, h5, npz, groups, slots, out)
-                    if r:
-                        res[e][m].append(t)
-            if r:
-                print(
-                    f"  round {r}: "
-                    + "; ".join(
-                        f"e{e} {m} {res[e][m][-1]['wall']:.1f}s" for e in cfgs for m in names
-                    ),
-                    flush=True,
-                )
+        res = run_rounds(args, cfgs, modes, work, h5, npz)
         # outputs: the packed runs against the separate runs of the same seeds (last round)
         same = {}
         for e in cfgs:
             base = work / f"e{e}" / "separatex1" / f"r{args.repeats}"
-            for m in names[1:]:
+            for m in list(modes)[1:]:
                 same[(e, m)] = compare(
                     base, work / f"e{e}" / m.replace(" ", "") / f"r{args.repeats}", seeds
                 )
-
-        def med(e, m, key):
-            vals = [t[key] for t in res[e][m] if t[key] is not None]
-            return statistics.median(vals) if vals else None
-
-        cuda = args.device.startswith("cuda")
-        print()
-        head = f"{'epochs':>6} {'mode':<12} {'wall s':>8} {'/run':>7} {'cpu s':>8} {'/run':>7}"
-        head += f" {'outside epochs /run':>20} {'wall vs separate x1':>20}"
-        head += f" {'GPU peak MiB':>13}" if cuda else ""
-        print(head)
-        table = []
-        for e in cfgs:
-            ref = med(e, names[0], "wall")
-            for m in names:
-                wall, cpu, ep = med(e, m, "wall"), med(e, m, "cpu"), med(e, m, "epochs")
-                slots = modes[m][1]
-                # wall outside the trainer's epochs, per run (one process at a time only)
-                outside = (wall - ep) / k if slots == 1 else None
-                row = {
-                    "epochs": e,
-                    "mode": m,
-                    "wall": wall,
-                    "wall_per_run": wall / k,
-                    "cpu": cpu,
-                    "cpu_per_run": cpu / k,
-                    "outside_epochs_per_run": outside,
-                    "ratio": wall / ref,
-                    "gpu_peak_mib": med(e, m, "gpu_peak_mib"),
-                    "differs": same.get((e, m), []),
-                }
-                table.append(row)
-                line = (
-                    f"{e:>6} {m:<12} {wall:8.2f} {wall / k:7.2f} {cpu:8.2f} {cpu / k:7.2f} "
-                    + (f"{outside:20.2f}" if outside is not None else f"{'-':>20}")
-                    + f" {wall / ref:20.2f}"
-                )
-                if cuda:
-                    gpu = row["gpu_peak_mib"]
-                    line += f" {gpu:13.0f}" if gpu is not None else f" {'n/a':>13}"
-                print(line)
-        print()
-        for e in cfgs:
-            sep, pack = med(e, "separate x1", "wall"), med(e, "packed x1", "wall")
-            sep_cpu, pack_cpu = med(e, "separate x1", "cpu"), med(e, "packed x1", "cpu")
-            print(
-                f"{e} epoch(s): packing saves {(sep - pack) / k:.2f} s wall and "
-                f"{(sep_cpu - pack_cpu) / k:.2f} s CPU per run ({(sep - pack) / (k - 1):.2f} s "
-                f"per run after the first) against separate processes one after another; "
-                f"packed/separate wall {pack / sep:.2f}"
-            )
-        for (e, m), diff in same.items():
-            text = "byte-identical" if not diff else "DIFFER: " + ", ".join(diff)
-            print(f"outputs of {m} ({e} epoch(s)) against separate x1: {text}")
+        table = print_table(args, res, modes, same)
+        print_savings(res, k, same)
         if args.json:
             args.json.write_text(json.dumps({"data": what, "rows": table}, indent=2) + "\n")
     ok = all(not d for d in same.values())

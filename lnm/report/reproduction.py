@@ -357,7 +357,9 @@ def load_references(
                 f"{', '.join(available)} (lnm/report/references/*.csv; a table of your own goes "
                 "in reproduction.extra)"
             )
-        frames.append(load_table(available[name], name).assign(source=str(available[name])))
+        # recorded as the repository spells it: a report names no checkout's absolute path
+        source = available[name].relative_to(grid.PACKAGE.parent).as_posix()
+        frames.append(load_table(available[name], name).assign(source=source))
     for path in extra:
         frames.append(load_table(path).assign(source=str(path)))
     for df in frames:
