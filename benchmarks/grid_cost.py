@@ -150,11 +150,16 @@ def dataset_shape(config: dict, dataset: str, split_sizes: dict) -> tuple[dict, 
 
 
 # ------------------------------------------------------------------------- the jobs
+#: The table rows of the jobs that are not training runs, in the order they are printed.
+GENERATOR, ESTIMATE = "classifier_generator", "estimate_noise"
+NOISE_ROWS = (GENERATOR, ESTIMATE)
+
+
 @dataclass
 class Job:
     """One job of the grid, with what its cost depends on."""
 
-    row: str  # the table row: method name, "estimate_noise", "classifier_generator"
+    row: str  # the table row: a method name or one of NOISE_ROWS
     key: str  # measurement key
     spec: RunSpec  # the spec measured for the key (a training run's own spec)
     phases: list[int]  # epochs per phase
@@ -253,6 +258,7 @@ def noise_jobs(config: dict, shapes: dict, base: RunSpec) -> list[Job]:
     """The flip-target classifier of instance_classifier noise (one per dataset) and the
     noise-estimation job of every noisy cell."""
     jobs: list[Job] = []
+    est = config["estimation"]
     for d in config["datasets"]:
         if shapes[d] is None:
             continue
@@ -262,7 +268,6 @@ def noise_jobs(config: dict, shapes: dict, base: RunSpec) -> list[Job]:
         cells = [cl for cl in grid.noise_cells(config) if cl.dataset == d]
         if any(grid.pattern_info(cl.noise).needs_generator for cl in cells):
             jobs.append(generator_job(config, base, d, sizes, (c, k), size, data_bytes))
-        est = config["estimation"]
         if not est["enabled"]:
             continue
         spec = classifier_spec(base, est, size)
@@ -272,7 +277,7 @@ def noise_jobs(config: dict, shapes: dict, base: RunSpec) -> list[Job]:
                 continue
             jobs.append(
                 Job(
-                    row="estimate_noise",
+                    row=ESTIMATE,
                     key=measure_key(spec),
                     spec=spec,
                     phases=[int(est["epochs"]) * (folds - 1)],
@@ -295,7 +300,7 @@ def generator_job(config, base, d: str, sizes: dict, shape, size: int, data_byte
     folds = int(gen["folds"])
     crossfit = gen["fit_on"] == "crossfit"
     return Job(
-        row="classifier_generator",
+        row=GENERATOR,
         key=measure_key(spec),
         spec=spec,
         phases=[int(gen["epochs"]) * ((folds - 1) if crossfit else 1)],
@@ -558,9 +563,14 @@ def fmt_hours(h: float) -> str:
     return f"{h:10.2f}" if h >= 0.01 else f"{h:10.4f}"
 
 
+def training_runs(rows: dict) -> int:
+    """The training runs among the projected rows' jobs."""
+    return sum(r["jobs"] for k, r in rows.items() if k not in NOISE_ROWS)
+
+
 def report(rows: dict, measurements: dict, config_names: str, wall_hours, out=print) -> float:
     runs = measurements.get("runs", {})
-    order = list(grid.method_catalog()) + ["classifier_generator", "estimate_noise"]
+    order = list(grid.method_catalog()) + list(NOISE_ROWS)
     names = sorted(rows, key=lambda r: (order.index(r) if r in order else len(order) - 2, r))
     total = sum(r["seconds"] for r in rows.values()) / 3600
     head = (
@@ -590,9 +600,7 @@ def report(rows: dict, measurements: dict, config_names: str, wall_hours, out=pr
     out("-" * len(head))
     n_jobs = sum(r["jobs"] for r in rows.values())
     out(f"{'total':22s} {n_jobs:6d} {'':7s} {'':26s} {'':11s} {'':8s} {fmt_hours(total)}")
-    train_runs = sum(
-        r["jobs"] for k, r in rows.items() if k not in ("classifier_generator", "estimate_noise")
-    )
+    train_runs = training_runs(rows)
     out(
         f"{train_runs} training runs of {config_names}; longest job {longest:.2f} h; per run "
         f"start-up {measurements.get('startup_s', 0):.1f} s, data path "
@@ -719,11 +727,7 @@ def json_summary(dev_name: str, names: str, total: float, rows: dict, missing) -
         "device": dev_name,
         "configs": names,
         "total_hours": total,
-        "training_runs": sum(
-            r["jobs"]
-            for k, r in rows.items()
-            if k not in ("classifier_generator", "estimate_noise")
-        ),
+        "training_runs": training_runs(rows),
         "hours": {k: r["seconds"] / 3600 for k, r in rows.items()},
         "not_measured": list(missing),
     }
